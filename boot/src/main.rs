@@ -1,0 +1,94 @@
+//! The Parapet firmware image.
+//!
+//! Each architecture's boot path (`x86_64/`, `aarch64/`) brings its CPUs, memory and console
+//! up, then hands over to the shared steps here: banner, logging, `parapet: ready`, and the
+//! first tasks (the console monitor, or the in-firmware tests in a `selftest` build).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("parapet is firmware for bare metal; build it with `cargo xtask build`");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+mod aarch64;
+#[cfg(target_os = "none")]
+mod boot_info;
+#[cfg(all(target_os = "none", not(feature = "selftest")))]
+mod monitor;
+#[cfg(all(target_os = "none", feature = "selftest"))]
+mod selftest;
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+mod x86_64;
+
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+use aarch64::start as machine;
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+use x86_64::start as machine;
+
+#[cfg(target_os = "none")]
+pub use shared::*;
+
+#[cfg(target_os = "none")]
+mod shared {
+    use kernel::address_space::AddressSpace;
+    use kernel::executor;
+    use spin::Mutex;
+
+    use crate::boot_info::BootInfo;
+
+    /// Heap given to the global allocator at boot.
+    pub const HEAP_SIZE: u64 = 8 << 20;
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+    /// The address space every CPU runs in.
+    pub static KERNEL_SPACE: Mutex<Option<AddressSpace>> = Mutex::new(None);
+
+    pub fn install_kernel_space(space: AddressSpace) {
+        *KERNEL_SPACE.lock() = Some(space);
+    }
+
+    /// Prints the console contract's first line and starts logging.
+    pub fn print_banner(boot: &BootInfo<'_>) {
+        const MIB: u64 = 1 << 20;
+        kernel::println!(
+            "parapet {VERSION} arch={} platform={} cpus={} ram={}",
+            boot.arch,
+            isolation::PlatformKind::detect().name(),
+            boot.cpus,
+            (boot.ram_bytes + MIB / 2) / MIB
+        );
+        kernel::logger::init(kernel::cmdline::log_level(boot.cmdline));
+        if !boot.cmdline.is_empty() {
+            log::info!("command line: {}", boot.cmdline);
+        }
+    }
+
+    /// The shared end of boot on the boot CPU: report, announce readiness, run tasks.
+    pub fn finish_boot(boot: BootInfo<'_>, online: usize) -> ! {
+        let (frames_used, frames_total) = kernel::memory::frame_usage();
+        let (heap_used, heap_total) = kernel::memory::heap_usage();
+        log::info!(
+            "memory: frames {} KiB used of {} KiB, heap {} KiB used of {} KiB",
+            frames_used / 1024,
+            frames_total / 1024,
+            heap_used / 1024,
+            heap_total / 1024
+        );
+        kernel::println!("parapet: ready");
+        let bsp = executor::on_cpu(0).expect("the boot CPU's executor exists before finish_boot");
+        #[cfg(feature = "selftest")]
+        bsp.spawn(crate::selftest::run(kernel::cmdline::option(boot.cmdline, "parapet.test").map(alloc::string::String::from), online));
+        #[cfg(not(feature = "selftest"))]
+        {
+            let _ = online;
+            bsp.spawn(crate::monitor::run());
+        }
+        drop(boot);
+        bsp.run()
+    }
+}

@@ -1,0 +1,55 @@
+//! In-firmware tests, built into the image by the `selftest` feature and run after
+//! `parapet: ready` on real (virtual) hardware: memory, paging, exceptions, timers, SMP.
+
+mod memory;
+mod paging;
+mod sched;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use arch::ExitStatus;
+use kernel::selftest::{run_all, TestCase};
+
+/// The suite, in run order.
+const TESTS: &[TestCase] = &[
+    TestCase { name: "frame_allocator_hands_out_distinct_usable_frames", run: memory::frame_allocator_hands_out_distinct_usable_frames },
+    TestCase { name: "frame_allocator_gives_aligned_2mib_runs", run: memory::frame_allocator_gives_aligned_2mib_runs },
+    TestCase { name: "heap_round_trips_small_and_large_blocks", run: memory::heap_round_trips_small_and_large_blocks },
+    TestCase { name: "mapped_page_is_readable_and_writable", run: paging::mapped_page_is_readable_and_writable },
+    TestCase { name: "write_to_read_only_page_faults", run: paging::write_to_read_only_page_faults },
+    TestCase { name: "access_to_unmapped_page_faults", run: paging::access_to_unmapped_page_faults },
+    TestCase { name: "two_mib_mapping_translates_and_splits_on_protect", run: paging::two_mib_mapping_translates_and_splits_on_protect },
+    TestCase { name: "kernel_text_is_not_writable", run: paging::kernel_text_is_not_writable },
+    TestCase { name: "exception_is_delivered_and_returns", run: paging::exception_is_delivered_and_returns },
+    TestCase { name: "timer_ticks_advance_on_every_cpu", run: sched::timer_ticks_advance_on_every_cpu },
+    TestCase { name: "sleep_waits_at_least_its_duration", run: sched::sleep_waits_at_least_its_duration },
+    TestCase { name: "timeout_ends_a_stuck_future", run: sched::timeout_ends_a_stuck_future },
+    TestCase { name: "executor_runs_tasks_on_every_cpu", run: sched::executor_runs_tasks_on_every_cpu },
+    TestCase { name: "heap_survives_concurrent_use_from_all_cpus", run: memory::heap_survives_concurrent_use_from_all_cpus },
+];
+
+/// CPUs online, for the SMP tests.
+static ONLINE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(1);
+
+pub fn online_cpus() -> usize {
+    ONLINE.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs the suite (or the deliberate failure `mode` asks for) and exits with its verdict.
+pub async fn run(mode: Option<String>, online: usize) {
+    ONLINE.store(online, core::sync::atomic::Ordering::Relaxed);
+    if mode.as_deref() == Some("panic") {
+        deliberate_panic();
+    }
+    let (_, failed) = run_all(TESTS).await;
+    let names: Vec<&str> = TESTS.iter().map(|t| t.name).collect();
+    log::debug!("ran {}", names.join(", "));
+    kernel::platform::exit(if failed == 0 { ExitStatus::Success } else { ExitStatus::Failure });
+}
+
+/// The negative test's target: the harness checks that this line's location is reported.
+#[inline(never)]
+fn deliberate_panic() -> ! {
+    panic!("deliberate panic requested by parapet.test=panic");
+}

@@ -1,0 +1,12 @@
+//! The x86_64 boot path: PVH entry, CPU tables, APIC, SMP.
+
+mod entry;
+mod paging;
+pub mod probe;
+
+pub mod percpu;
+pub mod platform;
+pub mod serial;
+mod smp;
+pub mod start;
+pub mod time;

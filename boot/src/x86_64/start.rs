@@ -1,0 +1,176 @@
+//! From the PVH entry to `parapet: ready` on x86_64.
+
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use arch::phys::IdentityMapped;
+use arch::x86_64::{acpi, apic, gdt::CpuTables, instructions, pvh, trap};
+use arch::ExitStatus;
+use kernel::executor;
+use kernel::memory::FRAMES;
+
+use super::platform::{PLATFORM, SPURIOUS_VECTOR, TIMER_VECTOR, TRAP_HANDLERS};
+use super::{paging, percpu, serial, smp, time};
+use crate::boot_info::{BootInfo, Reserved};
+
+/// The boot page tables identity-map this much.
+const BOOT_MAPPED: u64 = 4 << 30;
+const LOW_MEMORY_END: u64 = 0x10_0000;
+/// Where the masked legacy PICs' vectors go.
+const LEGACY_PIC_BASE: u8 = 0xe0;
+/// The xAPIC register page, from the MADT.
+static LAPIC_ADDRESS: AtomicU64 = AtomicU64::new(0xfee0_0000);
+
+/// Reports a failure before the console contract is established, and stops.
+fn early_fatal(what: core::fmt::Arguments<'_>) -> ! {
+    kernel::console::emergency_write_fmt(format_args!("parapet: fatal: {what}\n"));
+    arch::x86_64::power::exit(ExitStatus::Failure)
+}
+
+/// Loads this CPU's GDT, TSS and IDT.
+fn load_cpu_tables() {
+    let tables = Box::leak(Box::new(CpuTables::new()));
+    // SAFETY: the tables are leaked, so 'static and unmoved; interrupts are masked on entry
+    // paths, and the IDT was filled by the boot CPU before any CPU loads it.
+    unsafe {
+        tables.load();
+        trap::load_idt();
+    }
+}
+
+#[no_mangle]
+extern "C" fn x86_64_start(start_info: u32) -> ! {
+    // SAFETY: first Rust code on the boot CPU, index 0; nothing has asked for a CPU index yet.
+    unsafe { percpu::install(0, 0) };
+    kernel::platform::install(&PLATFORM);
+    serial::init();
+
+    let phys = IdentityMapped { limit: BOOT_MAPPED };
+    let info = pvh::parse(&phys, u64::from(start_info)).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
+    let rsdp = acpi::find_rsdp(&phys, info.rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
+    let cpus = acpi::processors(&phys, rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
+
+    // Boot structures the frame allocator must not hand out.
+    let (image_start, image_end) = paging::image_range();
+    let mut reserved = Reserved::default();
+    reserved.add("low memory", 0, LOW_MEMORY_END);
+    reserved.add("image", image_start, image_end);
+    reserved.add("start info", u64::from(start_info), u64::from(start_info) + pvh::START_INFO_SIZE);
+    if let Some((s, e)) = info.cmdline_range {
+        reserved.add("command line", s, e);
+    }
+    if let Some((s, size)) = info.module {
+        reserved.add("module", s, s + size);
+    }
+    {
+        let mut frames = FRAMES.lock();
+        for r in info.memory_map.ram() {
+            frames.add_ram(r.start, r.end);
+        }
+        for r in reserved.ranges() {
+            frames.reserve(r.start, r.end);
+        }
+    }
+    // SAFETY: once, with the frames identity-mapped by the boot tables (RAM below 4 GiB
+    // comes first from the allocator).
+    if let Err(e) = unsafe { kernel::memory::init_heap(crate::HEAP_SIZE) } {
+        early_fatal(format_args!("heap: {e}"));
+    }
+
+    // SAFETY: no CPU has loaded the IDT yet; interrupts are masked and nothing else drives
+    // the PICs. Their vectors (0xe0..0xf0) are masked and, if one slips through, reported.
+    unsafe {
+        trap::init_idt();
+        arch::x86_64::pic::remap_and_mask(LEGACY_PIC_BASE);
+    }
+    trap::set_handlers(&TRAP_HANDLERS);
+    load_cpu_tables();
+    LAPIC_ADDRESS.store(cpus.local_apic_address, Ordering::Relaxed);
+    // SAFETY: interrupts are masked; the boot tables map the xAPIC page (below 4 GiB).
+    unsafe { apic::enable(cpus.local_apic_address, SPURIOUS_VECTOR) };
+    let bsp_apic_id = apic::id();
+    percpu::PER_CPU[0].apic_id.store(bsp_apic_id, Ordering::Relaxed);
+    // SAFETY: nothing else uses the PIT; the APIC is enabled.
+    unsafe { time::calibrate(TIMER_VECTOR) };
+
+    let boot = BootInfo {
+        arch: "x86_64",
+        cpus: cpus.apic_ids().len(),
+        ram_bytes: info.memory_map.ram_bytes(),
+        cmdline: info.cmdline.as_str(),
+    };
+    crate::print_banner(&boot);
+    if cpus.ignored > 0 {
+        log::warn!("{} processors beyond the {} Parapet tracks stay parked", cpus.ignored, acpi::MAX_CPUS);
+    }
+    log::info!(
+        "x86_64: {} APIC, TSC {} MHz, tick {} Hz",
+        if apic::is_x2apic() { "x2APIC" } else { "xAPIC" },
+        time::tsc_hz() / 1_000_000,
+        time::TICK_HZ
+    );
+    for r in reserved.ranges() {
+        log::debug!("reserved {:#x}..{:#x} ({})", r.start, r.end, r.what);
+    }
+
+    // The AP start-up page: the first free low page clear of every boot structure.
+    let trampoline = (0x1000..0x9_f000u64)
+        .step_by(4096)
+        .find(|&p| {
+            info.memory_map.ram().any(|r| r.start <= p && p + 4096 <= r.end) && !reserved.overlaps_except(p, p + 4096, "low memory")
+        })
+        .unwrap_or_else(|| early_fatal(format_args!("no free page below 640 KiB for the AP trampoline")));
+
+    let space = paging::build(&info.memory_map, trampoline, cpus.local_apic_address)
+        .unwrap_or_else(|e| early_fatal(format_args!("building page tables: {e}")));
+    // SAFETY: the new tables map all RAM (stacks, heap, frames) and the image at the same
+    // addresses, with text executable; the boot tables stay allocated but unused.
+    unsafe { instructions::write_cr3(space.root()) };
+    crate::install_kernel_space(space);
+    log::info!("page tables: RAM identity-mapped NX, image W^X, page 0 unmapped");
+
+    // SAFETY: the boot CPU's IDT handles the tick.
+    unsafe { time::start_tick(TIMER_VECTOR) };
+    percpu::PER_CPU[0].online.store(true, Ordering::Release);
+    executor::init_cpu(0);
+
+    let cr3 = instructions::read_cr3();
+    let mut index = 1;
+    for &apic_id in cpus.apic_ids().iter().filter(|&&id| id != bsp_apic_id) {
+        // SAFETY: the trampoline page is reserved, identity-mapped and executable; CR3 is the
+        // kernel's (allocated lowest-first, so below 4 GiB); ap_entry is the AP entry point.
+        match unsafe { smp::start_ap(trampoline, cr3, index, apic_id, ap_entry) } {
+            Ok(()) => index += 1,
+            Err(e) => log::error!("{e}"),
+        }
+    }
+    log::info!("{index} of {} CPUs online", cpus.apic_ids().len());
+    crate::finish_boot(boot, index)
+}
+
+extern "C" fn ap_entry(index: u64) -> ! {
+    let index = index as usize;
+    // SAFETY: first Rust code on this AP, with the index the boot CPU assigned to it alone.
+    unsafe { percpu::install(index, 0) };
+    load_cpu_tables();
+    // SAFETY: interrupts are masked; the kernel tables map the xAPIC page (when used).
+    unsafe { apic::enable(LAPIC_ADDRESS.load(Ordering::Relaxed), SPURIOUS_VECTOR) };
+    percpu::current().apic_id.store(apic::id(), Ordering::Relaxed);
+    // SAFETY: this CPU's IDT handles the tick.
+    unsafe { time::start_tick(TIMER_VECTOR) };
+    let executor = executor::init_cpu(index);
+    percpu::current().online.store(true, Ordering::Release);
+    log::debug!("cpu{index} online, APIC ID {}", apic::id());
+    executor.run()
+}
+
+/// The next byte typed on the console, if any.
+pub fn read_console_byte() -> Option<u8> {
+    serial::read_byte()
+}
+
+/// Ticks taken on each CPU so far.
+pub fn ticks(cpu: usize) -> u64 {
+    percpu::PER_CPU.get(cpu).map_or(0, |c| c.ticks.load(Ordering::Relaxed))
+}
+pub use super::probe;

@@ -1,0 +1,7 @@
+//! Device register models, drivers and emulators shared by the firmware and vmm-lite.
+//!
+//! Nothing here touches hardware or guest memory directly: drivers reach registers through
+//! small traits, so every device is built and tested on the host.
+#![cfg_attr(not(test), no_std)]
+
+pub mod uart16550;

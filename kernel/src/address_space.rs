@@ -1,0 +1,76 @@
+//! Address spaces over the arch page tables, with tables taken from the frame allocator.
+//!
+//! The firmware identity-maps its RAM, so a table's physical address is also where the
+//! walker reads it. TLB maintenance follows every change that removes or narrows access.
+
+use arch::paging::{MapFlags, PageSize, PageTable, PagingError, TableMemory, Translation, ENTRIES};
+
+use crate::memory::allocate_zeroed_frame;
+use crate::platform;
+
+/// This build's page-table format.
+#[cfg(target_arch = "x86_64")]
+pub type NativeFormat = arch::x86_64::page_format::X86_64;
+#[cfg(target_arch = "aarch64")]
+pub type NativeFormat = arch::aarch64::page_format::Aarch64El2;
+
+/// Page tables living in identity-mapped frames from [`crate::memory::FRAMES`].
+pub struct FrameTables;
+
+impl TableMemory for FrameTables {
+    fn allocate_table(&mut self) -> Option<u64> {
+        allocate_zeroed_frame().ok()
+    }
+
+    fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
+        // SAFETY: the walker only passes addresses of tables it made with allocate_table (or the
+        // root it was built on), which are frames owned by this address space, identity-mapped
+        // and 4 KiB aligned. The `&mut self` borrow keeps this reference unique.
+        unsafe { &mut *(pa as *mut [u64; ENTRIES]) }
+    }
+}
+
+pub struct AddressSpace {
+    tables: PageTable<NativeFormat>,
+}
+
+impl AddressSpace {
+    pub fn new() -> Result<Self, PagingError> {
+        Ok(Self { tables: PageTable::new(&mut FrameTables)? })
+    }
+
+    /// Wraps the tables rooted at `root`, which must be built from frames this kernel owns.
+    pub fn from_root(root: u64) -> Self {
+        Self { tables: PageTable::from_root(root) }
+    }
+
+    pub fn root(&self) -> u64 {
+        self.tables.root()
+    }
+
+    pub fn map(&mut self, va: u64, pa: u64, size: u64, page: PageSize, flags: MapFlags) -> Result<(), PagingError> {
+        self.tables.map(&mut FrameTables, va, pa, size, page, flags)
+    }
+
+    pub fn unmap(&mut self, va: u64, size: u64) -> Result<(), PagingError> {
+        self.tables.unmap(&mut FrameTables, va, size)?;
+        flush(va, size);
+        Ok(())
+    }
+
+    pub fn protect(&mut self, va: u64, size: u64, flags: MapFlags) -> Result<(), PagingError> {
+        self.tables.protect(&mut FrameTables, va, size, flags)?;
+        flush(va, size);
+        Ok(())
+    }
+
+    pub fn translate(&self, va: u64) -> Option<Translation> {
+        self.tables.translate(&mut FrameTables, va)
+    }
+}
+
+fn flush(va: u64, size: u64) {
+    if let Some(p) = platform::get() {
+        (p.flush_tlb)(va, size);
+    }
+}

@@ -1,0 +1,62 @@
+//! The console: one lock so lines from different CPUs do not interleave, and the log ring.
+
+use core::fmt::{self, Write};
+
+use spin::Mutex;
+
+use crate::log_ring::LogRing;
+use crate::platform;
+
+/// Size of the in-memory log ring.
+pub const LOG_RING_BYTES: usize = 64 * 1024;
+
+pub struct Console {
+    ring: LogRing<LOG_RING_BYTES>,
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console { ring: LogRing::new() });
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.ring.write(s.as_bytes());
+        if let Some(p) = platform::get() {
+            (p.console_write)(s);
+        }
+        #[cfg(test)]
+        std::print!("{s}");
+        Ok(())
+    }
+}
+
+/// Writes formatted text atomically with respect to other CPUs.
+pub fn write_fmt(args: fmt::Arguments<'_>) {
+    platform::without_interrupts(|| {
+        let _ = CONSOLE.lock().write_fmt(args);
+    });
+}
+
+/// Writes straight to the console hardware, bypassing the lock: for panics and fatal
+/// exceptions, which may strike while the lock is held.
+pub fn emergency_write_fmt(args: fmt::Arguments<'_>) {
+    struct Raw;
+    impl Write for Raw {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            if let Some(p) = platform::get() {
+                (p.console_write)(s);
+            }
+            Ok(())
+        }
+    }
+    let _ = Raw.write_fmt(args);
+}
+
+/// Calls `out` with the retained log text, oldest first.
+pub fn read_ring(out: impl FnMut(&[u8])) {
+    platform::without_interrupts(|| CONSOLE.lock().ring.read(out));
+}
+
+#[macro_export]
+macro_rules! println {
+    () => { $crate::console::write_fmt(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
