@@ -163,7 +163,7 @@ impl<F: PageTableFormat> PageTable<F> {
         flags: MapFlags,
     ) -> Result<(), PagingError> {
         let step = page.bytes();
-        if va % step != 0 || pa % step != 0 || size % step != 0 {
+        if !va.is_multiple_of(step) || !pa.is_multiple_of(step) || !size.is_multiple_of(step) {
             return Err(PagingError::Misaligned);
         }
         check_range(va)?;
@@ -238,7 +238,7 @@ impl<F: PageTableFormat> PageTable<F> {
         size: u64,
         mut change: impl FnMut(u64, MapFlags) -> Option<(u64, MapFlags)>,
     ) -> Result<(), PagingError> {
-        if va % PAGE_4K != 0 || size % PAGE_4K != 0 {
+        if !va.is_multiple_of(PAGE_4K) || !size.is_multiple_of(PAGE_4K) {
             return Err(PagingError::Misaligned);
         }
         check_range(va)?;
@@ -250,7 +250,7 @@ impl<F: PageTableFormat> PageTable<F> {
         }
         let mut at = va;
         while at < end {
-            let whole_block = at % PAGE_2M == 0 && end - at >= PAGE_2M;
+            let whole_block = at.is_multiple_of(PAGE_2M) && end - at >= PAGE_2M;
             let t = self.translate(mem, at).ok_or(PagingError::NotMapped { va: at })?;
             let level = match t.size {
                 PageSize::Size2M if whole_block => 1,

@@ -18,6 +18,8 @@ extern crate alloc;
 mod aarch64;
 #[cfg(target_os = "none")]
 mod boot_info;
+#[cfg(target_os = "none")]
+mod kernel_map;
 #[cfg(all(target_os = "none", not(feature = "selftest")))]
 mod monitor;
 #[cfg(all(target_os = "none", feature = "selftest"))]
@@ -84,11 +86,7 @@ mod shared {
         #[cfg(feature = "selftest")]
         bsp.spawn(crate::selftest::run(kernel::cmdline::option(boot.cmdline, "parapet.test").map(alloc::string::String::from), online));
         #[cfg(not(feature = "selftest"))]
-        {
-            let _ = online;
-            bsp.spawn(crate::monitor::run());
-        }
-        drop(boot);
+        bsp.spawn(crate::monitor::run(online, boot.cpus));
         bsp.run()
     }
 }

@@ -11,8 +11,8 @@ use crate::machine;
 const POLL_MS: u64 = 20;
 const MAX_LINE: usize = 128;
 
-pub async fn run() {
-    println!("parapet: monitor ready; type `help`");
+pub async fn run(online: usize, cpus: usize) {
+    println!("parapet: monitor ready ({online} of {cpus} CPUs online); type `help`");
     let mut line = String::new();
     loop {
         while let Some(byte) = machine::read_console_byte() {
@@ -22,10 +22,9 @@ pub async fn run() {
                     execute(line.trim());
                     line.clear();
                 }
-                0x08 | 0x7f => {
-                    if line.pop().is_some() {
-                        console::write_fmt(format_args!("\x08 \x08"));
-                    }
+                0x08 | 0x7f if !line.is_empty() => {
+                    line.pop();
+                    console::write_fmt(format_args!("\x08 \x08"));
                 }
                 b if (0x20..0x7f).contains(&b) && line.len() < MAX_LINE => {
                     line.push(char::from(b));

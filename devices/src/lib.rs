@@ -4,4 +4,5 @@
 //! small traits, so every device is built and tested on the host.
 #![cfg_attr(not(test), no_std)]
 
+pub mod pl011;
 pub mod uart16550;

@@ -10,7 +10,7 @@ pub fn option<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
             None if word == key => Some(""),
             _ => None,
         })
-        .last()
+        .next_back()
 }
 
 /// The log level named by `parapet.log=`, defaulting to Info; unknown names also give Info.

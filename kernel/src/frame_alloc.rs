@@ -57,7 +57,7 @@ impl FrameAllocator {
     /// in use by the image, its page tables, boot structures.
     pub fn reserve(&mut self, start: u64, end: u64) {
         let start = start & !(FRAME_SIZE - 1);
-        let end = align_up(end, FRAME_SIZE).unwrap_or(u64::MAX & !(FRAME_SIZE - 1));
+        let end = align_up(end, FRAME_SIZE).unwrap_or(!(FRAME_SIZE - 1));
         let mut i = 0;
         while i < self.free.len() {
             let r = self.free[i];

@@ -1,7 +1,7 @@
 //! The x86_64 boot path: PVH entry, CPU tables, APIC, SMP.
 
 mod entry;
-mod paging;
+#[cfg(feature = "selftest")]
 pub mod probe;
 
 pub mod percpu;

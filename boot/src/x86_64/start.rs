@@ -10,7 +10,8 @@ use kernel::executor;
 use kernel::memory::FRAMES;
 
 use super::platform::{PLATFORM, SPURIOUS_VECTOR, TIMER_VECTOR, TRAP_HANDLERS};
-use super::{paging, percpu, serial, smp, time};
+use super::{percpu, serial, smp, time};
+use crate::kernel_map;
 use crate::boot_info::{BootInfo, Reserved};
 
 /// The boot page tables identity-map this much.
@@ -51,7 +52,7 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     let cpus = acpi::processors(&phys, rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
 
     // Boot structures the frame allocator must not hand out.
-    let (image_start, image_end) = paging::image_range();
+    let (image_start, image_end) = kernel_map::image_range();
     let mut reserved = Reserved::default();
     reserved.add("low memory", 0, LOW_MEMORY_END);
     reserved.add("image", image_start, image_end);
@@ -121,7 +122,8 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
         })
         .unwrap_or_else(|| early_fatal(format_args!("no free page below 640 KiB for the AP trampoline")));
 
-    let space = paging::build(&info.memory_map, trampoline, cpus.local_apic_address)
+    let lapic = [(cpus.local_apic_address, 4096)];
+    let space = kernel_map::build(&info.memory_map, &lapic, &[trampoline])
         .unwrap_or_else(|e| early_fatal(format_args!("building page tables: {e}")));
     // SAFETY: the new tables map all RAM (stacks, heap, frames) and the image at the same
     // addresses, with text executable; the boot tables stay allocated but unused.
@@ -165,6 +167,7 @@ extern "C" fn ap_entry(index: u64) -> ! {
 }
 
 /// The next byte typed on the console, if any.
+#[cfg(not(feature = "selftest"))]
 pub fn read_console_byte() -> Option<u8> {
     serial::read_byte()
 }
@@ -173,4 +176,5 @@ pub fn read_console_byte() -> Option<u8> {
 pub fn ticks(cpu: usize) -> u64 {
     percpu::PER_CPU.get(cpu).map_or(0, |c| c.ticks.load(Ordering::Relaxed))
 }
+#[cfg(feature = "selftest")]
 pub use super::probe;

@@ -180,7 +180,6 @@ mod tests {
         let mut m = Model::default();
         let mut u = Uart16550::new(&mut m);
         u.init(38_400).unwrap();
-        drop(u);
         assert_eq!(m.divisor, 3);
         assert_eq!(m.lcr, LCR_8N1);
         assert_eq!(m.mcr & MCR_LOOPBACK, 0);
@@ -194,7 +193,6 @@ mod tests {
         u.init(115_200).unwrap();
         u.write_str("ok\n");
         assert_eq!(u.dropped(), 0);
-        drop(u);
         assert_eq!(m.wire, b"ok\r\n");
     }
 
@@ -214,7 +212,6 @@ mod tests {
         let mut u = Uart16550::new(&mut m);
         u.init(115_200).unwrap();
         assert_eq!(u.read_byte(), None);
-        drop(u);
         m.rx.extend(b"hi");
         let mut u = Uart16550::new(&mut m);
         u.present = true;
@@ -230,7 +227,6 @@ mod tests {
         assert_eq!(u.init(115_200), Err(UartError::NotPresent));
         u.write_str("lost");
         assert_eq!(u.read_byte(), None);
-        drop(u);
         assert!(m.wire.is_empty());
     }
 }

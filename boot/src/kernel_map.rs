@@ -1,5 +1,6 @@
-//! Parapet's own x86_64 page tables: RAM identity-mapped read/write no-execute, the image
-//! with per-section permissions, page 0 left unmapped to catch null pointers.
+//! Parapet's own page tables, the same on every architecture: RAM identity-mapped read/write
+//! no-execute, the image with per-section permissions (W^X), device registers uncached, and
+//! page 0 left unmapped to catch null pointers.
 
 use arch::memory_map::MemoryMap;
 use arch::paging::{MapFlags, PageSize, PagingError, PAGE_2M, PAGE_4K};
@@ -30,7 +31,7 @@ pub fn map_identity(space: &mut AddressSpace, start: u64, end: u64, flags: MapFl
     let mut at = start & !(PAGE_4K - 1);
     let end = end.next_multiple_of(PAGE_4K);
     while at < end {
-        let (page, size) = if at % PAGE_2M == 0 && end - at >= PAGE_2M {
+        let (page, size) = if at.is_multiple_of(PAGE_2M) && end - at >= PAGE_2M {
             (PageSize::Size2M, PAGE_2M)
         } else {
             let next = (at + 1).next_multiple_of(PAGE_2M).min(end);
@@ -42,9 +43,9 @@ pub fn map_identity(space: &mut AddressSpace, start: u64, end: u64, flags: MapFl
     Ok(())
 }
 
-/// Builds the kernel address space. `executable_low_page` is the AP start-up page, which
-/// must stay executable.
-pub fn build(map: &MemoryMap, executable_low_page: u64, lapic: u64) -> Result<AddressSpace, PagingError> {
+/// Builds the kernel address space. `devices` are (base, size) register ranges;
+/// `executable_pages` are RAM pages that must stay executable (the x86 AP start-up page).
+pub fn build(map: &MemoryMap, devices: &[(u64, u64)], executable_pages: &[u64]) -> Result<AddressSpace, PagingError> {
     let mut space = AddressSpace::new()?;
     let (image_start, image_end) = image_range();
     let rw = MapFlags::WRITE;
@@ -68,7 +69,12 @@ pub fn build(map: &MemoryMap, executable_low_page: u64, lapic: u64) -> Result<Ad
     space.map(text.0, text.0, text.1 - text.0, PageSize::Size4K, MapFlags::EXECUTE)?;
     space.map(rodata.0, rodata.0, rodata.1 - rodata.0, PageSize::Size4K, MapFlags::empty())?;
     space.map(data.0, data.0, data.1 - data.0, PageSize::Size4K, rw)?;
-    space.protect(executable_low_page, PAGE_4K, rw | MapFlags::EXECUTE)?;
-    space.map(lapic, lapic, PAGE_4K, PageSize::Size4K, rw | MapFlags::DEVICE)?;
+    for &page in executable_pages {
+        space.protect(page, PAGE_4K, rw | MapFlags::EXECUTE)?;
+    }
+    for &(base, size) in devices {
+        let start = base & !(PAGE_4K - 1);
+        map_identity(&mut space, start, base + size, rw | MapFlags::DEVICE)?;
+    }
     Ok(space)
 }

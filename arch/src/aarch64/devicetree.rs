@@ -1,0 +1,278 @@
+//! What Parapet needs from the flattened device tree a loader passes in x0 (Devicetree
+//! Specification v0.4; bindings: `arm,gic-v3`, `arm,armv8-timer`, `arm,pl011`, `arm,psci`).
+//!
+//! One walk over the blob picks out the few facts boot needs and checks them, so the rest of
+//! boot works from plain numbers.
+
+use super::fdt::{as_str, cell, cells, is_compatible, Fdt, Token, MAX_DEPTH};
+use crate::memory_map::{MemoryMap, RegionKind};
+
+pub const MAX_CPUS: usize = 64;
+
+/// How PSCI calls reach the firmware that implements them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PsciConduit {
+    Smc,
+    Hvc,
+}
+
+#[derive(Clone, Debug)]
+pub struct Platform<'a> {
+    pub memory: MemoryMap,
+    /// MPIDR affinity values of the CPUs, in tree order.
+    pub cpus: [u64; MAX_CPUS],
+    pub cpu_count: usize,
+    pub uart: Option<u64>,
+    pub gic_distributor: u64,
+    /// Base and size of the (first) redistributor region.
+    pub gic_redistributors: (u64, u64),
+    /// INTID of the EL2 physical timer (CNTHP): the fourth `interrupts` entry of the timer.
+    pub hyp_timer_intid: u32,
+    pub psci: Option<PsciConduit>,
+    pub bootargs: &'a str,
+    pub initrd: Option<(u64, u64)>,
+    /// Size of the blob, to keep it out of the frame allocator.
+    pub total_size: usize,
+}
+
+impl Platform<'_> {
+    pub fn cpus(&self) -> &[u64] {
+        &self.cpus[..self.cpu_count]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceTreeError {
+    Malformed,
+    Missing(&'static str),
+    Bad(&'static str),
+}
+
+impl core::fmt::Display for DeviceTreeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DeviceTreeError::Malformed => write!(f, "the device tree blob is malformed"),
+            DeviceTreeError::Missing(what) => write!(f, "the device tree has no {what}"),
+            DeviceTreeError::Bad(what) => write!(f, "the device tree's {what} is malformed"),
+        }
+    }
+}
+
+/// GIC interrupt specifier types (GIC binding: 0 = SPI, 1 = PPI).
+const GIC_PPI: u32 = 1;
+/// PPIs are INTIDs 16-31.
+const PPI_BASE: u32 = 16;
+
+/// A node being read: the properties we care about, and the cell sizes its parent set.
+#[derive(Clone, Copy, Default)]
+struct Node<'a> {
+    name: &'a str,
+    /// Cell sizes of this node's `reg` (set by the parent).
+    reg_cells: (usize, usize),
+    /// Cell sizes this node sets for its children (spec defaults: 2 and 1).
+    child_cells: (usize, usize),
+    compatible: &'a [u8],
+    reg: &'a [u8],
+    device_type: &'a [u8],
+    interrupts: &'a [u8],
+    interrupt_cells: Option<usize>,
+    method: &'a [u8],
+    disabled: bool,
+    bootargs: Option<&'a str>,
+    initrd_start: &'a [u8],
+    initrd_end: &'a [u8],
+}
+
+impl<'a> Node<'a> {
+    /// Entry `i` of `reg` as (address, size).
+    fn reg(&self, i: usize) -> Option<(u64, u64)> {
+        let (a, s) = self.reg_cells;
+        let at = i * (a + s);
+        Some((cells(self.reg, at, a)?, if s == 0 { 0 } else { cells(self.reg, at + a, s)? }))
+    }
+
+    fn reg_count(&self) -> usize {
+        let per = (self.reg_cells.0 + self.reg_cells.1).max(1);
+        self.reg.len() / 4 / per
+    }
+}
+
+/// Parses the blob in `bytes`.
+pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
+    let fdt = Fdt::new(bytes).map_err(|_| DeviceTreeError::Malformed)?;
+    let mut p = Platform {
+        memory: MemoryMap::new(),
+        cpus: [0; MAX_CPUS],
+        cpu_count: 0,
+        uart: None,
+        gic_distributor: 0,
+        gic_redistributors: (0, 0),
+        hyp_timer_intid: 0,
+        psci: None,
+        bootargs: "",
+        initrd: None,
+        total_size: fdt.total_size,
+    };
+    let mut stack = [Node::default(); MAX_DEPTH + 1];
+    let mut depth = 0usize;
+    let mut gic_interrupt_cells = 3;
+    let mut timer_interrupts: &[u8] = &[];
+    let mut have_gic = false;
+    let mut error = None;
+
+    fdt.walk(|token| match token {
+        Token::Begin(name) => {
+            let parent_cells = if depth == 0 { (2, 1) } else { stack[depth].child_cells };
+            depth += 1;
+            stack[depth] = Node { name, reg_cells: parent_cells, child_cells: (2, 1), ..Node::default() };
+        }
+        Token::Property { name, value } => {
+            let node = &mut stack[depth];
+            match name {
+                "compatible" => node.compatible = value,
+                "reg" => node.reg = value,
+                "device_type" => node.device_type = value,
+                "interrupts" => node.interrupts = value,
+                "method" => node.method = value,
+                "status" => node.disabled = as_str(value).is_some_and(|s| s != "okay" && s != "ok"),
+                "bootargs" => node.bootargs = as_str(value),
+                "linux,initrd-start" => node.initrd_start = value,
+                "linux,initrd-end" => node.initrd_end = value,
+                "#address-cells" => node.child_cells.0 = cell(value, 0).map_or(2, |c| c as usize),
+                "#size-cells" => node.child_cells.1 = cell(value, 0).map_or(1, |c| c as usize),
+                "#interrupt-cells" => node.interrupt_cells = cell(value, 0).map(|c| c as usize),
+                _ => {}
+            }
+        }
+        Token::End => {
+            let node = stack[depth];
+            let parent = if depth > 1 { stack[depth - 1].name } else { "" };
+            depth = depth.saturating_sub(1);
+            if node.disabled || error.is_some() {
+                return;
+            }
+            let is_memory = node.device_type == b"memory\0" || (depth == 1 && node.name.starts_with("memory"));
+            if is_memory {
+                for i in 0..node.reg_count() {
+                    match node.reg(i) {
+                        Some((start, size)) if p.memory.push(start, size, RegionKind::Ram) => {}
+                        _ => error = Some(DeviceTreeError::Bad("memory node")),
+                    }
+                }
+            } else if parent == "cpus" && (node.device_type == b"cpu\0" || node.name.starts_with("cpu@")) {
+                match cells(node.reg, 0, node.reg_cells.0) {
+                    Some(mpidr) if p.cpu_count < MAX_CPUS => {
+                        p.cpus[p.cpu_count] = mpidr;
+                        p.cpu_count += 1;
+                    }
+                    Some(_) => {}
+                    None => error = Some(DeviceTreeError::Bad("cpu reg")),
+                }
+            } else if is_compatible(node.compatible, "arm,pl011") {
+                p.uart = p.uart.or(node.reg(0).map(|r| r.0));
+            } else if is_compatible(node.compatible, "arm,gic-v3") {
+                match (node.reg(0), node.reg(1)) {
+                    (Some(d), Some(r)) => {
+                        p.gic_distributor = d.0;
+                        p.gic_redistributors = r;
+                        gic_interrupt_cells = node.interrupt_cells.unwrap_or(3);
+                        have_gic = true;
+                    }
+                    _ => error = Some(DeviceTreeError::Bad("GIC reg")),
+                }
+            } else if is_compatible(node.compatible, "arm,armv8-timer") {
+                timer_interrupts = node.interrupts;
+            } else if ["arm,psci-1.0", "arm,psci-0.2", "arm,psci"].iter().any(|c| is_compatible(node.compatible, c)) {
+                p.psci = match as_str(node.method) {
+                    Some("smc") => Some(PsciConduit::Smc),
+                    Some("hvc") => Some(PsciConduit::Hvc),
+                    _ => None,
+                };
+            } else if depth == 1 && node.name == "chosen" {
+                p.bootargs = node.bootargs.unwrap_or("");
+                let start = cells(node.initrd_start, 0, node.initrd_start.len() / 4);
+                let end = cells(node.initrd_end, 0, node.initrd_end.len() / 4);
+                p.initrd = start.zip(end).filter(|(s, e)| e > s);
+            }
+        }
+    })
+    .map_err(|_| DeviceTreeError::Malformed)?;
+
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if p.memory.ram_bytes() == 0 {
+        return Err(DeviceTreeError::Missing("memory"));
+    }
+    if p.cpu_count == 0 {
+        return Err(DeviceTreeError::Missing("cpus"));
+    }
+    if !have_gic {
+        return Err(DeviceTreeError::Missing("GICv3 interrupt controller"));
+    }
+    if timer_interrupts.is_empty() {
+        return Err(DeviceTreeError::Missing("architected timer"));
+    }
+    // Entries: secure phys, non-secure phys, virtual, hypervisor (timer binding).
+    let kind = cell(timer_interrupts, 3 * gic_interrupt_cells).ok_or(DeviceTreeError::Bad("timer interrupts"))?;
+    let number = cell(timer_interrupts, 3 * gic_interrupt_cells + 1).ok_or(DeviceTreeError::Bad("timer interrupts"))?;
+    if kind != GIC_PPI || number > 15 {
+        return Err(DeviceTreeError::Bad("hypervisor timer interrupt"));
+    }
+    p.hyp_timer_intid = PPI_BASE + number;
+    Ok(p)
+}
+
+/// Reads the blob's total size from its header (big-endian word 1), to know how much to map
+/// or copy before parsing.
+pub fn header_total_size(header: &[u8; 8]) -> Option<usize> {
+    let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    (magic == 0xd00d_feed).then(|| u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dumped from `qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -smp 2 -m 256
+    /// -append parapet.log=debug` (with an empty -initrd), then packed.
+    const QEMU_VIRT: &[u8] = include_bytes!("../../tests/data/qemu-virt-gicv3-smp2.dtb");
+
+    #[test]
+    fn reads_qemu_virt() {
+        let p = parse(QEMU_VIRT).unwrap();
+        assert_eq!(p.memory.regions().len(), 1);
+        assert_eq!(p.memory.regions()[0].start, 0x4000_0000);
+        assert_eq!(p.memory.ram_bytes(), 256 << 20);
+        assert_eq!(p.cpus(), &[0, 1]);
+        assert_eq!(p.uart, Some(0x0900_0000));
+        assert_eq!(p.gic_distributor, 0x0800_0000);
+        assert_eq!(p.gic_redistributors.0, 0x080a_0000);
+        assert_eq!(p.hyp_timer_intid, 26);
+        assert_eq!(p.psci, Some(PsciConduit::Smc));
+        assert_eq!(p.bootargs, "parapet.log=debug");
+        assert_eq!(p.total_size, QEMU_VIRT.len());
+    }
+
+    #[test]
+    fn header_size_needs_the_magic() {
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&QEMU_VIRT[..8]);
+        assert_eq!(header_total_size(&h), Some(QEMU_VIRT.len()));
+        assert_eq!(header_total_size(&[0; 8]), None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(parse(&[0u8; 64]).unwrap_err(), DeviceTreeError::Malformed);
+        let mut truncated = QEMU_VIRT.to_vec();
+        truncated.truncate(100);
+        assert!(parse(&truncated).is_err());
+        // Flip every byte in turn: parsing may fail, but must never panic.
+        for i in 0..QEMU_VIRT.len() {
+            let mut bad = QEMU_VIRT.to_vec();
+            bad[i] ^= 0xff;
+            let _ = parse(&bad);
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! System-register access at EL2 (Arm ARM D23 "AArch64 System Register Descriptions").
+//!
+//! Reads are safe functions where they have no side effects; writes are `unsafe fn`s, since
+//! most of these registers change how memory, exceptions or interrupts behave.
+
+use core::arch::asm;
+
+macro_rules! read_only {
+    ($(#[$doc:meta])* $name:ident, $reg:literal) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name() -> u64 {
+            let value: u64;
+            // SAFETY: reading this register has no side effects and is allowed at EL2.
+            unsafe { asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack, preserves_flags)) };
+            value
+        }
+    };
+}
+
+macro_rules! read_write {
+    ($(#[$doc:meta])* $read:ident, $write:ident, $reg:literal) => {
+        read_only!($(#[$doc])* $read, $reg);
+
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The new value must keep every invariant Rust code relies on (memory mapping,
+        /// exception routing, interrupt state) and be valid for the register.
+        #[inline]
+        pub unsafe fn $write(value: u64) {
+            // SAFETY: the caller vouches for the value; an ISB follows where the effect must be
+            // visible to the next instruction (callers issue it).
+            unsafe { asm!(concat!("msr ", $reg, ", {}"), in(reg) value, options(nostack, preserves_flags)) };
+        }
+    };
+}
+
+read_only!(/// CurrentEL: the exception level in bits 3:2.
+    current_el, "CurrentEL");
+read_only!(/// MPIDR_EL1: this CPU's affinity.
+    mpidr, "mpidr_el1");
+read_only!(/// CNTFRQ_EL0: the system counter frequency in Hz.
+    counter_frequency, "cntfrq_el0");
+read_only!(/// CNTPCT_EL0: the physical count.
+    counter, "cntpct_el0");
+read_only!(/// ESR_EL2: syndrome of the last exception taken to EL2.
+    esr_el2, "esr_el2");
+read_only!(/// FAR_EL2: faulting virtual address.
+    far_el2, "far_el2");
+read_only!(/// ICC_IAR1_EL1: acknowledges the highest-priority pending Group 1 interrupt.
+    icc_iar1, "S3_0_C12_C12_0");
+read_only!(/// ID_AA64MMFR0_EL1: memory model features (PARange in bits 3:0).
+    id_aa64mmfr0, "id_aa64mmfr0_el1");
+
+read_write!(/// VBAR_EL2: EL2 exception vector base.
+    vbar_el2, set_vbar_el2, "vbar_el2");
+read_write!(/// HCR_EL2: hypervisor configuration.
+    hcr_el2, set_hcr_el2, "hcr_el2");
+read_write!(/// TPIDR_EL2: EL2 software thread ID, Parapet's per-CPU pointer.
+    tpidr_el2, set_tpidr_el2, "tpidr_el2");
+read_write!(/// TTBR0_EL2: the EL2 translation table base.
+    ttbr0_el2, set_ttbr0_el2, "ttbr0_el2");
+read_write!(/// ICC_SRE_EL2: system-register interface enables (GICv3).
+    icc_sre_el2, set_icc_sre_el2, "S3_4_C12_C9_5");
+read_write!(/// ICC_PMR_EL1: interrupt priority mask.
+    icc_pmr, set_icc_pmr, "S3_0_C4_C6_0");
+read_write!(/// ICC_IGRPEN1_EL1: Group 1 interrupt enable.
+    icc_igrpen1, set_icc_igrpen1, "S3_0_C12_C12_7");
+read_write!(/// ICC_EOIR1_EL1: end of interrupt, Group 1.
+    icc_eoir1, set_icc_eoir1, "S3_0_C12_C12_1");
+read_write!(/// ICC_SGI1R_EL1: generates a Group 1 SGI.
+    icc_sgi1r, set_icc_sgi1r, "S3_0_C12_C11_5");
+read_write!(/// CNTHP_CTL_EL2: EL2 physical timer control.
+    cnthp_ctl, set_cnthp_ctl, "S3_4_C14_C2_1");
+read_write!(/// CNTHP_CVAL_EL2: EL2 physical timer compare value.
+    cnthp_cval, set_cnthp_cval, "S3_4_C14_C2_2");
+
+/// Instruction synchronization barrier.
+#[inline]
+pub fn isb() {
+    // SAFETY: a barrier has no effect beyond ordering.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+}
+
+/// Masks IRQs (PSTATE.I).
+#[inline]
+pub fn mask_irqs() {
+    // SAFETY: masking interrupts cannot break memory safety.
+    unsafe { asm!("msr daifset, #2", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Unmasks IRQs.
+///
+/// # Safety
+/// VBAR_EL2 must point at vectors that handle IRQs.
+#[inline]
+pub unsafe fn unmask_irqs() {
+    // SAFETY: the caller guarantees the vectors handle IRQs.
+    unsafe { asm!("msr daifclr, #2", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Whether IRQs are masked.
+#[inline]
+pub fn irqs_masked() -> bool {
+    let daif: u64;
+    // SAFETY: reading DAIF has no side effects.
+    unsafe { asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags)) };
+    daif & (1 << 7) != 0
+}
+
+/// Waits for an interrupt with IRQs masked, then briefly unmasks so a pending one is taken.
+///
+/// # Safety
+/// VBAR_EL2 must point at vectors that handle IRQs.
+pub unsafe fn wait_for_interrupt() {
+    // SAFETY: WFI wakes on a pending interrupt even when masked; the unmask window lets the
+    // vectors (which the caller guarantees) take it.
+    unsafe { asm!("wfi", "msr daifclr, #2", "isb", "msr daifset, #2", options(nomem, nostack)) };
+}
+
+/// Runs `f` with IRQs masked, restoring the previous state afterwards.
+pub fn without_irqs<R>(f: impl FnOnce() -> R) -> R {
+    let was_masked = irqs_masked();
+    mask_irqs();
+    let r = f();
+    if !was_masked {
+        // SAFETY: IRQs were unmasked before, so the vectors were able to take them.
+        unsafe { unmask_irqs() };
+    }
+    r
+}
+
+/// Stops this CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        mask_irqs();
+        // SAFETY: WFI only waits.
+        unsafe { asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+/// Invalidates the EL2 TLB entries for the pages of [va, va + size) on every CPU in the
+/// inner-shareable domain, after making earlier table writes visible.
+///
+/// # Safety
+/// Always sound; `unsafe` so every TLB maintenance point is visible.
+pub unsafe fn flush_tlb_range(va: u64, size: u64) {
+    const FULL_FLUSH_PAGES: u64 = 64;
+    let pages = size.div_ceil(4096);
+    // SAFETY: barriers and TLB invalidation only drop cached translations.
+    unsafe {
+        asm!("dsb ishst", options(nostack, preserves_flags));
+        if pages > FULL_FLUSH_PAGES {
+            asm!("tlbi alle2is", options(nostack, preserves_flags));
+        } else {
+            for page in 0..pages {
+                asm!("tlbi vae2is, {}", in(reg) (va + page * 4096) >> 12, options(nostack, preserves_flags));
+            }
+        }
+        asm!("dsb ish", "isb", options(nostack, preserves_flags));
+    }
+}
+
+/// Switches EL2 to the tables at `root` and flushes all EL2 translations.
+///
+/// # Safety
+/// `root` must map all code, data, stacks and devices in use, at the same addresses.
+pub unsafe fn switch_tables(root: u64) {
+    // SAFETY: the caller guarantees the new tables are a superset of what is in use.
+    unsafe {
+        asm!("dsb ishst", options(nostack, preserves_flags));
+        set_ttbr0_el2(root);
+        asm!("isb", "tlbi alle2", "dsb ish", "isb", options(nostack, preserves_flags));
+    }
+}

@@ -1,0 +1,58 @@
+//! Per-CPU data, found through TPIDR_EL2.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arch::aarch64::registers::{set_tpidr_el2, tpidr_el2};
+use kernel::executor::MAX_CPUS;
+
+pub struct PerCpu {
+    index: usize,
+    pub mpidr: AtomicU64,
+    /// RD_base of this CPU's GIC redistributor.
+    pub redistributor: AtomicU64,
+    pub online: AtomicBool,
+    pub ticks: AtomicU64,
+}
+
+impl PerCpu {
+    const fn new(index: usize) -> Self {
+        Self {
+            index,
+            mpidr: AtomicU64::new(0),
+            redistributor: AtomicU64::new(0),
+            online: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
+        }
+    }
+}
+
+pub static PER_CPU: [PerCpu; MAX_CPUS] = {
+    let mut cpus = [const { PerCpu::new(0) }; MAX_CPUS];
+    let mut i = 0;
+    while i < MAX_CPUS {
+        cpus[i] = PerCpu::new(i);
+        i += 1;
+    }
+    cpus
+};
+
+/// Points TPIDR_EL2 at `PER_CPU[index]`.
+///
+/// # Safety
+/// Call once per CPU, before anything calls [`cpu_index`], with a distinct `index`.
+pub unsafe fn install(index: usize, mpidr: u64) {
+    let cpu = &PER_CPU[index];
+    cpu.mpidr.store(mpidr, Ordering::Relaxed);
+    // SAFETY: TPIDR_EL2 is reserved for this pointer; PER_CPU is 'static.
+    unsafe { set_tpidr_el2(cpu as *const PerCpu as u64) };
+}
+
+pub fn current() -> &'static PerCpu {
+    let p = tpidr_el2() as *const PerCpu;
+    // SAFETY: `install` runs first on every CPU, so TPIDR_EL2 holds a pointer into PER_CPU.
+    unsafe { &*p }
+}
+
+pub fn cpu_index() -> usize {
+    current().index
+}

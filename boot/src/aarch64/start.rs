@@ -1,0 +1,220 @@
+//! From the EL2 entry to `parapet: ready` on aarch64.
+
+use alloc::boxed::Box;
+use core::sync::atomic::Ordering;
+
+use arch::aarch64::devicetree::{self, PsciConduit};
+use arch::aarch64::{exception, gic, power, psci, registers, timer};
+use arch::ExitStatus;
+use kernel::executor;
+use kernel::frame_alloc::FRAME_SIZE;
+use kernel::memory::FRAMES;
+
+use super::entry::{secondary_entry_point, SecondaryBoot};
+use super::platform::{self, EXCEPTION_HANDLERS, KICK_SGI, PLATFORM, TICK_HZ};
+use super::{percpu, serial};
+use crate::boot_info::{BootInfo, Reserved};
+use crate::kernel_map;
+
+/// Largest device tree we accept.
+const MAX_DTB: usize = 2 << 20;
+/// GICv3 distributor register frame size (IHI 0069 §12.9: 64 KiB).
+const GICD_SIZE: u64 = 0x1_0000;
+const AP_STACK_SIZE: u64 = 64 * 1024;
+
+/// HCR_EL2: RW (EL1 is AArch64), IMO/FMO/AMO (physical IRQ, FIQ, SError go to EL2, so
+/// Parapet receives its own interrupts while running at EL2). Arm ARM D23.2.53.
+const HCR_EL2: u64 = (1 << 31) | (1 << 5) | (1 << 4) | (1 << 3);
+
+fn early_fatal(what: core::fmt::Arguments<'_>) -> ! {
+    kernel::console::emergency_write_fmt(format_args!("parapet: fatal: {what}\n"));
+    power::exit(ExitStatus::Failure)
+}
+
+/// Enables this CPU's GIC interface and its timer and kick interrupts, and starts the tick.
+fn init_cpu_interrupts(redistributors: (u64, u64)) {
+    // SAFETY: the redistributor region is mapped device memory; IRQs are masked.
+    let rd = unsafe { gic::init_cpu(redistributors) }
+        .unwrap_or_else(|| early_fatal(format_args!("no GIC redistributor for MPIDR {:#x}", registers::mpidr())));
+    percpu::current().redistributor.store(rd, Ordering::Relaxed);
+    // SAFETY: rd is this CPU's redistributor and the vectors handle both interrupts.
+    unsafe {
+        gic::enable_private(rd, platform::timer_intid());
+        gic::enable_private(rd, KICK_SGI);
+        timer::start_tick(TICK_HZ);
+    }
+}
+
+#[no_mangle]
+extern "C" fn aarch64_start(dtb: u64) -> ! {
+    // SAFETY: first Rust code on the boot CPU: nothing can fault usefully before the vectors,
+    // and index 0 is the boot CPU's.
+    unsafe {
+        exception::install_vectors();
+        percpu::install(0, registers::mpidr());
+    }
+    kernel::platform::install(&PLATFORM);
+
+    // The boot tables map RAM below 4 GiB; a DTB anywhere else cannot be read.
+    if dtb == 0 || dtb >= 4 << 30 {
+        power::exit(ExitStatus::Failure);
+    }
+    let mut header = [0u8; 8];
+    // SAFETY: dtb is below 4 GiB, identity-mapped by the boot tables; 8 bytes are read.
+    unsafe { core::ptr::copy_nonoverlapping(dtb as *const u8, header.as_mut_ptr(), 8) };
+    let size = devicetree::header_total_size(&header).filter(|&s| s <= MAX_DTB).unwrap_or(0);
+    // SAFETY: as above, for `size` bytes the header announced (bounded by MAX_DTB); the blob
+    // stays reserved (never handed out) for as long as the kernel runs.
+    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, size) };
+    let dt = match devicetree::parse(blob) {
+        Ok(dt) => dt,
+        Err(_) if size == 0 => power::exit(ExitStatus::Failure),
+        Err(e) => {
+            // Try QEMU virt's UART so the error can be seen.
+            serial::init(0x0900_0000);
+            early_fatal(format_args!("{e}"))
+        }
+    };
+    if let Some(uart) = dt.uart {
+        serial::init(uart);
+    }
+    power::set_psci_conduit(dt.psci);
+
+    let (image_start, image_end) = kernel_map::image_range();
+    let mut reserved = Reserved::default();
+    reserved.add("image", image_start, image_end);
+    reserved.add("device tree", dtb, dtb + size as u64);
+    if let Some((s, e)) = dt.initrd {
+        reserved.add("initrd", s, e);
+    }
+    {
+        let mut frames = FRAMES.lock();
+        for r in dt.memory.ram() {
+            frames.add_ram(r.start, r.end);
+        }
+        for r in reserved.ranges() {
+            frames.reserve(r.start, r.end);
+        }
+    }
+    // SAFETY: once; frames come lowest-first from RAM the boot tables map.
+    if let Err(e) = unsafe { kernel::memory::init_heap(crate::HEAP_SIZE) } {
+        early_fatal(format_args!("heap: {e}"));
+    }
+
+    exception::set_handlers(&EXCEPTION_HANDLERS);
+    // SAFETY: routes physical interrupts to EL2, where our vectors take them; EL1 runs nothing.
+    unsafe { registers::set_hcr_el2(HCR_EL2) };
+    registers::isb();
+    platform::set_timer(dt.hyp_timer_intid, timer::frequency());
+    // SAFETY: the distributor is mapped by the boot tables (device block below 1 GiB on virt;
+    // the kernel tables map it explicitly); once, on the boot CPU.
+    unsafe { gic::init_distributor(dt.gic_distributor) };
+    init_cpu_interrupts(dt.gic_redistributors);
+
+    let boot = BootInfo { arch: "aarch64", cpus: dt.cpus().len(), ram_bytes: dt.memory.ram_bytes(), cmdline: dt.bootargs };
+    crate::print_banner(&boot);
+    log::info!(
+        "aarch64: EL{}, GICv3, counter {} MHz, tick {} Hz, PSCI {:?}",
+        registers::current_el() >> 2,
+        timer::frequency() / 1_000_000,
+        TICK_HZ,
+        dt.psci
+    );
+
+    for r in reserved.ranges() {
+        log::debug!("reserved {:#x}..{:#x} ({})", r.start, r.end, r.what);
+    }
+    let devices = device_ranges(&dt, serial::base());
+    let space = kernel_map::build(&dt.memory, &devices, &[])
+        .unwrap_or_else(|e| early_fatal(format_args!("building page tables: {e}")));
+    // SAFETY: the new tables map all RAM, the image (text executable) and every device in
+    // use at the same addresses.
+    unsafe { registers::switch_tables(space.root()) };
+    crate::install_kernel_space(space);
+    log::info!("page tables: RAM identity-mapped XN, image W^X, page 0 unmapped");
+
+    percpu::PER_CPU[0].online.store(true, Ordering::Release);
+    executor::init_cpu(0);
+
+    let my_mpidr = registers::mpidr() & 0xff_00ff_ffff;
+    let mut index = 1;
+    for &mpidr in dt.cpus().iter().filter(|&&m| m != my_mpidr) {
+        match start_secondary(dt.psci, mpidr, index, dt.gic_redistributors) {
+            Ok(()) => index += 1,
+            Err(e) => log::error!("CPU {mpidr:#x}: {e}"),
+        }
+    }
+    log::info!("{index} of {} CPUs online", dt.cpus().len());
+    crate::finish_boot(boot, index)
+}
+
+/// The device ranges the kernel tables must map.
+fn device_ranges(dt: &devicetree::Platform<'_>, uart: u64) -> alloc::vec::Vec<(u64, u64)> {
+    let mut devices = alloc::vec![(dt.gic_distributor, GICD_SIZE), dt.gic_redistributors];
+    if uart != 0 {
+        devices.push((uart, 4096));
+    }
+    devices
+}
+
+/// What the secondaries need after they have their stacks.
+static REDISTRIBUTORS: spin::Once<(u64, u64)> = spin::Once::new();
+
+fn start_secondary(conduit: Option<PsciConduit>, mpidr: u64, index: usize, gicr: (u64, u64)) -> Result<(), &'static str> {
+    let conduit = conduit.ok_or("no PSCI in the device tree")?;
+    REDISTRIBUTORS.call_once(|| gicr);
+    let stack = FRAMES.lock().allocate(AP_STACK_SIZE, FRAME_SIZE).ok_or("no frames for a stack")?;
+    let record = Box::leak(Box::new(SecondaryBoot { ttbr0: registers::ttbr0_el2(), stack_top: stack + AP_STACK_SIZE, index: index as u64 }));
+    let record_address = record as *const SecondaryBoot as u64;
+    // The secondary reads the record with its MMU and caches off: clean it to memory.
+    // SAFETY: cache maintenance by address on memory we own has no other effect.
+    unsafe {
+        core::arch::asm!("dc civac, {}", "dsb ish", in(reg) record_address, options(nostack, preserves_flags));
+    }
+    percpu::PER_CPU[index].mpidr.store(mpidr, Ordering::Relaxed);
+    // SAFETY: CPU_ON starts an offline CPU at our secondary entry; the record stays alive.
+    let r = unsafe { psci::call(conduit, psci::CPU_ON_64, mpidr, secondary_entry_point(), record_address) };
+    if r != psci::SUCCESS {
+        return Err(if r == psci::ALREADY_ON { "already on" } else { "PSCI CPU_ON failed" });
+    }
+    let deadline = kernel::platform::now_ns() + 2_000_000_000;
+    while !percpu::PER_CPU[index].online.load(Ordering::Acquire) {
+        if kernel::platform::now_ns() > deadline {
+            return Err("did not come online");
+        }
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+#[no_mangle]
+extern "C" fn aarch64_secondary_start(index: u64) -> ! {
+    let index = index as usize;
+    // SAFETY: first Rust code on this CPU, with the index the boot CPU gave it alone.
+    unsafe {
+        exception::install_vectors();
+        percpu::install(index, registers::mpidr());
+        registers::set_hcr_el2(HCR_EL2);
+    }
+    registers::isb();
+    let gicr = *REDISTRIBUTORS.get().unwrap_or(&(0, 0));
+    init_cpu_interrupts(gicr);
+    let executor = executor::init_cpu(index);
+    percpu::current().online.store(true, Ordering::Release);
+    log::debug!("cpu{index} online, MPIDR {:#x}", registers::mpidr());
+    executor.run()
+}
+
+/// The next byte typed on the console, if any.
+#[cfg(not(feature = "selftest"))]
+pub fn read_console_byte() -> Option<u8> {
+    serial::read_byte()
+}
+
+/// Ticks taken on each CPU so far.
+pub fn ticks(cpu: usize) -> u64 {
+    percpu::PER_CPU.get(cpu).map_or(0, |c| c.ticks.load(Ordering::Relaxed))
+}
+
+#[cfg(feature = "selftest")]
+pub use super::probe;

@@ -1,0 +1,42 @@
+//! Parapet's image tooling: validating what `cargo xtask build` produced.
+//!
+//! Today it checks the two boot formats QEMU loads — a PVH ELF on x86_64 and a Linux arm64
+//! raw image on aarch64 — so a broken link (lost PVH note, wrong load address) is caught
+//! before any boot. IGVM output and launch measurements build on this.
+
+pub mod arm64_image;
+pub mod pvh_elf;
+
+use thiserror::Error;
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ImageError {
+    #[error("the file is too short to be a {0}")]
+    Truncated(&'static str),
+    #[error("not an ELF64 little-endian x86_64 executable")]
+    NotX86_64Elf,
+    #[error("the ELF has no PVH entry note (Xen note type 18)")]
+    NoPvhNote,
+    #[error("the PVH entry {entry:#x} is outside every executable segment")]
+    EntryOutsideText { entry: u64 },
+    #[error("not a Linux arm64 image (no \"ARM\\x64\" magic at offset 56)")]
+    NotArm64Image,
+    #[error("the arm64 image header says {header} bytes but the file has {file}")]
+    SizeMismatch { header: u64, file: u64 },
+}
+
+/// What a valid image looks like, for reports.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ImageInfo {
+    PvhElf { entry: u32, load_bytes: u64, memory_bytes: u64 },
+    Arm64 { text_offset: u64, image_bytes: u64, file_bytes: u64 },
+}
+
+/// Validates `bytes` as whichever of the two formats it claims to be.
+pub fn inspect(bytes: &[u8]) -> Result<ImageInfo, ImageError> {
+    if bytes.starts_with(b"\x7fELF") {
+        pvh_elf::inspect(bytes)
+    } else {
+        arm64_image::inspect(bytes)
+    }
+}

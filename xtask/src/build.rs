@@ -1,0 +1,102 @@
+//! Compiling the firmware and laying out its images under `target/parapet/<arch>/`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{workspace_root, Arch, Flavor};
+
+/// Where the images of `arch` go.
+pub fn image_dir(arch: Arch) -> PathBuf {
+    workspace_root().join("target/parapet").join(arch.name())
+}
+
+/// The bootable image: a PVH ELF on x86_64, a raw Linux-style image on aarch64.
+pub fn image_path(arch: Arch, flavor: Flavor) -> PathBuf {
+    let stem = match flavor {
+        Flavor::Normal => "parapet",
+        Flavor::SelfTest => "parapet-test",
+    };
+    let ext = match arch {
+        Arch::X86_64 => "elf",
+        Arch::Aarch64 => "bin",
+    };
+    image_dir(arch).join(format!("{stem}.{ext}"))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Builds the firmware for `arch` in `flavor` and writes its image; returns the image path.
+pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
+    let root = workspace_root();
+    // A separate target directory: the firmware's feature set differs from host builds, and
+    // sharing one directory would make each rebuild the other.
+    let target_dir = root.join("target/firmware").join(match flavor {
+        Flavor::Normal => "normal",
+        Flavor::SelfTest => "selftest",
+    });
+    let mut cmd = cargo();
+    cmd.current_dir(&root)
+        .args(["build", "--quiet", "--release", "-p", "parapet-boot", "--bin", "parapet", "--target"])
+        .arg(arch.rust_target())
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if flavor == Flavor::SelfTest {
+        cmd.args(["--features", "selftest"]);
+    }
+    let status = cmd.status().context("running cargo to build the firmware")?;
+    if !status.success() {
+        bail!("building the {arch} firmware failed");
+    }
+    let elf = target_dir.join(arch.rust_target()).join("release/parapet");
+    let out = image_path(arch, flavor);
+    std::fs::create_dir_all(image_dir(arch))?;
+    match arch {
+        Arch::X86_64 => {
+            std::fs::copy(&elf, &out).with_context(|| format!("copying {} to {}", elf.display(), out.display()))?;
+        }
+        Arch::Aarch64 => {
+            let objcopy = llvm_tool("llvm-objcopy")?;
+            let status = Command::new(&objcopy)
+                .args(["-O", "binary"])
+                .arg(&elf)
+                .arg(&out)
+                .status()
+                .with_context(|| format!("running {}", objcopy.display()))?;
+            if !status.success() {
+                bail!("llvm-objcopy could not turn {} into a raw image", elf.display());
+            }
+            let elf_out = out.with_extension("elf");
+            std::fs::copy(&elf, &elf_out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Finds an LLVM tool shipped in the `llvm-tools` rustup component.
+fn llvm_tool(name: &str) -> Result<PathBuf> {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    let lib = sysroot.join("lib/rustlib");
+    for entry in std::fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))? {
+        let candidate = entry?.path().join("bin").join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("{name} not found under {}; run `rustup component add llvm-tools`", lib.display())
+}
+
+/// Builds every image: both flavours for every architecture.
+pub fn all() -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for arch in Arch::ALL {
+        for flavor in [Flavor::Normal, Flavor::SelfTest] {
+            out.push(firmware(arch, flavor)?);
+        }
+    }
+    Ok(out)
+}

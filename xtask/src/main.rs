@@ -1,0 +1,150 @@
+//! `cargo xtask`: build Parapet's images, boot them under QEMU, run every test.
+
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use xtask::qemu::{kvm_usable, Accel, Machine, Verdict};
+use xtask::{build, setup, Arch, Flavor};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build and run Parapet")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build every firmware image into target/parapet/<arch>/.
+    Build,
+    /// Boot the firmware under QEMU with the console on this terminal.
+    Qemu {
+        #[arg(long, value_enum, default_value = "x86_64")]
+        arch: Arch,
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: Accel,
+        /// Boot the build with the in-firmware test suite.
+        #[arg(long)]
+        test: bool,
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+        /// Guest RAM in MiB.
+        #[arg(long, default_value_t = 256)]
+        mem: u32,
+        /// Firmware command line (e.g. `parapet.log=debug`).
+        #[arg(long)]
+        append: Option<String>,
+    },
+    /// The demo: boot Parapet and talk to its console monitor.
+    Run,
+    /// Install what is missing, build, and run every test tier.
+    Test,
+    /// Install the Rust targets, components and QEMU the project needs (idempotent).
+    Setup,
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Build => {
+            setup::rust()?;
+            for image in build::all()? {
+                println!("{}", image.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Qemu { arch, accel, test, smp, mem, append } => {
+            setup::all()?;
+            let flavor = if test { Flavor::SelfTest } else { Flavor::Normal };
+            let image = build::firmware(arch, flavor)?;
+            let machine = Machine { arch, accel, image, cpus: smp, memory_mib: mem, cmdline: append };
+            report(machine.run_interactive()?)
+        }
+        Cmd::Run => demo(),
+        Cmd::Test => test(),
+        Cmd::Setup => {
+            setup::all()?;
+            println!("xtask: set-up complete");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn report(verdict: Verdict) -> Result<ExitCode> {
+    match verdict {
+        Verdict::Success => Ok(ExitCode::SUCCESS),
+        other => {
+            eprintln!("xtask: firmware ended with {other:?}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Boots x86_64 Parapet (KVM when usable) with its monitor on the console. Interactive on a
+/// terminal; otherwise it types a few commands itself and powers off.
+fn demo() -> Result<ExitCode> {
+    setup::all()?;
+    let image = build::firmware(Arch::X86_64, Flavor::Normal)?;
+    let accel = if kvm_usable().is_ok() { Accel::Kvm } else { Accel::Tcg };
+    let machine = Machine { arch: Arch::X86_64, accel, image, cpus: 2, memory_mib: 256, cmdline: None };
+    if std::io::stdin().is_terminal() {
+        println!("xtask: booting Parapet ({accel:?}); type `help` at the prompt, `poweroff` to leave");
+        return report(machine.run_interactive()?);
+    }
+    let (verdict, output) = machine.run_captured(Some("help\ncpus\nmem\nuptime\npoweroff\n"), Duration::from_secs(120))?;
+    print!("{output}");
+    report(verdict)
+}
+
+/// Every tier: host unit tests, then the QEMU boots (in qemu-tests). Ends with one summary line.
+fn test() -> Result<ExitCode> {
+    setup::all()?;
+    build::all()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(cargo)
+        .current_dir(xtask::workspace_root())
+        .args(["test", "--workspace", "--color", "never"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split([';', '.']) {
+                let mut words = part.split_whitespace();
+                if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                    let n: u64 = n.parse().unwrap_or(0);
+                    match what {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        "ignored" => ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        // A build error or a crashed test binary: count it so the summary cannot read green.
+        failed += 1;
+    }
+    println!("{passed} passed, {failed} failed, {ignored} skipped");
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,175 @@
+//! Running firmware under QEMU, and reading its verdict from QEMU's exit status.
+//!
+//! x86_64: `isa-debug-exit` on port 0xf4 turns the firmware's value v into status (v<<1)|1;
+//! Parapet writes 0x10 for success (status 33) and 0x11 for failure (35).
+//! aarch64: PSCI SYSTEM_OFF ends QEMU with status 0 (success); failure goes through the
+//! semihosting SYS_EXIT_EXTENDED call with code 1, so QEMU exits with status 1.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::Arch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+/// One QEMU run.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub arch: Arch,
+    pub accel: Accel,
+    pub image: PathBuf,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub cmdline: Option<String>,
+}
+
+/// How a run ended, as the firmware reported it through QEMU's exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    Failure,
+    /// QEMU ended some other way (crash, bad arguments, killed).
+    Abnormal(Option<i32>),
+    TimedOut,
+}
+
+pub fn verdict(arch: Arch, status: ExitStatus) -> Verdict {
+    match (arch, status.code()) {
+        (Arch::X86_64, Some(33)) | (Arch::Aarch64, Some(0)) => Verdict::Success,
+        (Arch::X86_64, Some(35)) | (Arch::Aarch64, Some(1)) => Verdict::Failure,
+        (_, code) => Verdict::Abnormal(code),
+    }
+}
+
+/// Whether /dev/kvm can be used, or why not.
+pub fn kvm_usable() -> Result<(), String> {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("/dev/kvm is not usable: {e}")),
+    }
+}
+
+impl Machine {
+    pub fn command(&self) -> Command {
+        let mut cmd = match self.arch {
+            Arch::X86_64 => {
+                let mut c = Command::new("qemu-system-x86_64");
+                c.args(["-M", "q35"]);
+                match self.accel {
+                    Accel::Tcg => c.args(["-accel", "tcg", "-cpu", "max"]),
+                    // MSR 0x10a (arch capabilities) aborts QEMU on this host's KVM.
+                    Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
+                };
+                c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+                c
+            }
+            Arch::Aarch64 => {
+                let mut c = Command::new("qemu-system-aarch64");
+                c.args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max"]);
+                c.args(["-semihosting-config", "enable=on,target=native"]);
+                match self.accel {
+                    Accel::Tcg => c.args(["-accel", "tcg"]),
+                    Accel::Kvm => c.args(["-accel", "kvm"]),
+                };
+                c
+            }
+        };
+        cmd.args(["-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
+            .arg("-smp")
+            .arg(self.cpus.to_string())
+            .arg("-m")
+            .arg(self.memory_mib.to_string())
+            .arg("-kernel")
+            .arg(&self.image);
+        if let Some(line) = &self.cmdline {
+            cmd.arg("-append").arg(line);
+        }
+        cmd
+    }
+
+    /// Runs with the console on this process's stdio; returns the verdict.
+    pub fn run_interactive(&self) -> Result<Verdict> {
+        let status = self.command().status().with_context(|| missing_qemu(self.arch))?;
+        Ok(verdict(self.arch, status))
+    }
+
+    /// Runs with the console captured, feeding `input` once `parapet: ready` appears, and
+    /// killing QEMU after `timeout`. Returns the verdict and everything printed.
+    pub fn run_captured(&self, input: Option<&str>, timeout: Duration) -> Result<(Verdict, String)> {
+        let mut child = self
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| missing_qemu(self.arch))?;
+        let mut stdout = child.stdout.take().context("QEMU stdout")?;
+        let mut stderr = child.stderr.take().context("QEMU stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let out_tx = tx.clone();
+        std::thread::spawn(move || pump(&mut stdout, out_tx));
+        std::thread::spawn(move || pump(&mut stderr, tx));
+        let mut stdin = child.stdin.take();
+        let mut output = Vec::new();
+        let start = Instant::now();
+        let status = loop {
+            while let Ok(chunk) = rx.try_recv() {
+                output.extend_from_slice(&chunk);
+            }
+            if let (Some(text), Some(pipe)) = (input, stdin.as_mut()) {
+                if String::from_utf8_lossy(&output).contains("parapet: ready") {
+                    pipe.write_all(text.as_bytes()).ok();
+                    pipe.flush().ok();
+                    stdin = None;
+                }
+            }
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if start.elapsed() > timeout {
+                child.kill().ok();
+                child.wait().ok();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // Drain what the pipes still hold.
+        let drain_until = Instant::now() + Duration::from_millis(500);
+        while let Ok(chunk) = rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
+            output.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&output).replace('\r', "");
+        let verdict = status.map_or(Verdict::TimedOut, |s| verdict(self.arch, s));
+        Ok((verdict, text))
+    }
+}
+
+fn pump(from: &mut impl Read, to: std::sync::mpsc::Sender<Vec<u8>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || to.send(buf[..n].to_vec()).is_err() {
+            break;
+        }
+    }
+}
+
+fn missing_qemu(arch: Arch) -> String {
+    format!("could not start qemu-system-{arch}; run `cargo xtask setup` to install QEMU")
+}
+
+/// Fails unless the QEMU binary for `arch` runs.
+pub fn check_installed(arch: Arch) -> Result<()> {
+    let ok = Command::new(format!("qemu-system-{arch}")).arg("--version").stdout(Stdio::null()).status();
+    match ok {
+        Ok(s) if s.success() => Ok(()),
+        _ => bail!("{}", missing_qemu(arch)),
+    }
+}
