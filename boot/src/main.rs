@@ -75,10 +75,10 @@ mod shared {
         let (frames_used, frames_total) = kernel::memory::frame_usage();
         let (heap_used, heap_total) = kernel::memory::heap_usage();
         log::info!(
-            "memory: frames {} KiB used of {} KiB, heap {} KiB used of {} KiB",
+            "memory: frames {} KiB used of {} KiB, heap {} bytes used of {} KiB",
             frames_used / 1024,
             frames_total / 1024,
-            heap_used / 1024,
+            heap_used,
             heap_total / 1024
         );
         kernel::println!("parapet: ready");

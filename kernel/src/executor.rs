@@ -37,6 +37,8 @@ struct Shared {
     timers: Mutex<TimerQueue>,
     next_id: AtomicU64,
     polls: AtomicU64,
+    /// Tasks spawned and not yet finished (including one being polled right now).
+    alive: AtomicU64,
 }
 
 struct TaskWaker {
@@ -120,6 +122,7 @@ impl Executor {
                 timers: Mutex::new(TimerQueue::new()),
                 next_id: AtomicU64::new(0),
                 polls: AtomicU64::new(0),
+                alive: AtomicU64::new(0),
             }),
         }
     }
@@ -141,6 +144,7 @@ impl Executor {
                 w.wake();
             }
         });
+        self.shared.alive.fetch_add(1, Ordering::Relaxed);
         self.shared.tasks.lock().insert(id, Task { future, waker });
         self.shared.ready.lock().push_back(id);
         self.shared.kick_if_remote();
@@ -167,6 +171,8 @@ impl Executor {
             polled += 1;
             if poll.is_pending() {
                 self.shared.tasks.lock().insert(id, task);
+            } else {
+                self.shared.alive.fetch_sub(1, Ordering::Relaxed);
             }
         }
         self.shared.polls.fetch_add(polled as u64, Ordering::Relaxed);
@@ -180,7 +186,7 @@ impl Executor {
 
     /// Tasks alive on this executor.
     pub fn task_count(&self) -> usize {
-        self.shared.tasks.lock().len()
+        self.shared.alive.load(Ordering::Relaxed) as usize
     }
 
     /// Polls done since creation.

@@ -54,24 +54,22 @@ pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
     let elf = target_dir.join(arch.rust_target()).join("release/parapet");
     let out = image_path(arch, flavor);
     std::fs::create_dir_all(image_dir(arch))?;
-    match arch {
-        Arch::X86_64 => {
-            std::fs::copy(&elf, &out).with_context(|| format!("copying {} to {}", elf.display(), out.display()))?;
-        }
-        Arch::Aarch64 => {
-            let objcopy = llvm_tool("llvm-objcopy")?;
-            let status = Command::new(&objcopy)
-                .args(["-O", "binary"])
-                .arg(&elf)
-                .arg(&out)
-                .status()
-                .with_context(|| format!("running {}", objcopy.display()))?;
-            if !status.success() {
-                bail!("llvm-objcopy could not turn {} into a raw image", elf.display());
-            }
-            let elf_out = out.with_extension("elf");
-            std::fs::copy(&elf, &elf_out)?;
-        }
+    // The unstripped ELF stays beside the image for gdb and symbolising addresses.
+    let debug_elf = out.with_extension("debug.elf");
+    std::fs::copy(&elf, &debug_elf).with_context(|| format!("copying {} to {}", elf.display(), debug_elf.display()))?;
+    let objcopy = llvm_tool("llvm-objcopy")?;
+    let format_args: &[&str] = match arch {
+        Arch::X86_64 => &["--strip-all"],
+        Arch::Aarch64 => &["-O", "binary"],
+    };
+    let status = Command::new(&objcopy)
+        .args(format_args)
+        .arg(&elf)
+        .arg(&out)
+        .status()
+        .with_context(|| format!("running {}", objcopy.display()))?;
+    if !status.success() {
+        bail!("llvm-objcopy could not make {} from {}", out.display(), elf.display());
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod qemu;
+pub mod report;
 pub mod setup;
 
 use std::path::PathBuf;

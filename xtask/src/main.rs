@@ -39,11 +39,16 @@ enum Cmd {
         append: Option<String>,
     },
     /// The demo: boot Parapet and talk to its console monitor.
-    Run,
+    Run {
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: Accel,
+    },
     /// Install what is missing, build, and run every test tier.
     Test,
     /// Install the Rust targets, components and QEMU the project needs (idempotent).
     Setup,
+    /// Measure image sizes, memory in use at ready, and TCG boot time to ready.
+    Report,
 }
 
 fn main() -> ExitCode {
@@ -73,8 +78,13 @@ fn real_main() -> Result<ExitCode> {
             let machine = Machine { arch, accel, image, cpus: smp, memory_mib: mem, cmdline: append };
             report(machine.run_interactive()?)
         }
-        Cmd::Run => demo(),
+        Cmd::Run { accel } => demo(accel),
         Cmd::Test => test(),
+        Cmd::Report => {
+            setup::all()?;
+            xtask::report::run()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Setup => {
             setup::all()?;
             println!("xtask: set-up complete");
@@ -93,12 +103,14 @@ fn report(verdict: Verdict) -> Result<ExitCode> {
     }
 }
 
-/// Boots x86_64 Parapet (KVM when usable) with its monitor on the console. Interactive on a
-/// terminal; otherwise it types a few commands itself and powers off.
-fn demo() -> Result<ExitCode> {
+/// Boots x86_64 Parapet with its monitor on the console. Interactive on a terminal; otherwise
+/// it types a few commands itself and powers off.
+fn demo(accel: Accel) -> Result<ExitCode> {
     setup::all()?;
+    if accel == Accel::Kvm {
+        kvm_usable().map_err(anyhow::Error::msg)?;
+    }
     let image = build::firmware(Arch::X86_64, Flavor::Normal)?;
-    let accel = if kvm_usable().is_ok() { Accel::Kvm } else { Accel::Tcg };
     let machine = Machine { arch: Arch::X86_64, accel, image, cpus: 2, memory_mib: 256, cmdline: None };
     if std::io::stdin().is_terminal() {
         println!("xtask: booting Parapet ({accel:?}); type `help` at the prompt, `poweroff` to leave");

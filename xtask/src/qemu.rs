@@ -31,6 +31,15 @@ pub struct Machine {
     pub cmdline: Option<String>,
 }
 
+/// A finished run.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub verdict: Verdict,
+    pub output: String,
+    /// Time from starting QEMU to the `parapet: ready` line, if it came.
+    pub ready_after: Option<Duration>,
+}
+
 /// How a run ended, as the firmware reported it through QEMU's exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -104,6 +113,11 @@ impl Machine {
     /// Runs with the console captured, feeding `input` once `parapet: ready` appears, and
     /// killing QEMU after `timeout`. Returns the verdict and everything printed.
     pub fn run_captured(&self, input: Option<&str>, timeout: Duration) -> Result<(Verdict, String)> {
+        self.run_timed(input, timeout).map(|r| (r.verdict, r.output))
+    }
+
+    /// As [`run_captured`](Self::run_captured), also timing QEMU's start to `parapet: ready`.
+    pub fn run_timed(&self, input: Option<&str>, timeout: Duration) -> Result<Run> {
         let mut child = self
             .command()
             .stdin(Stdio::piped())
@@ -119,17 +133,19 @@ impl Machine {
         std::thread::spawn(move || pump(&mut stderr, tx));
         let mut stdin = child.stdin.take();
         let mut output = Vec::new();
+        let mut ready_after = None;
         let start = Instant::now();
         let status = loop {
             while let Ok(chunk) = rx.try_recv() {
                 output.extend_from_slice(&chunk);
             }
-            if let (Some(text), Some(pipe)) = (input, stdin.as_mut()) {
-                if String::from_utf8_lossy(&output).contains("parapet: ready") {
-                    pipe.write_all(text.as_bytes()).ok();
-                    pipe.flush().ok();
-                    stdin = None;
-                }
+            if ready_after.is_none() && String::from_utf8_lossy(&output).contains("parapet: ready") {
+                ready_after = Some(start.elapsed());
+            }
+            if let (Some(text), Some(pipe), Some(_)) = (input, stdin.as_mut(), ready_after) {
+                pipe.write_all(text.as_bytes()).ok();
+                pipe.flush().ok();
+                stdin = None;
             }
             if let Some(status) = child.try_wait()? {
                 break Some(status);
@@ -139,7 +155,8 @@ impl Machine {
                 child.wait().ok();
                 break None;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            // Short: the boot-time report reads the ready line's arrival from this loop.
+            std::thread::sleep(Duration::from_millis(1));
         };
         // Drain what the pipes still hold.
         let drain_until = Instant::now() + Duration::from_millis(500);
@@ -148,7 +165,7 @@ impl Machine {
         }
         let text = String::from_utf8_lossy(&output).replace('\r', "");
         let verdict = status.map_or(Verdict::TimedOut, |s| verdict(self.arch, s));
-        Ok((verdict, text))
+        Ok(Run { verdict, output: text, ready_after })
     }
 }
 
