@@ -1,7 +1,9 @@
 //! Address spaces over the arch page tables, with tables taken from the frame allocator.
 //!
 //! The firmware identity-maps its RAM, so a table's physical address is also where the
-//! walker reads it. TLB maintenance follows every change that removes or narrows access.
+//! walker reads it. Every change is followed by TLB maintenance on all CPUs (the platform's
+//! `flush_tlb`), which on x86_64 waits for the other CPUs to answer an IPI: call these with
+//! interrupts enabled.
 
 use arch::paging::{MapFlags, PageSize, PageTable, PagingError, TableMemory, Translation, ENTRIES};
 
@@ -49,7 +51,11 @@ impl AddressSpace {
     }
 
     pub fn map(&mut self, va: u64, pa: u64, size: u64, page: PageSize, flags: MapFlags) -> Result<(), PagingError> {
-        self.tables.map(&mut FrameTables, va, pa, size, page, flags)
+        self.tables.map(&mut FrameTables, va, pa, size, page, flags)?;
+        // Nothing was mapped here before, but aarch64 needs the barrier in the flush to make
+        // the new entries visible to the table walker; x86 drops any cached "not present".
+        flush(va, size);
+        Ok(())
     }
 
     pub fn unmap(&mut self, va: u64, size: u64) -> Result<(), PagingError> {

@@ -56,12 +56,26 @@ impl Wake for TaskWaker {
         if self.queued.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.shared.ready.lock().push_back(self.id);
+        self.shared.push_ready(self.id);
         self.shared.kick_if_remote();
     }
 }
 
 impl Shared {
+    /// Queues a task. Interrupts are masked around the lock so that a waker called from an
+    /// interrupt handler cannot deadlock against the code it interrupted.
+    fn push_ready(&self, id: u64) {
+        platform::without_interrupts(|| self.ready.lock().push_back(id));
+    }
+
+    fn pop_ready(&self) -> Option<u64> {
+        platform::without_interrupts(|| self.ready.lock().pop_front())
+    }
+
+    fn ready_len(&self) -> usize {
+        platform::without_interrupts(|| self.ready.lock().len())
+    }
+
     fn kick_if_remote(&self) {
         if platform::cpu_index() != self.cpu {
             if let Some(p) = platform::get() {
@@ -146,7 +160,7 @@ impl Executor {
         });
         self.shared.alive.fetch_add(1, Ordering::Relaxed);
         self.shared.tasks.lock().insert(id, Task { future, waker });
-        self.shared.ready.lock().push_back(id);
+        self.shared.push_ready(id);
         self.shared.kick_if_remote();
         JoinHandle { state }
     }
@@ -154,13 +168,13 @@ impl Executor {
     /// Fires due timers, then polls each task that is ready now, once.
     pub fn run_once(&self, now: u64) -> Round {
         let mut due = alloc::vec::Vec::new();
-        self.shared.timers.lock().expire(now, |w| due.push(w));
+        platform::without_interrupts(|| self.shared.timers.lock().expire(now, |w| due.push(w)));
         due.into_iter().for_each(Waker::wake);
 
-        let batch = self.shared.ready.lock().len();
+        let batch = self.shared.ready_len();
         let mut polled = 0;
         for _ in 0..batch {
-            let Some(id) = self.shared.ready.lock().pop_front() else { break };
+            let Some(id) = self.shared.pop_ready() else { break };
             let Some(mut task) = self.shared.tasks.lock().remove(&id) else { continue };
             task.waker.queued.store(false, Ordering::Release);
             let waker = Waker::from(task.waker.clone());
@@ -176,12 +190,12 @@ impl Executor {
             }
         }
         self.shared.polls.fetch_add(polled as u64, Ordering::Relaxed);
-        Round { polled, next_deadline: self.shared.timers.lock().next_deadline() }
+        Round { polled, next_deadline: platform::without_interrupts(|| self.shared.timers.lock().next_deadline()) }
     }
 
     /// Whether a task is waiting to be polled.
     pub fn has_ready(&self) -> bool {
-        !self.shared.ready.lock().is_empty()
+        self.shared.ready_len() > 0
     }
 
     /// Tasks alive on this executor.
@@ -194,16 +208,14 @@ impl Executor {
         self.shared.polls.load(Ordering::Relaxed)
     }
 
-    /// Runs tasks forever, waiting for an interrupt whenever nothing is ready.
+    /// Runs tasks forever, with interrupts enabled, waiting for an interrupt whenever nothing
+    /// is ready.
     pub fn run(&self) -> ! {
         let platform = platform::get().expect("the executor runs only after the platform is installed");
+        (platform.enable_interrupts)();
         loop {
             self.run_once((platform.now_ns)());
-            // The platform runs this loop with interrupts masked, so a kick that lands between
-            // this check and the wait stays pending and ends the wait at once.
-            if !self.has_ready() {
-                (platform.wait_for_interrupt)();
-            }
+            (platform.idle_unless)(&|| self.has_ready());
         }
     }
 }
@@ -262,7 +274,9 @@ impl Future for Sleep {
             return Poll::Ready(());
         }
         let deadline = self.deadline;
-        let registered = with_current(|s| s.timers.lock().insert(deadline, cx.waker().clone()));
+        let waker = cx.waker().clone();
+        let registered =
+            with_current(|s| platform::without_interrupts(|| s.timers.lock().insert(deadline, waker.clone())));
         if registered.is_none() {
             // Polled outside an executor: nobody would wake us, so ask to be polled again.
             cx.waker().wake_by_ref();

@@ -15,9 +15,12 @@ pub struct Platform {
     pub cpu_index: fn() -> usize,
     /// Makes CPU `index` leave its idle wait soon (an IPI).
     pub kick: fn(index: usize),
-    /// Waits for an interrupt with interrupts enabled, then returns with them masked again
-    /// (or as they were): the executor's idle step.
-    pub wait_for_interrupt: fn(),
+    /// The executor's idle step: with interrupts masked, asks `has_work`; if there is none,
+    /// waits for an interrupt. Returns with interrupts enabled. Masking around the question
+    /// means a wake-up (kick IPI) that lands after it cannot be lost: it ends the wait at once.
+    pub idle_unless: fn(has_work: &dyn Fn() -> bool),
+    /// Unmasks interrupts on this CPU (its interrupt handling must be set up).
+    pub enable_interrupts: fn(),
     /// Runs the closure with interrupts masked.
     pub without_interrupts: fn(&mut dyn FnMut()),
     /// Flushes this CPU's TLB entries for a virtual range.

@@ -109,14 +109,14 @@ pub fn irqs_masked() -> bool {
     daif & (1 << 7) != 0
 }
 
-/// Waits for an interrupt with IRQs masked, then briefly unmasks so a pending one is taken.
+/// Waits for an interrupt (WFI). With IRQs masked it still wakes when one becomes pending;
+/// the caller unmasks to take it.
 ///
 /// # Safety
-/// VBAR_EL2 must point at vectors that handle IRQs.
+/// Always sound; `unsafe` because callers pair it with unmasking, which needs vectors.
 pub unsafe fn wait_for_interrupt() {
-    // SAFETY: WFI wakes on a pending interrupt even when masked; the unmask window lets the
-    // vectors (which the caller guarantees) take it.
-    unsafe { asm!("wfi", "msr daifclr, #2", "isb", "msr daifset, #2", options(nomem, nostack)) };
+    // SAFETY: WFI only waits.
+    unsafe { asm!("wfi", options(nomem, nostack)) };
 }
 
 /// Runs `f` with IRQs masked, restoring the previous state afterwards.

@@ -39,15 +39,29 @@ fn kick(index: usize) {
     }
 }
 
-fn wait_for_interrupt() {
-    // SAFETY: the vectors are installed on every CPU before its executor runs.
-    unsafe { registers::wait_for_interrupt() };
+fn idle_unless(has_work: &dyn Fn() -> bool) {
+    registers::mask_irqs();
+    // SAFETY: the vectors are installed on every CPU before its executor runs. WFI wakes on an
+    // interrupt that became pending after the question, even while masked.
+    unsafe {
+        if !has_work() {
+            registers::wait_for_interrupt();
+        }
+        registers::unmask_irqs();
+    }
+}
+
+fn enable_interrupts() {
+    // SAFETY: only called by the executor, after the CPU's vectors and GIC are set up.
+    unsafe { registers::unmask_irqs() };
 }
 
 fn without_interrupts(f: &mut dyn FnMut()) {
     registers::without_irqs(f)
 }
 
+/// TLBI ...IS broadcasts to every CPU in the inner-shareable domain, and the DSB after it
+/// waits for them all (Arm ARM D8.13 "TLB maintenance"): no IPIs needed.
 fn flush_tlb(va: u64, size: u64) {
     // SAFETY: TLB maintenance only drops cached translations.
     unsafe { registers::flush_tlb_range(va, size) };
@@ -58,7 +72,8 @@ pub static PLATFORM: Platform = Platform {
     now_ns,
     cpu_index: percpu::cpu_index,
     kick,
-    wait_for_interrupt,
+    idle_unless,
+    enable_interrupts,
     without_interrupts,
     flush_tlb,
     exit: power::exit,

@@ -22,6 +22,7 @@ const TESTS: &[TestCase] = &[
     TestCase { name: "two_mib_mapping_translates_and_splits_on_protect", run: paging::two_mib_mapping_translates_and_splits_on_protect },
     TestCase { name: "kernel_text_is_not_writable", run: paging::kernel_text_is_not_writable },
     TestCase { name: "exception_is_delivered_and_returns", run: paging::exception_is_delivered_and_returns },
+    TestCase { name: "protection_changes_reach_every_cpu", run: paging::protection_changes_reach_every_cpu },
     TestCase { name: "timer_ticks_advance_on_every_cpu", run: sched::timer_ticks_advance_on_every_cpu },
     TestCase { name: "sleep_waits_at_least_its_duration", run: sched::sleep_waits_at_least_its_duration },
     TestCase { name: "timeout_ends_a_stuck_future", run: sched::timeout_ends_a_stuck_future },

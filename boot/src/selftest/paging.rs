@@ -5,6 +5,7 @@ use alloc::boxed::Box;
 use arch::paging::{MapFlags, PageSize, PAGE_2M, PAGE_4K};
 use kernel::address_space::AddressSpace;
 use kernel::ensure;
+use kernel::executor::on_cpu;
 use kernel::memory::FRAMES;
 use kernel::selftest::{TestFuture, TestResult};
 
@@ -131,5 +132,44 @@ pub fn exception_is_delivered_and_returns() -> TestFuture {
             }
         }
         Ok(())
+    })
+}
+
+pub fn protection_changes_reach_every_cpu() -> TestFuture {
+    Box::pin(async {
+        let cpus = super::online_cpus();
+        ensure!(cpus >= 2, "needs at least 2 CPUs online, have {cpus}");
+        let va = TEST_VA + 4 * PAGE_2M;
+        let frame = kernel::memory::allocate_zeroed_frame().map_err(|e| alloc::format!("{e}"))?;
+        let space = || KERNEL_SPACE.lock();
+        space().as_mut().ok_or("no kernel address space")?.map(va, frame, PAGE_4K, PageSize::Size4K, MapFlags::WRITE).map_err(|e| alloc::format!("map: {e}"))?;
+        let mut outcome = Ok(());
+        for cpu in 1..cpus {
+            let other = on_cpu(cpu).ok_or("a CPU has no executor")?;
+            // The other CPU caches the writable translation by writing through it.
+            // SAFETY (all three probes): the page is this test's own frame.
+            let first = other.spawn(async move { unsafe { probe::write(va, cpu as u64) } }).await;
+            if let Err(f) = first {
+                outcome = Err(alloc::format!("cpu{cpu}: write to a writable page faulted: {f:?}"));
+                break;
+            }
+            space().as_mut().ok_or("no kernel address space")?.protect(va, PAGE_4K, MapFlags::empty()).map_err(|e| alloc::format!("protect: {e}"))?;
+            let second = other.spawn(async move { unsafe { probe::write(va, 0xbad) } }).await;
+            if !matches!(second, Err(f) if f.is_page_fault) {
+                outcome = Err(alloc::format!("cpu{cpu} still wrote after the page became read-only: {second:?}"));
+                break;
+            }
+            space().as_mut().ok_or("no kernel address space")?.protect(va, PAGE_4K, MapFlags::WRITE).map_err(|e| alloc::format!("protect: {e}"))?;
+        }
+        space().as_mut().ok_or("no kernel address space")?.unmap(va, PAGE_4K).map_err(|e| alloc::format!("unmap: {e}"))?;
+        if outcome.is_ok() {
+            let other = on_cpu(1).ok_or("cpu1 has no executor")?;
+            let read = other.spawn(async move { unsafe { probe::read(va) } }).await;
+            if !matches!(read, Err(f) if f.is_page_fault) {
+                outcome = Err(alloc::format!("cpu1 still read the page after unmap: {read:?}"));
+            }
+        }
+        FRAMES.lock().free(frame, PAGE_4K);
+        outcome
     })
 }

@@ -10,6 +10,7 @@ use super::{percpu, serial, time};
 
 pub const TIMER_VECTOR: u8 = 0x20;
 pub const KICK_VECTOR: u8 = 0xf0;
+pub const SHOOTDOWN_VECTOR: u8 = 0xf1;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 fn kick(index: usize) {
@@ -21,11 +22,22 @@ fn kick(index: usize) {
     }
 }
 
-fn wait_for_interrupt() {
-    // SAFETY: the IDT is loaded on every CPU before its executor runs; interrupts are masked
-    // again before returning, as the executor expects.
-    unsafe { instructions::enable_interrupts_and_halt() };
+fn idle_unless(has_work: &dyn Fn() -> bool) {
     instructions::disable_interrupts();
+    // SAFETY: the IDT is loaded on every CPU before its executor runs. STI's shadow covers
+    // HLT, so an interrupt that arrived after the question still ends the halt.
+    unsafe {
+        if has_work() {
+            instructions::enable_interrupts();
+        } else {
+            instructions::enable_interrupts_and_halt();
+        }
+    }
+}
+
+fn enable_interrupts() {
+    // SAFETY: only called by the executor, after the CPU's IDT and APIC are set up.
+    unsafe { instructions::enable_interrupts() };
 }
 
 fn without_interrupts(f: &mut dyn FnMut()) {
@@ -35,7 +47,7 @@ fn without_interrupts(f: &mut dyn FnMut()) {
 /// Above this many pages a full flush is cheaper than page-by-page INVLPG.
 const INVLPG_LIMIT: u64 = 64;
 
-fn flush_tlb(va: u64, size: u64) {
+fn flush_local(va: u64, size: u64) {
     let pages = size.div_ceil(4096);
     if pages > INVLPG_LIMIT {
         // SAFETY: reloading CR3 with its own value only flushes non-global translations.
@@ -48,12 +60,61 @@ fn flush_tlb(va: u64, size: u64) {
     }
 }
 
+/// Flushes this CPU's TLB for the range, then every other online CPU's (x86 has no broadcast
+/// invalidation: SDM Vol. 3A §4.10.5 "Propagation of Paging-Structure Changes to Multiple
+/// Processors"). Returns once every CPU has flushed, so freed frames can be reused safely.
+fn flush_tlb(va: u64, size: u64) {
+    flush_local(va, size);
+    shootdown::run(percpu::cpu_index());
+}
+
+/// TLB shootdown by IPI: one at a time, each target flushes its whole TLB and acknowledges.
+mod shootdown {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    use arch::x86_64::{apic, instructions};
+    use spin::Mutex;
+
+    use super::{percpu, SHOOTDOWN_VECTOR};
+
+    static IN_PROGRESS: Mutex<()> = Mutex::new(());
+    static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+    pub fn run(me: usize) {
+        let targets = || percpu::PER_CPU.iter().enumerate().filter(move |(i, c)| *i != me && c.online.load(Ordering::Acquire));
+        if targets().next().is_none() {
+            return;
+        }
+        // Waiting here and below with interrupts enabled lets this CPU answer another CPU's
+        // shootdown meanwhile; the executor runs tasks with interrupts enabled. With them
+        // masked, two CPUs shooting down at once would wait for each other forever.
+        assert!(instructions::interrupts_enabled(), "TLB shootdown with interrupts masked would deadlock");
+        let _one_at_a_time = IN_PROGRESS.lock();
+        PENDING.store(targets().count(), Ordering::Release);
+        for (_, cpu) in targets() {
+            // SAFETY: every online CPU handles SHOOTDOWN_VECTOR.
+            unsafe { apic::send_ipi(cpu.apic_id.load(Ordering::Relaxed), SHOOTDOWN_VECTOR) };
+        }
+        while PENDING.load(Ordering::Acquire) != 0 {
+            instructions::pause();
+        }
+    }
+
+    /// The IPI handler's half.
+    pub fn answer() {
+        // SAFETY: reloading CR3 with its own value only flushes non-global translations.
+        unsafe { instructions::write_cr3(instructions::read_cr3()) };
+        PENDING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub static PLATFORM: Platform = Platform {
     console_write: serial::write_str,
     now_ns: time::now_ns,
     cpu_index: percpu::cpu_index,
     kick,
-    wait_for_interrupt,
+    idle_unless,
+    enable_interrupts,
     without_interrupts,
     flush_tlb,
     exit: power::exit,
@@ -66,6 +127,10 @@ fn interrupt(vector: u8) {
             apic::end_of_interrupt();
         }
         KICK_VECTOR => apic::end_of_interrupt(),
+        SHOOTDOWN_VECTOR => {
+            shootdown::answer();
+            apic::end_of_interrupt();
+        }
         SPURIOUS_VECTOR => {}
         other => {
             log::warn!("unexpected interrupt vector {other:#x}");
