@@ -65,9 +65,10 @@ impl MemoryMap {
         self.regions().iter().filter(|r| r.kind == RegionKind::Ram)
     }
 
-    /// Total usable RAM in bytes.
+    /// Total usable RAM in bytes, as listed (overlaps count twice; saturates rather than
+    /// overflowing on a hostile map).
     pub fn ram_bytes(&self) -> u64 {
-        self.ram().map(Region::size).sum()
+        self.ram().map(Region::size).fold(0, u64::saturating_add)
     }
 
     /// End of the highest RAM region.

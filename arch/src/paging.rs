@@ -57,6 +57,13 @@ pub enum Entry {
 
 /// The bit layout of page-table entries for one architecture.
 pub trait PageTableFormat {
+    /// Whether the tables also translate the upper (sign-extended) half of the address space.
+    /// x86_64 does (one CR3 for both halves); EL2 without VHE has only TTBR0, so on aarch64 an
+    /// upper-half address would silently alias a lower one.
+    const UPPER_HALF: bool;
+    /// Whether replacing a valid entry by a different kind (block by table) needs the entry
+    /// invalidated and flushed first (Arm ARM D8.16.1 "Using break-before-make").
+    const BREAK_BEFORE_MAKE: bool;
     /// Encodes a pointer to a next-level table.
     fn table(pa: u64) -> u64;
     /// Encodes a leaf: a 4 KiB page at level 0 or a 2 MiB block at level 1.
@@ -71,6 +78,8 @@ pub trait TableMemory {
     fn allocate_table(&mut self) -> Option<u64>;
     /// The table at physical address `pa`.
     fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES];
+    /// Drops cached translations of [va, va + size) on every CPU (break-before-make).
+    fn flush(&mut self, _va: u64, _size: u64) {}
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,16 +130,28 @@ fn level_size(level: usize) -> u64 {
     1 << (12 + 9 * level)
 }
 
-/// Canonical form check: bits 63..47 all equal (x86_64) or the low half only (aarch64 TTBR0).
-/// Both formats here translate 48 bits, so the walker takes the low 48 bits and rejects the rest
-/// unless they are a sign extension.
-fn check_range(va: u64) -> Result<(), PagingError> {
+/// Both formats translate 48 bits: bits 63..47 must all be clear, or (where the format has an
+/// upper half) all set.
+fn check_range<F: PageTableFormat>(va: u64) -> Result<(), PagingError> {
     let high = va >> 47;
-    if high == 0 || high == 0x1ffff {
+    if high == 0 || (F::UPPER_HALF && high == 0x1ffff) {
         Ok(())
     } else {
         Err(PagingError::OutOfRange { va })
     }
+}
+
+/// Checks that [va, va + size) and [pa, pa + size) neither wrap nor leave the translated range.
+fn check_span<F: PageTableFormat>(va: u64, pa: u64, size: u64) -> Result<(), PagingError> {
+    check_range::<F>(va)?;
+    let last = va.checked_add(size.saturating_sub(1)).ok_or(PagingError::OutOfRange { va })?;
+    check_range::<F>(last)?;
+    // Same 48-bit half on both ends: no crossing of the non-canonical hole.
+    if (va >> 47) != (last >> 47) {
+        return Err(PagingError::OutOfRange { va: last });
+    }
+    pa.checked_add(size).ok_or(PagingError::OutOfRange { va: pa })?;
+    Ok(())
 }
 
 impl<F: PageTableFormat> PageTable<F> {
@@ -166,22 +187,54 @@ impl<F: PageTableFormat> PageTable<F> {
         if !va.is_multiple_of(step) || !pa.is_multiple_of(step) || !size.is_multiple_of(step) {
             return Err(PagingError::Misaligned);
         }
-        check_range(va)?;
-        check_range(va.wrapping_add(size).wrapping_sub(1))?;
+        check_span::<F>(va, pa, size)?;
+        let level = page.level();
         let mut offset = 0;
         while offset < size {
-            if self.translate(mem, va + offset).is_some() {
+            if !self.is_free(mem, va + offset, level) {
                 return Err(PagingError::AlreadyMapped { va: va + offset });
             }
             offset += step;
         }
         let mut offset = 0;
         while offset < size {
-            let slot = self.slot(mem, va + offset, page.level(), true)?;
-            *slot = F::leaf(pa + offset, page.level(), flags);
+            match self.slot(mem, va + offset, level, true) {
+                Ok(slot) => *slot = F::leaf(pa + offset, level, flags),
+                Err(e) => {
+                    // Out of table memory part-way: take back what this call mapped.
+                    let mut undo = 0;
+                    while undo < offset {
+                        if let Ok(slot) = self.slot(mem, va + undo, level, false) {
+                            *slot = 0;
+                        }
+                        undo += step;
+                    }
+                    return Err(e);
+                }
+            }
             offset += step;
         }
         Ok(())
+    }
+
+    /// Whether a leaf at `level` for `va` could be written without replacing anything: the
+    /// walk reaches an empty entry (or an absent table) with no leaf on the way, and at
+    /// `level` itself there is neither a leaf nor a table of smaller pages.
+    fn is_free(&self, mem: &mut impl TableMemory, va: u64, level: usize) -> bool {
+        let mut table = self.root;
+        let mut at = ROOT_LEVEL;
+        loop {
+            let entry = mem.table(table)[index(va, at)];
+            match F::decode(entry, at) {
+                Entry::Invalid => return true,
+                _ if at == level => return false,
+                Entry::Table { pa } => {
+                    table = pa;
+                    at -= 1;
+                }
+                Entry::Leaf { .. } => return false,
+            }
+        }
     }
 
     /// Removes the mappings of `[va, va + size)`; 2 MiB blocks that the range only partly covers
@@ -207,7 +260,7 @@ impl<F: PageTableFormat> PageTable<F> {
 
     /// The translation of `va`, if it is mapped.
     pub fn translate(&self, mem: &mut impl TableMemory, va: u64) -> Option<Translation> {
-        check_range(va).ok()?;
+        check_range::<F>(va).ok()?;
         let mut table = self.root;
         let mut level = ROOT_LEVEL;
         loop {
@@ -241,8 +294,8 @@ impl<F: PageTableFormat> PageTable<F> {
         if !va.is_multiple_of(PAGE_4K) || !size.is_multiple_of(PAGE_4K) {
             return Err(PagingError::Misaligned);
         }
-        check_range(va)?;
-        let end = va.checked_add(size).ok_or(PagingError::OutOfRange { va })?;
+        check_span::<F>(va, 0, size)?;
+        let end = va + size;
         let mut at = va;
         while at < end {
             let t = self.translate(mem, at).ok_or(PagingError::NotMapped { va: at })?;
@@ -279,8 +332,13 @@ impl<F: PageTableFormat> PageTable<F> {
         for (i, entry) in table.iter_mut().enumerate() {
             *entry = F::leaf(t.pa + i as u64 * PAGE_4K, 0, t.flags);
         }
-        let slot = self.slot(mem, block_va, 1, false)?;
-        *slot = F::table(new);
+        if F::BREAK_BEFORE_MAKE {
+            // Until the table is in, the block is unmapped: a CPU touching it meanwhile
+            // faults, so callers split only mappings no other CPU is using.
+            *self.slot(mem, block_va, 1, false)? = 0;
+            mem.flush(block_va, PAGE_2M);
+        }
+        *self.slot(mem, block_va, 1, false)? = F::table(new);
         Ok(())
     }
 
@@ -493,6 +551,56 @@ mod tests {
             assert_eq!(w.translate(0x40_0000), None);
             assert!(w.translate(0x60_0000).is_some());
         });
+    }
+
+    #[test]
+    fn a_block_over_existing_small_pages_is_refused() {
+        both(|make| {
+            let mut w = make();
+            w.map(0x40_3000, 0x9000, PAGE_4K, PageSize::Size4K, RW).unwrap();
+            let err = w.map(0x40_0000, 0x80_0000, PAGE_2M, PageSize::Size2M, RW).unwrap_err();
+            assert_eq!(err, PagingError::AlreadyMapped { va: 0x40_0000 });
+            assert_eq!(w.translate(0x40_3000).unwrap().pa, 0x9000, "the small page survived");
+        });
+    }
+
+    #[test]
+    fn small_pages_inside_a_block_are_refused() {
+        both(|make| {
+            let mut w = make();
+            w.map(0x40_0000, 0x80_0000, PAGE_2M, PageSize::Size2M, RW).unwrap();
+            let err = w.map(0x40_5000, 0x9000, PAGE_4K, PageSize::Size4K, RW).unwrap_err();
+            assert_eq!(err, PagingError::AlreadyMapped { va: 0x40_5000 });
+        });
+    }
+
+    #[test]
+    fn ranges_that_wrap_are_out_of_range() {
+        both(|make| {
+            let mut w = make();
+            assert!(matches!(w.map(0x1000, u64::MAX - 0xfff, PAGE_4K, PageSize::Size4K, RW), Err(PagingError::OutOfRange { .. })));
+            assert!(matches!(w.map(0x7fff_ffff_f000, 0, 2 * PAGE_4K, PageSize::Size4K, RW), Err(PagingError::OutOfRange { .. })));
+            assert!(matches!(w.unmap(0xffff_ffff_ffff_f000, 2 * PAGE_4K), Err(PagingError::OutOfRange { .. })));
+        });
+    }
+
+    #[test]
+    fn only_x86_translates_the_upper_half() {
+        let mut x86 = Harness::<X86_64>::new();
+        assert!(x86.map(0xffff_8000_0000_0000, 0, PAGE_4K, PageSize::Size4K, RW).is_ok());
+        let mut arm = Harness::<Aarch64El2>::new();
+        let va = 0xffff_8000_0000_0000;
+        assert_eq!(arm.map(va, 0, PAGE_4K, PageSize::Size4K, RW), Err(PagingError::OutOfRange { va }));
+    }
+
+    #[test]
+    fn out_of_memory_part_way_leaves_nothing_mapped() {
+        // Root + 3 tables reach the first 2 MiB; the second 2 MiB needs one more table.
+        let mut mem = HostTables { limit: Some(4), ..Default::default() };
+        let mut pt = PageTable::<X86_64>::new(&mut mem).unwrap();
+        let err = pt.map(&mut mem, 0x1f_f000, 0x1000, 2 * PAGE_4K, PageSize::Size4K, RW).unwrap_err();
+        assert_eq!(err, PagingError::OutOfMemory);
+        assert_eq!(pt.translate(&mut mem, 0x1f_f000), None);
     }
 
     #[test]

@@ -32,6 +32,23 @@ pub trait PhysRead {
     }
 }
 
+/// Reads limited to ranges the memory map lists (RAM or reserved), so a hostile pointer in
+/// a firmware table cannot make Parapet read device registers, whose reads have side effects.
+pub struct ListedOnly<'a, R> {
+    pub map: &'a crate::memory_map::MemoryMap,
+    pub inner: R,
+}
+
+impl<R: PhysRead> PhysRead for ListedOnly<'_, R> {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Option<()> {
+        let end = pa.checked_add(buf.len() as u64)?;
+        if !self.map.regions().iter().any(|r| r.start <= pa && end <= r.end) {
+            return None;
+        }
+        self.inner.read(pa, buf)
+    }
+}
+
 /// Physical memory reached through the identity map the firmware runs on.
 #[cfg(target_os = "none")]
 pub struct IdentityMapped {
@@ -51,6 +68,26 @@ impl PhysRead for IdentityMapped {
         // these structures are read once into our own copies.
         unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_phys::Buffer;
+    use super::*;
+    use crate::memory_map::{MemoryMap, RegionKind};
+
+    #[test]
+    fn listed_only_refuses_reads_outside_the_map_and_across_its_edges() {
+        let mut map = MemoryMap::new();
+        map.push(0x1000, 0x1000, RegionKind::Ram);
+        map.push(0x3000, 0x1000, RegionKind::Reserved);
+        let mem = ListedOnly { map: &map, inner: Buffer::new(0, 0x10000) };
+        assert!(mem.read_u64(0x1000).is_some());
+        assert!(mem.read_u64(0x3ff8).is_some(), "reserved regions are readable");
+        assert!(mem.read_u64(0x1ffc).is_none(), "straddles the end of a region");
+        assert!(mem.read_u64(0x2000).is_none(), "a hole: maybe device registers");
+        assert!(mem.read_u64(u64::MAX - 3).is_none());
     }
 }
 

@@ -74,7 +74,8 @@ pub fn build(map: &MemoryMap, devices: &[(u64, u64)], executable_pages: &[u64]) 
     }
     for &(base, size) in devices {
         let start = base & !(PAGE_4K - 1);
-        map_identity(&mut space, start, base + size, rw | MapFlags::DEVICE)?;
+        let end = base.checked_add(size).ok_or(PagingError::OutOfRange { va: base })?;
+        map_identity(&mut space, start, end, rw | MapFlags::DEVICE)?;
     }
     Ok(space)
 }

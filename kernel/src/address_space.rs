@@ -30,6 +30,10 @@ impl TableMemory for FrameTables {
         // and 4 KiB aligned. The `&mut self` borrow keeps this reference unique.
         unsafe { &mut *(pa as *mut [u64; ENTRIES]) }
     }
+
+    fn flush(&mut self, va: u64, size: u64) {
+        flush(va, size);
+    }
 }
 
 pub struct AddressSpace {

@@ -42,7 +42,7 @@ pub fn emergency_write_fmt(args: fmt::Arguments<'_>) {
     impl Write for Raw {
         fn write_str(&mut self, s: &str) -> fmt::Result {
             if let Some(p) = platform::get() {
-                (p.console_write)(s);
+                (p.console_write_emergency)(s);
             }
             Ok(())
         }

@@ -256,11 +256,14 @@ pub fn on_cpu(cpu: usize) -> Option<&'static Executor> {
 /// Ready once `deadline` (ns since boot) has passed.
 pub struct Sleep {
     deadline: u64,
+    /// The waker already in a timer queue, so polling again (e.g. inside a `timeout` whose
+    /// inner future keeps waking) does not add an entry each time.
+    registered: Option<Waker>,
 }
 
 /// Sleeps for `ns` nanoseconds on the current executor's timer queue.
 pub fn sleep_ns(ns: u64) -> Sleep {
-    Sleep { deadline: platform::now_ns().saturating_add(ns) }
+    Sleep { deadline: platform::now_ns().saturating_add(ns), registered: None }
 }
 
 pub fn sleep_ms(ms: u64) -> Sleep {
@@ -269,15 +272,19 @@ pub fn sleep_ms(ms: u64) -> Sleep {
 
 impl Future for Sleep {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if platform::now_ns() >= self.deadline {
             return Poll::Ready(());
         }
+        if self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
         let deadline = self.deadline;
         let waker = cx.waker().clone();
-        let registered =
-            with_current(|s| platform::without_interrupts(|| s.timers.lock().insert(deadline, waker.clone())));
-        if registered.is_none() {
+        let queued = with_current(|s| platform::without_interrupts(|| s.timers.lock().insert(deadline, waker.clone())));
+        if queued.is_some() {
+            self.registered = Some(waker);
+        } else {
             // Polled outside an executor: nobody would wake us, so ask to be polled again.
             cx.waker().wake_by_ref();
         }
@@ -382,6 +389,31 @@ mod tests {
         test_clock::advance(100);
         run_until_quiet(&ex);
         assert_eq!(*o2.lock().unwrap(), Some((Err(TimedOut), Ok(5))));
+    }
+
+    #[test]
+    fn a_sleep_polled_many_times_queues_one_timer() {
+        test_clock::set(0);
+        let ex = Executor::new(0);
+        ex.spawn(async {
+            // The inner future wakes itself 100 times before the outer timeout's sleep is due.
+            let mut spins = 0;
+            let busy = core::future::poll_fn(move |cx| {
+                spins += 1;
+                if spins < 100 {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            });
+            let _ = timeout_ns(1_000, busy).await;
+        });
+        let mut max_timers = 0;
+        while ex.run_once(0).polled > 0 {
+            max_timers = max_timers.max(ex.shared.timers.lock().len());
+        }
+        assert_eq!(max_timers, 1);
     }
 
     #[test]

@@ -42,14 +42,19 @@ impl FrameAllocator {
         Self { free: Vec::new(), total: 0, leaked: 0 }
     }
 
-    /// Adds `[start, end)` of RAM, shrunk inwards to whole frames.
+    /// Adds `[start, end)` of RAM, shrunk inwards to whole frames. A range overlapping RAM
+    /// already added is merged with it, so a memory map that lists the same RAM twice cannot
+    /// make a frame be handed out twice. Call while building the allocator, before any
+    /// allocation: an allocated frame inside the range would become free again.
     pub fn add_ram(&mut self, start: u64, end: u64) {
         let Some(start) = align_up(start, FRAME_SIZE) else { return };
         let end = end & !(FRAME_SIZE - 1);
         if start >= end {
             return;
         }
-        self.total += end - start;
+        // Drop what is already there, then add the whole range once.
+        self.reserve(start, end);
+        self.total = self.total.saturating_add(end - start);
         self.insert(start, end);
     }
 
@@ -213,6 +218,23 @@ mod tests {
         assert_eq!(f.allocate(FRAME_SIZE, FRAME_SIZE), None);
         assert_eq!(f.allocate(0, FRAME_SIZE), None);
         assert_eq!(f.allocate(FRAME_SIZE, 3 * FRAME_SIZE), None, "alignment must be a power of two");
+    }
+
+    #[test]
+    fn overlapping_ram_ranges_are_merged_not_doubled() {
+        let mut f = FrameAllocator::new();
+        f.add_ram(0, 8 * FRAME_SIZE);
+        f.add_ram(4 * FRAME_SIZE, 12 * FRAME_SIZE);
+        f.add_ram(2 * FRAME_SIZE, 3 * FRAME_SIZE);
+        assert_eq!(f.total_bytes(), 12 * FRAME_SIZE);
+        assert_eq!(f.free_bytes(), 12 * FRAME_SIZE);
+        let mut got = std::vec::Vec::new();
+        while let Some(a) = f.allocate(FRAME_SIZE, FRAME_SIZE) {
+            got.push(a);
+        }
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(got.len(), 12, "every frame exactly once");
     }
 
     #[test]

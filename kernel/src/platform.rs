@@ -7,8 +7,11 @@ use arch::ExitStatus;
 use spin::Once;
 
 pub struct Platform {
-    /// Writes text to the console, without locking (callers serialise).
+    /// Writes text to the console hardware (callers serialise whole lines).
     pub console_write: fn(&str),
+    /// Writes text to the console hardware even if a CPU that stopped holds its lock:
+    /// for panics and fatal exceptions only.
+    pub console_write_emergency: fn(&str),
     /// Monotonic time since boot, in nanoseconds.
     pub now_ns: fn() -> u64,
     /// Index (0-based, dense) of the CPU this runs on.

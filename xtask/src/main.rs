@@ -49,6 +49,9 @@ enum Cmd {
     Setup,
     /// Measure image sizes, memory in use at ready, and TCG boot time to ready.
     Report,
+    /// Run clippy with the workspace lints (every unsafe block documented) on host crates and
+    /// on the firmware for both architectures.
+    Lint,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::Run { accel } => demo(accel),
         Cmd::Test => test(),
+        Cmd::Lint => Ok(if lint()? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         Cmd::Report => {
             setup::all()?;
             xtask::report::run()?;
@@ -121,9 +125,44 @@ fn demo(accel: Accel) -> Result<ExitCode> {
     report(verdict)
 }
 
-/// Every tier: host unit tests, then the QEMU boots (in qemu-tests). Ends with one summary line.
+/// Clippy over host crates and both firmware targets; true when clean.
+fn lint() -> Result<bool> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = xtask::workspace_root();
+    let mut runs: Vec<Vec<String>> = vec![vec!["clippy".into(), "--workspace".into(), "--all-targets".into()]];
+    for arch in Arch::ALL {
+        for features in [None, Some("selftest")] {
+            let mut args: Vec<String> = ["clippy", "-p", "parapet-boot", "--release", "--target", arch.rust_target()]
+                .map(String::from)
+                .to_vec();
+            args.extend(["--target-dir".into(), root.join("target/firmware/lint").display().to_string()]);
+            if let Some(f) = features {
+                args.extend(["--features".into(), f.into()]);
+            }
+            runs.push(args);
+        }
+    }
+    let mut clean = true;
+    for args in runs {
+        let status = Command::new(&cargo)
+            .current_dir(&root)
+            .args(&args)
+            .args(["--quiet", "--", "-D", "warnings"])
+            .status()
+            .context("running cargo clippy")?;
+        if !status.success() {
+            eprintln!("xtask: `cargo {}` found problems", args.join(" "));
+            clean = false;
+        }
+    }
+    Ok(clean)
+}
+
+/// Every tier: lints, host unit tests, then the QEMU boots (in qemu-tests). Ends with one
+/// summary line, in which a lint failure counts as a failed test.
 fn test() -> Result<ExitCode> {
     setup::all()?;
+    let lint_clean = lint()?;
     build::all()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut child = Command::new(cargo)
@@ -157,6 +196,11 @@ fn test() -> Result<ExitCode> {
         // A build error or a crashed test binary: count it so the summary cannot read green.
         failed += 1;
     }
+    if lint_clean {
+        passed += 1;
+    } else {
+        failed += 1;
+    }
     println!("{passed} passed, {failed} failed, {ignored} skipped");
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.success() && lint_clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

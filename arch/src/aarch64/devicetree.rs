@@ -223,11 +223,10 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
     Ok(p)
 }
 
-/// Reads the blob's total size from its header (big-endian word 1), to know how much to map
-/// or copy before parsing.
-pub fn header_total_size(header: &[u8; 8]) -> Option<usize> {
-    let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-    (magic == 0xd00d_feed).then(|| u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize)
+/// The blob's total size from its header (big-endian word 1): what the loader set aside.
+pub fn header_total_size(header: &[u8]) -> Option<usize> {
+    let word = |at: usize| Some(u32::from_be_bytes(header.get(at..at + 4)?.try_into().ok()?));
+    (word(0)? == 0xd00d_feed).then(|| word(4).map(|v| v as usize)).flatten()
 }
 
 #[cfg(test)]
@@ -256,10 +255,21 @@ mod tests {
 
     #[test]
     fn header_size_needs_the_magic() {
-        let mut h = [0u8; 8];
-        h.copy_from_slice(&QEMU_VIRT[..8]);
-        assert_eq!(header_total_size(&h), Some(QEMU_VIRT.len()));
+        assert_eq!(header_total_size(&QEMU_VIRT[..8]), Some(QEMU_VIRT.len()));
         assert_eq!(header_total_size(&[0; 8]), None);
+    }
+
+    #[test]
+    fn a_compacted_copy_parses_like_the_whole_blob() {
+        // Pretend the loader declared 1 MiB, as QEMU does, and copy only the used part.
+        let mut blob = QEMU_VIRT.to_vec();
+        blob[4..8].copy_from_slice(&(1u32 << 20).to_be_bytes());
+        let header: [u8; super::super::fdt::HEADER_SIZE] = blob[..40].try_into().unwrap();
+        let used = super::super::fdt::used_size(&header).unwrap();
+        assert!(used <= QEMU_VIRT.len());
+        let p = parse(&blob[..used]).unwrap();
+        assert_eq!(p.cpus(), &[0, 1]);
+        assert_eq!(p.total_size, 1 << 20);
     }
 
     #[test]

@@ -43,7 +43,9 @@ impl<'a> Fdt<'a> {
             return Err(Malformed);
         }
         let total_size = be32(bytes, 4)? as usize;
-        let bytes = bytes.get(..total_size).ok_or(Malformed)?;
+        // A compacted copy (see `used_size`) may be shorter than total_size: every block is
+        // bounds-checked against what is actually here.
+        let bytes = &bytes[..total_size.min(bytes.len())];
         let off_struct = be32(bytes, 8)? as usize;
         let off_strings = be32(bytes, 12)? as usize;
         let size_strings = be32(bytes, 32)? as usize;
@@ -90,6 +92,26 @@ impl<'a> Fdt<'a> {
             }
         }
     }
+}
+
+/// Length of the header.
+pub const HEADER_SIZE: usize = 40;
+
+/// How many bytes from the start of a blob cover its header, reservation map, structure and
+/// strings blocks: what must be copied to parse it. QEMU's blobs declare 1 MiB in total_size
+/// but use a few KiB.
+pub fn used_size(header: &[u8; HEADER_SIZE]) -> Option<usize> {
+    if be32(header, 0).ok()? != MAGIC {
+        return None;
+    }
+    let field = |at| be32(header, at).ok().map(|v| v as usize);
+    let total = field(4)?;
+    let structure_end = field(8)?.checked_add(field(36)?)?;
+    let strings_end = field(12)?.checked_add(field(32)?)?;
+    // The reservation map ends with a zero entry; 16 bytes past its start is its minimum.
+    let rsvmap_end = field(16)?.checked_add(16)?;
+    let used = structure_end.max(strings_end).max(rsvmap_end).max(HEADER_SIZE);
+    (used <= total).then_some(used)
 }
 
 /// The NUL-terminated UTF-8 string at `bytes[at..]`.

@@ -17,7 +17,11 @@ const GICD_CTLR_ENABLE_GRP0: u32 = 1 << 0;
 
 /// Redistributor frames: RD_base, then SGI_base 64 KiB above (§12.10).
 const GICR_FRAME: u64 = 0x1_0000;
-const GICR_STRIDE: u64 = 2 * GICR_FRAME;
+/// GICv3: RD_base + SGI_base. GICv4 with direct virtual LPIs (TYPER.VLPIS) adds VLPI_base and
+/// a reserved frame (§9.10).
+const GICR_STRIDE_V3: u64 = 2 * GICR_FRAME;
+const GICR_STRIDE_V4: u64 = 4 * GICR_FRAME;
+const GICR_TYPER_VLPIS: u64 = 1 << 1;
 const GICR_WAKER: u64 = 0x0014;
 const GICR_TYPER: u64 = 0x0008;
 const GICR_TYPER_LAST: u64 = 1 << 4;
@@ -74,9 +78,10 @@ pub fn affinity_of(mpidr: u64) -> u32 {
 pub unsafe fn init_cpu(redistributors: (u64, u64)) -> Option<u64> {
     let me = affinity_of(reg::mpidr());
     let (base, size) = redistributors;
+    let end = base.checked_add(size)?;
     let mut rd = base;
     let mut found = None;
-    while rd + GICR_STRIDE <= base + size {
+    while rd.checked_add(GICR_STRIDE_V3).is_some_and(|frame_end| frame_end <= end) {
         // SAFETY: rd is inside the mapped region; TYPER is a 64-bit read-only register.
         let typer = unsafe { read_volatile((rd + GICR_TYPER) as *const u64) };
         if (typer >> 32) as u32 == me {
@@ -86,7 +91,7 @@ pub unsafe fn init_cpu(redistributors: (u64, u64)) -> Option<u64> {
         if typer & GICR_TYPER_LAST != 0 {
             break;
         }
-        rd += GICR_STRIDE;
+        rd += if typer & GICR_TYPER_VLPIS != 0 { GICR_STRIDE_V4 } else { GICR_STRIDE_V3 };
     }
     let rd = found?;
     // SAFETY: rd is this CPU's redistributor; waking it is the documented sequence (§9.2.5),
@@ -124,8 +129,12 @@ pub unsafe fn enable_private(rd: u64, intid: u32) {
 }
 
 /// Acknowledges the pending interrupt: its INTID, or [`SPURIOUS`].
-pub fn acknowledge() -> u32 {
-    (reg::icc_iar1() & 0xff_ffff) as u32
+///
+/// # Safety
+/// The caller must pass the INTID to [`end_of_interrupt`] once handled (unless spurious).
+pub unsafe fn acknowledge() -> u32 {
+    // SAFETY: forwarded to the caller.
+    (unsafe { reg::icc_iar1() } & 0xff_ffff) as u32
 }
 
 /// Ends interrupt `intid` (drops priority and deactivates it).
@@ -139,12 +148,20 @@ pub fn end_of_interrupt(intid: u32) {
 /// # Safety
 /// The target's vectors must handle the SGI.
 pub unsafe fn send_sgi(mpidr: u64, intid: u32) {
+    let aff0 = mpidr & 0xff;
     let aff1 = (mpidr >> 8) & 0xff;
     let aff2 = (mpidr >> 16) & 0xff;
     let aff3 = (mpidr >> 32) & 0xff;
-    // Target list: one bit for Aff0 (0-15) within the Aff3.Aff2.Aff1 cluster (§12.11.28).
-    let target_list = 1u64 << (mpidr & 0xf);
-    let value = target_list | (aff1 << 16) | (u64::from(intid & 0xf) << 24) | (aff2 << 32) | (aff3 << 48);
+    // Target list: one bit per Aff0 within a group of 16 that RS selects (§12.11.28; RS needs
+    // GICD_TYPER.RSS for Aff0 above 15).
+    let target_list = 1u64 << (aff0 % 16);
+    let range_selector = aff0 / 16;
+    let value = target_list
+        | (aff1 << 16)
+        | (u64::from(intid & 0xf) << 24)
+        | (aff2 << 32)
+        | (range_selector << 44)
+        | (aff3 << 48);
     // SAFETY: the caller guarantees the SGI is handled.
     unsafe {
         core::arch::asm!("dsb ishst", options(nostack, preserves_flags));

@@ -30,6 +30,9 @@ pub const MAIR_EL2: u64 = 0xff | (0x04 << 8);
 pub struct Aarch64El2;
 
 impl PageTableFormat for Aarch64El2 {
+    const UPPER_HALF: bool = false;
+    const BREAK_BEFORE_MAKE: bool = true;
+
     fn table(pa: u64) -> u64 {
         (pa & ADDRESS_MASK) | VALID | TABLE_OR_PAGE
     }

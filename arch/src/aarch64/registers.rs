@@ -48,8 +48,6 @@ read_only!(/// ESR_EL2: syndrome of the last exception taken to EL2.
     esr_el2, "esr_el2");
 read_only!(/// FAR_EL2: faulting virtual address.
     far_el2, "far_el2");
-read_only!(/// ICC_IAR1_EL1: acknowledges the highest-priority pending Group 1 interrupt.
-    icc_iar1, "S3_0_C12_C12_0");
 read_only!(/// ID_AA64MMFR0_EL1: memory model features (PARange in bits 3:0).
     id_aa64mmfr0, "id_aa64mmfr0_el1");
 
@@ -76,6 +74,38 @@ read_write!(/// CNTHP_CTL_EL2: EL2 physical timer control.
 read_write!(/// CNTHP_CVAL_EL2: EL2 physical timer compare value.
     cnthp_cval, set_cnthp_cval, "S3_4_C14_C2_2");
 
+/// Reads ICC_IAR1_EL1, which acknowledges the highest-priority pending Group 1 interrupt:
+/// it becomes active and must later be ended with ICC_EOIR1_EL1.
+///
+/// # Safety
+/// The caller must end the interrupt it gets back (unless it is a special INTID 1020-1023).
+#[inline]
+pub unsafe fn icc_iar1() -> u64 {
+    let value: u64;
+    // SAFETY: the read changes interrupt state, which the caller takes responsibility for;
+    // it touches no memory.
+    unsafe { asm!("mrs {}, S3_0_C12_C12_0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+read_only!(/// CTR_EL0: cache type (DminLine in bits 19:16).
+    cache_type, "ctr_el0");
+
+/// Cleans and invalidates the data cache to the point of coherency over [start, start + len),
+/// so an observer with caches off (a CPU before its MMU is on) sees what was written.
+pub fn clean_dcache_range(start: u64, len: u64) {
+    let line = 4u64 << ((cache_type() >> 16) & 0xf);
+    let mut at = start & !(line - 1);
+    let end = start.saturating_add(len);
+    while at < end {
+        // SAFETY: cache maintenance by VA on mapped memory changes no data.
+        unsafe { asm!("dc civac, {}", in(reg) at, options(nostack, preserves_flags)) };
+        at += line;
+    }
+    // SAFETY: a barrier only orders.
+    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+}
+
 /// Instruction synchronization barrier.
 #[inline]
 pub fn isb() {
@@ -83,11 +113,11 @@ pub fn isb() {
     unsafe { asm!("isb", options(nostack, preserves_flags)) };
 }
 
-/// Masks IRQs (PSTATE.I).
+/// Masks IRQs (PSTATE.I). Also a compiler barrier (no `nomem`), as is unmasking.
 #[inline]
 pub fn mask_irqs() {
     // SAFETY: masking interrupts cannot break memory safety.
-    unsafe { asm!("msr daifset, #2", options(nomem, nostack, preserves_flags)) };
+    unsafe { asm!("msr daifset, #2", options(nostack, preserves_flags)) };
 }
 
 /// Unmasks IRQs.
@@ -97,7 +127,7 @@ pub fn mask_irqs() {
 #[inline]
 pub unsafe fn unmask_irqs() {
     // SAFETY: the caller guarantees the vectors handle IRQs.
-    unsafe { asm!("msr daifclr, #2", options(nomem, nostack, preserves_flags)) };
+    unsafe { asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
 }
 
 /// Whether IRQs are masked.
@@ -116,7 +146,7 @@ pub fn irqs_masked() -> bool {
 /// Always sound; `unsafe` because callers pair it with unmasking, which needs vectors.
 pub unsafe fn wait_for_interrupt() {
     // SAFETY: WFI only waits.
-    unsafe { asm!("wfi", options(nomem, nostack)) };
+    unsafe { asm!("wfi", options(nostack)) };
 }
 
 /// Runs `f` with IRQs masked, restoring the previous state afterwards.

@@ -1,25 +1,34 @@
 //! Just enough ACPI to find the processors: RSDP → XSDT/RSDT → MADT
 //! (ACPI 6.5 §5.2.5 RSDP, §5.2.7 RSDT, §5.2.8 XSDT, §5.2.12 MADT).
 //!
-//! Every table is length- and checksum-checked before it is believed.
+//! Each table is copied once into a local buffer, and its length and checksum are checked on
+//! the copy before anything in it is believed: memory the loader (or host) controls is never
+//! read twice.
 
 use crate::phys::PhysRead;
 
 /// Most processors we track; the rest are reported and left parked.
 pub const MAX_CPUS: usize = 64;
-const SDT_HEADER_LEN: u64 = 36;
+const SDT_HEADER_LEN: usize = 36;
 /// Where a PC BIOS may keep the RSDP (ACPI 6.5 §5.2.5.1).
 const BIOS_AREA: (u64, u64) = (0xe_0000, 0x10_0000);
+/// Physical addresses at or above this are beyond any x86 CPU (52-bit MAXPHYADDR).
+const MAX_PHYS: u64 = 1 << 52;
+/// Largest XSDT/RSDT we read (500 entries).
+const ROOT_TABLE_MAX: usize = 4096;
+/// Largest MADT we read (hundreds of CPUs; we track 64).
+const MADT_MAX: usize = 16 * 1024;
 const MADT_LOCAL_APIC: u8 = 0;
 const MADT_LOCAL_X2APIC: u8 = 9;
-/// Local APIC flags: Enabled, Online Capable (ACPI 6.5 table 5.47).
+/// Local APIC flags: Enabled (ACPI 6.5 table 5.47). Online-capable but disabled processors
+/// are for hot-plug and are not started at boot.
 const LAPIC_ENABLED: u32 = 1 << 0;
-const LAPIC_ONLINE_CAPABLE: u32 = 1 << 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AcpiError {
     NoRsdp,
     BadTable { signature: [u8; 4], at: u64 },
+    TooLarge { signature: [u8; 4], len: usize },
     NoMadt,
 }
 
@@ -27,17 +36,20 @@ impl core::fmt::Display for AcpiError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             AcpiError::NoRsdp => write!(f, "no ACPI RSDP found"),
-            AcpiError::BadTable { signature, at } => write!(
-                f,
-                "ACPI table {} at {at:#x} has a bad length or checksum",
-                core::str::from_utf8(signature).unwrap_or("????")
-            ),
+            AcpiError::BadTable { signature, at } => {
+                write!(f, "ACPI table {} at {at:#x} is unreadable or has a bad length or checksum", name(signature))
+            }
+            AcpiError::TooLarge { signature, len } => write!(f, "ACPI table {} is {len} bytes, more than Parapet reads", name(signature)),
             AcpiError::NoMadt => write!(f, "no ACPI MADT: cannot enumerate processors"),
         }
     }
 }
 
-/// The processors the MADT lists as usable.
+fn name(signature: &[u8; 4]) -> &str {
+    core::str::from_utf8(signature).unwrap_or("????")
+}
+
+/// The processors the MADT lists as enabled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Processors {
     apic_ids: [u32; MAX_CPUS],
@@ -66,102 +78,117 @@ impl Processors {
     }
 }
 
-fn checksum_ok(mem: &impl PhysRead, at: u64, len: u64) -> bool {
-    let mut sum = 0u8;
-    let mut buf = [0u8; 64];
-    let mut off = 0;
-    while off < len {
-        let n = (len - off).min(64) as usize;
-        if mem.read(at + off, &mut buf[..n]).is_none() {
-            return false;
-        }
-        sum = buf[..n].iter().fold(sum, |s, &b| s.wrapping_add(b));
-        off += n as u64;
+fn sum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |s, &b| s.wrapping_add(b))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+}
+
+/// Copies the RSDP at `at` if it is one: signature, checksum, and (revision 2+) extended
+/// checksum over its full length.
+fn read_rsdp(mem: &impl PhysRead, at: u64) -> Option<[u8; 36]> {
+    if at >= MAX_PHYS {
+        return None;
     }
-    sum == 0
+    let mut rsdp = [0u8; 36];
+    mem.read(at, &mut rsdp[..20])?;
+    if &rsdp[..8] != b"RSD PTR " || sum(&rsdp[..20]) != 0 {
+        return None;
+    }
+    if rsdp[15] >= 2 {
+        mem.read(at + 20, &mut rsdp[20..])?;
+        let len = u32_at(&rsdp, 20)? as usize;
+        if len < 36 || sum(&rsdp) != 0 {
+            return None;
+        }
+    }
+    Some(rsdp)
 }
 
 /// Finds the RSDP: at `hint` if the loader gave one, else by scanning the BIOS area.
 pub fn find_rsdp(mem: &impl PhysRead, hint: Option<u64>) -> Result<u64, AcpiError> {
-    let valid = |at: u64| {
-        let mut sig = [0u8; 8];
-        mem.read(at, &mut sig).is_some() && &sig == b"RSD PTR " && checksum_ok(mem, at, 20)
-    };
-    if let Some(at) = hint.filter(|&at| valid(at)) {
+    if let Some(at) = hint.filter(|&at| read_rsdp(mem, at).is_some()) {
         return Ok(at);
     }
-    (BIOS_AREA.0..BIOS_AREA.1).step_by(16).find(|&at| valid(at)).ok_or(AcpiError::NoRsdp)
+    (BIOS_AREA.0..BIOS_AREA.1).step_by(16).find(|&at| read_rsdp(mem, at).is_some()).ok_or(AcpiError::NoRsdp)
 }
 
-/// Reads and checks an SDT header at `at`; returns (signature, length).
-fn sdt(mem: &impl PhysRead, at: u64) -> Result<([u8; 4], u64), AcpiError> {
-    let mut signature = [0u8; 4];
-    let bad = |signature| AcpiError::BadTable { signature, at };
-    mem.read(at, &mut signature).ok_or(bad(signature))?;
-    let len = u64::from(mem.read_u32(at + 4).ok_or(bad(signature))?);
-    // 1 MiB is far beyond any real MADT/XSDT and keeps a hostile length from stalling boot.
-    if !(SDT_HEADER_LEN..=1 << 20).contains(&len) || !checksum_ok(mem, at, len) {
-        return Err(bad(signature));
+/// Copies the table at `at` into `buf` and checks its length and checksum on the copy.
+/// Returns the copy.
+fn load<'b>(mem: &impl PhysRead, at: u64, buf: &'b mut [u8]) -> Result<&'b [u8], AcpiError> {
+    let mut header = [0u8; 8];
+    if at >= MAX_PHYS || mem.read(at, &mut header).is_none() {
+        return Err(AcpiError::BadTable { signature: [b'?'; 4], at });
     }
-    Ok((signature, len))
+    let signature = [header[0], header[1], header[2], header[3]];
+    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if len > buf.len() {
+        return Err(AcpiError::TooLarge { signature, len });
+    }
+    let bad = AcpiError::BadTable { signature, at };
+    if len < SDT_HEADER_LEN {
+        return Err(bad);
+    }
+    let table = &mut buf[..len];
+    mem.read(at, table).ok_or(bad)?;
+    // The copy must still say what the header said, and add up.
+    if table[..4] != signature || u32_at(table, 4) != Some(len as u32) || sum(table) != 0 {
+        return Err(bad);
+    }
+    Ok(table)
 }
 
-/// Finds the table with `want` signature through the RSDP at `rsdp`.
-pub fn find_table(mem: &impl PhysRead, rsdp: u64, want: &[u8; 4]) -> Result<Option<u64>, AcpiError> {
-    let bad = AcpiError::BadTable { signature: *b"RSDP", at: rsdp };
-    let revision = mem.read_u8(rsdp + 15).ok_or(bad)?;
-    let (root, entry_size) = if revision >= 2 {
-        (mem.read_u64(rsdp + 24).ok_or(bad)?, 8)
-    } else {
-        (u64::from(mem.read_u32(rsdp + 16).ok_or(bad)?), 4)
+/// Finds the table with `want` signature through the RSDP at `rsdp` and copies it into `buf`.
+pub fn find_table<'b>(mem: &impl PhysRead, rsdp: u64, want: &[u8; 4], buf: &'b mut [u8]) -> Result<Option<&'b [u8]>, AcpiError> {
+    let header = read_rsdp(mem, rsdp).ok_or(AcpiError::BadTable { signature: *b"RSDP", at: rsdp })?;
+    let (root, entry_size) = match header[15] {
+        2.. => (u64_at(&header, 24).unwrap_or(0), 8),
+        _ => (u64::from(u32_at(&header, 16).unwrap_or(0)), 4),
     };
-    let (_, len) = sdt(mem, root)?;
-    let entries = (len - SDT_HEADER_LEN) / entry_size;
-    for i in 0..entries {
-        let slot = root + SDT_HEADER_LEN + i * entry_size;
-        let table = if entry_size == 8 { mem.read_u64(slot) } else { mem.read_u32(slot).map(u64::from) };
-        let table = table.ok_or(AcpiError::BadTable { signature: *b"XSDT", at: root })?;
+    let mut root_buf = [0u8; ROOT_TABLE_MAX];
+    let root_table = load(mem, root, &mut root_buf)?;
+    for entry in root_table[SDT_HEADER_LEN..].chunks_exact(entry_size) {
+        let at = match entry_size {
+            8 => u64_at(entry, 0),
+            _ => u32_at(entry, 0).map(u64::from),
+        }
+        .unwrap_or(0);
         let mut signature = [0u8; 4];
-        if mem.read(table, &mut signature).is_some() && &signature == want {
-            sdt(mem, table)?;
-            return Ok(Some(table));
+        if at < MAX_PHYS && mem.read(at, &mut signature).is_some() && &signature == want {
+            return load(mem, at, buf).map(Some);
         }
     }
     Ok(None)
 }
 
-/// Lists the processors in the MADT reachable from the RSDP at `rsdp`.
+/// Lists the enabled processors in the MADT reachable from the RSDP at `rsdp`.
 pub fn processors(mem: &impl PhysRead, rsdp: u64) -> Result<Processors, AcpiError> {
-    let madt = find_table(mem, rsdp, b"APIC")?.ok_or(AcpiError::NoMadt)?;
-    let (_, len) = sdt(mem, madt)?;
-    let bad = AcpiError::BadTable { signature: *b"APIC", at: madt };
+    let mut buf = [0u8; MADT_MAX];
+    let madt = find_table(mem, rsdp, b"APIC", &mut buf)?.ok_or(AcpiError::NoMadt)?;
+    let bad = AcpiError::BadTable { signature: *b"APIC", at: 0 };
     let mut cpus = Processors {
         apic_ids: [0; MAX_CPUS],
         count: 0,
         ignored: 0,
-        local_apic_address: u64::from(mem.read_u32(madt + SDT_HEADER_LEN).ok_or(bad)?),
+        local_apic_address: u64::from(u32_at(madt, SDT_HEADER_LEN).ok_or(bad)?),
     };
-    let end = madt + len;
-    let mut at = madt + SDT_HEADER_LEN + 8;
-    while at + 2 <= end {
-        let kind = mem.read_u8(at).ok_or(bad)?;
-        let entry_len = u64::from(mem.read_u8(at + 1).ok_or(bad)?);
-        if entry_len < 2 || at + entry_len > end {
-            return Err(bad);
-        }
-        let usable = |flags: u32| flags & (LAPIC_ENABLED | LAPIC_ONLINE_CAPABLE) != 0;
+    let mut at = SDT_HEADER_LEN + 8;
+    while at + 2 <= madt.len() {
+        let kind = madt[at];
+        let entry_len = usize::from(madt[at + 1]);
+        let entry = madt.get(at..at + entry_len).filter(|_| entry_len >= 2).ok_or(bad)?;
         match kind {
-            MADT_LOCAL_APIC if entry_len >= 8 => {
-                let id = mem.read_u8(at + 3).ok_or(bad)?;
-                if usable(mem.read_u32(at + 4).ok_or(bad)?) {
-                    cpus.push(u32::from(id));
-                }
+            MADT_LOCAL_APIC if entry_len >= 8 && u32_at(entry, 4).ok_or(bad)? & LAPIC_ENABLED != 0 => {
+                cpus.push(u32::from(entry[3]));
             }
-            MADT_LOCAL_X2APIC if entry_len >= 16 => {
-                let id = mem.read_u32(at + 4).ok_or(bad)?;
-                if usable(mem.read_u32(at + 8).ok_or(bad)?) {
-                    cpus.push(id);
-                }
+            MADT_LOCAL_X2APIC if entry_len >= 16 && u32_at(entry, 8).ok_or(bad)? & LAPIC_ENABLED != 0 => {
+                cpus.push(u32_at(entry, 4).ok_or(bad)?);
             }
             _ => {}
         }
@@ -199,8 +226,10 @@ mod tests {
         rsdp[0..8].copy_from_slice(b"RSD PTR ");
         rsdp[15] = 2;
         rsdp[24..32].copy_from_slice(&0x8000u64.to_le_bytes());
+        rsdp[20..24].copy_from_slice(&36u32.to_le_bytes());
         mem.put(rsdp_at, &rsdp);
         fix_checksum(&mut mem, rsdp_at, 20, rsdp_at + 8);
+        fix_checksum(&mut mem, rsdp_at, 36, rsdp_at + 32);
         let mut xsdt = Vec::new();
         xsdt.extend_from_slice(&0x9000u64.to_le_bytes());
         xsdt.extend_from_slice(&0xa000u64.to_le_bytes());
@@ -217,7 +246,10 @@ mod tests {
         x2[0] = 9;
         x2[1] = 16;
         x2[4..8].copy_from_slice(&300u32.to_le_bytes());
-        x2[8..12].copy_from_slice(&2u32.to_le_bytes()); // online capable
+        x2[8..12].copy_from_slice(&1u32.to_le_bytes()); // enabled
+        madt.extend_from_slice(&x2);
+        x2[4..8].copy_from_slice(&301u32.to_le_bytes());
+        x2[8..12].copy_from_slice(&2u32.to_le_bytes()); // online capable only: hot-plug
         madt.extend_from_slice(&x2);
         table(&mut mem, 0xa000, b"APIC", &madt);
         mem
@@ -251,9 +283,35 @@ mod tests {
     fn a_madt_entry_running_past_the_table_is_rejected() {
         let mut mem = machine(0xf_0000);
         // Make the last entry claim 200 bytes, then re-checksum so only the length is wrong.
-        mem.put(0xa000 + 36 + 8 + 24 + 12 + 1, &[200]);
-        fix_checksum(&mut mem, 0xa000, 36 + 60, 0xa000 + 9);
+        mem.put(0xa000 + 36 + 8 + 24 + 12 + 16 + 1, &[200]);
+        fix_checksum(&mut mem, 0xa000, 36 + 76, 0xa000 + 9);
         assert!(matches!(processors(&mem, 0xf_0000), Err(AcpiError::BadTable { .. })));
+    }
+
+    #[test]
+    fn a_revision_2_rsdp_needs_its_extended_checksum() {
+        let mut mem = machine(0xf_0000);
+        mem.put(0xf_0000 + 20, &36u32.to_le_bytes());
+        mem.put(0xf_0000 + 32, &[1]); // extended checksum now wrong, first 20 bytes still fine
+        assert_eq!(find_rsdp(&mem, None), Err(AcpiError::NoRsdp));
+    }
+
+    #[test]
+    fn hostile_pointers_and_bytes_never_panic() {
+        let mem = machine(0xf_0000);
+        assert!(find_rsdp(&mem, Some(u64::MAX - 3)).is_ok(), "a wild hint falls back to the scan");
+        // Flip every byte of the MADT and XSDT in turn: errors are fine, panics are not.
+        for at in (0x8000..0x8000 + 52).chain(0xa000..0xa000 + 112) {
+            let mut bad = machine(0xf_0000);
+            let b = bad.bytes[at as usize];
+            bad.put(at, &[b ^ 0xff]);
+            let _ = processors(&bad, 0xf_0000);
+        }
+        // A root table pointing at the top of the address space.
+        let mut wild = machine(0xf_0000);
+        wild.put(0x8000 + 44, &(u64::MAX - 2).to_le_bytes());
+        fix_checksum(&mut wild, 0x8000, 52, 0x8000 + 9);
+        assert_eq!(processors(&wild, 0xf_0000), Err(AcpiError::NoMadt));
     }
 
     #[test]

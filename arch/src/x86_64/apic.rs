@@ -117,8 +117,13 @@ pub fn end_of_interrupt() {
 /// Sending an IPI must not disturb another CPU in a way the caller does not own.
 unsafe fn send(destination: u32, command: u32) {
     if is_x2apic() {
+        // WRMSR to the x2APIC ICR is not serializing (SDM §11.12.3): fence so the memory
+        // writes the IPI announces (a queued task, a shootdown request) are visible first.
         // SAFETY: ICR is one 64-bit MSR in x2APIC mode (SDM §11.12.9); the caller owns the IPI.
-        unsafe { wrmsr(0x830, (u64::from(destination) << 32) | u64::from(command)) };
+        unsafe {
+            core::arch::asm!("mfence", options(nostack, preserves_flags));
+            wrmsr(0x830, (u64::from(destination) << 32) | u64::from(command));
+        }
     } else {
         // SAFETY: as above, in the two 32-bit xAPIC registers, high half first.
         unsafe {

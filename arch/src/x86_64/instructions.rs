@@ -114,13 +114,15 @@ pub unsafe fn invlpg(va: u64) {
 /// The IDT must be loaded and able to handle whatever interrupt arrives.
 pub unsafe fn enable_interrupts_and_halt() {
     // SAFETY: the caller guarantees interrupts can be taken.
-    unsafe { asm!("sti; hlt", options(nomem, nostack)) };
+    unsafe { asm!("sti; hlt", options(nostack)) };
 }
 
-/// Disables maskable interrupts.
+/// Disables maskable interrupts. Also a compiler barrier (no `nomem`), so memory accesses
+/// meant to run masked are not moved out of the masked section; the same holds for the
+/// enabling functions.
 pub fn disable_interrupts() {
     // SAFETY: CLI only masks interrupts; it cannot break memory safety.
-    unsafe { asm!("cli", options(nomem, nostack)) };
+    unsafe { asm!("cli", options(nostack)) };
 }
 
 /// Enables maskable interrupts.
@@ -129,7 +131,7 @@ pub fn disable_interrupts() {
 /// The IDT must be loaded and able to handle whatever interrupt arrives.
 pub unsafe fn enable_interrupts() {
     // SAFETY: the caller guarantees interrupts can be taken.
-    unsafe { asm!("sti", options(nomem, nostack)) };
+    unsafe { asm!("sti", options(nostack)) };
 }
 
 /// Whether RFLAGS.IF is set.

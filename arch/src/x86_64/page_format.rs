@@ -18,6 +18,9 @@ const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 pub struct X86_64;
 
 impl PageTableFormat for X86_64 {
+    const UPPER_HALF: bool = true;
+    const BREAK_BEFORE_MAKE: bool = false;
+
     fn table(pa: u64) -> u64 {
         // Intermediate entries allow everything; leaves restrict.
         (pa & ADDRESS_MASK) | PRESENT | WRITABLE | ACCESSED

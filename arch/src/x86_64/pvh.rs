@@ -8,11 +8,12 @@ pub const START_INFO_MAGIC: u32 = 0x336e_c578;
 /// Size of `hvm_start_info` v1 in bytes.
 pub const START_INFO_SIZE: u64 = 56;
 const MEMMAP_ENTRY_SIZE: u64 = 24;
-const MODLIST_ENTRY_SIZE: u64 = 32;
 /// E820 type of usable RAM (ACPI 6.5 §15.1, table 15.312).
 const E820_RAM: u32 = 1;
 /// Longest command line we accept.
 pub const MAX_CMDLINE: usize = 1024;
+/// Physical addresses at or above this are beyond any x86 CPU (52-bit MAXPHYADDR).
+const MAX_PHYS: u64 = 1 << 52;
 
 /// What the PVH start info says, copied out of guest-physical memory.
 #[derive(Clone, Debug)]
@@ -101,11 +102,14 @@ pub fn parse(mem: &impl PhysRead, pa: u64) -> Result<StartInfo, StartInfoError> 
     if version < 1 {
         return Err(StartInfoError::NoMemoryMap { version });
     }
+    // Pointers past the physical address width are garbage; refusing them here also keeps
+    // the offset arithmetic below from overflowing.
+    let pointer = |off: u64| field64(off).and_then(|p| if p < MAX_PHYS { Ok(p) } else { Err(StartInfoError::Unreadable) });
     let nr_modules = field32(12)?;
-    let modlist = field64(16)?;
-    let cmdline_pa = field64(24)?;
-    let rsdp = field64(32)?;
-    let memmap = field64(40)?;
+    let modlist = pointer(16)?;
+    let cmdline_pa = pointer(24)?;
+    let rsdp = pointer(32)?;
+    let memmap = pointer(40)?;
     let entries = field32(48)?;
 
     let mut memory_map = MemoryMap::new();
@@ -141,11 +145,13 @@ pub fn parse(mem: &impl PhysRead, pa: u64) -> Result<StartInfo, StartInfoError> 
     let module = if nr_modules > 0 && modlist != 0 {
         let start = mem.read_u64(modlist).ok_or(StartInfoError::Unreadable)?;
         let size = mem.read_u64(modlist + 8).ok_or(StartInfoError::Unreadable)?;
+        if start >= MAX_PHYS || size >= MAX_PHYS {
+            return Err(StartInfoError::Unreadable);
+        }
         Some((start, size))
     } else {
         None
     };
-    let _ = MODLIST_ENTRY_SIZE;
 
     Ok(StartInfo { memory_map, cmdline, cmdline_range, rsdp: (rsdp != 0).then_some(rsdp), module })
 }
@@ -204,6 +210,16 @@ mod tests {
         assert_eq!(parse(&mem, 0x7000).unwrap_err(), StartInfoError::NoMemoryMap { version: 0 });
         mem.put(0x7000, &[0; 4]);
         assert_eq!(parse(&mem, 0x7000).unwrap_err(), StartInfoError::BadMagic(0));
+    }
+
+    #[test]
+    fn pointers_at_the_top_of_the_address_space_are_refused() {
+        for field in [16u64, 24, 32, 40] {
+            let mut mem = Buffer::new(0, 0x8000);
+            start_info(&mut mem, 0x7000, 1);
+            mem.put(0x7000 + field, &u64::MAX.to_le_bytes());
+            assert_eq!(parse(&mem, 0x7000).unwrap_err(), StartInfoError::Unreadable, "field at {field}");
+        }
     }
 
     #[test]

@@ -12,8 +12,9 @@ use arch::aarch64::page_format::MAIR_EL2;
 
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
-/// What a secondary CPU reads, with its MMU off, before it can run Rust.
-#[repr(C)]
+/// What a secondary CPU reads, with its MMU off, before it can run Rust. Aligned so that it
+/// shares no cache line with other data.
+#[repr(C, align(64))]
 pub struct SecondaryBoot {
     pub ttbr0: u64,
     pub stack_top: u64,
@@ -26,8 +27,13 @@ const TCR_EL2: u64 = 16 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (1 << 3
 /// 1 GiB block descriptors for the boot tables (see arch::aarch64::page_format).
 const NORMAL_BLOCK: u64 = 1 | (1 << 6) | (3 << 8) | (1 << 10);
 const DEVICE_BLOCK: u64 = 1 | (1 << 2) | (1 << 6) | (1 << 10) | (1 << 54);
-/// SCTLR_EL2: M (MMU), C (data cache), I (instruction cache).
-const SCTLR_ENABLE: u64 = 1 | (1 << 2) | (1 << 12);
+/// SCTLR_EL2, written whole (its reset value is UNKNOWN): the RES1 bits of the non-VHE
+/// layout (4, 5, 11, 16, 18, 22, 23, 28, 29) plus M (MMU), C (data cache), I (instruction
+/// cache); little-endian, no alignment checks, no WXN (Arm ARM D23.2.156).
+const SCTLR_EL2: u64 = 0x30c5_0830 | 1 | (1 << 2) | (1 << 12);
+/// HCR_EL2 before the MMU goes on: RW (EL1 is AArch64) and, above all, E2H clear, so EL2 is
+/// the non-VHE regime these tables are built for.
+const HCR_EL2_BOOT: u64 = 1 << 31;
 
 global_asm!(
     r#"
@@ -61,6 +67,22 @@ primary_entry:
     str xzr, [x1], #8
     b 1b
 2:
+    // .bss was zeroed with caches off: drop any stale lines for it before caches go on.
+    mrs x3, ctr_el0
+    ubfx x3, x3, #16, #4
+    mov x4, #4
+    lsl x3, x4, x3
+    adrp x1, __bss_start
+    add x1, x1, :lo12:__bss_start
+    sub x4, x3, #1
+    bic x1, x1, x4
+3:
+    dc ivac, x1
+    add x1, x1, x3
+    cmp x1, x2
+    b.lo 3b
+    dsb sy
+
     adrp x1, boot_stack_top
     add x1, x1, :lo12:boot_stack_top
     mov sp, x1
@@ -100,6 +122,9 @@ secondary_entry:
 
     // x0 = translation table root. Sets MAIR/TCR/TTBR0 and turns on MMU and caches.
 parapet_enable_mmu:
+    ldr x1, ={hcr}
+    msr hcr_el2, x1
+    isb
     ldr x1, ={mair}
     msr mair_el2, x1
     mrs x1, id_aa64mmfr0_el1
@@ -115,10 +140,11 @@ parapet_enable_mmu:
     tlbi alle2
     dsb ish
     isb
-    mrs x1, sctlr_el2
-    ldr x2, ={sctlr}
-    orr x1, x1, x2
+    ldr x1, ={sctlr}
     msr sctlr_el2, x1
+    isb
+    ic iallu
+    dsb nsh
     isb
     ret
 
@@ -138,7 +164,8 @@ boot_stack_top:
     normal = const NORMAL_BLOCK,
     mair = const MAIR_EL2,
     tcr = const TCR_EL2,
-    sctlr = const SCTLR_ENABLE,
+    sctlr = const SCTLR_EL2,
+    hcr = const HCR_EL2_BOOT,
     stack_size = const BOOT_STACK_SIZE,
 );
 

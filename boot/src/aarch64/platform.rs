@@ -69,6 +69,7 @@ fn flush_tlb(va: u64, size: u64) {
 
 pub static PLATFORM: Platform = Platform {
     console_write: serial::write_str,
+    console_write_emergency: serial::emergency_write_str,
     now_ns,
     cpu_index: percpu::cpu_index,
     kick,
@@ -80,7 +81,8 @@ pub static PLATFORM: Platform = Platform {
 };
 
 fn irq() {
-    let intid = gic::acknowledge();
+    // SAFETY: every acknowledged INTID other than spurious is ended below.
+    let intid = unsafe { gic::acknowledge() };
     if intid == gic::SPURIOUS {
         return;
     }

@@ -16,8 +16,10 @@ use super::{percpu, serial};
 use crate::boot_info::{BootInfo, Reserved};
 use crate::kernel_map;
 
-/// Largest device tree we accept.
-const MAX_DTB: usize = 2 << 20;
+/// Most of a device tree we copy (header, reservation map, structure and strings blocks).
+const DTB_COPY_MAX: usize = 64 * 1024;
+/// The boot tables map RAM up to here.
+const BOOT_MAPPED_END: u64 = 4 << 30;
 /// GICv3 distributor register frame size (IHI 0069 §12.9: 64 KiB).
 const GICD_SIZE: u64 = 0x1_0000;
 const AP_STACK_SIZE: u64 = 64 * 1024;
@@ -55,20 +57,9 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     }
     kernel::platform::install(&PLATFORM);
 
-    // The boot tables map RAM below 4 GiB; a DTB anywhere else cannot be read.
-    if dtb == 0 || dtb >= 4 << 30 {
-        power::exit(ExitStatus::Failure);
-    }
-    let mut header = [0u8; 8];
-    // SAFETY: dtb is below 4 GiB, identity-mapped by the boot tables; 8 bytes are read.
-    unsafe { core::ptr::copy_nonoverlapping(dtb as *const u8, header.as_mut_ptr(), 8) };
-    let size = devicetree::header_total_size(&header).filter(|&s| s <= MAX_DTB).unwrap_or(0);
-    // SAFETY: as above, for `size` bytes the header announced (bounded by MAX_DTB); the blob
-    // stays reserved (never handed out) for as long as the kernel runs.
-    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, size) };
-    let dt = match devicetree::parse(blob) {
+    let (dtb_size, blob) = copy_device_tree(dtb).unwrap_or_else(|| power::exit(ExitStatus::Failure));
+    let mut dt = match devicetree::parse(blob) {
         Ok(dt) => dt,
-        Err(_) if size == 0 => power::exit(ExitStatus::Failure),
         Err(e) => {
             // Try QEMU virt's UART so the error can be seen.
             serial::init(0x0900_0000);
@@ -78,12 +69,17 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     if let Some(uart) = dt.uart {
         serial::init(uart);
     }
+    if dt.psci == Some(PsciConduit::Hvc) {
+        // At EL2 an HVC traps to our own vectors, not to the PSCI firmware.
+        log::warn!("device tree asks for PSCI over HVC, which cannot reach firmware from EL2; PSCI disabled");
+        dt.psci = None;
+    }
     power::set_psci_conduit(dt.psci);
 
     let (image_start, image_end) = kernel_map::image_range();
     let mut reserved = Reserved::default();
     reserved.add("image", image_start, image_end);
-    reserved.add("device tree", dtb, dtb + size as u64);
+    reserved.add("device tree", dtb, dtb.saturating_add(dtb_size as u64));
     if let Some((s, e)) = dt.initrd {
         reserved.add("initrd", s, e);
     }
@@ -138,14 +134,51 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
 
     let my_mpidr = registers::mpidr() & 0xff_00ff_ffff;
     let mut index = 1;
+    let mut online = 1;
     for &mpidr in dt.cpus().iter().filter(|&&m| m != my_mpidr) {
+        if index == percpu::PER_CPU.len() {
+            log::warn!("CPU {mpidr:#x} and later stay off: Parapet tracks {index} CPUs");
+            break;
+        }
         match start_secondary(dt.psci, mpidr, index, dt.gic_redistributors) {
-            Ok(()) => index += 1,
+            Ok(()) => online += 1,
             Err(e) => log::error!("CPU {mpidr:#x}: {e}"),
         }
+        // Consumed even on failure: a CPU that comes up late keeps an identity of its own.
+        index += 1;
     }
-    log::info!("{index} of {} CPUs online", dt.cpus().len());
+    log::info!("{online} of {} CPUs online", dt.cpus().len());
     crate::finish_boot(boot, index)
+}
+
+/// Parapet's own copy of the device tree: parsed once, out of the loader's reach.
+struct DeviceTreeCopy(core::cell::UnsafeCell<[u8; DTB_COPY_MAX]>);
+// SAFETY: written once by the boot CPU before any other CPU runs, read-only afterwards.
+unsafe impl Sync for DeviceTreeCopy {}
+static DTB_COPY: DeviceTreeCopy = DeviceTreeCopy(core::cell::UnsafeCell::new([0; DTB_COPY_MAX]));
+
+/// Copies the used part of the blob at `dtb` into [`DTB_COPY`]; returns the size the loader
+/// declared (to reserve) and the copy. `None` if there is no readable blob there.
+fn copy_device_tree(dtb: u64) -> Option<(usize, &'static [u8])> {
+    use arch::aarch64::fdt::{used_size, HEADER_SIZE};
+    let readable = |len: usize| dtb != 0 && dtb.checked_add(len as u64).is_some_and(|end| end <= BOOT_MAPPED_END);
+    if !readable(HEADER_SIZE) {
+        return None;
+    }
+    let mut header = [0u8; HEADER_SIZE];
+    // SAFETY: [dtb, dtb + 40) is below 4 GiB, which the boot tables map; it is copied once.
+    unsafe { core::ptr::copy_nonoverlapping(dtb as *const u8, header.as_mut_ptr(), HEADER_SIZE) };
+    let declared = devicetree::header_total_size(&header)?;
+    let used = used_size(&header).filter(|&u| u <= DTB_COPY_MAX && readable(u))?;
+    // SAFETY: only the boot CPU runs, once, so nothing else touches DTB_COPY; the source range
+    // is mapped (checked above) and copied once, then parsed only from our copy.
+    let copy = unsafe {
+        let buf = &mut *DTB_COPY.0.get();
+        buf[..HEADER_SIZE].copy_from_slice(&header);
+        core::ptr::copy_nonoverlapping((dtb + HEADER_SIZE as u64) as *const u8, buf[HEADER_SIZE..].as_mut_ptr(), used - HEADER_SIZE);
+        &buf[..used]
+    };
+    Some((declared, copy))
 }
 
 /// The device ranges the kernel tables must map.
@@ -167,10 +200,7 @@ fn start_secondary(conduit: Option<PsciConduit>, mpidr: u64, index: usize, gicr:
     let record = Box::leak(Box::new(SecondaryBoot { ttbr0: registers::ttbr0_el2(), stack_top: stack + AP_STACK_SIZE, index: index as u64 }));
     let record_address = record as *const SecondaryBoot as u64;
     // The secondary reads the record with its MMU and caches off: clean it to memory.
-    // SAFETY: cache maintenance by address on memory we own has no other effect.
-    unsafe {
-        core::arch::asm!("dc civac, {}", "dsb ish", in(reg) record_address, options(nostack, preserves_flags));
-    }
+    registers::clean_dcache_range(record_address, core::mem::size_of::<SecondaryBoot>() as u64);
     percpu::PER_CPU[index].mpidr.store(mpidr, Ordering::Relaxed);
     // SAFETY: CPU_ON starts an offline CPU at our secondary entry; the record stays alive.
     let r = unsafe { psci::call(conduit, psci::CPU_ON_64, mpidr, secondary_entry_point(), record_address) };

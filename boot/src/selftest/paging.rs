@@ -147,13 +147,14 @@ pub fn protection_changes_reach_every_cpu() -> TestFuture {
         for cpu in 1..cpus {
             let other = on_cpu(cpu).ok_or("a CPU has no executor")?;
             // The other CPU caches the writable translation by writing through it.
-            // SAFETY (all three probes): the page is this test's own frame.
+            // SAFETY: the page is this test's own frame.
             let first = other.spawn(async move { unsafe { probe::write(va, cpu as u64) } }).await;
             if let Err(f) = first {
                 outcome = Err(alloc::format!("cpu{cpu}: write to a writable page faulted: {f:?}"));
                 break;
             }
             space().as_mut().ok_or("no kernel address space")?.protect(va, PAGE_4K, MapFlags::empty()).map_err(|e| alloc::format!("protect: {e}"))?;
+            // SAFETY: as above; the write is expected to fault.
             let second = other.spawn(async move { unsafe { probe::write(va, 0xbad) } }).await;
             if !matches!(second, Err(f) if f.is_page_fault) {
                 outcome = Err(alloc::format!("cpu{cpu} still wrote after the page became read-only: {second:?}"));
@@ -164,6 +165,7 @@ pub fn protection_changes_reach_every_cpu() -> TestFuture {
         space().as_mut().ok_or("no kernel address space")?.unmap(va, PAGE_4K).map_err(|e| alloc::format!("unmap: {e}"))?;
         if outcome.is_ok() {
             let other = on_cpu(1).ok_or("cpu1 has no executor")?;
+            // SAFETY: the page is unmapped now; the read is expected to fault.
             let read = other.spawn(async move { unsafe { probe::read(va) } }).await;
             if !matches!(read, Err(f) if f.is_page_fault) {
                 outcome = Err(alloc::format!("cpu1 still read the page after unmap: {read:?}"));

@@ -81,8 +81,13 @@ mod shootdown {
     static PENDING: AtomicUsize = AtomicUsize::new(0);
 
     pub fn run(me: usize) {
-        let targets = || percpu::PER_CPU.iter().enumerate().filter(move |(i, c)| *i != me && c.online.load(Ordering::Acquire));
-        if targets().next().is_none() {
+        // One snapshot of who is online: a CPU coming online later loads the tables fresh.
+        let targets: u64 = percpu::PER_CPU
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| *i != me && c.online.load(Ordering::Acquire))
+            .fold(0, |mask, (i, _)| mask | 1 << i);
+        if targets == 0 {
             return;
         }
         // Waiting here and below with interrupts enabled lets this CPU answer another CPU's
@@ -90,8 +95,8 @@ mod shootdown {
         // masked, two CPUs shooting down at once would wait for each other forever.
         assert!(instructions::interrupts_enabled(), "TLB shootdown with interrupts masked would deadlock");
         let _one_at_a_time = IN_PROGRESS.lock();
-        PENDING.store(targets().count(), Ordering::Release);
-        for (_, cpu) in targets() {
+        PENDING.store(targets.count_ones() as usize, Ordering::Release);
+        for (_, cpu) in percpu::PER_CPU.iter().enumerate().filter(|(i, _)| targets & (1 << i) != 0) {
             // SAFETY: every online CPU handles SHOOTDOWN_VECTOR.
             unsafe { apic::send_ipi(cpu.apic_id.load(Ordering::Relaxed), SHOOTDOWN_VECTOR) };
         }
@@ -110,6 +115,7 @@ mod shootdown {
 
 pub static PLATFORM: Platform = Platform {
     console_write: serial::write_str,
+    console_write_emergency: serial::emergency_write_str,
     now_ns: time::now_ns,
     cpu_index: percpu::cpu_index,
     kick,

@@ -1,6 +1,6 @@
 //! COM1, the firmware console on PCs: a 16550A at I/O port 0x3f8.
 
-use arch::x86_64::instructions::{inb, outb};
+use arch::x86_64::instructions::{inb, outb, without_interrupts};
 use devices::uart16550::{RegisterAccess, Uart16550};
 use spin::Mutex;
 
@@ -28,11 +28,31 @@ pub fn init() -> bool {
     COM1_UART.lock().init(115_200).is_ok()
 }
 
+/// The lock is only ever held with interrupts masked, so an interrupt handler that logs can
+/// never spin on a lock its own CPU holds.
 pub fn write_str(s: &str) {
-    COM1_UART.lock().write_str(s);
+    without_interrupts(|| COM1_UART.lock().write_str(s));
 }
 
 #[cfg(not(feature = "selftest"))]
 pub fn read_byte() -> Option<u8> {
-    COM1_UART.lock().read_byte()
+    without_interrupts(|| COM1_UART.lock().read_byte())
 }
+
+/// Spins on the console lock this many times before taking it by force in an emergency.
+const EMERGENCY_SPINS: u32 = 1_000_000;
+
+/// Writes even if the lock's holder will never release it (it faulted, or is this CPU).
+pub fn emergency_write_str(s: &str) {
+    let mut guard = (0..EMERGENCY_SPINS).find_map(|_| COM1_UART.try_lock());
+    if guard.is_none() {
+        // SAFETY: only reached on the way to stopping the machine, after the holder failed to
+        // release the lock for a long while; interleaved output is the worst that can happen.
+        unsafe { COM1_UART.force_unlock() };
+        guard = Some(COM1_UART.lock());
+    }
+    if let Some(mut uart) = guard {
+        uart.write_str(s);
+    }
+}
+

@@ -165,6 +165,10 @@ pub unsafe fn start_ap(page: u64, cr3: u64, index: usize, apic_id: u32, entry: A
     let deadline = time::now_ns() + 2_000_000_000;
     while !online.load(Ordering::Acquire) {
         if time::now_ns() > deadline {
+            // Park it again: a CPU that woke up late must not run the trampoline after its
+            // mailbox is rewritten for the next CPU (it would share that CPU's stack).
+            // SAFETY: the target never reported online, so nothing depends on it.
+            unsafe { apic::send_init(apic_id) };
             return Err(StartError::NoResponse { apic_id });
         }
         core::hint::spin_loop();

@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use arch::phys::IdentityMapped;
+use arch::phys::{IdentityMapped, ListedOnly};
 use arch::x86_64::{acpi, apic, gdt::CpuTables, instructions, pvh, trap};
 use arch::ExitStatus;
 use kernel::executor;
@@ -48,8 +48,10 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
 
     let phys = IdentityMapped { limit: BOOT_MAPPED };
     let info = pvh::parse(&phys, u64::from(start_info)).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
-    let rsdp = acpi::find_rsdp(&phys, info.rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
-    let cpus = acpi::processors(&phys, rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
+    // Firmware tables are read only where the memory map says memory is, never in holes.
+    let tables = ListedOnly { map: &info.memory_map, inner: phys };
+    let rsdp = acpi::find_rsdp(&tables, info.rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
+    let cpus = acpi::processors(&tables, rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
 
     // Boot structures the frame allocator must not hand out.
     let (image_start, image_end) = kernel_map::image_range();
@@ -61,7 +63,7 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
         reserved.add("command line", s, e);
     }
     if let Some((s, size)) = info.module {
-        reserved.add("module", s, s + size);
+        reserved.add("module", s, s.saturating_add(size));
     }
     {
         let mut frames = FRAMES.lock();
@@ -139,6 +141,10 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     let cr3 = instructions::read_cr3();
     let mut index = 1;
     for &apic_id in cpus.apic_ids().iter().filter(|&&id| id != bsp_apic_id) {
+        if index == percpu::PER_CPU.len() {
+            log::warn!("CPU with APIC ID {apic_id} and later stay parked: Parapet tracks {index} CPUs");
+            break;
+        }
         // SAFETY: the trampoline page is reserved, identity-mapped and executable; CR3 is the
         // kernel's (allocated lowest-first, so below 4 GiB); ap_entry is the AP entry point.
         match unsafe { smp::start_ap(trampoline, cr3, index, apic_id, ap_entry) } {
