@@ -40,12 +40,21 @@ impl Default for MemoryMap {
 
 impl MemoryMap {
     pub const fn new() -> Self {
-        Self { regions: [Region { start: 0, end: 0, kind: RegionKind::Reserved }; MAX_REGIONS], len: 0 }
+        Self {
+            regions: [Region {
+                start: 0,
+                end: 0,
+                kind: RegionKind::Reserved,
+            }; MAX_REGIONS],
+            len: 0,
+        }
     }
 
     /// Adds a region; empty or overflowing ranges are dropped. Returns false when full.
     pub fn push(&mut self, start: u64, size: u64, kind: RegionKind) -> bool {
-        let Some(end) = start.checked_add(size) else { return true };
+        let Some(end) = start.checked_add(size) else {
+            return true;
+        };
         if size == 0 {
             return true;
         }

@@ -144,13 +144,16 @@ fn check_range<F: PageTableFormat>(va: u64) -> Result<(), PagingError> {
 /// Checks that [va, va + size) and [pa, pa + size) neither wrap nor leave the translated range.
 fn check_span<F: PageTableFormat>(va: u64, pa: u64, size: u64) -> Result<(), PagingError> {
     check_range::<F>(va)?;
-    let last = va.checked_add(size.saturating_sub(1)).ok_or(PagingError::OutOfRange { va })?;
+    let last = va
+        .checked_add(size.saturating_sub(1))
+        .ok_or(PagingError::OutOfRange { va })?;
     check_range::<F>(last)?;
     // Same 48-bit half on both ends: no crossing of the non-canonical hole.
     if (va >> 47) != (last >> 47) {
         return Err(PagingError::OutOfRange { va: last });
     }
-    pa.checked_add(size).ok_or(PagingError::OutOfRange { va: pa })?;
+    pa.checked_add(size)
+        .ok_or(PagingError::OutOfRange { va: pa })?;
     Ok(())
 }
 
@@ -163,7 +166,10 @@ impl<F: PageTableFormat> PageTable<F> {
 
     /// Wraps existing tables rooted at `root`.
     pub fn from_root(root: u64) -> Self {
-        Self { root, _format: core::marker::PhantomData }
+        Self {
+            root,
+            _format: core::marker::PhantomData,
+        }
     }
 
     /// Physical address of the root table (what CR3 / TTBR0 holds).
@@ -241,7 +247,12 @@ impl<F: PageTableFormat> PageTable<F> {
     /// are split first. Fails without changing anything if a page of the range is not mapped.
     ///
     /// The caller flushes the TLB for the range.
-    pub fn unmap(&mut self, mem: &mut impl TableMemory, va: u64, size: u64) -> Result<(), PagingError> {
+    pub fn unmap(
+        &mut self,
+        mem: &mut impl TableMemory,
+        va: u64,
+        size: u64,
+    ) -> Result<(), PagingError> {
         self.for_each_4k_piece(mem, va, size, |_, _| None)
     }
 
@@ -273,9 +284,17 @@ impl<F: PageTableFormat> PageTable<F> {
                 }
                 Entry::Table { .. } => return None,
                 Entry::Leaf { pa, flags } => {
-                    let size = if level == 0 { PageSize::Size4K } else { PageSize::Size2M };
+                    let size = if level == 0 {
+                        PageSize::Size4K
+                    } else {
+                        PageSize::Size2M
+                    };
                     let offset = va & (level_size(level) - 1);
-                    return Some(Translation { pa: pa + offset, flags, size });
+                    return Some(Translation {
+                        pa: pa + offset,
+                        flags,
+                        size,
+                    });
                 }
             }
         }
@@ -298,13 +317,21 @@ impl<F: PageTableFormat> PageTable<F> {
         let end = va + size;
         let mut at = va;
         while at < end {
-            let t = self.translate(mem, at).ok_or(PagingError::NotMapped { va: at })?;
-            at += if t.size == PageSize::Size2M { PAGE_2M - (at % PAGE_2M) } else { PAGE_4K };
+            let t = self
+                .translate(mem, at)
+                .ok_or(PagingError::NotMapped { va: at })?;
+            at += if t.size == PageSize::Size2M {
+                PAGE_2M - (at % PAGE_2M)
+            } else {
+                PAGE_4K
+            };
         }
         let mut at = va;
         while at < end {
             let whole_block = at.is_multiple_of(PAGE_2M) && end - at >= PAGE_2M;
-            let t = self.translate(mem, at).ok_or(PagingError::NotMapped { va: at })?;
+            let t = self
+                .translate(mem, at)
+                .ok_or(PagingError::NotMapped { va: at })?;
             let level = match t.size {
                 PageSize::Size2M if whole_block => 1,
                 PageSize::Size2M => {
@@ -326,7 +353,9 @@ impl<F: PageTableFormat> PageTable<F> {
     /// Replaces the 2 MiB block holding `va` with a table of 512 equivalent 4 KiB pages.
     fn split_block(&mut self, mem: &mut impl TableMemory, va: u64) -> Result<(), PagingError> {
         let block_va = va & !(PAGE_2M - 1);
-        let t = self.translate(mem, block_va).ok_or(PagingError::NotMapped { va })?;
+        let t = self
+            .translate(mem, block_va)
+            .ok_or(PagingError::NotMapped { va })?;
         let new = mem.allocate_table().ok_or(PagingError::OutOfMemory)?;
         let table = mem.table(new);
         for (i, entry) in table.iter_mut().enumerate() {
@@ -394,7 +423,9 @@ pub(crate) mod test_memory {
         }
 
         fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
-            self.tables.get_mut(&pa).expect("walker followed a pointer to a table it never made")
+            self.tables
+                .get_mut(&pa)
+                .expect("walker followed a pointer to a table it never made")
         }
     }
 }
@@ -413,7 +444,14 @@ mod tests {
 
     /// Object-safe view of a page table plus its memory, so one test body covers both formats.
     trait Walker {
-        fn map(&mut self, va: u64, pa: u64, size: u64, page: PageSize, f: MapFlags) -> Result<(), PagingError>;
+        fn map(
+            &mut self,
+            va: u64,
+            pa: u64,
+            size: u64,
+            page: PageSize,
+            f: MapFlags,
+        ) -> Result<(), PagingError>;
         fn unmap(&mut self, va: u64, size: u64) -> Result<(), PagingError>;
         fn protect(&mut self, va: u64, size: u64, f: MapFlags) -> Result<(), PagingError>;
         fn translate(&mut self, va: u64) -> Option<Translation>;
@@ -434,7 +472,14 @@ mod tests {
     }
 
     impl<F: PageTableFormat> Walker for Harness<F> {
-        fn map(&mut self, va: u64, pa: u64, size: u64, page: PageSize, f: MapFlags) -> Result<(), PagingError> {
+        fn map(
+            &mut self,
+            va: u64,
+            pa: u64,
+            size: u64,
+            page: PageSize,
+            f: MapFlags,
+        ) -> Result<(), PagingError> {
             self.pt.map(&mut self.mem, va, pa, size, page, f)
         }
         fn unmap(&mut self, va: u64, size: u64) -> Result<(), PagingError> {
@@ -457,9 +502,17 @@ mod tests {
     fn mapped_4k_pages_translate_with_offset_and_flags() {
         both(|make| {
             let mut w = make();
-            w.map(0x40_0000, 0x9000, 2 * PAGE_4K, PageSize::Size4K, RW).unwrap();
+            w.map(0x40_0000, 0x9000, 2 * PAGE_4K, PageSize::Size4K, RW)
+                .unwrap();
             let t = w.translate(0x40_1234).unwrap();
-            assert_eq!(t, Translation { pa: 0xa234, flags: RW, size: PageSize::Size4K });
+            assert_eq!(
+                t,
+                Translation {
+                    pa: 0xa234,
+                    flags: RW,
+                    size: PageSize::Size4K
+                }
+            );
             assert_eq!(w.translate(0x40_2000), None);
             // Root, one table per lower level.
             assert_eq!(w.tables(), 4);
@@ -470,7 +523,14 @@ mod tests {
     fn two_mib_blocks_use_one_table_less() {
         both(|make| {
             let mut w = make();
-            w.map(0x4000_0000, 0x8000_0000, 2 * PAGE_2M, PageSize::Size2M, MapFlags::EXECUTE).unwrap();
+            w.map(
+                0x4000_0000,
+                0x8000_0000,
+                2 * PAGE_2M,
+                PageSize::Size2M,
+                MapFlags::EXECUTE,
+            )
+            .unwrap();
             let t = w.translate(0x4020_0010).unwrap();
             assert_eq!(t.pa, 0x8020_0010);
             assert_eq!(t.size, PageSize::Size2M);
@@ -483,8 +543,11 @@ mod tests {
     fn mapping_over_an_existing_page_fails_and_changes_nothing() {
         both(|make| {
             let mut w = make();
-            w.map(0x3000, 0x3000, PAGE_4K, PageSize::Size4K, RW).unwrap();
-            let err = w.map(0x2000, 0x7000, 2 * PAGE_4K, PageSize::Size4K, RW).unwrap_err();
+            w.map(0x3000, 0x3000, PAGE_4K, PageSize::Size4K, RW)
+                .unwrap();
+            let err = w
+                .map(0x2000, 0x7000, 2 * PAGE_4K, PageSize::Size4K, RW)
+                .unwrap_err();
             assert_eq!(err, PagingError::AlreadyMapped { va: 0x3000 });
             assert_eq!(w.translate(0x2000), None);
             assert_eq!(w.translate(0x3000).unwrap().pa, 0x3000);
@@ -495,8 +558,14 @@ mod tests {
     fn misaligned_requests_are_refused() {
         both(|make| {
             let mut w = make();
-            assert_eq!(w.map(0x1001, 0, PAGE_4K, PageSize::Size4K, RW), Err(PagingError::Misaligned));
-            assert_eq!(w.map(0x1000, 0, PAGE_2M, PageSize::Size2M, RW), Err(PagingError::Misaligned));
+            assert_eq!(
+                w.map(0x1001, 0, PAGE_4K, PageSize::Size4K, RW),
+                Err(PagingError::Misaligned)
+            );
+            assert_eq!(
+                w.map(0x1000, 0, PAGE_2M, PageSize::Size2M, RW),
+                Err(PagingError::Misaligned)
+            );
             assert_eq!(w.unmap(0x1000, 10), Err(PagingError::Misaligned));
         });
     }
@@ -506,7 +575,10 @@ mod tests {
         both(|make| {
             let mut w = make();
             let va = 0x0000_8000_0000_0000;
-            assert_eq!(w.map(va, 0, PAGE_4K, PageSize::Size4K, RW), Err(PagingError::OutOfRange { va }));
+            assert_eq!(
+                w.map(va, 0, PAGE_4K, PageSize::Size4K, RW),
+                Err(PagingError::OutOfRange { va })
+            );
             assert_eq!(w.translate(va), None);
         });
     }
@@ -515,12 +587,16 @@ mod tests {
     fn unmap_removes_pages_and_refuses_holes() {
         both(|make| {
             let mut w = make();
-            w.map(0x10_0000, 0x10_0000, 4 * PAGE_4K, PageSize::Size4K, RW).unwrap();
+            w.map(0x10_0000, 0x10_0000, 4 * PAGE_4K, PageSize::Size4K, RW)
+                .unwrap();
             w.unmap(0x10_1000, PAGE_4K).unwrap();
             assert_eq!(w.translate(0x10_1000), None);
             assert!(w.translate(0x10_2000).is_some());
             // A range with a hole is refused whole.
-            assert_eq!(w.unmap(0x10_0000, 3 * PAGE_4K), Err(PagingError::NotMapped { va: 0x10_1000 }));
+            assert_eq!(
+                w.unmap(0x10_0000, 3 * PAGE_4K),
+                Err(PagingError::NotMapped { va: 0x10_1000 })
+            );
             assert!(w.translate(0x10_0000).is_some());
         });
     }
@@ -529,10 +605,14 @@ mod tests {
     fn protecting_part_of_a_block_splits_it() {
         both(|make| {
             let mut w = make();
-            w.map(0x20_0000, 0x60_0000, PAGE_2M, PageSize::Size2M, RW).unwrap();
+            w.map(0x20_0000, 0x60_0000, PAGE_2M, PageSize::Size2M, RW)
+                .unwrap();
             w.protect(0x20_3000, PAGE_4K, MapFlags::empty()).unwrap();
             let t = w.translate(0x20_3008).unwrap();
-            assert_eq!((t.pa, t.flags, t.size), (0x60_3008, MapFlags::empty(), PageSize::Size4K));
+            assert_eq!(
+                (t.pa, t.flags, t.size),
+                (0x60_3008, MapFlags::empty(), PageSize::Size4K)
+            );
             let neighbour = w.translate(0x20_4000).unwrap();
             assert_eq!((neighbour.pa, neighbour.flags), (0x60_4000, RW));
             // The other 511 pages of the split block kept their frames.
@@ -544,7 +624,8 @@ mod tests {
     fn unmapping_a_whole_block_keeps_it_a_block_operation() {
         both(|make| {
             let mut w = make();
-            w.map(0x40_0000, 0x40_0000, 2 * PAGE_2M, PageSize::Size2M, RW).unwrap();
+            w.map(0x40_0000, 0x40_0000, 2 * PAGE_2M, PageSize::Size2M, RW)
+                .unwrap();
             let before = w.tables();
             w.unmap(0x40_0000, PAGE_2M).unwrap();
             assert_eq!(w.tables(), before, "no split for a whole block");
@@ -557,10 +638,17 @@ mod tests {
     fn a_block_over_existing_small_pages_is_refused() {
         both(|make| {
             let mut w = make();
-            w.map(0x40_3000, 0x9000, PAGE_4K, PageSize::Size4K, RW).unwrap();
-            let err = w.map(0x40_0000, 0x80_0000, PAGE_2M, PageSize::Size2M, RW).unwrap_err();
+            w.map(0x40_3000, 0x9000, PAGE_4K, PageSize::Size4K, RW)
+                .unwrap();
+            let err = w
+                .map(0x40_0000, 0x80_0000, PAGE_2M, PageSize::Size2M, RW)
+                .unwrap_err();
             assert_eq!(err, PagingError::AlreadyMapped { va: 0x40_0000 });
-            assert_eq!(w.translate(0x40_3000).unwrap().pa, 0x9000, "the small page survived");
+            assert_eq!(
+                w.translate(0x40_3000).unwrap().pa,
+                0x9000,
+                "the small page survived"
+            );
         });
     }
 
@@ -568,8 +656,11 @@ mod tests {
     fn small_pages_inside_a_block_are_refused() {
         both(|make| {
             let mut w = make();
-            w.map(0x40_0000, 0x80_0000, PAGE_2M, PageSize::Size2M, RW).unwrap();
-            let err = w.map(0x40_5000, 0x9000, PAGE_4K, PageSize::Size4K, RW).unwrap_err();
+            w.map(0x40_0000, 0x80_0000, PAGE_2M, PageSize::Size2M, RW)
+                .unwrap();
+            let err = w
+                .map(0x40_5000, 0x9000, PAGE_4K, PageSize::Size4K, RW)
+                .unwrap_err();
             assert_eq!(err, PagingError::AlreadyMapped { va: 0x40_5000 });
         });
     }
@@ -578,36 +669,67 @@ mod tests {
     fn ranges_that_wrap_are_out_of_range() {
         both(|make| {
             let mut w = make();
-            assert!(matches!(w.map(0x1000, u64::MAX - 0xfff, PAGE_4K, PageSize::Size4K, RW), Err(PagingError::OutOfRange { .. })));
-            assert!(matches!(w.map(0x7fff_ffff_f000, 0, 2 * PAGE_4K, PageSize::Size4K, RW), Err(PagingError::OutOfRange { .. })));
-            assert!(matches!(w.unmap(0xffff_ffff_ffff_f000, 2 * PAGE_4K), Err(PagingError::OutOfRange { .. })));
+            assert!(matches!(
+                w.map(0x1000, u64::MAX - 0xfff, PAGE_4K, PageSize::Size4K, RW),
+                Err(PagingError::OutOfRange { .. })
+            ));
+            assert!(matches!(
+                w.map(0x7fff_ffff_f000, 0, 2 * PAGE_4K, PageSize::Size4K, RW),
+                Err(PagingError::OutOfRange { .. })
+            ));
+            assert!(matches!(
+                w.unmap(0xffff_ffff_ffff_f000, 2 * PAGE_4K),
+                Err(PagingError::OutOfRange { .. })
+            ));
         });
     }
 
     #[test]
     fn only_x86_translates_the_upper_half() {
         let mut x86 = Harness::<X86_64>::new();
-        assert!(x86.map(0xffff_8000_0000_0000, 0, PAGE_4K, PageSize::Size4K, RW).is_ok());
+        assert!(x86
+            .map(0xffff_8000_0000_0000, 0, PAGE_4K, PageSize::Size4K, RW)
+            .is_ok());
         let mut arm = Harness::<Aarch64El2>::new();
         let va = 0xffff_8000_0000_0000;
-        assert_eq!(arm.map(va, 0, PAGE_4K, PageSize::Size4K, RW), Err(PagingError::OutOfRange { va }));
+        assert_eq!(
+            arm.map(va, 0, PAGE_4K, PageSize::Size4K, RW),
+            Err(PagingError::OutOfRange { va })
+        );
     }
 
     #[test]
     fn out_of_memory_part_way_leaves_nothing_mapped() {
         // Root + 3 tables reach the first 2 MiB; the second 2 MiB needs one more table.
-        let mut mem = HostTables { limit: Some(4), ..Default::default() };
+        let mut mem = HostTables {
+            limit: Some(4),
+            ..Default::default()
+        };
         let mut pt = PageTable::<X86_64>::new(&mut mem).unwrap();
-        let err = pt.map(&mut mem, 0x1f_f000, 0x1000, 2 * PAGE_4K, PageSize::Size4K, RW).unwrap_err();
+        let err = pt
+            .map(
+                &mut mem,
+                0x1f_f000,
+                0x1000,
+                2 * PAGE_4K,
+                PageSize::Size4K,
+                RW,
+            )
+            .unwrap_err();
         assert_eq!(err, PagingError::OutOfMemory);
         assert_eq!(pt.translate(&mut mem, 0x1f_f000), None);
     }
 
     #[test]
     fn running_out_of_table_memory_is_an_error() {
-        let mut mem = HostTables { limit: Some(2), ..Default::default() };
+        let mut mem = HostTables {
+            limit: Some(2),
+            ..Default::default()
+        };
         let mut pt = PageTable::<X86_64>::new(&mut mem).unwrap();
-        let err = pt.map(&mut mem, 0, 0, PAGE_4K, PageSize::Size4K, RW).unwrap_err();
+        let err = pt
+            .map(&mut mem, 0, 0, PAGE_4K, PageSize::Size4K, RW)
+            .unwrap_err();
         assert_eq!(err, PagingError::OutOfMemory);
     }
 }

@@ -42,7 +42,12 @@ pub struct ListedOnly<'a, R> {
 impl<R: PhysRead> PhysRead for ListedOnly<'_, R> {
     fn read(&self, pa: u64, buf: &mut [u8]) -> Option<()> {
         let end = pa.checked_add(buf.len() as u64)?;
-        if !self.map.regions().iter().any(|r| r.start <= pa && end <= r.end) {
+        if !self
+            .map
+            .regions()
+            .iter()
+            .any(|r| r.start <= pa && end <= r.end)
+        {
             return None;
         }
         self.inner.read(pa, buf)
@@ -82,11 +87,23 @@ mod tests {
         let mut map = MemoryMap::new();
         map.push(0x1000, 0x1000, RegionKind::Ram);
         map.push(0x3000, 0x1000, RegionKind::Reserved);
-        let mem = ListedOnly { map: &map, inner: Buffer::new(0, 0x10000) };
+        let mem = ListedOnly {
+            map: &map,
+            inner: Buffer::new(0, 0x10000),
+        };
         assert!(mem.read_u64(0x1000).is_some());
-        assert!(mem.read_u64(0x3ff8).is_some(), "reserved regions are readable");
-        assert!(mem.read_u64(0x1ffc).is_none(), "straddles the end of a region");
-        assert!(mem.read_u64(0x2000).is_none(), "a hole: maybe device registers");
+        assert!(
+            mem.read_u64(0x3ff8).is_some(),
+            "reserved regions are readable"
+        );
+        assert!(
+            mem.read_u64(0x1ffc).is_none(),
+            "straddles the end of a region"
+        );
+        assert!(
+            mem.read_u64(0x2000).is_none(),
+            "a hole: maybe device registers"
+        );
         assert!(mem.read_u64(u64::MAX - 3).is_none());
     }
 }
@@ -103,7 +120,10 @@ pub(crate) mod test_phys {
 
     impl Buffer {
         pub fn new(base: u64, size: usize) -> Self {
-            Self { base, bytes: vec![0; size] }
+            Self {
+                base,
+                bytes: vec![0; size],
+            }
         }
 
         pub fn put(&mut self, pa: u64, data: &[u8]) {

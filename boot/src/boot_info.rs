@@ -56,7 +56,8 @@ impl Reserved {
     #[cfg(target_arch = "x86_64")]
     /// Whether [start, end) touches a reserved range other than the one named `except`.
     pub fn overlaps_except(&self, start: u64, end: u64, except: &str) -> bool {
-        self.ranges().any(|r| r.what != except && r.start < end && start < r.end)
+        self.ranges()
+            .any(|r| r.what != except && r.start < end && start < r.end)
     }
 }
 

@@ -27,7 +27,12 @@ pub fn image_range() -> (u64, u64) {
 }
 
 /// Maps [start, end) identically with the largest pages that fit.
-pub fn map_identity(space: &mut AddressSpace, start: u64, end: u64, flags: MapFlags) -> Result<(), PagingError> {
+pub fn map_identity(
+    space: &mut AddressSpace,
+    start: u64,
+    end: u64,
+    flags: MapFlags,
+) -> Result<(), PagingError> {
     let mut at = start & !(PAGE_4K - 1);
     let end = end.next_multiple_of(PAGE_4K);
     while at < end {
@@ -45,14 +50,21 @@ pub fn map_identity(space: &mut AddressSpace, start: u64, end: u64, flags: MapFl
 
 /// Builds the kernel address space. `devices` are (base, size) register ranges;
 /// `executable_pages` are RAM pages that must stay executable (the x86 AP start-up page).
-pub fn build(map: &MemoryMap, devices: &[(u64, u64)], executable_pages: &[u64]) -> Result<AddressSpace, PagingError> {
+pub fn build(
+    map: &MemoryMap,
+    devices: &[(u64, u64)],
+    executable_pages: &[u64],
+) -> Result<AddressSpace, PagingError> {
     let mut space = AddressSpace::new()?;
     let (image_start, image_end) = image_range();
     let rw = MapFlags::WRITE;
     for region in map.ram() {
         // Page 0 stays unmapped; the image is mapped below with its own permissions.
         let start = region.start.max(PAGE_4K);
-        for (s, e) in [(start, region.end.min(image_start)), (start.max(image_end), region.end)] {
+        for (s, e) in [
+            (start, region.end.min(image_start)),
+            (start.max(image_end), region.end),
+        ] {
             if s < e {
                 map_identity(&mut space, s, e, rw)?;
             }
@@ -66,15 +78,29 @@ pub fn build(map: &MemoryMap, devices: &[(u64, u64)], executable_pages: &[u64]) 
             (addr(&__data_start), addr(&__image_end)),
         )
     };
-    space.map(text.0, text.0, text.1 - text.0, PageSize::Size4K, MapFlags::EXECUTE)?;
-    space.map(rodata.0, rodata.0, rodata.1 - rodata.0, PageSize::Size4K, MapFlags::empty())?;
+    space.map(
+        text.0,
+        text.0,
+        text.1 - text.0,
+        PageSize::Size4K,
+        MapFlags::EXECUTE,
+    )?;
+    space.map(
+        rodata.0,
+        rodata.0,
+        rodata.1 - rodata.0,
+        PageSize::Size4K,
+        MapFlags::empty(),
+    )?;
     space.map(data.0, data.0, data.1 - data.0, PageSize::Size4K, rw)?;
     for &page in executable_pages {
         space.protect(page, PAGE_4K, rw | MapFlags::EXECUTE)?;
     }
     for &(base, size) in devices {
         let start = base & !(PAGE_4K - 1);
-        let end = base.checked_add(size).ok_or(PagingError::OutOfRange { va: base })?;
+        let end = base
+            .checked_add(size)
+            .ok_or(PagingError::OutOfRange { va: base })?;
         map_identity(&mut space, start, end, rw | MapFlags::DEVICE)?;
     }
     Ok(space)

@@ -19,6 +19,8 @@ mod aarch64;
 #[cfg(target_os = "none")]
 mod boot_info;
 #[cfg(target_os = "none")]
+mod cpus;
+#[cfg(target_os = "none")]
 mod kernel_map;
 #[cfg(all(target_os = "none", not(feature = "selftest")))]
 mod monitor;
@@ -28,9 +30,9 @@ mod selftest;
 mod x86_64;
 
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
-use aarch64::start as machine;
+use aarch64 as machine;
 #[cfg(all(target_os = "none", target_arch = "x86_64"))]
-use x86_64::start as machine;
+use x86_64 as machine;
 
 #[cfg(target_os = "none")]
 pub use shared::*;
@@ -84,7 +86,10 @@ mod shared {
         kernel::println!("parapet: ready");
         let bsp = executor::on_cpu(0).expect("the boot CPU's executor exists before finish_boot");
         #[cfg(feature = "selftest")]
-        bsp.spawn(crate::selftest::run(kernel::cmdline::option(boot.cmdline, "parapet.test").map(alloc::string::String::from), online));
+        bsp.spawn(crate::selftest::run(
+            kernel::cmdline::option(boot.cmdline, "parapet.test").map(alloc::string::String::from),
+            online,
+        ));
         #[cfg(not(feature = "selftest"))]
         bsp.spawn(crate::monitor::run(online, boot.cpus));
         bsp.run()

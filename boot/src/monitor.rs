@@ -15,7 +15,7 @@ pub async fn run(online: usize, cpus: usize) {
     println!("parapet: monitor ready ({online} of {cpus} CPUs online); type `help`");
     let mut line = String::new();
     loop {
-        while let Some(byte) = machine::read_console_byte() {
+        while let Some(byte) = machine::serial::read_byte() {
             match byte {
                 b'\r' | b'\n' => {
                     println!();
@@ -44,15 +44,28 @@ fn execute(command: &str) {
         "cpus" => {
             for cpu in 0..MAX_CPUS {
                 if let Some(ex) = executor::on_cpu(cpu) {
-                    println!("cpu{cpu}: ticks={} tasks={} polls={}", machine::ticks(cpu), ex.task_count(), ex.polls());
+                    println!(
+                        "cpu{cpu}: ticks={} tasks={} polls={}",
+                        crate::cpus::ticks(cpu),
+                        ex.task_count(),
+                        ex.polls()
+                    );
                 }
             }
         }
         "mem" => {
             let (frames_used, frames_total) = kernel::memory::frame_usage();
             let (heap_used, heap_total) = kernel::memory::heap_usage();
-            println!("frames: {} KiB used of {} KiB", frames_used / 1024, frames_total / 1024);
-            println!("heap:   {} KiB used of {} KiB", heap_used / 1024, heap_total / 1024);
+            println!(
+                "frames: {} KiB used of {} KiB",
+                frames_used / 1024,
+                frames_total / 1024
+            );
+            println!(
+                "heap:   {} KiB used of {} KiB",
+                heap_used / 1024,
+                heap_total / 1024
+            );
         }
         "log" => {
             let mut text = alloc::vec::Vec::new();

@@ -5,4 +5,5 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod pl011;
+pub mod text_output;
 pub mod uart16550;

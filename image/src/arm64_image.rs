@@ -16,9 +16,16 @@ pub fn inspect(b: &[u8]) -> Result<ImageInfo, ImageError> {
     let file_bytes = b.len() as u64;
     // image_size covers .bss too, so it can exceed the file, never fall short of it.
     if image_bytes < file_bytes {
-        return Err(ImageError::SizeMismatch { header: image_bytes, file: file_bytes });
+        return Err(ImageError::SizeMismatch {
+            header: image_bytes,
+            file: file_bytes,
+        });
     }
-    Ok(ImageInfo::Arm64 { text_offset, image_bytes, file_bytes })
+    Ok(ImageInfo::Arm64 {
+        text_offset,
+        image_bytes,
+        file_bytes,
+    })
 }
 
 #[cfg(test)]
@@ -36,13 +43,26 @@ mod tests {
     #[test]
     fn accepts_a_header_that_covers_the_file() {
         let info = inspect(&header(0x80000, 4096)).unwrap();
-        assert_eq!(info, ImageInfo::Arm64 { text_offset: 0x80000, image_bytes: 4096, file_bytes: 64 });
+        assert_eq!(
+            info,
+            ImageInfo::Arm64 {
+                text_offset: 0x80000,
+                image_bytes: 4096,
+                file_bytes: 64
+            }
+        );
     }
 
     #[test]
     fn rejects_missing_magic_short_files_and_undersized_headers() {
         assert_eq!(inspect(&[0; 64]), Err(ImageError::NotArm64Image));
         assert_eq!(inspect(&[0; 10]), Err(ImageError::Truncated("arm64 image")));
-        assert_eq!(inspect(&header(0x80000, 10)), Err(ImageError::SizeMismatch { header: 10, file: 64 }));
+        assert_eq!(
+            inspect(&header(0x80000, 10)),
+            Err(ImageError::SizeMismatch {
+                header: 10,
+                file: 64
+            })
+        );
     }
 }

@@ -28,8 +28,16 @@ pub enum ImageError {
 /// What a valid image looks like, for reports.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ImageInfo {
-    PvhElf { entry: u32, load_bytes: u64, memory_bytes: u64 },
-    Arm64 { text_offset: u64, image_bytes: u64, file_bytes: u64 },
+    PvhElf {
+        entry: u32,
+        load_bytes: u64,
+        memory_bytes: u64,
+    },
+    Arm64 {
+        text_offset: u64,
+        image_bytes: u64,
+        file_bytes: u64,
+    },
 }
 
 /// Validates `bytes` as whichever of the two formats it claims to be.

@@ -9,7 +9,12 @@ const USAGE: &str = "usage: parapet-image inspect FILE\n\nChecks a Parapet firmw
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["inspect", file] => match run(file) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -31,10 +36,18 @@ fn main() -> ExitCode {
 fn run(file: &str) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
     match inspect(&bytes).with_context(|| format!("{file} is not a valid Parapet image"))? {
-        ImageInfo::PvhElf { entry, load_bytes, memory_bytes } => {
+        ImageInfo::PvhElf {
+            entry,
+            load_bytes,
+            memory_bytes,
+        } => {
             println!("{file}: x86_64 PVH ELF, entry {entry:#x}, {load_bytes} bytes loaded, {memory_bytes} bytes in memory, {} bytes on disk", bytes.len());
         }
-        ImageInfo::Arm64 { text_offset, image_bytes, file_bytes } => {
+        ImageInfo::Arm64 {
+            text_offset,
+            image_bytes,
+            file_bytes,
+        } => {
             println!("{file}: aarch64 Linux-style image, text offset {text_offset:#x}, {file_bytes} bytes on disk, {image_bytes} bytes in memory");
         }
     }

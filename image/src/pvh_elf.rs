@@ -78,15 +78,27 @@ pub fn inspect(b: &[u8]) -> Result<ImageInfo, ImageError> {
         return Err(ImageError::NotX86_64Elf);
     }
     let segs = segments(b)?;
-    let entry = segs.iter().filter(|s| s.kind == PT_NOTE).find_map(|s| pvh_entry(b, s)).ok_or(ImageError::NoPvhNote)?;
-    let in_text = segs
+    let entry = segs
         .iter()
-        .any(|s| s.kind == PT_LOAD && s.flags & PF_X != 0 && (s.vaddr..s.vaddr + s.mem_size).contains(&u64::from(entry)));
+        .filter(|s| s.kind == PT_NOTE)
+        .find_map(|s| pvh_entry(b, s))
+        .ok_or(ImageError::NoPvhNote)?;
+    let in_text = segs.iter().any(|s| {
+        s.kind == PT_LOAD
+            && s.flags & PF_X != 0
+            && (s.vaddr..s.vaddr + s.mem_size).contains(&u64::from(entry))
+    });
     if !in_text {
-        return Err(ImageError::EntryOutsideText { entry: u64::from(entry) });
+        return Err(ImageError::EntryOutsideText {
+            entry: u64::from(entry),
+        });
     }
     let loads = segs.iter().filter(|s| s.kind == PT_LOAD);
     let load_bytes = loads.clone().map(|s| s.file_size).sum();
     let memory_bytes = loads.map(|s| s.mem_size).sum();
-    Ok(ImageInfo::PvhElf { entry, load_bytes, memory_bytes })
+    Ok(ImageInfo::PvhElf {
+        entry,
+        load_bytes,
+        memory_bytes,
+    })
 }

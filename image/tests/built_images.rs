@@ -8,7 +8,10 @@ fn the_x86_64_firmware_has_a_pvh_entry_in_its_text() {
     let path = build::firmware(Arch::X86_64, Flavor::Normal).expect("building the firmware");
     let bytes = std::fs::read(path).unwrap();
     match inspect(&bytes).unwrap() {
-        ImageInfo::PvhElf { entry, .. } => assert_eq!(entry, 0x10_0000, "the linker script puts pvh_start at 1 MiB"),
+        ImageInfo::PvhElf { entry, .. } => assert_eq!(
+            entry, 0x10_0000,
+            "the linker script puts pvh_start at 1 MiB"
+        ),
         other => panic!("expected a PVH ELF, got {other:?}"),
     }
 }
@@ -18,7 +21,11 @@ fn the_aarch64_firmware_is_a_linux_arm64_image() {
     let path = build::firmware(Arch::Aarch64, Flavor::Normal).expect("building the firmware");
     let bytes = std::fs::read(path).unwrap();
     match inspect(&bytes).unwrap() {
-        ImageInfo::Arm64 { text_offset, image_bytes, file_bytes } => {
+        ImageInfo::Arm64 {
+            text_offset,
+            image_bytes,
+            file_bytes,
+        } => {
             assert_eq!(text_offset, 0x80000);
             assert!(image_bytes >= file_bytes);
         }

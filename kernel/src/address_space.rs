@@ -42,20 +42,32 @@ pub struct AddressSpace {
 
 impl AddressSpace {
     pub fn new() -> Result<Self, PagingError> {
-        Ok(Self { tables: PageTable::new(&mut FrameTables)? })
+        Ok(Self {
+            tables: PageTable::new(&mut FrameTables)?,
+        })
     }
 
     /// Wraps the tables rooted at `root`, which must be built from frames this kernel owns.
     pub fn from_root(root: u64) -> Self {
-        Self { tables: PageTable::from_root(root) }
+        Self {
+            tables: PageTable::from_root(root),
+        }
     }
 
     pub fn root(&self) -> u64 {
         self.tables.root()
     }
 
-    pub fn map(&mut self, va: u64, pa: u64, size: u64, page: PageSize, flags: MapFlags) -> Result<(), PagingError> {
-        self.tables.map(&mut FrameTables, va, pa, size, page, flags)?;
+    pub fn map(
+        &mut self,
+        va: u64,
+        pa: u64,
+        size: u64,
+        page: PageSize,
+        flags: MapFlags,
+    ) -> Result<(), PagingError> {
+        self.tables
+            .map(&mut FrameTables, va, pa, size, page, flags)?;
         // Nothing was mapped here before, but aarch64 needs the barrier in the flush to make
         // the new entries visible to the table walker; x86 drops any cached "not present".
         flush(va, size);

@@ -14,7 +14,9 @@ pub struct Console {
     ring: LogRing<LOG_RING_BYTES>,
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console { ring: LogRing::new() });
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    ring: LogRing::new(),
+});
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -48,6 +50,21 @@ pub fn emergency_write_fmt(args: fmt::Arguments<'_>) {
         }
     }
     let _ = Raw.write_fmt(args);
+}
+
+/// Spins on a console driver's lock this many times before taking it by force.
+const EMERGENCY_SPINS: u32 = 1_000_000;
+
+/// Locks a console driver for an emergency write: if the holder does not release it for a
+/// long while (it faulted, or it is this CPU), the lock is taken by force.
+pub fn emergency_lock<T>(lock: &Mutex<T>) -> spin::MutexGuard<'_, T> {
+    if let Some(guard) = (0..EMERGENCY_SPINS).find_map(|_| lock.try_lock()) {
+        return guard;
+    }
+    // SAFETY: only used on the way to stopping the machine, after the holder failed to release
+    // the lock for a long while; interleaved output is the worst that can follow.
+    unsafe { lock.force_unlock() };
+    lock.lock()
 }
 
 /// Calls `out` with the retained log text, oldest first.

@@ -146,11 +146,21 @@ impl Executor {
     }
 
     /// Spawns a task on this executor; its output arrives through the returned handle.
-    pub fn spawn<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> JoinHandle<T> {
-        let state = Arc::new(JoinState { output: Mutex::new(None), waiter: Mutex::new(None) });
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> JoinHandle<T> {
+        let state = Arc::new(JoinState {
+            output: Mutex::new(None),
+            waiter: Mutex::new(None),
+        });
         let done = state.clone();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let waker = Arc::new(TaskWaker { id, queued: AtomicBool::new(true), shared: self.shared.clone() });
+        let waker = Arc::new(TaskWaker {
+            id,
+            queued: AtomicBool::new(true),
+            shared: self.shared.clone(),
+        });
         let future: TaskFuture = Box::pin(async move {
             let value = future.await;
             *done.output.lock() = Some(value);
@@ -174,8 +184,12 @@ impl Executor {
         let batch = self.shared.ready_len();
         let mut polled = 0;
         for _ in 0..batch {
-            let Some(id) = self.shared.pop_ready() else { break };
-            let Some(mut task) = self.shared.tasks.lock().remove(&id) else { continue };
+            let Some(id) = self.shared.pop_ready() else {
+                break;
+            };
+            let Some(mut task) = self.shared.tasks.lock().remove(&id) else {
+                continue;
+            };
             task.waker.queued.store(false, Ordering::Release);
             let waker = Waker::from(task.waker.clone());
             let mut cx = Context::from_waker(&waker);
@@ -189,8 +203,15 @@ impl Executor {
                 self.shared.alive.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        self.shared.polls.fetch_add(polled as u64, Ordering::Relaxed);
-        Round { polled, next_deadline: platform::without_interrupts(|| self.shared.timers.lock().next_deadline()) }
+        self.shared
+            .polls
+            .fetch_add(polled as u64, Ordering::Relaxed);
+        Round {
+            polled,
+            next_deadline: platform::without_interrupts(|| {
+                self.shared.timers.lock().next_deadline()
+            }),
+        }
     }
 
     /// Whether a task is waiting to be polled.
@@ -211,7 +232,8 @@ impl Executor {
     /// Runs tasks forever, with interrupts enabled, waiting for an interrupt whenever nothing
     /// is ready.
     pub fn run(&self) -> ! {
-        let platform = platform::get().expect("the executor runs only after the platform is installed");
+        let platform =
+            platform::get().expect("the executor runs only after the platform is installed");
         (platform.enable_interrupts)();
         loop {
             self.run_once((platform.now_ns)());
@@ -263,7 +285,10 @@ pub struct Sleep {
 
 /// Sleeps for `ns` nanoseconds on the current executor's timer queue.
 pub fn sleep_ns(ns: u64) -> Sleep {
-    Sleep { deadline: platform::now_ns().saturating_add(ns), registered: None }
+    Sleep {
+        deadline: platform::now_ns().saturating_add(ns),
+        registered: None,
+    }
 }
 
 pub fn sleep_ms(ms: u64) -> Sleep {
@@ -276,12 +301,18 @@ impl Future for Sleep {
         if platform::now_ns() >= self.deadline {
             return Poll::Ready(());
         }
-        if self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
             return Poll::Pending;
         }
         let deadline = self.deadline;
         let waker = cx.waker().clone();
-        let queued = with_current(|s| platform::without_interrupts(|| s.timers.lock().insert(deadline, waker.clone())));
+        let queued = with_current(|s| {
+            platform::without_interrupts(|| s.timers.lock().insert(deadline, waker.clone()))
+        });
         if queued.is_some() {
             self.registered = Some(waker);
         } else {
@@ -297,7 +328,10 @@ pub struct TimedOut;
 
 /// Runs `future` for at most `ns` nanoseconds.
 pub fn timeout_ns<F: Future>(ns: u64, future: F) -> Timeout<F> {
-    Timeout { future: Box::pin(future), sleep: sleep_ns(ns) }
+    Timeout {
+        future: Box::pin(future),
+        sleep: sleep_ns(ns),
+    }
 }
 
 pub struct Timeout<F> {
@@ -460,6 +494,10 @@ mod tests {
         .unwrap();
         assert!(ex.has_ready());
         run_until_quiet(&ex);
-        assert_eq!(polls.load(Ordering::SeqCst), 2, "two wakes before a poll queue one poll");
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            2,
+            "two wakes before a poll queue one poll"
+        );
     }
 }

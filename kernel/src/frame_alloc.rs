@@ -39,7 +39,11 @@ const fn align_up(x: u64, a: u64) -> Option<u64> {
 
 impl FrameAllocator {
     pub const fn new() -> Self {
-        Self { free: Vec::new(), total: 0, leaked: 0 }
+        Self {
+            free: Vec::new(),
+            total: 0,
+            leaked: 0,
+        }
     }
 
     /// Adds `[start, end)` of RAM, shrunk inwards to whole frames. A range overlapping RAM
@@ -47,7 +51,9 @@ impl FrameAllocator {
     /// make a frame be handed out twice. Call while building the allocator, before any
     /// allocation: an allocated frame inside the range would become free again.
     pub fn add_ram(&mut self, start: u64, end: u64) {
-        let Some(start) = align_up(start, FRAME_SIZE) else { return };
+        let Some(start) = align_up(start, FRAME_SIZE) else {
+            return;
+        };
         let end = end & !(FRAME_SIZE - 1);
         if start >= end {
             return;
@@ -93,7 +99,9 @@ impl FrameAllocator {
         }
         let size = align_up(size, FRAME_SIZE)?;
         let i = self.free.iter().position(|r| {
-            align_up(r.start, align).and_then(|s| s.checked_add(size)).is_some_and(|e| e <= r.end)
+            align_up(r.start, align)
+                .and_then(|s| s.checked_add(size))
+                .is_some_and(|e| e <= r.end)
         })?;
         let r = self.free[i];
         let start = align_up(r.start, align)?;
@@ -112,7 +120,9 @@ impl FrameAllocator {
     ///
     /// The caller guarantees the range came from [`allocate`](Self::allocate) and is no longer used.
     pub fn free(&mut self, pa: u64, size: u64) {
-        let Some(size) = align_up(size, FRAME_SIZE) else { return };
+        let Some(size) = align_up(size, FRAME_SIZE) else {
+            return;
+        };
         self.insert(pa & !(FRAME_SIZE - 1), (pa & !(FRAME_SIZE - 1)) + size);
     }
 
@@ -131,7 +141,11 @@ impl FrameAllocator {
 
     /// Inserts a range in address order, merging with touching neighbours.
     fn insert(&mut self, start: u64, end: u64) {
-        let i = self.free.iter().position(|r| r.start >= end).unwrap_or(self.free.len());
+        let i = self
+            .free
+            .iter()
+            .position(|r| r.start >= end)
+            .unwrap_or(self.free.len());
         let merges_prev = i > 0 && self.free[i - 1].end == start;
         let merges_next = i < self.free.len() && self.free[i].start == end;
         match (merges_prev, merges_next) {
@@ -198,7 +212,9 @@ mod tests {
     fn freeing_coalesces_back_to_the_original_ranges() {
         let mut f = machine();
         let before = f.free_bytes();
-        let blocks: std::vec::Vec<u64> = (0..50).map(|i| f.allocate(FRAME_SIZE * (i % 7 + 1), FRAME_SIZE).unwrap()).collect();
+        let blocks: std::vec::Vec<u64> = (0..50)
+            .map(|i| f.allocate(FRAME_SIZE * (i % 7 + 1), FRAME_SIZE).unwrap())
+            .collect();
         for (i, b) in blocks.iter().enumerate().rev().filter(|(i, _)| i % 2 == 0) {
             f.free(*b, FRAME_SIZE * (i as u64 % 7 + 1));
         }
@@ -217,7 +233,11 @@ mod tests {
         assert!(f.allocate(FRAME_SIZE, FRAME_SIZE).is_some());
         assert_eq!(f.allocate(FRAME_SIZE, FRAME_SIZE), None);
         assert_eq!(f.allocate(0, FRAME_SIZE), None);
-        assert_eq!(f.allocate(FRAME_SIZE, 3 * FRAME_SIZE), None, "alignment must be a power of two");
+        assert_eq!(
+            f.allocate(FRAME_SIZE, 3 * FRAME_SIZE),
+            None,
+            "alignment must be a power of two"
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ impl<const N: usize> Default for LogRing<N> {
 
 impl<const N: usize> LogRing<N> {
     pub const fn new() -> Self {
-        Self { bytes: [0; N], written: 0 }
+        Self {
+            bytes: [0; N],
+            written: 0,
+        }
     }
 
     pub fn write(&mut self, data: &[u8]) {
@@ -48,11 +51,18 @@ impl<const N: usize> LogRing<N> {
         };
         // After a wrap the first line is partial: skip to just after its newline.
         let skip = if self.written as usize > N {
-            a.iter().chain(b).position(|&c| c == b'\n').map_or(held, |p| p + 1)
+            a.iter()
+                .chain(b)
+                .position(|&c| c == b'\n')
+                .map_or(held, |p| p + 1)
         } else {
             0
         };
-        let (a, b) = if skip <= a.len() { (&a[skip..], b) } else { (&[][..], &b[skip - a.len()..]) };
+        let (a, b) = if skip <= a.len() {
+            (&a[skip..], b)
+        } else {
+            (&[][..], &b[skip - a.len()..])
+        };
         if !a.is_empty() {
             out(a);
         }

@@ -30,7 +30,10 @@ impl core::fmt::Display for OutOfFrames {
 /// Call once. Frames are reached through the identity map, which must cover them.
 #[cfg(target_os = "none")]
 pub unsafe fn init_heap(size: u64) -> Result<(), OutOfFrames> {
-    let base = FRAMES.lock().allocate(size, FRAME_SIZE).ok_or(OutOfFrames { wanted: size })?;
+    let base = FRAMES
+        .lock()
+        .allocate(size, FRAME_SIZE)
+        .ok_or(OutOfFrames { wanted: size })?;
     // SAFETY: the frames were just taken from the allocator, so nothing else uses them, and the
     // identity map makes `base` their address; the caller guarantees this runs once.
     unsafe { HEAP.lock().init(base as *mut u8, size as usize) };
@@ -53,13 +56,19 @@ pub fn heap_usage() -> (usize, usize) {
 /// Frame bytes (in use, managed).
 pub fn frame_usage() -> (u64, u64) {
     let frames = FRAMES.lock();
-    (frames.total_bytes() - frames.free_bytes(), frames.total_bytes())
+    (
+        frames.total_bytes() - frames.free_bytes(),
+        frames.total_bytes(),
+    )
 }
 
 /// Allocates one zeroed frame.
 #[cfg(target_os = "none")]
 pub fn allocate_zeroed_frame() -> Result<u64, OutOfFrames> {
-    let pa = FRAMES.lock().allocate(FRAME_SIZE, FRAME_SIZE).ok_or(OutOfFrames { wanted: FRAME_SIZE })?;
+    let pa = FRAMES
+        .lock()
+        .allocate(FRAME_SIZE, FRAME_SIZE)
+        .ok_or(OutOfFrames { wanted: FRAME_SIZE })?;
     // SAFETY: the frame is ours alone and identity-mapped.
     unsafe { core::ptr::write_bytes(pa as *mut u8, 0, FRAME_SIZE as usize) };
     Ok(pa)

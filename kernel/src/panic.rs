@@ -24,7 +24,9 @@ fn panic(info: &PanicInfo<'_>) -> ! {
             at.column(),
             info.message()
         )),
-        None => console::emergency_write_fmt(format_args!("\nPANIC on cpu{cpu}: {}\n", info.message())),
+        None => {
+            console::emergency_write_fmt(format_args!("\nPANIC on cpu{cpu}: {}\n", info.message()))
+        }
     }
     platform::exit(ExitStatus::Failure)
 }

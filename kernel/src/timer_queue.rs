@@ -36,14 +36,21 @@ pub struct TimerQueue {
 
 impl TimerQueue {
     pub const fn new() -> Self {
-        Self { heap: BinaryHeap::new(), sequence: 0 }
+        Self {
+            heap: BinaryHeap::new(),
+            sequence: 0,
+        }
     }
 
     /// Wakes `waker` once time reaches `deadline` (ns). A dropped sleeper leaves its entry
     /// behind; it fires as a harmless spurious wake.
     pub fn insert(&mut self, deadline: u64, waker: Waker) {
         self.sequence += 1;
-        self.heap.push(Reverse(Timer { deadline, sequence: self.sequence, waker }));
+        self.heap.push(Reverse(Timer {
+            deadline,
+            sequence: self.sequence,
+            waker,
+        }));
     }
 
     /// Removes and returns the wakers whose deadline is at or before `now`, in order.

@@ -15,13 +15,27 @@ const MIN_FIRMWARE_TESTS: u32 = 15;
 /// Generous: the software KVM here boots QEMU far more slowly than TCG.
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-fn machine(arch: Arch, accel: Accel, flavor: Flavor, cmdline: Option<&str>) -> Result<Machine, Failed> {
+fn machine(
+    arch: Arch,
+    accel: Accel,
+    flavor: Flavor,
+    cmdline: Option<&str>,
+) -> Result<Machine, Failed> {
     let image = build::firmware(arch, flavor).map_err(|e| format!("{e:#}"))?;
-    Ok(Machine { arch, accel, image, cpus: CPUS, memory_mib: MEMORY_MIB, cmdline: cmdline.map(String::from) })
+    Ok(Machine {
+        arch,
+        accel,
+        image,
+        cpus: CPUS,
+        memory_mib: MEMORY_MIB,
+        cmdline: cmdline.map(String::from),
+    })
 }
 
 fn boot(m: &Machine, input: Option<&str>) -> Result<(Verdict, String), Failed> {
-    let (verdict, output) = m.run_captured(input, TIMEOUT).map_err(|e| format!("{e:#}"))?;
+    let (verdict, output) = m
+        .run_captured(input, TIMEOUT)
+        .map_err(|e| format!("{e:#}"))?;
     Ok((verdict, output))
 }
 
@@ -35,12 +49,24 @@ fn check(cond: bool, what: &str, output: &str) -> Result<(), Failed> {
 
 fn check_banner(arch: Arch, output: &str) -> Result<(), Failed> {
     let b = banner(output).map_err(|e| format!("{e}\n--- console ---\n{output}"))?;
-    check(b.arch == arch.name(), &format!("banner arch {:?}", b.arch), output)?;
-    check(b.platform == "native", &format!("banner platform {:?}", b.platform), output)?;
+    check(
+        b.arch == arch.name(),
+        &format!("banner arch {:?}", b.arch),
+        output,
+    )?;
+    check(
+        b.platform == "native",
+        &format!("banner platform {:?}", b.platform),
+        output,
+    )?;
     check(b.cpus == CPUS, &format!("banner cpus {}", b.cpus), output)?;
     // The loader keeps a little RAM for itself (x86: the BIOS area below 1 MiB).
     let ram_ok = b.ram_mib <= u64::from(MEMORY_MIB) && b.ram_mib + 8 >= u64::from(MEMORY_MIB);
-    check(ram_ok, &format!("banner ram {} MiB for -m {MEMORY_MIB}", b.ram_mib), output)
+    check(
+        ram_ok,
+        &format!("banner ram {} MiB for -m {MEMORY_MIB}", b.ram_mib),
+        output,
+    )
 }
 
 /// The in-firmware suite passes on every CPU QEMU gives.
@@ -48,21 +74,59 @@ fn selftest(arch: Arch, accel: Accel) -> Result<(), Failed> {
     let m = machine(arch, accel, Flavor::SelfTest, None)?;
     let (verdict, output) = boot(&m, None)?;
     check_banner(arch, &output)?;
-    check(output.contains("parapet: ready"), "no `parapet: ready`", &output)?;
-    check(output.contains(&format!("{CPUS} of {CPUS} CPUs online")), "not every CPU came online", &output)?;
-    let (passed, failed) = summary(&output).ok_or_else(|| format!("no in-firmware summary\n{output}"))?;
-    check(failed == 0, &format!("{failed} in-firmware tests failed"), &output)?;
-    check(passed >= MIN_FIRMWARE_TESTS, &format!("only {passed} in-firmware tests ran"), &output)?;
-    check(verdict == Verdict::Success, &format!("exit verdict {verdict:?}"), &output)
+    check(
+        output.contains("parapet: ready"),
+        "no `parapet: ready`",
+        &output,
+    )?;
+    check(
+        output.contains(&format!("{CPUS} of {CPUS} CPUs online")),
+        "not every CPU came online",
+        &output,
+    )?;
+    let (passed, failed) =
+        summary(&output).ok_or_else(|| format!("no in-firmware summary\n{output}"))?;
+    check(
+        failed == 0,
+        &format!("{failed} in-firmware tests failed"),
+        &output,
+    )?;
+    check(
+        passed >= MIN_FIRMWARE_TESTS,
+        &format!("only {passed} in-firmware tests ran"),
+        &output,
+    )?;
+    check(
+        verdict == Verdict::Success,
+        &format!("exit verdict {verdict:?}"),
+        &output,
+    )
 }
 
 /// A firmware that panics on purpose exits with the failure status and says where.
 fn panic_is_a_failure(arch: Arch) -> Result<(), Failed> {
-    let m = machine(arch, Accel::Tcg, Flavor::SelfTest, Some("parapet.test=panic"))?;
+    let m = machine(
+        arch,
+        Accel::Tcg,
+        Flavor::SelfTest,
+        Some("parapet.test=panic"),
+    )?;
     let (verdict, output) = boot(&m, None)?;
-    check(verdict == Verdict::Failure, &format!("exit verdict {verdict:?}, wanted Failure"), &output)?;
-    check(output.contains("PANIC on cpu0 at boot/src/selftest/mod.rs:"), "panic location not printed", &output)?;
-    check(output.contains("deliberate panic requested"), "panic message not printed", &output)
+    check(
+        verdict == Verdict::Failure,
+        &format!("exit verdict {verdict:?}, wanted Failure"),
+        &output,
+    )?;
+    check(
+        output.contains("PANIC on cpu0 at boot/src/selftest/mod.rs:"),
+        "panic location not printed",
+        &output,
+    )?;
+    check(
+        output.contains("deliberate panic requested"),
+        "panic message not printed",
+        &output,
+    )
 }
 
 /// The normal firmware answers monitor commands typed on its console and powers off on request.
@@ -70,11 +134,31 @@ fn monitor_answers_console_input(arch: Arch) -> Result<(), Failed> {
     let m = machine(arch, Accel::Tcg, Flavor::Normal, None)?;
     let (verdict, output) = boot(&m, Some("cpus\nmem\nbogus\npoweroff\n"))?;
     check_banner(arch, &output)?;
-    check(output.contains("cpu1: ticks="), "`cpus` did not list cpu1", &output)?;
-    check(output.contains("heap:"), "`mem` did not report the heap", &output)?;
-    check(output.contains("unknown command `bogus`"), "bad input was not refused", &output)?;
-    check(output.contains("parapet: powering off"), "`poweroff` not acknowledged", &output)?;
-    check(verdict == Verdict::Success, &format!("exit verdict {verdict:?}"), &output)
+    check(
+        output.contains("cpu1: ticks="),
+        "`cpus` did not list cpu1",
+        &output,
+    )?;
+    check(
+        output.contains("heap:"),
+        "`mem` did not report the heap",
+        &output,
+    )?;
+    check(
+        output.contains("unknown command `bogus`"),
+        "bad input was not refused",
+        &output,
+    )?;
+    check(
+        output.contains("parapet: powering off"),
+        "`poweroff` not acknowledged",
+        &output,
+    )?;
+    check(
+        verdict == Verdict::Success,
+        &format!("exit verdict {verdict:?}"),
+        &output,
+    )
 }
 
 fn main() {
@@ -84,14 +168,28 @@ fn main() {
         eprintln!("x86_64 KVM boot skipped: {why}");
     }
     let trials = vec![
-        Trial::test("x86_64_tcg_selftest_passes_on_2_cpus", || selftest(Arch::X86_64, Accel::Tcg)),
-        Trial::test("x86_64_kvm_selftest_passes_on_2_cpus", || selftest(Arch::X86_64, Accel::Kvm))
-            .with_ignored_flag(kvm.is_err()),
-        Trial::test("aarch64_tcg_selftest_passes_on_2_cpus", || selftest(Arch::Aarch64, Accel::Tcg)),
-        Trial::test("x86_64_panic_exits_with_failure_and_location", || panic_is_a_failure(Arch::X86_64)),
-        Trial::test("aarch64_panic_exits_with_failure_and_location", || panic_is_a_failure(Arch::Aarch64)),
-        Trial::test("x86_64_monitor_answers_console_input", || monitor_answers_console_input(Arch::X86_64)),
-        Trial::test("aarch64_monitor_answers_console_input", || monitor_answers_console_input(Arch::Aarch64)),
+        Trial::test("x86_64_tcg_selftest_passes_on_2_cpus", || {
+            selftest(Arch::X86_64, Accel::Tcg)
+        }),
+        Trial::test("x86_64_kvm_selftest_passes_on_2_cpus", || {
+            selftest(Arch::X86_64, Accel::Kvm)
+        })
+        .with_ignored_flag(kvm.is_err()),
+        Trial::test("aarch64_tcg_selftest_passes_on_2_cpus", || {
+            selftest(Arch::Aarch64, Accel::Tcg)
+        }),
+        Trial::test("x86_64_panic_exits_with_failure_and_location", || {
+            panic_is_a_failure(Arch::X86_64)
+        }),
+        Trial::test("aarch64_panic_exits_with_failure_and_location", || {
+            panic_is_a_failure(Arch::Aarch64)
+        }),
+        Trial::test("x86_64_monitor_answers_console_input", || {
+            monitor_answers_console_input(Arch::X86_64)
+        }),
+        Trial::test("aarch64_monitor_answers_console_input", || {
+            monitor_answers_console_input(Arch::Aarch64)
+        }),
     ];
     libtest_mimic::run(&args, trials).exit();
 }

@@ -26,7 +26,10 @@ fn main() -> ExitCode {
                 println!("KVM API version {}", report.api_version);
                 for (name, ok, required) in &report.capabilities {
                     let need = if *required { "required" } else { "optional" };
-                    println!("  {name:<28} {:<3} ({need})", if *ok { "yes" } else { "no" });
+                    println!(
+                        "  {name:<28} {:<3} ({need})",
+                        if *ok { "yes" } else { "no" }
+                    );
                 }
                 let missing = report.missing();
                 if missing.is_empty() {

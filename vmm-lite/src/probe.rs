@@ -38,7 +38,11 @@ pub struct Report {
 impl Report {
     /// Names of required capabilities the host lacks.
     pub fn missing(&self) -> Vec<&'static str> {
-        self.capabilities.iter().filter(|(_, ok, required)| *required && !ok).map(|(n, _, _)| *n).collect()
+        self.capabilities
+            .iter()
+            .filter(|(_, ok, required)| *required && !ok)
+            .map(|(n, _, _)| *n)
+            .collect()
     }
 }
 
@@ -55,5 +59,8 @@ pub fn probe() -> Result<Report, ProbeError> {
         .iter()
         .map(|&(name, number, required)| (name, kvm.check_extension_raw(number) > 0, required))
         .collect();
-    Ok(Report { api_version, capabilities })
+    Ok(Report {
+        api_version,
+        capabilities,
+    })
 }

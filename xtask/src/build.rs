@@ -40,14 +40,25 @@ pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
     });
     let mut cmd = cargo();
     cmd.current_dir(&root)
-        .args(["build", "--quiet", "--release", "-p", "parapet-boot", "--bin", "parapet", "--target"])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "parapet-boot",
+            "--bin",
+            "parapet",
+            "--target",
+        ])
         .arg(arch.rust_target())
         .arg("--target-dir")
         .arg(&target_dir);
     if flavor == Flavor::SelfTest {
         cmd.args(["--features", "selftest"]);
     }
-    let status = cmd.status().context("running cargo to build the firmware")?;
+    let status = cmd
+        .status()
+        .context("running cargo to build the firmware")?;
     if !status.success() {
         bail!("building the {arch} firmware failed");
     }
@@ -56,7 +67,8 @@ pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
     std::fs::create_dir_all(image_dir(arch))?;
     // The unstripped ELF stays beside the image for gdb and symbolising addresses.
     let debug_elf = out.with_extension("debug.elf");
-    std::fs::copy(&elf, &debug_elf).with_context(|| format!("copying {} to {}", elf.display(), debug_elf.display()))?;
+    std::fs::copy(&elf, &debug_elf)
+        .with_context(|| format!("copying {} to {}", elf.display(), debug_elf.display()))?;
     let objcopy = llvm_tool("llvm-objcopy")?;
     let format_args: &[&str] = match arch {
         Arch::X86_64 => &["--strip-all"],
@@ -69,14 +81,21 @@ pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
         .status()
         .with_context(|| format!("running {}", objcopy.display()))?;
     if !status.success() {
-        bail!("llvm-objcopy could not make {} from {}", out.display(), elf.display());
+        bail!(
+            "llvm-objcopy could not make {} from {}",
+            out.display(),
+            elf.display()
+        );
     }
     Ok(out)
 }
 
 /// Finds an LLVM tool shipped in the `llvm-tools` rustup component.
 fn llvm_tool(name: &str) -> Result<PathBuf> {
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .context("running rustc --print sysroot")?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
     let lib = sysroot.join("lib/rustlib");
     for entry in std::fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))? {
@@ -85,7 +104,10 @@ fn llvm_tool(name: &str) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("{name} not found under {}; run `rustup component add llvm-tools`", lib.display())
+    bail!(
+        "{name} not found under {}; run `rustup component add llvm-tools`",
+        lib.display()
+    )
 }
 
 /// Builds every image: both flavours for every architecture.

@@ -74,16 +74,38 @@ fn real_main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Qemu { arch, accel, test, smp, mem, append } => {
+        Cmd::Qemu {
+            arch,
+            accel,
+            test,
+            smp,
+            mem,
+            append,
+        } => {
             setup::all()?;
-            let flavor = if test { Flavor::SelfTest } else { Flavor::Normal };
+            let flavor = if test {
+                Flavor::SelfTest
+            } else {
+                Flavor::Normal
+            };
             let image = build::firmware(arch, flavor)?;
-            let machine = Machine { arch, accel, image, cpus: smp, memory_mib: mem, cmdline: append };
+            let machine = Machine {
+                arch,
+                accel,
+                image,
+                cpus: smp,
+                memory_mib: mem,
+                cmdline: append,
+            };
             report(machine.run_interactive()?)
         }
         Cmd::Run { accel } => demo(accel),
         Cmd::Test => test(),
-        Cmd::Lint => Ok(if lint()? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+        Cmd::Lint => Ok(if lint()? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         Cmd::Report => {
             setup::all()?;
             xtask::report::run()?;
@@ -115,12 +137,24 @@ fn demo(accel: Accel) -> Result<ExitCode> {
         kvm_usable().map_err(anyhow::Error::msg)?;
     }
     let image = build::firmware(Arch::X86_64, Flavor::Normal)?;
-    let machine = Machine { arch: Arch::X86_64, accel, image, cpus: 2, memory_mib: 256, cmdline: None };
+    let machine = Machine {
+        arch: Arch::X86_64,
+        accel,
+        image,
+        cpus: 2,
+        memory_mib: 256,
+        cmdline: None,
+    };
     if std::io::stdin().is_terminal() {
-        println!("xtask: booting Parapet ({accel:?}); type `help` at the prompt, `poweroff` to leave");
+        println!(
+            "xtask: booting Parapet ({accel:?}); type `help` at the prompt, `poweroff` to leave"
+        );
         return report(machine.run_interactive()?);
     }
-    let (verdict, output) = machine.run_captured(Some("help\ncpus\nmem\nuptime\npoweroff\n"), Duration::from_secs(120))?;
+    let (verdict, output) = machine.run_captured(
+        Some("help\ncpus\nmem\nuptime\npoweroff\n"),
+        Duration::from_secs(120),
+    )?;
     print!("{output}");
     report(verdict)
 }
@@ -129,13 +163,27 @@ fn demo(accel: Accel) -> Result<ExitCode> {
 fn lint() -> Result<bool> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = xtask::workspace_root();
-    let mut runs: Vec<Vec<String>> = vec![vec!["clippy".into(), "--workspace".into(), "--all-targets".into()]];
+    let mut runs: Vec<Vec<String>> = vec![vec![
+        "clippy".into(),
+        "--workspace".into(),
+        "--all-targets".into(),
+    ]];
     for arch in Arch::ALL {
         for features in [None, Some("selftest")] {
-            let mut args: Vec<String> = ["clippy", "-p", "parapet-boot", "--release", "--target", arch.rust_target()]
-                .map(String::from)
-                .to_vec();
-            args.extend(["--target-dir".into(), root.join("target/firmware/lint").display().to_string()]);
+            let mut args: Vec<String> = [
+                "clippy",
+                "-p",
+                "parapet-boot",
+                "--release",
+                "--target",
+                arch.rust_target(),
+            ]
+            .map(String::from)
+            .to_vec();
+            args.extend([
+                "--target-dir".into(),
+                root.join("target/firmware/lint").display().to_string(),
+            ]);
             if let Some(f) = features {
                 args.extend(["--features".into(), f.into()]);
             }
@@ -202,5 +250,9 @@ fn test() -> Result<ExitCode> {
         failed += 1;
     }
     println!("{passed} passed, {failed} failed, {ignored} skipped");
-    Ok(if status.success() && lint_clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.success() && lint_clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

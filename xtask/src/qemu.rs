@@ -60,7 +60,11 @@ pub fn verdict(arch: Arch, status: ExitStatus) -> Verdict {
 
 /// Whether /dev/kvm can be used, or why not.
 pub fn kvm_usable() -> Result<(), String> {
-    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         Ok(_) => Ok(()),
         Err(e) => Err(format!("/dev/kvm is not usable: {e}")),
     }
@@ -91,13 +95,22 @@ impl Machine {
                 c
             }
         };
-        cmd.args(["-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
-            .arg("-smp")
-            .arg(self.cpus.to_string())
-            .arg("-m")
-            .arg(self.memory_mib.to_string())
-            .arg("-kernel")
-            .arg(&self.image);
+        cmd.args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
+        .arg("-smp")
+        .arg(self.cpus.to_string())
+        .arg("-m")
+        .arg(self.memory_mib.to_string())
+        .arg("-kernel")
+        .arg(&self.image);
         if let Some(line) = &self.cmdline {
             cmd.arg("-append").arg(line);
         }
@@ -106,14 +119,22 @@ impl Machine {
 
     /// Runs with the console on this process's stdio; returns the verdict.
     pub fn run_interactive(&self) -> Result<Verdict> {
-        let status = self.command().status().with_context(|| missing_qemu(self.arch))?;
+        let status = self
+            .command()
+            .status()
+            .with_context(|| missing_qemu(self.arch))?;
         Ok(verdict(self.arch, status))
     }
 
     /// Runs with the console captured, feeding `input` once `parapet: ready` appears, and
     /// killing QEMU after `timeout`. Returns the verdict and everything printed.
-    pub fn run_captured(&self, input: Option<&str>, timeout: Duration) -> Result<(Verdict, String)> {
-        self.run_timed(input, timeout).map(|r| (r.verdict, r.output))
+    pub fn run_captured(
+        &self,
+        input: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(Verdict, String)> {
+        self.run_timed(input, timeout)
+            .map(|r| (r.verdict, r.output))
     }
 
     /// As [`run_captured`](Self::run_captured), also timing QEMU's start to `parapet: ready`.
@@ -139,7 +160,8 @@ impl Machine {
             while let Ok(chunk) = rx.try_recv() {
                 output.extend_from_slice(&chunk);
             }
-            if ready_after.is_none() && String::from_utf8_lossy(&output).contains("parapet: ready") {
+            if ready_after.is_none() && String::from_utf8_lossy(&output).contains("parapet: ready")
+            {
                 ready_after = Some(start.elapsed());
             }
             if let (Some(text), Some(pipe), Some(_)) = (input, stdin.as_mut(), ready_after) {
@@ -160,12 +182,17 @@ impl Machine {
         };
         // Drain what the pipes still hold.
         let drain_until = Instant::now() + Duration::from_millis(500);
-        while let Ok(chunk) = rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
+        while let Ok(chunk) = rx.recv_timeout(drain_until.saturating_duration_since(Instant::now()))
+        {
             output.extend_from_slice(&chunk);
         }
         let text = String::from_utf8_lossy(&output).replace('\r', "");
         let verdict = status.map_or(Verdict::TimedOut, |s| verdict(self.arch, s));
-        Ok(Run { verdict, output: text, ready_after })
+        Ok(Run {
+            verdict,
+            output: text,
+            ready_after,
+        })
     }
 }
 
@@ -184,7 +211,10 @@ fn missing_qemu(arch: Arch) -> String {
 
 /// Fails unless the QEMU binary for `arch` runs.
 pub fn check_installed(arch: Arch) -> Result<()> {
-    let ok = Command::new(format!("qemu-system-{arch}")).arg("--version").stdout(Stdio::null()).status();
+    let ok = Command::new(format!("qemu-system-{arch}"))
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status();
     match ok {
         Ok(s) if s.success() => Ok(()),
         _ => bail!("{}", missing_qemu(arch)),

@@ -17,14 +17,24 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// The `memory: ...` log line the firmware prints before `parapet: ready`.
 fn memory_line(output: &str) -> &str {
-    output.lines().find_map(|l| l.split_once("memory: ").map(|(_, m)| m)).unwrap_or("(no memory line)")
+    output
+        .lines()
+        .find_map(|l| l.split_once("memory: ").map(|(_, m)| m))
+        .unwrap_or("(no memory line)")
 }
 
 pub fn run() -> Result<()> {
     for arch in Arch::ALL {
         let image = build::firmware(arch, Flavor::Normal)?;
         let size = std::fs::metadata(&image)?.len();
-        let machine = Machine { arch, accel: Accel::Tcg, image: image.clone(), cpus: 2, memory_mib: 256, cmdline: None };
+        let machine = Machine {
+            arch,
+            accel: Accel::Tcg,
+            image: image.clone(),
+            cpus: 2,
+            memory_mib: 256,
+            cmdline: None,
+        };
         let mut times = Vec::new();
         let mut memory = String::new();
         for _ in 0..RUNS {

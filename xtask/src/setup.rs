@@ -6,7 +6,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::Arch;
 
-const TARGETS: [&str; 3] = ["x86_64-unknown-none", "aarch64-unknown-none", "aarch64-unknown-none-softfloat"];
+const TARGETS: [&str; 3] = [
+    "x86_64-unknown-none",
+    "aarch64-unknown-none",
+    "aarch64-unknown-none-softfloat",
+];
 const COMPONENTS: [&str; 2] = ["rust-src", "llvm-tools"];
 
 fn installed(list: &str) -> Result<String> {
@@ -19,7 +23,10 @@ fn installed(list: &str) -> Result<String> {
 }
 
 fn rustup(args: &[&str]) -> Result<()> {
-    let status = Command::new("rustup").args(args).current_dir(crate::workspace_root()).status()?;
+    let status = Command::new("rustup")
+        .args(args)
+        .current_dir(crate::workspace_root())
+        .status()?;
     if !status.success() {
         bail!("`rustup {}` failed", args.join(" "));
     }
@@ -56,7 +63,10 @@ fn os_codename() -> String {
     std::fs::read_to_string("/etc/os-release")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(|v| v.trim_matches('"').to_string()))
+        .find_map(|l| {
+            l.strip_prefix("VERSION_CODENAME=")
+                .map(|v| v.trim_matches('"').to_string())
+        })
         .unwrap_or_default()
 }
 
@@ -76,16 +86,30 @@ pub fn qemu() -> Result<()> {
     }
     let codename = os_codename();
     let mut install = Command::new("apt-get");
-    install.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]);
+    install.env("DEBIAN_FRONTEND", "noninteractive").args([
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+    ]);
     if codename == "bookworm" {
         let list = "/etc/apt/sources.list.d/bookworm-backports.list";
         let line = "deb http://deb.debian.org/debian bookworm-backports main\n";
         let has_backports = std::fs::read_dir("/etc/apt/sources.list.d")
-            .map(|d| d.flatten().any(|e| std::fs::read_to_string(e.path()).unwrap_or_default().contains("bookworm-backports")))
+            .map(|d| {
+                d.flatten().any(|e| {
+                    std::fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .contains("bookworm-backports")
+                })
+            })
             .unwrap_or(false)
-            || std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default().contains("bookworm-backports");
+            || std::fs::read_to_string("/etc/apt/sources.list")
+                .unwrap_or_default()
+                .contains("bookworm-backports");
         if !has_backports {
-            std::fs::write(list, line).with_context(|| format!("writing {list} (are you root?)"))?;
+            std::fs::write(list, line)
+                .with_context(|| format!("writing {list} (are you root?)"))?;
         }
         install.args(["-t", "bookworm-backports"]);
     }

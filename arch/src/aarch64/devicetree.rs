@@ -88,7 +88,14 @@ impl<'a> Node<'a> {
     fn reg(&self, i: usize) -> Option<(u64, u64)> {
         let (a, s) = self.reg_cells;
         let at = i * (a + s);
-        Some((cells(self.reg, at, a)?, if s == 0 { 0 } else { cells(self.reg, at + a, s)? }))
+        Some((
+            cells(self.reg, at, a)?,
+            if s == 0 {
+                0
+            } else {
+                cells(self.reg, at + a, s)?
+            },
+        ))
     }
 
     fn reg_count(&self) -> usize {
@@ -122,9 +129,18 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
 
     fdt.walk(|token| match token {
         Token::Begin(name) => {
-            let parent_cells = if depth == 0 { (2, 1) } else { stack[depth].child_cells };
+            let parent_cells = if depth == 0 {
+                (2, 1)
+            } else {
+                stack[depth].child_cells
+            };
             depth += 1;
-            stack[depth] = Node { name, reg_cells: parent_cells, child_cells: (2, 1), ..Node::default() };
+            stack[depth] = Node {
+                name,
+                reg_cells: parent_cells,
+                child_cells: (2, 1),
+                ..Node::default()
+            };
         }
         Token::Property { name, value } => {
             let node = &mut stack[depth];
@@ -151,7 +167,8 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
             if node.disabled || error.is_some() {
                 return;
             }
-            let is_memory = node.device_type == b"memory\0" || (depth == 1 && node.name.starts_with("memory"));
+            let is_memory =
+                node.device_type == b"memory\0" || (depth == 1 && node.name.starts_with("memory"));
             if is_memory {
                 for i in 0..node.reg_count() {
                     match node.reg(i) {
@@ -159,7 +176,9 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
                         _ => error = Some(DeviceTreeError::Bad("memory node")),
                     }
                 }
-            } else if parent == "cpus" && (node.device_type == b"cpu\0" || node.name.starts_with("cpu@")) {
+            } else if parent == "cpus"
+                && (node.device_type == b"cpu\0" || node.name.starts_with("cpu@"))
+            {
                 match cells(node.reg, 0, node.reg_cells.0) {
                     Some(mpidr) if p.cpu_count < MAX_CPUS => {
                         p.cpus[p.cpu_count] = mpidr;
@@ -182,7 +201,10 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
                 }
             } else if is_compatible(node.compatible, "arm,armv8-timer") {
                 timer_interrupts = node.interrupts;
-            } else if ["arm,psci-1.0", "arm,psci-0.2", "arm,psci"].iter().any(|c| is_compatible(node.compatible, c)) {
+            } else if ["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]
+                .iter()
+                .any(|c| is_compatible(node.compatible, c))
+            {
                 p.psci = match as_str(node.method) {
                     Some("smc") => Some(PsciConduit::Smc),
                     Some("hvc") => Some(PsciConduit::Hvc),
@@ -214,8 +236,10 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
         return Err(DeviceTreeError::Missing("architected timer"));
     }
     // Entries: secure phys, non-secure phys, virtual, hypervisor (timer binding).
-    let kind = cell(timer_interrupts, 3 * gic_interrupt_cells).ok_or(DeviceTreeError::Bad("timer interrupts"))?;
-    let number = cell(timer_interrupts, 3 * gic_interrupt_cells + 1).ok_or(DeviceTreeError::Bad("timer interrupts"))?;
+    let kind = cell(timer_interrupts, 3 * gic_interrupt_cells)
+        .ok_or(DeviceTreeError::Bad("timer interrupts"))?;
+    let number = cell(timer_interrupts, 3 * gic_interrupt_cells + 1)
+        .ok_or(DeviceTreeError::Bad("timer interrupts"))?;
     if kind != GIC_PPI || number > 15 {
         return Err(DeviceTreeError::Bad("hypervisor timer interrupt"));
     }
@@ -226,7 +250,9 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
 /// The blob's total size from its header (big-endian word 1): what the loader set aside.
 pub fn header_total_size(header: &[u8]) -> Option<usize> {
     let word = |at: usize| Some(u32::from_be_bytes(header.get(at..at + 4)?.try_into().ok()?));
-    (word(0)? == 0xd00d_feed).then(|| word(4).map(|v| v as usize)).flatten()
+    (word(0)? == 0xd00d_feed)
+        .then(|| word(4).map(|v| v as usize))
+        .flatten()
 }
 
 #[cfg(test)]

@@ -219,7 +219,10 @@ pub struct Fault {
 fn outcome(r: ProbeResult) -> Result<u64, Fault> {
     match r.fault {
         0 => Ok(r.value),
-        c => Err(Fault { class: (c - 1) as u8, address: r.value }),
+        c => Err(Fault {
+            class: (c - 1) as u8,
+            address: r.value,
+        }),
     }
 }
 
@@ -256,7 +259,10 @@ pub struct ExceptionHandlers {
 static HANDLERS: AtomicUsize = AtomicUsize::new(0);
 
 pub fn set_handlers(handlers: &'static ExceptionHandlers) {
-    HANDLERS.store(handlers as *const ExceptionHandlers as usize, Ordering::Release);
+    HANDLERS.store(
+        handlers as *const ExceptionHandlers as usize,
+        Ordering::Release,
+    );
 }
 
 fn handlers() -> Option<&'static ExceptionHandlers> {
@@ -279,7 +285,11 @@ extern "C" fn parapet_exception_dispatch(frame: &mut TrapFrame) {
         VectorKind::Synchronous => {
             // SAFETY: probe labels are only taken by address.
             let probes = unsafe {
-                [symbol(&parapet_probe_read_insn), symbol(&parapet_probe_write_insn), symbol(&parapet_probe_brk_insn)]
+                [
+                    symbol(&parapet_probe_read_insn),
+                    symbol(&parapet_probe_write_insn),
+                    symbol(&parapet_probe_brk_insn),
+                ]
             };
             if probes.contains(&frame.elr) {
                 frame.x[0] = frame.far;

@@ -17,7 +17,9 @@ pub const MAX_DEPTH: usize = 16;
 pub struct Malformed;
 
 fn be32(bytes: &[u8], at: usize) -> Result<u32, Malformed> {
-    let b = bytes.get(at..at.checked_add(4).ok_or(Malformed)?).ok_or(Malformed)?;
+    let b = bytes
+        .get(at..at.checked_add(4).ok_or(Malformed)?)
+        .ok_or(Malformed)?;
     Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
@@ -50,9 +52,17 @@ impl<'a> Fdt<'a> {
         let off_strings = be32(bytes, 12)? as usize;
         let size_strings = be32(bytes, 32)? as usize;
         let size_struct = be32(bytes, 36)? as usize;
-        let structure = bytes.get(off_struct..off_struct.checked_add(size_struct).ok_or(Malformed)?).ok_or(Malformed)?;
-        let strings = bytes.get(off_strings..off_strings.checked_add(size_strings).ok_or(Malformed)?).ok_or(Malformed)?;
-        Ok(Self { structure, strings, total_size })
+        let structure = bytes
+            .get(off_struct..off_struct.checked_add(size_struct).ok_or(Malformed)?)
+            .ok_or(Malformed)?;
+        let strings = bytes
+            .get(off_strings..off_strings.checked_add(size_strings).ok_or(Malformed)?)
+            .ok_or(Malformed)?;
+        Ok(Self {
+            structure,
+            strings,
+            total_size,
+        })
     }
 
     /// Walks the structure block, calling `visit` for each token. Stops at the first error.
@@ -81,7 +91,9 @@ impl<'a> Fdt<'a> {
                     let len = be32(s, at)? as usize;
                     let name_offset = be32(s, at + 4)? as usize;
                     at += 8;
-                    let value = s.get(at..at.checked_add(len).ok_or(Malformed)?).ok_or(Malformed)?;
+                    let value = s
+                        .get(at..at.checked_add(len).ok_or(Malformed)?)
+                        .ok_or(Malformed)?;
                     at = (at + len).next_multiple_of(4);
                     let name = c_str(self.strings, name_offset)?;
                     visit(Token::Property { name, value });
@@ -110,7 +122,10 @@ pub fn used_size(header: &[u8; HEADER_SIZE]) -> Option<usize> {
     let strings_end = field(12)?.checked_add(field(32)?)?;
     // The reservation map ends with a zero entry; 16 bytes past its start is its minimum.
     let rsvmap_end = field(16)?.checked_add(16)?;
-    let used = structure_end.max(strings_end).max(rsvmap_end).max(HEADER_SIZE);
+    let used = structure_end
+        .max(strings_end)
+        .max(rsvmap_end)
+        .max(HEADER_SIZE);
     (used <= total).then_some(used)
 }
 

@@ -58,7 +58,10 @@ unsafe fn write32(address: u64, value: u32) {
 pub unsafe fn init_distributor(distributor: u64) {
     // SAFETY: the caller gives us the distributor; RWP polling is the documented handshake.
     unsafe {
-        write32(distributor + GICD_CTLR, GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1 | GICD_CTLR_ENABLE_GRP0);
+        write32(
+            distributor + GICD_CTLR,
+            GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1 | GICD_CTLR_ENABLE_GRP0,
+        );
         while read32(distributor + GICD_CTLR) & GICD_CTLR_RWP != 0 {
             core::hint::spin_loop();
         }
@@ -81,7 +84,10 @@ pub unsafe fn init_cpu(redistributors: (u64, u64)) -> Option<u64> {
     let end = base.checked_add(size)?;
     let mut rd = base;
     let mut found = None;
-    while rd.checked_add(GICR_STRIDE_V3).is_some_and(|frame_end| frame_end <= end) {
+    while rd
+        .checked_add(GICR_STRIDE_V3)
+        .is_some_and(|frame_end| frame_end <= end)
+    {
         // SAFETY: rd is inside the mapped region; TYPER is a 64-bit read-only register.
         let typer = unsafe { read_volatile((rd + GICR_TYPER) as *const u64) };
         if (typer >> 32) as u32 == me {
@@ -91,7 +97,11 @@ pub unsafe fn init_cpu(redistributors: (u64, u64)) -> Option<u64> {
         if typer & GICR_TYPER_LAST != 0 {
             break;
         }
-        rd += if typer & GICR_TYPER_VLPIS != 0 { GICR_STRIDE_V4 } else { GICR_STRIDE_V3 };
+        rd += if typer & GICR_TYPER_VLPIS != 0 {
+            GICR_STRIDE_V4
+        } else {
+            GICR_STRIDE_V3
+        };
     }
     let rd = found?;
     // SAFETY: rd is this CPU's redistributor; waking it is the documented sequence (§9.2.5),

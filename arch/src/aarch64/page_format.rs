@@ -62,7 +62,9 @@ impl PageTableFormat for Aarch64El2 {
         }
         let is_table_bit = entry & TABLE_OR_PAGE != 0;
         if level > 0 && is_table_bit {
-            return Entry::Table { pa: entry & ADDRESS_MASK };
+            return Entry::Table {
+                pa: entry & ADDRESS_MASK,
+            };
         }
         if level > 1 || (level == 0 && !is_table_bit) {
             // A block at level 2+ (1 GiB and up) is never made by us; a level-3 entry with
@@ -79,7 +81,10 @@ impl PageTableFormat for Aarch64El2 {
         if (entry >> ATTR_INDEX_SHIFT) & 7 == ATTR_DEVICE {
             flags |= MapFlags::DEVICE;
         }
-        Entry::Leaf { pa: entry & ADDRESS_MASK, flags }
+        Entry::Leaf {
+            pa: entry & ADDRESS_MASK,
+            flags,
+        }
     }
 }
 
@@ -91,17 +96,46 @@ mod tests {
     fn block_and_page_descriptors_match_the_arm_arm() {
         // 2 MiB block, normal RW no-exec.
         let e = Aarch64El2::leaf(0x4020_0000, 1, MapFlags::WRITE);
-        assert_eq!(e, 0x4020_0000 | VALID | ACCESS_FLAG | AP_RES1 | INNER_SHAREABLE | EXECUTE_NEVER);
+        assert_eq!(
+            e,
+            0x4020_0000 | VALID | ACCESS_FLAG | AP_RES1 | INNER_SHAREABLE | EXECUTE_NEVER
+        );
         // 4 KiB page, device, read-only.
         let e = Aarch64El2::leaf(0x0900_0000, 0, MapFlags::DEVICE);
-        assert_eq!(e, 0x0900_0000 | VALID | TABLE_OR_PAGE | ACCESS_FLAG | AP_RES1 | (1 << 2) | READ_ONLY | EXECUTE_NEVER);
+        assert_eq!(
+            e,
+            0x0900_0000
+                | VALID
+                | TABLE_OR_PAGE
+                | ACCESS_FLAG
+                | AP_RES1
+                | (1 << 2)
+                | READ_ONLY
+                | EXECUTE_NEVER
+        );
     }
 
     #[test]
     fn decode_inverts_leaf() {
-        for flags in [MapFlags::empty(), MapFlags::WRITE | MapFlags::EXECUTE, MapFlags::DEVICE | MapFlags::WRITE] {
-            assert_eq!(Aarch64El2::decode(Aarch64El2::leaf(0x8000_1000, 0, flags), 0), Entry::Leaf { pa: 0x8000_1000, flags });
-            assert_eq!(Aarch64El2::decode(Aarch64El2::leaf(0x8020_0000, 1, flags), 1), Entry::Leaf { pa: 0x8020_0000, flags });
+        for flags in [
+            MapFlags::empty(),
+            MapFlags::WRITE | MapFlags::EXECUTE,
+            MapFlags::DEVICE | MapFlags::WRITE,
+        ] {
+            assert_eq!(
+                Aarch64El2::decode(Aarch64El2::leaf(0x8000_1000, 0, flags), 0),
+                Entry::Leaf {
+                    pa: 0x8000_1000,
+                    flags
+                }
+            );
+            assert_eq!(
+                Aarch64El2::decode(Aarch64El2::leaf(0x8020_0000, 1, flags), 1),
+                Entry::Leaf {
+                    pa: 0x8020_0000,
+                    flags
+                }
+            );
         }
     }
 }

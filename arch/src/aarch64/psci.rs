@@ -21,8 +21,12 @@ pub unsafe fn call(conduit: PsciConduit, function: u32, a1: u64, a2: u64, a3: u6
     // preserves x4-x17 for SMC64/HVC64 calls, and we declare x0-x3 clobbered.
     unsafe {
         match conduit {
-            PsciConduit::Smc => core::arch::asm!("smc #0", inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack)),
-            PsciConduit::Hvc => core::arch::asm!("hvc #0", inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack)),
+            PsciConduit::Smc => {
+                core::arch::asm!("smc #0", inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack))
+            }
+            PsciConduit::Hvc => {
+                core::arch::asm!("hvc #0", inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack))
+            }
         }
     }
     x0 as i64

@@ -84,7 +84,9 @@ pub unsafe fn icc_iar1() -> u64 {
     let value: u64;
     // SAFETY: the read changes interrupt state, which the caller takes responsibility for;
     // it touches no memory.
-    unsafe { asm!("mrs {}, S3_0_C12_C12_0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("mrs {}, S3_0_C12_C12_0", out(reg) value, options(nomem, nostack, preserves_flags))
+    };
     value
 }
 
@@ -201,6 +203,12 @@ pub unsafe fn switch_tables(root: u64) {
     unsafe {
         asm!("dsb ishst", options(nostack, preserves_flags));
         set_ttbr0_el2(root);
-        asm!("isb", "tlbi alle2", "dsb ish", "isb", options(nostack, preserves_flags));
+        asm!(
+            "isb",
+            "tlbi alle2",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        );
     }
 }

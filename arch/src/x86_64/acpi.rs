@@ -37,9 +37,17 @@ impl core::fmt::Display for AcpiError {
         match self {
             AcpiError::NoRsdp => write!(f, "no ACPI RSDP found"),
             AcpiError::BadTable { signature, at } => {
-                write!(f, "ACPI table {} at {at:#x} is unreadable or has a bad length or checksum", name(signature))
+                write!(
+                    f,
+                    "ACPI table {} at {at:#x} is unreadable or has a bad length or checksum",
+                    name(signature)
+                )
             }
-            AcpiError::TooLarge { signature, len } => write!(f, "ACPI table {} is {len} bytes, more than Parapet reads", name(signature)),
+            AcpiError::TooLarge { signature, len } => write!(
+                f,
+                "ACPI table {} is {len} bytes, more than Parapet reads",
+                name(signature)
+            ),
             AcpiError::NoMadt => write!(f, "no ACPI MADT: cannot enumerate processors"),
         }
     }
@@ -83,11 +91,15 @@ fn sum(bytes: &[u8]) -> u8 {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// Copies the RSDP at `at` if it is one: signature, checksum, and (revision 2+) extended
@@ -116,7 +128,10 @@ pub fn find_rsdp(mem: &impl PhysRead, hint: Option<u64>) -> Result<u64, AcpiErro
     if let Some(at) = hint.filter(|&at| read_rsdp(mem, at).is_some()) {
         return Ok(at);
     }
-    (BIOS_AREA.0..BIOS_AREA.1).step_by(16).find(|&at| read_rsdp(mem, at).is_some()).ok_or(AcpiError::NoRsdp)
+    (BIOS_AREA.0..BIOS_AREA.1)
+        .step_by(16)
+        .find(|&at| read_rsdp(mem, at).is_some())
+        .ok_or(AcpiError::NoRsdp)
 }
 
 /// Copies the table at `at` into `buf` and checks its length and checksum on the copy.
@@ -124,7 +139,10 @@ pub fn find_rsdp(mem: &impl PhysRead, hint: Option<u64>) -> Result<u64, AcpiErro
 fn load<'b>(mem: &impl PhysRead, at: u64, buf: &'b mut [u8]) -> Result<&'b [u8], AcpiError> {
     let mut header = [0u8; 8];
     if at >= MAX_PHYS || mem.read(at, &mut header).is_none() {
-        return Err(AcpiError::BadTable { signature: [b'?'; 4], at });
+        return Err(AcpiError::BadTable {
+            signature: [b'?'; 4],
+            at,
+        });
     }
     let signature = [header[0], header[1], header[2], header[3]];
     let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
@@ -145,8 +163,16 @@ fn load<'b>(mem: &impl PhysRead, at: u64, buf: &'b mut [u8]) -> Result<&'b [u8],
 }
 
 /// Finds the table with `want` signature through the RSDP at `rsdp` and copies it into `buf`.
-pub fn find_table<'b>(mem: &impl PhysRead, rsdp: u64, want: &[u8; 4], buf: &'b mut [u8]) -> Result<Option<&'b [u8]>, AcpiError> {
-    let header = read_rsdp(mem, rsdp).ok_or(AcpiError::BadTable { signature: *b"RSDP", at: rsdp })?;
+pub fn find_table<'b>(
+    mem: &impl PhysRead,
+    rsdp: u64,
+    want: &[u8; 4],
+    buf: &'b mut [u8],
+) -> Result<Option<&'b [u8]>, AcpiError> {
+    let header = read_rsdp(mem, rsdp).ok_or(AcpiError::BadTable {
+        signature: *b"RSDP",
+        at: rsdp,
+    })?;
     let (root, entry_size) = match header[15] {
         2.. => (u64_at(&header, 24).unwrap_or(0), 8),
         _ => (u64::from(u32_at(&header, 16).unwrap_or(0)), 4),
@@ -171,7 +197,10 @@ pub fn find_table<'b>(mem: &impl PhysRead, rsdp: u64, want: &[u8; 4], buf: &'b m
 pub fn processors(mem: &impl PhysRead, rsdp: u64) -> Result<Processors, AcpiError> {
     let mut buf = [0u8; MADT_MAX];
     let madt = find_table(mem, rsdp, b"APIC", &mut buf)?.ok_or(AcpiError::NoMadt)?;
-    let bad = AcpiError::BadTable { signature: *b"APIC", at: 0 };
+    let bad = AcpiError::BadTable {
+        signature: *b"APIC",
+        at: 0,
+    };
     let mut cpus = Processors {
         apic_ids: [0; MAX_CPUS],
         count: 0,
@@ -182,12 +211,19 @@ pub fn processors(mem: &impl PhysRead, rsdp: u64) -> Result<Processors, AcpiErro
     while at + 2 <= madt.len() {
         let kind = madt[at];
         let entry_len = usize::from(madt[at + 1]);
-        let entry = madt.get(at..at + entry_len).filter(|_| entry_len >= 2).ok_or(bad)?;
+        let entry = madt
+            .get(at..at + entry_len)
+            .filter(|_| entry_len >= 2)
+            .ok_or(bad)?;
         match kind {
-            MADT_LOCAL_APIC if entry_len >= 8 && u32_at(entry, 4).ok_or(bad)? & LAPIC_ENABLED != 0 => {
+            MADT_LOCAL_APIC
+                if entry_len >= 8 && u32_at(entry, 4).ok_or(bad)? & LAPIC_ENABLED != 0 =>
+            {
                 cpus.push(u32::from(entry[3]));
             }
-            MADT_LOCAL_X2APIC if entry_len >= 16 && u32_at(entry, 8).ok_or(bad)? & LAPIC_ENABLED != 0 => {
+            MADT_LOCAL_X2APIC
+                if entry_len >= 16 && u32_at(entry, 8).ok_or(bad)? & LAPIC_ENABLED != 0 =>
+            {
                 cpus.push(u32_at(entry, 4).ok_or(bad)?);
             }
             _ => {}
@@ -205,7 +241,9 @@ mod tests {
     fn fix_checksum(mem: &mut Buffer, at: u64, len: usize, checksum_at: u64) {
         mem.put(checksum_at, &[0]);
         let start = (at - mem.base) as usize;
-        let sum = mem.bytes[start..start + len].iter().fold(0u8, |s, &b| s.wrapping_add(b));
+        let sum = mem.bytes[start..start + len]
+            .iter()
+            .fold(0u8, |s, &b| s.wrapping_add(b));
         mem.put(checksum_at, &[0u8.wrapping_sub(sum)]);
     }
 
@@ -276,7 +314,13 @@ mod tests {
         let mut mem = machine(0xf_0000);
         mem.put(0xa000 + 50, &[0xff]);
         let err = processors(&mem, 0xf_0000).unwrap_err();
-        assert_eq!(err, AcpiError::BadTable { signature: *b"APIC", at: 0xa000 });
+        assert_eq!(
+            err,
+            AcpiError::BadTable {
+                signature: *b"APIC",
+                at: 0xa000
+            }
+        );
     }
 
     #[test]
@@ -285,7 +329,10 @@ mod tests {
         // Make the last entry claim 200 bytes, then re-checksum so only the length is wrong.
         mem.put(0xa000 + 36 + 8 + 24 + 12 + 16 + 1, &[200]);
         fix_checksum(&mut mem, 0xa000, 36 + 76, 0xa000 + 9);
-        assert!(matches!(processors(&mem, 0xf_0000), Err(AcpiError::BadTable { .. })));
+        assert!(matches!(
+            processors(&mem, 0xf_0000),
+            Err(AcpiError::BadTable { .. })
+        ));
     }
 
     #[test]
@@ -299,7 +346,10 @@ mod tests {
     #[test]
     fn hostile_pointers_and_bytes_never_panic() {
         let mem = machine(0xf_0000);
-        assert!(find_rsdp(&mem, Some(u64::MAX - 3)).is_ok(), "a wild hint falls back to the scan");
+        assert!(
+            find_rsdp(&mem, Some(u64::MAX - 3)).is_ok(),
+            "a wild hint falls back to the scan"
+        );
         // Flip every byte of the MADT and XSDT in turn: errors are fine, panics are not.
         for at in (0x8000..0x8000 + 52).chain(0xa000..0xa000 + 112) {
             let mut bad = machine(0xf_0000);

@@ -69,7 +69,10 @@ pub unsafe fn enable(mmio_base: u64, spurious: u8) {
         if new != base {
             wrmsr(IA32_APIC_BASE, new);
         }
-        write(Register::SpuriousVector, SOFTWARE_ENABLE | u32::from(spurious));
+        write(
+            Register::SpuriousVector,
+            SOFTWARE_ENABLE | u32::from(spurious),
+        );
     }
 }
 
@@ -160,7 +163,12 @@ pub unsafe fn send_init(destination: u32) {
 /// `destination` must be waiting for SIPI and the page must hold valid start-up code.
 pub unsafe fn send_startup(destination: u32, page: u8) {
     // SAFETY: the caller guarantees the start-up code.
-    unsafe { send(destination, ICR_LEVEL_ASSERT | ICR_STARTUP | u32::from(page)) };
+    unsafe {
+        send(
+            destination,
+            ICR_LEVEL_ASSERT | ICR_STARTUP | u32::from(page),
+        )
+    };
 }
 
 /// Starts the timer counting down from `count` (divide by 16), firing `vector` at zero and

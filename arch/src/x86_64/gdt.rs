@@ -78,7 +78,10 @@ impl CpuTables {
             | (((limit >> 16) & 0xf) << 48)
             | (((tss >> 24) & 0xff) << 56);
         self.gdt = [0, CODE64, DATA, low, tss >> 32];
-        let pointer = DescriptorPointer { limit: (size_of::<[u64; 5]>() - 1) as u16, base: self.gdt.as_ptr() as u64 };
+        let pointer = DescriptorPointer {
+            limit: (size_of::<[u64; 5]>() - 1) as u16,
+            base: self.gdt.as_ptr() as u64,
+        };
         // SAFETY: the GDT is 'static and holds valid descriptors at the selectors loaded here;
         // the far return reloads CS with the 64-bit code segment we are already running in.
         unsafe {

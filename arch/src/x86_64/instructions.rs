@@ -10,7 +10,9 @@ use core::arch::asm;
 pub unsafe fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: the caller owns the port; `in` touches no memory.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags))
+    };
     value
 }
 
@@ -21,7 +23,9 @@ pub unsafe fn inb(port: u16) -> u8 {
 #[inline]
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: the caller owns the port; `out` touches no memory.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Writes a 32-bit value to an I/O port.
@@ -31,7 +35,9 @@ pub unsafe fn outb(port: u16, value: u8) {
 #[inline]
 pub unsafe fn outl(port: u16, value: u32) {
     // SAFETY: the caller owns the port; `out` touches no memory.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads a model-specific register.
@@ -42,7 +48,9 @@ pub unsafe fn outl(port: u16, value: u32) {
 pub unsafe fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: the caller guarantees the MSR exists.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -180,6 +188,8 @@ pub const IA32_GS_BASE: u32 = 0xc000_0101;
 pub unsafe fn read_gs_u64(offset: usize) -> u64 {
     let value;
     // SAFETY: the caller guarantees gs:[offset] is readable.
-    unsafe { asm!("mov {}, gs:[{}]", out(reg) value, in(reg) offset, options(nostack, preserves_flags, readonly)) };
+    unsafe {
+        asm!("mov {}, gs:[{}]", out(reg) value, in(reg) offset, options(nostack, preserves_flags, readonly))
+    };
     value
 }

@@ -49,7 +49,9 @@ impl PageTableFormat for X86_64 {
             return Entry::Invalid;
         }
         if level > 0 && (level > 1 || entry & HUGE == 0) {
-            return Entry::Table { pa: entry & ADDRESS_MASK };
+            return Entry::Table {
+                pa: entry & ADDRESS_MASK,
+            };
         }
         let mut flags = MapFlags::empty();
         if entry & WRITABLE != 0 {
@@ -62,8 +64,15 @@ impl PageTableFormat for X86_64 {
             flags |= MapFlags::DEVICE;
         }
         // Bit 12 of a 2 MiB entry is PAT, not address.
-        let mask = if level == 1 { ADDRESS_MASK & !0x1f_ffff } else { ADDRESS_MASK };
-        Entry::Leaf { pa: entry & mask, flags }
+        let mask = if level == 1 {
+            ADDRESS_MASK & !0x1f_ffff
+        } else {
+            ADDRESS_MASK
+        };
+        Entry::Leaf {
+            pa: entry & mask,
+            flags,
+        }
     }
 }
 
@@ -74,16 +83,38 @@ mod tests {
     #[test]
     fn leaf_bits_match_the_sdm() {
         let e = X86_64::leaf(0x20_0000, 1, MapFlags::WRITE);
-        assert_eq!(e, 0x20_0000 | PRESENT | WRITABLE | ACCESSED | DIRTY | HUGE | NO_EXECUTE);
+        assert_eq!(
+            e,
+            0x20_0000 | PRESENT | WRITABLE | ACCESSED | DIRTY | HUGE | NO_EXECUTE
+        );
         let e = X86_64::leaf(0x5000, 0, MapFlags::EXECUTE | MapFlags::DEVICE);
-        assert_eq!(e, 0x5000 | PRESENT | ACCESSED | DIRTY | CACHE_DISABLE | WRITE_THROUGH);
+        assert_eq!(
+            e,
+            0x5000 | PRESENT | ACCESSED | DIRTY | CACHE_DISABLE | WRITE_THROUGH
+        );
     }
 
     #[test]
     fn decode_inverts_leaf() {
-        for flags in [MapFlags::empty(), MapFlags::WRITE, MapFlags::EXECUTE | MapFlags::DEVICE] {
-            assert_eq!(X86_64::decode(X86_64::leaf(0x1234_5000, 0, flags), 0), Entry::Leaf { pa: 0x1234_5000, flags });
-            assert_eq!(X86_64::decode(X86_64::leaf(0x4000_0000, 1, flags), 1), Entry::Leaf { pa: 0x4000_0000, flags });
+        for flags in [
+            MapFlags::empty(),
+            MapFlags::WRITE,
+            MapFlags::EXECUTE | MapFlags::DEVICE,
+        ] {
+            assert_eq!(
+                X86_64::decode(X86_64::leaf(0x1234_5000, 0, flags), 0),
+                Entry::Leaf {
+                    pa: 0x1234_5000,
+                    flags
+                }
+            );
+            assert_eq!(
+                X86_64::decode(X86_64::leaf(0x4000_0000, 1, flags), 1),
+                Entry::Leaf {
+                    pa: 0x4000_0000,
+                    flags
+                }
+            );
         }
     }
 }

@@ -32,19 +32,31 @@ pub enum StartInfoError {
     Unreadable,
     BadMagic(u32),
     /// Version 0 carries no memory map, and we need one.
-    NoMemoryMap { version: u32 },
+    NoMemoryMap {
+        version: u32,
+    },
     TooManyRegions,
 }
 
 impl core::fmt::Display for StartInfoError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            StartInfoError::Unreadable => write!(f, "PVH start info points outside readable memory"),
-            StartInfoError::BadMagic(m) => write!(f, "PVH start info has magic {m:#x}, expected {START_INFO_MAGIC:#x}"),
-            StartInfoError::NoMemoryMap { version } => {
-                write!(f, "PVH start info version {version} has no memory map; need version 1")
+            StartInfoError::Unreadable => {
+                write!(f, "PVH start info points outside readable memory")
             }
-            StartInfoError::TooManyRegions => write!(f, "PVH memory map has more regions than Parapet keeps"),
+            StartInfoError::BadMagic(m) => write!(
+                f,
+                "PVH start info has magic {m:#x}, expected {START_INFO_MAGIC:#x}"
+            ),
+            StartInfoError::NoMemoryMap { version } => {
+                write!(
+                    f,
+                    "PVH start info version {version} has no memory map; need version 1"
+                )
+            }
+            StartInfoError::TooManyRegions => {
+                write!(f, "PVH memory map has more regions than Parapet keeps")
+            }
         }
     }
 }
@@ -61,12 +73,19 @@ pub mod heapless_str {
 
     impl Line {
         pub const fn empty() -> Self {
-            Self { bytes: [0; MAX_CMDLINE], len: 0 }
+            Self {
+                bytes: [0; MAX_CMDLINE],
+                len: 0,
+            }
         }
 
         /// Takes `bytes` up to the first NUL, dropping what is not UTF-8 or does not fit.
         pub fn from_bytes(bytes: &[u8]) -> Self {
-            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len()).min(MAX_CMDLINE);
+            let end = bytes
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(bytes.len())
+                .min(MAX_CMDLINE);
             let valid = match core::str::from_utf8(&bytes[..end]) {
                 Ok(s) => s.len(),
                 Err(e) => e.valid_up_to(),
@@ -104,7 +123,15 @@ pub fn parse(mem: &impl PhysRead, pa: u64) -> Result<StartInfo, StartInfoError> 
     }
     // Pointers past the physical address width are garbage; refusing them here also keeps
     // the offset arithmetic below from overflowing.
-    let pointer = |off: u64| field64(off).and_then(|p| if p < MAX_PHYS { Ok(p) } else { Err(StartInfoError::Unreadable) });
+    let pointer = |off: u64| {
+        field64(off).and_then(|p| {
+            if p < MAX_PHYS {
+                Ok(p)
+            } else {
+                Err(StartInfoError::Unreadable)
+            }
+        })
+    };
     let nr_modules = field32(12)?;
     let modlist = pointer(16)?;
     let cmdline_pa = pointer(24)?;
@@ -137,14 +164,19 @@ pub fn parse(mem: &impl PhysRead, pa: u64) -> Result<StartInfo, StartInfoError> 
             }
             len += 1;
         }
-        (heapless_str::Line::from_bytes(&buf[..len]), Some((cmdline_pa, cmdline_pa + len as u64 + 1)))
+        (
+            heapless_str::Line::from_bytes(&buf[..len]),
+            Some((cmdline_pa, cmdline_pa + len as u64 + 1)),
+        )
     } else {
         (heapless_str::Line::empty(), None)
     };
 
     let module = if nr_modules > 0 && modlist != 0 {
         let start = mem.read_u64(modlist).ok_or(StartInfoError::Unreadable)?;
-        let size = mem.read_u64(modlist + 8).ok_or(StartInfoError::Unreadable)?;
+        let size = mem
+            .read_u64(modlist + 8)
+            .ok_or(StartInfoError::Unreadable)?;
         if start >= MAX_PHYS || size >= MAX_PHYS {
             return Err(StartInfoError::Unreadable);
         }
@@ -153,7 +185,13 @@ pub fn parse(mem: &impl PhysRead, pa: u64) -> Result<StartInfo, StartInfoError> 
         None
     };
 
-    Ok(StartInfo { memory_map, cmdline, cmdline_range, rsdp: (rsdp != 0).then_some(rsdp), module })
+    Ok(StartInfo {
+        memory_map,
+        cmdline,
+        cmdline_range,
+        rsdp: (rsdp != 0).then_some(rsdp),
+        module,
+    })
 }
 
 #[cfg(test)]
@@ -177,9 +215,13 @@ mod tests {
         module[0..8].copy_from_slice(&0x20_0000u64.to_le_bytes());
         module[8..16].copy_from_slice(&0x1234u64.to_le_bytes());
         mem.put(0x7200, &module);
-        for (i, (addr, size, kind)) in [(0u64, 0x9fc00u64, 1u32), (0xf0000, 0x10000, 2), (0x10_0000, 0x7f0_0000, 1)]
-            .into_iter()
-            .enumerate()
+        for (i, (addr, size, kind)) in [
+            (0u64, 0x9fc00u64, 1u32),
+            (0xf0000, 0x10000, 2),
+            (0x10_0000, 0x7f0_0000, 1),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let mut e = [0u8; 24];
             e[0..8].copy_from_slice(&addr.to_le_bytes());
@@ -207,9 +249,15 @@ mod tests {
     fn rejects_wrong_magic_and_version_zero() {
         let mut mem = Buffer::new(0, 0x8000);
         start_info(&mut mem, 0x7000, 0);
-        assert_eq!(parse(&mem, 0x7000).unwrap_err(), StartInfoError::NoMemoryMap { version: 0 });
+        assert_eq!(
+            parse(&mem, 0x7000).unwrap_err(),
+            StartInfoError::NoMemoryMap { version: 0 }
+        );
         mem.put(0x7000, &[0; 4]);
-        assert_eq!(parse(&mem, 0x7000).unwrap_err(), StartInfoError::BadMagic(0));
+        assert_eq!(
+            parse(&mem, 0x7000).unwrap_err(),
+            StartInfoError::BadMagic(0)
+        );
     }
 
     #[test]
@@ -218,7 +266,11 @@ mod tests {
             let mut mem = Buffer::new(0, 0x8000);
             start_info(&mut mem, 0x7000, 1);
             mem.put(0x7000 + field, &u64::MAX.to_le_bytes());
-            assert_eq!(parse(&mem, 0x7000).unwrap_err(), StartInfoError::Unreadable, "field at {field}");
+            assert_eq!(
+                parse(&mem, 0x7000).unwrap_err(),
+                StartInfoError::Unreadable,
+                "field at {field}"
+            );
         }
     }
 

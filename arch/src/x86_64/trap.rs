@@ -48,9 +48,9 @@ pub struct TrapFrame {
 /// Mnemonic of an exception vector (SDM Vol. 3A table 6-1).
 pub fn exception_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF",
-        "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved", "reserved", "reserved", "reserved",
-        "reserved", "reserved", "#HV", "#VC", "#SX", "reserved",
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
+        "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved", "reserved",
+        "reserved", "reserved", "reserved", "reserved", "#HV", "#VC", "#SX", "reserved",
     ];
     NAMES.get(vector as usize).copied().unwrap_or("interrupt")
 }
@@ -172,7 +172,10 @@ pub struct Fault {
 fn probe_outcome(r: ProbeResult) -> Result<u64, Fault> {
     match r.fault {
         0 => Ok(r.value),
-        v => Err(Fault { vector: (v - 1) as u8, address: r.value }),
+        v => Err(Fault {
+            vector: (v - 1) as u8,
+            address: r.value,
+        }),
     }
 }
 
@@ -232,10 +235,18 @@ extern "C" fn parapet_trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector < 32 {
         // SAFETY: the probe labels are only taken by address, never read.
         let probes = unsafe {
-            [symbol(&parapet_probe_read_insn), symbol(&parapet_probe_write_insn), symbol(&parapet_probe_ud_insn)]
+            [
+                symbol(&parapet_probe_read_insn),
+                symbol(&parapet_probe_write_insn),
+                symbol(&parapet_probe_ud_insn),
+            ]
         };
         if probes.contains(&frame.rip) {
-            frame.rax = if frame.vector == u64::from(PAGE_FAULT) { super::instructions::read_cr2() } else { 0 };
+            frame.rax = if frame.vector == u64::from(PAGE_FAULT) {
+                super::instructions::read_cr2()
+            } else {
+                0
+            };
             frame.rdx = frame.vector + 1;
             // SAFETY: as above, the fixup label is only taken by address.
             frame.rip = unsafe { symbol(&parapet_probe_fixup) };
@@ -266,9 +277,15 @@ struct Gate {
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
 
-static mut IDT: Idt = Idt(
-    [Gate { offset_low: 0, selector: 0, ist: 0, attributes: 0, offset_mid: 0, offset_high: 0, _reserved: 0 }; 256],
-);
+static mut IDT: Idt = Idt([Gate {
+    offset_low: 0,
+    selector: 0,
+    ist: 0,
+    attributes: 0,
+    offset_mid: 0,
+    offset_high: 0,
+    _reserved: 0,
+}; 256]);
 
 /// Fills the shared IDT. Call once, on the boot CPU, before [`load_idt`].
 ///
@@ -305,7 +322,10 @@ pub unsafe fn load_idt() {
         limit: u16,
         base: u64,
     }
-    let pointer = Pointer { limit: (size_of::<Idt>() - 1) as u16, base: core::ptr::addr_of!(IDT) as u64 };
+    let pointer = Pointer {
+        limit: (size_of::<Idt>() - 1) as u16,
+        base: core::ptr::addr_of!(IDT) as u64,
+    };
     // SAFETY: the IDT is 'static and filled by init_idt.
     unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) };
 }

@@ -1,6 +1,6 @@
 //! Per-CPU data, found through TPIDR_EL2.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use arch::aarch64::registers::{set_tpidr_el2, tpidr_el2};
 use kernel::executor::MAX_CPUS;
@@ -10,8 +10,6 @@ pub struct PerCpu {
     pub mpidr: AtomicU64,
     /// RD_base of this CPU's GIC redistributor.
     pub redistributor: AtomicU64,
-    pub online: AtomicBool,
-    pub ticks: AtomicU64,
 }
 
 impl PerCpu {
@@ -20,8 +18,6 @@ impl PerCpu {
             index,
             mpidr: AtomicU64::new(0),
             redistributor: AtomicU64::new(0),
-            online: AtomicBool::new(false),
-            ticks: AtomicU64::new(0),
         }
     }
 }

@@ -32,7 +32,7 @@ fn now_ns() -> u64 {
 
 fn kick(index: usize) {
     if let Some(cpu) = percpu::PER_CPU.get(index) {
-        if cpu.online.load(Ordering::Acquire) {
+        if crate::cpus::is_online(index) {
             // SAFETY: every online CPU handles KICK_SGI.
             unsafe { gic::send_sgi(cpu.mpidr.load(Ordering::Relaxed), KICK_SGI) };
         }
@@ -87,7 +87,7 @@ fn irq() {
         return;
     }
     if intid == timer_intid() {
-        percpu::current().ticks.fetch_add(1, Ordering::Relaxed);
+        crate::cpus::tick(percpu::cpu_index());
         timer::rearm();
     } else if intid != KICK_SGI {
         log::warn!("unexpected interrupt {intid}");
@@ -110,4 +110,5 @@ fn fatal(frame: &exception::TrapFrame) -> ! {
     power::exit(ExitStatus::Failure)
 }
 
-pub static EXCEPTION_HANDLERS: exception::ExceptionHandlers = exception::ExceptionHandlers { irq, fatal };
+pub static EXCEPTION_HANDLERS: exception::ExceptionHandlers =
+    exception::ExceptionHandlers { irq, fatal };

@@ -4,6 +4,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use arch::aarch64::registers::without_irqs;
 use devices::pl011::{Pl011, RegisterAccess32};
+use devices::text_output::TextOutput;
 use spin::Mutex;
 
 static BASE: AtomicU64 = AtomicU64::new(0);
@@ -53,23 +54,9 @@ pub fn read_byte() -> Option<u8> {
     without_irqs(|| UART.lock().read_byte())
 }
 
-/// Spins on the console lock this many times before taking it by force in an emergency.
-const EMERGENCY_SPINS: u32 = 1_000_000;
-
 /// Writes even if the lock's holder will never release it (it faulted, or is this CPU).
 pub fn emergency_write_str(s: &str) {
-    if BASE.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    let mut guard = (0..EMERGENCY_SPINS).find_map(|_| UART.try_lock());
-    if guard.is_none() {
-        // SAFETY: only reached on the way to stopping the machine, after the holder failed to
-        // release the lock for a long while; interleaved output is the worst that can happen.
-        unsafe { UART.force_unlock() };
-        guard = Some(UART.lock());
-    }
-    if let Some(mut uart) = guard {
-        uart.write_str(s);
+    if BASE.load(Ordering::Relaxed) != 0 {
+        kernel::console::emergency_lock(&UART).write_str(s);
     }
 }
-

@@ -36,8 +36,12 @@ fn early_fatal(what: core::fmt::Arguments<'_>) -> ! {
 /// Enables this CPU's GIC interface and its timer and kick interrupts, and starts the tick.
 fn init_cpu_interrupts(redistributors: (u64, u64)) {
     // SAFETY: the redistributor region is mapped device memory; IRQs are masked.
-    let rd = unsafe { gic::init_cpu(redistributors) }
-        .unwrap_or_else(|| early_fatal(format_args!("no GIC redistributor for MPIDR {:#x}", registers::mpidr())));
+    let rd = unsafe { gic::init_cpu(redistributors) }.unwrap_or_else(|| {
+        early_fatal(format_args!(
+            "no GIC redistributor for MPIDR {:#x}",
+            registers::mpidr()
+        ))
+    });
     percpu::current().redistributor.store(rd, Ordering::Relaxed);
     // SAFETY: rd is this CPU's redistributor and the vectors handle both interrupts.
     unsafe {
@@ -57,7 +61,8 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     }
     kernel::platform::install(&PLATFORM);
 
-    let (dtb_size, blob) = copy_device_tree(dtb).unwrap_or_else(|| power::exit(ExitStatus::Failure));
+    let (dtb_size, blob) =
+        copy_device_tree(dtb).unwrap_or_else(|| power::exit(ExitStatus::Failure));
     let mut dt = match devicetree::parse(blob) {
         Ok(dt) => dt,
         Err(e) => {
@@ -107,7 +112,12 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     unsafe { gic::init_distributor(dt.gic_distributor) };
     init_cpu_interrupts(dt.gic_redistributors);
 
-    let boot = BootInfo { arch: "aarch64", cpus: dt.cpus().len(), ram_bytes: dt.memory.ram_bytes(), cmdline: dt.bootargs };
+    let boot = BootInfo {
+        arch: "aarch64",
+        cpus: dt.cpus().len(),
+        ram_bytes: dt.memory.ram_bytes(),
+        cmdline: dt.bootargs,
+    };
     crate::print_banner(&boot);
     log::info!(
         "aarch64: EL{}, GICv3, counter {} MHz, tick {} Hz, PSCI {:?}",
@@ -129,7 +139,7 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     crate::install_kernel_space(space);
     log::info!("page tables: RAM identity-mapped XN, image W^X, page 0 unmapped");
 
-    percpu::PER_CPU[0].online.store(true, Ordering::Release);
+    crate::cpus::set_online(0);
     executor::init_cpu(0);
 
     let my_mpidr = registers::mpidr() & 0xff_00ff_ffff;
@@ -161,7 +171,12 @@ static DTB_COPY: DeviceTreeCopy = DeviceTreeCopy(core::cell::UnsafeCell::new([0;
 /// declared (to reserve) and the copy. `None` if there is no readable blob there.
 fn copy_device_tree(dtb: u64) -> Option<(usize, &'static [u8])> {
     use arch::aarch64::fdt::{used_size, HEADER_SIZE};
-    let readable = |len: usize| dtb != 0 && dtb.checked_add(len as u64).is_some_and(|end| end <= BOOT_MAPPED_END);
+    let readable = |len: usize| {
+        dtb != 0
+            && dtb
+                .checked_add(len as u64)
+                .is_some_and(|end| end <= BOOT_MAPPED_END)
+    };
     if !readable(HEADER_SIZE) {
         return None;
     }
@@ -175,7 +190,11 @@ fn copy_device_tree(dtb: u64) -> Option<(usize, &'static [u8])> {
     let copy = unsafe {
         let buf = &mut *DTB_COPY.0.get();
         buf[..HEADER_SIZE].copy_from_slice(&header);
-        core::ptr::copy_nonoverlapping((dtb + HEADER_SIZE as u64) as *const u8, buf[HEADER_SIZE..].as_mut_ptr(), used - HEADER_SIZE);
+        core::ptr::copy_nonoverlapping(
+            (dtb + HEADER_SIZE as u64) as *const u8,
+            buf[HEADER_SIZE..].as_mut_ptr(),
+            used - HEADER_SIZE,
+        );
         &buf[..used]
     };
     Some((declared, copy))
@@ -193,22 +212,46 @@ fn device_ranges(dt: &devicetree::Platform<'_>, uart: u64) -> alloc::vec::Vec<(u
 /// What the secondaries need after they have their stacks.
 static REDISTRIBUTORS: spin::Once<(u64, u64)> = spin::Once::new();
 
-fn start_secondary(conduit: Option<PsciConduit>, mpidr: u64, index: usize, gicr: (u64, u64)) -> Result<(), &'static str> {
+fn start_secondary(
+    conduit: Option<PsciConduit>,
+    mpidr: u64,
+    index: usize,
+    gicr: (u64, u64),
+) -> Result<(), &'static str> {
     let conduit = conduit.ok_or("no PSCI in the device tree")?;
     REDISTRIBUTORS.call_once(|| gicr);
-    let stack = FRAMES.lock().allocate(AP_STACK_SIZE, FRAME_SIZE).ok_or("no frames for a stack")?;
-    let record = Box::leak(Box::new(SecondaryBoot { ttbr0: registers::ttbr0_el2(), stack_top: stack + AP_STACK_SIZE, index: index as u64 }));
+    let stack = FRAMES
+        .lock()
+        .allocate(AP_STACK_SIZE, FRAME_SIZE)
+        .ok_or("no frames for a stack")?;
+    let record = Box::leak(Box::new(SecondaryBoot {
+        ttbr0: registers::ttbr0_el2(),
+        stack_top: stack + AP_STACK_SIZE,
+        index: index as u64,
+    }));
     let record_address = record as *const SecondaryBoot as u64;
     // The secondary reads the record with its MMU and caches off: clean it to memory.
     registers::clean_dcache_range(record_address, core::mem::size_of::<SecondaryBoot>() as u64);
     percpu::PER_CPU[index].mpidr.store(mpidr, Ordering::Relaxed);
     // SAFETY: CPU_ON starts an offline CPU at our secondary entry; the record stays alive.
-    let r = unsafe { psci::call(conduit, psci::CPU_ON_64, mpidr, secondary_entry_point(), record_address) };
+    let r = unsafe {
+        psci::call(
+            conduit,
+            psci::CPU_ON_64,
+            mpidr,
+            secondary_entry_point(),
+            record_address,
+        )
+    };
     if r != psci::SUCCESS {
-        return Err(if r == psci::ALREADY_ON { "already on" } else { "PSCI CPU_ON failed" });
+        return Err(if r == psci::ALREADY_ON {
+            "already on"
+        } else {
+            "PSCI CPU_ON failed"
+        });
     }
     let deadline = kernel::platform::now_ns() + 2_000_000_000;
-    while !percpu::PER_CPU[index].online.load(Ordering::Acquire) {
+    while !crate::cpus::is_online(index) {
         if kernel::platform::now_ns() > deadline {
             return Err("did not come online");
         }
@@ -230,21 +273,7 @@ extern "C" fn aarch64_secondary_start(index: u64) -> ! {
     let gicr = *REDISTRIBUTORS.get().unwrap_or(&(0, 0));
     init_cpu_interrupts(gicr);
     let executor = executor::init_cpu(index);
-    percpu::current().online.store(true, Ordering::Release);
+    crate::cpus::set_online(index);
     log::debug!("cpu{index} online, MPIDR {:#x}", registers::mpidr());
     executor.run()
 }
-
-/// The next byte typed on the console, if any.
-#[cfg(not(feature = "selftest"))]
-pub fn read_console_byte() -> Option<u8> {
-    serial::read_byte()
-}
-
-/// Ticks taken on each CPU so far.
-pub fn ticks(cpu: usize) -> u64 {
-    percpu::PER_CPU.get(cpu).map_or(0, |c| c.ticks.load(Ordering::Relaxed))
-}
-
-#[cfg(feature = "selftest")]
-pub use super::probe;

@@ -4,7 +4,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use kernel::ensure;
-use kernel::executor::{on_cpu, yield_now};
+use kernel::executor::yield_now;
 use kernel::frame_alloc::FRAME_SIZE;
 use kernel::memory::FRAMES;
 use kernel::selftest::TestFuture;
@@ -12,7 +12,9 @@ use kernel::selftest::TestFuture;
 pub fn frame_allocator_hands_out_distinct_usable_frames() -> TestFuture {
     Box::pin(async {
         let before = FRAMES.lock().free_bytes();
-        let frames: Vec<u64> = (0..64).filter_map(|_| FRAMES.lock().allocate(FRAME_SIZE, FRAME_SIZE)).collect();
+        let frames: Vec<u64> = (0..64)
+            .filter_map(|_| FRAMES.lock().allocate(FRAME_SIZE, FRAME_SIZE))
+            .collect();
         ensure!(frames.len() == 64, "got {} of 64 frames", frames.len());
         for &f in &frames {
             // SAFETY: the frame was just allocated to this test alone and is identity-mapped.
@@ -21,7 +23,10 @@ pub fn frame_allocator_hands_out_distinct_usable_frames() -> TestFuture {
         for &f in &frames {
             // SAFETY: as above; the whole frame was initialised.
             let bytes = unsafe { core::slice::from_raw_parts(f as *const u8, FRAME_SIZE as usize) };
-            ensure!(bytes.iter().all(|&b| b == (f >> 12) as u8), "frame {f:#x} was overwritten: frames overlap");
+            ensure!(
+                bytes.iter().all(|&b| b == (f >> 12) as u8),
+                "frame {f:#x} was overwritten: frames overlap"
+            );
         }
         let mut sorted = frames.clone();
         sorted.sort_unstable();
@@ -39,14 +44,23 @@ pub fn frame_allocator_hands_out_distinct_usable_frames() -> TestFuture {
 pub fn frame_allocator_gives_aligned_2mib_runs() -> TestFuture {
     Box::pin(async {
         const SIZE: u64 = 2 << 20;
-        let run = FRAMES.lock().allocate(SIZE, SIZE).ok_or("no 2 MiB run free")?;
+        let run = FRAMES
+            .lock()
+            .allocate(SIZE, SIZE)
+            .ok_or("no 2 MiB run free")?;
         ensure!(run % SIZE == 0, "{run:#x} is not 2 MiB aligned");
         // SAFETY: the run is ours and identity-mapped.
         unsafe {
             core::ptr::write_volatile(run as *mut u64, 0x1111);
             core::ptr::write_volatile((run + SIZE - 8) as *mut u64, 0x2222);
-            ensure!(core::ptr::read_volatile(run as *const u64) == 0x1111, "first word lost");
-            ensure!(core::ptr::read_volatile((run + SIZE - 8) as *const u64) == 0x2222, "last word lost");
+            ensure!(
+                core::ptr::read_volatile(run as *const u64) == 0x1111,
+                "first word lost"
+            );
+            ensure!(
+                core::ptr::read_volatile((run + SIZE - 8) as *const u64) == 0x2222,
+                "last word lost"
+            );
         }
         FRAMES.lock().free(run, SIZE);
         Ok(())
@@ -60,44 +74,41 @@ pub fn heap_round_trips_small_and_large_blocks() -> TestFuture {
             let big = alloc::vec![0xa5u8; 1 << 20];
             ensure!(big.iter().all(|&b| b == 0xa5), "1 MiB block corrupted");
             let small: Vec<Box<u64>> = (0..1000).map(Box::new).collect();
-            ensure!(small.iter().enumerate().all(|(i, b)| **b == i as u64), "small blocks corrupted");
+            ensure!(
+                small.iter().enumerate().all(|(i, b)| **b == i as u64),
+                "small blocks corrupted"
+            );
         }
         let (used_after, _) = kernel::memory::heap_usage();
-        ensure!(used_after == used_before, "heap use {used_before} before, {used_after} after: a leak");
+        ensure!(
+            used_after == used_before,
+            "heap use {used_before} before, {used_after} after: a leak"
+        );
         Ok(())
     })
 }
 
 pub fn heap_survives_concurrent_use_from_all_cpus() -> TestFuture {
     Box::pin(async {
-        let cpus = super::online_cpus();
-        ensure!(cpus >= 2, "needs at least 2 CPUs online, have {cpus}");
-        let mut handles = Vec::new();
-        for cpu in 0..cpus {
-            let ex = on_cpu(cpu).ok_or("a CPU has no executor")?;
-            handles.push(ex.spawn(async move {
-                let mut live: Vec<Vec<u64>> = Vec::new();
-                for round in 0..2000u64 {
-                    let len = ((round * 7919 + cpu as u64 * 31) % 200 + 1) as usize;
-                    let tag = (cpu as u64) << 32 | round;
-                    live.push(alloc::vec![tag; len]);
-                    if live.len() > 16 {
-                        let v = live.swap_remove((round % 16) as usize);
-                        if v.iter().any(|&x| x != v[0]) {
-                            return Err(alloc::format!("cpu{cpu}: a block changed under us"));
-                        }
-                    }
-                    if round % 64 == 0 {
-                        yield_now().await;
+        let outcomes = super::on_every_cpu(|cpu| async move {
+            let mut live: Vec<Vec<u64>> = Vec::new();
+            for round in 0..2000u64 {
+                let len = ((round * 7919 + cpu as u64 * 31) % 200 + 1) as usize;
+                let tag = (cpu as u64) << 32 | round;
+                live.push(alloc::vec![tag; len]);
+                if live.len() > 16 {
+                    let v = live.swap_remove((round % 16) as usize);
+                    if v.iter().any(|&x| x != v[0]) {
+                        return Err(alloc::format!("cpu{cpu}: a block changed under us"));
                     }
                 }
-                Ok(kernel::platform::cpu_index())
-            }));
-        }
-        for (cpu, h) in handles.into_iter().enumerate() {
-            let ran_on = h.await?;
-            ensure!(ran_on == cpu, "task for cpu{cpu} ran on cpu{ran_on}");
-        }
-        Ok(())
+                if round % 64 == 0 {
+                    yield_now().await;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        outcomes.into_iter().collect()
     })
 }

@@ -13,21 +13,66 @@ use kernel::selftest::{run_all, TestCase};
 
 /// The suite, in run order.
 const TESTS: &[TestCase] = &[
-    TestCase { name: "frame_allocator_hands_out_distinct_usable_frames", run: memory::frame_allocator_hands_out_distinct_usable_frames },
-    TestCase { name: "frame_allocator_gives_aligned_2mib_runs", run: memory::frame_allocator_gives_aligned_2mib_runs },
-    TestCase { name: "heap_round_trips_small_and_large_blocks", run: memory::heap_round_trips_small_and_large_blocks },
-    TestCase { name: "mapped_page_is_readable_and_writable", run: paging::mapped_page_is_readable_and_writable },
-    TestCase { name: "write_to_read_only_page_faults", run: paging::write_to_read_only_page_faults },
-    TestCase { name: "access_to_unmapped_page_faults", run: paging::access_to_unmapped_page_faults },
-    TestCase { name: "two_mib_mapping_translates_and_splits_on_protect", run: paging::two_mib_mapping_translates_and_splits_on_protect },
-    TestCase { name: "kernel_text_is_not_writable", run: paging::kernel_text_is_not_writable },
-    TestCase { name: "exception_is_delivered_and_returns", run: paging::exception_is_delivered_and_returns },
-    TestCase { name: "protection_changes_reach_every_cpu", run: paging::protection_changes_reach_every_cpu },
-    TestCase { name: "timer_ticks_advance_on_every_cpu", run: sched::timer_ticks_advance_on_every_cpu },
-    TestCase { name: "sleep_waits_at_least_its_duration", run: sched::sleep_waits_at_least_its_duration },
-    TestCase { name: "timeout_ends_a_stuck_future", run: sched::timeout_ends_a_stuck_future },
-    TestCase { name: "executor_runs_tasks_on_every_cpu", run: sched::executor_runs_tasks_on_every_cpu },
-    TestCase { name: "heap_survives_concurrent_use_from_all_cpus", run: memory::heap_survives_concurrent_use_from_all_cpus },
+    TestCase {
+        name: "frame_allocator_hands_out_distinct_usable_frames",
+        run: memory::frame_allocator_hands_out_distinct_usable_frames,
+    },
+    TestCase {
+        name: "frame_allocator_gives_aligned_2mib_runs",
+        run: memory::frame_allocator_gives_aligned_2mib_runs,
+    },
+    TestCase {
+        name: "heap_round_trips_small_and_large_blocks",
+        run: memory::heap_round_trips_small_and_large_blocks,
+    },
+    TestCase {
+        name: "mapped_page_is_readable_and_writable",
+        run: paging::mapped_page_is_readable_and_writable,
+    },
+    TestCase {
+        name: "write_to_read_only_page_faults",
+        run: paging::write_to_read_only_page_faults,
+    },
+    TestCase {
+        name: "access_to_unmapped_page_faults",
+        run: paging::access_to_unmapped_page_faults,
+    },
+    TestCase {
+        name: "two_mib_mapping_translates_and_splits_on_protect",
+        run: paging::two_mib_mapping_translates_and_splits_on_protect,
+    },
+    TestCase {
+        name: "kernel_text_is_not_writable",
+        run: paging::kernel_text_is_not_writable,
+    },
+    TestCase {
+        name: "exception_is_delivered_and_returns",
+        run: paging::exception_is_delivered_and_returns,
+    },
+    TestCase {
+        name: "protection_changes_reach_every_cpu",
+        run: paging::protection_changes_reach_every_cpu,
+    },
+    TestCase {
+        name: "timer_ticks_advance_on_every_cpu",
+        run: sched::timer_ticks_advance_on_every_cpu,
+    },
+    TestCase {
+        name: "sleep_waits_at_least_its_duration",
+        run: sched::sleep_waits_at_least_its_duration,
+    },
+    TestCase {
+        name: "timeout_ends_a_stuck_future",
+        run: sched::timeout_ends_a_stuck_future,
+    },
+    TestCase {
+        name: "executor_runs_tasks_on_every_cpu",
+        run: sched::executor_runs_tasks_on_every_cpu,
+    },
+    TestCase {
+        name: "heap_survives_concurrent_use_from_all_cpus",
+        run: memory::heap_survives_concurrent_use_from_all_cpus,
+    },
 ];
 
 /// CPUs online, for the SMP tests.
@@ -35,6 +80,30 @@ static ONLINE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize
 
 pub fn online_cpus() -> usize {
     ONLINE.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Spawns `task(cpu)` on every online CPU's executor and returns each one's output, checking
+/// that it ran on the CPU it was sent to.
+pub async fn on_every_cpu<T, F>(task: impl Fn(usize) -> F) -> Result<Vec<T>, String>
+where
+    T: Send + 'static,
+    F: core::future::Future<Output = T> + Send + 'static,
+{
+    let cpus = online_cpus();
+    kernel::ensure!(cpus >= 2, "needs at least 2 CPUs online, have {cpus}");
+    let mut handles = Vec::new();
+    for cpu in 0..cpus {
+        let executor = kernel::executor::on_cpu(cpu).ok_or("a CPU has no executor")?;
+        let body = task(cpu);
+        handles.push(executor.spawn(async move { (body.await, kernel::platform::cpu_index()) }));
+    }
+    let mut outputs = Vec::new();
+    for (cpu, handle) in handles.into_iter().enumerate() {
+        let (output, ran_on) = handle.await;
+        kernel::ensure!(ran_on == cpu, "task for cpu{cpu} ran on cpu{ran_on}");
+        outputs.push(output);
+    }
+    Ok(outputs)
 }
 
 /// Runs the suite (or the deliberate failure `mode` asks for) and exits with its verdict.
@@ -46,7 +115,11 @@ pub async fn run(mode: Option<String>, online: usize) {
     let (_, failed) = run_all(TESTS).await;
     let names: Vec<&str> = TESTS.iter().map(|t| t.name).collect();
     log::debug!("ran {}", names.join(", "));
-    kernel::platform::exit(if failed == 0 { ExitStatus::Success } else { ExitStatus::Failure });
+    kernel::platform::exit(if failed == 0 {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    });
 }
 
 /// The negative test's target: the harness checks that this line's location is reported.

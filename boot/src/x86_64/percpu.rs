@@ -1,6 +1,6 @@
 //! Per-CPU data, found through the GS base: `gs:[0]` holds the CPU's dense index.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use arch::x86_64::instructions::{read_gs_u64, wrmsr, IA32_GS_BASE};
 use kernel::executor::MAX_CPUS;
@@ -10,14 +10,14 @@ pub struct PerCpu {
     /// Must stay first: `cpu_index` reads it at gs:[0].
     index: u64,
     pub apic_id: AtomicU32,
-    pub online: AtomicBool,
-    /// Timer interrupts taken.
-    pub ticks: AtomicU64,
 }
 
 impl PerCpu {
     const fn new(index: u64) -> Self {
-        Self { index, apic_id: AtomicU32::new(0), online: AtomicBool::new(false), ticks: AtomicU64::new(0) }
+        Self {
+            index,
+            apic_id: AtomicU32::new(0),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 fn kick(index: usize) {
     if let Some(cpu) = percpu::PER_CPU.get(index) {
-        if cpu.online.load(Ordering::Acquire) {
+        if crate::cpus::is_online(index) {
             // SAFETY: every online CPU's IDT handles KICK_VECTOR.
             unsafe { apic::send_ipi(cpu.apic_id.load(Ordering::Relaxed), KICK_VECTOR) };
         }
@@ -85,7 +85,7 @@ mod shootdown {
         let targets: u64 = percpu::PER_CPU
             .iter()
             .enumerate()
-            .filter(|(i, c)| *i != me && c.online.load(Ordering::Acquire))
+            .filter(|(i, _)| *i != me && crate::cpus::is_online(*i))
             .fold(0, |mask, (i, _)| mask | 1 << i);
         if targets == 0 {
             return;
@@ -93,10 +93,17 @@ mod shootdown {
         // Waiting here and below with interrupts enabled lets this CPU answer another CPU's
         // shootdown meanwhile; the executor runs tasks with interrupts enabled. With them
         // masked, two CPUs shooting down at once would wait for each other forever.
-        assert!(instructions::interrupts_enabled(), "TLB shootdown with interrupts masked would deadlock");
+        assert!(
+            instructions::interrupts_enabled(),
+            "TLB shootdown with interrupts masked would deadlock"
+        );
         let _one_at_a_time = IN_PROGRESS.lock();
         PENDING.store(targets.count_ones() as usize, Ordering::Release);
-        for (_, cpu) in percpu::PER_CPU.iter().enumerate().filter(|(i, _)| targets & (1 << i) != 0) {
+        for (_, cpu) in percpu::PER_CPU
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| targets & (1 << i) != 0)
+        {
             // SAFETY: every online CPU handles SHOOTDOWN_VECTOR.
             unsafe { apic::send_ipi(cpu.apic_id.load(Ordering::Relaxed), SHOOTDOWN_VECTOR) };
         }
@@ -129,7 +136,7 @@ pub static PLATFORM: Platform = Platform {
 fn interrupt(vector: u8) {
     match vector {
         TIMER_VECTOR => {
-            percpu::current().ticks.fetch_add(1, Ordering::Relaxed);
+            crate::cpus::tick(percpu::cpu_index());
             apic::end_of_interrupt();
         }
         KICK_VECTOR => apic::end_of_interrupt(),
@@ -146,7 +153,11 @@ fn interrupt(vector: u8) {
 }
 
 fn fatal(frame: &trap::TrapFrame) -> ! {
-    let cr2 = if frame.vector == u64::from(trap::PAGE_FAULT) { instructions::read_cr2() } else { 0 };
+    let cr2 = if frame.vector == u64::from(trap::PAGE_FAULT) {
+        instructions::read_cr2()
+    } else {
+        0
+    };
     kernel::console::emergency_write_fmt(format_args!(
         "\nparapet: fatal exception {} (vector {}) error={:#x} rip={:#x} rsp={:#x} cr2={:#x} on cpu{}\n",
         trap::exception_name(frame.vector),

@@ -1,6 +1,7 @@
 //! COM1, the firmware console on PCs: a 16550A at I/O port 0x3f8.
 
 use arch::x86_64::instructions::{inb, outb, without_interrupts};
+use devices::text_output::TextOutput;
 use devices::uart16550::{RegisterAccess, Uart16550};
 use spin::Mutex;
 
@@ -22,7 +23,8 @@ impl RegisterAccess for PortRegisters {
     }
 }
 
-pub static COM1_UART: Mutex<Uart16550<PortRegisters>> = Mutex::new(Uart16550::new(PortRegisters { base: COM1 }));
+pub static COM1_UART: Mutex<Uart16550<PortRegisters>> =
+    Mutex::new(Uart16550::new(PortRegisters { base: COM1 }));
 
 pub fn init() -> bool {
     COM1_UART.lock().init(115_200).is_ok()
@@ -39,20 +41,7 @@ pub fn read_byte() -> Option<u8> {
     without_interrupts(|| COM1_UART.lock().read_byte())
 }
 
-/// Spins on the console lock this many times before taking it by force in an emergency.
-const EMERGENCY_SPINS: u32 = 1_000_000;
-
 /// Writes even if the lock's holder will never release it (it faulted, or is this CPU).
 pub fn emergency_write_str(s: &str) {
-    let mut guard = (0..EMERGENCY_SPINS).find_map(|_| COM1_UART.try_lock());
-    if guard.is_none() {
-        // SAFETY: only reached on the way to stopping the machine, after the holder failed to
-        // release the lock for a long while; interleaved output is the worst that can happen.
-        unsafe { COM1_UART.force_unlock() };
-        guard = Some(COM1_UART.lock());
-    }
-    if let Some(mut uart) = guard {
-        uart.write_str(s);
-    }
+    kernel::console::emergency_lock(&COM1_UART).write_str(s);
 }
-

@@ -5,13 +5,12 @@
 //! loads the stack and argument the boot CPU left in its mailbox, and jumps to [`ap_entry`].
 
 use core::arch::global_asm;
-use core::sync::atomic::Ordering;
 
 use arch::x86_64::apic;
 use kernel::frame_alloc::FRAME_SIZE;
 use kernel::memory::FRAMES;
 
-use super::{percpu, time};
+use super::time;
 
 /// Stack of each application processor.
 pub const AP_STACK_SIZE: u64 = 64 * 1024;
@@ -122,7 +121,10 @@ impl core::fmt::Display for StartError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             StartError::NoStack => write!(f, "no frames left for an AP stack"),
-            StartError::NoResponse { apic_id } => write!(f, "CPU with APIC ID {apic_id} did not answer INIT-SIPI-SIPI"),
+            StartError::NoResponse { apic_id } => write!(
+                f,
+                "CPU with APIC ID {apic_id} did not answer INIT-SIPI-SIPI"
+            ),
         }
     }
 }
@@ -133,10 +135,24 @@ impl core::fmt::Display for StartError {
 /// # Safety
 /// `page` must be an identity-mapped, executable, otherwise unused page below 1 MiB; `cr3` must
 /// be below 4 GiB and map the kernel; `entry` must be safe to run as that CPU's first code.
-pub unsafe fn start_ap(page: u64, cr3: u64, index: usize, apic_id: u32, entry: ApEntry) -> Result<(), StartError> {
-    let stack = FRAMES.lock().allocate(AP_STACK_SIZE, FRAME_SIZE).ok_or(StartError::NoStack)?;
+pub unsafe fn start_ap(
+    page: u64,
+    cr3: u64,
+    index: usize,
+    apic_id: u32,
+    entry: ApEntry,
+) -> Result<(), StartError> {
+    let stack = FRAMES
+        .lock()
+        .allocate(AP_STACK_SIZE, FRAME_SIZE)
+        .ok_or(StartError::NoStack)?;
     // SAFETY: linker symbols; only addresses are used.
-    let (start, end) = unsafe { (&ap_trampoline_start as *const u8, &ap_trampoline_end as *const u8) };
+    let (start, end) = unsafe {
+        (
+            &ap_trampoline_start as *const u8,
+            &ap_trampoline_end as *const u8,
+        )
+    };
     let len = end as usize - start as usize;
     // SAFETY: the caller gives us `page` for the trampoline; the blob is shorter than a page.
     unsafe {
@@ -147,7 +163,7 @@ pub unsafe fn start_ap(page: u64, cr3: u64, index: usize, apic_id: u32, entry: A
         field(&ap_entry_point).write_volatile(entry as usize as u64);
         field(&ap_argument).write_volatile(index as u64);
     }
-    let online = &percpu::PER_CPU[index].online;
+
     // SAFETY: the target is a parked AP (never started), so resetting it is harmless; the
     // trampoline page holds valid start-up code.
     unsafe {
@@ -156,14 +172,14 @@ pub unsafe fn start_ap(page: u64, cr3: u64, index: usize, apic_id: u32, entry: A
         for _ in 0..2 {
             apic::send_startup(apic_id, (page >> 12) as u8);
             time::spin_micros(200);
-            if online.load(Ordering::Acquire) {
+            if crate::cpus::is_online(index) {
                 break;
             }
         }
     }
     // Generous: a loaded TCG host can take a while to schedule the new vCPU.
     let deadline = time::now_ns() + 2_000_000_000;
-    while !online.load(Ordering::Acquire) {
+    while !crate::cpus::is_online(index) {
         if time::now_ns() > deadline {
             // Park it again: a CPU that woke up late must not run the trampoline after its
             // mailbox is rewritten for the next CPU (it would share that CPU's stack).

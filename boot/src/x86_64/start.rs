@@ -11,8 +11,8 @@ use kernel::memory::FRAMES;
 
 use super::platform::{PLATFORM, SPURIOUS_VECTOR, TIMER_VECTOR, TRAP_HANDLERS};
 use super::{percpu, serial, smp, time};
-use crate::kernel_map;
 use crate::boot_info::{BootInfo, Reserved};
+use crate::kernel_map;
 
 /// The boot page tables identity-map this much.
 const BOOT_MAPPED: u64 = 4 << 30;
@@ -47,10 +47,15 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     serial::init();
 
     let phys = IdentityMapped { limit: BOOT_MAPPED };
-    let info = pvh::parse(&phys, u64::from(start_info)).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
+    let info = pvh::parse(&phys, u64::from(start_info))
+        .unwrap_or_else(|e| early_fatal(format_args!("{e}")));
     // Firmware tables are read only where the memory map says memory is, never in holes.
-    let tables = ListedOnly { map: &info.memory_map, inner: phys };
-    let rsdp = acpi::find_rsdp(&tables, info.rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
+    let tables = ListedOnly {
+        map: &info.memory_map,
+        inner: phys,
+    };
+    let rsdp =
+        acpi::find_rsdp(&tables, info.rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
     let cpus = acpi::processors(&tables, rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
 
     // Boot structures the frame allocator must not hand out.
@@ -58,7 +63,11 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     let mut reserved = Reserved::default();
     reserved.add("low memory", 0, LOW_MEMORY_END);
     reserved.add("image", image_start, image_end);
-    reserved.add("start info", u64::from(start_info), u64::from(start_info) + pvh::START_INFO_SIZE);
+    reserved.add(
+        "start info",
+        u64::from(start_info),
+        u64::from(start_info) + pvh::START_INFO_SIZE,
+    );
     if let Some((s, e)) = info.cmdline_range {
         reserved.add("command line", s, e);
     }
@@ -92,7 +101,9 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     // SAFETY: interrupts are masked; the boot tables map the xAPIC page (below 4 GiB).
     unsafe { apic::enable(cpus.local_apic_address, SPURIOUS_VECTOR) };
     let bsp_apic_id = apic::id();
-    percpu::PER_CPU[0].apic_id.store(bsp_apic_id, Ordering::Relaxed);
+    percpu::PER_CPU[0]
+        .apic_id
+        .store(bsp_apic_id, Ordering::Relaxed);
     // SAFETY: nothing else uses the PIT; the APIC is enabled.
     unsafe { time::calibrate(TIMER_VECTOR) };
 
@@ -104,7 +115,11 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     };
     crate::print_banner(&boot);
     if cpus.ignored > 0 {
-        log::warn!("{} processors beyond the {} Parapet tracks stay parked", cpus.ignored, acpi::MAX_CPUS);
+        log::warn!(
+            "{} processors beyond the {} Parapet tracks stay parked",
+            cpus.ignored,
+            acpi::MAX_CPUS
+        );
     }
     log::info!(
         "x86_64: {} APIC, TSC {} MHz, tick {} Hz",
@@ -120,9 +135,16 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     let trampoline = (0x1000..0x9_f000u64)
         .step_by(4096)
         .find(|&p| {
-            info.memory_map.ram().any(|r| r.start <= p && p + 4096 <= r.end) && !reserved.overlaps_except(p, p + 4096, "low memory")
+            info.memory_map
+                .ram()
+                .any(|r| r.start <= p && p + 4096 <= r.end)
+                && !reserved.overlaps_except(p, p + 4096, "low memory")
         })
-        .unwrap_or_else(|| early_fatal(format_args!("no free page below 640 KiB for the AP trampoline")));
+        .unwrap_or_else(|| {
+            early_fatal(format_args!(
+                "no free page below 640 KiB for the AP trampoline"
+            ))
+        });
 
     let lapic = [(cpus.local_apic_address, 4096)];
     let space = kernel_map::build(&info.memory_map, &lapic, &[trampoline])
@@ -135,14 +157,16 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
 
     // SAFETY: the boot CPU's IDT handles the tick.
     unsafe { time::start_tick(TIMER_VECTOR) };
-    percpu::PER_CPU[0].online.store(true, Ordering::Release);
+    crate::cpus::set_online(0);
     executor::init_cpu(0);
 
     let cr3 = instructions::read_cr3();
     let mut index = 1;
     for &apic_id in cpus.apic_ids().iter().filter(|&&id| id != bsp_apic_id) {
         if index == percpu::PER_CPU.len() {
-            log::warn!("CPU with APIC ID {apic_id} and later stay parked: Parapet tracks {index} CPUs");
+            log::warn!(
+                "CPU with APIC ID {apic_id} and later stay parked: Parapet tracks {index} CPUs"
+            );
             break;
         }
         // SAFETY: the trampoline page is reserved, identity-mapped and executable; CR3 is the
@@ -163,24 +187,13 @@ extern "C" fn ap_entry(index: u64) -> ! {
     load_cpu_tables();
     // SAFETY: interrupts are masked; the kernel tables map the xAPIC page (when used).
     unsafe { apic::enable(LAPIC_ADDRESS.load(Ordering::Relaxed), SPURIOUS_VECTOR) };
-    percpu::current().apic_id.store(apic::id(), Ordering::Relaxed);
+    percpu::current()
+        .apic_id
+        .store(apic::id(), Ordering::Relaxed);
     // SAFETY: this CPU's IDT handles the tick.
     unsafe { time::start_tick(TIMER_VECTOR) };
     let executor = executor::init_cpu(index);
-    percpu::current().online.store(true, Ordering::Release);
+    crate::cpus::set_online(index);
     log::debug!("cpu{index} online, APIC ID {}", apic::id());
     executor.run()
 }
-
-/// The next byte typed on the console, if any.
-#[cfg(not(feature = "selftest"))]
-pub fn read_console_byte() -> Option<u8> {
-    serial::read_byte()
-}
-
-/// Ticks taken on each CPU so far.
-pub fn ticks(cpu: usize) -> u64 {
-    percpu::PER_CPU.get(cpu).map_or(0, |c| c.ticks.load(Ordering::Relaxed))
-}
-#[cfg(feature = "selftest")]
-pub use super::probe;

@@ -32,7 +32,10 @@ pub unsafe fn calibrate(timer_vector: u8) {
     let tsc_hz = tsc_elapsed * 1_000_000 / CALIBRATION_MICROS;
     TSC_HZ.store(tsc_hz.max(1), Ordering::Relaxed);
     let per_tick = apic_elapsed * 1_000_000 / CALIBRATION_MICROS / TICK_HZ;
-    APIC_COUNT_PER_TICK.store(per_tick.clamp(1, u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+    APIC_COUNT_PER_TICK.store(
+        per_tick.clamp(1, u64::from(u32::MAX)) as u32,
+        Ordering::Relaxed,
+    );
     TSC_AT_BOOT.store(tsc_start, Ordering::Relaxed);
 }
 
@@ -42,7 +45,14 @@ pub unsafe fn calibrate(timer_vector: u8) {
 /// The IDT must handle `timer_vector`.
 pub unsafe fn start_tick(timer_vector: u8) {
     // SAFETY: the caller guarantees the vector is handled.
-    unsafe { apic::start_timer(timer_vector, APIC_COUNT_PER_TICK.load(Ordering::Relaxed), true, false) };
+    unsafe {
+        apic::start_timer(
+            timer_vector,
+            APIC_COUNT_PER_TICK.load(Ordering::Relaxed),
+            true,
+            false,
+        )
+    };
 }
 
 pub fn tsc_hz() -> u64 {

@@ -1,6 +1,7 @@
 //! Parapet's console driver for a PL011: polled output and input.
 
 use super::registers::*;
+use crate::text_output::TextOutput;
 
 /// Access to 32-bit registers by byte offset (MMIO).
 pub trait RegisterAccess32 {
@@ -35,27 +36,6 @@ impl<R: RegisterAccess32> Pl011<R> {
         self.dropped
     }
 
-    pub fn write_byte(&mut self, byte: u8) {
-        for _ in 0..TRANSMIT_SPINS {
-            if self.regs.read(FR) & FR_TXFF == 0 {
-                self.regs.write(DR, u32::from(byte));
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        self.dropped += 1;
-    }
-
-    /// Writes text, turning `\n` into `\r\n` for terminals.
-    pub fn write_str(&mut self, s: &str) {
-        for &b in s.as_bytes() {
-            if b == b'\n' {
-                self.write_byte(b'\r');
-            }
-            self.write_byte(b);
-        }
-    }
-
     /// A received byte, if one is waiting; bytes received with an error are dropped.
     pub fn read_byte(&mut self) -> Option<u8> {
         while self.regs.read(FR) & FR_RXFE == 0 {
@@ -65,6 +45,19 @@ impl<R: RegisterAccess32> Pl011<R> {
             }
         }
         None
+    }
+}
+
+impl<R: RegisterAccess32> TextOutput for Pl011<R> {
+    fn write_byte(&mut self, byte: u8) {
+        for _ in 0..TRANSMIT_SPINS {
+            if self.regs.read(FR) & FR_TXFF == 0 {
+                self.regs.write(DR, u32::from(byte));
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        self.dropped += 1;
     }
 }
 
@@ -118,7 +111,10 @@ mod tests {
 
     #[test]
     fn init_enables_uart_tx_rx_with_fifos() {
-        let mut m = Model { depth: 16, ..Default::default() };
+        let mut m = Model {
+            depth: 16,
+            ..Default::default()
+        };
         Pl011::new(&mut m).init();
         assert_eq!(m.cr, CR_UARTEN | CR_TXE | CR_RXE);
         assert_eq!(m.lcr_h, LCR_H_8BIT_FIFO);
@@ -126,16 +122,26 @@ mod tests {
 
     #[test]
     fn output_expands_newlines_and_respects_a_full_fifo() {
-        let mut m = Model { depth: 3, ..Default::default() };
+        let mut m = Model {
+            depth: 3,
+            ..Default::default()
+        };
         let mut u = Pl011::new(&mut m);
         u.write_str("a\nbc");
-        assert_eq!(u.dropped(), 2, "the fourth and fifth bytes found the FIFO full");
+        assert_eq!(
+            u.dropped(),
+            2,
+            "the fourth and fifth bytes found the FIFO full"
+        );
         assert_eq!(m.tx, b"a\r\n");
     }
 
     #[test]
     fn input_skips_bytes_received_with_errors() {
-        let mut m = Model { depth: 16, ..Default::default() };
+        let mut m = Model {
+            depth: 16,
+            ..Default::default()
+        };
         m.rx.extend([u32::from(b'x') | 0x100, u32::from(b'y')]);
         let mut u = Pl011::new(&mut m);
         assert_eq!(u.read_byte(), Some(b'y'));

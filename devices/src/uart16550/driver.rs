@@ -1,6 +1,7 @@
 //! Parapet's console driver for a 16550A: polled output and input, optional receive interrupt.
 
 use super::registers::*;
+use crate::text_output::TextOutput;
 
 /// Access to the eight byte registers, by offset (port I/O on PCs, MMIO elsewhere).
 pub trait RegisterAccess {
@@ -26,7 +27,11 @@ pub enum UartError {
 
 impl<R: RegisterAccess> Uart16550<R> {
     pub const fn new(regs: R) -> Self {
-        Self { regs, present: false, dropped: 0 }
+        Self {
+            regs,
+            present: false,
+            dropped: 0,
+        }
     }
 
     /// Probes for the chip through loopback, then sets `baud` 8N1 with FIFOs on.
@@ -67,30 +72,6 @@ impl<R: RegisterAccess> Uart16550<R> {
         self.dropped
     }
 
-    pub fn write_byte(&mut self, byte: u8) {
-        if !self.present {
-            return;
-        }
-        for _ in 0..TRANSMIT_SPINS {
-            if self.regs.read(LSR) & LSR_THR_EMPTY != 0 {
-                self.regs.write(THR, byte);
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        self.dropped += 1;
-    }
-
-    /// Writes text, turning `\n` into `\r\n` for terminals.
-    pub fn write_str(&mut self, s: &str) {
-        for &b in s.as_bytes() {
-            if b == b'\n' {
-                self.write_byte(b'\r');
-            }
-            self.write_byte(b);
-        }
-    }
-
     /// A received byte, if one is waiting.
     pub fn read_byte(&mut self) -> Option<u8> {
         if self.present && self.regs.read(LSR) & LSR_DATA_READY != 0 {
@@ -102,7 +83,24 @@ impl<R: RegisterAccess> Uart16550<R> {
 
     /// Enables or disables the received-data interrupt.
     pub fn set_receive_interrupt(&mut self, enabled: bool) {
-        self.regs.write(IER, if enabled { IER_RX_AVAILABLE } else { 0 });
+        self.regs
+            .write(IER, if enabled { IER_RX_AVAILABLE } else { 0 });
+    }
+}
+
+impl<R: RegisterAccess> TextOutput for Uart16550<R> {
+    fn write_byte(&mut self, byte: u8) {
+        if !self.present {
+            return;
+        }
+        for _ in 0..TRANSMIT_SPINS {
+            if self.regs.read(LSR) & LSR_THR_EMPTY != 0 {
+                self.regs.write(THR, byte);
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        self.dropped += 1;
     }
 }
 
@@ -188,7 +186,10 @@ mod tests {
 
     #[test]
     fn output_waits_for_thr_empty_and_expands_newlines() {
-        let mut m = Model { busy_polls: 3, ..Default::default() };
+        let mut m = Model {
+            busy_polls: 3,
+            ..Default::default()
+        };
         let mut u = Uart16550::new(&mut m);
         u.init(115_200).unwrap();
         u.write_str("ok\n");
@@ -198,7 +199,10 @@ mod tests {
 
     #[test]
     fn a_wedged_transmitter_drops_bytes_instead_of_hanging() {
-        let mut m = Model { busy_polls: u32::MAX, ..Default::default() };
+        let mut m = Model {
+            busy_polls: u32::MAX,
+            ..Default::default()
+        };
         let mut u = Uart16550::new(&mut m);
         u.init(115_200).unwrap();
         u.write_byte(b'a');
@@ -222,7 +226,10 @@ mod tests {
 
     #[test]
     fn an_absent_uart_is_detected_and_never_written() {
-        let mut m = Model { absent: true, ..Default::default() };
+        let mut m = Model {
+            absent: true,
+            ..Default::default()
+        };
         let mut u = Uart16550::new(&mut m);
         assert_eq!(u.init(115_200), Err(UartError::NotPresent));
         u.write_str("lost");
