@@ -29,6 +29,7 @@ fn machine(
         cpus: CPUS,
         memory_mib: MEMORY_MIB,
         cmdline: cmdline.map(String::from),
+        gdb: false,
     })
 }
 

@@ -37,6 +37,9 @@ enum Cmd {
         /// Firmware command line (e.g. `parapet.log=debug`).
         #[arg(long)]
         append: Option<String>,
+        /// Stop before the first instruction and wait for gdb on localhost:1234.
+        #[arg(long)]
+        gdb: bool,
     },
     /// The demo: boot Parapet and talk to its console monitor.
     Run {
@@ -81,6 +84,7 @@ fn real_main() -> Result<ExitCode> {
             smp,
             mem,
             append,
+            gdb,
         } => {
             setup::all()?;
             let flavor = if test {
@@ -96,7 +100,14 @@ fn real_main() -> Result<ExitCode> {
                 cpus: smp,
                 memory_mib: mem,
                 cmdline: append,
+                gdb,
             };
+            if gdb {
+                eprintln!(
+                    "xtask: QEMU waits for gdb: gdb {} -ex 'target remote localhost:1234'",
+                    machine.image.with_extension("debug.elf").display()
+                );
+            }
             report(machine.run_interactive()?)
         }
         Cmd::Run { accel } => demo(accel),
@@ -144,6 +155,7 @@ fn demo(accel: Accel) -> Result<ExitCode> {
         cpus: 2,
         memory_mib: 256,
         cmdline: None,
+        gdb: false,
     };
     if std::io::stdin().is_terminal() {
         println!(

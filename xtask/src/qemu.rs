@@ -29,6 +29,8 @@ pub struct Machine {
     pub cpus: u32,
     pub memory_mib: u32,
     pub cmdline: Option<String>,
+    /// Wait for gdb on TCP port 1234 before the first instruction (`-s -S`).
+    pub gdb: bool,
 }
 
 /// A finished run.
@@ -113,6 +115,9 @@ impl Machine {
         .arg(&self.image);
         if let Some(line) = &self.cmdline {
             cmd.arg("-append").arg(line);
+        }
+        if self.gdb {
+            cmd.args(["-s", "-S"]);
         }
         cmd
     }

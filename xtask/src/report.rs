@@ -34,6 +34,7 @@ pub fn run() -> Result<()> {
             cpus: 2,
             memory_mib: 256,
             cmdline: None,
+            gdb: false,
         };
         let mut times = Vec::new();
         let mut memory = String::new();
