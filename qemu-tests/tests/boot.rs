@@ -130,6 +130,46 @@ fn panic_is_a_failure(arch: Arch) -> Result<(), Failed> {
     )
 }
 
+/// An exception nobody expects is reported (what, where, the faulting address) and ends the
+/// run with the failure status.
+fn fatal_exception_is_reported(arch: Arch) -> Result<(), Failed> {
+    let m = machine(
+        arch,
+        Accel::Tcg,
+        Flavor::SelfTest,
+        Some("parapet.test=fault"),
+    )?;
+    let (verdict, output) = boot(&m, None)?;
+    check(
+        verdict == Verdict::Failure,
+        &format!("exit verdict {verdict:?}, wanted Failure"),
+        &output,
+    )?;
+    let (what, address) = match arch {
+        Arch::X86_64 => ("fatal exception #PF (vector 14)", "cr2=0x6000dead0000"),
+        Arch::Aarch64 => ("fatal exception data abort", "far=0x6000dead0000"),
+    };
+    check(
+        output.contains(what),
+        &format!("no `{what}` report"),
+        &output,
+    )?;
+    check(
+        output.contains(address),
+        &format!("faulting address not reported ({address})"),
+        &output,
+    )?;
+    let location = match arch {
+        Arch::X86_64 => "rip=0x",
+        Arch::Aarch64 => "elr=0x",
+    };
+    check(
+        output.contains(location),
+        "faulting instruction not reported",
+        &output,
+    )
+}
+
 /// The normal firmware answers monitor commands typed on its console and powers off on request.
 fn monitor_answers_console_input(arch: Arch) -> Result<(), Failed> {
     let m = machine(arch, Accel::Tcg, Flavor::Normal, None)?;
@@ -184,6 +224,12 @@ fn main() {
         }),
         Trial::test("aarch64_panic_exits_with_failure_and_location", || {
             panic_is_a_failure(Arch::Aarch64)
+        }),
+        Trial::test("x86_64_fatal_exception_is_reported_and_fails", || {
+            fatal_exception_is_reported(Arch::X86_64)
+        }),
+        Trial::test("aarch64_fatal_exception_is_reported_and_fails", || {
+            fatal_exception_is_reported(Arch::Aarch64)
         }),
         Trial::test("x86_64_monitor_answers_console_input", || {
             monitor_answers_console_input(Arch::X86_64)

@@ -109,8 +109,10 @@ where
 /// Runs the suite (or the deliberate failure `mode` asks for) and exits with its verdict.
 pub async fn run(mode: Option<String>, online: usize) {
     ONLINE.store(online, core::sync::atomic::Ordering::Relaxed);
-    if mode.as_deref() == Some("panic") {
-        deliberate_panic();
+    match mode.as_deref() {
+        Some("panic") => deliberate_panic(),
+        Some("fault") => deliberate_fault(),
+        _ => {}
     }
     let (_, failed) = run_all(TESTS).await;
     let names: Vec<&str> = TESTS.iter().map(|t| t.name).collect();
@@ -121,6 +123,19 @@ pub async fn run(mode: Option<String>, online: usize) {
         ExitStatus::Failure
     });
 }
+
+/// Reads an address nothing maps, outside any probe: the fatal exception path must report it
+/// and stop the machine with a failure status.
+#[inline(never)]
+fn deliberate_fault() -> ! {
+    // SAFETY: not sound to continue past, and it does not: the read faults (nothing maps this
+    // address) and the fatal handler stops the machine.
+    let value = unsafe { core::ptr::read_volatile(DELIBERATE_FAULT_ADDRESS as *const u64) };
+    panic!("read of unmapped {DELIBERATE_FAULT_ADDRESS:#x} returned {value:#x}");
+}
+
+/// Mapped by nothing (see `paging::TEST_VA`, far below it).
+const DELIBERATE_FAULT_ADDRESS: u64 = 0x0000_6000_dead_0000;
 
 /// The negative test's target: the harness checks that this line's location is reported.
 #[inline(never)]
