@@ -30,6 +30,7 @@ fn machine(
         memory_mib: MEMORY_MIB,
         cmdline: cmdline.map(String::from),
         gdb: false,
+        gic_version: 3,
     })
 }
 
@@ -72,7 +73,18 @@ fn check_banner(arch: Arch, output: &str) -> Result<(), Failed> {
 
 /// The in-firmware suite passes on every CPU QEMU gives.
 fn selftest(arch: Arch, accel: Accel) -> Result<(), Failed> {
-    let m = machine(arch, accel, Flavor::SelfTest, None)?;
+    selftest_on(machine(arch, accel, Flavor::SelfTest, None)?)
+}
+
+/// As `selftest`, on QEMU's default aarch64 board (`-M virt,virtualization=on`: GICv2).
+fn selftest_aarch64_gicv2() -> Result<(), Failed> {
+    let mut m = machine(Arch::Aarch64, Accel::Tcg, Flavor::SelfTest, None)?;
+    m.gic_version = 2;
+    selftest_on(m)
+}
+
+fn selftest_on(m: Machine) -> Result<(), Failed> {
+    let arch = m.arch;
     let (verdict, output) = boot(&m, None)?;
     check_banner(arch, &output)?;
     check(
@@ -219,6 +231,10 @@ fn main() {
         Trial::test("aarch64_tcg_selftest_passes_on_2_cpus", || {
             selftest(Arch::Aarch64, Accel::Tcg)
         }),
+        Trial::test(
+            "aarch64_gicv2_selftest_passes_on_2_cpus",
+            selftest_aarch64_gicv2,
+        ),
         Trial::test("x86_64_panic_exits_with_failure_and_location", || {
             panic_is_a_failure(Arch::X86_64)
         }),

@@ -40,6 +40,9 @@ enum Cmd {
         /// Stop before the first instruction and wait for gdb on localhost:1234.
         #[arg(long)]
         gdb: bool,
+        /// aarch64: GIC version of QEMU's virt board (2 is QEMU's default).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+        gic: u8,
     },
     /// The demo: boot Parapet and talk to its console monitor.
     Run {
@@ -85,6 +88,7 @@ fn real_main() -> Result<ExitCode> {
             mem,
             append,
             gdb,
+            gic,
         } => {
             setup::all()?;
             let flavor = if test {
@@ -101,6 +105,7 @@ fn real_main() -> Result<ExitCode> {
                 memory_mib: mem,
                 cmdline: append,
                 gdb,
+                gic_version: gic,
             };
             if gdb {
                 eprintln!(
@@ -156,6 +161,7 @@ fn demo(accel: Accel) -> Result<ExitCode> {
         memory_mib: 256,
         cmdline: None,
         gdb: false,
+        gic_version: 3,
     };
     if std::io::stdin().is_terminal() {
         println!(

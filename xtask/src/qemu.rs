@@ -31,6 +31,8 @@ pub struct Machine {
     pub cmdline: Option<String>,
     /// Wait for gdb on TCP port 1234 before the first instruction (`-s -S`).
     pub gdb: bool,
+    /// aarch64 only: the GIC version of QEMU's virt board (2 is QEMU's default, 3 ours).
+    pub gic_version: u8,
 }
 
 /// A finished run.
@@ -88,7 +90,11 @@ impl Machine {
             }
             Arch::Aarch64 => {
                 let mut c = Command::new("qemu-system-aarch64");
-                c.args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max"]);
+                c.arg("-M").arg(format!(
+                    "virt,virtualization=on,gic-version={}",
+                    self.gic_version
+                ));
+                c.args(["-cpu", "max"]);
                 c.args(["-semihosting-config", "enable=on,target=native"]);
                 match self.accel {
                     Accel::Tcg => c.args(["-accel", "tcg"]),

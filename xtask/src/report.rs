@@ -35,6 +35,7 @@ pub fn run() -> Result<()> {
             memory_mib: 256,
             cmdline: None,
             gdb: false,
+            gic_version: 3,
         };
         let mut times = Vec::new();
         let mut memory = String::new();

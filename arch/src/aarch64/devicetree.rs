@@ -16,6 +16,23 @@ pub enum PsciConduit {
     Hvc,
 }
 
+/// The interrupt controller's registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicDescription {
+    /// `arm,gic-400`, `arm,cortex-a15-gic`: distributor and CPU interface frames.
+    V2 {
+        distributor: u64,
+        cpu_interface: u64,
+    },
+    /// `arm,gic-v3`: distributor and the (first) redistributor region (base, size).
+    V3 {
+        distributor: u64,
+        redistributors: (u64, u64),
+    },
+}
+
+const GIC_V2_COMPATIBLE: [&str; 3] = ["arm,gic-400", "arm,cortex-a15-gic", "arm,cortex-a7-gic"];
+
 #[derive(Clone, Debug)]
 pub struct Platform<'a> {
     pub memory: MemoryMap,
@@ -23,9 +40,7 @@ pub struct Platform<'a> {
     pub cpus: [u64; MAX_CPUS],
     pub cpu_count: usize,
     pub uart: Option<u64>,
-    pub gic_distributor: u64,
-    /// Base and size of the (first) redistributor region.
-    pub gic_redistributors: (u64, u64),
+    pub gic: GicDescription,
     /// INTID of the EL2 physical timer (CNTHP): the fourth `interrupts` entry of the timer.
     pub hyp_timer_intid: u32,
     pub psci: Option<PsciConduit>,
@@ -112,8 +127,10 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
         cpus: [0; MAX_CPUS],
         cpu_count: 0,
         uart: None,
-        gic_distributor: 0,
-        gic_redistributors: (0, 0),
+        gic: GicDescription::V3 {
+            distributor: 0,
+            redistributors: (0, 0),
+        },
         hyp_timer_intid: 0,
         psci: None,
         bootargs: "",
@@ -191,12 +208,31 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
                 p.uart = p.uart.or(node.reg(0).map(|r| r.0));
             } else if is_compatible(node.compatible, "arm,gic-v3") {
                 match (node.reg(0), node.reg(1)) {
-                    (Some(d), Some(r)) => {
-                        p.gic_distributor = d.0;
-                        p.gic_redistributors = r;
+                    (Some(d), Some(r)) if !have_gic => {
+                        p.gic = GicDescription::V3 {
+                            distributor: d.0,
+                            redistributors: r,
+                        };
                         gic_interrupt_cells = node.interrupt_cells.unwrap_or(3);
                         have_gic = true;
                     }
+                    (Some(_), Some(_)) => {}
+                    _ => error = Some(DeviceTreeError::Bad("GIC reg")),
+                }
+            } else if GIC_V2_COMPATIBLE
+                .iter()
+                .any(|c| is_compatible(node.compatible, c))
+            {
+                match (node.reg(0), node.reg(1)) {
+                    (Some(d), Some(c)) if !have_gic => {
+                        p.gic = GicDescription::V2 {
+                            distributor: d.0,
+                            cpu_interface: c.0,
+                        };
+                        gic_interrupt_cells = node.interrupt_cells.unwrap_or(3);
+                        have_gic = true;
+                    }
+                    (Some(_), Some(_)) => {}
                     _ => error = Some(DeviceTreeError::Bad("GIC reg")),
                 }
             } else if is_compatible(node.compatible, "arm,armv8-timer") {
@@ -230,7 +266,9 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
         return Err(DeviceTreeError::Missing("cpus"));
     }
     if !have_gic {
-        return Err(DeviceTreeError::Missing("GICv3 interrupt controller"));
+        return Err(DeviceTreeError::Missing(
+            "GICv2 or GICv3 interrupt controller",
+        ));
     }
     if timer_interrupts.is_empty() {
         return Err(DeviceTreeError::Missing("architected timer"));
@@ -271,12 +309,34 @@ mod tests {
         assert_eq!(p.memory.ram_bytes(), 256 << 20);
         assert_eq!(p.cpus(), &[0, 1]);
         assert_eq!(p.uart, Some(0x0900_0000));
-        assert_eq!(p.gic_distributor, 0x0800_0000);
-        assert_eq!(p.gic_redistributors.0, 0x080a_0000);
+        assert!(matches!(
+            p.gic,
+            GicDescription::V3 {
+                distributor: 0x0800_0000,
+                redistributors: (0x080a_0000, _)
+            }
+        ));
         assert_eq!(p.hyp_timer_intid, 26);
         assert_eq!(p.psci, Some(PsciConduit::Smc));
         assert_eq!(p.bootargs, "parapet.log=debug");
         assert_eq!(p.total_size, QEMU_VIRT.len());
+    }
+
+    /// As QEMU_VIRT, without `gic-version=3`: QEMU's default GICv2.
+    const QEMU_VIRT_GICV2: &[u8] = include_bytes!("../../tests/data/qemu-virt-gicv2-smp2.dtb");
+
+    #[test]
+    fn reads_qemu_virt_with_its_default_gicv2() {
+        let p = parse(QEMU_VIRT_GICV2).unwrap();
+        assert_eq!(
+            p.gic,
+            GicDescription::V2 {
+                distributor: 0x0800_0000,
+                cpu_interface: 0x0801_0000
+            }
+        );
+        assert_eq!(p.hyp_timer_intid, 26);
+        assert_eq!(p.cpus(), &[0, 1]);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use kernel::executor::MAX_CPUS;
 pub struct PerCpu {
     index: usize,
     pub mpidr: AtomicU64,
-    /// RD_base of this CPU's GIC redistributor.
-    pub redistributor: AtomicU64,
+    /// How other CPUs address this one with an SGI (see `arch::aarch64::gic::GicCpu`).
+    pub sgi_target: AtomicU64,
 }
 
 impl PerCpu {
@@ -17,7 +17,7 @@ impl PerCpu {
         Self {
             index,
             mpidr: AtomicU64::new(0),
-            redistributor: AtomicU64::new(0),
+            sgi_target: AtomicU64::new(0),
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use arch::aarch64::{exception, gic, power, registers, timer};
+use arch::aarch64::gic::{self, Gic};
+use arch::aarch64::{exception, power, registers, timer};
 use arch::ExitStatus;
 use kernel::platform::Platform;
 
@@ -14,6 +15,19 @@ pub const TICK_HZ: u64 = 100;
 pub const KICK_SGI: u32 = 1;
 
 static TIMER_INTID: AtomicU32 = AtomicU32::new(26);
+static GIC: spin::Once<Gic> = spin::Once::new();
+
+/// Records the interrupt controller. Once, on the boot CPU, before any CPU takes interrupts.
+pub fn set_gic(gic: Gic) {
+    GIC.call_once(|| gic);
+}
+
+/// The interrupt controller; only called once `set_gic` has run (interrupts are enabled only
+/// after it).
+pub fn gic() -> &'static Gic {
+    GIC.get()
+        .expect("the GIC is recorded before interrupts are enabled")
+}
 static COUNTER_HZ: AtomicU64 = AtomicU64::new(1);
 
 pub fn set_timer(intid: u32, counter_hz: u64) {
@@ -34,7 +48,7 @@ fn kick(index: usize) {
     if let Some(cpu) = percpu::PER_CPU.get(index) {
         if crate::cpus::is_online(index) {
             // SAFETY: every online CPU handles KICK_SGI.
-            unsafe { gic::send_sgi(cpu.mpidr.load(Ordering::Relaxed), KICK_SGI) };
+            unsafe { gic().send_sgi(cpu.sgi_target.load(Ordering::Relaxed), KICK_SGI) };
         }
     }
 }
@@ -82,7 +96,7 @@ pub static PLATFORM: Platform = Platform {
 
 fn irq() {
     // SAFETY: every acknowledged INTID other than spurious is ended below.
-    let intid = unsafe { gic::acknowledge() };
+    let intid = unsafe { gic().acknowledge() };
     if intid == gic::SPURIOUS {
         return;
     }
@@ -92,7 +106,7 @@ fn irq() {
     } else if intid != KICK_SGI {
         log::warn!("unexpected interrupt {intid}");
     }
-    gic::end_of_interrupt(intid);
+    gic().end_of_interrupt(intid);
 }
 
 fn fatal(frame: &exception::TrapFrame) -> ! {

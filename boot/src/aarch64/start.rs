@@ -4,7 +4,8 @@ use alloc::boxed::Box;
 use core::sync::atomic::Ordering;
 
 use arch::aarch64::devicetree::{self, PsciConduit};
-use arch::aarch64::{exception, gic, power, psci, registers, timer};
+use arch::aarch64::gic::Gic;
+use arch::aarch64::{exception, power, psci, registers, timer};
 use arch::ExitStatus;
 use kernel::executor;
 use kernel::frame_alloc::FRAME_SIZE;
@@ -20,8 +21,6 @@ use crate::kernel_map;
 const DTB_COPY_MAX: usize = 64 * 1024;
 /// The boot tables map RAM up to here.
 const BOOT_MAPPED_END: u64 = 4 << 30;
-/// GICv3 distributor register frame size (IHI 0069 §12.9: 64 KiB).
-const GICD_SIZE: u64 = 0x1_0000;
 const AP_STACK_SIZE: u64 = 64 * 1024;
 
 /// HCR_EL2: RW (EL1 is AArch64), IMO/FMO/AMO (physical IRQ, FIQ, SError go to EL2, so
@@ -34,19 +33,22 @@ fn early_fatal(what: core::fmt::Arguments<'_>) -> ! {
 }
 
 /// Enables this CPU's GIC interface and its timer and kick interrupts, and starts the tick.
-fn init_cpu_interrupts(redistributors: (u64, u64)) {
-    // SAFETY: the redistributor region is mapped device memory; IRQs are masked.
-    let rd = unsafe { gic::init_cpu(redistributors) }.unwrap_or_else(|| {
+fn init_cpu_interrupts() {
+    let gic = platform::gic();
+    // SAFETY: the controller's registers are mapped device memory; IRQs are masked.
+    let cpu = unsafe { gic.init_cpu() }.unwrap_or_else(|| {
         early_fatal(format_args!(
-            "no GIC redistributor for MPIDR {:#x}",
+            "the GIC has no interface for MPIDR {:#x}",
             registers::mpidr()
         ))
     });
-    percpu::current().redistributor.store(rd, Ordering::Relaxed);
-    // SAFETY: rd is this CPU's redistributor and the vectors handle both interrupts.
+    percpu::current()
+        .sgi_target
+        .store(cpu.sgi_target, Ordering::Relaxed);
+    // SAFETY: `cpu` is this CPU's, and the vectors handle both interrupts.
     unsafe {
-        gic::enable_private(rd, platform::timer_intid());
-        gic::enable_private(rd, KICK_SGI);
+        gic.enable_private(&cpu, platform::timer_intid());
+        gic.enable_private(&cpu, KICK_SGI);
         timer::start_tick(TICK_HZ);
     }
 }
@@ -107,10 +109,11 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     unsafe { registers::set_hcr_el2(HCR_EL2) };
     registers::isb();
     platform::set_timer(dt.hyp_timer_intid, timer::frequency());
+    platform::set_gic(Gic::from(dt.gic));
     // SAFETY: the distributor is mapped by the boot tables (device block below 1 GiB on virt;
     // the kernel tables map it explicitly); once, on the boot CPU.
-    unsafe { gic::init_distributor(dt.gic_distributor) };
-    init_cpu_interrupts(dt.gic_redistributors);
+    unsafe { platform::gic().init_distributor() };
+    init_cpu_interrupts();
 
     let boot = BootInfo {
         arch: "aarch64",
@@ -120,8 +123,9 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     };
     crate::print_banner(&boot);
     log::info!(
-        "aarch64: EL{}, GICv3, counter {} MHz, tick {} Hz, PSCI {:?}",
+        "aarch64: EL{}, GICv{}, counter {} MHz, tick {} Hz, PSCI {:?}",
         registers::current_el() >> 2,
+        platform::gic().version(),
         timer::frequency() / 1_000_000,
         TICK_HZ,
         dt.psci
@@ -150,7 +154,7 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
             log::warn!("CPU {mpidr:#x} and later stay off: Parapet tracks {index} CPUs");
             break;
         }
-        match start_secondary(dt.psci, mpidr, index, dt.gic_redistributors) {
+        match start_secondary(dt.psci, mpidr, index) {
             Ok(()) => online += 1,
             Err(e) => log::error!("CPU {mpidr:#x}: {e}"),
         }
@@ -202,24 +206,19 @@ fn copy_device_tree(dtb: u64) -> Option<(usize, &'static [u8])> {
 
 /// The device ranges the kernel tables must map.
 fn device_ranges(dt: &devicetree::Platform<'_>, uart: u64) -> alloc::vec::Vec<(u64, u64)> {
-    let mut devices = alloc::vec![(dt.gic_distributor, GICD_SIZE), dt.gic_redistributors];
+    let mut devices = alloc::vec::Vec::from(Gic::from(dt.gic).register_ranges());
     if uart != 0 {
         devices.push((uart, 4096));
     }
     devices
 }
 
-/// What the secondaries need after they have their stacks.
-static REDISTRIBUTORS: spin::Once<(u64, u64)> = spin::Once::new();
-
 fn start_secondary(
     conduit: Option<PsciConduit>,
     mpidr: u64,
     index: usize,
-    gicr: (u64, u64),
 ) -> Result<(), &'static str> {
     let conduit = conduit.ok_or("no PSCI in the device tree")?;
-    REDISTRIBUTORS.call_once(|| gicr);
     let stack = FRAMES
         .lock()
         .allocate(AP_STACK_SIZE, FRAME_SIZE)
@@ -270,8 +269,7 @@ extern "C" fn aarch64_secondary_start(index: u64) -> ! {
         registers::set_hcr_el2(HCR_EL2);
     }
     registers::isb();
-    let gicr = *REDISTRIBUTORS.get().unwrap_or(&(0, 0));
-    init_cpu_interrupts(gicr);
+    init_cpu_interrupts();
     let executor = executor::init_cpu(index);
     crate::cpus::set_online(index);
     log::debug!("cpu{index} online, MPIDR {:#x}", registers::mpidr());

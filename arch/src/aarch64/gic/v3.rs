@@ -6,7 +6,11 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
-use super::registers::{self as reg, isb};
+use super::GicCpu;
+use crate::aarch64::registers::{self as reg, isb};
+
+/// Distributor frame size (IHI 0069 §12.9: 64 KiB).
+pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
 
 /// GICD_CTLR and its bits for a single security state (IHI 0069 §12.9.4).
 const GICD_CTLR: u64 = 0x0000;
@@ -34,8 +38,6 @@ const GICR_IPRIORITYR: u64 = GICR_FRAME + 0x0400;
 /// ICC_SRE_EL2: SRE (use system registers) and Enable (let EL1 use them too).
 const SRE_SRE: u64 = 1 << 0;
 const SRE_ENABLE: u64 = 1 << 3;
-/// INTIDs 1020-1023 are special: 1023 means nothing pending.
-pub const SPURIOUS: u32 = 1023;
 
 /// # Safety
 /// `address` must be a mapped device register.
@@ -74,11 +76,11 @@ pub fn affinity_of(mpidr: u64) -> u32 {
 }
 
 /// Finds this CPU's redistributor in the region, wakes it, and enables the CPU interface.
-/// Returns the redistributor's RD_base, or `None` if none matches this CPU.
+/// Returns this CPU's handle (SGI target: its MPIDR), or `None` if no redistributor matches.
 ///
 /// # Safety
 /// The region must be mapped; call once per CPU with IRQs masked.
-pub unsafe fn init_cpu(redistributors: (u64, u64)) -> Option<u64> {
+pub unsafe fn init_cpu(redistributors: (u64, u64)) -> Option<GicCpu> {
     let me = affinity_of(reg::mpidr());
     let (base, size) = redistributors;
     let end = base.checked_add(size)?;
@@ -120,7 +122,10 @@ pub unsafe fn init_cpu(redistributors: (u64, u64)) -> Option<u64> {
         reg::set_icc_igrpen1(1);
         isb();
     }
-    Some(rd)
+    Some(GicCpu {
+        sgi_target: reg::mpidr() & 0xff_00ff_ffff,
+        redistributor: rd,
+    })
 }
 
 /// Enables SGI/PPI `intid` (0-31) at the middle priority on the redistributor `rd`.
@@ -138,7 +143,7 @@ pub unsafe fn enable_private(rd: u64, intid: u32) {
     }
 }
 
-/// Acknowledges the pending interrupt: its INTID, or [`SPURIOUS`].
+/// Acknowledges the pending interrupt: its INTID, or [`super::SPURIOUS`].
 ///
 /// # Safety
 /// The caller must pass the INTID to [`end_of_interrupt`] once handled (unless spurious).
