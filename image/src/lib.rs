@@ -5,6 +5,9 @@
 //! before any boot. IGVM output and launch measurements build on this.
 
 pub mod arm64_image;
+pub mod elf;
+pub mod igvm_builder;
+pub mod measure;
 pub mod pvh_elf;
 
 use thiserror::Error;
@@ -23,6 +26,12 @@ pub enum ImageError {
     NotArm64Image,
     #[error("the arm64 image header says {header} bytes but the file has {file}")]
     SizeMismatch { header: u64, file: u64 },
+    #[error("the firmware has no IGVM entry note (\"Parapet\" type 1): is it built with the IGVM entry?")]
+    NoIgvmEntry,
+    #[error("a firmware segment at {start:#x}..{end:#x} falls outside the paravisor region's image area")]
+    OutsideRegion { start: u64, end: u64 },
+    #[error("IGVM: {0}")]
+    Igvm(String),
 }
 
 /// What a valid image looks like, for reports.
