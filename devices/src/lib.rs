@@ -4,6 +4,8 @@
 //! small traits, so every device is built and tested on the host.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod pl011;
 pub mod text_output;
 pub mod uart16550;

@@ -1,7 +1,14 @@
 //! vmm-lite: a host VMM on Linux KVM for Parapet.
 //!
-//! Today it checks what this host's KVM offers the VTL interface vmm-lite will build on
-//! (`vmm-lite probe`): a VM and a vCPU can be made, and the capabilities the design needs are
-//! present. IGVM loading and the VTL emulation come next.
+//! `vmm-lite run` loads an IGVM file's native platform into a KVM VM (guest RAM, parameter
+//! areas, the VP context), connects COM1 to stdio or a file, runs each VP on its own thread,
+//! and turns the firmware's exit report into its own exit status. `vmm-lite probe` checks
+//! what this host's KVM offers. The Hyper-V VTL interface comes next.
 
+pub mod error;
+pub mod guest_memory;
+pub mod igvm_load;
+pub mod memory_map;
 pub mod probe;
+pub mod serial;
+pub mod vm;

@@ -3,6 +3,20 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vmm_lite::error::VmmError;
+use vmm_lite::guest_memory::GuestMemory;
+use vmm_lite::igvm_load::{self, LoadConfig};
+use vmm_lite::serial::{Com1, SerialBackend};
+use vmm_lite::vm::{Outcome, Vm};
+
+/// Exit status when the firmware reported failure.
+const FIRMWARE_FAILED: u8 = 1;
+/// Exit status for bad input or a host problem (as for a usage error).
+const VMM_ERROR: u8 = 2;
+const MAX_VPS: u32 = 64;
+/// RAM stays below the 32-bit MMIO window (LAPIC at 0xfee00000, I/O APIC at 0xfec00000).
+const MAX_MEMORY: u64 = 3 << 30;
+const MIN_MEMORY: u64 = 16 << 20;
 
 #[derive(Parser)]
 #[command(name = "vmm-lite", version, about = "Parapet's host VMM on Linux KVM")]
@@ -13,37 +27,152 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Boot an IGVM file (its native platform) on KVM. Exits 0 when the firmware reports
+    /// success, 1 when it reports failure or the VM dies, 2 for bad input or host problems.
+    Run {
+        /// The IGVM file to load.
+        #[arg(long)]
+        igvm: String,
+        /// Guest RAM: a byte count with an optional K, M or G suffix (16M to 3G).
+        #[arg(long, default_value = "256M")]
+        mem: String,
+        /// Number of virtual processors (1 to 64).
+        #[arg(long, default_value_t = 1)]
+        vps: u32,
+        /// The firmware command line (e.g. `parapet.log=debug`).
+        #[arg(long, default_value = "")]
+        cmdline: String,
+        /// Where COM1 goes: `stdio` (output to stdout, input from stdin) or `file:PATH`.
+        #[arg(long, default_value = "stdio")]
+        serial: String,
+    },
     /// Check that this host's KVM can run Parapet: open /dev/kvm, create a VM and a vCPU,
     /// and list the capabilities vmm-lite relies on. Exits non-zero if any is missing.
     Probe,
 }
 
+fn parse_memory(text: &str) -> Result<u64, VmmError> {
+    let bad = |why| VmmError::BadMemorySize(text.into(), why);
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(bad("the suffix must be K, M or G")),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad("not a number"))?;
+    let bytes = n.checked_mul(1 << shift).ok_or(bad("too large"))?;
+    if bytes % 4096 != 0 {
+        return Err(bad("must be a multiple of 4 KiB"));
+    }
+    if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
+        return Err(bad("must be between 16M and 3G"));
+    }
+    Ok(bytes)
+}
+
+fn run(
+    igvm: &str,
+    mem: &str,
+    vps: u32,
+    cmdline: String,
+    serial: &str,
+) -> Result<Outcome, VmmError> {
+    let memory_size = parse_memory(mem)?;
+    if !(1..=MAX_VPS).contains(&vps) {
+        return Err(VmmError::BadVpCount(vps, MAX_VPS));
+    }
+    let backend: SerialBackend = serial.parse()?;
+    let bytes = std::fs::read(igvm).map_err(|source| VmmError::ReadFile {
+        path: igvm.into(),
+        source,
+    })?;
+    let (file, mask) = igvm_load::parse(&bytes, igvm)?;
+    let memory = GuestMemory::new(memory_size)?;
+    let loaded = igvm_load::load(&file, mask, &memory, &LoadConfig { vps, cmdline })?;
+    for what in &loaded.unprovided {
+        eprintln!("vmm-lite: the image asks for a {what} parameter, which vmm-lite does not provide; it stays zero");
+    }
+    let com1 = Com1::open(&backend)?;
+    let vm = Vm::new(memory, vps, &loaded.context)?;
+    Ok(vm.run(com1))
+}
+
+fn probe() -> ExitCode {
+    match vmm_lite::probe::probe() {
+        Ok(report) => {
+            println!("KVM API version {}", report.api_version);
+            for (name, ok, required) in &report.capabilities {
+                let need = if *required { "required" } else { "optional" };
+                println!(
+                    "  {name:<28} {:<3} ({need})",
+                    if *ok { "yes" } else { "no" }
+                );
+            }
+            let missing = report.missing();
+            if missing.is_empty() {
+                println!("vmm-lite: this KVM has everything vmm-lite needs");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("vmm-lite: this KVM lacks {}", missing.join(", "));
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("vmm-lite: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Probe => match vmm_lite::probe::probe() {
-            Ok(report) => {
-                println!("KVM API version {}", report.api_version);
-                for (name, ok, required) in &report.capabilities {
-                    let need = if *required { "required" } else { "optional" };
-                    println!(
-                        "  {name:<28} {:<3} ({need})",
-                        if *ok { "yes" } else { "no" }
-                    );
-                }
-                let missing = report.missing();
-                if missing.is_empty() {
-                    println!("vmm-lite: this KVM has everything vmm-lite needs");
-                    ExitCode::SUCCESS
-                } else {
-                    eprintln!("vmm-lite: this KVM lacks {}", missing.join(", "));
-                    ExitCode::FAILURE
-                }
+        Command::Run {
+            igvm,
+            mem,
+            vps,
+            cmdline,
+            serial,
+        } => match run(&igvm, &mem, vps, cmdline, &serial) {
+            Ok(Outcome::Success) => ExitCode::SUCCESS,
+            Ok(Outcome::Failure(why)) => {
+                eprintln!("vmm-lite: {why}");
+                ExitCode::from(FIRMWARE_FAILED)
             }
             Err(e) => {
                 eprintln!("vmm-lite: {e}");
-                ExitCode::FAILURE
+                ExitCode::from(VMM_ERROR)
             }
         },
+        Command::Probe => probe(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_parse_with_suffixes_and_bounds() {
+        assert_eq!(parse_memory("256M").unwrap(), 256 << 20);
+        assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("33554432").unwrap(), 32 << 20);
+        for bad in [
+            "",
+            "M",
+            "12X",
+            "4G",
+            "1M",
+            "100000K1",
+            "99999999999999999999G",
+            "16777217",
+        ] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,8 +1,9 @@
-//! From the PVH entry to `parapet: ready` on x86_64.
+//! From an entry (PVH or IGVM) to `parapet: ready` on x86_64.
 
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use arch::memory_map::MemoryMap;
 use arch::phys::{IdentityMapped, ListedOnly};
 use arch::x86_64::{acpi, apic, gdt::CpuTables, instructions, pvh, trap};
 use arch::ExitStatus;
@@ -23,7 +24,7 @@ const LEGACY_PIC_BASE: u8 = 0xe0;
 static LAPIC_ADDRESS: AtomicU64 = AtomicU64::new(0xfee0_0000);
 
 /// Reports a failure before the console contract is established, and stops.
-fn early_fatal(what: core::fmt::Arguments<'_>) -> ! {
+pub(super) fn early_fatal(what: core::fmt::Arguments<'_>) -> ! {
     kernel::console::emergency_write_fmt(format_args!("parapet: fatal: {what}\n"));
     arch::x86_64::power::exit(ExitStatus::Failure)
 }
@@ -37,6 +38,20 @@ fn load_cpu_tables() {
         tables.load();
         trap::load_idt();
     }
+}
+
+/// What an entry path found out about the machine, for the shared part of x86_64 boot.
+pub(super) struct Discovered<'a> {
+    /// All guest RAM (for the banner and the identity map).
+    pub memory_map: MemoryMap,
+    /// RAM the frame allocator may hand out; `None` means all of `memory_map`.
+    pub own_memory: Option<(u64, u64)>,
+    pub reserved: Reserved,
+    pub apic_ids: &'a [u32],
+    /// Processors found beyond what Parapet tracks.
+    pub ignored_cpus: usize,
+    pub local_apic: u64,
+    pub cmdline: &'a str,
 }
 
 #[no_mangle]
@@ -59,10 +74,8 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     let cpus = acpi::processors(&tables, rsdp).unwrap_or_else(|e| early_fatal(format_args!("{e}")));
 
     // Boot structures the frame allocator must not hand out.
-    let (image_start, image_end) = kernel_map::image_range();
     let mut reserved = Reserved::default();
     reserved.add("low memory", 0, LOW_MEMORY_END);
-    reserved.add("image", image_start, image_end);
     reserved.add(
         "start info",
         u64::from(start_info),
@@ -74,10 +87,37 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     if let Some((s, size)) = info.module {
         reserved.add("module", s, s.saturating_add(size));
     }
+    init(Discovered {
+        memory_map: info.memory_map.clone(),
+        own_memory: None,
+        reserved,
+        apic_ids: cpus.apic_ids(),
+        ignored_cpus: cpus.ignored,
+        local_apic: cpus.local_apic_address,
+        cmdline: info.cmdline.as_str(),
+    })
+}
+
+/// The shared part of x86_64 boot, from memory set-up to `parapet: ready`.
+pub(super) fn init(machine: Discovered<'_>) -> ! {
+    let Discovered {
+        memory_map,
+        own_memory,
+        mut reserved,
+        apic_ids,
+        ignored_cpus,
+        local_apic,
+        cmdline,
+    } = machine;
+    let (image_start, image_end) = kernel_map::image_range();
+    reserved.add("image", image_start, image_end);
     {
         let mut frames = FRAMES.lock();
-        for r in info.memory_map.ram() {
-            frames.add_ram(r.start, r.end);
+        match own_memory {
+            Some((start, end)) => frames.add_ram(start, end),
+            None => memory_map
+                .ram()
+                .for_each(|r| frames.add_ram(r.start, r.end)),
         }
         for r in reserved.ranges() {
             frames.reserve(r.start, r.end);
@@ -97,9 +137,9 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     }
     trap::set_handlers(&TRAP_HANDLERS);
     load_cpu_tables();
-    LAPIC_ADDRESS.store(cpus.local_apic_address, Ordering::Relaxed);
+    LAPIC_ADDRESS.store(local_apic, Ordering::Relaxed);
     // SAFETY: interrupts are masked; the boot tables map the xAPIC page (below 4 GiB).
-    unsafe { apic::enable(cpus.local_apic_address, SPURIOUS_VECTOR) };
+    unsafe { apic::enable(local_apic, SPURIOUS_VECTOR) };
     let bsp_apic_id = apic::id();
     percpu::PER_CPU[0]
         .apic_id
@@ -109,15 +149,14 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
 
     let boot = BootInfo {
         arch: "x86_64",
-        cpus: cpus.apic_ids().len(),
-        ram_bytes: info.memory_map.ram_bytes(),
-        cmdline: info.cmdline.as_str(),
+        cpus: apic_ids.len(),
+        ram_bytes: memory_map.ram_bytes(),
+        cmdline,
     };
     crate::print_banner(&boot);
-    if cpus.ignored > 0 {
+    if ignored_cpus > 0 {
         log::warn!(
-            "{} processors beyond the {} Parapet tracks stay parked",
-            cpus.ignored,
+            "{ignored_cpus} processors beyond the {} Parapet tracks stay parked",
             acpi::MAX_CPUS
         );
     }
@@ -135,9 +174,7 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     let trampoline = (0x1000..0x9_f000u64)
         .step_by(4096)
         .find(|&p| {
-            info.memory_map
-                .ram()
-                .any(|r| r.start <= p && p + 4096 <= r.end)
+            memory_map.ram().any(|r| r.start <= p && p + 4096 <= r.end)
                 && !reserved.overlaps_except(p, p + 4096, "low memory")
         })
         .unwrap_or_else(|| {
@@ -146,8 +183,8 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
             ))
         });
 
-    let lapic = [(cpus.local_apic_address, 4096)];
-    let space = kernel_map::build(&info.memory_map, &lapic, &[trampoline])
+    let lapic = [(local_apic, 4096)];
+    let space = kernel_map::build(&memory_map, &lapic, &[trampoline])
         .unwrap_or_else(|e| early_fatal(format_args!("building page tables: {e}")));
     // SAFETY: the new tables map all RAM (stacks, heap, frames) and the image at the same
     // addresses, with text executable; the boot tables stay allocated but unused.
@@ -162,7 +199,7 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
 
     let cr3 = instructions::read_cr3();
     let mut index = 1;
-    for &apic_id in cpus.apic_ids().iter().filter(|&&id| id != bsp_apic_id) {
+    for &apic_id in apic_ids.iter().filter(|&&id| id != bsp_apic_id) {
         if index == percpu::PER_CPU.len() {
             log::warn!(
                 "CPU with APIC ID {apic_id} and later stay parked: Parapet tracks {index} CPUs"
@@ -176,7 +213,7 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
             Err(e) => log::error!("{e}"),
         }
     }
-    log::info!("{index} of {} CPUs online", cpus.apic_ids().len());
+    log::info!("{index} of {} CPUs online", apic_ids.len());
     crate::finish_boot(boot, index)
 }
 

@@ -1,0 +1,219 @@
+//! A KVM virtual machine running the firmware: one memory slot of guest RAM, the in-kernel
+//! local APICs and PIT, and one host thread per VP.
+
+use std::sync::Arc;
+
+use igvm_defs::IgvmNativeVpContextX64;
+use kvm_bindings::{
+    kvm_pit_config, kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES,
+    KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+
+use crate::error::VmmError;
+use crate::guest_memory::GuestMemory;
+use crate::serial::{Com1, COM1_PORTS};
+
+/// QEMU's `isa-debug-exit` port, which Parapet uses to report how a run ended:
+/// 0x10 success, 0x11 failure (see arch::x86_64::power).
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+const DEBUG_EXIT_SUCCESS: u32 = 0x10;
+/// Where KVM may put the TSS it needs on Intel hosts: just below the BIOS, outside RAM.
+const TSS_ADDRESS: usize = 0xfffb_d000;
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure(String),
+}
+
+pub struct Vm {
+    _kvm: Kvm,
+    vm: VmFd,
+    vcpus: Vec<VcpuFd>,
+    _memory: GuestMemory,
+}
+
+fn kvm<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, VmmError> {
+    r.map_err(|e| VmmError::Kvm(what, e))
+}
+
+/// Decodes IGVM/VMX segment attributes (type 3:0, S 4, DPL 6:5, P 7, AVL 12, L 13, D/B 14, G 15).
+fn segment(base: u64, limit: u32, selector: u16, attributes: u16) -> kvm_segment {
+    let bit = |n: u16| ((attributes >> n) & 1) as u8;
+    kvm_segment {
+        base,
+        limit,
+        selector,
+        type_: (attributes & 0xf) as u8,
+        present: bit(7),
+        dpl: ((attributes >> 5) & 3) as u8,
+        db: bit(14),
+        s: bit(4),
+        l: bit(13),
+        g: bit(15),
+        avl: bit(12),
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+impl Vm {
+    /// Creates the VM with `memory` as its RAM and `vps` VPs, VP 0 set to `context`.
+    pub fn new(
+        memory: GuestMemory,
+        vps: u32,
+        context: &IgvmNativeVpContextX64,
+    ) -> Result<Self, VmmError> {
+        let kvm_fd = kvm("opening /dev/kvm", Kvm::new())?;
+        let vm = kvm("KVM_CREATE_VM", kvm_fd.create_vm())?;
+        kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(TSS_ADDRESS))?;
+        kvm("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
+        // The dummy speaker port (0x61) lets the firmware gate PIT channel 2 to calibrate.
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        kvm("KVM_CREATE_PIT2", vm.create_pit2(pit))?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: memory.size(),
+            userspace_addr: memory.host_address(),
+        };
+        // SAFETY: the region is `memory`'s mapping, which the Vm owns and outlives the VM fd
+        // (fields drop in order: vcpus and vm before memory).
+        kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
+            vm.set_user_memory_region(region)
+        })?;
+        let cpuid = kvm(
+            "KVM_GET_SUPPORTED_CPUID",
+            kvm_fd.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES),
+        )?;
+        let mut vcpus = Vec::new();
+        for id in 0..vps {
+            let vcpu = kvm("KVM_CREATE_VCPU", vm.create_vcpu(u64::from(id)))?;
+            kvm("KVM_SET_CPUID2", vcpu.set_cpuid2(&cpuid))?;
+            vcpus.push(vcpu);
+        }
+        // With the in-kernel APIC, VPs other than 0 wait for INIT-SIPI on their own.
+        let bsp = &vcpus[0];
+        let mut sregs = kvm("KVM_GET_SREGS", bsp.get_sregs())?;
+        let c = context;
+        sregs.cs = segment(
+            u64::from(c.code_base),
+            c.code_limit,
+            c.code_selector,
+            c.code_attributes,
+        );
+        let data = segment(
+            u64::from(c.data_base),
+            c.data_limit,
+            c.data_selector,
+            c.data_attributes,
+        );
+        (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+        sregs.gs.base = c.gs_base;
+        // A usable 64-bit TSS and LDT, as VM entry requires; the firmware loads its own.
+        sregs.tr = segment(0, 0x67, 0, 0x8b);
+        sregs.ldt = segment(0, 0xffff, 0, 0x82);
+        sregs.gdt.base = c.gdtr_base;
+        sregs.gdt.limit = c.gdtr_limit;
+        sregs.idt.base = c.idtr_base;
+        sregs.idt.limit = c.idtr_limit;
+        sregs.cr0 = c.cr0;
+        sregs.cr3 = c.cr3;
+        sregs.cr4 = c.cr4;
+        sregs.efer = c.efer;
+        kvm("KVM_SET_SREGS", bsp.set_sregs(&sregs))?;
+        let mut regs = kvm("KVM_GET_REGS", bsp.get_regs())?;
+        (regs.rax, regs.rcx, regs.rdx, regs.rbx) = (c.rax, c.rcx, c.rdx, c.rbx);
+        (regs.rsp, regs.rbp, regs.rsi, regs.rdi) = (c.rsp, c.rbp, c.rsi, c.rdi);
+        (regs.r8, regs.r9, regs.r10, regs.r11) = (c.r8, c.r9, c.r10, c.r11);
+        (regs.r12, regs.r13, regs.r14, regs.r15) = (c.r12, c.r13, c.r14, c.r15);
+        regs.rip = c.rip;
+        regs.rflags = c.rflags | 0x2;
+        kvm("KVM_SET_REGS", bsp.set_regs(&regs))?;
+        Ok(Self {
+            _kvm: kvm_fd,
+            vm,
+            vcpus,
+            _memory: memory,
+        })
+    }
+
+    /// Runs every VP on its own thread until the firmware reports how it ended.
+    pub fn run(self, com1: Arc<Com1>) -> Outcome {
+        let (done, outcome) = std::sync::mpsc::channel::<Outcome>();
+        let Vm {
+            _kvm,
+            vm,
+            vcpus,
+            _memory,
+        } = self;
+        for (index, mut vcpu) in vcpus.into_iter().enumerate() {
+            let com1 = Arc::clone(&com1);
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let result = run_vcpu(index, &mut vcpu, &com1);
+                let _ = done.send(result);
+                // Keep the vCPU fd open until the process ends: other VPs may still run.
+                std::mem::forget(vcpu);
+            });
+        }
+        let result = outcome.recv().unwrap_or(Outcome::Failure(
+            "every VP thread ended without a verdict".into(),
+        ));
+        // The process exits next; the VM, its memory and the remaining threads go with it.
+        std::mem::forget(vm);
+        std::mem::forget(_memory);
+        result
+    }
+}
+
+fn run_vcpu(index: usize, vcpu: &mut VcpuFd, com1: &Com1) -> Outcome {
+    loop {
+        match vcpu.run() {
+            Ok(VcpuExit::IoOut(port, data)) if COM1_PORTS.contains(&port) => {
+                com1.write(port, data.first().copied().unwrap_or(0));
+            }
+            Ok(VcpuExit::IoOut(DEBUG_EXIT_PORT, data)) => {
+                let mut value = [0u8; 4];
+                value[..data.len().min(4)].copy_from_slice(&data[..data.len().min(4)]);
+                return match u32::from_le_bytes(value) {
+                    DEBUG_EXIT_SUCCESS => Outcome::Success,
+                    v => Outcome::Failure(format!("the firmware reported failure ({v:#x})")),
+                };
+            }
+            Ok(VcpuExit::IoOut(_, _)) => {} // nothing else is there: writes are dropped
+            Ok(VcpuExit::IoIn(port, data)) if COM1_PORTS.contains(&port) => {
+                data.fill(0);
+                if let Some(b) = data.first_mut() {
+                    *b = com1.read(port);
+                }
+            }
+            Ok(VcpuExit::IoIn(_, data)) => data.fill(0xff), // an empty bus reads all ones
+            Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
+            Ok(VcpuExit::MmioWrite(_, _)) => {}
+            Ok(VcpuExit::Hlt) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            Ok(VcpuExit::Shutdown) => {
+                return Outcome::Failure(format!("VP {index} shut down (triple fault)"))
+            }
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                return Outcome::Failure(format!(
+                    "VP {index} could not enter the guest (reason {reason:#x}, host CPU {cpu})"
+                ))
+            }
+            Ok(VcpuExit::InternalError) => {
+                return Outcome::Failure(format!(
+                    "VP {index}: KVM internal error (emulation failed)"
+                ))
+            }
+            Ok(other) => return Outcome::Failure(format!("VP {index}: unexpected exit {other:?}")),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) => return Outcome::Failure(format!("VP {index}: KVM_RUN failed: {e}")),
+        }
+    }
+}
