@@ -1,11 +1,13 @@
-//! Boots the firmware under QEMU (x86_64 TCG and KVM, aarch64 TCG), each with two vCPUs, and
-//! checks the console contract, the in-firmware test summary and QEMU's exit status.
+//! Boots the firmware under QEMU (x86_64 TCG and KVM, aarch64 TCG) and under vmm-lite from its
+//! IGVM file, each with two vCPUs, and checks the console contract, the in-firmware test
+//! summary and the exit status.
 
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use qemu_tests::{banner, summary};
 use xtask::qemu::{kvm_usable, Accel, Machine, Verdict};
+use xtask::vmm::VmmLite;
 use xtask::{build, Arch, Flavor};
 
 const CPUS: u32 = 2;
@@ -214,6 +216,155 @@ fn monitor_answers_console_input(arch: Arch) -> Result<(), Failed> {
     )
 }
 
+fn vmm_lite(flavor: Flavor, vps: u32, cmdline: Option<&str>) -> Result<VmmLite, Failed> {
+    let binary = build::vmm_lite().map_err(|e| format!("{e:#}"))?;
+    let igvm = build::igvm(flavor).map_err(|e| format!("{e:#}"))?;
+    Ok(VmmLite {
+        binary,
+        igvm,
+        vps,
+        memory_mib: MEMORY_MIB,
+        cmdline: cmdline.map(String::from),
+    })
+}
+
+/// vmm-lite boots the IGVM file on KVM with two VPs, and the in-firmware suite passes there
+/// as it does under QEMU.
+fn vmm_lite_selftest() -> Result<(), Failed> {
+    let run = vmm_lite(Flavor::SelfTest, CPUS, None)?
+        .run_timed(None, TIMEOUT)
+        .map_err(|e| format!("{e:#}"))?;
+    let output = run.output;
+    check_banner(Arch::X86_64, &output)?;
+    check(
+        output.contains("parapet: ready"),
+        "no `parapet: ready`",
+        &output,
+    )?;
+    check(
+        output.contains(&format!("{CPUS} of {CPUS} CPUs online")),
+        "not every VP came online",
+        &output,
+    )?;
+    let (passed, failed) =
+        summary(&output).ok_or_else(|| format!("no in-firmware summary\n{output}"))?;
+    check(
+        failed == 0,
+        &format!("{failed} in-firmware tests failed"),
+        &output,
+    )?;
+    check(
+        passed >= MIN_FIRMWARE_TESTS,
+        &format!("only {passed} in-firmware tests ran"),
+        &output,
+    )?;
+    check(
+        run.verdict == Verdict::Success,
+        &format!("exit verdict {:?}", run.verdict),
+        &output,
+    )
+}
+
+/// The command line reaches the firmware through the IGVM parameter area, and a firmware
+/// failure becomes vmm-lite's failure status.
+fn vmm_lite_reports_firmware_failure() -> Result<(), Failed> {
+    let run = vmm_lite(Flavor::SelfTest, 1, Some("parapet.test=panic"))?
+        .run_timed(None, TIMEOUT)
+        .map_err(|e| format!("{e:#}"))?;
+    check(
+        run.verdict == Verdict::Failure,
+        &format!("exit verdict {:?}, wanted Failure", run.verdict),
+        &run.output,
+    )?;
+    check(
+        run.output
+            .contains("PANIC on cpu0 at boot/src/selftest/mod.rs:"),
+        "panic location not printed",
+        &run.output,
+    )
+}
+
+/// Bad input gets a non-zero status and an error that names the problem, never a panic.
+fn vmm_lite_refuses_bad_input() -> Result<(), Failed> {
+    let binary = build::vmm_lite().map_err(|e| format!("{e:#}"))?;
+    let igvm = build::igvm(Flavor::Normal).map_err(|e| format!("{e:#}"))?;
+    let dir = std::env::temp_dir().join(format!("parapet-bad-input-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let good = std::fs::read(&igvm).map_err(|e| e.to_string())?;
+    let truncated = dir.join("truncated.igvm");
+    std::fs::write(&truncated, &good[..good.len() / 2]).map_err(|e| e.to_string())?;
+    let corrupted = dir.join("corrupted.igvm");
+    let mut bad = good.clone();
+    bad[40] ^= 0xff;
+    std::fs::write(&corrupted, &bad).map_err(|e| e.to_string())?;
+    let igvm = igvm.display().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--igvm".into(), "/nonexistent.igvm".into()],
+            "cannot read /nonexistent.igvm",
+        ),
+        (
+            vec!["--igvm".into(), truncated.display().to_string()],
+            "is not a valid IGVM file",
+        ),
+        (
+            vec!["--igvm".into(), corrupted.display().to_string()],
+            "is not a valid IGVM file",
+        ),
+        (
+            vec!["--igvm".into(), igvm.clone(), "--vps".into(), "0".into()],
+            "--vps 0",
+        ),
+        (
+            vec!["--igvm".into(), igvm.clone(), "--mem".into(), "16M".into()],
+            "needs memory up to",
+        ),
+        (
+            vec!["--igvm".into(), igvm.clone(), "--mem".into(), "4G".into()],
+            "--mem 4G",
+        ),
+        (
+            vec![
+                "--igvm".into(),
+                igvm.clone(),
+                "--serial".into(),
+                "tcp:1".into(),
+            ],
+            "--serial tcp:1",
+        ),
+        (
+            vec!["--igvm".into(), igvm.clone(), "--frobnicate".into()],
+            "--frobnicate",
+        ),
+    ];
+    for (args, expect) in cases {
+        let out = std::process::Command::new(&binary)
+            .arg("run")
+            .args(&args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first = stderr.lines().next().unwrap_or("");
+        check(
+            !out.status.success(),
+            &format!("{args:?} succeeded"),
+            &stderr,
+        )?;
+        check(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            &format!("{args:?} panicked"),
+            &stderr,
+        )?;
+        check(
+            first.contains(expect),
+            &format!("{args:?}: first line does not say `{expect}`"),
+            &stderr,
+        )?;
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let kvm = kvm_usable();
@@ -224,6 +375,14 @@ fn main() {
         Trial::test("x86_64_tcg_selftest_passes_on_2_cpus", || {
             selftest(Arch::X86_64, Accel::Tcg)
         }),
+        Trial::test("vmm_lite_boots_igvm_selftest_on_2_vps", vmm_lite_selftest)
+            .with_ignored_flag(kvm.is_err()),
+        Trial::test(
+            "vmm_lite_reports_firmware_failure",
+            vmm_lite_reports_firmware_failure,
+        )
+        .with_ignored_flag(kvm.is_err()),
+        Trial::test("vmm_lite_refuses_bad_input", vmm_lite_refuses_bad_input),
         Trial::test("x86_64_kvm_selftest_passes_on_2_cpus", || {
             selftest(Arch::X86_64, Accel::Kvm)
         })

@@ -110,13 +110,54 @@ fn llvm_tool(name: &str) -> Result<PathBuf> {
     )
 }
 
-/// Builds every image: both flavours for every architecture.
+/// The IGVM file for the x86_64 firmware in `flavor`.
+pub fn igvm_path(flavor: Flavor) -> PathBuf {
+    image_path(Arch::X86_64, flavor).with_extension("igvm")
+}
+
+/// Builds the x86_64 firmware in `flavor` and its IGVM file; returns the IGVM path.
+pub fn igvm(flavor: Flavor) -> Result<PathBuf> {
+    let elf = firmware(Arch::X86_64, flavor)?;
+    let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
+    let igvm = parapet_image::igvm_builder::build(&bytes)
+        .with_context(|| format!("building IGVM from {}", elf.display()))?;
+    let out = igvm_path(flavor);
+    std::fs::write(&out, igvm).with_context(|| format!("writing {}", out.display()))?;
+    Ok(out)
+}
+
+/// Builds vmm-lite (release) and returns its path.
+pub fn vmm_lite() -> Result<PathBuf> {
+    let root = workspace_root();
+    let status = cargo()
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "vmm-lite",
+            "--bin",
+            "vmm-lite",
+        ])
+        .status()
+        .context("running cargo to build vmm-lite")?;
+    if !status.success() {
+        bail!("building vmm-lite failed");
+    }
+    Ok(root.join("target/release/vmm-lite"))
+}
+
+/// Builds every image: both flavours for every architecture, and the IGVM files.
 pub fn all() -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for arch in Arch::ALL {
         for flavor in [Flavor::Normal, Flavor::SelfTest] {
             out.push(firmware(arch, flavor)?);
         }
+    }
+    for flavor in [Flavor::Normal, Flavor::SelfTest] {
+        out.push(igvm(flavor)?);
     }
     Ok(out)
 }

@@ -4,6 +4,7 @@ pub mod build;
 pub mod qemu;
 pub mod report;
 pub mod setup;
+pub mod vmm;
 
 use std::path::PathBuf;
 

@@ -150,61 +150,71 @@ impl Machine {
 
     /// As [`run_captured`](Self::run_captured), also timing QEMU's start to `parapet: ready`.
     pub fn run_timed(&self, input: Option<&str>, timeout: Duration) -> Result<Run> {
-        let mut child = self
-            .command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| missing_qemu(self.arch))?;
-        let mut stdout = child.stdout.take().context("QEMU stdout")?;
-        let mut stderr = child.stderr.take().context("QEMU stderr")?;
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let out_tx = tx.clone();
-        std::thread::spawn(move || pump(&mut stdout, out_tx));
-        std::thread::spawn(move || pump(&mut stderr, tx));
-        let mut stdin = child.stdin.take();
-        let mut output = Vec::new();
-        let mut ready_after = None;
-        let start = Instant::now();
-        let status = loop {
-            while let Ok(chunk) = rx.try_recv() {
-                output.extend_from_slice(&chunk);
-            }
-            if ready_after.is_none() && String::from_utf8_lossy(&output).contains("parapet: ready")
-            {
-                ready_after = Some(start.elapsed());
-            }
-            if let (Some(text), Some(pipe), Some(_)) = (input, stdin.as_mut(), ready_after) {
-                pipe.write_all(text.as_bytes()).ok();
-                pipe.flush().ok();
-                stdin = None;
-            }
-            if let Some(status) = child.try_wait()? {
-                break Some(status);
-            }
-            if start.elapsed() > timeout {
-                child.kill().ok();
-                child.wait().ok();
-                break None;
-            }
-            // Short: the boot-time report reads the ready line's arrival from this loop.
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        // Drain what the pipes still hold.
-        let drain_until = Instant::now() + Duration::from_millis(500);
-        while let Ok(chunk) = rx.recv_timeout(drain_until.saturating_duration_since(Instant::now()))
-        {
+        let arch = self.arch;
+        run_command(self.command(), |s| verdict(arch, s), input, timeout)
+            .with_context(|| missing_qemu(arch))
+    }
+}
+
+/// Runs `cmd` with its output captured, feeding `input` once `parapet: ready` appears and
+/// killing it after `timeout`; `judge` turns its exit status into a verdict.
+pub fn run_command(
+    mut cmd: Command,
+    judge: impl Fn(ExitStatus) -> Verdict,
+    input: Option<&str>,
+    timeout: Duration,
+) -> Result<Run> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {:?}", cmd.get_program()))?;
+    let mut stdout = child.stdout.take().context("child stdout")?;
+    let mut stderr = child.stderr.take().context("child stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let out_tx = tx.clone();
+    std::thread::spawn(move || pump(&mut stdout, out_tx));
+    std::thread::spawn(move || pump(&mut stderr, tx));
+    let mut stdin = child.stdin.take();
+    let mut output = Vec::new();
+    let mut ready_after = None;
+    let start = Instant::now();
+    let status = loop {
+        while let Ok(chunk) = rx.try_recv() {
             output.extend_from_slice(&chunk);
         }
-        let text = String::from_utf8_lossy(&output).replace('\r', "");
-        let verdict = status.map_or(Verdict::TimedOut, |s| verdict(self.arch, s));
-        Ok(Run {
-            verdict,
-            output: text,
-            ready_after,
-        })
+        if ready_after.is_none() && String::from_utf8_lossy(&output).contains("parapet: ready") {
+            ready_after = Some(start.elapsed());
+        }
+        if let (Some(text), Some(pipe), Some(_)) = (input, stdin.as_mut(), ready_after) {
+            pipe.write_all(text.as_bytes()).ok();
+            pipe.flush().ok();
+            stdin = None;
+        }
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if start.elapsed() > timeout {
+            child.kill().ok();
+            child.wait().ok();
+            break None;
+        }
+        // Short: the boot-time report reads the ready line's arrival from this loop.
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    // Drain what the pipes still hold.
+    let drain_until = Instant::now() + Duration::from_millis(500);
+    while let Ok(chunk) = rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
+        output.extend_from_slice(&chunk);
     }
+    let text = String::from_utf8_lossy(&output).replace('\r', "");
+    let verdict = status.map_or(Verdict::TimedOut, &judge);
+    Ok(Run {
+        verdict,
+        output: text,
+        ready_after,
+    })
 }
 
 fn pump(from: &mut impl Read, to: std::sync::mpsc::Sender<Vec<u8>>) {
