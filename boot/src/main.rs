@@ -52,7 +52,9 @@ mod shared {
     /// The address space every CPU runs in.
     pub static KERNEL_SPACE: Mutex<Option<AddressSpace>> = Mutex::new(None);
 
-    pub fn install_kernel_space(space: AddressSpace) {
+    /// Records the address space the boot CPU just switched to.
+    pub fn install_kernel_space(mut space: AddressSpace) {
+        space.set_live();
         *KERNEL_SPACE.lock() = Some(space);
     }
 

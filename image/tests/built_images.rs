@@ -42,3 +42,19 @@ fn a_corrupted_elf_is_rejected() {
     bytes.truncate(40);
     assert!(inspect(&bytes).is_err());
 }
+
+#[test]
+fn the_real_firmware_igvm_is_reproducible_and_measured_alike_by_both_implementations() {
+    let elf = build::firmware(Arch::X86_64, Flavor::Normal).expect("building the firmware");
+    let bytes = std::fs::read(elf).unwrap();
+    let first = parapet_image::igvm_builder::build(&bytes).unwrap();
+    let second = parapet_image::igvm_builder::build(&bytes).unwrap();
+    assert_eq!(first, second, "two builds from the same firmware differ");
+    assert!(first.len() <= 1 << 20, "the IGVM file is {} bytes, over 1 MiB", first.len());
+    let file = parapet_image::measure::parse(&first).unwrap();
+    let vbs = parapet_image::igvm_builder::VBS_MASK;
+    assert_eq!(
+        parapet_image::measure::vbs_boot_digest(file.directives(), vbs).unwrap(),
+        igvm::measurement::generate_vbs_measurement(file.directives(), vbs).unwrap()
+    );
+}

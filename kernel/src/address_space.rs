@@ -17,7 +17,10 @@ pub type NativeFormat = arch::x86_64::page_format::X86_64;
 pub type NativeFormat = arch::aarch64::page_format::Aarch64El2;
 
 /// Page tables living in identity-mapped frames from [`crate::memory::FRAMES`].
-pub struct FrameTables;
+pub struct FrameTables {
+    /// Whether a CPU may be translating through these tables (see `AddressSpace::set_live`).
+    live: bool,
+}
 
 impl TableMemory for FrameTables {
     fn allocate_table(&mut self) -> Option<u64> {
@@ -32,26 +35,44 @@ impl TableMemory for FrameTables {
     }
 
     fn flush(&mut self, va: u64, size: u64) {
-        flush(va, size);
+        if self.live {
+            flush(va, size);
+        }
     }
 }
 
 pub struct AddressSpace {
     tables: PageTable<NativeFormat>,
+    /// No CPU translates through tables that are still being built, so changes to them need
+    /// no TLB maintenance; that matters where each flush is costly (a software MMU reloads
+    /// its shadow tables on every CR3 write).
+    live: bool,
 }
 
 impl AddressSpace {
     pub fn new() -> Result<Self, PagingError> {
         Ok(Self {
-            tables: PageTable::new(&mut FrameTables)?,
+            tables: PageTable::new(&mut FrameTables { live: false })?,
+            live: false,
         })
     }
 
-    /// Wraps the tables rooted at `root`, which must be built from frames this kernel owns.
+    /// Wraps the live tables rooted at `root`, which must be built from frames this kernel owns.
     pub fn from_root(root: u64) -> Self {
         Self {
             tables: PageTable::from_root(root),
+            live: true,
         }
+    }
+
+    fn memory(&self) -> FrameTables {
+        FrameTables { live: self.live }
+    }
+
+    /// Records that CPUs now translate through these tables: from here on every change is
+    /// followed by TLB maintenance on all CPUs.
+    pub fn set_live(&mut self) {
+        self.live = true;
     }
 
     pub fn root(&self) -> u64 {
@@ -67,27 +88,35 @@ impl AddressSpace {
         flags: MapFlags,
     ) -> Result<(), PagingError> {
         self.tables
-            .map(&mut FrameTables, va, pa, size, page, flags)?;
+            .map(&mut self.memory(), va, pa, size, page, flags)?;
         // Nothing was mapped here before, but aarch64 needs the barrier in the flush to make
         // the new entries visible to the table walker; x86 drops any cached "not present".
-        flush(va, size);
+        self.flush(va, size);
         Ok(())
     }
 
     pub fn unmap(&mut self, va: u64, size: u64) -> Result<(), PagingError> {
-        self.tables.unmap(&mut FrameTables, va, size)?;
-        flush(va, size);
+        self.tables.unmap(&mut self.memory(), va, size)?;
+        self.flush(va, size);
         Ok(())
     }
 
     pub fn protect(&mut self, va: u64, size: u64, flags: MapFlags) -> Result<(), PagingError> {
-        self.tables.protect(&mut FrameTables, va, size, flags)?;
-        flush(va, size);
+        self.tables.protect(&mut self.memory(), va, size, flags)?;
+        self.flush(va, size);
         Ok(())
     }
 
     pub fn translate(&self, va: u64) -> Option<Translation> {
-        self.tables.translate(&mut FrameTables, va)
+        self.tables.translate(&mut self.memory(), va)
+    }
+}
+
+impl AddressSpace {
+    fn flush(&self, va: u64, size: u64) {
+        if self.live {
+            flush(va, size);
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Building and running Parapet firmware, shared by the `xtask` CLI and the QEMU tests.
 
+pub mod bench;
 pub mod build;
 pub mod qemu;
 pub mod report;

@@ -44,9 +44,10 @@ enum Cmd {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
         gic: u8,
     },
-    /// The demo: boot Parapet and talk to its console monitor.
+    /// The demo: vmm-lite boots parapet.igvm on KVM and its console monitor answers
+    /// (`--accel tcg`: QEMU TCG with the PVH image instead).
     Run {
-        #[arg(long, value_enum, default_value = "tcg")]
+        #[arg(long, value_enum, default_value = "kvm")]
         accel: Accel,
     },
     /// Install what is missing, build, and run every test tier.
@@ -55,6 +56,11 @@ enum Cmd {
     Setup,
     /// Measure image sizes, memory in use at ready, and TCG boot time to ready.
     Report,
+    /// Run a benchmark: `boot` (vmm-lite + IGVM against QEMU/KVM + PVH, time to ready).
+    Bench {
+        #[arg(value_parser = ["boot"])]
+        name: String,
+    },
     /// Run clippy with the workspace lints (every unsafe block documented) on host crates and
     /// on the firmware for both architectures.
     Lint,
@@ -117,6 +123,14 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::Run { accel } => demo(accel),
         Cmd::Test => test(),
+        Cmd::Bench { name } => {
+            setup::all()?;
+            match name.as_str() {
+                "boot" => xtask::bench::boot()?,
+                other => anyhow::bail!("no benchmark named {other}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Lint => Ok(if lint()? {
             ExitCode::SUCCESS
         } else {
@@ -145,17 +159,41 @@ fn report(verdict: Verdict) -> Result<ExitCode> {
     }
 }
 
-/// Boots x86_64 Parapet with its monitor on the console. Interactive on a terminal; otherwise
+/// The demo: vmm-lite boots parapet.igvm on KVM with two VPs and its monitor on the console
+/// (QEMU TCG with the PVH image where KVM is not usable). Interactive on a terminal; otherwise
 /// it types a few commands itself and powers off.
 fn demo(accel: Accel) -> Result<ExitCode> {
     setup::all()?;
+    const SCRIPT: &str = "help\ncpus\nmem\nuptime\npoweroff\n";
+    let interactive = std::io::stdin().is_terminal();
     if accel == Accel::Kvm {
-        kvm_usable().map_err(anyhow::Error::msg)?;
+        match kvm_usable() {
+            Ok(()) => {
+                let vmm = xtask::vmm::VmmLite {
+                    binary: build::vmm_lite()?,
+                    igvm: build::igvm(Flavor::Normal)?,
+                    vps: 2,
+                    memory_mib: 256,
+                    cmdline: None,
+                };
+                if interactive {
+                    println!(
+                        "xtask: vmm-lite boots {}; type `help`, `poweroff` to leave",
+                        vmm.igvm.display()
+                    );
+                    return report(vmm.run_interactive()?);
+                }
+                let run = vmm.run_timed(Some(SCRIPT), Duration::from_secs(120))?;
+                print!("{}", run.output);
+                return report(run.verdict);
+            }
+            Err(why) => println!("xtask: {why}; booting under QEMU TCG instead"),
+        }
     }
     let image = build::firmware(Arch::X86_64, Flavor::Normal)?;
     let machine = Machine {
         arch: Arch::X86_64,
-        accel,
+        accel: Accel::Tcg,
         image,
         cpus: 2,
         memory_mib: 256,
@@ -163,16 +201,13 @@ fn demo(accel: Accel) -> Result<ExitCode> {
         gdb: false,
         gic_version: 3,
     };
-    if std::io::stdin().is_terminal() {
+    if interactive {
         println!(
-            "xtask: booting Parapet ({accel:?}); type `help` at the prompt, `poweroff` to leave"
+            "xtask: booting Parapet under QEMU TCG; type `help` at the prompt, `poweroff` to leave"
         );
         return report(machine.run_interactive()?);
     }
-    let (verdict, output) = machine.run_captured(
-        Some("help\ncpus\nmem\nuptime\npoweroff\n"),
-        Duration::from_secs(120),
-    )?;
+    let (verdict, output) = machine.run_captured(Some(SCRIPT), Duration::from_secs(120))?;
     print!("{output}");
     report(verdict)
 }
