@@ -50,7 +50,11 @@ fn the_real_firmware_igvm_is_reproducible_and_measured_alike_by_both_implementat
     let first = parapet_image::igvm_builder::build(&bytes).unwrap();
     let second = parapet_image::igvm_builder::build(&bytes).unwrap();
     assert_eq!(first, second, "two builds from the same firmware differ");
-    assert!(first.len() <= 1 << 20, "the IGVM file is {} bytes, over 1 MiB", first.len());
+    assert!(
+        first.len() <= 1 << 20,
+        "the IGVM file is {} bytes, over 1 MiB",
+        first.len()
+    );
     let file = parapet_image::measure::parse(&first).unwrap();
     let vbs = parapet_image::igvm_builder::VBS_MASK;
     assert_eq!(

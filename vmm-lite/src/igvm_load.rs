@@ -353,6 +353,65 @@ mod tests {
     }
 
     #[test]
+    fn data_placed_outside_ram_is_refused() {
+        let mut ctx = IgvmNativeVpContextX64::new_zeroed();
+        ctx.rip = 0x1000;
+        let file = IgvmFile::new(
+            IgvmRevision::V1,
+            vec![platform(NATIVE, IgvmPlatformType::NATIVE, 0)],
+            vec![],
+            vec![
+                page(0x1000, NATIVE, vec![1]),
+                page(0x100_0000, NATIVE, vec![2]),
+                IgvmDirectiveHeader::X64NativeVpContext {
+                    compatibility_mask: NATIVE,
+                    vp_index: 0,
+                    context: Box::new(ctx),
+                },
+            ],
+        )
+        .unwrap();
+        let memory = GuestMemory::new(0x80_0000).unwrap();
+        let err = load(
+            &file,
+            NATIVE,
+            &memory,
+            &LoadConfig {
+                vps: 1,
+                cmdline: String::new(),
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, VmmError::OutsideRam { gpa: 0x100_0000 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_a_vp_context_is_refused() {
+        let file = IgvmFile::new(
+            IgvmRevision::V1,
+            vec![platform(NATIVE, IgvmPlatformType::NATIVE, 0)],
+            vec![],
+            vec![page(0x1000, NATIVE, vec![1])],
+        )
+        .unwrap();
+        let memory = GuestMemory::new(0x80_0000).unwrap();
+        let err = load(
+            &file,
+            NATIVE,
+            &memory,
+            &LoadConfig {
+                vps: 1,
+                cmdline: String::new(),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, VmmError::NoVpContext), "{err}");
+    }
+
+    #[test]
     fn an_overlong_command_line_is_refused() {
         let (file, mask) = parse(&image(0x40_0000), "test.igvm").unwrap();
         let memory = GuestMemory::new(16 << 20).unwrap();
