@@ -336,6 +336,7 @@ fn vmm_lite_refuses_bad_input() -> Result<(), Failed> {
             vec!["--igvm".into(), igvm.clone(), "--frobnicate".into()],
             "--frobnicate",
         ),
+        (vec![], "--igvm"),
     ];
     for (args, expect) in cases {
         let out = std::process::Command::new(&binary)
@@ -358,6 +359,11 @@ fn vmm_lite_refuses_bad_input() -> Result<(), Failed> {
         check(
             first.contains(expect),
             &format!("{args:?}: first line does not say `{expect}`"),
+            &stderr,
+        )?;
+        check(
+            stderr.lines().count() == 1,
+            &format!("{args:?}: more than one line"),
             &stderr,
         )?;
     }

@@ -34,6 +34,8 @@ pub enum VmmError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot use /dev/kvm: {0} (is KVM available here, and may this user open it?)")]
+    NoKvm(kvm_ioctls::Error),
     #[error("KVM: {0} failed: {1}")]
     Kvm(&'static str, kvm_ioctls::Error),
     #[error("cannot allocate {0} bytes of guest memory: {1}")]

@@ -130,7 +130,36 @@ fn probe() -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(VMM_ERROR);
+        }
+        Err(e) => {
+            // One line naming the problem; `--help` has the rest.
+            let text = e.render().to_string();
+            let first_paragraph = text.split("\n\n").next().unwrap_or("bad arguments");
+            let message = first_paragraph
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!(
+                "vmm-lite: {} (see vmm-lite --help)",
+                message.trim_start_matches("error: ")
+            );
+            return ExitCode::from(VMM_ERROR);
+        }
+    };
     match cli.command {
         Command::Run {
             igvm,

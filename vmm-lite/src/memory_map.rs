@@ -112,6 +112,29 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_and_out_of_range_regions_stay_disjoint_and_inside_ram() {
+        let map = build(
+            16 << 20,
+            &[
+                (0x10_0000, 0x20_0000),
+                (0x20_0000, 0x20_0000),
+                (0xf0_0000, 0x100_0000),
+                (u64::MAX - 5, 100),
+            ],
+        );
+        for pair in map.windows(2) {
+            assert_eq!(pair[0].start + pair[0].size, pair[1].start, "{map:?}");
+        }
+        assert_eq!(map.last().map(|e| e.start + e.size), Some(16 << 20));
+        let protected: u64 = map
+            .iter()
+            .filter(|e| e.entry_type == TYPE_VTL2_PROTECTABLE)
+            .map(|e| e.size)
+            .sum();
+        assert_eq!(protected, 0x30_0000 + (0x100_0000 - 0xf0_0000));
+    }
+
+    #[test]
     fn entries_are_sorted_and_disjoint_for_any_region() {
         for (start, size) in [
             (0u64, 0x1000u64),

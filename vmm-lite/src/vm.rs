@@ -66,7 +66,7 @@ impl Vm {
         vps: u32,
         context: &IgvmNativeVpContextX64,
     ) -> Result<Self, VmmError> {
-        let kvm_fd = kvm("opening /dev/kvm", Kvm::new())?;
+        let kvm_fd = Kvm::new().map_err(VmmError::NoKvm)?;
         let vm = kvm("KVM_CREATE_VM", kvm_fd.create_vm())?;
         kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(TSS_ADDRESS))?;
         kvm("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
