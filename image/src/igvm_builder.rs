@@ -269,7 +269,12 @@ pub fn build(firmware: &[u8]) -> Result<Vec<u8>, ImageError> {
     directives.push(native_context(entry));
     directives.push(vbs_context(entry));
 
-    let file = IgvmFile::new(IgvmRevision::V1, platforms, Vec::new(), directives)
+    // Version 2: the native VP context is defined from IGVM v2 on.
+    let revision = IgvmRevision::V2 {
+        arch: igvm::Arch::X64,
+        page_size: PAGE_SIZE as u32,
+    };
+    let file = IgvmFile::new(revision, platforms, Vec::new(), directives)
         .map_err(|e| ImageError::Igvm(e.to_string()))?;
     let mut out = Vec::new();
     file.serialize(&mut out)

@@ -41,7 +41,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads an input file; firmware ELFs and IGVM files are far below 4 GiB, so larger input
+/// (or a device like /dev/zero) is refused rather than read.
 fn read(file: &str) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {file}"))?
+        .len();
+    if len > u64::from(u32::MAX) {
+        anyhow::bail!("{file} is {len} bytes, too large to be a firmware image or an IGVM file");
+    }
     std::fs::read(file).with_context(|| format!("cannot read {file}"))
 }
 

@@ -22,6 +22,9 @@ const CHUNK_GPA_PAGE: u32 = 2;
 const ACCEPT_READ_WRITE: u64 = 0b11;
 const DATA_UNMEASURED: u64 = 1 << 2;
 const PAGE_RECORD_SIZE: u32 = 32 + PAGE as u32;
+/// Most pages a measurement hashes (16 GiB): a file claiming more is refused, not hashed for
+/// hours.
+const MAX_MEASURED_PAGES: u64 = 1 << 22;
 const REGISTER_RECORD_SIZE: u32 = 48;
 
 /// Parses an IGVM file. The `igvm` crate can abort on some malformed files instead of
@@ -194,6 +197,15 @@ pub fn vbs_boot_digest(
     mask: u32,
 ) -> Result<[u8; 32], ImageError> {
     let mut chain = Chain::new();
+    let mut pages_left = MAX_MEASURED_PAGES;
+    let mut budget = |pages: u64| {
+        pages_left = pages_left.checked_sub(pages).ok_or_else(|| {
+            ImageError::Igvm(format!(
+                "the file measures more than {MAX_MEASURED_PAGES} pages"
+            ))
+        })?;
+        Ok::<(), ImageError>(())
+    };
     let mut areas: BTreeMap<u32, u64> = BTreeMap::new();
     let mut contexts = Vec::new();
     for d in directives {
@@ -216,6 +228,7 @@ pub fn vbs_boot_digest(
                         "a VBS page must be of the normal data type".into(),
                     ));
                 }
+                budget(1)?;
                 if flags.unmeasured() {
                     chain.page(gpa / PAGE as u64, DATA_UNMEASURED, None);
                 } else {
@@ -241,6 +254,7 @@ pub fn vbs_boot_digest(
                         insert.parameter_area_index
                     ))
                 })?;
+                budget(bytes / PAGE as u64)?;
                 for page in 0..bytes / PAGE as u64 {
                     chain.page(insert.gpa / PAGE as u64 + page, DATA_UNMEASURED, None);
                 }
@@ -248,6 +262,7 @@ pub fn vbs_boot_digest(
             IgvmDirectiveHeader::ErrorRange {
                 gpa, size_bytes, ..
             } => {
+                budget(u64::from(*size_bytes).div_ceil(PAGE as u64))?;
                 for page in 0..u64::from(*size_bytes).div_ceil(PAGE as u64) {
                     chain.page(
                         gpa / PAGE as u64 + page,

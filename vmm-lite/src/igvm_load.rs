@@ -23,8 +23,8 @@ pub struct LoadConfig {
 #[derive(Debug)]
 pub struct Loaded {
     pub context: IgvmNativeVpContextX64,
-    /// Regions the image required, (start, size).
-    pub required: Vec<(u64, u64)>,
+    /// Regions the image required: (start, size, VTL2-protectable).
+    pub required: Vec<(u64, u64, bool)>,
     /// Parameters the image asked for that vmm-lite does not provide (left zeroed).
     pub unprovided: Vec<&'static str>,
 }
@@ -96,20 +96,28 @@ pub fn load(
         if let IgvmDirectiveHeader::RequiredMemory {
             gpa,
             number_of_bytes,
+            vtl2_protectable,
             ..
         } = d
         {
-            let end = gpa + u64::from(*number_of_bytes);
+            let end = gpa.saturating_add(u64::from(*number_of_bytes));
             if end > memory.size() {
                 return Err(VmmError::TooLittleMemory {
                     needed: end,
                     available: memory.size(),
                 });
             }
-            required.push((*gpa, u64::from(*number_of_bytes)));
+            required.push((*gpa, u64::from(*number_of_bytes), *vtl2_protectable));
         }
     }
-    let map = memory_map::build(memory.size(), &required);
+    // Only regions the image marks VTL2-protectable are reported as such; the rest stay
+    // ordinary memory that merely has to exist.
+    let protected: Vec<(u64, u64)> = required
+        .iter()
+        .filter(|r| r.2)
+        .map(|r| (r.0, r.1))
+        .collect();
+    let map = memory_map::build(memory.size(), &protected);
 
     let mut areas: HashMap<u32, Vec<u8>> = HashMap::new();
     let mut context = None;
@@ -125,6 +133,15 @@ pub fn load(
                 parameter_area_index,
                 initial_data,
             } => {
+                // An area ends up in guest RAM, so one larger than RAM is a bad file, not a
+                // reason to allocate without bound.
+                let pending: u64 = areas.values().map(|a| a.len() as u64).sum();
+                if number_of_bytes.saturating_add(pending) > memory.size() {
+                    return Err(VmmError::TooLittleMemory {
+                        needed: number_of_bytes.saturating_add(pending),
+                        available: memory.size(),
+                    });
+                }
                 let mut buffer = initial_data.clone();
                 buffer.resize(*number_of_bytes as usize, 0);
                 areas.insert(*parameter_area_index, buffer);
@@ -147,8 +164,8 @@ pub fn load(
                 bytes.push(0);
                 let room = areas
                     .get(&p.parameter_area_index)
-                    .map_or(0, |a| a.len().saturating_sub(p.byte_offset as usize));
-                if bytes.len() > room {
+                    .map(|a| a.len().saturating_sub(p.byte_offset as usize));
+                if let Some(room) = room.filter(|&room| bytes.len() > room) {
                     return Err(VmmError::CommandLineTooLong(bytes.len() - 1, room));
                 }
                 area(&mut areas, p, bytes.len())?.copy_from_slice(&bytes);
@@ -301,7 +318,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(loaded.context.rip, 0x10_0000);
-        assert_eq!(loaded.required, [(0x10_0000, 0x30_0000)]);
+        assert_eq!(loaded.required, [(0x10_0000, 0x30_0000, true)]);
         assert_eq!(read_u64(&memory, 0x10_0000) & 0xff, 0xc3);
         assert_eq!(
             read_u64(&memory, 0x10_1000),
@@ -409,6 +426,81 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, VmmError::NoVpContext), "{err}");
+    }
+
+    #[test]
+    fn a_parameter_area_larger_than_ram_is_refused_without_allocating_it() {
+        let mut ctx = IgvmNativeVpContextX64::new_zeroed();
+        ctx.rip = 0x1000;
+        let file = IgvmFile::new(
+            IgvmRevision::V1,
+            vec![platform(NATIVE, IgvmPlatformType::NATIVE, 0)],
+            vec![],
+            vec![
+                page(0x1000, NATIVE, vec![1]),
+                IgvmDirectiveHeader::ParameterArea {
+                    number_of_bytes: 1 << 50,
+                    parameter_area_index: 0,
+                    initial_data: vec![],
+                },
+                IgvmDirectiveHeader::X64NativeVpContext {
+                    compatibility_mask: NATIVE,
+                    vp_index: 0,
+                    context: Box::new(ctx),
+                },
+            ],
+        )
+        .unwrap();
+        let memory = GuestMemory::new(0x80_0000).unwrap();
+        let err = load(
+            &file,
+            NATIVE,
+            &memory,
+            &LoadConfig {
+                vps: 1,
+                cmdline: String::new(),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, VmmError::TooLittleMemory { .. }), "{err}");
+    }
+
+    #[test]
+    fn required_memory_at_the_top_of_the_address_space_is_refused() {
+        let mut ctx = IgvmNativeVpContextX64::new_zeroed();
+        ctx.rip = 0x1000;
+        let file = IgvmFile::new(
+            IgvmRevision::V1,
+            vec![platform(NATIVE, IgvmPlatformType::NATIVE, 0)],
+            vec![],
+            vec![
+                page(0x1000, NATIVE, vec![1]),
+                IgvmDirectiveHeader::RequiredMemory {
+                    gpa: !0xfff,
+                    compatibility_mask: NATIVE,
+                    number_of_bytes: 0x10_0000,
+                    vtl2_protectable: false,
+                },
+                IgvmDirectiveHeader::X64NativeVpContext {
+                    compatibility_mask: NATIVE,
+                    vp_index: 0,
+                    context: Box::new(ctx),
+                },
+            ],
+        )
+        .unwrap();
+        let memory = GuestMemory::new(0x80_0000).unwrap();
+        let err = load(
+            &file,
+            NATIVE,
+            &memory,
+            &LoadConfig {
+                vps: 1,
+                cmdline: String::new(),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, VmmError::TooLittleMemory { .. }), "{err}");
     }
 
     #[test]

@@ -75,6 +75,23 @@ fn parse_memory(text: &str) -> Result<u64, VmmError> {
     Ok(bytes)
 }
 
+/// IGVM files state their size in 32 bits; anything larger is not one, and is not read.
+fn read_igvm(path: &str) -> Result<Vec<u8>, VmmError> {
+    let too_big = |len: u64| VmmError::BadIgvm {
+        path: path.into(),
+        reason: format!("it is {len} bytes; IGVM files are under 4 GiB"),
+    };
+    let error = |source| VmmError::ReadFile {
+        path: path.into(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(error)?.len();
+    if len > u64::from(u32::MAX) {
+        return Err(too_big(len));
+    }
+    std::fs::read(path).map_err(error)
+}
+
 fn run(
     igvm: &str,
     mem: &str,
@@ -87,10 +104,7 @@ fn run(
         return Err(VmmError::BadVpCount(vps, MAX_VPS));
     }
     let backend: SerialBackend = serial.parse()?;
-    let bytes = std::fs::read(igvm).map_err(|source| VmmError::ReadFile {
-        path: igvm.into(),
-        source,
-    })?;
+    let bytes = read_igvm(igvm)?;
     let (file, mask) = igvm_load::parse(&bytes, igvm)?;
     let memory = GuestMemory::new(memory_size)?;
     let loaded = igvm_load::load(&file, mask, &memory, &LoadConfig { vps, cmdline })?;

@@ -39,6 +39,24 @@ fn kvm<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, VmmE
     r.map_err(|e| VmmError::Kvm(what, e))
 }
 
+/// The CPUID table for VP `id` of `vps`: the APIC ID KVM gives the VP (its index) in leaf 1
+/// EBX[31:24] and the x2APIC ID leaves 0xB/0x1F EDX, and the logical processor count in leaf 1
+/// EBX[23:16] (Intel SDM Vol. 2A, CPUID), so what software reads matches the local APIC.
+fn cpuid_for(table: &kvm_bindings::CpuId, id: u32, vps: u32) -> kvm_bindings::CpuId {
+    let mut table = table.clone();
+    for entry in table.as_mut_slice() {
+        match entry.function {
+            1 => {
+                entry.ebx =
+                    (entry.ebx & 0x0000_ffff) | ((id & 0xff) << 24) | ((vps.min(255)) << 16);
+            }
+            0xb | 0x1f => entry.edx = id,
+            _ => {}
+        }
+    }
+    table
+}
+
 /// Decodes IGVM/VMX segment attributes (type 3:0, S 4, DPL 6:5, P 7, AVL 12, L 13, D/B 14, G 15).
 fn segment(base: u64, limit: u32, selector: u16, attributes: u16) -> kvm_segment {
     let bit = |n: u16| ((attributes >> n) & 1) as u8;
@@ -95,7 +113,10 @@ impl Vm {
         let mut vcpus = Vec::new();
         for id in 0..vps {
             let vcpu = kvm("KVM_CREATE_VCPU", vm.create_vcpu(u64::from(id)))?;
-            kvm("KVM_SET_CPUID2", vcpu.set_cpuid2(&cpuid))?;
+            kvm(
+                "KVM_SET_CPUID2",
+                vcpu.set_cpuid2(&cpuid_for(&cpuid, id, vps)),
+            )?;
             vcpus.push(vcpu);
         }
         // With the in-kernel APIC, VPs other than 0 wait for INIT-SIPI on their own.
@@ -163,6 +184,8 @@ impl Vm {
                 std::mem::forget(vcpu);
             });
         }
+        // Only the VP threads hold senders now: if they all end without a verdict, recv fails.
+        drop(done);
         let result = outcome.recv().unwrap_or(Outcome::Failure(
             "every VP thread ended without a verdict".into(),
         ));
@@ -177,7 +200,10 @@ fn run_vcpu(index: usize, vcpu: &mut VcpuFd, com1: &Com1) -> Outcome {
     loop {
         match vcpu.run() {
             Ok(VcpuExit::IoOut(port, data)) if COM1_PORTS.contains(&port) => {
-                com1.write(port, data.first().copied().unwrap_or(0));
+                // A string instruction (`rep outsb`) arrives as several bytes for one port.
+                for &byte in data {
+                    com1.write(port, byte);
+                }
             }
             Ok(VcpuExit::IoOut(DEBUG_EXIT_PORT, data)) => {
                 let mut value = [0u8; 4];
@@ -189,9 +215,8 @@ fn run_vcpu(index: usize, vcpu: &mut VcpuFd, com1: &Com1) -> Outcome {
             }
             Ok(VcpuExit::IoOut(_, _)) => {} // nothing else is there: writes are dropped
             Ok(VcpuExit::IoIn(port, data)) if COM1_PORTS.contains(&port) => {
-                data.fill(0);
-                if let Some(b) = data.first_mut() {
-                    *b = com1.read(port);
+                for byte in data.iter_mut() {
+                    *byte = com1.read(port);
                 }
             }
             Ok(VcpuExit::IoIn(_, data)) => data.fill(0xff), // an empty bus reads all ones

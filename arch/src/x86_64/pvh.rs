@@ -10,8 +10,8 @@ pub const START_INFO_SIZE: u64 = 56;
 const MEMMAP_ENTRY_SIZE: u64 = 24;
 /// E820 type of usable RAM (ACPI 6.5 §15.1, table 15.312).
 const E820_RAM: u32 = 1;
-/// Longest command line we accept.
-pub const MAX_CMDLINE: usize = 1024;
+/// Longest command line we keep (one page, as the IGVM command-line area).
+pub const MAX_CMDLINE: usize = 4096;
 /// Physical addresses at or above this are beyond any x86 CPU (52-bit MAXPHYADDR).
 const MAX_PHYS: u64 = 1 << 52;
 

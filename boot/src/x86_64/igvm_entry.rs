@@ -84,22 +84,29 @@ extern "C" fn x86_64_igvm_start(parameters: u64) -> ! {
 
     let raw_map = read_parameter::<{ MEMORY_MAP_SIZE as usize }>(MEMORY_MAP_PAGES);
     let mut memory_map = MemoryMap::new();
-    let mut own_region_listed = false;
+    let (region_start, region_end) = (PARAVISOR_BASE, PARAVISOR_BASE + PARAVISOR_SIZE);
+    // Bytes of our region the map lists as RAM; it may split the region into several entries.
+    let mut own_region_listed = 0u64;
     for entry in igvm_memory_map::entries(&raw_map) {
         let kind = match entry.entry_type {
             TYPE_MEMORY | TYPE_VTL2_PROTECTABLE => RegionKind::Ram,
             _ => RegionKind::Reserved,
         };
-        own_region_listed |= kind == RegionKind::Ram
-            && entry.start <= PARAVISOR_BASE
-            && entry.start.saturating_add(entry.size) >= PARAVISOR_BASE + PARAVISOR_SIZE;
+        if kind == RegionKind::Ram {
+            let end = entry.start.saturating_add(entry.size);
+            own_region_listed += end
+                .min(region_end)
+                .saturating_sub(entry.start.max(region_start));
+        }
         if !memory_map.push(entry.start, entry.size, kind) {
             early_fatal(format_args!(
                 "the IGVM memory map has more entries than Parapet keeps"
             ));
         }
     }
-    if !own_region_listed {
+    // (Overlapping entries could count twice; the loader is expected to send disjoint ones,
+    // and the frame allocator merges overlaps anyway.)
+    if own_region_listed < PARAVISOR_SIZE {
         early_fatal(format_args!(
             "the memory map does not hold Parapet's region {PARAVISOR_BASE:#x}..{:#x}",
             PARAVISOR_BASE + PARAVISOR_SIZE

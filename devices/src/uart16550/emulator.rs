@@ -73,6 +73,13 @@ impl Uart16550Emulator {
             last_msr: 0,
             tx: VecDeque::new(),
         }
+        .with_settled_modem_status()
+    }
+
+    /// Starts with no modem-status change pending: the lines were already up at reset.
+    fn with_settled_modem_status(mut self) -> Self {
+        self.last_msr = self.modem_status();
+        self
     }
 
     fn dlab(&self) -> bool {
@@ -106,11 +113,20 @@ impl Uart16550Emulator {
             self.rx.push_back(byte);
         } else {
             self.overrun = true;
+            if !self.fifo_enabled {
+                // Without FIFOs a new byte overwrites the holding register (datasheet: OE).
+                self.rx.pop_back();
+                self.rx.push_back(byte);
+            }
         }
     }
 
-    /// Room left in the receive FIFO, for backends that pace input.
+    /// Room left in the receive FIFO, for backends that pace input (none in loopback, where
+    /// the line is disconnected).
     pub fn receive_room(&self) -> usize {
+        if self.loopback() {
+            return 0;
+        }
         self.rx_capacity().saturating_sub(self.rx.len())
     }
 
@@ -180,7 +196,8 @@ impl Uart16550Emulator {
     /// Whether the interrupt line is asserted. On PCs OUT2 gates it to the interrupt
     /// controller.
     pub fn interrupt_asserted(&self) -> bool {
-        self.pending() != IIR_NONE && self.mcr & MCR_OUT2 != 0
+        // In loopback OUT2 is wired back to DCD, not to the interrupt line.
+        self.pending() != IIR_NONE && self.mcr & MCR_OUT2 != 0 && !self.loopback()
     }
 
     /// A guest read of register `offset` (0-7); other offsets read as all ones.
@@ -313,7 +330,12 @@ mod tests {
         // Without FIFOs the holding register keeps one byte.
         let mut u = Uart16550Emulator::new();
         u.receive(b"12");
-        assert_eq!(u.read(RBR), b'1');
+        assert_eq!(u.read(LSR) & LSR_OVERRUN, LSR_OVERRUN);
+        assert_eq!(
+            u.read(RBR),
+            b'2',
+            "the newer byte overwrote the holding register"
+        );
         assert_eq!(u.read(LSR) & LSR_DATA_READY, 0);
     }
 
@@ -361,6 +383,15 @@ mod tests {
             u.take_transmitted().is_empty(),
             "divisor writes are not data"
         );
+    }
+
+    #[test]
+    fn no_modem_status_change_is_pending_after_reset() {
+        let mut u = Uart16550Emulator::new();
+        u.write(MCR, MCR_OUT2);
+        u.write(IER, IER_MODEM_STATUS);
+        assert_eq!(u.read(MSR) & 0x0f, 0);
+        assert!(!u.interrupt_asserted());
     }
 
     #[test]
