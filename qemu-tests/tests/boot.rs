@@ -86,35 +86,42 @@ fn selftest_aarch64_gicv2() -> Result<(), Failed> {
 }
 
 fn selftest_on(m: Machine) -> Result<(), Failed> {
-    let arch = m.arch;
     let (verdict, output) = boot(&m, None)?;
-    check_banner(arch, &output)?;
+    check_selftest_run(m.arch, verdict, &output)
+}
+
+/// A self-test run: the banner, readiness, every CPU online, the suite passed in full, and the
+/// success status.
+fn check_selftest_run(arch: Arch, verdict: Verdict, output: &str) -> Result<(), Failed> {
+    check_banner(arch, output)?;
     check(
         output.contains("parapet: ready"),
         "no `parapet: ready`",
-        &output,
+        output,
     )?;
+    let online = format!("{CPUS} of {CPUS} CPUs online");
     check(
-        output.contains(&format!("{CPUS} of {CPUS} CPUs online")),
+        output.contains(&online),
         "not every CPU came online",
-        &output,
+        output,
     )?;
     let (passed, failed) =
-        summary(&output).ok_or_else(|| format!("no in-firmware summary\n{output}"))?;
+        summary(output).ok_or_else(|| format!("no in-firmware summary\n{output}"))?;
     check(
         failed == 0,
         &format!("{failed} in-firmware tests failed"),
-        &output,
+        output,
     )?;
+    let enough = passed >= MIN_FIRMWARE_TESTS;
     check(
-        passed >= MIN_FIRMWARE_TESTS,
+        enough,
         &format!("only {passed} in-firmware tests ran"),
-        &output,
+        output,
     )?;
     check(
         verdict == Verdict::Success,
         &format!("exit verdict {verdict:?}"),
-        &output,
+        output,
     )
 }
 
@@ -234,35 +241,7 @@ fn vmm_lite_selftest() -> Result<(), Failed> {
     let run = vmm_lite(Flavor::SelfTest, CPUS, None)?
         .run_timed(None, TIMEOUT)
         .map_err(|e| format!("{e:#}"))?;
-    let output = run.output;
-    check_banner(Arch::X86_64, &output)?;
-    check(
-        output.contains("parapet: ready"),
-        "no `parapet: ready`",
-        &output,
-    )?;
-    check(
-        output.contains(&format!("{CPUS} of {CPUS} CPUs online")),
-        "not every VP came online",
-        &output,
-    )?;
-    let (passed, failed) =
-        summary(&output).ok_or_else(|| format!("no in-firmware summary\n{output}"))?;
-    check(
-        failed == 0,
-        &format!("{failed} in-firmware tests failed"),
-        &output,
-    )?;
-    check(
-        passed >= MIN_FIRMWARE_TESTS,
-        &format!("only {passed} in-firmware tests ran"),
-        &output,
-    )?;
-    check(
-        run.verdict == Verdict::Success,
-        &format!("exit verdict {:?}", run.verdict),
-        &output,
-    )
+    check_selftest_run(Arch::X86_64, run.verdict, &run.output)
 }
 
 /// The command line reaches the firmware through the IGVM parameter area, and a firmware

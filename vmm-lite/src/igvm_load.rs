@@ -296,6 +296,38 @@ mod tests {
         out
     }
 
+    /// A native-only file: `directives`, then a VP context entering at 0x1000.
+    fn native_file(mut directives: Vec<IgvmDirectiveHeader>) -> IgvmFile {
+        let mut ctx = IgvmNativeVpContextX64::new_zeroed();
+        ctx.rip = 0x1000;
+        directives.push(IgvmDirectiveHeader::X64NativeVpContext {
+            compatibility_mask: NATIVE,
+            vp_index: 0,
+            context: Box::new(ctx),
+        });
+        IgvmFile::new(
+            IgvmRevision::V1,
+            vec![platform(NATIVE, IgvmPlatformType::NATIVE, 0)],
+            vec![],
+            directives,
+        )
+        .unwrap()
+    }
+
+    /// Loads `file` into `ram` bytes with one VP and no command line.
+    fn load_into(file: &IgvmFile, ram: u64) -> Result<Loaded, VmmError> {
+        let memory = GuestMemory::new(ram).unwrap();
+        load(
+            file,
+            NATIVE,
+            &memory,
+            &LoadConfig {
+                vps: 1,
+                cmdline: String::new(),
+            },
+        )
+    }
+
     fn read_u64(m: &GuestMemory, gpa: u64) -> u64 {
         let mut b = [0u8; 8];
         m.read(gpa, &mut b).unwrap();
@@ -371,34 +403,11 @@ mod tests {
 
     #[test]
     fn data_placed_outside_ram_is_refused() {
-        let mut ctx = IgvmNativeVpContextX64::new_zeroed();
-        ctx.rip = 0x1000;
-        let file = IgvmFile::new(
-            IgvmRevision::V1,
-            vec![platform(NATIVE, IgvmPlatformType::NATIVE, 0)],
-            vec![],
-            vec![
-                page(0x1000, NATIVE, vec![1]),
-                page(0x100_0000, NATIVE, vec![2]),
-                IgvmDirectiveHeader::X64NativeVpContext {
-                    compatibility_mask: NATIVE,
-                    vp_index: 0,
-                    context: Box::new(ctx),
-                },
-            ],
-        )
-        .unwrap();
-        let memory = GuestMemory::new(0x80_0000).unwrap();
-        let err = load(
-            &file,
-            NATIVE,
-            &memory,
-            &LoadConfig {
-                vps: 1,
-                cmdline: String::new(),
-            },
-        )
-        .unwrap_err();
+        let file = native_file(vec![
+            page(0x1000, NATIVE, vec![1]),
+            page(0x100_0000, NATIVE, vec![2]),
+        ]);
+        let err = load_into(&file, 0x80_0000).unwrap_err();
         assert!(
             matches!(err, VmmError::OutsideRam { gpa: 0x100_0000 }),
             "{err}"
@@ -414,92 +423,36 @@ mod tests {
             vec![page(0x1000, NATIVE, vec![1])],
         )
         .unwrap();
-        let memory = GuestMemory::new(0x80_0000).unwrap();
-        let err = load(
-            &file,
-            NATIVE,
-            &memory,
-            &LoadConfig {
-                vps: 1,
-                cmdline: String::new(),
-            },
-        )
-        .unwrap_err();
+        let err = load_into(&file, 0x80_0000).unwrap_err();
         assert!(matches!(err, VmmError::NoVpContext), "{err}");
     }
 
     #[test]
     fn a_parameter_area_larger_than_ram_is_refused_without_allocating_it() {
-        let mut ctx = IgvmNativeVpContextX64::new_zeroed();
-        ctx.rip = 0x1000;
-        let file = IgvmFile::new(
-            IgvmRevision::V1,
-            vec![platform(NATIVE, IgvmPlatformType::NATIVE, 0)],
-            vec![],
-            vec![
-                page(0x1000, NATIVE, vec![1]),
-                IgvmDirectiveHeader::ParameterArea {
-                    number_of_bytes: 1 << 50,
-                    parameter_area_index: 0,
-                    initial_data: vec![],
-                },
-                IgvmDirectiveHeader::X64NativeVpContext {
-                    compatibility_mask: NATIVE,
-                    vp_index: 0,
-                    context: Box::new(ctx),
-                },
-            ],
-        )
-        .unwrap();
-        let memory = GuestMemory::new(0x80_0000).unwrap();
-        let err = load(
-            &file,
-            NATIVE,
-            &memory,
-            &LoadConfig {
-                vps: 1,
-                cmdline: String::new(),
+        let file = native_file(vec![
+            page(0x1000, NATIVE, vec![1]),
+            IgvmDirectiveHeader::ParameterArea {
+                number_of_bytes: 1 << 50,
+                parameter_area_index: 0,
+                initial_data: vec![],
             },
-        )
-        .unwrap_err();
+        ]);
+        let err = load_into(&file, 0x80_0000).unwrap_err();
         assert!(matches!(err, VmmError::TooLittleMemory { .. }), "{err}");
     }
 
     #[test]
     fn required_memory_at_the_top_of_the_address_space_is_refused() {
-        let mut ctx = IgvmNativeVpContextX64::new_zeroed();
-        ctx.rip = 0x1000;
-        let file = IgvmFile::new(
-            IgvmRevision::V1,
-            vec![platform(NATIVE, IgvmPlatformType::NATIVE, 0)],
-            vec![],
-            vec![
-                page(0x1000, NATIVE, vec![1]),
-                IgvmDirectiveHeader::RequiredMemory {
-                    gpa: !0xfff,
-                    compatibility_mask: NATIVE,
-                    number_of_bytes: 0x10_0000,
-                    vtl2_protectable: false,
-                },
-                IgvmDirectiveHeader::X64NativeVpContext {
-                    compatibility_mask: NATIVE,
-                    vp_index: 0,
-                    context: Box::new(ctx),
-                },
-            ],
-        )
-        .unwrap();
-        let memory = GuestMemory::new(0x80_0000).unwrap();
-        let err = load(
-            &file,
-            NATIVE,
-            &memory,
-            &LoadConfig {
-                vps: 1,
-                cmdline: String::new(),
+        let file = native_file(vec![
+            page(0x1000, NATIVE, vec![1]),
+            IgvmDirectiveHeader::RequiredMemory {
+                gpa: !0xfff,
+                compatibility_mask: NATIVE,
+                number_of_bytes: 0x10_0000,
+                vtl2_protectable: false,
             },
-        )
-        .unwrap_err();
+        ]);
+        let err = load_into(&file, 0x80_0000).unwrap_err();
         assert!(matches!(err, VmmError::TooLittleMemory { .. }), "{err}");
     }
 
