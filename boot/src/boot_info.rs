@@ -64,6 +64,7 @@ impl Reserved {
 /// Facts for the banner and the shared boot steps.
 pub struct BootInfo<'a> {
     pub arch: &'static str,
+    pub platform: isolation::PlatformKind,
     pub cpus: usize,
     pub ram_bytes: u64,
     pub cmdline: &'a str,

@@ -49,6 +49,16 @@ mod shared {
     pub const HEAP_SIZE: u64 = 8 << 20;
     pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+    /// The platform detected at boot.
+    pub static PLATFORM: spin::Once<isolation::PlatformKind> = spin::Once::new();
+
+    pub fn platform() -> isolation::PlatformKind {
+        PLATFORM
+            .get()
+            .copied()
+            .unwrap_or(isolation::PlatformKind::Native)
+    }
+
     /// The address space every CPU runs in.
     pub static KERNEL_SPACE: Mutex<Option<AddressSpace>> = Mutex::new(None);
 
@@ -60,11 +70,12 @@ mod shared {
 
     /// Prints the console contract's first line and starts logging.
     pub fn print_banner(boot: &BootInfo<'_>) {
+        let platform = *PLATFORM.call_once(|| boot.platform);
         const MIB: u64 = 1 << 20;
         kernel::println!(
             "parapet {VERSION} arch={} platform={} cpus={} ram={}",
             boot.arch,
-            isolation::PlatformKind::detect().name(),
+            platform.name(),
             boot.cpus,
             (boot.ram_bytes + MIB / 2) / MIB
         );

@@ -11,6 +11,7 @@ use crate::println;
 pub type TestResult = Result<(), String>;
 pub type TestFuture = Pin<Box<dyn Future<Output = TestResult> + Send>>;
 
+#[derive(Clone, Copy)]
 pub struct TestCase {
     pub name: &'static str,
     pub run: fn() -> TestFuture,

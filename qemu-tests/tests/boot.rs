@@ -14,6 +14,8 @@ const CPUS: u32 = 2;
 const MEMORY_MIB: u32 = 256;
 /// Fewer in-firmware tests than this means the suite lost tests.
 const MIN_FIRMWARE_TESTS: u32 = 15;
+/// In-firmware tests added on the hv_vtl platform.
+const HV_FIRMWARE_TESTS: u32 = 4;
 /// Generous: the software KVM here boots QEMU far more slowly than TCG.
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -52,6 +54,10 @@ fn check(cond: bool, what: &str, output: &str) -> Result<(), Failed> {
 }
 
 fn check_banner(arch: Arch, output: &str) -> Result<(), Failed> {
+    check_banner_on(arch, "native", output)
+}
+
+fn check_banner_on(arch: Arch, platform: &str, output: &str) -> Result<(), Failed> {
     let b = banner(output).map_err(|e| format!("{e}\n--- console ---\n{output}"))?;
     check(
         b.arch == arch.name(),
@@ -59,7 +65,7 @@ fn check_banner(arch: Arch, output: &str) -> Result<(), Failed> {
         output,
     )?;
     check(
-        b.platform == "native",
+        b.platform == platform,
         &format!("banner platform {:?}", b.platform),
         output,
     )?;
@@ -93,7 +99,17 @@ fn selftest_on(m: Machine) -> Result<(), Failed> {
 /// A self-test run: the banner, readiness, every CPU online, the suite passed in full, and the
 /// success status.
 fn check_selftest_run(arch: Arch, verdict: Verdict, output: &str) -> Result<(), Failed> {
-    check_banner(arch, output)?;
+    check_selftest_run_on(arch, "native", MIN_FIRMWARE_TESTS, verdict, output)
+}
+
+fn check_selftest_run_on(
+    arch: Arch,
+    platform: &str,
+    min_tests: u32,
+    verdict: Verdict,
+    output: &str,
+) -> Result<(), Failed> {
+    check_banner_on(arch, platform, output)?;
     check(
         output.contains("parapet: ready"),
         "no `parapet: ready`",
@@ -112,7 +128,7 @@ fn check_selftest_run(arch: Arch, verdict: Verdict, output: &str) -> Result<(), 
         &format!("{failed} in-firmware tests failed"),
         output,
     )?;
-    let enough = passed >= MIN_FIRMWARE_TESTS;
+    let enough = passed >= min_tests;
     check(
         enough,
         &format!("only {passed} in-firmware tests ran"),
@@ -223,6 +239,26 @@ fn monitor_answers_console_input(arch: Arch) -> Result<(), Failed> {
     )
 }
 
+/// The VBS platform: vmm-lite offers the Hyper-V interface, Parapet finds it (banner
+/// `platform=hv_vtl`), enables the hypercall page, and its hypercall tests pass on every VP.
+fn vmm_lite_vbs_selftest() -> Result<(), Failed> {
+    let mut vmm = vmm_lite(Flavor::SelfTest, CPUS, None)?;
+    vmm.platform = "vbs";
+    let run = vmm.run_timed(None, TIMEOUT).map_err(|e| format!("{e:#}"))?;
+    check(
+        run.output.contains("GetVpRegisters says VP index 0"),
+        "the boot-time hypercall did not answer",
+        &run.output,
+    )?;
+    check_selftest_run_on(
+        Arch::X86_64,
+        "hv_vtl",
+        MIN_FIRMWARE_TESTS + HV_FIRMWARE_TESTS,
+        run.verdict,
+        &run.output,
+    )
+}
+
 fn vmm_lite(flavor: Flavor, vps: u32, cmdline: Option<&str>) -> Result<VmmLite, Failed> {
     let binary = build::vmm_lite().map_err(|e| format!("{e:#}"))?;
     let igvm = build::igvm(flavor).map_err(|e| format!("{e:#}"))?;
@@ -232,6 +268,7 @@ fn vmm_lite(flavor: Flavor, vps: u32, cmdline: Option<&str>) -> Result<VmmLite, 
         vps,
         memory_mib: MEMORY_MIB,
         cmdline: cmdline.map(String::from),
+        platform: "native",
     })
 }
 
@@ -368,6 +405,11 @@ fn main() {
         )
         .with_ignored_flag(kvm.is_err()),
         Trial::test("vmm_lite_refuses_bad_input", vmm_lite_refuses_bad_input),
+        Trial::test(
+            "vmm_lite_vbs_platform_offers_the_hv_interface",
+            vmm_lite_vbs_selftest,
+        )
+        .with_ignored_flag(kvm.is_err()),
         Trial::test("x86_64_kvm_selftest_passes_on_2_cpus", || {
             selftest(Arch::X86_64, Accel::Kvm)
         })

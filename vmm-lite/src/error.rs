@@ -11,8 +11,8 @@ pub enum VmmError {
     },
     #[error("{path} is not a valid IGVM file: {reason}")]
     BadIgvm { path: String, reason: String },
-    #[error("{0} has no native platform header; vmm-lite runs native IGVM images (VBS comes with the VTL interface)")]
-    UnsupportedPlatform(String),
+    #[error("{0} has no {1} platform; vmm-lite runs the native and vbs platforms of IGVM files")]
+    UnsupportedPlatform(String, &'static str),
     #[error("the IGVM file has no native VP context for VP 0")]
     NoVpContext,
     #[error("the image needs memory up to {needed:#x}, but --mem gives {available:#x} bytes")]

@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use abi::igvm_memory_map::ENTRY_SIZE;
+use igvm::hv_defs::Vtl;
+use igvm::registers::X86Register;
 use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmPlatformHeader};
 use igvm_defs::{IgvmNativeVpContextX64, IgvmPlatformType, IGVM_VHS_PARAMETER};
+use zerocopy::FromZeros;
 
 use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
@@ -29,9 +32,43 @@ pub struct Loaded {
     pub unprovided: Vec<&'static str>,
 }
 
-/// Parses `bytes` and returns the file with the compatibility mask of its native platform.
-/// The `igvm` crate can abort on some malformed input; that is caught and reported.
+/// Which of the file's platforms to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// No isolation: the firmware owns the machine.
+    Native,
+    /// VBS: the firmware runs in VTL2 behind the Hyper-V interface vmm-lite emulates.
+    Vbs,
+}
+
+impl Platform {
+    fn igvm_type(self) -> IgvmPlatformType {
+        match self {
+            Platform::Native => IgvmPlatformType::NATIVE,
+            Platform::Vbs => IgvmPlatformType::VSM_ISOLATION,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Native => "native",
+            Platform::Vbs => "vbs",
+        }
+    }
+}
+
+/// As [`parse_for`], for the native platform.
 pub fn parse(bytes: &[u8], path: &str) -> Result<(IgvmFile, u32), VmmError> {
+    parse_for(bytes, path, Platform::Native)
+}
+
+/// Parses `bytes` and returns the file with the compatibility mask of `platform`. The `igvm`
+/// crate can abort on some malformed input; that is caught and reported.
+pub fn parse_for(
+    bytes: &[u8],
+    path: &str,
+    platform: Platform,
+) -> Result<(IgvmFile, u32), VmmError> {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let parsed = catch_unwind(AssertUnwindSafe(|| IgvmFile::new_from_binary(bytes, None)));
@@ -49,9 +86,9 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<(IgvmFile, u32), VmmError> {
         .platforms()
         .iter()
         .find_map(|IgvmPlatformHeader::SupportedPlatform(p)| {
-            (p.platform_type == IgvmPlatformType::NATIVE).then_some(p.compatibility_mask)
+            (p.platform_type == platform.igvm_type()).then_some(p.compatibility_mask)
         })
-        .ok_or_else(|| VmmError::UnsupportedPlatform(path.into()))?;
+        .ok_or_else(|| VmmError::UnsupportedPlatform(path.into(), platform.name()))?;
     Ok((file, mask))
 }
 
@@ -84,7 +121,46 @@ fn area<'a>(
     }
 }
 
-/// Carries out the native platform's directives into `memory`.
+/// The VTL2 register list of a VBS VP context as one x64 context. Registers a list does not
+/// name keep their reset values; MTRRs, PAT and TR (which the firmware loads itself) are not
+/// carried over.
+fn vbs_context(registers: &[X86Register]) -> IgvmNativeVpContextX64 {
+    let mut c = IgvmNativeVpContextX64::new_zeroed();
+    c.rflags = 0x2;
+    for r in registers {
+        match *r {
+            X86Register::Gdtr(t) => (c.gdtr_base, c.gdtr_limit) = (t.base, t.limit),
+            X86Register::Idtr(t) => (c.idtr_base, c.idtr_limit) = (t.base, t.limit),
+            X86Register::Cs(s) => {
+                (c.code_base, c.code_limit) = (s.base as u32, s.limit);
+                (c.code_selector, c.code_attributes) = (s.selector, s.attributes);
+            }
+            X86Register::Ds(s) | X86Register::Es(s) | X86Register::Ss(s) | X86Register::Fs(s) => {
+                (c.data_base, c.data_limit) = (s.base as u32, s.limit);
+                (c.data_selector, c.data_attributes) = (s.selector, s.attributes);
+            }
+            X86Register::Gs(s) => c.gs_base = s.base,
+            X86Register::Cr0(v) => c.cr0 = v,
+            X86Register::Cr3(v) => c.cr3 = v,
+            X86Register::Cr4(v) => c.cr4 = v,
+            X86Register::Efer(v) => c.efer = v,
+            X86Register::Rip(v) => c.rip = v,
+            X86Register::Rsp(v) => c.rsp = v,
+            X86Register::Rbp(v) => c.rbp = v,
+            X86Register::Rsi(v) => c.rsi = v,
+            X86Register::R8(v) => c.r8 = v,
+            X86Register::R9(v) => c.r9 = v,
+            X86Register::R10(v) => c.r10 = v,
+            X86Register::R11(v) => c.r11 = v,
+            X86Register::R12(v) => c.r12 = v,
+            X86Register::Rflags(v) => c.rflags = v,
+            _ => {}
+        }
+    }
+    c
+}
+
+/// Carries out the chosen platform's directives into `memory`.
 pub fn load(
     file: &IgvmFile,
     mask: u32,
@@ -185,6 +261,11 @@ pub fn load(
                 context: c,
                 ..
             } => context = Some(**c),
+            IgvmDirectiveHeader::X64VbsVpContext {
+                vtl: Vtl::Vtl2,
+                registers,
+                ..
+            } => context = Some(vbs_context(registers)),
             IgvmDirectiveHeader::Madt(_) => unprovided.push("MADT"),
             IgvmDirectiveHeader::Srat(_) => unprovided.push("SRAT"),
             IgvmDirectiveHeader::Slit(_) => unprovided.push("SLIT"),
@@ -503,7 +584,7 @@ mod tests {
         vbs_only.serialize(&mut bytes).unwrap();
         assert!(matches!(
             parse(&bytes, "vbs.igvm"),
-            Err(VmmError::UnsupportedPlatform(_))
+            Err(VmmError::UnsupportedPlatform(..))
         ));
     }
 }

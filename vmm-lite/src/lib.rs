@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod guest_memory;
+pub mod hyperv;
 pub mod igvm_load;
 pub mod memory_map;
 pub mod probe;

@@ -3,9 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 use vmm_lite::error::VmmError;
 use vmm_lite::guest_memory::GuestMemory;
-use vmm_lite::igvm_load::{self, LoadConfig};
+
+use vmm_lite::hyperv::HyperV;
+use vmm_lite::igvm_load::{self, LoadConfig, Platform};
 use vmm_lite::serial::{Com1, SerialBackend};
 use vmm_lite::vm::{Outcome, Vm};
 
@@ -45,6 +48,10 @@ enum Command {
         /// Where COM1 goes: `stdio` (output to stdout, input from stdin) or `file:PATH`.
         #[arg(long, default_value = "stdio")]
         serial: String,
+        /// Which of the file's platforms to run: `native`, or `vbs` (the firmware in VTL2
+        /// behind the Hyper-V interface vmm-lite emulates).
+        #[arg(long, default_value = "native", value_parser = ["native", "vbs"])]
+        platform: String,
     },
     /// Check that this host's KVM can run Parapet: open /dev/kvm, create a VM and a vCPU,
     /// and list the capabilities vmm-lite relies on. Exits non-zero if any is missing.
@@ -92,27 +99,41 @@ fn read_igvm(path: &str) -> Result<Vec<u8>, VmmError> {
     std::fs::read(path).map_err(error)
 }
 
-fn run(
-    igvm: &str,
-    mem: &str,
+/// What `vmm-lite run` was asked to do.
+struct RunOptions {
+    igvm: String,
+    mem: String,
     vps: u32,
     cmdline: String,
-    serial: &str,
-) -> Result<Outcome, VmmError> {
+    serial: String,
+    platform: Platform,
+}
+
+fn run(o: RunOptions) -> Result<Outcome, VmmError> {
+    let RunOptions {
+        igvm,
+        mem,
+        vps,
+        cmdline,
+        serial,
+        platform,
+    } = o;
+    let (igvm, mem, serial) = (igvm.as_str(), mem.as_str(), serial.as_str());
     let memory_size = parse_memory(mem)?;
     if !(1..=MAX_VPS).contains(&vps) {
         return Err(VmmError::BadVpCount(vps, MAX_VPS));
     }
     let backend: SerialBackend = serial.parse()?;
     let bytes = read_igvm(igvm)?;
-    let (file, mask) = igvm_load::parse(&bytes, igvm)?;
+    let (file, mask) = igvm_load::parse_for(&bytes, igvm, platform)?;
     let memory = GuestMemory::new(memory_size)?;
     let loaded = igvm_load::load(&file, mask, &memory, &LoadConfig { vps, cmdline })?;
     for what in &loaded.unprovided {
         eprintln!("vmm-lite: the image asks for a {what} parameter, which vmm-lite does not provide; it stays zero");
     }
     let com1 = Com1::open(&backend)?;
-    let vm = Vm::new(memory, vps, &loaded.context)?;
+    let hyperv = (platform == Platform::Vbs).then(|| Arc::new(HyperV::new(vps)));
+    let vm = Vm::new(memory, vps, &loaded.context, hyperv)?;
     Ok(vm.run(com1))
 }
 
@@ -181,7 +202,19 @@ fn main() -> ExitCode {
             vps,
             cmdline,
             serial,
-        } => match run(&igvm, &mem, vps, cmdline, &serial) {
+            platform,
+        } => match run(RunOptions {
+            igvm,
+            mem,
+            vps,
+            cmdline,
+            serial,
+            platform: if platform == "vbs" {
+                Platform::Vbs
+            } else {
+                Platform::Native
+            },
+        }) {
             Ok(Outcome::Success) => ExitCode::SUCCESS,
             Ok(Outcome::Failure(why)) => {
                 eprintln!("vmm-lite: {why}");

@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use igvm_defs::IgvmNativeVpContextX64;
 use kvm_bindings::{
-    kvm_pit_config, kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES,
+    kvm_cpuid_entry2, kvm_enable_cap, kvm_pit_config, kvm_segment, kvm_userspace_memory_region,
+    CpuId, KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MSR_EXIT_REASON_FILTER,
     KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{
+    Kvm, MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VcpuExit, VcpuFd, VmFd,
+};
 
 use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
+use crate::hyperv::{HyperV, HYPERCALL_PORT};
 use crate::serial::{Com1, COM1_PORTS};
 
 /// QEMU's `isa-debug-exit` port, which Parapet uses to report how a run ended:
@@ -32,7 +36,8 @@ pub struct Vm {
     _kvm: Kvm,
     vm: VmFd,
     vcpus: Vec<VcpuFd>,
-    _memory: GuestMemory,
+    memory: Arc<GuestMemory>,
+    hyperv: Option<Arc<HyperV>>,
 }
 
 fn kvm<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, VmmError> {
@@ -78,11 +83,13 @@ fn segment(base: u64, limit: u32, selector: u16, attributes: u16) -> kvm_segment
 }
 
 impl Vm {
-    /// Creates the VM with `memory` as its RAM and `vps` VPs, VP 0 set to `context`.
+    /// Creates the VM with `memory` as its RAM and `vps` VPs, VP 0 set to `context`; with
+    /// `hyperv`, the VM offers the Hyper-V interface (CPUID leaves, synthetic MSRs, hypercalls).
     pub fn new(
         memory: GuestMemory,
         vps: u32,
         context: &IgvmNativeVpContextX64,
+        hyperv: Option<Arc<HyperV>>,
     ) -> Result<Self, VmmError> {
         let kvm_fd = Kvm::new().map_err(VmmError::NoKvm)?;
         let vm = kvm("KVM_CREATE_VM", kvm_fd.create_vm())?;
@@ -106,10 +113,31 @@ impl Vm {
         kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
             vm.set_user_memory_region(region)
         })?;
-        let cpuid = kvm(
+        let mut cpuid = kvm(
             "KVM_GET_SUPPORTED_CPUID",
             kvm_fd.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES),
         )?;
+        if let Some(hv) = &hyperv {
+            cpuid = with_hyperv_leaves(&cpuid, hv)?;
+            // Synthetic MSRs (0x40000000-0x400000ff) leave KVM for us to emulate.
+            let exit_on_filter = kvm_enable_cap {
+                cap: KVM_CAP_X86_USER_SPACE_MSR,
+                args: [u64::from(KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
+                ..Default::default()
+            };
+            kvm("KVM_CAP_X86_USER_SPACE_MSR", vm.enable_cap(&exit_on_filter))?;
+            let deny_all = [0u8; 32];
+            let synthetic = MsrFilterRange {
+                flags: MsrFilterRangeFlags::READ | MsrFilterRangeFlags::WRITE,
+                base: 0x4000_0000,
+                msr_count: 256,
+                bitmap: &deny_all,
+            };
+            kvm(
+                "KVM_X86_SET_MSR_FILTER",
+                vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[synthetic]),
+            )?;
+        }
         let mut vcpus = Vec::new();
         for id in 0..vps {
             let vcpu = kvm("KVM_CREATE_VCPU", vm.create_vcpu(u64::from(id)))?;
@@ -161,7 +189,8 @@ impl Vm {
             _kvm: kvm_fd,
             vm,
             vcpus,
-            _memory: memory,
+            memory: Arc::new(memory),
+            hyperv,
         })
     }
 
@@ -172,13 +201,15 @@ impl Vm {
             _kvm,
             vm,
             vcpus,
-            _memory,
+            memory,
+            hyperv,
         } = self;
         for (index, mut vcpu) in vcpus.into_iter().enumerate() {
             let com1 = Arc::clone(&com1);
             let done = done.clone();
+            let (memory, hyperv) = (Arc::clone(&memory), hyperv.clone());
             std::thread::spawn(move || {
-                let result = run_vcpu(index, &mut vcpu, &com1);
+                let result = run_vcpu(index, &mut vcpu, &com1, &memory, hyperv.as_deref());
                 let _ = done.send(result);
                 // Keep the vCPU fd open until the process ends: other VPs may still run.
                 std::mem::forget(vcpu);
@@ -191,14 +222,71 @@ impl Vm {
         ));
         // The process exits next; the VM, its memory and the remaining threads go with it.
         std::mem::forget(vm);
-        std::mem::forget(_memory);
+        std::mem::forget(memory);
         result
     }
 }
 
-fn run_vcpu(index: usize, vcpu: &mut VcpuFd, com1: &Com1) -> Outcome {
+/// KVM's CPUID table with its own hypervisor leaves replaced by Hyper-V's.
+fn with_hyperv_leaves(table: &CpuId, hv: &HyperV) -> Result<CpuId, VmmError> {
+    let mut entries: Vec<kvm_cpuid_entry2> = table
+        .as_slice()
+        .iter()
+        .filter(|e| !(0x4000_0000..=0x4000_00ff).contains(&e.function))
+        .copied()
+        .collect();
+    entries.extend(hv.cpuid_leaves());
+    CpuId::from_entries(&entries).map_err(|_| {
+        VmmError::Kvm(
+            "building the CPUID table",
+            kvm_ioctls::Error::new(libc::E2BIG),
+        )
+    })
+}
+
+/// Makes the hypercall VP `index` is making through the hypercall page.
+fn hypercall(
+    index: usize,
+    vcpu: &mut VcpuFd,
+    memory: &GuestMemory,
+    hv: &HyperV,
+) -> Result<(), Outcome> {
+    let failure = |what: &str, e: kvm_ioctls::Error| {
+        Outcome::Failure(format!("VP {index}: {what} failed: {e}"))
+    };
+    let mut regs = vcpu.get_regs().map_err(|e| failure("KVM_GET_REGS", e))?;
+    regs.rax = hv.hypercall(index, regs.rcx, regs.rdx, regs.r8, memory);
+    vcpu.set_regs(&regs).map_err(|e| failure("KVM_SET_REGS", e))
+}
+
+fn run_vcpu(
+    index: usize,
+    vcpu: &mut VcpuFd,
+    com1: &Com1,
+    memory: &GuestMemory,
+    hyperv: Option<&HyperV>,
+) -> Outcome {
     loop {
         match vcpu.run() {
+            Ok(VcpuExit::IoOut(port, _))
+                if hyperv.is_some() && port == u16::from(HYPERCALL_PORT) =>
+            {
+                if let Some(hv) = hyperv {
+                    if let Err(outcome) = hypercall(index, vcpu, memory, hv) {
+                        return outcome;
+                    }
+                }
+            }
+            Ok(VcpuExit::X86Rdmsr(exit)) => match hyperv.map(|hv| hv.read_msr(index, exit.index)) {
+                Some(Ok(value)) => *exit.data = value,
+                _ => *exit.error = 1,
+            },
+            Ok(VcpuExit::X86Wrmsr(exit)) => {
+                match hyperv.map(|hv| hv.write_msr(index, exit.index, exit.data, memory)) {
+                    Some(Ok(())) => {}
+                    _ => *exit.error = 1,
+                }
+            }
             Ok(VcpuExit::IoOut(port, data)) if COM1_PORTS.contains(&port) => {
                 // A string instruction (`rep outsb`) arrives as several bytes for one port.
                 for &byte in data {

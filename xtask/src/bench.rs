@@ -33,6 +33,7 @@ pub fn boot() -> Result<()> {
         vps: 2,
         memory_mib: 256,
         cmdline: None,
+        platform: "native",
     };
     let qemu = Machine {
         arch: Arch::X86_64,

@@ -175,6 +175,7 @@ fn demo(accel: Accel) -> Result<ExitCode> {
                     vps: 2,
                     memory_mib: 256,
                     cmdline: None,
+                    platform: "native",
                 };
                 if interactive {
                     println!(

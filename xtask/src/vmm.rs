@@ -16,6 +16,8 @@ pub struct VmmLite {
     pub vps: u32,
     pub memory_mib: u32,
     pub cmdline: Option<String>,
+    /// The IGVM platform to run: `native` or `vbs`.
+    pub platform: &'static str,
 }
 
 /// vmm-lite exits 0 when the firmware reports success and 1 when it reports failure.
@@ -37,6 +39,7 @@ impl VmmLite {
             .arg(self.vps.to_string())
             .arg("--mem")
             .arg(format!("{}M", self.memory_mib));
+        cmd.arg("--platform").arg(self.platform);
         if let Some(line) = &self.cmdline {
             cmd.arg("--cmdline").arg(line);
         }

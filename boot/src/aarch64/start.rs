@@ -117,6 +117,7 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
 
     let boot = BootInfo {
         arch: "aarch64",
+        platform: isolation::PlatformKind::Native,
         cpus: dt.cpus().len(),
         ram_bytes: dt.memory.ram_bytes(),
         cmdline: dt.bootargs,

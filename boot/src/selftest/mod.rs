@@ -1,6 +1,8 @@
 //! In-firmware tests, built into the image by the `selftest` feature and run after
 //! `parapet: ready` on real (virtual) hardware: memory, paging, exceptions, timers, SMP.
 
+#[cfg(target_arch = "x86_64")]
+mod hv;
 mod memory;
 mod paging;
 mod sched;
@@ -106,6 +108,15 @@ where
     Ok(outputs)
 }
 
+/// Tests that only make sense on the platform Parapet found itself on.
+fn platform_tests() -> &'static [TestCase] {
+    #[cfg(target_arch = "x86_64")]
+    if crate::platform() == isolation::PlatformKind::HvVtl {
+        return hv::TESTS;
+    }
+    &[]
+}
+
 /// Runs the suite (or the deliberate failure `mode` asks for) and exits with its verdict.
 pub async fn run(mode: Option<String>, online: usize) {
     ONLINE.store(online, core::sync::atomic::Ordering::Relaxed);
@@ -114,8 +125,9 @@ pub async fn run(mode: Option<String>, online: usize) {
         Some("fault") => deliberate_fault(),
         _ => {}
     }
-    let (_, failed) = run_all(TESTS).await;
-    let names: Vec<&str> = TESTS.iter().map(|t| t.name).collect();
+    let tests: Vec<TestCase> = TESTS.iter().chain(platform_tests()).copied().collect();
+    let (_, failed) = run_all(&tests).await;
+    let names: Vec<&str> = tests.iter().map(|t| t.name).collect();
     log::debug!("ran {}", names.join(", "));
     kernel::platform::exit(if failed == 0 {
         ExitStatus::Success

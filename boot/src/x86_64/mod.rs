@@ -1,6 +1,7 @@
 //! The x86_64 boot path: PVH entry, CPU tables, APIC, SMP.
 
 mod entry;
+pub mod hv;
 mod igvm_entry;
 #[cfg(feature = "selftest")]
 pub mod probe;

@@ -147,8 +147,10 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
     // SAFETY: nothing else uses the PIT; the APIC is enabled.
     unsafe { time::calibrate(TIMER_VECTOR) };
 
+    let platform = isolation::PlatformKind::detect_x86(|leaf| instructions::cpuid(leaf, 0));
     let boot = BootInfo {
         arch: "x86_64",
+        platform,
         cpus: apic_ids.len(),
         ram_bytes: memory_map.ram_bytes(),
         cmdline,
@@ -191,6 +193,12 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
     unsafe { instructions::write_cr3(space.root()) };
     crate::install_kernel_space(space);
     log::info!("page tables: RAM identity-mapped NX, image W^X, page 0 unmapped");
+    if platform == isolation::PlatformKind::HvVtl {
+        match super::hv::init() {
+            Ok(()) => {}
+            Err(e) => early_fatal(format_args!("hv_vtl: {e}")),
+        }
+    }
 
     // SAFETY: the boot CPU's IDT handles the tick.
     unsafe { time::start_tick(TIMER_VECTOR) };

@@ -1,0 +1,106 @@
+//! The Hyper-V VTL interface, when Parapet runs on it (platform hv_vtl).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use hvdef::hypercall::{code, Control, VpRegistersHeader, PARTITION_SELF, VP_INDEX_SELF};
+use hvdef::registers;
+use hvdef::status::HvStatus;
+use kernel::ensure;
+use kernel::selftest::{TestCase, TestFuture};
+
+use crate::machine::hv;
+
+pub const TESTS: &[TestCase] = &[
+    TestCase {
+        name: "hv_get_vp_registers_names_each_vp",
+        run: get_vp_registers_names_each_vp,
+    },
+    TestCase {
+        name: "hv_unknown_hypercall_is_refused",
+        run: unknown_hypercall_is_refused,
+    },
+    TestCase {
+        name: "hv_malformed_control_word_is_refused",
+        run: malformed_control_word_is_refused,
+    },
+    TestCase {
+        name: "hv_unknown_register_is_refused",
+        run: unknown_register_is_refused,
+    },
+];
+
+fn get_vp_registers_names_each_vp() -> TestFuture {
+    Box::pin(async {
+        let answers: Vec<Result<[u8; 16], HvStatus>> =
+            super::on_every_cpu(|_| async { hv::get_vp_register(registers::VP_INDEX) }).await?;
+        for (cpu, answer) in answers.into_iter().enumerate() {
+            let value = answer.map_err(|s| alloc::format!("cpu{cpu}: status {:#x}", s.0))?;
+            let index = u64::from_le_bytes(value[..8].try_into().unwrap_or_default());
+            ensure!(index == cpu as u64, "cpu{cpu} was told it is VP {index}");
+            ensure!(
+                value[8..].iter().all(|&b| b == 0),
+                "cpu{cpu}: upper half of the value is not zero"
+            );
+        }
+        Ok(())
+    })
+}
+
+fn unknown_hypercall_is_refused() -> TestFuture {
+    Box::pin(async {
+        let (status, _) = hv::call(Control::new(0x7ff7), &[], &mut []);
+        ensure!(
+            status == HvStatus::INVALID_HYPERCALL_CODE,
+            "status {:#x}",
+            status.0
+        );
+        Ok(())
+    })
+}
+
+fn malformed_control_word_is_refused() -> TestFuture {
+    Box::pin(async {
+        // A rep call with no reps, then one with a reserved control bit set: both malformed.
+        let (status, _) = hv::call(Control::new(code::GET_VP_REGISTERS), &[0; 24], &mut [0; 16]);
+        ensure!(
+            status == HvStatus::INVALID_HYPERCALL_INPUT,
+            "no reps: status {:#x}",
+            status.0
+        );
+        let reserved = Control(Control::new(code::GET_VP_REGISTERS).with_rep_count(1).0 | 1 << 62);
+        let (status, _) = hv::call(reserved, &[0; 24], &mut [0; 16]);
+        ensure!(
+            status == HvStatus::INVALID_HYPERCALL_INPUT,
+            "reserved bit: status {:#x}",
+            status.0
+        );
+        Ok(())
+    })
+}
+
+fn unknown_register_is_refused() -> TestFuture {
+    Box::pin(async {
+        let mut input = [0u8; VpRegistersHeader::SIZE + 8];
+        input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+        input[8..12].copy_from_slice(&VP_INDEX_SELF.to_le_bytes());
+        input[16..20].copy_from_slice(&registers::VP_INDEX.to_le_bytes());
+        input[20..24].copy_from_slice(&0x00de_ad00u32.to_le_bytes());
+        let mut output = [0u8; 32];
+        let (status, reps) = hv::call(
+            Control::new(code::GET_VP_REGISTERS).with_rep_count(2),
+            &input,
+            &mut output,
+        );
+        ensure!(
+            status == HvStatus::INVALID_PARAMETER,
+            "status {:#x}",
+            status.0
+        );
+        ensure!(
+            reps == 1,
+            "{reps} reps completed; the first register is valid"
+        );
+        Ok(())
+    })
+}

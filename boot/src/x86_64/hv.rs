@@ -1,0 +1,148 @@
+//! Parapet's side of the Hyper-V VTL interface (TLFS §3, §15): identify ourselves, enable the
+//! hypercall page, and make hypercalls through it.
+
+use core::arch::asm;
+
+use arch::paging::{MapFlags, PAGE_4K};
+use arch::x86_64::instructions::{rdmsr, wrmsr};
+use hvdef::hypercall::{
+    code, parse_result, Control, VpRegistersHeader, PARTITION_SELF, VP_INDEX_SELF,
+};
+use hvdef::msr::{self, PageMsr};
+use hvdef::status::HvStatus;
+use spin::{Mutex, Once};
+
+use crate::KERNEL_SPACE;
+
+/// Parapet's version for the guest OS ID: major 23:16, minor 15:8, patch 7:0 (0.1.0).
+const VERSION: u64 = 1 << 8;
+/// Guest OS ID (TLFS §2.6, open-source encoding): bit 63 set, OS type 0 (none of the listed
+/// ones), the version in bits 47:16.
+const GUEST_OS_ID: u64 = (1 << 63) | (VERSION << 16);
+
+/// The pages a hypercall uses: the hypervisor's code page, and our input and output pages.
+struct Pages {
+    code: u64,
+    input: u64,
+    output: u64,
+}
+
+static PAGES: Once<Mutex<Pages>> = Once::new();
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HvInitError {
+    OutOfFrames,
+    Mapping,
+    /// The hypervisor did not keep the hypercall page enabled.
+    HypercallPageRefused,
+}
+
+impl core::fmt::Display for HvInitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HvInitError::OutOfFrames => write!(f, "no frames for the hypercall pages"),
+            HvInitError::Mapping => write!(f, "cannot make the hypercall page executable"),
+            HvInitError::HypercallPageRefused => {
+                write!(f, "the hypervisor did not enable the hypercall page")
+            }
+        }
+    }
+}
+
+/// Identifies Parapet to the hypervisor and enables the hypercall page. Once, on the boot CPU,
+/// with the kernel address space live.
+pub fn init() -> Result<(), HvInitError> {
+    let frame = || kernel::memory::allocate_zeroed_frame().map_err(|_| HvInitError::OutOfFrames);
+    let (code, input, output) = (frame()?, frame()?, frame()?);
+    // The hypervisor fills the code page; we only execute it.
+    KERNEL_SPACE
+        .lock()
+        .as_mut()
+        .ok_or(HvInitError::Mapping)?
+        .protect(code, PAGE_4K, MapFlags::EXECUTE)
+        .map_err(|_| HvInitError::Mapping)?;
+    // SAFETY: the VTL interface is present (the caller detected it), so these synthetic MSRs
+    // exist; the code page is ours, executable and otherwise unused.
+    unsafe {
+        wrmsr(msr::GUEST_OS_ID, GUEST_OS_ID);
+        wrmsr(msr::HYPERCALL, PageMsr::new(code, true).0);
+        if !PageMsr(rdmsr(msr::HYPERCALL)).enabled() {
+            return Err(HvInitError::HypercallPageRefused);
+        }
+    }
+    PAGES.call_once(|| {
+        Mutex::new(Pages {
+            code,
+            input,
+            output,
+        })
+    });
+    // Prove the path end to end: the hypervisor must tell us who we are.
+    match get_vp_register(hvdef::registers::VP_INDEX) {
+        Ok(value) => log::info!(
+            "hv_vtl: hypercall page enabled; GetVpRegisters says VP index {}",
+            value[0]
+        ),
+        Err(status) => log::warn!(
+            "hv_vtl: GetVpRegisters(VpIndex) failed with status {:#x}",
+            status.0
+        ),
+    }
+    Ok(())
+}
+
+/// Makes the hypercall `control` with `input` copied to the input page; copies the output
+/// page's first `output.len()` bytes back. Returns the status and the reps completed.
+/// Inputs and outputs longer than a page are refused as the hypervisor would refuse them.
+pub fn call(control: Control, input: &[u8], output: &mut [u8]) -> (HvStatus, u16) {
+    let Some(pages) = PAGES.get() else {
+        return (HvStatus::INVALID_HYPERCALL_CODE, 0);
+    };
+    if input.len() > PAGE_4K as usize || output.len() > PAGE_4K as usize {
+        return (HvStatus::INVALID_PARAMETER, 0);
+    }
+    let pages = pages.lock();
+    // SAFETY: the input and output pages are frames this module owns, identity-mapped and
+    // writable; the lock keeps other CPUs out of them.
+    unsafe {
+        core::ptr::copy_nonoverlapping(input.as_ptr(), pages.input as *mut u8, input.len());
+    }
+    let result: u64;
+    // SAFETY: the code page holds the hypervisor's hypercall sequence (TLFS §3.13): it takes
+    // RCX, RDX, R8, returns in RAX, and may clobber RCX, RDX and R8; it uses the stack for
+    // its return address only.
+    unsafe {
+        asm!(
+            "call {code}",
+            code = in(reg) pages.code,
+            inout("rcx") control.0 => _,
+            inout("rdx") pages.input => _,
+            inout("r8") pages.output => _,
+            out("rax") result,
+        );
+    }
+    // SAFETY: as above, for the output page.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            pages.output as *const u8,
+            output.as_mut_ptr(),
+            output.len(),
+        );
+    }
+    parse_result(result)
+}
+
+/// Reads one register of this VP at the current VTL with HvCallGetVpRegisters.
+pub fn get_vp_register(name: u32) -> Result<[u8; 16], HvStatus> {
+    let mut input = [0u8; VpRegistersHeader::SIZE + 8];
+    input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+    input[8..12].copy_from_slice(&VP_INDEX_SELF.to_le_bytes());
+    input[16..20].copy_from_slice(&name.to_le_bytes());
+    let mut value = [0u8; 16];
+    let control = Control::new(code::GET_VP_REGISTERS).with_rep_count(1);
+    match call(control, &input, &mut value) {
+        (status, 1) if status.is_success() => Ok(value),
+        (status, _) if !status.is_success() => Err(status),
+        _ => Err(HvStatus::INVALID_HYPERCALL_INPUT),
+    }
+}

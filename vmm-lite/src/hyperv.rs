@@ -1,0 +1,445 @@
+//! The Hyper-V interface vmm-lite offers a VTL2 paravisor on KVM (TLFS; constants in hvdef):
+//! hypervisor CPUID leaves, the synthetic MSRs, and a hypercall page.
+//!
+//! KVM here has no Hyper-V emulation of its own, and its `vmcall` never returns
+//! (MACHINE-FACTS), so the hypercall page exits by port I/O: `out HYPERCALL_PORT, al; ret`.
+//! The immediate-port form leaves RDX (the input GPA) untouched.
+//!
+//! Implemented hypercalls: HvCallGetVpRegisters for the registers below. Every other call
+//! code returns HV_STATUS_INVALID_HYPERCALL_CODE, as a hypervisor without that call does.
+
+use std::sync::Mutex;
+
+use hvdef::cpuid::{self as leaf, privilege_eax, privilege_ebx};
+use hvdef::hypercall::{self, code, Control, VpRegistersHeader, PARTITION_SELF, VP_INDEX_SELF};
+use hvdef::msr::{self, PageMsr, Sint};
+use hvdef::registers as reg;
+use hvdef::status::HvStatus;
+use hvdef::vtl::Vtl;
+use kvm_bindings::kvm_cpuid_entry2;
+
+use crate::guest_memory::GuestMemory;
+
+/// The I/O port the hypercall page writes to.
+pub const HYPERCALL_PORT: u8 = 0xe4;
+/// `out 0xe4, al` (E6 ib) then `ret` (C3).
+const HYPERCALL_CODE: [u8; 3] = [0xe6, HYPERCALL_PORT, 0xc3];
+/// The VTL the paravisor runs in; the only one enabled until it enables VTL0.
+const PARAVISOR_VTL: Vtl = Vtl::Vtl2;
+
+#[derive(Default)]
+struct Partition {
+    guest_os_id: u64,
+    hypercall: PageMsr,
+}
+
+#[derive(Clone, Copy)]
+struct Vp {
+    vp_assist: PageMsr,
+    scontrol: u64,
+    simp: PageMsr,
+    siefp: PageMsr,
+    sint: [Sint; 16],
+}
+
+impl Default for Vp {
+    fn default() -> Self {
+        Self {
+            vp_assist: PageMsr(0),
+            scontrol: 0,
+            simp: PageMsr(0),
+            siefp: PageMsr(0),
+            sint: [Sint::RESET; 16],
+        }
+    }
+}
+
+/// An MSR access the guest must get a #GP for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GeneralProtection;
+
+pub struct HyperV {
+    partition: Mutex<Partition>,
+    vps: Vec<Mutex<Vp>>,
+}
+
+impl HyperV {
+    pub fn new(vps: u32) -> Self {
+        Self {
+            partition: Mutex::new(Partition::default()),
+            vps: (0..vps).map(|_| Mutex::new(Vp::default())).collect(),
+        }
+    }
+
+    /// The hypervisor leaves (replacing KVM's own): "Microsoft Hv", "Hv#1", and the
+    /// privileges a VTL2 paravisor needs.
+    pub fn cpuid_leaves(&self) -> Vec<kvm_cpuid_entry2> {
+        let entry = |function, eax, ebx, ecx, edx| kvm_cpuid_entry2 {
+            function,
+            index: 0,
+            flags: 0,
+            eax,
+            ebx,
+            ecx,
+            edx,
+            ..Default::default()
+        };
+        let privileges_eax = privilege_eax::ACCESS_SYNIC_REGS
+            | privilege_eax::ACCESS_HYPERCALL_MSRS
+            | privilege_eax::ACCESS_VP_INDEX
+            | privilege_eax::ACCESS_INTR_CTRL_REGS;
+        let privileges_ebx = privilege_ebx::ACCESS_VSM
+            | privilege_ebx::ACCESS_VP_REGISTERS
+            | privilege_ebx::START_VIRTUAL_PROCESSOR;
+        vec![
+            entry(
+                leaf::LEAF_VENDOR,
+                leaf::LEAF_HARDWARE_FEATURES,
+                leaf::VENDOR_EBX,
+                leaf::VENDOR_ECX,
+                leaf::VENDOR_EDX,
+            ),
+            entry(leaf::LEAF_INTERFACE, leaf::INTERFACE_HV1, 0, 0, 0),
+            entry(leaf::LEAF_VERSION, 0, 0, 0, 0),
+            entry(leaf::LEAF_FEATURES, privileges_eax, privileges_ebx, 0, 0),
+            entry(leaf::LEAF_RECOMMENDATIONS, 0, u32::MAX, 0, 0),
+            entry(leaf::LEAF_LIMITS, self.vps.len() as u32, 0, 0, 0),
+            entry(leaf::LEAF_HARDWARE_FEATURES, 0, 0, 0, 0),
+        ]
+    }
+
+    fn vp(&self, index: usize) -> std::sync::MutexGuard<'_, Vp> {
+        self.vps[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn read_msr(&self, vp: usize, index: u32) -> Result<u64, GeneralProtection> {
+        let p = self.partition.lock().unwrap_or_else(|e| e.into_inner());
+        let v = self.vp(vp);
+        Ok(match index {
+            msr::GUEST_OS_ID => p.guest_os_id,
+            msr::HYPERCALL => p.hypercall.0,
+            msr::VP_INDEX => vp as u64,
+            msr::VP_ASSIST_PAGE => v.vp_assist.0,
+            msr::SCONTROL => v.scontrol,
+            msr::SVERSION => msr::SYNIC_VERSION,
+            msr::SIEFP => v.siefp.0,
+            msr::SIMP => v.simp.0,
+            msr::EOM => 0,
+            i if (msr::SINT0..msr::SINT0 + msr::SINT_COUNT).contains(&i) => {
+                v.sint[(i - msr::SINT0) as usize].0
+            }
+            _ => return Err(GeneralProtection),
+        })
+    }
+
+    /// Whether a page-address MSR value points inside guest RAM (a page outside is a #GP).
+    fn page_ok(value: PageMsr, memory: &GuestMemory) -> bool {
+        !value.enabled() || value.gpa() + 4096 <= memory.size()
+    }
+
+    pub fn write_msr(
+        &self,
+        vp: usize,
+        index: u32,
+        value: u64,
+        memory: &GuestMemory,
+    ) -> Result<(), GeneralProtection> {
+        let mut p = self.partition.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v = self.vp(vp);
+        match index {
+            msr::GUEST_OS_ID => {
+                p.guest_os_id = value;
+                if value == 0 {
+                    // Without a guest OS id the hypercall page goes away (TLFS §3.13).
+                    p.hypercall = PageMsr(p.hypercall.0 & !PageMsr::ENABLE);
+                }
+            }
+            msr::HYPERCALL => {
+                if p.hypercall.locked() {
+                    return Ok(()); // Locked: writes are ignored until reset.
+                }
+                let mut new = PageMsr(value & (!0xfff | PageMsr::ENABLE | PageMsr::LOCKED));
+                if p.guest_os_id == 0 {
+                    new = PageMsr(new.0 & !PageMsr::ENABLE);
+                }
+                if !Self::page_ok(new, memory) {
+                    return Err(GeneralProtection);
+                }
+                if new.enabled() {
+                    let mut page = [0u8; 4096];
+                    page[..HYPERCALL_CODE.len()].copy_from_slice(&HYPERCALL_CODE);
+                    memory
+                        .write(new.gpa(), &page)
+                        .map_err(|_| GeneralProtection)?;
+                }
+                p.hypercall = new;
+            }
+            msr::VP_ASSIST_PAGE | msr::SIEFP | msr::SIMP => {
+                let new = PageMsr(value & (!0xfff | PageMsr::ENABLE));
+                if !Self::page_ok(new, memory) {
+                    return Err(GeneralProtection);
+                }
+                match index {
+                    msr::VP_ASSIST_PAGE => v.vp_assist = new,
+                    msr::SIEFP => v.siefp = new,
+                    _ => v.simp = new,
+                }
+            }
+            msr::SCONTROL => v.scontrol = value & 1,
+            msr::EOM => {}
+            i if (msr::SINT0..msr::SINT0 + msr::SINT_COUNT).contains(&i) => {
+                let sint = Sint(value & (0xff | Sint::MASKED | Sint::AUTO_EOI | Sint::POLLING));
+                if !sint.is_valid() {
+                    return Err(GeneralProtection);
+                }
+                v.sint[(i - msr::SINT0) as usize] = sint;
+            }
+            _ => return Err(GeneralProtection), // VP_INDEX, SVERSION are read-only
+        }
+        Ok(())
+    }
+
+    /// The value of register `name` of VP `vp` at VTL2, if vmm-lite knows it.
+    fn register(&self, vp: usize, name: u32) -> Option<u64> {
+        let msr_of = |index| self.read_msr(vp, index).ok();
+        match name {
+            reg::VP_INDEX => Some(vp as u64),
+            reg::GUEST_OS_ID => msr_of(msr::GUEST_OS_ID),
+            reg::HYPERCALL => msr_of(msr::HYPERCALL),
+            reg::VP_ASSIST_PAGE => msr_of(msr::VP_ASSIST_PAGE),
+            reg::SCONTROL => msr_of(msr::SCONTROL),
+            reg::SIEFP => msr_of(msr::SIEFP),
+            reg::SIMP => msr_of(msr::SIMP),
+            n if (reg::SINT0..reg::SINT0 + 16).contains(&n) => {
+                msr_of(msr::SINT0 + (n - reg::SINT0))
+            }
+            // ActiveVtl 3:0, EnabledVtlSet 31:16: only VTL2 so far.
+            reg::VSM_VP_STATUS => Some(PARAVISOR_VTL as u64 | (1 << (16 + PARAVISOR_VTL as u64))),
+            // EnabledVtlSet 15:0, MaximumVtl 19:16.
+            reg::VSM_PARTITION_STATUS => {
+                Some((1 << PARAVISOR_VTL as u64) | ((PARAVISOR_VTL as u64) << 16))
+            }
+            _ => None,
+        }
+    }
+
+    /// Carries out the hypercall VP `vp` made with RCX = `control`, RDX = `input_gpa`,
+    /// R8 = `output_gpa`; returns the result value for RAX.
+    pub fn hypercall(
+        &self,
+        vp: usize,
+        control: u64,
+        input_gpa: u64,
+        output_gpa: u64,
+        memory: &GuestMemory,
+    ) -> u64 {
+        let control = Control(control);
+        match control.code() {
+            code::GET_VP_REGISTERS => {
+                match self.get_vp_registers(vp, control, input_gpa, output_gpa, memory) {
+                    Ok(reps) => hypercall::result(HvStatus::SUCCESS, reps),
+                    Err((status, reps)) => hypercall::result(status, reps),
+                }
+            }
+            _ => hypercall::result(HvStatus::INVALID_HYPERCALL_CODE, 0),
+        }
+    }
+
+    fn get_vp_registers(
+        &self,
+        vp: usize,
+        control: Control,
+        input_gpa: u64,
+        output_gpa: u64,
+        memory: &GuestMemory,
+    ) -> Result<u16, (HvStatus, u16)> {
+        let start = control.rep_start();
+        control.check(true).map_err(|s| (s, start))?;
+        if control.fast() {
+            return Err((HvStatus::INVALID_HYPERCALL_INPUT, start)); // no XMM fast path offered
+        }
+        let count = usize::from(control.rep_count());
+        let input_len = VpRegistersHeader::SIZE + count * VpRegistersHeader::GET_ELEMENT_SIZE;
+        let output_len = count * VpRegistersHeader::VALUE_SIZE;
+        // Parameters are 8-byte aligned and stay within one page (TLFS §3.6).
+        let fits = |gpa: u64, len: usize| gpa.is_multiple_of(8) && (gpa & 0xfff) as usize + len <= 4096;
+        if !fits(input_gpa, input_len) || !fits(output_gpa, output_len) {
+            return Err((HvStatus::INVALID_ALIGNMENT, start));
+        }
+        let mut input = vec![0u8; input_len];
+        memory
+            .read(input_gpa, &mut input)
+            .map_err(|_| (HvStatus::INVALID_ALIGNMENT, start))?;
+        let header = VpRegistersHeader::parse(&input).map_err(|s| (s, start))?;
+        if header.partition_id != PARTITION_SELF {
+            return Err((HvStatus::INVALID_PARTITION_ID, start));
+        }
+        let target = match header.vp_index {
+            VP_INDEX_SELF => vp,
+            i if (i as usize) < self.vps.len() => i as usize,
+            _ => return Err((HvStatus::INVALID_VP_INDEX, start)),
+        };
+        if header.target_vtl.resolve(PARAVISOR_VTL) != PARAVISOR_VTL {
+            return Err((HvStatus::INVALID_VTL_STATE, start)); // no lower VTL is enabled yet
+        }
+        for i in usize::from(start)..count {
+            let at = VpRegistersHeader::SIZE + i * VpRegistersHeader::GET_ELEMENT_SIZE;
+            let name = u32::from_le_bytes(input[at..at + 4].try_into().unwrap_or_default());
+            let value = self
+                .register(target, name)
+                .ok_or((HvStatus::INVALID_PARAMETER, i as u16))?;
+            memory
+                .write(
+                    output_gpa + (i * VpRegistersHeader::VALUE_SIZE) as u64,
+                    &reg::u64_value(value),
+                )
+                .map_err(|_| (HvStatus::INVALID_ALIGNMENT, i as u16))?;
+        }
+        Ok(count as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (HyperV, GuestMemory) {
+        (HyperV::new(2), GuestMemory::new(1 << 20).unwrap())
+    }
+
+    #[test]
+    fn the_hypercall_page_needs_a_guest_os_id_and_holds_the_port_sequence() {
+        let (hv, mem) = setup();
+        hv.write_msr(0, msr::HYPERCALL, 0x5001, &mem).unwrap();
+        assert!(
+            !PageMsr(hv.read_msr(0, msr::HYPERCALL).unwrap()).enabled(),
+            "no guest OS id yet"
+        );
+        hv.write_msr(0, msr::GUEST_OS_ID, 1 << 63, &mem).unwrap();
+        hv.write_msr(0, msr::HYPERCALL, 0x5001, &mem).unwrap();
+        assert_eq!(
+            hv.read_msr(1, msr::HYPERCALL).unwrap(),
+            0x5001,
+            "partition-wide"
+        );
+        let mut code = [0u8; 3];
+        mem.read(0x5000, &mut code).unwrap();
+        assert_eq!(code, HYPERCALL_CODE);
+        assert_eq!(
+            hv.write_msr(0, msr::HYPERCALL, 0x10_0001, &mem),
+            Err(GeneralProtection),
+            "outside RAM"
+        );
+    }
+
+    #[test]
+    fn read_only_and_unknown_msrs_and_bad_sints_give_gp() {
+        let (hv, mem) = setup();
+        assert_eq!(hv.read_msr(1, msr::VP_INDEX), Ok(1));
+        assert_eq!(
+            hv.write_msr(0, msr::VP_INDEX, 5, &mem),
+            Err(GeneralProtection)
+        );
+        assert_eq!(
+            hv.write_msr(0, msr::SVERSION, 5, &mem),
+            Err(GeneralProtection)
+        );
+        assert_eq!(hv.read_msr(0, 0x4000_00ff), Err(GeneralProtection));
+        assert_eq!(
+            hv.write_msr(0, msr::SINT0, 0x0f, &mem),
+            Err(GeneralProtection),
+            "vector below 16"
+        );
+        hv.write_msr(0, msr::SINT0 + 2, 0x30, &mem).unwrap();
+        assert_eq!(hv.read_msr(0, msr::SINT0 + 2), Ok(0x30));
+        assert_eq!(hv.read_msr(1, msr::SINT0 + 2), Ok(Sint::RESET.0), "per VP");
+    }
+
+    fn get_vp_registers(
+        hv: &HyperV,
+        mem: &GuestMemory,
+        vp: usize,
+        target_vp: u32,
+        names: &[u32],
+        control: Control,
+    ) -> (u64, Vec<u64>) {
+        let mut input = vec![0u8; 16];
+        input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+        input[8..12].copy_from_slice(&target_vp.to_le_bytes());
+        for n in names {
+            input.extend_from_slice(&n.to_le_bytes());
+        }
+        mem.write(0x8000, &input).unwrap();
+        let result = hv.hypercall(vp, control.0, 0x8000, 0x9000, mem);
+        let values = (0..names.len())
+            .map(|i| {
+                let mut b = [0u8; 8];
+                mem.read(0x9000 + 16 * i as u64, &mut b).unwrap();
+                u64::from_le_bytes(b)
+            })
+            .collect();
+        (result, values)
+    }
+
+    #[test]
+    fn get_vp_registers_reads_vp_state_and_counts_reps() {
+        let (hv, mem) = setup();
+        hv.write_msr(1, msr::SIMP, 0x7001, &mem).unwrap();
+        let control = Control::new(code::GET_VP_REGISTERS).with_rep_count(3);
+        let (result, values) = get_vp_registers(
+            &hv,
+            &mem,
+            0,
+            1,
+            &[reg::VP_INDEX, reg::SIMP, reg::VSM_VP_STATUS],
+            control,
+        );
+        assert_eq!(hypercall::parse_result(result), (HvStatus::SUCCESS, 3));
+        assert_eq!(values, [1, 0x7001, 2 | 1 << 18]);
+        let (result, _) = get_vp_registers(
+            &hv,
+            &mem,
+            1,
+            VP_INDEX_SELF,
+            &[reg::VP_INDEX, 0xdead],
+            control.with_rep_count(2),
+        );
+        assert_eq!(
+            hypercall::parse_result(result),
+            (HvStatus::INVALID_PARAMETER, 1)
+        );
+    }
+
+    #[test]
+    fn malformed_hypercalls_get_the_spec_statuses() {
+        let (hv, mem) = setup();
+        let status = |r| hypercall::parse_result(r).0;
+        assert_eq!(
+            status(hv.hypercall(0, 0x7ff7, 0, 0, &mem)),
+            HvStatus::INVALID_HYPERCALL_CODE
+        );
+        let rep = Control::new(code::GET_VP_REGISTERS);
+        assert_eq!(
+            status(hv.hypercall(0, rep.0, 0x8000, 0x9000, &mem)),
+            HvStatus::INVALID_HYPERCALL_INPUT,
+            "no reps"
+        );
+        assert_eq!(
+            status(hv.hypercall(0, rep.with_rep_count(1).0, 0x8004, 0x9000, &mem)),
+            HvStatus::INVALID_ALIGNMENT
+        );
+        assert_eq!(
+            status(hv.hypercall(0, rep.with_rep_count(1).0, 0x8ff8, 0x9000, &mem)),
+            HvStatus::INVALID_ALIGNMENT,
+            "crosses a page"
+        );
+        assert_eq!(
+            status(hv.hypercall(0, rep.with_rep_count(1).0, 0xff_fff0, 0x9000, &mem)),
+            HvStatus::INVALID_ALIGNMENT,
+            "outside RAM"
+        );
+        let (result, _) =
+            get_vp_registers(&hv, &mem, 0, 7, &[reg::VP_INDEX], rep.with_rep_count(1));
+        assert_eq!(status(result), HvStatus::INVALID_VP_INDEX);
+    }
+}
