@@ -262,7 +262,8 @@ impl HyperV {
         let input_len = VpRegistersHeader::SIZE + count * VpRegistersHeader::GET_ELEMENT_SIZE;
         let output_len = count * VpRegistersHeader::VALUE_SIZE;
         // Parameters are 8-byte aligned and stay within one page (TLFS §3.6).
-        let fits = |gpa: u64, len: usize| gpa.is_multiple_of(8) && (gpa & 0xfff) as usize + len <= 4096;
+        let fits =
+            |gpa: u64, len: usize| gpa.is_multiple_of(8) && (gpa & 0xfff) as usize + len <= 4096;
         if !fits(input_gpa, input_len) || !fits(output_gpa, output_len) {
             return Err((HvStatus::INVALID_ALIGNMENT, start));
         }

@@ -17,6 +17,13 @@ pub struct Uart16550<R> {
     regs: R,
     present: bool,
     dropped: u64,
+    /// Transmit FIFO depth: 16 when the FIFOs came on at init, else 1 (an 8250/16450).
+    fifo_depth: u8,
+    /// Bytes that may still be written before LSR must be asked again: once THRE says the
+    /// FIFO is empty, a whole FIFO's worth fits (datasheet: THRE with FIFOs on means the
+    /// transmit FIFO is empty). On a virtual UART each LSR read is an exit, so this halves
+    /// the cost of console output.
+    room: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +38,8 @@ impl<R: RegisterAccess> Uart16550<R> {
             regs,
             present: false,
             dropped: 0,
+            fifo_depth: 1,
+            room: 0,
         }
     }
 
@@ -43,6 +52,14 @@ impl<R: RegisterAccess> Uart16550<R> {
         self.regs.write(DLM, (divisor >> 8) as u8);
         self.regs.write(LCR, LCR_8N1);
         self.regs.write(FCR, FCR_ENABLE_CLEAR_14);
+        // IIR bits 7:6 read 0b11 when the FIFOs are on (datasheet table IV); an older UART
+        // without FIFOs ignores FCR.
+        self.fifo_depth = if self.regs.read(IIR) & 0xc0 == 0xc0 {
+            16
+        } else {
+            1
+        };
+        self.room = 0;
         // Loopback probe: a byte sent must come back, proving a UART answers here.
         self.regs.write(MCR, MCR_LOOPBACK);
         self.regs.write(THR, 0xa5);
@@ -93,14 +110,22 @@ impl<R: RegisterAccess> TextOutput for Uart16550<R> {
         if !self.present {
             return;
         }
-        for _ in 0..TRANSMIT_SPINS {
-            if self.regs.read(LSR) & LSR_THR_EMPTY != 0 {
-                self.regs.write(THR, byte);
+        if self.room == 0 {
+            let ready = (0..TRANSMIT_SPINS).any(|_| {
+                let empty = self.regs.read(LSR) & LSR_THR_EMPTY != 0;
+                if !empty {
+                    core::hint::spin_loop();
+                }
+                empty
+            });
+            if !ready {
+                self.dropped += 1;
                 return;
             }
-            core::hint::spin_loop();
+            self.room = self.fifo_depth;
         }
-        self.dropped += 1;
+        self.regs.write(THR, byte);
+        self.room -= 1;
     }
 }
 
@@ -122,6 +147,9 @@ mod tests {
         busy_polls: u32,
         busy: u32,
         absent: bool,
+        fifo: bool,
+        /// Bytes waiting in the transmit FIFO (or holding register).
+        queued: usize,
     }
 
     impl RegisterAccess for &mut Model {
@@ -137,12 +165,29 @@ mod tests {
                     if !self.rx.is_empty() {
                         lsr |= LSR_DATA_READY;
                     }
-                    if self.busy == 0 {
+                    // The line drains one queued byte every `busy_polls` LSR reads; with 0 it
+                    // is infinitely fast and drains all at once.
+                    if self.busy_polls == 0 {
+                        self.queued = 0;
+                    } else if self.queued > 0 {
+                        if self.busy == 0 {
+                            self.queued -= 1;
+                            self.busy = self.busy_polls;
+                        } else {
+                            self.busy -= 1;
+                        }
+                    }
+                    if self.queued == 0 {
                         lsr |= LSR_THR_EMPTY;
-                    } else {
-                        self.busy -= 1;
                     }
                     lsr
+                }
+                IIR => {
+                    if self.fifo {
+                        0xc1
+                    } else {
+                        0x01
+                    }
                 }
                 IER if !dlab => self.ier,
                 LCR => self.lcr,
@@ -160,12 +205,15 @@ mod tests {
                     if self.mcr & MCR_LOOPBACK != 0 {
                         self.rx.push_back(value);
                     } else {
-                        assert_eq!(self.busy, 0, "wrote THR while the transmitter was busy");
+                        let depth = if self.fifo { 16 } else { 1 };
+                        assert!(self.queued < depth, "wrote THR with the transmit FIFO full");
                         self.wire.push(value);
+                        self.queued += 1;
                         self.busy = self.busy_polls;
                     }
                 }
                 IER => self.ier = value & 0x0f,
+                FCR => self.fifo = value & 1 != 0,
                 LCR => self.lcr = value,
                 MCR => self.mcr = value,
                 _ => {}
@@ -205,9 +253,65 @@ mod tests {
         };
         let mut u = Uart16550::new(&mut m);
         u.init(115_200).unwrap();
-        u.write_byte(b'a');
-        u.write_byte(b'b');
+        // The FIFO takes 16 bytes; the 17th finds it still full.
+        for b in 0..17 {
+            u.write_byte(b);
+        }
         assert_eq!(u.dropped(), 1);
+    }
+
+    /// Counts LSR reads, to see how often the driver asks before sending.
+    struct CountingLsr<'a>(&'a mut Model, usize);
+
+    impl RegisterAccess for CountingLsr<'_> {
+        fn read(&mut self, offset: u8) -> u8 {
+            if offset == LSR {
+                self.1 += 1;
+            }
+            (&mut *self.0).read(offset)
+        }
+        fn write(&mut self, offset: u8, value: u8) {
+            (&mut *self.0).write(offset, value)
+        }
+    }
+
+    #[test]
+    fn with_fifos_one_lsr_read_covers_sixteen_bytes() {
+        let mut m = Model::default();
+        let mut u = Uart16550::new(CountingLsr(&mut m, 0));
+        u.init(115_200).unwrap();
+        let before = u.regs.1;
+        u.write_str("0123456789abcdef0123456789abcdef");
+        assert_eq!(u.regs.1 - before, 2, "32 bytes, two FIFO fills");
+        assert_eq!(m.wire.len(), 32);
+    }
+
+    /// An 8250 without FIFOs: FCR writes go nowhere and IIR bits 7:6 stay clear.
+    struct NoFifo<'a>(&'a mut Model);
+
+    impl RegisterAccess for NoFifo<'_> {
+        fn read(&mut self, offset: u8) -> u8 {
+            (&mut *self.0).read(offset)
+        }
+        fn write(&mut self, offset: u8, value: u8) {
+            if offset != FCR {
+                (&mut *self.0).write(offset, value)
+            }
+        }
+    }
+
+    #[test]
+    fn without_fifos_every_byte_waits_for_thre() {
+        let mut m = Model {
+            busy_polls: 2,
+            ..Default::default()
+        };
+        let mut u = Uart16550::new(NoFifo(&mut m));
+        u.init(115_200).unwrap();
+        u.write_str("abc");
+        assert_eq!(u.dropped(), 0);
+        // The model asserts that no byte was written over a full holding register.
+        assert_eq!(m.wire, b"abc");
     }
 
     #[test]
