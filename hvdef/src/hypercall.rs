@@ -228,6 +228,23 @@ impl VpRegistersHeader {
             target_vtl: InputVtl::parse(u8_at(input, 12).ok_or(bad)?).ok_or(bad)?,
         })
     }
+
+    /// The header for this partition's VP `vp_index` at the caller's own VTL.
+    pub fn this_partition(vp_index: u32) -> Self {
+        Self {
+            partition_id: PARTITION_SELF,
+            vp_index,
+            target_vtl: InputVtl(None),
+        }
+    }
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.partition_id.to_le_bytes());
+        b[8..12].copy_from_slice(&self.vp_index.to_le_bytes());
+        b[12] = self.target_vtl.encode();
+        b
+    }
 }
 
 /// One SetVpRegisters element: (register name, 16-byte value).
@@ -397,6 +414,13 @@ mod tests {
             (ii.access_type, ii.intercept_type, ii.parameters),
             (3, 0x11, 0x03ff_03f8)
         );
+
+        let header = VpRegistersHeader {
+            partition_id: 7,
+            vp_index: 3,
+            target_vtl: InputVtl(Some(Vtl::Vtl0)),
+        };
+        assert_eq!(VpRegistersHeader::parse(&header.encode()), Ok(header));
 
         let mut set = [0u8; 32];
         set[0..4].copy_from_slice(&0x0002_0010u32.to_le_bytes());

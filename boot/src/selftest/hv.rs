@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use hvdef::hypercall::{code, Control, VpRegistersHeader, PARTITION_SELF, VP_INDEX_SELF};
+use hvdef::hypercall::{code, Control, VpRegistersHeader, VP_INDEX_SELF};
 use hvdef::registers;
 use hvdef::status::HvStatus;
 use kernel::ensure;
@@ -82,8 +82,8 @@ fn malformed_control_word_is_refused() -> TestFuture {
 fn unknown_register_is_refused() -> TestFuture {
     Box::pin(async {
         let mut input = [0u8; VpRegistersHeader::SIZE + 8];
-        input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
-        input[8..12].copy_from_slice(&VP_INDEX_SELF.to_le_bytes());
+        input[..VpRegistersHeader::SIZE]
+            .copy_from_slice(&VpRegistersHeader::this_partition(VP_INDEX_SELF).encode());
         input[16..20].copy_from_slice(&registers::VP_INDEX.to_le_bytes());
         input[20..24].copy_from_slice(&0x00de_ad00u32.to_le_bytes());
         let mut output = [0u8; 32];

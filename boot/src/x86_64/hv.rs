@@ -5,9 +5,7 @@ use core::arch::asm;
 
 use arch::paging::{MapFlags, PAGE_4K};
 use arch::x86_64::instructions::{rdmsr, wrmsr};
-use hvdef::hypercall::{
-    code, parse_result, Control, VpRegistersHeader, PARTITION_SELF, VP_INDEX_SELF,
-};
+use hvdef::hypercall::{code, parse_result, Control, VpRegistersHeader, VP_INDEX_SELF};
 use hvdef::msr::{self, PageMsr};
 use hvdef::status::HvStatus;
 use spin::{Mutex, Once};
@@ -135,8 +133,8 @@ pub fn call(control: Control, input: &[u8], output: &mut [u8]) -> (HvStatus, u16
 /// Reads one register of this VP at the current VTL with HvCallGetVpRegisters.
 pub fn get_vp_register(name: u32) -> Result<[u8; 16], HvStatus> {
     let mut input = [0u8; VpRegistersHeader::SIZE + 8];
-    input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
-    input[8..12].copy_from_slice(&VP_INDEX_SELF.to_le_bytes());
+    input[..VpRegistersHeader::SIZE]
+        .copy_from_slice(&VpRegistersHeader::this_partition(VP_INDEX_SELF).encode());
     input[16..20].copy_from_slice(&name.to_le_bytes());
     let mut value = [0u8; 16];
     let control = Control::new(code::GET_VP_REGISTERS).with_rep_count(1);
