@@ -5,27 +5,29 @@
 //! (MACHINE-FACTS), so the hypercall page exits by port I/O: `out HYPERCALL_PORT, al; ret`.
 //! The immediate-port form leaves RDX (the input GPA) untouched.
 //!
-//! Implemented hypercalls: HvCallGetVpRegisters for the registers below. Every other call
-//! code returns HV_STATUS_INVALID_HYPERCALL_CODE, as a hypervisor without that call does.
+//! Implemented hypercalls: HvCallGetVpRegisters (the registers below), HvCallEnablePartitionVtl
+//! and HvCallEnableVpVtl for VTL0 (see `vsm`). Every other call code returns
+//! HV_STATUS_INVALID_HYPERCALL_CODE, as a hypervisor without that call does.
 
 use std::sync::Mutex;
 
 use hvdef::cpuid::{self as leaf, privilege_eax, privilege_ebx};
-use hvdef::hypercall::{self, code, Control, VpRegistersHeader, PARTITION_SELF, VP_INDEX_SELF};
+use hvdef::hypercall::{
+    self, code, Control, EnablePartitionVtl, VpRegistersHeader, VpVtlInput, PARTITION_SELF,
+    VP_INDEX_SELF,
+};
 use hvdef::msr::{self, PageMsr, Sint};
 use hvdef::registers as reg;
 use hvdef::status::HvStatus;
-use hvdef::vtl::Vtl;
 use kvm_bindings::kvm_cpuid_entry2;
 
 use crate::guest_memory::GuestMemory;
+use crate::vsm::{VsmState, PARAVISOR_VTL};
 
 /// The I/O port the hypercall page writes to.
 pub const HYPERCALL_PORT: u8 = 0xe4;
 /// `out 0xe4, al` (E6 ib) then `ret` (C3).
 const HYPERCALL_CODE: [u8; 3] = [0xe6, HYPERCALL_PORT, 0xc3];
-/// The VTL the paravisor runs in; the only one enabled until it enables VTL0.
-const PARAVISOR_VTL: Vtl = Vtl::Vtl2;
 
 #[derive(Default)]
 struct Partition {
@@ -61,6 +63,7 @@ pub struct GeneralProtection;
 pub struct HyperV {
     partition: Mutex<Partition>,
     vps: Vec<Mutex<Vp>>,
+    vsm: Mutex<VsmState>,
 }
 
 impl HyperV {
@@ -68,6 +71,7 @@ impl HyperV {
         Self {
             partition: Mutex::new(Partition::default()),
             vps: (0..vps).map(|_| Mutex::new(Vp::default())).collect(),
+            vsm: Mutex::new(VsmState::new(vps as usize)),
         }
     }
 
@@ -213,14 +217,44 @@ impl HyperV {
             n if (reg::SINT0..reg::SINT0 + 16).contains(&n) => {
                 msr_of(msr::SINT0 + (n - reg::SINT0))
             }
-            // ActiveVtl 3:0, EnabledVtlSet 31:16: only VTL2 so far.
-            reg::VSM_VP_STATUS => Some(PARAVISOR_VTL as u64 | (1 << (16 + PARAVISOR_VTL as u64))),
+            reg::VSM_VP_STATUS => Some(self.vsm().vp_status(vp, PARAVISOR_VTL)),
             // EnabledVtlSet 15:0, MaximumVtl 19:16.
-            reg::VSM_PARTITION_STATUS => {
-                Some((1 << PARAVISOR_VTL as u64) | ((PARAVISOR_VTL as u64) << 16))
-            }
+            reg::VSM_PARTITION_STATUS => Some(self.vsm().partition_status()),
             _ => None,
         }
+    }
+
+    fn vsm(&self) -> std::sync::MutexGuard<'_, VsmState> {
+        self.vsm.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Copies a simple call's input: from RDX and R8 for a fast call (16 bytes at most),
+    /// else from the input page, which must be 8-byte aligned and not cross a page (TLFS §3.6).
+    fn simple_input(
+        control: Control,
+        rdx: u64,
+        r8: u64,
+        len: usize,
+        memory: &GuestMemory,
+    ) -> Result<Vec<u8>, HvStatus> {
+        control.check(false)?;
+        if control.fast() {
+            if len > 16 {
+                return Err(HvStatus::INVALID_HYPERCALL_INPUT);
+            }
+            let mut input = rdx.to_le_bytes().to_vec();
+            input.extend_from_slice(&r8.to_le_bytes());
+            input.truncate(len);
+            return Ok(input);
+        }
+        if !rdx.is_multiple_of(8) || (rdx & 0xfff) as usize + len > 4096 {
+            return Err(HvStatus::INVALID_ALIGNMENT);
+        }
+        let mut input = vec![0u8; len];
+        memory
+            .read(rdx, &mut input)
+            .map_err(|_| HvStatus::INVALID_ALIGNMENT)?;
+        Ok(input)
     }
 
     /// Carries out the hypercall VP `vp` made with RCX = `control`, RDX = `input_gpa`,
@@ -240,6 +274,29 @@ impl HyperV {
                     Ok(reps) => hypercall::result(HvStatus::SUCCESS, reps),
                     Err((status, reps)) => hypercall::result(status, reps),
                 }
+            }
+            code::ENABLE_PARTITION_VTL => {
+                let status = Self::simple_input(
+                    control,
+                    input_gpa,
+                    output_gpa,
+                    EnablePartitionVtl::SIZE,
+                    memory,
+                )
+                .and_then(|input| EnablePartitionVtl::parse(&input))
+                .and_then(|input| self.vsm().enable_partition_vtl(&input))
+                .err()
+                .unwrap_or(HvStatus::SUCCESS);
+                hypercall::result(status, 0)
+            }
+            code::ENABLE_VP_VTL => {
+                let status =
+                    Self::simple_input(control, input_gpa, output_gpa, VpVtlInput::SIZE, memory)
+                        .and_then(|input| VpVtlInput::parse(&input))
+                        .and_then(|input| self.vsm().enable_vp_vtl(vp, &input))
+                        .err()
+                        .unwrap_or(HvStatus::SUCCESS);
+                hypercall::result(status, 0)
             }
             _ => hypercall::result(HvStatus::INVALID_HYPERCALL_CODE, 0),
         }
@@ -281,7 +338,8 @@ impl HyperV {
             _ => return Err((HvStatus::INVALID_VP_INDEX, start)),
         };
         if header.target_vtl.resolve(PARAVISOR_VTL) != PARAVISOR_VTL {
-            return Err((HvStatus::INVALID_VTL_STATE, start)); // no lower VTL is enabled yet
+            // Lower VTLs' registers live in the VTL0 view, which comes with the VTL switch.
+            return Err((HvStatus::INVALID_VTL_STATE, start));
         }
         for i in usize::from(start)..count {
             let at = VpRegistersHeader::SIZE + i * VpRegistersHeader::GET_ELEMENT_SIZE;
@@ -409,6 +467,56 @@ mod tests {
             hypercall::parse_result(result),
             (HvStatus::INVALID_PARAMETER, 1)
         );
+    }
+
+    #[test]
+    fn vtl0_is_enabled_by_fast_and_memory_hypercalls() {
+        let (hv, mem) = setup();
+        let status = |r| hypercall::parse_result(r).0;
+        let enable_partition = Control::new(code::ENABLE_PARTITION_VTL).with_fast(true);
+        // Fast form: PartitionId in RDX, TargetVtl (0) and Flags in R8.
+        assert_eq!(
+            status(hv.hypercall(0, enable_partition.0, PARTITION_SELF, 0, &mem)),
+            HvStatus::SUCCESS
+        );
+        assert_eq!(
+            status(hv.hypercall(0, enable_partition.0, PARTITION_SELF, 0, &mem)),
+            HvStatus::INVALID_VTL_STATE
+        );
+        let mut input = vec![0u8; VpVtlInput::SIZE];
+        input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+        input[8..12].copy_from_slice(&1u32.to_le_bytes());
+        input[16..24].copy_from_slice(&0xfff0u64.to_le_bytes()); // VTL0 RIP
+        mem.write(0x8000, &input).unwrap();
+        let enable_vp = Control::new(code::ENABLE_VP_VTL);
+        assert_eq!(
+            status(hv.hypercall(0, enable_vp.0, 0x8000, 0, &mem)),
+            HvStatus::SUCCESS
+        );
+        assert_eq!(
+            status(hv.hypercall(0, enable_vp.0, 0x8000, 0, &mem)),
+            HvStatus::VTL_ALREADY_ENABLED
+        );
+        assert_eq!(
+            status(hv.hypercall(0, enable_vp.with_fast(true).0, 0x8000, 0, &mem)),
+            HvStatus::INVALID_HYPERCALL_INPUT,
+            "240 bytes do not fit registers"
+        );
+        assert_eq!(
+            status(hv.hypercall(0, enable_vp.0, 0x8f80, 0, &mem)),
+            HvStatus::INVALID_ALIGNMENT,
+            "crosses a page"
+        );
+        assert_eq!(hv.vsm().vtl0_context(1).map(|c| c.rip), Some(0xfff0));
+        let (_, values) = get_vp_registers(
+            &hv,
+            &mem,
+            1,
+            VP_INDEX_SELF,
+            &[reg::VSM_VP_STATUS],
+            Control::new(code::GET_VP_REGISTERS).with_rep_count(1),
+        );
+        assert_eq!(values, [2 | (0b101 << 16)]);
     }
 
     #[test]

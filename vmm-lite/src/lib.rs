@@ -13,3 +13,4 @@ pub mod memory_map;
 pub mod probe;
 pub mod serial;
 pub mod vm;
+pub mod vsm;
