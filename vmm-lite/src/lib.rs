@@ -10,6 +10,7 @@ pub mod guest_memory;
 pub mod hyperv;
 pub mod igvm_load;
 pub mod memory_map;
+pub mod port_io_decode;
 pub mod probe;
 pub mod serial;
 pub mod vm;
