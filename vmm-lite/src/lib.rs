@@ -15,3 +15,4 @@ pub mod probe;
 pub mod serial;
 pub mod vm;
 pub mod vsm;
+pub mod vtl0_view;

@@ -23,7 +23,7 @@ use crate::serial::{Com1, COM1_PORTS};
 const DEBUG_EXIT_PORT: u16 = 0xf4;
 const DEBUG_EXIT_SUCCESS: u32 = 0x10;
 /// Where KVM may put the TSS it needs on Intel hosts: just below the BIOS, outside RAM.
-const TSS_ADDRESS: usize = 0xfffb_d000;
+pub(crate) const TSS_ADDRESS: usize = 0xfffb_d000;
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,14 +40,14 @@ pub struct Vm {
     hyperv: Option<Arc<HyperV>>,
 }
 
-fn kvm<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, VmmError> {
+pub(crate) fn kvm<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, VmmError> {
     r.map_err(|e| VmmError::Kvm(what, e))
 }
 
 /// The CPUID table for VP `id` of `vps`: the APIC ID KVM gives the VP (its index) in leaf 1
 /// EBX[31:24] and the x2APIC ID leaves 0xB/0x1F EDX, and the logical processor count in leaf 1
 /// EBX[23:16] (Intel SDM Vol. 2A, CPUID), so what software reads matches the local APIC.
-fn cpuid_for(table: &kvm_bindings::CpuId, id: u32, vps: u32) -> kvm_bindings::CpuId {
+pub(crate) fn cpuid_for(table: &kvm_bindings::CpuId, id: u32, vps: u32) -> kvm_bindings::CpuId {
     let mut table = table.clone();
     for entry in table.as_mut_slice() {
         match entry.function {
@@ -63,7 +63,7 @@ fn cpuid_for(table: &kvm_bindings::CpuId, id: u32, vps: u32) -> kvm_bindings::Cp
 }
 
 /// Decodes IGVM/VMX segment attributes (type 3:0, S 4, DPL 6:5, P 7, AVL 12, L 13, D/B 14, G 15).
-fn segment(base: u64, limit: u32, selector: u16, attributes: u16) -> kvm_segment {
+pub(crate) fn segment(base: u64, limit: u32, selector: u16, attributes: u16) -> kvm_segment {
     let bit = |n: u16| ((attributes >> n) & 1) as u8;
     kvm_segment {
         base,

@@ -1,0 +1,220 @@
+//! VTL0's view of the partition: a second KVM VM over the same guest RAM, without the
+//! paravisor's region, and one vCPU per VP on which VTL0 has been enabled.
+//!
+//! KVM has no VTLs, so vmm-lite gives each VTL its own VM (../shared/MACHINE-FACTS.md, "Two
+//! KVM VMs as two VTL views"): both map the one host mapping, so memory VTL0 writes is what
+//! VTL2 reads, and a VTL0 access to the hole is an MMIO exit that never reaches VTL2's bytes.
+
+use hvdef::hypercall::InitialVpContext;
+use hvdef::registers::SegmentRegister;
+use kvm_bindings::{kvm_segment, kvm_userspace_memory_region, CpuId};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+
+use crate::error::VmmError;
+use crate::guest_memory::GuestMemory;
+use crate::vm::{cpuid_for, kvm, segment, TSS_ADDRESS};
+
+const PAGE: u64 = 4096;
+
+/// The guest-physical runs VTL0 sees: RAM `[0, ram)` less every `hidden` (start, size) range,
+/// widened to whole pages (KVM maps pages). Sorted, non-empty, non-overlapping.
+pub fn visible_runs(ram: u64, hidden: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut holes: Vec<(u64, u64)> = hidden
+        .iter()
+        .filter(|(_, size)| *size > 0)
+        .map(|&(start, size)| {
+            let end = start.saturating_add(size).min(ram);
+            (
+                start & !(PAGE - 1),
+                end.saturating_add(PAGE - 1) & !(PAGE - 1),
+            )
+        })
+        .collect();
+    holes.sort_unstable();
+    let mut runs = Vec::new();
+    let mut at = 0;
+    for (start, end) in holes {
+        if start > at {
+            runs.push((at, start.min(ram) - at));
+        }
+        at = at.max(end);
+    }
+    if at < ram {
+        runs.push((at, ram - at));
+    }
+    runs.retain(|&(_, size)| size > 0);
+    runs
+}
+
+/// The KVM form of a TLFS segment register (attributes as in VMX/IGVM).
+fn kvm_segment_of(s: &SegmentRegister) -> kvm_segment {
+    segment(s.base, s.limit, s.selector, s.attributes)
+}
+
+pub struct Vtl0View {
+    vm: VmFd,
+    cpuid: CpuId,
+    vps: u32,
+}
+
+impl Vtl0View {
+    /// Creates the view of `memory` without `hidden`, with an in-kernel local APIC per VP
+    /// and `cpuid` as every VP's CPUID table.
+    ///
+    /// The view's slots point into `memory`'s mapping, so `memory` must outlive the view.
+    pub fn new(
+        kvm_fd: &Kvm,
+        memory: &GuestMemory,
+        hidden: &[(u64, u64)],
+        cpuid: CpuId,
+        vps: u32,
+    ) -> Result<Self, VmmError> {
+        let vm = kvm("KVM_CREATE_VM (VTL0)", kvm_fd.create_vm())?;
+        kvm("KVM_SET_TSS_ADDR (VTL0)", vm.set_tss_address(TSS_ADDRESS))?;
+        kvm("KVM_CREATE_IRQCHIP (VTL0)", vm.create_irq_chip())?;
+        for (slot, (start, size)) in visible_runs(memory.size(), hidden).into_iter().enumerate() {
+            let region = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: start,
+                memory_size: size,
+                userspace_addr: memory.host_address() + start,
+            };
+            // SAFETY: the run lies inside `memory`'s mapping (visible_runs stays below its
+            // size), which the caller keeps alive as long as the view.
+            kvm("KVM_SET_USER_MEMORY_REGION (VTL0)", unsafe {
+                vm.set_user_memory_region(region)
+            })?;
+        }
+        Ok(Self { vm, cpuid, vps })
+    }
+
+    /// Creates VP `index`'s VTL0 vCPU in the state VTL2 gave (HvCallEnableVpVtl's
+    /// HV_INITIAL_VP_CONTEXT); the general-purpose registers other than RSP start at zero.
+    pub fn create_vp(&self, index: u32, ctx: &InitialVpContext) -> Result<VcpuFd, VmmError> {
+        let vcpu = kvm(
+            "KVM_CREATE_VCPU (VTL0)",
+            self.vm.create_vcpu(u64::from(index)),
+        )?;
+        kvm(
+            "KVM_SET_CPUID2 (VTL0)",
+            vcpu.set_cpuid2(&cpuid_for(&self.cpuid, index, self.vps)),
+        )?;
+        let mut sregs = kvm("KVM_GET_SREGS (VTL0)", vcpu.get_sregs())?;
+        sregs.cs = kvm_segment_of(&ctx.cs);
+        sregs.ds = kvm_segment_of(&ctx.ds);
+        sregs.es = kvm_segment_of(&ctx.es);
+        sregs.fs = kvm_segment_of(&ctx.fs);
+        sregs.gs = kvm_segment_of(&ctx.gs);
+        sregs.ss = kvm_segment_of(&ctx.ss);
+        sregs.tr = kvm_segment_of(&ctx.tr);
+        sregs.ldt = kvm_segment_of(&ctx.ldtr);
+        (sregs.idt.base, sregs.idt.limit) = (ctx.idtr.base, ctx.idtr.limit);
+        (sregs.gdt.base, sregs.gdt.limit) = (ctx.gdtr.base, ctx.gdtr.limit);
+        (sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer) = (ctx.cr0, ctx.cr3, ctx.cr4, ctx.efer);
+        kvm("KVM_SET_SREGS (VTL0)", vcpu.set_sregs(&sregs))?;
+        let mut regs = kvm("KVM_GET_REGS (VTL0)", vcpu.get_regs())?;
+        regs.rip = ctx.rip;
+        regs.rsp = ctx.rsp;
+        // Bit 1 of RFLAGS is reserved as one (Intel SDM Vol. 1 §3.4.3).
+        regs.rflags = ctx.rflags | 0x2;
+        kvm("KVM_SET_REGS (VTL0)", vcpu.set_regs(&regs))?;
+        Ok(vcpu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+    use kvm_ioctls::VcpuExit;
+
+    #[test]
+    fn runs_leave_out_the_hidden_pages() {
+        let mib = 1 << 20;
+        assert_eq!(visible_runs(4 * mib, &[]), [(0, 4 * mib)]);
+        assert_eq!(
+            visible_runs(4 * mib, &[(mib, mib)]),
+            [(0, mib), (2 * mib, 2 * mib)]
+        );
+        // Partial pages widen to whole ones; empty ranges hide nothing.
+        assert_eq!(
+            visible_runs(4 * mib, &[(0x1800, 0x10), (0x9000, 0)]),
+            [(0, 0x1000), (0x2000, 4 * mib - 0x2000)]
+        );
+        // Overlapping, unsorted, at the edges, and beyond RAM.
+        assert_eq!(
+            visible_runs(
+                4 * mib,
+                &[
+                    (3 * mib, 2 * mib),
+                    (0, 0x1000),
+                    (0x3000, 0x2000),
+                    (0x4000, 0x2000)
+                ]
+            ),
+            [(0x1000, 0x2000), (0x6000, 3 * mib - 0x6000)]
+        );
+        assert_eq!(visible_runs(mib, &[(0, u64::MAX)]), []);
+    }
+
+    fn real_mode_segment(attributes: u16) -> SegmentRegister {
+        SegmentRegister {
+            base: 0,
+            limit: 0xffff,
+            selector: 0,
+            attributes,
+        }
+    }
+
+    /// A real-mode VTL0 VP shares RAM with VTL2 but cannot reach the hidden region.
+    #[test]
+    fn vtl0_writes_shared_ram_but_not_the_hidden_region() {
+        let kvm_fd = Kvm::new().expect("/dev/kvm is needed for this test");
+        let memory = GuestMemory::new(1 << 20).unwrap();
+        let hidden = (0x8000, 0x1000);
+        memory.write(hidden.0, &[0xaa]).unwrap();
+        // mov al, 0x5a; mov [0x0500], al; mov [0x8000], al; out 0xe4, al
+        let code = [0xb0, 0x5a, 0xa2, 0x00, 0x05, 0xa2, 0x00, 0x80, 0xe6, 0xe4];
+        memory.write(0x1000, &code).unwrap();
+        let cpuid = kvm_fd.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).unwrap();
+        let view = Vtl0View::new(&kvm_fd, &memory, &[hidden], cpuid, 1).unwrap();
+        let data = real_mode_segment(0x93);
+        let ctx = InitialVpContext {
+            rip: 0x1000,
+            rsp: 0x7000,
+            rflags: 0,
+            cs: real_mode_segment(0x9b),
+            ds: data,
+            es: data,
+            fs: data,
+            gs: data,
+            ss: data,
+            tr: real_mode_segment(0x8b),
+            ldtr: real_mode_segment(0x82),
+            idtr: hvdef::registers::TableRegister {
+                limit: 0x3ff,
+                base: 0,
+            },
+            gdtr: hvdef::registers::TableRegister { limit: 0, base: 0 },
+            efer: 0,
+            cr0: 0x10,
+            cr3: 0,
+            cr4: 0,
+            pat: 0x0007_0406_0007_0406,
+        };
+        let mut vcpu = view.create_vp(0, &ctx).unwrap();
+        match vcpu.run().unwrap() {
+            VcpuExit::MmioWrite(0x8000, &[0x5a]) => {}
+            other => panic!("expected the hidden write as MMIO, got {other:?}"),
+        }
+        match vcpu.run().unwrap() {
+            VcpuExit::IoOut(0xe4, &[0x5a]) => {}
+            other => panic!("expected the port write, got {other:?}"),
+        }
+        let (mut shared, mut behind) = ([0u8], [0u8]);
+        memory.read(0x500, &mut shared).unwrap();
+        memory.read(hidden.0, &mut behind).unwrap();
+        assert_eq!((shared[0], behind[0]), (0x5a, 0xaa));
+    }
+}
