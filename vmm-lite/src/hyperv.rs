@@ -6,7 +6,8 @@
 //! The immediate-port form leaves RDX (the input GPA) untouched.
 //!
 //! Implemented hypercalls: HvCallGetVpRegisters (the registers below), HvCallEnablePartitionVtl
-//! and HvCallEnableVpVtl for VTL0 (see `vsm`). Every other call code returns
+//! and HvCallEnableVpVtl for VTL0 (state in `vsm`; the KVM VM and vCPUs
+//! that back VTL0 in `vtl0_view`). Every other call code returns
 //! HV_STATUS_INVALID_HYPERCALL_CODE, as a hypervisor without that call does.
 
 use std::sync::Mutex;
@@ -23,6 +24,7 @@ use kvm_bindings::kvm_cpuid_entry2;
 
 use crate::guest_memory::GuestMemory;
 use crate::vsm::{VsmState, PARAVISOR_VTL};
+use crate::vtl0_view::Vtl0Host;
 
 /// The I/O port the hypercall page writes to.
 pub const HYPERCALL_PORT: u8 = 0xe4;
@@ -64,6 +66,8 @@ pub struct HyperV {
     partition: Mutex<Partition>,
     vps: Vec<Mutex<Vp>>,
     vsm: Mutex<VsmState>,
+    /// The KVM side of VTL0; without it, enabling VTL0 only records state (host tests).
+    vtl0: Option<Vtl0Host>,
 }
 
 impl HyperV {
@@ -72,7 +76,48 @@ impl HyperV {
             partition: Mutex::new(Partition::default()),
             vps: (0..vps).map(|_| Mutex::new(Vp::default())).collect(),
             vsm: Mutex::new(VsmState::new(vps as usize)),
+            vtl0: None,
         }
+    }
+
+    /// Backs VTL0 with KVM: enabling it builds the VTL0 view and vCPUs.
+    pub fn with_vtl0_host(mut self, host: Vtl0Host) -> Self {
+        self.vtl0 = Some(host);
+        self
+    }
+
+    pub fn vtl0_host(&self) -> Option<&Vtl0Host> {
+        self.vtl0.as_ref()
+    }
+
+    /// HvCallEnablePartitionVtl: the KVM side is built before the state says enabled.
+    fn enable_partition_vtl(
+        &self,
+        input: &EnablePartitionVtl,
+        memory: &GuestMemory,
+    ) -> Result<(), HvStatus> {
+        let mut vsm = self.vsm();
+        vsm.check_enable_partition_vtl(input)?;
+        if let Some(host) = &self.vtl0 {
+            host.enable_partition(memory).map_err(|e| {
+                eprintln!("vmm-lite: EnablePartitionVtl: {e}");
+                HvStatus::INSUFFICIENT_MEMORY
+            })?;
+        }
+        vsm.enable_partition_vtl(input)
+    }
+
+    /// HvCallEnableVpVtl from VP `caller`, likewise.
+    fn enable_vp_vtl(&self, caller: usize, input: &VpVtlInput) -> Result<(), HvStatus> {
+        let mut vsm = self.vsm();
+        let vp = vsm.check_enable_vp_vtl(caller, input)?;
+        if let Some(host) = &self.vtl0 {
+            host.enable_vp(vp, &input.context).map_err(|e| {
+                eprintln!("vmm-lite: EnableVpVtl on VP {vp}: {e}");
+                HvStatus::INVALID_VP_STATE
+            })?;
+        }
+        vsm.enable_vp_vtl(caller, input)
     }
 
     /// The hypervisor leaves (replacing KVM's own): "Microsoft Hv", "Hv#1", and the
@@ -284,7 +329,7 @@ impl HyperV {
                     memory,
                 )
                 .and_then(|input| EnablePartitionVtl::parse(&input))
-                .and_then(|input| self.vsm().enable_partition_vtl(&input))
+                .and_then(|input| self.enable_partition_vtl(&input, memory))
                 .err()
                 .unwrap_or(HvStatus::SUCCESS);
                 hypercall::result(status, 0)
@@ -293,7 +338,7 @@ impl HyperV {
                 let status =
                     Self::simple_input(control, input_gpa, output_gpa, VpVtlInput::SIZE, memory)
                         .and_then(|input| VpVtlInput::parse(&input))
-                        .and_then(|input| self.vsm().enable_vp_vtl(vp, &input))
+                        .and_then(|input| self.enable_vp_vtl(vp, &input))
                         .err()
                         .unwrap_or(HvStatus::SUCCESS);
                 hypercall::result(status, 0)
@@ -466,6 +511,77 @@ mod tests {
         assert_eq!(
             hypercall::parse_result(result),
             (HvStatus::INVALID_PARAMETER, 1)
+        );
+    }
+
+    /// HV_INITIAL_VP_CONTEXT for real mode at `rip` (TLFS layout; offsets in the context).
+    fn real_mode_context(rip: u64) -> [u8; 224] {
+        let mut c = [0u8; 224];
+        c[0..8].copy_from_slice(&rip.to_le_bytes());
+        c[8..16].copy_from_slice(&0x7000u64.to_le_bytes()); // RSP
+                                                            // CS, DS, ES, FS, GS, SS, TR, LDTR: base 0, limit 0xffff, attributes.
+        let attributes = [0x9b, 0x93, 0x93, 0x93, 0x93, 0x93, 0x8b, 0x82];
+        for (i, attributes) in attributes.into_iter().enumerate() {
+            let at = 24 + 16 * i;
+            c[at + 8..at + 12].copy_from_slice(&0xffffu32.to_le_bytes());
+            c[at + 14..at + 16].copy_from_slice(&u16::to_le_bytes(attributes));
+        }
+        c[152 + 6..152 + 8].copy_from_slice(&0x3ffu16.to_le_bytes()); // IDTR limit
+        c[192..200].copy_from_slice(&0x10u64.to_le_bytes()); // CR0.ET
+        c
+    }
+
+    #[test]
+    fn enabling_vtl0_with_kvm_builds_a_vcpu_that_runs_in_the_vtl0_view() {
+        use kvm_ioctls::VcpuExit;
+        let kvm_fd = kvm_ioctls::Kvm::new().expect("/dev/kvm is needed for this test");
+        let cpuid = kvm_fd
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .unwrap();
+        let paravisor = (0x8000, 0x1000);
+        let host = Vtl0Host::new(vec![paravisor], cpuid, 1).unwrap();
+        let hv = HyperV::new(1).with_vtl0_host(host);
+        let mem = GuestMemory::new(1 << 20).unwrap();
+        mem.write(paravisor.0, &[0xaa]).unwrap();
+        // mov al, 0x5a; mov [0x0500], al; mov [0x8000], al; out 0xe4, al
+        let code = [0xb0, 0x5a, 0xa2, 0x00, 0x05, 0xa2, 0x00, 0x80, 0xe6, 0xe4];
+        mem.write(0x1000, &code).unwrap();
+        let status = |r| hypercall::parse_result(r).0;
+        let enable_partition = Control::new(code::ENABLE_PARTITION_VTL).with_fast(true);
+        assert_eq!(
+            status(hv.hypercall(0, enable_partition.0, PARTITION_SELF, 0, &mem)),
+            HvStatus::SUCCESS
+        );
+        assert!(
+            hv.vtl0_host().unwrap().take_vp(0).is_none(),
+            "not enabled on the VP yet"
+        );
+        let mut input = vec![0u8; VpVtlInput::SIZE];
+        input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+        input[8..12].copy_from_slice(&VP_INDEX_SELF.to_le_bytes());
+        input[16..240].copy_from_slice(&real_mode_context(0x1000));
+        mem.write(0x9000, &input).unwrap();
+        let enable_vp = Control::new(code::ENABLE_VP_VTL);
+        assert_eq!(
+            status(hv.hypercall(0, enable_vp.0, 0x9000, 0, &mem)),
+            HvStatus::SUCCESS
+        );
+        let mut vcpu = hv.vtl0_host().unwrap().take_vp(0).unwrap();
+        assert!(matches!(
+            vcpu.run().unwrap(),
+            VcpuExit::MmioWrite(0x8000, &[0x5a])
+        ));
+        assert!(matches!(
+            vcpu.run().unwrap(),
+            VcpuExit::IoOut(0xe4, &[0x5a])
+        ));
+        let (mut shared, mut private) = ([0u8], [0u8]);
+        mem.read(0x500, &mut shared).unwrap();
+        mem.read(paravisor.0, &mut private).unwrap();
+        assert_eq!((shared[0], private[0]), (0x5a, 0xaa));
+        assert!(
+            hv.vtl0_host().unwrap().take_vp(0).is_none(),
+            "handed out once"
         );
     }
 

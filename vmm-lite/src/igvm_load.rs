@@ -22,6 +22,15 @@ pub struct LoadConfig {
     pub cmdline: String,
 }
 
+/// The (start, size) of the `required` regions marked VTL2-protectable: the paravisor's own.
+pub fn vtl2_protectable(required: &[(u64, u64, bool)]) -> Vec<(u64, u64)> {
+    required
+        .iter()
+        .filter(|&&(_, _, protectable)| protectable)
+        .map(|&(start, size, _)| (start, size))
+        .collect()
+}
+
 /// What loading leaves for the VMM to start the VPs with.
 #[derive(Debug)]
 pub struct Loaded {
@@ -188,12 +197,7 @@ pub fn load(
     }
     // Only regions the image marks VTL2-protectable are reported as such; the rest stay
     // ordinary memory that merely has to exist.
-    let protected: Vec<(u64, u64)> = required
-        .iter()
-        .filter(|r| r.2)
-        .map(|r| (r.0, r.1))
-        .collect();
-    let map = memory_map::build(memory.size(), &protected);
+    let map = memory_map::build(memory.size(), &vtl2_protectable(&required));
 
     let mut areas: HashMap<u32, Vec<u8>> = HashMap::new();
     let mut context = None;

@@ -3,7 +3,8 @@
 //! `vmm-lite run` loads an IGVM file's native platform into a KVM VM (guest RAM, parameter
 //! areas, the VP context), connects COM1 to stdio or a file, runs each VP on its own thread,
 //! and turns the firmware's exit report into its own exit status. `vmm-lite probe` checks
-//! what this host's KVM offers. The Hyper-V VTL interface comes next.
+//! what this host's KVM offers. `--platform vbs` adds the Hyper-V interface a VTL2 paravisor
+//! uses (`hyperv`), with VTL0 as a second KVM VM over the same RAM (`vtl0_view`).
 
 pub mod error;
 pub mod guest_memory;

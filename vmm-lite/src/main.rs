@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use std::sync::Arc;
 use vmm_lite::error::VmmError;
 use vmm_lite::guest_memory::GuestMemory;
 
@@ -132,8 +131,9 @@ fn run(o: RunOptions) -> Result<Outcome, VmmError> {
         eprintln!("vmm-lite: the image asks for a {what} parameter, which vmm-lite does not provide; it stays zero");
     }
     let com1 = Com1::open(&backend)?;
-    let hyperv = (platform == Platform::Vbs).then(|| Arc::new(HyperV::new(vps)));
-    let vm = Vm::new(memory, vps, &loaded.context, hyperv)?;
+    let hyperv = (platform == Platform::Vbs).then(|| HyperV::new(vps));
+    let paravisor_regions = igvm_load::vtl2_protectable(&loaded.required);
+    let vm = Vm::new(memory, vps, &loaded.context, hyperv, &paravisor_regions)?;
     Ok(vm.run(com1))
 }
 

@@ -17,6 +17,7 @@ use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
 use crate::hyperv::{HyperV, HYPERCALL_PORT};
 use crate::serial::{Com1, COM1_PORTS};
+use crate::vtl0_view::Vtl0Host;
 
 /// QEMU's `isa-debug-exit` port, which Parapet uses to report how a run ended:
 /// 0x10 success, 0x11 failure (see arch::x86_64::power).
@@ -84,12 +85,14 @@ pub(crate) fn segment(base: u64, limit: u32, selector: u16, attributes: u16) -> 
 
 impl Vm {
     /// Creates the VM with `memory` as its RAM and `vps` VPs, VP 0 set to `context`; with
-    /// `hyperv`, the VM offers the Hyper-V interface (CPUID leaves, synthetic MSRs, hypercalls).
+    /// `hyperv`, the VM offers the Hyper-V interface (CPUID leaves, synthetic MSRs, hypercalls)
+    /// and VTL0, whose view leaves out `paravisor_regions` (start, size).
     pub fn new(
         memory: GuestMemory,
         vps: u32,
         context: &IgvmNativeVpContextX64,
-        hyperv: Option<Arc<HyperV>>,
+        hyperv: Option<HyperV>,
+        paravisor_regions: &[(u64, u64)],
     ) -> Result<Self, VmmError> {
         let kvm_fd = Kvm::new().map_err(VmmError::NoKvm)?;
         let vm = kvm("KVM_CREATE_VM", kvm_fd.create_vm())?;
@@ -117,8 +120,15 @@ impl Vm {
             "KVM_GET_SUPPORTED_CPUID",
             kvm_fd.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES),
         )?;
-        if let Some(hv) = &hyperv {
-            cpuid = with_hyperv_leaves(&cpuid, hv)?;
+        let hyperv = match hyperv {
+            Some(hv) => {
+                cpuid = with_hyperv_leaves(&cpuid, &hv)?;
+                let vtl0 = Vtl0Host::new(paravisor_regions.to_vec(), cpuid.clone(), vps)?;
+                Some(Arc::new(hv.with_vtl0_host(vtl0)))
+            }
+            None => None,
+        };
+        if hyperv.is_some() {
             // Synthetic MSRs (0x40000000-0x400000ff) leave KVM for us to emulate.
             let exit_on_filter = kvm_enable_cap {
                 cap: KVM_CAP_X86_USER_SPACE_MSR,

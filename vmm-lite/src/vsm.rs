@@ -37,6 +37,13 @@ impl VsmState {
     /// HvCallEnablePartitionVtl from VTL2. Only VTL0 can be enabled (VTL1 is not offered);
     /// no flags (MBEC) are supported.
     pub fn enable_partition_vtl(&mut self, input: &EnablePartitionVtl) -> Result<(), HvStatus> {
+        self.check_enable_partition_vtl(input)?;
+        self.partition_vtls |= 1 << input.target_vtl as u16;
+        Ok(())
+    }
+
+    /// What HvCallEnablePartitionVtl would answer, without enabling anything.
+    pub fn check_enable_partition_vtl(&self, input: &EnablePartitionVtl) -> Result<(), HvStatus> {
         if input.partition_id != PARTITION_SELF {
             return Err(HvStatus::INVALID_PARTITION_ID);
         }
@@ -50,12 +57,23 @@ impl VsmState {
         if self.partition_vtls & bit != 0 {
             return Err(HvStatus::INVALID_VTL_STATE);
         }
-        self.partition_vtls |= bit;
         Ok(())
     }
 
     /// HvCallEnableVpVtl from VTL2 on VP `caller`.
     pub fn enable_vp_vtl(&mut self, caller: usize, input: &VpVtlInput) -> Result<(), HvStatus> {
+        let vp = self.check_enable_vp_vtl(caller, input)?;
+        self.vp_vtls[vp] |= 1 << Vtl::Vtl0 as u16;
+        self.vtl0_contexts[vp] = Some(input.context);
+        Ok(())
+    }
+
+    /// What HvCallEnableVpVtl would answer, without enabling anything: the target VP's index.
+    pub fn check_enable_vp_vtl(
+        &self,
+        caller: usize,
+        input: &VpVtlInput,
+    ) -> Result<usize, HvStatus> {
         if input.partition_id != PARTITION_SELF {
             return Err(HvStatus::INVALID_PARTITION_ID);
         }
@@ -78,9 +96,7 @@ impl VsmState {
         if self.vp_vtls[vp] & bit != 0 {
             return Err(HvStatus::VTL_ALREADY_ENABLED);
         }
-        self.vp_vtls[vp] |= bit;
-        self.vtl0_contexts[vp] = Some(input.context);
-        Ok(())
+        Ok(vp)
     }
 
     /// HvRegisterVsmVpStatus: 3:0 ActiveVtl, 31:16 EnabledVtlSet.

@@ -5,6 +5,8 @@
 //! KVM VMs as two VTL views"): both map the one host mapping, so memory VTL0 writes is what
 //! VTL2 reads, and a VTL0 access to the hole is an MMIO exit that never reaches VTL2's bytes.
 
+use std::sync::Mutex;
+
 use hvdef::hypercall::InitialVpContext;
 use hvdef::registers::SegmentRegister;
 use kvm_bindings::{kvm_segment, kvm_userspace_memory_region, CpuId};
@@ -123,11 +125,70 @@ impl Vtl0View {
     }
 }
 
+/// VTL0 on the host, built as VTL2 enables it: the view at HvCallEnablePartitionVtl, a VP's
+/// vCPU at HvCallEnableVpVtl. A VP's own thread takes its vCPU when it first enters VTL0.
+pub struct Vtl0Host {
+    kvm: Kvm,
+    hidden: Vec<(u64, u64)>,
+    cpuid: CpuId,
+    vps: u32,
+    view: Mutex<Option<Vtl0View>>,
+    vcpus: Vec<Mutex<Option<VcpuFd>>>,
+}
+
+impl Vtl0Host {
+    /// `hidden`: the paravisor's (start, size) regions; `cpuid`: VTL0's CPUID table.
+    pub fn new(hidden: Vec<(u64, u64)>, cpuid: CpuId, vps: u32) -> Result<Self, VmmError> {
+        Ok(Self {
+            kvm: Kvm::new().map_err(VmmError::NoKvm)?,
+            hidden,
+            cpuid,
+            vps,
+            view: Mutex::new(None),
+            vcpus: (0..vps).map(|_| Mutex::new(None)).collect(),
+        })
+    }
+
+    /// Builds the view; the guest RAM's mapping lives as long as the process.
+    pub fn enable_partition(&self, memory: &GuestMemory) -> Result<(), VmmError> {
+        let view = Vtl0View::new(
+            &self.kvm,
+            memory,
+            &self.hidden,
+            self.cpuid.clone(),
+            self.vps,
+        )?;
+        *lock(&self.view) = Some(view);
+        Ok(())
+    }
+
+    /// Creates VP `vp`'s VTL0 vCPU; the view must exist.
+    pub fn enable_vp(&self, vp: usize, ctx: &InitialVpContext) -> Result<(), VmmError> {
+        let view = lock(&self.view);
+        let view = view.as_ref().ok_or(VmmError::Kvm(
+            "creating a VTL0 vCPU before the VTL0 view",
+            kvm_ioctls::Error::new(libc::EINVAL),
+        ))?;
+        let vcpu = view.create_vp(vp as u32, ctx)?;
+        *lock(&self.vcpus[vp]) = Some(vcpu);
+        Ok(())
+    }
+
+    /// Hands VP `vp`'s VTL0 vCPU to the thread that runs it.
+    pub fn take_vp(&self, vp: usize) -> Option<VcpuFd> {
+        lock(self.vcpus.get(vp)?).take()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// The view at work (shared RAM, the hidden region an MMIO exit) is tested through the
+// hypercalls that build it, in `hyperv`.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
-    use kvm_ioctls::VcpuExit;
 
     #[test]
     fn runs_leave_out_the_hidden_pages() {
@@ -156,65 +217,5 @@ mod tests {
             [(0x1000, 0x2000), (0x6000, 3 * mib - 0x6000)]
         );
         assert_eq!(visible_runs(mib, &[(0, u64::MAX)]), []);
-    }
-
-    fn real_mode_segment(attributes: u16) -> SegmentRegister {
-        SegmentRegister {
-            base: 0,
-            limit: 0xffff,
-            selector: 0,
-            attributes,
-        }
-    }
-
-    /// A real-mode VTL0 VP shares RAM with VTL2 but cannot reach the hidden region.
-    #[test]
-    fn vtl0_writes_shared_ram_but_not_the_hidden_region() {
-        let kvm_fd = Kvm::new().expect("/dev/kvm is needed for this test");
-        let memory = GuestMemory::new(1 << 20).unwrap();
-        let hidden = (0x8000, 0x1000);
-        memory.write(hidden.0, &[0xaa]).unwrap();
-        // mov al, 0x5a; mov [0x0500], al; mov [0x8000], al; out 0xe4, al
-        let code = [0xb0, 0x5a, 0xa2, 0x00, 0x05, 0xa2, 0x00, 0x80, 0xe6, 0xe4];
-        memory.write(0x1000, &code).unwrap();
-        let cpuid = kvm_fd.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).unwrap();
-        let view = Vtl0View::new(&kvm_fd, &memory, &[hidden], cpuid, 1).unwrap();
-        let data = real_mode_segment(0x93);
-        let ctx = InitialVpContext {
-            rip: 0x1000,
-            rsp: 0x7000,
-            rflags: 0,
-            cs: real_mode_segment(0x9b),
-            ds: data,
-            es: data,
-            fs: data,
-            gs: data,
-            ss: data,
-            tr: real_mode_segment(0x8b),
-            ldtr: real_mode_segment(0x82),
-            idtr: hvdef::registers::TableRegister {
-                limit: 0x3ff,
-                base: 0,
-            },
-            gdtr: hvdef::registers::TableRegister { limit: 0, base: 0 },
-            efer: 0,
-            cr0: 0x10,
-            cr3: 0,
-            cr4: 0,
-            pat: 0x0007_0406_0007_0406,
-        };
-        let mut vcpu = view.create_vp(0, &ctx).unwrap();
-        match vcpu.run().unwrap() {
-            VcpuExit::MmioWrite(0x8000, &[0x5a]) => {}
-            other => panic!("expected the hidden write as MMIO, got {other:?}"),
-        }
-        match vcpu.run().unwrap() {
-            VcpuExit::IoOut(0xe4, &[0x5a]) => {}
-            other => panic!("expected the port write, got {other:?}"),
-        }
-        let (mut shared, mut behind) = ([0u8], [0u8]);
-        memory.read(0x500, &mut shared).unwrap();
-        memory.read(hidden.0, &mut behind).unwrap();
-        assert_eq!((shared[0], behind[0]), (0x5a, 0xaa));
     }
 }
