@@ -19,38 +19,5 @@ pub mod vtl;
 
 pub const PAGE_SIZE: usize = 4096;
 
-/// Little-endian field access on byte buffers, for the fixed layouts below. Reads return `None`
-/// past the end; nothing here panics on short input.
-pub(crate) mod bytes {
-    pub fn u8_at(b: &[u8], at: usize) -> Option<u8> {
-        b.get(at).copied()
-    }
-    pub fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-        Some(u16::from_le_bytes(
-            b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-        ))
-    }
-    pub fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-        Some(u32::from_le_bytes(
-            b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-        ))
-    }
-    pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-        Some(u64::from_le_bytes(
-            b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-        ))
-    }
-    /// Writes `value` at `at`; returns false (writing nothing) if it does not fit.
-    pub fn put(b: &mut [u8], at: usize, value: &[u8]) -> bool {
-        match at
-            .checked_add(value.len())
-            .and_then(|end| b.get_mut(at..end))
-        {
-            Some(dst) => {
-                dst.copy_from_slice(value);
-                true
-            }
-            None => false,
-        }
-    }
-}
+/// Field access for the fixed layouts below.
+pub(crate) use le as bytes;

@@ -8,21 +8,7 @@ const PT_NOTE: u32 = 4;
 pub const PF_X: u32 = 1;
 pub const EM_X86_64: u16 = 62;
 
-pub fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-pub fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
+pub use le::{u16_at, u32_at, u64_at};
 
 /// A program header.
 #[derive(Clone, Copy, Debug)]

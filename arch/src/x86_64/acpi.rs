@@ -5,6 +5,8 @@
 //! the copy before anything in it is believed: memory the loader (or host) controls is never
 //! read twice.
 
+use le::{u32_at, u64_at};
+
 use crate::phys::PhysRead;
 
 /// Most processors we track; the rest are reported and left parked.
@@ -88,18 +90,6 @@ impl Processors {
 
 fn sum(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0u8, |s, &b| s.wrapping_add(b))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
 }
 
 /// Copies the RSDP at `at` if it is one: signature, checksum, and (revision 2+) extended
