@@ -141,20 +141,23 @@ fn check_selftest_run_on(
     )
 }
 
-/// A firmware that panics on purpose exits with the failure status and says where.
-fn panic_is_a_failure(arch: Arch) -> Result<(), Failed> {
-    let m = machine(
-        arch,
-        Accel::Tcg,
-        Flavor::SelfTest,
-        Some("parapet.test=panic"),
-    )?;
+/// Boots the test firmware under TCG with `parapet.test=<test>`, which must end the run with
+/// the failure status; returns the console output.
+fn failing_boot(arch: Arch, test: &str) -> Result<String, Failed> {
+    let cmdline = format!("parapet.test={test}");
+    let m = machine(arch, Accel::Tcg, Flavor::SelfTest, Some(&cmdline))?;
     let (verdict, output) = boot(&m, None)?;
     check(
         verdict == Verdict::Failure,
         &format!("exit verdict {verdict:?}, wanted Failure"),
         &output,
     )?;
+    Ok(output)
+}
+
+/// A firmware that panics on purpose exits with the failure status and says where.
+fn panic_is_a_failure(arch: Arch) -> Result<(), Failed> {
+    let output = failing_boot(arch, "panic")?;
     check(
         output.contains("PANIC on cpu0 at boot/src/selftest/mod.rs:"),
         "panic location not printed",
@@ -170,18 +173,7 @@ fn panic_is_a_failure(arch: Arch) -> Result<(), Failed> {
 /// An exception nobody expects is reported (what, where, the faulting address) and ends the
 /// run with the failure status.
 fn fatal_exception_is_reported(arch: Arch) -> Result<(), Failed> {
-    let m = machine(
-        arch,
-        Accel::Tcg,
-        Flavor::SelfTest,
-        Some("parapet.test=fault"),
-    )?;
-    let (verdict, output) = boot(&m, None)?;
-    check(
-        verdict == Verdict::Failure,
-        &format!("exit verdict {verdict:?}, wanted Failure"),
-        &output,
-    )?;
+    let output = failing_boot(arch, "fault")?;
     let (what, address) = match arch {
         Arch::X86_64 => ("fatal exception #PF (vector 14)", "cr2=0x6000dead0000"),
         Arch::Aarch64 => ("fatal exception data abort", "far=0x6000dead0000"),

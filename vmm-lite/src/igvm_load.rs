@@ -401,6 +401,10 @@ mod tests {
 
     /// Loads `file` into `ram` bytes with one VP and no command line.
     fn load_into(file: &IgvmFile, ram: u64) -> Result<Loaded, VmmError> {
+        load_with_cmdline(file, ram, "")
+    }
+
+    fn load_with_cmdline(file: &IgvmFile, ram: u64, cmdline: &str) -> Result<Loaded, VmmError> {
         let memory = GuestMemory::new(ram).unwrap();
         load(
             file,
@@ -408,7 +412,7 @@ mod tests {
             &memory,
             &LoadConfig {
                 vps: 1,
-                cmdline: String::new(),
+                cmdline: cmdline.into(),
             },
         )
     }
@@ -462,18 +466,8 @@ mod tests {
 
     #[test]
     fn too_little_memory_is_refused() {
-        let (file, mask) = parse(&image(0x80_0000), "test.igvm").unwrap();
-        let memory = GuestMemory::new(4 << 20).unwrap();
-        let err = load(
-            &file,
-            mask,
-            &memory,
-            &LoadConfig {
-                vps: 1,
-                cmdline: String::new(),
-            },
-        )
-        .unwrap_err();
+        let (file, _) = parse(&image(0x80_0000), "test.igvm").unwrap();
+        let err = load_into(&file, 4 << 20).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -543,18 +537,8 @@ mod tests {
 
     #[test]
     fn an_overlong_command_line_is_refused() {
-        let (file, mask) = parse(&image(0x40_0000), "test.igvm").unwrap();
-        let memory = GuestMemory::new(16 << 20).unwrap();
-        let err = load(
-            &file,
-            mask,
-            &memory,
-            &LoadConfig {
-                vps: 1,
-                cmdline: "x".repeat(5000),
-            },
-        )
-        .unwrap_err();
+        let (file, _) = parse(&image(0x40_0000), "test.igvm").unwrap();
+        let err = load_with_cmdline(&file, 16 << 20, &"x".repeat(5000)).unwrap_err();
         assert!(
             matches!(err, VmmError::CommandLineTooLong(5000, 4096)),
             "{err}"

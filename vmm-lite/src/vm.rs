@@ -123,31 +123,12 @@ impl Vm {
         let hyperv = match hyperv {
             Some(hv) => {
                 cpuid = with_hyperv_leaves(&cpuid, &hv)?;
+                synthetic_msrs_exit_to_user_space(&vm)?;
                 let vtl0 = Vtl0Host::new(paravisor_regions.to_vec(), cpuid.clone(), vps)?;
                 Some(Arc::new(hv.with_vtl0_host(vtl0)))
             }
             None => None,
         };
-        if hyperv.is_some() {
-            // Synthetic MSRs (0x40000000-0x400000ff) leave KVM for us to emulate.
-            let exit_on_filter = kvm_enable_cap {
-                cap: KVM_CAP_X86_USER_SPACE_MSR,
-                args: [u64::from(KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
-                ..Default::default()
-            };
-            kvm("KVM_CAP_X86_USER_SPACE_MSR", vm.enable_cap(&exit_on_filter))?;
-            let deny_all = [0u8; 32];
-            let synthetic = MsrFilterRange {
-                flags: MsrFilterRangeFlags::READ | MsrFilterRangeFlags::WRITE,
-                base: 0x4000_0000,
-                msr_count: 256,
-                bitmap: &deny_all,
-            };
-            kvm(
-                "KVM_X86_SET_MSR_FILTER",
-                vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[synthetic]),
-            )?;
-        }
         let mut vcpus = Vec::new();
         for id in 0..vps {
             let vcpu = kvm("KVM_CREATE_VCPU", vm.create_vcpu(u64::from(id)))?;
@@ -235,6 +216,28 @@ impl Vm {
         std::mem::forget(memory);
         result
     }
+}
+
+/// Makes guest accesses to the synthetic MSRs (0x40000000-0x400000ff) exit to vmm-lite, which
+/// emulates them; every other MSR stays with KVM.
+fn synthetic_msrs_exit_to_user_space(vm: &VmFd) -> Result<(), VmmError> {
+    let exit_on_filter = kvm_enable_cap {
+        cap: KVM_CAP_X86_USER_SPACE_MSR,
+        args: [u64::from(KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
+        ..Default::default()
+    };
+    kvm("KVM_CAP_X86_USER_SPACE_MSR", vm.enable_cap(&exit_on_filter))?;
+    let deny_all = [0u8; 32];
+    let synthetic = MsrFilterRange {
+        flags: MsrFilterRangeFlags::READ | MsrFilterRangeFlags::WRITE,
+        base: 0x4000_0000,
+        msr_count: 256,
+        bitmap: &deny_all,
+    };
+    kvm(
+        "KVM_X86_SET_MSR_FILTER",
+        vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[synthetic]),
+    )
 }
 
 /// KVM's CPUID table with its own hypervisor leaves replaced by Hyper-V's.
