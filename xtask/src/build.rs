@@ -1,6 +1,6 @@
 //! Compiling the firmware and laying out its images under `target/parapet/<arch>/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -67,9 +67,12 @@ pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
     std::fs::create_dir_all(image_dir(arch))?;
     // The unstripped ELF stays beside the image for gdb and symbolising addresses.
     let debug_elf = out.with_extension("debug.elf");
-    std::fs::copy(&elf, &debug_elf)
-        .with_context(|| format!("copying {} to {}", elf.display(), debug_elf.display()))?;
+    let staged_debug = staging_path(&debug_elf);
+    std::fs::copy(&elf, &staged_debug)
+        .with_context(|| format!("copying {} to {}", elf.display(), staged_debug.display()))?;
+    publish(&staged_debug, &debug_elf)?;
     let objcopy = llvm_tool("llvm-objcopy")?;
+    let staged = staging_path(&out);
     let format_args: &[&str] = match arch {
         Arch::X86_64 => &["--strip-all"],
         Arch::Aarch64 => &["-O", "binary"],
@@ -77,7 +80,7 @@ pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
     let status = Command::new(&objcopy)
         .args(format_args)
         .arg(&elf)
-        .arg(&out)
+        .arg(&staged)
         .status()
         .with_context(|| format!("running {}", objcopy.display()))?;
     if !status.success() {
@@ -87,7 +90,26 @@ pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
             elf.display()
         );
     }
+    publish(&staged, &out)?;
     Ok(out)
+}
+
+/// A private name beside `path` to write to before [`publish`]: tests build in parallel, and
+/// a reader must never see a half-written image.
+fn staging_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(
+        ".{}.{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    PathBuf::from(name)
+}
+
+/// Moves a staged file to its final name; the rename is atomic within one filesystem.
+fn publish(staged: &Path, path: &Path) -> Result<()> {
+    std::fs::rename(staged, path)
+        .with_context(|| format!("renaming {} to {}", staged.display(), path.display()))
 }
 
 /// Finds an LLVM tool shipped in the `llvm-tools` rustup component.
@@ -122,7 +144,9 @@ pub fn igvm(flavor: Flavor) -> Result<PathBuf> {
     let igvm = parapet_image::igvm_builder::build(&bytes)
         .with_context(|| format!("building IGVM from {}", elf.display()))?;
     let out = igvm_path(flavor);
-    std::fs::write(&out, igvm).with_context(|| format!("writing {}", out.display()))?;
+    let staged = staging_path(&out);
+    std::fs::write(&staged, igvm).with_context(|| format!("writing {}", staged.display()))?;
+    publish(&staged, &out)?;
     Ok(out)
 }
 
