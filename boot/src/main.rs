@@ -105,6 +105,12 @@ mod shared {
         ));
         #[cfg(not(feature = "selftest"))]
         bsp.spawn(crate::monitor::run(online, boot.cpus));
+        #[cfg(all(target_arch = "x86_64", not(feature = "selftest")))]
+        if boot.platform == isolation::PlatformKind::HvVtl {
+            if let Some((address, size)) = crate::machine::hv_vtl::payload_option(boot.cmdline) {
+                bsp.spawn(crate::machine::hv_vtl::host(address, size, online));
+            }
+        }
         bsp.run()
     }
 }

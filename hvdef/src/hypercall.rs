@@ -124,6 +124,24 @@ impl EnablePartitionVtl {
             flags: u8_at(input, 9).ok_or(bad)?,
         })
     }
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.partition_id.to_le_bytes());
+        (b[8], b[9]) = (self.target_vtl as u8, self.flags);
+        b
+    }
+}
+
+impl InstallIntercept {
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.partition_id.to_le_bytes());
+        b[8..12].copy_from_slice(&self.access_type.to_le_bytes());
+        b[12..16].copy_from_slice(&self.intercept_type.to_le_bytes());
+        b[16..24].copy_from_slice(&self.parameters.to_le_bytes());
+        b
+    }
 }
 
 /// `HV_INITIAL_VP_CONTEXT` for x64 (TLFS §7.10; 224 bytes).
@@ -176,6 +194,32 @@ impl InitialVpContext {
             pat: u64_at(b, 216)?,
         })
     }
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        let mut put = |at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
+        put(0, &self.rip.to_le_bytes());
+        put(8, &self.rsp.to_le_bytes());
+        put(16, &self.rflags.to_le_bytes());
+        let segments = [
+            self.cs, self.ds, self.es, self.fs, self.gs, self.ss, self.tr, self.ldtr,
+        ];
+        for (i, s) in segments.iter().enumerate() {
+            put(24 + 16 * i, &s.to_bytes());
+        }
+        put(152, &self.idtr.to_bytes());
+        put(168, &self.gdtr.to_bytes());
+        for (at, v) in [
+            (184, self.efer),
+            (192, self.cr0),
+            (200, self.cr3),
+            (208, self.cr4),
+            (216, self.pat),
+        ] {
+            put(at, &v.to_le_bytes());
+        }
+        b
+    }
 }
 
 /// HvCallEnableVpVtl and HvCallStartVirtualProcessor input (240 bytes): PartitionId u64,
@@ -199,6 +243,15 @@ impl VpVtlInput {
             target_vtl: Vtl::new(u8_at(input, 12).ok_or(bad)?).ok_or(bad)?,
             context: InitialVpContext::parse(input.get(16..).ok_or(bad)?).ok_or(bad)?,
         })
+    }
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.partition_id.to_le_bytes());
+        b[8..12].copy_from_slice(&self.vp_index.to_le_bytes());
+        b[12] = self.target_vtl as u8;
+        b[16..].copy_from_slice(&self.context.encode());
+        b
     }
 }
 
@@ -328,6 +381,37 @@ pub mod vp_assist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vp_contexts_round_trip_through_their_encoding() {
+        let context = InitialVpContext {
+            rip: 0x1_0000,
+            rflags: 2,
+            cs: SegmentRegister {
+                base: 0,
+                limit: 0xffff_ffff,
+                selector: 8,
+                attributes: 0xa09b,
+            },
+            gdtr: TableRegister {
+                limit: 0x17,
+                base: 0x7000,
+            },
+            efer: 0x500,
+            cr0: 0x8000_0031,
+            cr3: 0x1000,
+            cr4: 0x20,
+            pat: 0x0007_0406_0007_0406,
+            ..Default::default()
+        };
+        let input = VpVtlInput {
+            partition_id: PARTITION_SELF,
+            vp_index: VP_INDEX_SELF,
+            target_vtl: Vtl::Vtl0,
+            context,
+        };
+        assert_eq!(VpVtlInput::parse(&input.encode()), Ok(input));
+    }
 
     #[test]
     fn control_words_encode_and_decode() {

@@ -5,6 +5,9 @@
 //! never by a cargo feature, so one image serves several platforms.
 #![cfg_attr(not(test), no_std)]
 
+pub mod exit;
+pub mod hv_message;
+
 use hvdef::cpuid::{self, privilege_eax, privilege_ebx};
 
 /// The platform Parapet booted on.

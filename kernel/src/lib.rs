@@ -8,6 +8,7 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 pub mod address_space;
 pub mod cmdline;
+pub mod elf;
 pub mod console;
 pub mod executor;
 pub mod frame_alloc;

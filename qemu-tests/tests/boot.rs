@@ -261,6 +261,7 @@ fn vmm_lite(flavor: Flavor, vps: u32, cmdline: Option<&str>) -> Result<VmmLite, 
         memory_mib: MEMORY_MIB,
         cmdline: cmdline.map(String::from),
         platform: "native",
+        vtl0: None,
     })
 }
 

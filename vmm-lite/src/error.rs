@@ -38,6 +38,10 @@ pub enum VmmError {
     NoKvm(kvm_ioctls::Error),
     #[error("KVM: {0} failed: {1}")]
     Kvm(&'static str, kvm_ioctls::Error),
+    #[error("{path} cannot be the VTL0 payload: {reason}")]
+    BadPayload { path: String, reason: String },
+    #[error("--vtl0 needs --platform vbs: only the paravisor platform has a VTL0")]
+    PayloadWithoutVtl0,
     #[error("cannot allocate {0} bytes of guest memory: {1}")]
     Mmap(u64, std::io::Error),
 }

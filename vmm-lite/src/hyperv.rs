@@ -2,34 +2,70 @@
 //! hypervisor CPUID leaves, the synthetic MSRs, and a hypercall page.
 //!
 //! KVM here has no Hyper-V emulation of its own, and its `vmcall` never returns
-//! (MACHINE-FACTS), so the hypercall page exits by port I/O: `out HYPERCALL_PORT, al; ret`.
-//! The immediate-port form leaves RDX (the input GPA) untouched.
+//! (MACHINE-FACTS), so the hypercall page exits by port I/O: `out HYPERCALL_PORT, al; ret`,
+//! and the VTL call and return sequences (at the offsets HvRegisterVsmCodePageOffsets reports)
+//! likewise with ports of their own. The immediate-port form leaves every general-purpose
+//! register untouched, which the VTL switch needs: VTLs share them.
 //!
-//! Implemented hypercalls: HvCallGetVpRegisters (the registers below), HvCallEnablePartitionVtl
-//! and HvCallEnableVpVtl for VTL0 (state in `vsm`; the KVM VM and vCPUs
-//! that back VTL0 in `vtl0_view`). Every other call code returns
-//! HV_STATUS_INVALID_HYPERCALL_CODE, as a hypervisor without that call does.
+//! Each VTL has its own synthetic MSRs (guest OS id, hypercall page, VP assist page, SynIC).
+//! Implemented hypercalls: HvCallGetVpRegisters and HvCallSetVpRegisters (`vp_registers`),
+//! HvCallEnablePartitionVtl and HvCallEnableVpVtl for VTL0 (state in `vsm`; the KVM VM and
+//! vCPUs that back VTL0 in `vtl0_view`), HvCallInstallIntercept (`intercepts`). Every other
+//! call code returns HV_STATUS_INVALID_HYPERCALL_CODE, as a hypervisor without that call does.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use hvdef::cpuid::{self as leaf, privilege_eax, privilege_ebx};
 use hvdef::hypercall::{
-    self, code, Control, EnablePartitionVtl, VpRegistersHeader, VpVtlInput, PARTITION_SELF,
-    VP_INDEX_SELF,
+    self, code, Control, EnablePartitionVtl, InstallIntercept, VpVtlInput,
 };
 use hvdef::msr::{self, PageMsr, Sint};
 use hvdef::registers as reg;
 use hvdef::status::HvStatus;
+use hvdef::vtl::{Vtl, VsmCodePageOffsets};
 use kvm_bindings::kvm_cpuid_entry2;
 
 use crate::guest_memory::GuestMemory;
+use crate::intercepts::Intercepts;
 use crate::vsm::{VsmState, PARAVISOR_VTL};
 use crate::vtl0_view::Vtl0Host;
 
-/// The I/O port the hypercall page writes to.
+/// The I/O port the hypercall sequence writes to.
 pub const HYPERCALL_PORT: u8 = 0xe4;
-/// `out 0xe4, al` (E6 ib) then `ret` (C3).
-const HYPERCALL_CODE: [u8; 3] = [0xe6, HYPERCALL_PORT, 0xc3];
+/// The port of the VTL call sequence (a lower VTL enters VTL2).
+pub const VTL_CALL_PORT: u8 = 0xe5;
+/// The port of the VTL return sequence (VTL2 resumes the lower VTL).
+pub const VTL_RETURN_PORT: u8 = 0xe6;
+
+/// Where each sequence starts in the hypercall page.
+const CODE_PAGE_OFFSETS: VsmCodePageOffsets = VsmCodePageOffsets {
+    vtl_call: 0x10,
+    vtl_return: 0x20,
+};
+
+/// `out imm8, al` (E6 ib) then `ret` (C3).
+const fn port_sequence(port: u8) -> [u8; 3] {
+    [0xe6, port, 0xc3]
+}
+
+/// The hypercall page: the three sequences at their offsets, the rest `int3`-free zeros.
+fn hypercall_page() -> [u8; 4096] {
+    let mut page = [0u8; 4096];
+    let sequences = [
+        (0, HYPERCALL_PORT),
+        (usize::from(CODE_PAGE_OFFSETS.vtl_call), VTL_CALL_PORT),
+        (usize::from(CODE_PAGE_OFFSETS.vtl_return), VTL_RETURN_PORT),
+    ];
+    for (offset, port) in sequences {
+        page[offset..offset + 3].copy_from_slice(&port_sequence(port));
+    }
+    page
+}
+
+/// The state vmm-lite keeps per VTL: VTL0 at index 0, the paravisor's VTL2 at index 1.
+fn slot(vtl: Vtl) -> usize {
+    usize::from(vtl != Vtl::Vtl0)
+}
 
 #[derive(Default)]
 struct Partition {
@@ -62,20 +98,58 @@ impl Default for Vp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GeneralProtection;
 
+/// Who makes a hypercall or MSR access: a VP, running at a VTL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub vp: usize,
+    pub vtl: Vtl,
+}
+
+impl Caller {
+    pub fn vtl2(vp: usize) -> Self {
+        Self {
+            vp,
+            vtl: PARAVISOR_VTL,
+        }
+    }
+}
+
+/// The architectural registers of the caller VP's VTL0 (its KVM vCPU), for VTL2's
+/// Get/SetVpRegisters. `None` / INVALID_PARAMETER for names it does not hold.
+pub trait LowerVtlRegisters {
+    fn get(&mut self, name: u32) -> Option<[u8; 16]>;
+    fn set(&mut self, name: u32, value: &[u8; 16]) -> Result<(), HvStatus>;
+}
+
+/// Where VTL2's SynIC and VP assist page are on a VP, for message delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vtl2Pages {
+    pub vp_assist: PageMsr,
+    pub simp: PageMsr,
+    /// SINT0 (intercepts) is unmasked and the SynIC is on (SCONTROL bit 0).
+    pub intercepts_enabled: bool,
+}
+
 pub struct HyperV {
-    partition: Mutex<Partition>,
-    vps: Vec<Mutex<Vp>>,
+    partition: Mutex<[Partition; 2]>,
+    vps: Vec<Mutex<[Vp; 2]>>,
     vsm: Mutex<VsmState>,
+    intercepts: Mutex<Intercepts>,
     /// The KVM side of VTL0; without it, enabling VTL0 only records state (host tests).
     vtl0: Option<Vtl0Host>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl HyperV {
     pub fn new(vps: u32) -> Self {
         Self {
-            partition: Mutex::new(Partition::default()),
-            vps: (0..vps).map(|_| Mutex::new(Vp::default())).collect(),
+            partition: Mutex::new(Default::default()),
+            vps: (0..vps).map(|_| Mutex::new(Default::default())).collect(),
             vsm: Mutex::new(VsmState::new(vps as usize)),
+            intercepts: Mutex::new(Intercepts::default()),
             vtl0: None,
         }
     }
@@ -88,6 +162,26 @@ impl HyperV {
 
     pub fn vtl0_host(&self) -> Option<&Vtl0Host> {
         self.vtl0.as_ref()
+    }
+
+    pub fn intercepts(&self) -> MutexGuard<'_, Intercepts> {
+        lock(&self.intercepts)
+    }
+
+    /// VTL2's pages on VP `vp`.
+    pub fn vtl2_pages(&self, vp: usize) -> Vtl2Pages {
+        let v = lock(&self.vps[vp])[slot(PARAVISOR_VTL)];
+        Vtl2Pages {
+            vp_assist: v.vp_assist,
+            simp: v.simp,
+            intercepts_enabled: v.scontrol & 1 != 0
+                && v.sint[hvdef::message::INTERCEPT_SINT].0 & Sint::MASKED == 0,
+        }
+    }
+
+    /// Whether VTL0 is enabled on VP `vp` (HvCallEnableVpVtl succeeded).
+    pub fn vtl0_enabled(&self, vp: usize) -> bool {
+        self.vsm().vtl0_context(vp).is_some()
     }
 
     /// HvCallEnablePartitionVtl: the KVM side is built before the state says enabled.
@@ -157,17 +251,13 @@ impl HyperV {
         ]
     }
 
-    fn vp(&self, index: usize) -> std::sync::MutexGuard<'_, Vp> {
-        self.vps[index].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn read_msr(&self, vp: usize, index: u32) -> Result<u64, GeneralProtection> {
-        let p = self.partition.lock().unwrap_or_else(|e| e.into_inner());
-        let v = self.vp(vp);
+    pub fn read_msr(&self, caller: Caller, index: u32) -> Result<u64, GeneralProtection> {
+        let p = &lock(&self.partition)[slot(caller.vtl)];
+        let v = lock(&self.vps[caller.vp])[slot(caller.vtl)];
         Ok(match index {
             msr::GUEST_OS_ID => p.guest_os_id,
             msr::HYPERCALL => p.hypercall.0,
-            msr::VP_INDEX => vp as u64,
+            msr::VP_INDEX => caller.vp as u64,
             msr::VP_ASSIST_PAGE => v.vp_assist.0,
             msr::SCONTROL => v.scontrol,
             msr::SVERSION => msr::SYNIC_VERSION,
@@ -188,13 +278,15 @@ impl HyperV {
 
     pub fn write_msr(
         &self,
-        vp: usize,
+        caller: Caller,
         index: u32,
         value: u64,
         memory: &GuestMemory,
     ) -> Result<(), GeneralProtection> {
-        let mut p = self.partition.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v = self.vp(vp);
+        let mut partition = lock(&self.partition);
+        let p = &mut partition[slot(caller.vtl)];
+        let mut vps = lock(&self.vps[caller.vp]);
+        let v = &mut vps[slot(caller.vtl)];
         match index {
             msr::GUEST_OS_ID => {
                 p.guest_os_id = value;
@@ -215,10 +307,8 @@ impl HyperV {
                     return Err(GeneralProtection);
                 }
                 if new.enabled() {
-                    let mut page = [0u8; 4096];
-                    page[..HYPERCALL_CODE.len()].copy_from_slice(&HYPERCALL_CODE);
                     memory
-                        .write(new.gpa(), &page)
+                        .write(new.gpa(), &hypercall_page())
                         .map_err(|_| GeneralProtection)?;
                 }
                 p.hypercall = new;
@@ -248,9 +338,9 @@ impl HyperV {
         Ok(())
     }
 
-    /// The value of register `name` of VP `vp` at VTL2, if vmm-lite knows it.
-    fn register(&self, vp: usize, name: u32) -> Option<u64> {
-        let msr_of = |index| self.read_msr(vp, index).ok();
+    /// The synthetic register `name` of VP `vp` at `vtl`, if vmm-lite keeps it.
+    pub(crate) fn synthetic_register(&self, vp: usize, vtl: Vtl, name: u32) -> Option<u64> {
+        let msr_of = |index| self.read_msr(Caller { vp, vtl }, index).ok();
         match name {
             reg::VP_INDEX => Some(vp as u64),
             reg::GUEST_OS_ID => msr_of(msr::GUEST_OS_ID),
@@ -262,15 +352,43 @@ impl HyperV {
             n if (reg::SINT0..reg::SINT0 + 16).contains(&n) => {
                 msr_of(msr::SINT0 + (n - reg::SINT0))
             }
-            reg::VSM_VP_STATUS => Some(self.vsm().vp_status(vp, PARAVISOR_VTL)),
-            // EnabledVtlSet 15:0, MaximumVtl 19:16.
+            reg::VSM_CODE_PAGE_OFFSETS => Some(CODE_PAGE_OFFSETS.encode()),
+            reg::VSM_VP_STATUS => Some(self.vsm().vp_status(vp, vtl)),
             reg::VSM_PARTITION_STATUS => Some(self.vsm().partition_status()),
             _ => None,
         }
     }
 
-    fn vsm(&self) -> std::sync::MutexGuard<'_, VsmState> {
-        self.vsm.lock().unwrap_or_else(|e| e.into_inner())
+    /// Writes the synthetic register `name` of VP `vp` at `vtl` where it is an MSR.
+    pub(crate) fn set_synthetic_register(
+        &self,
+        vp: usize,
+        vtl: Vtl,
+        name: u32,
+        value: u64,
+        memory: &GuestMemory,
+    ) -> Result<(), HvStatus> {
+        let index = match name {
+            reg::GUEST_OS_ID => msr::GUEST_OS_ID,
+            reg::HYPERCALL => msr::HYPERCALL,
+            reg::VP_ASSIST_PAGE => msr::VP_ASSIST_PAGE,
+            reg::SCONTROL => msr::SCONTROL,
+            reg::SIEFP => msr::SIEFP,
+            reg::SIMP => msr::SIMP,
+            reg::EOM => msr::EOM,
+            n if (reg::SINT0..reg::SINT0 + 16).contains(&n) => msr::SINT0 + (n - reg::SINT0),
+            _ => return Err(HvStatus::INVALID_PARAMETER),
+        };
+        self.write_msr(Caller { vp, vtl }, index, value, memory)
+            .map_err(|_| HvStatus::INVALID_REGISTER_VALUE)
+    }
+
+    pub(crate) fn vsm(&self) -> MutexGuard<'_, VsmState> {
+        lock(&self.vsm)
+    }
+
+    pub(crate) fn vp_count(&self) -> usize {
+        self.vps.len()
     }
 
     /// Copies a simple call's input: from RDX and R8 for a fast call (16 bytes at most),
@@ -302,8 +420,8 @@ impl HyperV {
         Ok(input)
     }
 
-    /// Carries out the hypercall VP `vp` made with RCX = `control`, RDX = `input_gpa`,
-    /// R8 = `output_gpa`; returns the result value for RAX.
+    /// A hypercall from VTL2 on VP `vp` without access to VTL0's registers (tests, and calls
+    /// that need none).
     pub fn hypercall(
         &self,
         vp: usize,
@@ -312,100 +430,82 @@ impl HyperV {
         output_gpa: u64,
         memory: &GuestMemory,
     ) -> u64 {
+        self.hypercall_from(
+            Caller::vtl2(vp),
+            control,
+            input_gpa,
+            output_gpa,
+            memory,
+            None,
+        )
+    }
+
+    /// Carries out the hypercall `caller` made with RCX = `control`, RDX = `input_gpa`,
+    /// R8 = `output_gpa`; returns the result value for RAX. `lower` reaches the caller VP's
+    /// VTL0 registers when VTL2 calls.
+    pub fn hypercall_from(
+        &self,
+        caller: Caller,
+        control: u64,
+        input_gpa: u64,
+        output_gpa: u64,
+        memory: &GuestMemory,
+        lower: Option<&mut dyn LowerVtlRegisters>,
+    ) -> u64 {
         let control = Control(control);
+        let simple = |len| Self::simple_input(control, input_gpa, output_gpa, len, memory);
+        let status = |r: Result<(), HvStatus>| {
+            hypercall::result(r.err().unwrap_or(HvStatus::SUCCESS), 0)
+        };
         match control.code() {
-            code::GET_VP_REGISTERS => {
-                match self.get_vp_registers(vp, control, input_gpa, output_gpa, memory) {
+            code::GET_VP_REGISTERS | code::SET_VP_REGISTERS => {
+                let call = crate::vp_registers::Call {
+                    hv: self,
+                    caller,
+                    control,
+                    input_gpa,
+                    output_gpa,
+                    memory,
+                };
+                let r = if control.code() == code::GET_VP_REGISTERS {
+                    call.get(lower)
+                } else {
+                    call.set(lower)
+                };
+                match r {
                     Ok(reps) => hypercall::result(HvStatus::SUCCESS, reps),
                     Err((status, reps)) => hypercall::result(status, reps),
                 }
             }
-            code::ENABLE_PARTITION_VTL => {
-                let status = Self::simple_input(
-                    control,
-                    input_gpa,
-                    output_gpa,
-                    EnablePartitionVtl::SIZE,
-                    memory,
-                )
-                .and_then(|input| EnablePartitionVtl::parse(&input))
-                .and_then(|input| self.enable_partition_vtl(&input, memory))
-                .err()
-                .unwrap_or(HvStatus::SUCCESS);
-                hypercall::result(status, 0)
+            // What only the paravisor may do: configure VTLs and intercepts.
+            code::ENABLE_PARTITION_VTL | code::ENABLE_VP_VTL | code::INSTALL_INTERCEPT
+                if caller.vtl != PARAVISOR_VTL =>
+            {
+                status(Err(HvStatus::ACCESS_DENIED))
             }
-            code::ENABLE_VP_VTL => {
-                let status =
-                    Self::simple_input(control, input_gpa, output_gpa, VpVtlInput::SIZE, memory)
-                        .and_then(|input| VpVtlInput::parse(&input))
-                        .and_then(|input| self.enable_vp_vtl(vp, &input))
-                        .err()
-                        .unwrap_or(HvStatus::SUCCESS);
-                hypercall::result(status, 0)
-            }
+            code::ENABLE_PARTITION_VTL => status(
+                simple(EnablePartitionVtl::SIZE)
+                    .and_then(|input| EnablePartitionVtl::parse(&input))
+                    .and_then(|input| self.enable_partition_vtl(&input, memory)),
+            ),
+            code::ENABLE_VP_VTL => status(
+                simple(VpVtlInput::SIZE)
+                    .and_then(|input| VpVtlInput::parse(&input))
+                    .and_then(|input| self.enable_vp_vtl(caller.vp, &input)),
+            ),
+            code::INSTALL_INTERCEPT => status(
+                simple(InstallIntercept::SIZE)
+                    .and_then(|input| InstallIntercept::parse(&input))
+                    .and_then(|input| self.intercepts().install(&input)),
+            ),
             _ => hypercall::result(HvStatus::INVALID_HYPERCALL_CODE, 0),
         }
     }
-
-    fn get_vp_registers(
-        &self,
-        vp: usize,
-        control: Control,
-        input_gpa: u64,
-        output_gpa: u64,
-        memory: &GuestMemory,
-    ) -> Result<u16, (HvStatus, u16)> {
-        let start = control.rep_start();
-        control.check(true).map_err(|s| (s, start))?;
-        if control.fast() {
-            return Err((HvStatus::INVALID_HYPERCALL_INPUT, start)); // no XMM fast path offered
-        }
-        let count = usize::from(control.rep_count());
-        let input_len = VpRegistersHeader::SIZE + count * VpRegistersHeader::GET_ELEMENT_SIZE;
-        let output_len = count * VpRegistersHeader::VALUE_SIZE;
-        // Parameters are 8-byte aligned and stay within one page (TLFS §3.6).
-        let fits =
-            |gpa: u64, len: usize| gpa.is_multiple_of(8) && (gpa & 0xfff) as usize + len <= 4096;
-        if !fits(input_gpa, input_len) || !fits(output_gpa, output_len) {
-            return Err((HvStatus::INVALID_ALIGNMENT, start));
-        }
-        let mut input = vec![0u8; input_len];
-        memory
-            .read(input_gpa, &mut input)
-            .map_err(|_| (HvStatus::INVALID_ALIGNMENT, start))?;
-        let header = VpRegistersHeader::parse(&input).map_err(|s| (s, start))?;
-        if header.partition_id != PARTITION_SELF {
-            return Err((HvStatus::INVALID_PARTITION_ID, start));
-        }
-        let target = match header.vp_index {
-            VP_INDEX_SELF => vp,
-            i if (i as usize) < self.vps.len() => i as usize,
-            _ => return Err((HvStatus::INVALID_VP_INDEX, start)),
-        };
-        if header.target_vtl.resolve(PARAVISOR_VTL) != PARAVISOR_VTL {
-            // Lower VTLs' registers live in the VTL0 view, which comes with the VTL switch.
-            return Err((HvStatus::INVALID_VTL_STATE, start));
-        }
-        for i in usize::from(start)..count {
-            let at = VpRegistersHeader::SIZE + i * VpRegistersHeader::GET_ELEMENT_SIZE;
-            let name = u32::from_le_bytes(input[at..at + 4].try_into().unwrap_or_default());
-            let value = self
-                .register(target, name)
-                .ok_or((HvStatus::INVALID_PARAMETER, i as u16))?;
-            memory
-                .write(
-                    output_gpa + (i * VpRegistersHeader::VALUE_SIZE) as u64,
-                    &reg::u64_value(value),
-                )
-                .map_err(|_| (HvStatus::INVALID_ALIGNMENT, i as u16))?;
-        }
-        Ok(count as u16)
-    }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hvdef::hypercall::{PARTITION_SELF, VP_INDEX_SELF};
 
     fn setup() -> (HyperV, GuestMemory) {
         (HyperV::new(2), GuestMemory::new(1 << 20).unwrap())
@@ -414,23 +514,23 @@ mod tests {
     #[test]
     fn the_hypercall_page_needs_a_guest_os_id_and_holds_the_port_sequence() {
         let (hv, mem) = setup();
-        hv.write_msr(0, msr::HYPERCALL, 0x5001, &mem).unwrap();
+        hv.write_msr(Caller::vtl2(0), msr::HYPERCALL, 0x5001, &mem).unwrap();
         assert!(
-            !PageMsr(hv.read_msr(0, msr::HYPERCALL).unwrap()).enabled(),
+            !PageMsr(hv.read_msr(Caller::vtl2(0), msr::HYPERCALL).unwrap()).enabled(),
             "no guest OS id yet"
         );
-        hv.write_msr(0, msr::GUEST_OS_ID, 1 << 63, &mem).unwrap();
-        hv.write_msr(0, msr::HYPERCALL, 0x5001, &mem).unwrap();
+        hv.write_msr(Caller::vtl2(0), msr::GUEST_OS_ID, 1 << 63, &mem).unwrap();
+        hv.write_msr(Caller::vtl2(0), msr::HYPERCALL, 0x5001, &mem).unwrap();
         assert_eq!(
-            hv.read_msr(1, msr::HYPERCALL).unwrap(),
+            hv.read_msr(Caller::vtl2(1), msr::HYPERCALL).unwrap(),
             0x5001,
             "partition-wide"
         );
         let mut code = [0u8; 3];
         mem.read(0x5000, &mut code).unwrap();
-        assert_eq!(code, HYPERCALL_CODE);
+        assert_eq!(code, port_sequence(HYPERCALL_PORT));
         assert_eq!(
-            hv.write_msr(0, msr::HYPERCALL, 0x10_0001, &mem),
+            hv.write_msr(Caller::vtl2(0), msr::HYPERCALL, 0x10_0001, &mem),
             Err(GeneralProtection),
             "outside RAM"
         );
@@ -439,24 +539,24 @@ mod tests {
     #[test]
     fn read_only_and_unknown_msrs_and_bad_sints_give_gp() {
         let (hv, mem) = setup();
-        assert_eq!(hv.read_msr(1, msr::VP_INDEX), Ok(1));
+        assert_eq!(hv.read_msr(Caller::vtl2(1), msr::VP_INDEX), Ok(1));
         assert_eq!(
-            hv.write_msr(0, msr::VP_INDEX, 5, &mem),
+            hv.write_msr(Caller::vtl2(0), msr::VP_INDEX, 5, &mem),
             Err(GeneralProtection)
         );
         assert_eq!(
-            hv.write_msr(0, msr::SVERSION, 5, &mem),
+            hv.write_msr(Caller::vtl2(0), msr::SVERSION, 5, &mem),
             Err(GeneralProtection)
         );
-        assert_eq!(hv.read_msr(0, 0x4000_00ff), Err(GeneralProtection));
+        assert_eq!(hv.read_msr(Caller::vtl2(0), 0x4000_00ff), Err(GeneralProtection));
         assert_eq!(
-            hv.write_msr(0, msr::SINT0, 0x0f, &mem),
+            hv.write_msr(Caller::vtl2(0), msr::SINT0, 0x0f, &mem),
             Err(GeneralProtection),
             "vector below 16"
         );
-        hv.write_msr(0, msr::SINT0 + 2, 0x30, &mem).unwrap();
-        assert_eq!(hv.read_msr(0, msr::SINT0 + 2), Ok(0x30));
-        assert_eq!(hv.read_msr(1, msr::SINT0 + 2), Ok(Sint::RESET.0), "per VP");
+        hv.write_msr(Caller::vtl2(0), msr::SINT0 + 2, 0x30, &mem).unwrap();
+        assert_eq!(hv.read_msr(Caller::vtl2(0), msr::SINT0 + 2), Ok(0x30));
+        assert_eq!(hv.read_msr(Caller::vtl2(1), msr::SINT0 + 2), Ok(Sint::RESET.0), "per VP");
     }
 
     fn get_vp_registers(
@@ -488,7 +588,7 @@ mod tests {
     #[test]
     fn get_vp_registers_reads_vp_state_and_counts_reps() {
         let (hv, mem) = setup();
-        hv.write_msr(1, msr::SIMP, 0x7001, &mem).unwrap();
+        hv.write_msr(Caller::vtl2(1), msr::SIMP, 0x7001, &mem).unwrap();
         let control = Control::new(code::GET_VP_REGISTERS).with_rep_count(3);
         let (result, values) = get_vp_registers(
             &hv,

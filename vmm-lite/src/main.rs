@@ -10,6 +10,7 @@ use vmm_lite::hyperv::HyperV;
 use vmm_lite::igvm_load::{self, LoadConfig, Platform};
 use vmm_lite::serial::{Com1, SerialBackend};
 use vmm_lite::vm::{Outcome, Vm};
+use vmm_lite::vtl0_payload::Payload;
 
 /// Exit status when the firmware reported failure.
 const FIRMWARE_FAILED: u8 = 1;
@@ -51,6 +52,10 @@ enum Command {
         /// behind the Hyper-V interface vmm-lite emulates).
         #[arg(long, default_value = "native", value_parser = ["native", "vbs"])]
         platform: String,
+        /// A guest for VTL0 (`--platform vbs` only): an ELF the paravisor loads and runs.
+        /// It is staged at the top of RAM and named on the firmware command line.
+        #[arg(long)]
+        vtl0: Option<String>,
     },
     /// Check that this host's KVM can run Parapet: open /dev/kvm, create a VM and a vCPU,
     /// and list the capabilities vmm-lite relies on. Exits non-zero if any is missing.
@@ -106,6 +111,7 @@ struct RunOptions {
     cmdline: String,
     serial: String,
     platform: Platform,
+    vtl0: Option<String>,
 }
 
 fn run(o: RunOptions) -> Result<Outcome, VmmError> {
@@ -116,6 +122,7 @@ fn run(o: RunOptions) -> Result<Outcome, VmmError> {
         cmdline,
         serial,
         platform,
+        vtl0,
     } = o;
     let (igvm, mem, serial) = (igvm.as_str(), mem.as_str(), serial.as_str());
     let memory_size = parse_memory(mem)?;
@@ -125,6 +132,16 @@ fn run(o: RunOptions) -> Result<Outcome, VmmError> {
     let backend: SerialBackend = serial.parse()?;
     let bytes = read_igvm(igvm)?;
     let (file, mask) = igvm_load::parse_for(&bytes, igvm, platform)?;
+    let payload = match vtl0 {
+        Some(_) if platform != Platform::Vbs => return Err(VmmError::PayloadWithoutVtl0),
+        Some(path) => Some(Payload::read(&path, memory_size)?),
+        None => None,
+    };
+    let cmdline = match &payload {
+        Some(p) if cmdline.is_empty() => p.option(),
+        Some(p) => format!("{cmdline} {}", p.option()),
+        None => cmdline,
+    };
     let memory = GuestMemory::new(memory_size)?;
     let loaded = igvm_load::load(&file, mask, &memory, &LoadConfig { vps, cmdline })?;
     for what in &loaded.unprovided {
@@ -133,6 +150,9 @@ fn run(o: RunOptions) -> Result<Outcome, VmmError> {
     let com1 = Com1::open(&backend)?;
     let hyperv = (platform == Platform::Vbs).then(|| HyperV::new(vps));
     let paravisor_regions = igvm_load::vtl2_protectable(&loaded.required);
+    if let Some(payload) = &payload {
+        payload.stage(&memory, &paravisor_regions)?;
+    }
     let vm = Vm::new(memory, vps, &loaded.context, hyperv, &paravisor_regions)?;
     Ok(vm.run(com1))
 }
@@ -203,6 +223,7 @@ fn main() -> ExitCode {
             cmdline,
             serial,
             platform,
+            vtl0,
         } => match run(RunOptions {
             igvm,
             mem,
@@ -214,6 +235,7 @@ fn main() -> ExitCode {
             } else {
                 Platform::Native
             },
+            vtl0,
         }) {
             Ok(Outcome::Success) => ExitCode::SUCCESS,
             Ok(Outcome::Failure(why)) => {

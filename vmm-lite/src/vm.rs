@@ -10,19 +10,16 @@ use kvm_bindings::{
     KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{
-    Kvm, MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VcpuExit, VcpuFd, VmFd,
+    Kvm, MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VcpuFd, VmFd,
 };
 
 use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
-use crate::hyperv::{HyperV, HYPERCALL_PORT};
-use crate::serial::{Com1, COM1_PORTS};
+use crate::hyperv::HyperV;
+use crate::serial::Com1;
+use crate::vp::{HostDevices, Vp};
 use crate::vtl0_view::Vtl0Host;
 
-/// QEMU's `isa-debug-exit` port, which Parapet uses to report how a run ended:
-/// 0x10 success, 0x11 failure (see arch::x86_64::power).
-const DEBUG_EXIT_PORT: u16 = 0xf4;
-const DEBUG_EXIT_SUCCESS: u32 = 0x10;
 /// Where KVM may put the TSS it needs on Intel hosts: just below the BIOS, outside RAM.
 pub(crate) const TSS_ADDRESS: usize = 0xfffb_d000;
 
@@ -195,15 +192,14 @@ impl Vm {
             memory,
             hyperv,
         } = self;
-        for (index, mut vcpu) in vcpus.into_iter().enumerate() {
+        for (index, vcpu) in vcpus.into_iter().enumerate() {
             let com1 = Arc::clone(&com1);
             let done = done.clone();
             let (memory, hyperv) = (Arc::clone(&memory), hyperv.clone());
             std::thread::spawn(move || {
-                let result = run_vcpu(index, &mut vcpu, &com1, &memory, hyperv.as_deref());
-                let _ = done.send(result);
-                // Keep the vCPU fd open until the process ends: other VPs may still run.
-                std::mem::forget(vcpu);
+                let devices = HostDevices { com1: &com1 };
+                let vp = Vp::new(index, vcpu, devices, &memory, hyperv.as_deref());
+                let _ = done.send(vp.run());
             });
         }
         // Only the VP threads hold senders now: if they all end without a verdict, recv fails.
@@ -220,7 +216,7 @@ impl Vm {
 
 /// Makes guest accesses to the synthetic MSRs (0x40000000-0x400000ff) exit to vmm-lite, which
 /// emulates them; every other MSR stays with KVM.
-fn synthetic_msrs_exit_to_user_space(vm: &VmFd) -> Result<(), VmmError> {
+pub(crate) fn synthetic_msrs_exit_to_user_space(vm: &VmFd) -> Result<(), VmmError> {
     let exit_on_filter = kvm_enable_cap {
         cap: KVM_CAP_X86_USER_SPACE_MSR,
         args: [u64::from(KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
@@ -255,91 +251,4 @@ fn with_hyperv_leaves(table: &CpuId, hv: &HyperV) -> Result<CpuId, VmmError> {
             kvm_ioctls::Error::new(libc::E2BIG),
         )
     })
-}
-
-/// Makes the hypercall VP `index` is making through the hypercall page.
-fn hypercall(
-    index: usize,
-    vcpu: &mut VcpuFd,
-    memory: &GuestMemory,
-    hv: &HyperV,
-) -> Result<(), Outcome> {
-    let failure = |what: &str, e: kvm_ioctls::Error| {
-        Outcome::Failure(format!("VP {index}: {what} failed: {e}"))
-    };
-    let mut regs = vcpu.get_regs().map_err(|e| failure("KVM_GET_REGS", e))?;
-    regs.rax = hv.hypercall(index, regs.rcx, regs.rdx, regs.r8, memory);
-    vcpu.set_regs(&regs).map_err(|e| failure("KVM_SET_REGS", e))
-}
-
-fn run_vcpu(
-    index: usize,
-    vcpu: &mut VcpuFd,
-    com1: &Com1,
-    memory: &GuestMemory,
-    hyperv: Option<&HyperV>,
-) -> Outcome {
-    loop {
-        match vcpu.run() {
-            Ok(VcpuExit::IoOut(port, _))
-                if hyperv.is_some() && port == u16::from(HYPERCALL_PORT) =>
-            {
-                if let Some(hv) = hyperv {
-                    if let Err(outcome) = hypercall(index, vcpu, memory, hv) {
-                        return outcome;
-                    }
-                }
-            }
-            Ok(VcpuExit::X86Rdmsr(exit)) => match hyperv.map(|hv| hv.read_msr(index, exit.index)) {
-                Some(Ok(value)) => *exit.data = value,
-                _ => *exit.error = 1,
-            },
-            Ok(VcpuExit::X86Wrmsr(exit)) => {
-                match hyperv.map(|hv| hv.write_msr(index, exit.index, exit.data, memory)) {
-                    Some(Ok(())) => {}
-                    _ => *exit.error = 1,
-                }
-            }
-            Ok(VcpuExit::IoOut(port, data)) if COM1_PORTS.contains(&port) => {
-                // A string instruction (`rep outsb`) arrives as several bytes for one port.
-                for &byte in data {
-                    com1.write(port, byte);
-                }
-            }
-            Ok(VcpuExit::IoOut(DEBUG_EXIT_PORT, data)) => {
-                let mut value = [0u8; 4];
-                value[..data.len().min(4)].copy_from_slice(&data[..data.len().min(4)]);
-                return match u32::from_le_bytes(value) {
-                    DEBUG_EXIT_SUCCESS => Outcome::Success,
-                    v => Outcome::Failure(format!("the firmware reported failure ({v:#x})")),
-                };
-            }
-            Ok(VcpuExit::IoOut(_, _)) => {} // nothing else is there: writes are dropped
-            Ok(VcpuExit::IoIn(port, data)) if COM1_PORTS.contains(&port) => {
-                for byte in data.iter_mut() {
-                    *byte = com1.read(port);
-                }
-            }
-            Ok(VcpuExit::IoIn(_, data)) => data.fill(0xff), // an empty bus reads all ones
-            Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
-            Ok(VcpuExit::MmioWrite(_, _)) => {}
-            Ok(VcpuExit::Hlt) => std::thread::sleep(std::time::Duration::from_millis(1)),
-            Ok(VcpuExit::Shutdown) => {
-                return Outcome::Failure(format!("VP {index} shut down (triple fault)"))
-            }
-            Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                return Outcome::Failure(format!(
-                    "VP {index} could not enter the guest (reason {reason:#x}, host CPU {cpu})"
-                ))
-            }
-            Ok(VcpuExit::InternalError) => {
-                return Outcome::Failure(format!(
-                    "VP {index}: KVM internal error (emulation failed)"
-                ))
-            }
-            Ok(other) => return Outcome::Failure(format!("VP {index}: unexpected exit {other:?}")),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
-            Err(e) => return Outcome::Failure(format!("VP {index}: KVM_RUN failed: {e}")),
-        }
-    }
 }

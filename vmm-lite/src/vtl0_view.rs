@@ -8,13 +8,13 @@
 use std::sync::Mutex;
 
 use hvdef::hypercall::InitialVpContext;
-use hvdef::registers::SegmentRegister;
-use kvm_bindings::{kvm_segment, kvm_userspace_memory_region, CpuId};
+use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
-use crate::vm::{cpuid_for, kvm, segment, TSS_ADDRESS};
+use crate::vcpu_state::kvm_segment_of;
+use crate::vm::{cpuid_for, kvm, synthetic_msrs_exit_to_user_space, TSS_ADDRESS};
 
 const PAGE: u64 = 4096;
 
@@ -48,11 +48,6 @@ pub fn visible_runs(ram: u64, hidden: &[(u64, u64)]) -> Vec<(u64, u64)> {
     runs
 }
 
-/// The KVM form of a TLFS segment register (attributes as in VMX/IGVM).
-fn kvm_segment_of(s: &SegmentRegister) -> kvm_segment {
-    segment(s.base, s.limit, s.selector, s.attributes)
-}
-
 pub struct Vtl0View {
     vm: VmFd,
     cpuid: CpuId,
@@ -74,6 +69,8 @@ impl Vtl0View {
         let vm = kvm("KVM_CREATE_VM (VTL0)", kvm_fd.create_vm())?;
         kvm("KVM_SET_TSS_ADDR (VTL0)", vm.set_tss_address(TSS_ADDRESS))?;
         kvm("KVM_CREATE_IRQCHIP (VTL0)", vm.create_irq_chip())?;
+        // VTL0's synthetic MSRs are vmm-lite's, or VTL2's when it intercepts MSRs.
+        synthetic_msrs_exit_to_user_space(&vm)?;
         for (slot, (start, size)) in visible_runs(memory.size(), hidden).into_iter().enumerate() {
             let region = kvm_userspace_memory_region {
                 slot: slot as u32,

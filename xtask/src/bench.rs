@@ -34,6 +34,7 @@ pub fn boot() -> Result<()> {
         memory_mib: 256,
         cmdline: None,
         platform: "native",
+        vtl0: None,
     };
     let qemu = Machine {
         arch: Arch::X86_64,

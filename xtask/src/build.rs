@@ -172,7 +172,80 @@ pub fn vmm_lite() -> Result<PathBuf> {
     Ok(root.join("target/release/vmm-lite"))
 }
 
-/// Builds every image: both flavours for every architecture, and the IGVM files.
+/// A VTL0 test guest (qemu-tests/guests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guest {
+    Hello,
+    Escape,
+}
+
+impl Guest {
+    pub const ALL: [Guest; 2] = [Guest::Hello, Guest::Escape];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Guest::Hello => "hello",
+            Guest::Escape => "escape",
+        }
+    }
+}
+
+/// Where the stripped ELF of `guest` goes.
+pub fn guest_path(guest: Guest) -> PathBuf {
+    image_dir(Arch::X86_64)
+        .join("guests")
+        .join(format!("{}.elf", guest.name()))
+}
+
+/// Builds the VTL0 test guests (x86_64, no_std) and writes their stripped ELFs.
+pub fn guests() -> Result<Vec<PathBuf>> {
+    let root = workspace_root();
+    let target_dir = root.join("target/guests");
+    let status = cargo()
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "parapet-test-guests",
+            "--bins",
+            "--target",
+        ])
+        .arg(Arch::X86_64.rust_target())
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .context("running cargo to build the test guests")?;
+    if !status.success() {
+        bail!("building the test guests failed");
+    }
+    let objcopy = llvm_tool("llvm-objcopy")?;
+    let mut out = Vec::new();
+    for guest in Guest::ALL {
+        let elf = target_dir
+            .join(Arch::X86_64.rust_target())
+            .join("release")
+            .join(guest.name());
+        let path = guest_path(guest);
+        std::fs::create_dir_all(path.parent().unwrap_or(&root))?;
+        let staged = staging_path(&path);
+        let status = Command::new(&objcopy)
+            .arg("--strip-all")
+            .arg(&elf)
+            .arg(&staged)
+            .status()
+            .with_context(|| format!("running {}", objcopy.display()))?;
+        if !status.success() {
+            bail!("llvm-objcopy could not strip {}", elf.display());
+        }
+        publish(&staged, &path)?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+/// Builds every image: both flavours for every architecture, the IGVM files and the guests.
 pub fn all() -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for arch in Arch::ALL {
@@ -183,5 +256,6 @@ pub fn all() -> Result<Vec<PathBuf>> {
     for flavor in [Flavor::Normal, Flavor::SelfTest] {
         out.push(igvm(flavor)?);
     }
+    out.extend(guests()?);
     Ok(out)
 }

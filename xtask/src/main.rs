@@ -169,22 +169,24 @@ fn demo(accel: Accel) -> Result<ExitCode> {
     if accel == Accel::Kvm {
         match kvm_usable() {
             Ok(()) => {
+                build::guests()?;
                 let vmm = xtask::vmm::VmmLite {
                     binary: build::vmm_lite()?,
                     igvm: build::igvm(Flavor::Normal)?,
                     vps: 2,
                     memory_mib: 256,
                     cmdline: None,
-                    platform: "native",
+                    platform: "vbs",
+                    vtl0: Some(build::guest_path(build::Guest::Hello)),
                 };
+                println!(
+                    "xtask: vmm-lite boots {} in VTL2, with the hello guest in VTL0",
+                    vmm.igvm.display()
+                );
                 if interactive {
-                    println!(
-                        "xtask: vmm-lite boots {}; type `help`, `poweroff` to leave",
-                        vmm.igvm.display()
-                    );
                     return report(vmm.run_interactive()?);
                 }
-                let run = vmm.run_timed(Some(SCRIPT), Duration::from_secs(120))?;
+                let run = vmm.run_timed(None, Duration::from_secs(120))?;
                 print!("{}", run.output);
                 return report(run.verdict);
             }
@@ -213,7 +215,7 @@ fn demo(accel: Accel) -> Result<ExitCode> {
     report(verdict)
 }
 
-/// Clippy over host crates and both firmware targets; true when clean.
+/// Clippy over host crates, both firmware targets and the test guests; true when clean.
 fn lint() -> Result<bool> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = xtask::workspace_root();
@@ -244,6 +246,22 @@ fn lint() -> Result<bool> {
             runs.push(args);
         }
     }
+    runs.push(
+        [
+            "clippy",
+            "-p",
+            "parapet-test-guests",
+            "--release",
+            "--bins",
+            "--target",
+            Arch::X86_64.rust_target(),
+            "--target-dir",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([root.join("target/guests/lint").display().to_string()])
+        .collect(),
+    );
     let mut clean = true;
     for args in runs {
         let status = Command::new(&cargo)

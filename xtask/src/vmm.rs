@@ -18,6 +18,8 @@ pub struct VmmLite {
     pub cmdline: Option<String>,
     /// The IGVM platform to run: `native` or `vbs`.
     pub platform: &'static str,
+    /// A VTL0 guest for the paravisor to run (`vbs` only).
+    pub vtl0: Option<PathBuf>,
 }
 
 /// vmm-lite exits 0 when the firmware reports success and 1 when it reports failure.
@@ -42,6 +44,9 @@ impl VmmLite {
         cmd.arg("--platform").arg(self.platform);
         if let Some(line) = &self.cmdline {
             cmd.arg("--cmdline").arg(line);
+        }
+        if let Some(guest) = &self.vtl0 {
+            cmd.arg("--vtl0").arg(guest);
         }
         cmd
     }

@@ -8,6 +8,7 @@ use arch::x86_64::instructions::{rdmsr, wrmsr};
 use hvdef::hypercall::{code, parse_result, Control, VpRegistersHeader, VP_INDEX_SELF};
 use hvdef::msr::{self, PageMsr};
 use hvdef::status::HvStatus;
+use hvdef::vtl::InputVtl;
 use spin::{Mutex, Once};
 
 use crate::KERNEL_SPACE;
@@ -132,9 +133,15 @@ pub fn call(control: Control, input: &[u8], output: &mut [u8]) -> (HvStatus, u16
 
 /// Reads one register of this VP at the current VTL with HvCallGetVpRegisters.
 pub fn get_vp_register(name: u32) -> Result<[u8; 16], HvStatus> {
+    get_register(InputVtl(None), name)
+}
+
+/// Reads register `name` of this VP at `vtl` with HvCallGetVpRegisters.
+pub fn get_register(vtl: InputVtl, name: u32) -> Result<[u8; 16], HvStatus> {
+    let mut header = VpRegistersHeader::this_partition(VP_INDEX_SELF);
+    header.target_vtl = vtl;
     let mut input = [0u8; VpRegistersHeader::SIZE + 8];
-    input[..VpRegistersHeader::SIZE]
-        .copy_from_slice(&VpRegistersHeader::this_partition(VP_INDEX_SELF).encode());
+    input[..VpRegistersHeader::SIZE].copy_from_slice(&header.encode());
     input[16..20].copy_from_slice(&name.to_le_bytes());
     let mut value = [0u8; 16];
     let control = Control::new(code::GET_VP_REGISTERS).with_rep_count(1);
@@ -143,4 +150,33 @@ pub fn get_vp_register(name: u32) -> Result<[u8; 16], HvStatus> {
         (status, _) if !status.is_success() => Err(status),
         _ => Err(HvStatus::INVALID_HYPERCALL_INPUT),
     }
+}
+
+/// Writes register `name` of this VP at `vtl` with HvCallSetVpRegisters.
+#[cfg_attr(feature = "selftest", allow(dead_code))]
+pub fn set_register(vtl: InputVtl, name: u32, value: [u8; 16]) -> Result<(), HvStatus> {
+    let mut header = VpRegistersHeader::this_partition(VP_INDEX_SELF);
+    header.target_vtl = vtl;
+    let mut input = [0u8; VpRegistersHeader::SIZE + VpRegistersHeader::SET_ELEMENT_SIZE];
+    input[..VpRegistersHeader::SIZE].copy_from_slice(&header.encode());
+    input[16..20].copy_from_slice(&name.to_le_bytes());
+    input[32..48].copy_from_slice(&value);
+    let control = Control::new(code::SET_VP_REGISTERS).with_rep_count(1);
+    match call(control, &input, &mut []) {
+        (status, 1) if status.is_success() => Ok(()),
+        (status, _) if !status.is_success() => Err(status),
+        _ => Err(HvStatus::INVALID_HYPERCALL_INPUT),
+    }
+}
+
+/// Makes a simple (non-rep) hypercall with `input`; its status.
+#[cfg_attr(feature = "selftest", allow(dead_code))]
+pub fn simple_call(call_code: u16, input: &[u8]) -> HvStatus {
+    call(Control::new(call_code), input, &mut []).0
+}
+
+/// Where the hypervisor put the hypercall code page (identity-mapped, executable).
+#[cfg_attr(feature = "selftest", allow(dead_code))]
+pub fn code_page() -> Option<u64> {
+    PAGES.get().map(|p| p.lock().code)
 }

@@ -194,6 +194,9 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
     crate::install_kernel_space(space);
     log::info!("page tables: RAM identity-mapped NX, image W^X, page 0 unmapped");
     if platform == isolation::PlatformKind::HvVtl {
+        if let Some(own) = own_memory {
+            super::hv_vtl::vtl0_memory::record(&memory_map, own);
+        }
         match super::hv::init() {
             Ok(()) => {}
             Err(e) => early_fatal(format_args!("hv_vtl: {e}")),

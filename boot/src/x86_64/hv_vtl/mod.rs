@@ -1,0 +1,178 @@
+//! The `hv_vtl` isolation backend: Parapet in VTL2 hosting a VTL0 guest through the Hyper-V
+//! VTL interface (TLFS §15), on Hyper-V or on vmm-lite.
+//!
+//! At start: load the guest, set up this VP's VTL switch, install intercepts for the devices
+//! Parapet emulates, enable VTL0 for the partition and on every VP, and run VTL0 on the boot
+//! VP. Each VTL entry's intercept message is decoded into the platform-neutral
+//! `isolation::exit::GuestExit`, answered by the VTL0 devices, and VTL0 resumes.
+
+mod exits;
+mod loader;
+mod switch;
+mod vtl0_devices;
+pub mod vtl0_memory;
+
+use hvdef::hypercall::{
+    code, EnablePartitionVtl, InitialVpContext, InstallIntercept, VpVtlInput, PARTITION_SELF,
+};
+use hvdef::intercept::{access_mask, intercept_type};
+use hvdef::status::HvStatus;
+use hvdef::vtl::Vtl;
+use isolation::exit::{ExitSite, GuestExit};
+use isolation::hv_message;
+use kernel::executor::yield_now;
+
+use crate::machine::hv;
+use exits::Verdict;
+use switch::{EntryReason, SharedGprs, VtlSwitch};
+use vtl0_devices::Vtl0Devices;
+
+#[derive(Clone, Copy, Debug)]
+pub enum HvVtlError {
+    OutOfFrames,
+    NoHypercallPage,
+    Hypercall(HvStatus),
+    Load(loader::LoadError),
+    /// A hypercall that sets VTL0 up failed: which, and its status.
+    Setup(&'static str, HvStatus),
+}
+
+impl core::fmt::Display for HvVtlError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HvVtlError::OutOfFrames => write!(f, "no frames for the VTL switch pages"),
+            HvVtlError::NoHypercallPage => write!(f, "the hypercall page is not enabled"),
+            HvVtlError::Hypercall(s) => write!(f, "a hypercall failed with status {:#x}", s.0),
+            HvVtlError::Load(e) => write!(f, "loading the VTL0 guest: {e}"),
+            HvVtlError::Setup(what, s) => write!(f, "{what} failed with status {:#x}", s.0),
+        }
+    }
+}
+
+/// The staged VTL0 payload named by `parapet.vtl0=ADDRESS,SIZE` (hexadecimal with `0x`, or
+/// decimal), as vmm-lite's `--vtl0` passes it.
+pub fn payload_option(cmdline: &str) -> Option<(u64, u64)> {
+    let value = kernel::cmdline::option(cmdline, "parapet.vtl0")?;
+    let number = |s: &str| match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    };
+    let (address, size) = value.split_once(',')?;
+    Some((number(address)?, number(size)?))
+}
+
+/// Hosts VTL0 on this (the boot) VP until the guest powers off, then stops the machine with
+/// the guest's verdict. Returns only if VTL0 cannot be started.
+pub async fn host(address: u64, size: u64, vps: usize) {
+    if let Err(e) = run(address, size, vps).await {
+        log::error!("hv_vtl: VTL0 not started: {e}");
+    }
+}
+
+async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
+    let context = loader::load(address, size).map_err(HvVtlError::Load)?;
+    let switch = VtlSwitch::new()?;
+    install_intercepts()?;
+    enable_vtl0(&context, vps)?;
+    log::info!("hv_vtl: VTL0 enabled on {vps} VPs; running it on VP 0");
+    let mut devices = Vtl0Devices::new();
+    let mut gprs = SharedGprs::default();
+    loop {
+        let verdict = match switch.run_vtl0(&mut gprs) {
+            EntryReason::Intercept => match switch.take_message() {
+                Some(message) => match hv_message::decode(&message) {
+                    Some((exit, site)) => exits::handle(&mut devices, exit, &site, &mut gprs),
+                    None => {
+                        log::warn!(
+                            "hv_vtl: malformed intercept message of type {:#x}; resuming VTL0",
+                            message.message_type()
+                        );
+                        Verdict::Resume
+                    }
+                },
+                None => {
+                    log::warn!("hv_vtl: intercept entry without a message; resuming VTL0");
+                    Verdict::Resume
+                }
+            },
+            EntryReason::VtlCall => {
+                exits::handle(&mut devices, GuestExit::Call, &ExitSite::default(), &mut gprs)
+            }
+            other => {
+                log::warn!("hv_vtl: VTL entry for {other:?}; resuming VTL0");
+                Verdict::Resume
+            }
+        };
+        if let Verdict::PowerOff { success } = verdict {
+            if devices.has_partial_line() {
+                devices.flush_line();
+            }
+            log::info!(
+                "hv_vtl: VTL0 powered off ({})",
+                if success { "success" } else { "failure" }
+            );
+            kernel::platform::exit(if success {
+                arch::ExitStatus::Success
+            } else {
+                arch::ExitStatus::Failure
+            });
+        }
+        // Let the other tasks on this CPU (the monitor) run between exits.
+        yield_now().await;
+    }
+}
+
+/// Intercepts for the ports Parapet emulates; CPUID for the hypervisor leaves is asked for
+/// too, and a host that cannot deliver CPUID exits (vmm-lite on KVM) says so.
+fn install_intercepts() -> Result<(), HvVtlError> {
+    let install = |intercept_type, parameters| {
+        let input = InstallIntercept {
+            partition_id: PARTITION_SELF,
+            access_type: access_mask::READ | access_mask::WRITE,
+            intercept_type,
+            parameters,
+        };
+        hv::simple_call(code::INSTALL_INTERCEPT, &input.encode())
+    };
+    for (first, last) in Vtl0Devices::intercepted_ranges() {
+        let parameters = u64::from(first) | (u64::from(last) << 16);
+        let status = install(intercept_type::X64_IO_PORT_RANGE, parameters);
+        if !status.is_success() {
+            return Err(HvVtlError::Setup("InstallIntercept(IoPortRange)", status));
+        }
+    }
+    let status = install(intercept_type::X64_CPUID, u64::from(hvdef::cpuid::LEAF_VENDOR));
+    if !status.is_success() {
+        log::info!(
+            "hv_vtl: the host does not deliver CPUID intercepts (status {:#x}); VTL0 reads the host's CPUID",
+            status.0
+        );
+    }
+    Ok(())
+}
+
+/// EnablePartitionVtl(VTL0), then EnableVpVtl on every VP with `context`.
+fn enable_vtl0(context: &InitialVpContext, vps: usize) -> Result<(), HvVtlError> {
+    let partition = EnablePartitionVtl {
+        partition_id: PARTITION_SELF,
+        target_vtl: Vtl::Vtl0,
+        flags: 0,
+    };
+    let status = hv::simple_call(code::ENABLE_PARTITION_VTL, &partition.encode());
+    if !status.is_success() {
+        return Err(HvVtlError::Setup("EnablePartitionVtl", status));
+    }
+    for vp in 0..vps {
+        let input = VpVtlInput {
+            partition_id: PARTITION_SELF,
+            vp_index: vp as u32,
+            target_vtl: Vtl::Vtl0,
+            context: *context,
+        };
+        let status = hv::simple_call(code::ENABLE_VP_VTL, &input.encode());
+        if !status.is_success() {
+            return Err(HvVtlError::Setup("EnableVpVtl", status));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Parapet's half of the VTL switch (TLFS §15.6): the VP assist page, the SynIC message
+//! page where intercepts arrive, and the VTL return that runs VTL0 until it needs us again.
+//!
+//! VTLs share the general-purpose registers other than RSP (TLFS §15.11), so a VTL return
+//! hands VTL0 the values in [`SharedGprs`] and a VTL entry brings VTL0's back in the same
+//! registers. RAX and RCX carry the call itself, so VTL0's travel through the VP assist page
+//! (VtlReturnX64Rax/Rcx).
+
+use core::arch::asm;
+
+use arch::x86_64::instructions::wrmsr;
+use hvdef::hypercall::vp_assist;
+use hvdef::message::{message_type, HvMessage, FLAG_MESSAGE_PENDING, INTERCEPT_SINT, MESSAGE_SIZE};
+use hvdef::msr::{self, PageMsr, Sint};
+use hvdef::registers;
+use hvdef::vtl::VsmCodePageOffsets;
+
+use super::HvVtlError;
+use crate::machine::hv;
+
+/// The vector SINT0 names. vmm-lite delivers no SynIC interrupts (VTL2 learns of a message
+/// from the VTL entry itself), but a valid vector keeps the SINT well-formed for hypervisors
+/// that do; the firmware leaves it unhandled-but-reported like any stray vector.
+const SINT0_VECTOR: u64 = 0x50;
+
+/// VTL0's shared general-purpose registers, in the order the switch code stores them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SharedGprs {
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rbx: u64,
+    pub rbp: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+/// Why VTL0 came back (VtlEntryReason in the VP assist page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryReason {
+    VtlCall,
+    Interrupt,
+    Intercept,
+    Other(u32),
+}
+
+/// This VP's switch state: its VP assist and message pages and the return sequence.
+pub struct VtlSwitch {
+    assist: u64,
+    message_page: u64,
+    vtl_return: u64,
+}
+
+impl VtlSwitch {
+    /// Enables the VP assist page and the SynIC message page with SINT0 on this VP, and
+    /// finds the VTL return sequence in the hypercall page.
+    pub fn new() -> Result<Self, HvVtlError> {
+        let frame = || kernel::memory::allocate_zeroed_frame().map_err(|_| HvVtlError::OutOfFrames);
+        let (assist, message_page) = (frame()?, frame()?);
+        let code = hv::code_page().ok_or(HvVtlError::NoHypercallPage)?;
+        let offsets = hv::get_vp_register(registers::VSM_CODE_PAGE_OFFSETS)
+            .map_err(HvVtlError::Hypercall)?;
+        let offsets = VsmCodePageOffsets::decode(le::u64_at(&offsets, 0).unwrap_or_default());
+        // SAFETY: the VTL interface is present (platform hv_vtl), so these synthetic MSRs
+        // exist; the pages are frames this CPU owns, identity-mapped.
+        unsafe {
+            wrmsr(msr::VP_ASSIST_PAGE, PageMsr::new(assist, true).0);
+            wrmsr(msr::SIMP, PageMsr::new(message_page, true).0);
+            wrmsr(msr::SINT0 + INTERCEPT_SINT as u32, SINT0_VECTOR & !Sint::MASKED);
+            wrmsr(msr::SCONTROL, 1);
+        }
+        Ok(Self {
+            assist,
+            message_page,
+            vtl_return: code + u64::from(offsets.vtl_return),
+        })
+    }
+
+    /// Runs VTL0 with `gprs` until it enters VTL2 again; `gprs` then holds VTL0's registers
+    /// as the entry found them.
+    pub fn run_vtl0(&self, gprs: &mut SharedGprs) -> EntryReason {
+        let field = |offset: usize| (self.assist + offset as u64) as *mut u64;
+        // SAFETY: the assist page is this VP's frame, identity-mapped; the hypervisor reads
+        // these fields on the return.
+        unsafe {
+            field(vp_assist::VTL_RETURN_RAX).write_volatile(gprs.rax);
+            field(vp_assist::VTL_RETURN_RCX).write_volatile(gprs.rcx);
+        }
+        // SAFETY: `vtl_return` is the hypervisor's VTL return sequence (TLFS §15.6.3), which
+        // comes back here, like a call, once VTL0 enters VTL2: with RSP and RIP ours and every
+        // other general-purpose register VTL0's. RBX and RBP (which Rust reserves) are saved
+        // on the stack, the rest are declared clobbered, and the FPU/SIMD registers, also
+        // shared, are clobbered per the C ABI. `gprs` points at 15 u64s in SharedGprs order.
+        unsafe {
+            asm!(
+                "push rbp",
+                "push rbx",
+                "push {gprs}",
+                "push {target}",
+                "mov rax, [rsp + 8]",
+                "mov rcx, [rax + 8]",
+                "mov rdx, [rax + 16]",
+                "mov rbx, [rax + 24]",
+                "mov rbp, [rax + 32]",
+                "mov rsi, [rax + 40]",
+                "mov rdi, [rax + 48]",
+                "mov r8, [rax + 56]",
+                "mov r9, [rax + 64]",
+                "mov r10, [rax + 72]",
+                "mov r11, [rax + 80]",
+                "mov r12, [rax + 88]",
+                "mov r13, [rax + 96]",
+                "mov r14, [rax + 104]",
+                "mov r15, [rax + 112]",
+                "mov rax, [rax]",
+                "call qword ptr [rsp]",
+                "push rax",
+                "mov rax, [rsp + 16]",
+                "mov [rax + 8], rcx",
+                "mov [rax + 16], rdx",
+                "mov [rax + 24], rbx",
+                "mov [rax + 32], rbp",
+                "mov [rax + 40], rsi",
+                "mov [rax + 48], rdi",
+                "mov [rax + 56], r8",
+                "mov [rax + 64], r9",
+                "mov [rax + 72], r10",
+                "mov [rax + 80], r11",
+                "mov [rax + 88], r12",
+                "mov [rax + 96], r13",
+                "mov [rax + 104], r14",
+                "mov [rax + 112], r15",
+                "pop rcx",
+                "mov [rax], rcx",
+                "add rsp, 16",
+                "pop rbx",
+                "pop rbp",
+                gprs = in(reg) gprs as *mut SharedGprs,
+                target = in(reg) self.vtl_return,
+                lateout("r12") _,
+                lateout("r13") _,
+                lateout("r14") _,
+                lateout("r15") _,
+                clobber_abi("C"),
+            );
+        }
+        // SAFETY: as above; the hypervisor wrote the reason before entering VTL2.
+        let reason = unsafe { (field(vp_assist::VTL_ENTRY_REASON) as *const u32).read_volatile() };
+        match reason {
+            vp_assist::ENTRY_VTL_CALL => EntryReason::VtlCall,
+            vp_assist::ENTRY_INTERRUPT => EntryReason::Interrupt,
+            vp_assist::ENTRY_INTERCEPT => EntryReason::Intercept,
+            other => EntryReason::Other(other),
+        }
+    }
+
+    /// Copies SINT0's message out of the message page (once: the page is shared with the
+    /// hypervisor) and frees the slot, telling the hypervisor if another is queued.
+    pub fn take_message(&self) -> Option<HvMessage> {
+        let slot = (self.message_page + (INTERCEPT_SINT * MESSAGE_SIZE) as u64) as *mut u8;
+        let mut message = HvMessage([0; MESSAGE_SIZE]);
+        for (i, byte) in message.0.iter_mut().enumerate() {
+            // SAFETY: the slot is 256 bytes inside this VP's message page, identity-mapped.
+            *byte = unsafe { slot.add(i).read_volatile() };
+        }
+        if message.message_type() == message_type::NONE {
+            return None;
+        }
+        // SAFETY: as above; a zero type frees the slot (TLFS §11.10.3).
+        unsafe { (slot as *mut u32).write_volatile(message_type::NONE) };
+        if message.flags() & FLAG_MESSAGE_PENDING != 0 {
+            // SAFETY: the SynIC is enabled on this VP; EOM asks for the queued message.
+            unsafe { wrmsr(msr::EOM, 0) };
+        }
+        Some(message)
+    }
+}

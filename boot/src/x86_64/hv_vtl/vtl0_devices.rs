@@ -1,0 +1,100 @@
+//! The devices Parapet emulates for VTL0, behind the intercepts it installs: COM1 (a 16550A,
+//! whose output reaches Parapet's console prefixed `vtl0| `) and the power port, where the
+//! guest reports how it ended in the isa-debug-exit protocol (0x10 success).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use devices::uart16550::emulator::Uart16550Emulator;
+
+pub const COM1_BASE: u16 = 0x3f8;
+pub const COM1_LAST: u16 = 0x3ff;
+pub const POWER_PORT: u16 = 0xf4;
+const POWER_SUCCESS: u32 = 0x10;
+/// Guest output lines longer than this are printed in pieces.
+const MAX_LINE: usize = 256;
+
+/// What the guest asked of the machine by a port write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortEffect {
+    None,
+    PowerOff { success: bool },
+}
+
+pub struct Vtl0Devices {
+    com1: Uart16550Emulator,
+    line: Vec<u8>,
+}
+
+impl Vtl0Devices {
+    pub fn new() -> Self {
+        Self {
+            com1: Uart16550Emulator::new(),
+            line: Vec::new(),
+        }
+    }
+
+    /// The ports VTL0 must not reach on the host: (first, last).
+    pub fn intercepted_ranges() -> [(u16, u16); 2] {
+        [(COM1_BASE, COM1_LAST), (POWER_PORT, POWER_PORT)]
+    }
+
+    /// An IN of `size` bytes at `port`. COM1's registers are 8-bit: a wider access reads
+    /// each byte lane from the next register, as on an ISA bus.
+    pub fn read(&mut self, port: u16, size: u8) -> u32 {
+        let mut value = 0u32;
+        for lane in 0..u16::from(size.min(4)) {
+            let byte = match port.checked_add(lane) {
+                Some(p @ COM1_BASE..=COM1_LAST) => self.com1.read((p - COM1_BASE) as u8),
+                _ => 0xff, // nothing answers: the bus floats high
+            };
+            value |= u32::from(byte) << (8 * lane);
+        }
+        value
+    }
+
+    /// An OUT of the low `size` bytes of `value` at `port`.
+    pub fn write(&mut self, port: u16, size: u8, value: u32) -> PortEffect {
+        if port == POWER_PORT {
+            let success = value == POWER_SUCCESS;
+            return PortEffect::PowerOff { success };
+        }
+        for lane in 0..u16::from(size.min(4)) {
+            if let Some(p @ COM1_BASE..=COM1_LAST) = port.checked_add(lane) {
+                self.com1.write((p - COM1_BASE) as u8, (value >> (8 * lane)) as u8);
+            }
+        }
+        self.drain_output();
+        PortEffect::None
+    }
+
+    /// Moves what the guest transmitted to the console, a line at a time.
+    fn drain_output(&mut self) {
+        for byte in self.com1.take_transmitted() {
+            match byte {
+                b'\n' => self.flush_line(),
+                b'\r' => {}
+                b => {
+                    self.line.push(b);
+                    if self.line.len() >= MAX_LINE {
+                        self.flush_line();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prints the pending partial line (also on power-off, so nothing is lost).
+    pub fn flush_line(&mut self) {
+        let text: String = self
+            .line
+            .drain(..)
+            .map(|b| if (0x20..0x7f).contains(&b) { char::from(b) } else { '.' })
+            .collect();
+        kernel::println!("vtl0| {text}");
+    }
+
+    pub fn has_partial_line(&self) -> bool {
+        !self.line.is_empty()
+    }
+}

@@ -1,0 +1,119 @@
+//! A guest exit as the device layer sees it, whatever the platform reported it as (a Hyper-V
+//! intercept message here; an SVM #VMEXIT or a TDX exit later): what the guest did, and where,
+//! so the backend can complete it once a device has answered.
+
+/// What the guest did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestExit {
+    /// An x86 port access.
+    Port(PortAccess),
+    /// `rdmsr`.
+    MsrRead { msr: u32 },
+    /// `wrmsr` of EDX:EAX.
+    MsrWrite { msr: u32, value: u64 },
+    /// `cpuid`, with what the platform would answer without us (EAX, EBX, ECX, EDX).
+    Cpuid {
+        leaf: u32,
+        subleaf: u32,
+        default: [u32; 4],
+    },
+    /// The guest called its paravisor on purpose (a VTL call).
+    Call,
+    /// The guest cannot go on (triple fault, failed entry).
+    Unrecoverable,
+    /// A report this build does not decode: the platform's kind code.
+    Unknown { kind: u32 },
+}
+
+/// A port access of `size` bytes (1, 2 or 4) at `port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortAccess {
+    pub port: u16,
+    pub size: u8,
+    pub direction: PortDirection,
+    /// INS/OUTS: the elements come from or go to guest memory.
+    pub string: Option<StringOp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortDirection {
+    /// IN: the answer merges into the accumulator.
+    In,
+    /// OUT of this value (the low `size` bytes of the accumulator).
+    Out(u32),
+}
+
+/// The memory side of INS/OUTS, as the registers stood before the instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StringOp {
+    /// REP: `count` elements (RCX); else one.
+    pub rep: bool,
+    pub count: u64,
+    /// Guest linear address of the first element (DS:RSI for OUTS, ES:RDI for INS).
+    pub address: u64,
+    /// RFLAGS.DF: addresses step down.
+    pub down: bool,
+}
+
+impl StringOp {
+    /// Elements the instruction moves.
+    pub fn elements(&self) -> u64 {
+        if self.rep {
+            self.count
+        } else {
+            1
+        }
+    }
+}
+
+/// Where the exiting instruction is, so the backend can step past it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitSite {
+    pub vp: u32,
+    pub rip: u64,
+    /// Bytes; 0 if the platform did not say.
+    pub instruction_length: u8,
+    /// The accumulator before the instruction (IN merges into it).
+    pub rax: u64,
+    pub rflags: u64,
+    /// Code running at CPL 3.
+    pub user_mode: bool,
+    /// Instruction bytes, when the platform supplies them (`instruction_length` of them).
+    pub instruction_bytes: [u8; 16],
+}
+
+/// RAX after an IN of `size` bytes returned `value`: 8/16-bit INs keep the other bits,
+/// a 32-bit IN zero-extends (Intel SDM Vol. 1 §3.4.1.1).
+pub fn merge_in(rax: u64, size: u8, value: u32) -> u64 {
+    match size {
+        1 => (rax & !0xff) | u64::from(value & 0xff),
+        2 => (rax & !0xffff) | u64::from(value & 0xffff),
+        _ => u64::from(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_results_merge_as_the_sdm_says() {
+        let rax = 0x1122_3344_5566_7788;
+        assert_eq!(merge_in(rax, 1, 0xab), 0x1122_3344_5566_77ab);
+        assert_eq!(merge_in(rax, 2, 0xabcd), 0x1122_3344_5566_abcd);
+        assert_eq!(merge_in(rax, 4, 0xabcd_ef01), 0xabcd_ef01);
+        assert_eq!(merge_in(rax, 1, 0x1ff), 0x1122_3344_5566_77ff, "value cut to size");
+    }
+
+    #[test]
+    fn a_string_op_without_rep_moves_one_element() {
+        let op = StringOp {
+            rep: false,
+            count: 9,
+            address: 0,
+            down: false,
+        };
+        assert_eq!(op.elements(), 1);
+        assert_eq!(StringOp { rep: true, ..op }.elements(), 9);
+    }
+}

@@ -1,0 +1,105 @@
+//! The escape guest: tries what a hostile VTL0 would and prints what it observed, so a test
+//! can check that the paravisor held.
+//!
+//! - reads and writes the paravisor's memory (its first page, 1 MiB), plainly and as the
+//!   destination of a string IN;
+//! - makes the hypercalls only VTL2 may make, and bogus ones;
+//! - touches the intercepted COM1 with 16- and 32-bit accesses and string forms.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("escape is a VTL0 test guest; `cargo xtask build` builds it for x86_64-unknown-none");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+use parapet_test_guests::{exit, hypercall, port, println, serial, EXIT_SUCCESS};
+
+/// The paravisor's region starts here (abi::igvm_layout::PARAVISOR_BASE).
+#[cfg(target_os = "none")]
+const PARAVISOR: u64 = 0x10_0000;
+#[cfg(target_os = "none")]
+const COM1: u16 = 0x3f8;
+
+#[cfg(target_os = "none")]
+fn memory() {
+    for offset in [0u64, 0x1000, 0x20_0000] {
+        let address = (PARAVISOR + offset) as *mut u64;
+        // SAFETY: a deliberate access to memory this guest should not reach; the platform
+        // answers it (the test checks how).
+        let before = unsafe { address.read_volatile() };
+        // SAFETY: as above.
+        unsafe { address.write_volatile(0x0bad_c0de_0bad_c0de) };
+        // SAFETY: as above.
+        let after = unsafe { address.read_volatile() };
+        println!("escape: paravisor memory {:#x}: read {before:#x}, after writing read {after:#x}", address as u64);
+    }
+    // A string IN aimed at the paravisor: the paravisor must not write there for us.
+    // SAFETY: as above.
+    let target = unsafe { core::slice::from_raw_parts_mut(PARAVISOR as *mut u8, 4) };
+    // SAFETY: COM1's LSR is readable.
+    unsafe { port::rep_insb(COM1 + 5, target) };
+    println!("escape: rep insb into paravisor memory done");
+}
+
+#[cfg(target_os = "none")]
+fn hypercalls() {
+    if !hypercall::init() {
+        println!("escape: no hypercall page");
+        return;
+    }
+    let partition_self = u64::MAX.to_le_bytes();
+    let mut enable_vp = [0u8; 240];
+    enable_vp[..8].copy_from_slice(&partition_self);
+    enable_vp[8..12].copy_from_slice(&0xffff_fffeu32.to_le_bytes());
+    let mut intercept = [0u8; 24];
+    intercept[..8].copy_from_slice(&partition_self);
+    intercept[8..12].copy_from_slice(&3u32.to_le_bytes()); // read|write
+    intercept[16..24].copy_from_slice(&0xf4u64.to_le_bytes()); // the exit port
+    let mut get_vtl2 = [0u8; 20];
+    get_vtl2[..8].copy_from_slice(&partition_self);
+    get_vtl2[8..12].copy_from_slice(&0xffff_fffeu32.to_le_bytes());
+    get_vtl2[12] = 0x12; // target VTL 2
+    get_vtl2[16..20].copy_from_slice(&0x0009_0003u32.to_le_bytes()); // VpIndex
+    let calls: [(&str, u64, &[u8]); 5] = [
+        ("EnablePartitionVtl", 0x000d, &partition_self),
+        ("EnableVpVtl", 0x000f, &enable_vp),
+        ("InstallIntercept", 0x004d, &intercept),
+        ("GetVpRegisters(VTL2)", 0x0050 | (1 << 32), &get_vtl2),
+        ("bogus 0x7777", 0x7777, &[]),
+    ];
+    for (name, control, input) in calls {
+        let status = hypercall::call(control, input) & 0xffff;
+        println!("escape: hypercall {name}: status {status:#x}");
+    }
+}
+
+#[cfg(target_os = "none")]
+fn odd_ports() {
+    // SAFETY: COM1 is this guest's (emulated) UART; every access below is legal x86, just
+    // unusual for an 8-bit device.
+    unsafe {
+        let lsr_word = port::inw(COM1 + 5);
+        let dword = port::inl(COM1);
+        port::outl(COM1 + 7, 0x5a5a_5a5a); // 32 bits at the scratch register, past COM1's end
+        let scratch = port::inb(COM1 + 7);
+        println!("escape: inw LSR {lsr_word:#x}, inl RBR {dword:#x}, scratch after outl {scratch:#x}");
+        port::rep_outsb(COM1, b"escape: this line went out by rep outsb\r\n");
+        let mut lsr = [0u8; 4];
+        port::rep_insb(COM1 + 5, &mut lsr);
+        println!("escape: rep insb of LSR: {lsr:02x?}");
+    }
+}
+
+#[cfg(target_os = "none")]
+#[no_mangle]
+extern "C" fn guest_main() -> ! {
+    serial::init();
+    println!("escape: start");
+    memory();
+    hypercalls();
+    odd_ports();
+    println!("escape: done");
+    exit(EXIT_SUCCESS)
+}

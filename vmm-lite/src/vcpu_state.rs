@@ -1,0 +1,326 @@
+//! A vCPU's state as the TLFS names it: register names to KVM's register files, segment
+//! encodings both ways, the processor mode, and guest linear memory through the vCPU's own
+//! page tables. Also the one KVM detail every VTL switch needs: finishing a pending exit.
+
+use hvdef::registers::{self as reg, SegmentRegister, TableRegister};
+use hvdef::status::HvStatus;
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
+use kvm_ioctls::VcpuFd;
+
+use crate::guest_memory::GuestMemory;
+use crate::hyperv::LowerVtlRegisters;
+use crate::port_io_decode::CpuMode;
+use crate::vm::segment;
+
+const PAGE: u64 = 4096;
+/// Where KVM puts port I/O data in the vCPU's mapping (KVM_PIO_PAGE_OFFSET pages in).
+const PIO_PAGE_OFFSET: usize = 4096;
+const CR0_PE: u64 = 1 << 0;
+const CR0_AM: u64 = 1 << 18;
+const EFER_LMA: u64 = 1 << 10;
+
+/// The TLFS form of a KVM segment (attributes as VMX lays them out; see `vm::segment`).
+pub fn segment_register(s: &kvm_segment) -> SegmentRegister {
+    let attributes = u16::from(s.type_ & 0xf)
+        | u16::from(s.s & 1) << 4
+        | u16::from(s.dpl & 3) << 5
+        | u16::from(s.present & 1 & !s.unusable) << 7
+        | u16::from(s.avl & 1) << 12
+        | u16::from(s.l & 1) << 13
+        | u16::from(s.db & 1) << 14
+        | u16::from(s.g & 1) << 15;
+    SegmentRegister {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        attributes,
+    }
+}
+
+/// The KVM form of a TLFS segment register.
+pub fn kvm_segment_of(s: &SegmentRegister) -> kvm_segment {
+    segment(s.base, s.limit, s.selector, s.attributes)
+}
+
+/// The mode the vCPU executes in, which fixes how instructions decode.
+pub fn cpu_mode(sregs: &kvm_sregs) -> CpuMode {
+    if sregs.cr0 & CR0_PE == 0 {
+        CpuMode::Real16
+    } else if sregs.efer & EFER_LMA != 0 && sregs.cs.l != 0 {
+        CpuMode::Long64
+    } else if sregs.cs.db != 0 {
+        CpuMode::Protected32
+    } else {
+        CpuMode::Protected16
+    }
+}
+
+/// HV_X64_VP_EXECUTION_STATE for an intercept message from VTL0: 1:0 CPL, 2 CR0.PE,
+/// 3 CR0.AM, 4 EFER.LMA; VTL (10:7) is 0.
+pub fn execution_state(sregs: &kvm_sregs) -> u16 {
+    u16::from(sregs.cs.dpl & 3)
+        | u16::from(sregs.cr0 & CR0_PE != 0) << 2
+        | u16::from(sregs.cr0 & CR0_AM != 0) << 3
+        | u16::from(sregs.efer & EFER_LMA != 0) << 4
+}
+
+/// Reads `len` bytes at guest linear address `linear` through the vCPU's page tables; stops
+/// at the first page that does not translate or lies outside RAM.
+pub fn read_linear(vcpu: &VcpuFd, memory: &GuestMemory, linear: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut at = linear;
+    while out.len() < len {
+        let in_page = (PAGE - at % PAGE) as usize;
+        let n = in_page.min(len - out.len());
+        let Some(gpa) = translate(vcpu, at) else {
+            break;
+        };
+        let mut chunk = vec![0u8; n];
+        if memory.read(gpa, &mut chunk).is_err() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+        at = at.wrapping_add(n as u64);
+    }
+    out
+}
+
+/// The guest-physical address of `linear`, if it is mapped.
+pub fn translate(vcpu: &VcpuFd, linear: u64) -> Option<u64> {
+    let t = vcpu.translate_gva(linear).ok()?;
+    (t.valid != 0).then_some(t.physical_address)
+}
+
+/// The element size (1, 2 or 4) of the port I/O exit the vCPU stopped on.
+pub fn pending_io_size(vcpu: &mut VcpuFd) -> u8 {
+    let run = vcpu.get_kvm_run();
+    // SAFETY: the vCPU stopped on KVM_EXIT_IO (the caller's contract), so `io` is the union
+    // member KVM filled in.
+    unsafe { run.__bindgen_anon_1.io }.size
+}
+
+/// The data buffer of the port I/O exit the vCPU stopped on (what an IN will load).
+pub fn pending_io_data(vcpu: &mut VcpuFd) -> &mut [u8] {
+    let run = vcpu.get_kvm_run();
+    // SAFETY: the vCPU stopped on KVM_EXIT_IO (the caller's contract), so `io` is the union
+    // member KVM filled in.
+    let io = unsafe { run.__bindgen_anon_1.io };
+    let len = usize::from(io.size) * io.count as usize;
+    let offset = io.data_offset as usize;
+    // On x86 KVM puts the data on the page after `kvm_run` in the vCPU's mapping
+    // (KVM_PIO_PAGE_OFFSET = 1), one page at most.
+    let base = run as *mut kvm_bindings::kvm_run as *mut u8;
+    if offset != PIO_PAGE_OFFSET || len > PAGE as usize {
+        return &mut [];
+    }
+    // SAFETY: the vCPU's mapping (KVM_GET_VCPU_MMAP_SIZE, several pages on x86) holds the
+    // run page and the PIO page; the range is checked to lie on the PIO page, and the
+    // mapping lives as long as `vcpu`.
+    unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) }
+}
+
+/// Lets KVM finish the exit the vCPU stopped on (an IN's load, an MMIO read's register
+/// write, an MSR access) without running the guest further: KVM_RUN with `immediate_exit`
+/// completes pending work, then returns EINTR (KVM API, "immediate_exit"). After this the
+/// register file is final and may be read or replaced.
+pub fn complete_pending(vcpu: &mut VcpuFd) -> Result<(), kvm_ioctls::Error> {
+    vcpu.set_kvm_immediate_exit(1);
+    let result = vcpu.run().map(|_| ());
+    vcpu.set_kvm_immediate_exit(0);
+    match result {
+        Err(e) if e.errno() == libc::EINTR => Ok(()),
+        Err(e) => Err(e),
+        // An exit with immediate_exit set: KVM had nothing pending to re-enter for.
+        Ok(()) => Ok(()),
+    }
+}
+
+/// The general-purpose registers by TLFS name.
+fn gpr(regs: &mut kvm_regs, name: u32) -> Option<&mut u64> {
+    Some(match name {
+        reg::RAX => &mut regs.rax,
+        reg::RCX => &mut regs.rcx,
+        reg::RDX => &mut regs.rdx,
+        reg::RBX => &mut regs.rbx,
+        reg::RSP => &mut regs.rsp,
+        reg::RBP => &mut regs.rbp,
+        reg::RSI => &mut regs.rsi,
+        reg::RDI => &mut regs.rdi,
+        n if n == reg::R8 => &mut regs.r8,
+        n if n == reg::R8 + 1 => &mut regs.r9,
+        n if n == reg::R8 + 2 => &mut regs.r10,
+        n if n == reg::R8 + 3 => &mut regs.r11,
+        n if n == reg::R8 + 4 => &mut regs.r12,
+        n if n == reg::R8 + 5 => &mut regs.r13,
+        n if n == reg::R8 + 6 => &mut regs.r14,
+        n if n == reg::R8 + 7 => &mut regs.r15,
+        reg::RIP => &mut regs.rip,
+        reg::RFLAGS => &mut regs.rflags,
+        _ => return None,
+    })
+}
+
+/// The shared general-purpose registers, moved between VTLs on every switch.
+pub fn copy_shared_gprs(from: &kvm_regs, to: &mut kvm_regs) {
+    let mut from = *from;
+    for name in reg::SHARED_GENERAL_PURPOSE {
+        if let (Some(src), Some(dst)) = (gpr(&mut from, name), gpr(to, name)) {
+            *dst = *src;
+        }
+    }
+}
+
+fn segment_of(sregs: &mut kvm_sregs, name: u32) -> Option<&mut kvm_segment> {
+    Some(match name {
+        reg::ES => &mut sregs.es,
+        reg::CS => &mut sregs.cs,
+        reg::SS => &mut sregs.ss,
+        reg::DS => &mut sregs.ds,
+        reg::FS => &mut sregs.fs,
+        reg::GS => &mut sregs.gs,
+        reg::LDTR => &mut sregs.ldt,
+        reg::TR => &mut sregs.tr,
+        _ => return None,
+    })
+}
+
+fn control_of(sregs: &mut kvm_sregs, name: u32) -> Option<&mut u64> {
+    Some(match name {
+        reg::CR0 => &mut sregs.cr0,
+        reg::CR2 => &mut sregs.cr2,
+        reg::CR3 => &mut sregs.cr3,
+        reg::CR4 => &mut sregs.cr4,
+        reg::CR8 => &mut sregs.cr8,
+        reg::EFER => &mut sregs.efer,
+        reg::APIC_BASE => &mut sregs.apic_base,
+        _ => return None,
+    })
+}
+
+/// A VTL0 vCPU as VTL2's Get/SetVpRegisters sees it.
+pub struct VcpuRegisters<'a>(pub &'a VcpuFd);
+
+impl LowerVtlRegisters for VcpuRegisters<'_> {
+    fn get(&mut self, name: u32) -> Option<[u8; 16]> {
+        if let Ok(mut regs) = self.0.get_regs() {
+            if let Some(v) = gpr(&mut regs, name) {
+                return Some(reg::u64_value(*v));
+            }
+        }
+        let mut sregs = self.0.get_sregs().ok()?;
+        if let Some(s) = segment_of(&mut sregs, name) {
+            return Some(segment_register(s).to_bytes());
+        }
+        if let Some(v) = control_of(&mut sregs, name) {
+            return Some(reg::u64_value(*v));
+        }
+        let table = match name {
+            reg::IDTR => sregs.idt,
+            reg::GDTR => sregs.gdt,
+            _ => return None,
+        };
+        Some(
+            TableRegister {
+                limit: table.limit,
+                base: table.base,
+            }
+            .to_bytes(),
+        )
+    }
+
+    /// Writes a private register. The shared general-purpose registers are refused: VTL2
+    /// holds them in its own registers, and they overwrite VTL0's on the return.
+    fn set(&mut self, name: u32, value: &[u8; 16]) -> Result<(), HvStatus> {
+        let failed = |_| HvStatus::INVALID_VP_STATE;
+        let value64 = le::u64_at(value, 0).unwrap_or_default();
+        if reg::SHARED_GENERAL_PURPOSE.contains(&name) {
+            return Err(HvStatus::INVALID_PARAMETER);
+        }
+        let mut regs = self.0.get_regs().map_err(failed)?;
+        if let Some(v) = gpr(&mut regs, name) {
+            *v = if name == reg::RFLAGS {
+                value64 | 0x2 // bit 1 is reserved as one
+            } else {
+                value64
+            };
+            return self.0.set_regs(&regs).map_err(failed);
+        }
+        let mut sregs = self.0.get_sregs().map_err(failed)?;
+        if let Some(s) = segment_of(&mut sregs, name) {
+            let parsed = SegmentRegister::parse(value).ok_or(HvStatus::INVALID_PARAMETER)?;
+            *s = kvm_segment_of(&parsed);
+        } else if let Some(v) = control_of(&mut sregs, name) {
+            *v = value64;
+        } else {
+            let parsed = TableRegister::parse(value).ok_or(HvStatus::INVALID_PARAMETER)?;
+            let table = match name {
+                reg::IDTR => &mut sregs.idt,
+                reg::GDTR => &mut sregs.gdt,
+                _ => return Err(HvStatus::INVALID_PARAMETER),
+            };
+            (table.limit, table.base) = (parsed.limit, parsed.base);
+        }
+        // KVM refuses inconsistent control state (EINVAL): that is a bad value.
+        self.0
+            .set_sregs(&sregs)
+            .map_err(|_| HvStatus::INVALID_REGISTER_VALUE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_convert_both_ways() {
+        let cs = SegmentRegister {
+            base: 0,
+            limit: 0xffff_ffff,
+            selector: 8,
+            attributes: 0xa09b,
+        };
+        assert_eq!(segment_register(&kvm_segment_of(&cs)), cs);
+        let mut unusable = kvm_segment_of(&cs);
+        unusable.unusable = 1;
+        assert_eq!(segment_register(&unusable).attributes & 0x80, 0, "not present");
+    }
+
+    #[test]
+    fn shared_registers_move_and_private_ones_stay() {
+        let from = kvm_regs {
+            rax: 1,
+            rcx: 2,
+            r15: 3,
+            rsp: 4,
+            rip: 5,
+            rflags: 6,
+            ..Default::default()
+        };
+        let mut to = kvm_regs {
+            rsp: 40,
+            rip: 50,
+            rflags: 60,
+            ..Default::default()
+        };
+        copy_shared_gprs(&from, &mut to);
+        assert_eq!(
+            (to.rax, to.rcx, to.r15, to.rsp, to.rip, to.rflags),
+            (1, 2, 3, 40, 50, 60)
+        );
+    }
+
+    #[test]
+    fn modes_follow_cr0_efer_and_cs() {
+        let mut s = kvm_sregs::default();
+        assert_eq!(cpu_mode(&s), CpuMode::Real16);
+        s.cr0 = CR0_PE;
+        s.cs.db = 1;
+        assert_eq!(cpu_mode(&s), CpuMode::Protected32);
+        s.efer = EFER_LMA;
+        s.cs.l = 1;
+        s.cs.db = 0;
+        assert_eq!(cpu_mode(&s), CpuMode::Long64);
+        s.cs.dpl = 3;
+        assert_eq!(execution_state(&s), 3 | 1 << 2 | 1 << 4);
+    }
+}

@@ -1,0 +1,378 @@
+//! One VP on its host thread: its VTL2 vCPU (where the firmware runs) and, once VTL2 has
+//! enabled it, its VTL0 vCPU in the VTL0 view, with the VTL switch between them (TLFS §15.6).
+//!
+//! - VTL return (VTL2 calls the return sequence): VTL0's shared general-purpose and FPU
+//!   registers become VTL2's, RAX and RCX come from VTL2's VP assist page (VtlReturnX64Rax/
+//!   Rcx), and VTL0 runs.
+//! - VTL entry: VTL0 calls the VTL call sequence, or does something VTL2 intercepts. VTL2's
+//!   shared registers become VTL0's, the reason goes to VTL2's VP assist page
+//!   (VtlEntryReason), an intercept's message to VTL2's SynIC message page slot for SINT0,
+//!   and VTL2 resumes after its VTL return.
+//!
+//! Only one of the two vCPUs runs at a time, on this thread, so a switch is two register
+//! moves and no thread hand-off (MACHINE-FACTS: a thread hand-off per switch costs ~9×).
+
+use hvdef::hypercall::vp_assist;
+use hvdef::message::{message_type, HvMessage, INTERCEPT_SINT, MESSAGE_SIZE};
+use hvdef::vtl::Vtl;
+use kvm_bindings::kvm_regs;
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
+use crate::guest_memory::GuestMemory;
+use crate::hyperv::{Caller, HyperV, LowerVtlRegisters, HYPERCALL_PORT, VTL_CALL_PORT, VTL_RETURN_PORT};
+use crate::port_io_decode::IoAccess;
+use crate::serial::{Com1, COM1_PORTS};
+use crate::vcpu_state::{
+    complete_pending, copy_shared_gprs, pending_io_data, pending_io_size, VcpuRegisters,
+};
+use crate::vm::Outcome;
+use crate::vtl0_intercept;
+
+/// QEMU's `isa-debug-exit` port, which Parapet uses to report how a run ended:
+/// 0x10 success, 0x11 failure (see arch::x86_64::power).
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+const DEBUG_EXIT_SUCCESS: u32 = 0x10;
+
+/// What vmm-lite itself emulates on the port bus, for VTL2 and for VTL0's ports VTL2 did not
+/// intercept: COM1 and the exit port; elsewhere reads float high and writes vanish.
+pub struct HostDevices<'a> {
+    pub com1: &'a Com1,
+}
+
+impl HostDevices<'_> {
+    /// An OUT; `Some` when the firmware reported how the run ended.
+    fn write(&self, port: u16, data: &[u8]) -> Option<Outcome> {
+        if COM1_PORTS.contains(&port) {
+            // A string instruction (`rep outsb`) arrives as several bytes for one port.
+            for &byte in data {
+                self.com1.write(port, byte);
+            }
+        } else if port == DEBUG_EXIT_PORT {
+            let mut value = [0u8; 4];
+            let n = data.len().min(4);
+            value[..n].copy_from_slice(&data[..n]);
+            return Some(match u32::from_le_bytes(value) {
+                DEBUG_EXIT_SUCCESS => Outcome::Success,
+                v => Outcome::Failure(format!("the firmware reported failure ({v:#x})")),
+            });
+        }
+        None
+    }
+
+    fn read(&self, port: u16, data: &mut [u8]) {
+        if COM1_PORTS.contains(&port) {
+            for byte in data.iter_mut() {
+                *byte = self.com1.read(port);
+            }
+        } else {
+            data.fill(0xff); // an empty bus reads all ones
+        }
+    }
+}
+
+/// After one exit: keep going, or the run is over.
+enum Step {
+    Continue,
+    Done(Outcome),
+}
+
+pub struct Vp<'a> {
+    index: usize,
+    vtl2: VcpuFd,
+    vtl0: Option<VcpuFd>,
+    active: Vtl,
+    devices: HostDevices<'a>,
+    memory: &'a GuestMemory,
+    hv: Option<&'a HyperV>,
+}
+
+impl<'a> Vp<'a> {
+    pub fn new(
+        index: usize,
+        vtl2: VcpuFd,
+        devices: HostDevices<'a>,
+        memory: &'a GuestMemory,
+        hv: Option<&'a HyperV>,
+    ) -> Self {
+        Self {
+            index,
+            vtl2,
+            vtl0: None,
+            active: Vtl::Vtl2,
+            devices,
+            memory,
+            hv,
+        }
+    }
+
+    /// Runs the VP until the firmware reports how the run ended or something breaks.
+    pub fn run(mut self) -> Outcome {
+        loop {
+            let step = match self.active {
+                Vtl::Vtl0 => self.run_vtl0(),
+                _ => self.run_vtl2(),
+            };
+            match step {
+                Ok(Step::Continue) => {}
+                Ok(Step::Done(outcome)) => {
+                    // Keep the vCPU fds open until the process ends: other VPs may still run.
+                    std::mem::forget(self.vtl2);
+                    std::mem::forget(self.vtl0);
+                    return outcome;
+                }
+                Err(message) => {
+                    return Outcome::Failure(format!("VP {}: {message}", self.index));
+                }
+            }
+        }
+    }
+
+    fn failure(&self, what: &str, e: kvm_ioctls::Error) -> String {
+        format!("{what} failed: {e}")
+    }
+
+    /// The VP's VTL0 vCPU, taken from the VTL0 host the first time it is needed.
+    fn vtl0_vcpu(&mut self) -> Option<&mut VcpuFd> {
+        if self.vtl0.is_none() {
+            self.vtl0 = self.hv?.vtl0_host()?.take_vp(self.index);
+        }
+        self.vtl0.as_mut()
+    }
+
+    fn run_vtl2(&mut self) -> Result<Step, String> {
+        let (index, memory) = (self.index, self.memory);
+        let caller = Caller::vtl2(index);
+        match self.vtl2.run() {
+            Ok(VcpuExit::IoOut(port, _)) if self.hv.is_some() && port == u16::from(HYPERCALL_PORT) => {
+                let hv = self.hv.expect("checked by the guard");
+                let mut regs = self.vtl2.get_regs().map_err(|e| self.failure("KVM_GET_REGS", e))?;
+                let mut lower = self.vtl0_vcpu().map(|v| VcpuRegisters(v));
+                let lower = lower.as_mut().map(|l| l as &mut dyn LowerVtlRegisters);
+                regs.rax = hv.hypercall_from(caller, regs.rcx, regs.rdx, regs.r8, memory, lower);
+                self.vtl2.set_regs(&regs).map_err(|e| self.failure("KVM_SET_REGS", e))?;
+            }
+            Ok(VcpuExit::IoOut(port, _)) if self.hv.is_some() && port == u16::from(VTL_RETURN_PORT) => {
+                self.vtl_return()?;
+            }
+            Ok(VcpuExit::X86Rdmsr(exit)) => match self.hv.map(|hv| hv.read_msr(caller, exit.index)) {
+                Some(Ok(value)) => *exit.data = value,
+                _ => *exit.error = 1,
+            },
+            Ok(VcpuExit::X86Wrmsr(exit)) => {
+                match self.hv.map(|hv| hv.write_msr(caller, exit.index, exit.data, memory)) {
+                    Some(Ok(())) => {}
+                    _ => *exit.error = 1,
+                }
+            }
+            Ok(VcpuExit::IoOut(port, data)) => {
+                if let Some(outcome) = self.devices.write(port, data) {
+                    return Ok(Step::Done(outcome));
+                }
+            }
+            Ok(VcpuExit::IoIn(port, data)) => self.devices.read(port, data),
+            Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
+            Ok(VcpuExit::MmioWrite(_, _)) => {}
+            Ok(VcpuExit::Hlt) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            Ok(VcpuExit::Shutdown) => {
+                return Ok(Step::Done(Outcome::Failure(format!(
+                    "VP {index} shut down (triple fault)"
+                ))))
+            }
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                return Err(format!(
+                    "could not enter the guest (reason {reason:#x}, host CPU {cpu})"
+                ))
+            }
+            Ok(VcpuExit::InternalError) => {
+                return Err("KVM internal error (emulation failed)".into())
+            }
+            Ok(other) => return Err(format!("unexpected exit {other:?}")),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) => return Err(self.failure("KVM_RUN", e)),
+        }
+        Ok(Step::Continue)
+    }
+
+    /// VTL2 called the VTL return sequence: run VTL0 with VTL2's shared registers.
+    fn vtl_return(&mut self) -> Result<(), String> {
+        let (index, hv) = (self.index, self.hv.expect("only with the Hyper-V interface"));
+        if !hv.vtl0_enabled(index) || self.vtl0_vcpu().is_none() {
+            eprintln!("vmm-lite: VP {index}: VTL return with no VTL0 enabled; ignored");
+            return Ok(());
+        }
+        complete_pending(&mut self.vtl2).map_err(|e| self.failure("completing VTL2's exit", e))?;
+        let vtl2_regs = self.vtl2.get_regs().map_err(|e| self.failure("KVM_GET_REGS", e))?;
+        let fpu = self.vtl2.get_fpu().map_err(|e| self.failure("KVM_GET_FPU", e))?;
+        let assist = hv.vtl2_pages(index).vp_assist;
+        let read_assist = |offset: usize| {
+            let mut b = [0u8; 8];
+            (assist.enabled() && self.memory.read(assist.gpa() + offset as u64, &mut b).is_ok())
+                .then(|| u64::from_le_bytes(b))
+        };
+        let rax = read_assist(vp_assist::VTL_RETURN_RAX).unwrap_or(vtl2_regs.rax);
+        let rcx = read_assist(vp_assist::VTL_RETURN_RCX).unwrap_or(vtl2_regs.rcx);
+        let vtl0 = self.vtl0.as_mut().expect("taken above");
+        let mut regs = vtl0.get_regs().map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
+        copy_shared_gprs(&vtl2_regs, &mut regs);
+        (regs.rax, regs.rcx) = (rax, rcx);
+        vtl0.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
+        vtl0.set_fpu(&fpu).map_err(|e| format!("KVM_SET_FPU (VTL0): {e}"))?;
+        self.active = Vtl::Vtl0;
+        Ok(())
+    }
+
+    /// Enters VTL2 from VTL0 for `reason`, with `message` for SINT0 and VTL0's registers as
+    /// VTL2 is to see them.
+    fn enter_vtl2(
+        &mut self,
+        reason: u32,
+        message: Option<HvMessage>,
+        vtl0_regs: &kvm_regs,
+    ) -> Result<(), String> {
+        let (index, hv) = (self.index, self.hv.expect("only with the Hyper-V interface"));
+        let pages = hv.vtl2_pages(index);
+        if let Some(message) = message {
+            if pages.simp.enabled() && pages.intercepts_enabled {
+                let slot = pages.simp.gpa() + (INTERCEPT_SINT * MESSAGE_SIZE) as u64;
+                let mut busy = [0u8; 4];
+                let _ = self.memory.read(slot, &mut busy);
+                if u32::from_le_bytes(busy) != message_type::NONE {
+                    eprintln!("vmm-lite: VP {index}: VTL2 left its SINT0 message unconsumed; replaced");
+                }
+                let _ = self.memory.write(slot, &message.0);
+            } else {
+                eprintln!(
+                    "vmm-lite: VP {index}: intercept {:#x} dropped: VTL2 has no message page or SINT0 is masked",
+                    message.message_type()
+                );
+            }
+        }
+        if pages.vp_assist.enabled() {
+            let at = pages.vp_assist.gpa() + vp_assist::VTL_ENTRY_REASON as u64;
+            let _ = self.memory.write(at, &reason.to_le_bytes());
+        }
+        let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
+        let fpu = vtl0.get_fpu().map_err(|e| format!("KVM_GET_FPU (VTL0): {e}"))?;
+        let mut regs = self.vtl2.get_regs().map_err(|e| self.failure("KVM_GET_REGS", e))?;
+        copy_shared_gprs(vtl0_regs, &mut regs);
+        self.vtl2.set_regs(&regs).map_err(|e| self.failure("KVM_SET_REGS", e))?;
+        self.vtl2.set_fpu(&fpu).map_err(|e| self.failure("KVM_SET_FPU", e))?;
+        self.active = Vtl::Vtl2;
+        Ok(())
+    }
+
+    /// Enters VTL2 with VTL0's registers as they are once KVM has finished the exit.
+    fn enter_vtl2_here(&mut self, reason: u32, message: Option<HvMessage>) -> Result<(), String> {
+        let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
+        complete_pending(vtl0).map_err(|e| format!("completing VTL0's exit: {e}"))?;
+        let regs = vtl0.get_regs().map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
+        self.enter_vtl2(reason, message, &regs)
+    }
+
+    fn run_vtl0(&mut self) -> Result<Step, String> {
+        let (index, memory) = (self.index, self.memory);
+        let hv = self.hv.expect("VTL0 runs only with the Hyper-V interface");
+        let caller = Caller {
+            vp: index,
+            vtl: Vtl::Vtl0,
+        };
+        let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
+        // What the exit asks of VTL2, decided while KVM's exit data is borrowed.
+        enum Then {
+            Nothing,
+            VtlCall,
+            /// A port access other than the hypercall sequences: an OUT's bytes, or none.
+            Port(u16, Vec<u8>),
+            Msr(u32, bool),
+            Unrecoverable(String),
+        }
+        let then = match vtl0.run() {
+            Ok(VcpuExit::IoOut(port, _)) if port == u16::from(HYPERCALL_PORT) => {
+                let mut regs = vtl0.get_regs().map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
+                regs.rax = hv.hypercall_from(caller, regs.rcx, regs.rdx, regs.r8, memory, None);
+                vtl0.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
+                Then::Nothing
+            }
+            Ok(VcpuExit::IoOut(port, _)) if port == u16::from(VTL_CALL_PORT) => Then::VtlCall,
+            // The element size is in KVM's exit record, read once the data is released.
+            Ok(VcpuExit::IoOut(port, data)) => Then::Port(port, data.to_vec()),
+            Ok(VcpuExit::IoIn(port, _)) => Then::Port(port, Vec::new()),
+            Ok(VcpuExit::X86Rdmsr(exit)) => {
+                if hv.intercepts().msr(false) {
+                    (*exit.data, *exit.error) = (0, 0);
+                    Then::Msr(exit.index, false)
+                } else {
+                    match hv.read_msr(caller, exit.index) {
+                        Ok(value) => *exit.data = value,
+                        Err(_) => *exit.error = 1,
+                    }
+                    Then::Nothing
+                }
+            }
+            Ok(VcpuExit::X86Wrmsr(exit)) => {
+                if hv.intercepts().msr(true) {
+                    *exit.error = 0;
+                    Then::Msr(exit.index, true)
+                } else {
+                    if hv.write_msr(caller, exit.index, exit.data, memory).is_err() {
+                        *exit.error = 1;
+                    }
+                    Then::Nothing
+                }
+            }
+            Ok(VcpuExit::MmioRead(gpa, data)) => {
+                eprintln!("vmm-lite: VP {index}: VTL0 read {} bytes at {gpa:#x}, which VTL0 does not map: all ones", data.len());
+                data.fill(0xff);
+                Then::Nothing
+            }
+            Ok(VcpuExit::MmioWrite(gpa, data)) => {
+                eprintln!("vmm-lite: VP {index}: VTL0 wrote {} bytes at {gpa:#x}, which VTL0 does not map: dropped", data.len());
+                Then::Nothing
+            }
+            Ok(VcpuExit::Hlt) => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                Then::Nothing
+            }
+            Ok(VcpuExit::Shutdown) => Then::Unrecoverable("triple fault".into()),
+            Ok(VcpuExit::InternalError) => Then::Unrecoverable("KVM could not emulate an instruction".into()),
+            Ok(VcpuExit::FailEntry(reason, _)) => Then::Unrecoverable(format!("entry failed (reason {reason:#x})")),
+            Ok(other) => Then::Unrecoverable(format!("unexpected exit {other:?}")),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Then::Nothing,
+            Err(e) => return Err(format!("KVM_RUN (VTL0) failed: {e}")),
+        };
+        match then {
+            Then::Nothing => {}
+            Then::VtlCall => self.enter_vtl2_here(vp_assist::ENTRY_VTL_CALL, None)?,
+            Then::Port(port, written) => {
+                let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
+                let access = IoAccess {
+                    port,
+                    size: pending_io_size(vtl0),
+                    is_write: !written.is_empty(),
+                };
+                if hv.intercepts().port(port, access.size, access.is_write) {
+                    let i = vtl0_intercept::port_io(vtl0, index as u32, access, &written, memory)?;
+                    let message = Some(i.message.to_message());
+                    self.enter_vtl2(vp_assist::ENTRY_INTERCEPT, message, &i.regs)?;
+                } else if access.is_write {
+                    if let Some(outcome) = self.devices.write(port, &written) {
+                        return Ok(Step::Done(outcome));
+                    }
+                } else {
+                    self.devices.read(port, pending_io_data(vtl0));
+                }
+            }
+            Then::Msr(msr, is_write) => {
+                let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
+                let i = vtl0_intercept::msr(vtl0, index as u32, msr, is_write)?;
+                self.enter_vtl2(vp_assist::ENTRY_INTERCEPT, Some(i.message.to_message()), &i.regs)?;
+            }
+            Then::Unrecoverable(what) => {
+                eprintln!("vmm-lite: VP {index}: VTL0 stopped: {what}");
+                let message = HvMessage::new(message_type::UNRECOVERABLE_EXCEPTION, &[]);
+                self.enter_vtl2_here(vp_assist::ENTRY_INTERCEPT, Some(message))?;
+            }
+        }
+        Ok(Step::Continue)
+    }
+}

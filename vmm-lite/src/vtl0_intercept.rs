@@ -1,0 +1,357 @@
+//! Turning a VTL0 exit KVM reports into the intercept message Hyper-V would send VTL2
+//! (TLFS §13.2; layouts in hvdef::message), with VTL0 stopped *before* the instruction.
+//!
+//! That is the contract VTL2 emulates against: the message names the instruction (RIP,
+//! length, bytes) and the registers it reads, and VTL2 carries it out and advances RIP. KVM
+//! stops at different points instead (measured here, see `port_io_decode` and the tests):
+//! - `in` and `ins`: at the instruction, with the data still to be supplied;
+//! - `out`: past the instruction, already done;
+//! - `outs`: one exit per element, RSI (and RCX under REP) already stepped for that element;
+//! - rdmsr/wrmsr: at the instruction.
+//!
+//! So vmm-lite finds the instruction, lets KVM finish its half-done exit (for `ins` with the
+//! bytes the destination already holds, so nothing changes), and puts back the registers the
+//! instruction started from.
+
+use hvdef::intercept::AccessType;
+use hvdef::message::{InterceptHeader, IoPortIntercept, MsrIntercept};
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use kvm_ioctls::VcpuFd;
+
+use crate::guest_memory::GuestMemory;
+use crate::port_io_decode::{decode, find_ending_at, IoAccess, PortIoInstruction, MAX_INSTRUCTION_LEN};
+use crate::vcpu_state::{
+    complete_pending, cpu_mode, execution_state, pending_io_data, read_linear, segment_register,
+};
+
+/// RFLAGS.DF: string instructions step downwards.
+const RFLAGS_DF: u64 = 1 << 10;
+/// `rdmsr` (0F 32) and `wrmsr` (0F 30) are two bytes.
+const MSR_INSTRUCTION_LEN: u8 = 2;
+
+/// An intercept ready for VTL2, and VTL0's registers as the instruction found them.
+pub struct Intercepted<M> {
+    pub message: M,
+    pub regs: kvm_regs,
+}
+
+fn kvm_err(what: &str) -> impl Fn(kvm_ioctls::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+fn header(
+    vp: u32,
+    sregs: &kvm_sregs,
+    regs: &kvm_regs,
+    length: u8,
+    access: AccessType,
+) -> InterceptHeader {
+    InterceptHeader {
+        vp_index: vp,
+        instruction_length: length,
+        access_type: access,
+        execution_state: execution_state(sregs),
+        cs: segment_register(&sregs.cs),
+        rip: regs.rip,
+        rflags: regs.rflags,
+    }
+}
+
+/// The port I/O instruction behind `access` and where it starts.
+fn find_instruction(
+    vcpu: &VcpuFd,
+    memory: &GuestMemory,
+    sregs: &kvm_sregs,
+    regs: &kvm_regs,
+    access: IoAccess,
+    written: &[u8],
+) -> Option<(PortIoInstruction, u64)> {
+    let mode = cpu_mode(sregs);
+    let rip_linear = sregs.cs.base.wrapping_add(regs.rip);
+    let ahead = read_linear(vcpu, memory, rip_linear, MAX_INSTRUCTION_LEN);
+    let here = decode(&ahead, mode).filter(|i| i.matches(access));
+    if !access.is_write {
+        return here.map(|i| (i, regs.rip));
+    }
+    let window = MAX_INSTRUCTION_LEN as u64;
+    let mut behind = read_linear(vcpu, memory, rip_linear.wrapping_sub(window), MAX_INSTRUCTION_LEN);
+    if behind.len() < MAX_INSTRUCTION_LEN {
+        // The page below is not mapped: look only within RIP's page.
+        let in_page = rip_linear % 4096;
+        behind = read_linear(vcpu, memory, rip_linear - in_page, in_page as usize);
+    }
+    let before = find_ending_at(&behind, mode, access).filter(|i| !i.is_string);
+    // Both readings can fit the bytes; the registers tell which one KVM stopped on: an OUTS
+    // element came from just behind RSI, an OUT's data is AL/AX/EAX.
+    let taken = written.len() as u64;
+    let outs_fits = || {
+        // Stepping down, the elements came from RSI + size upwards, in reverse order.
+        let (first, reversed) = if regs.rflags & RFLAGS_DF != 0 {
+            (regs.rsi.wrapping_add(u64::from(access.size)), true)
+        } else {
+            (regs.rsi.wrapping_sub(taken), false)
+        };
+        let source = read_linear(vcpu, memory, sregs.ds.base.wrapping_add(first), written.len());
+        let size = usize::from(access.size.max(1));
+        let mut elements: Vec<&[u8]> = source.chunks(size).collect();
+        if reversed {
+            elements.reverse();
+        }
+        elements.concat() == written
+    };
+    let out_fits = || regs.rax.to_le_bytes().get(..written.len()) == Some(written);
+    match (here.filter(|i| i.is_string), before) {
+        (Some(s), _) if outs_fits() => Some((s, regs.rip)),
+        (_, Some(o)) if out_fits() => Some((o, regs.rip.wrapping_sub(u64::from(o.length)))),
+        (Some(s), _) => Some((s, regs.rip)),
+        (None, Some(o)) => Some((o, regs.rip.wrapping_sub(u64::from(o.length)))),
+        (None, None) => None,
+    }
+}
+
+/// VTL0 stopped on a port access to an intercepted port: `written` holds an OUT's bytes;
+/// for an IN it is empty and the exit's data buffer is pending. Returns the message with
+/// VTL0's registers set back to the instruction's start.
+pub fn port_io(
+    vcpu: &mut VcpuFd,
+    vp: u32,
+    access: IoAccess,
+    written: &[u8],
+    memory: &GuestMemory,
+) -> Result<Intercepted<IoPortIntercept>, String> {
+    let regs = vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
+    let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+    let (insn, start) = find_instruction(vcpu, memory, &sregs, &regs, access, written)
+        .ok_or_else(|| {
+            format!(
+                "no port I/O instruction at RIP {:#x} for port {:#x}",
+                regs.rip, access.port
+            )
+        })?;
+    let mut before = regs;
+    before.rip = start;
+    let size = u64::from(access.size);
+    let down = regs.rflags & RFLAGS_DF != 0;
+    if insn.is_string && insn.is_write {
+        // Undo the elements KVM already took.
+        let elements = written.len() as u64 / size.max(1);
+        before.rsi = if down {
+            regs.rsi.wrapping_add(elements * size)
+        } else {
+            regs.rsi.wrapping_sub(elements * size)
+        };
+        if insn.has_rep {
+            before.rcx = regs.rcx.wrapping_add(elements);
+        }
+    }
+    if !access.is_write {
+        // Give KVM the bytes its pending load will store, so finishing it changes nothing
+        // that VTL2's emulation will not redo.
+        let destination = sregs.es.base.wrapping_add(regs.rdi);
+        let len = pending_io_data(vcpu).len();
+        let mut fill = vec![0xffu8; len];
+        if insn.is_string {
+            for (i, element) in fill.chunks_mut(usize::from(access.size.max(1))).enumerate() {
+                let offset = i as u64 * size;
+                let at = if down {
+                    destination.wrapping_sub(offset)
+                } else {
+                    destination.wrapping_add(offset)
+                };
+                let current = read_linear(vcpu, memory, at, element.len());
+                if current.len() == element.len() {
+                    element.copy_from_slice(&current);
+                }
+            }
+        }
+        pending_io_data(vcpu).copy_from_slice(&fill);
+    }
+    complete_pending(vcpu).map_err(kvm_err("completing the exit"))?;
+    vcpu.set_regs(&before).map_err(kvm_err("KVM_SET_REGS"))?;
+    let access_type = if access.is_write {
+        AccessType::Write
+    } else {
+        AccessType::Read
+    };
+    let rip_linear = sregs.cs.base.wrapping_add(start);
+    let bytes = read_linear(vcpu, memory, rip_linear, usize::from(insn.length));
+    let mut instruction_bytes = [0u8; 16];
+    instruction_bytes[..bytes.len()].copy_from_slice(&bytes);
+    let message = IoPortIntercept {
+        header: header(vp, &sregs, &before, insn.length, access_type),
+        port: access.port,
+        access_size: access.size,
+        string_op: insn.is_string,
+        rep_prefix: insn.has_rep,
+        instruction_byte_count: if insn.is_string { insn.length } else { 0 },
+        rax: before.rax,
+        instruction_bytes,
+        ds: segment_register(&sregs.ds),
+        es: segment_register(&sregs.es),
+        rcx: before.rcx,
+        rsi: before.rsi,
+        rdi: before.rdi,
+    };
+    Ok(Intercepted {
+        message,
+        regs: before,
+    })
+}
+
+/// VTL0 stopped on rdmsr or wrmsr of `msr` (user-space MSR exit, the answer already set to
+/// "no error"); returns the message with VTL0 back at the instruction.
+pub fn msr(
+    vcpu: &mut VcpuFd,
+    vp: u32,
+    msr: u32,
+    is_write: bool,
+) -> Result<Intercepted<MsrIntercept>, String> {
+    let regs = vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
+    let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+    complete_pending(vcpu).map_err(kvm_err("completing the exit"))?;
+    vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
+    let access = if is_write {
+        AccessType::Write
+    } else {
+        AccessType::Read
+    };
+    Ok(Intercepted {
+        message: MsrIntercept {
+            header: header(vp, &sregs, &regs, MSR_INSTRUCTION_LEN, access),
+            msr,
+            rdx: regs.rdx,
+            rax: regs.rax,
+        },
+        regs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::kvm_userspace_memory_region;
+    use kvm_ioctls::{Kvm, VcpuExit};
+
+    /// A one-vCPU VM in real mode at 0x1000 over `memory`, exiting on synthetic MSRs.
+    fn real_mode_vcpu(memory: &GuestMemory) -> (kvm_ioctls::VmFd, VcpuFd) {
+        let kvm = Kvm::new().expect("/dev/kvm is needed for this test");
+        let vm = kvm.create_vm().unwrap();
+        crate::vm::synthetic_msrs_exit_to_user_space(&vm).unwrap();
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: memory.size(),
+            userspace_addr: memory.host_address(),
+        };
+        // SAFETY: `memory` outlives the VM within the test.
+        unsafe { vm.set_user_memory_region(region).unwrap() };
+        let vcpu = vm.create_vcpu(0).unwrap();
+        let mut sregs = vcpu.get_sregs().unwrap();
+        (sregs.cs.base, sregs.cs.selector) = (0, 0);
+        vcpu.set_sregs(&sregs).unwrap();
+        let mut regs = vcpu.get_regs().unwrap();
+        (regs.rip, regs.rflags) = (0x1000, 2);
+        vcpu.set_regs(&regs).unwrap();
+        (vm, vcpu)
+    }
+
+    /// Runs to the next port exit: (port, bytes written, element size).
+    fn next_port_exit(vcpu: &mut VcpuFd) -> (u16, Vec<u8>, u8) {
+        let (port, written) = match vcpu.run().unwrap() {
+            VcpuExit::IoOut(port, data) => (port, data.to_vec()),
+            VcpuExit::IoIn(port, _) => (port, Vec::new()),
+            other => panic!("expected port I/O, got {other:?}"),
+        };
+        (port, written, crate::vcpu_state::pending_io_size(vcpu))
+    }
+
+    /// Does what VTL2 would after an intercept: `change` the registers, advance RIP.
+    fn emulate(vcpu: &VcpuFd, length: u8, change: impl FnOnce(&mut kvm_regs)) {
+        let mut regs = vcpu.get_regs().unwrap();
+        change(&mut regs);
+        regs.rip += u64::from(length);
+        vcpu.set_regs(&regs).unwrap();
+    }
+
+    #[test]
+    fn every_port_form_and_msr_arrive_with_vtl0_before_the_instruction() {
+        let memory = GuestMemory::new(1 << 20).unwrap();
+        let code: &[u8] = &[
+            0xba, 0xf8, 0x03, // 1000: mov dx, 0x3f8
+            0xec, //             1003: in al, dx
+            0xee, //             1004: out dx, al
+            0xbe, 0x00, 0x06, // 1005: mov si, 0x600
+            0xb9, 0x03, 0x00, // 1008: mov cx, 3
+            0xf3, 0x6e, //       100b: rep outsb
+            0xbf, 0x00, 0x07, // 100d: mov di, 0x700
+            0xb9, 0x03, 0x00, // 1010: mov cx, 3
+            0xf3, 0x6c, //       1013: rep insb
+            0x66, 0xb9, 0x00, 0x00, 0x00, 0x40, // 1015: mov ecx, 0x40000000
+            0x0f, 0x32, //       101b: rdmsr
+            0xf4, //             101d: hlt
+        ];
+        memory.write(0x1000, code).unwrap();
+        memory.write(0x600, b"abc").unwrap();
+        memory.write(0x700, &[0x11; 3]).unwrap();
+        let (_vm, mut vcpu) = real_mode_vcpu(&memory);
+        let access = |port, size, is_write| IoAccess {
+            port,
+            size,
+            is_write,
+        };
+
+        let (port, written, size) = next_port_exit(&mut vcpu);
+        let i = port_io(&mut vcpu, 0, access(port, size, false), &written, &memory).unwrap();
+        let m = i.message;
+        assert_eq!((m.header.rip, m.header.instruction_length), (0x1003, 1));
+        assert_eq!((m.port, m.access_size, m.string_op), (0x3f8, 1, false));
+        assert_eq!(m.header.access_type, AccessType::Read);
+        assert_eq!(vcpu.get_regs().unwrap().rip, 0x1003, "the IN is not done");
+        emulate(&vcpu, 1, |r| r.rax = 0x42);
+
+        let (port, written, size) = next_port_exit(&mut vcpu);
+        assert_eq!(written, [0x42]);
+        let i = port_io(&mut vcpu, 0, access(port, size, true), &written, &memory).unwrap();
+        assert_eq!((i.message.header.rip, i.message.rax), (0x1004, 0x42));
+        assert_eq!(vcpu.get_regs().unwrap().rip, 0x1004, "back before the OUT");
+        emulate(&vcpu, 1, |_| {});
+
+        let (port, written, size) = next_port_exit(&mut vcpu);
+        assert_eq!(written, b"a");
+        let i = port_io(&mut vcpu, 0, access(port, size, true), &written, &memory).unwrap();
+        let m = i.message;
+        assert_eq!((m.header.rip, m.header.instruction_length), (0x100b, 2));
+        assert!(m.string_op && m.rep_prefix);
+        assert_eq!((m.rcx, m.rsi), (3, 0x600), "the element KVM took is undone");
+        emulate(&vcpu, 2, |r| (r.rcx, r.rsi) = (0, 0x603));
+
+        let (port, written, size) = next_port_exit(&mut vcpu);
+        let i = port_io(&mut vcpu, 0, access(port, size, false), &written, &memory).unwrap();
+        let m = i.message;
+        assert_eq!((m.header.rip, m.rcx, m.rdi), (0x1013, 3, 0x700));
+        assert!(m.string_op && m.rep_prefix);
+        let mut destination = [0u8; 3];
+        memory.read(0x700, &mut destination).unwrap();
+        assert_eq!(destination, [0x11; 3], "finishing KVM's exit wrote nothing new");
+        let regs = vcpu.get_regs().unwrap();
+        assert_eq!((regs.rip, regs.rcx, regs.rdi), (0x1013, 3, 0x700));
+        memory.write(0x700, b"xyz").unwrap();
+        emulate(&vcpu, 2, |r| (r.rcx, r.rdi) = (0, 0x703));
+
+        let index = match vcpu.run().unwrap() {
+            VcpuExit::X86Rdmsr(exit) => {
+                (*exit.data, *exit.error) = (0, 0);
+                exit.index
+            }
+            other => panic!("expected rdmsr, got {other:?}"),
+        };
+        let i = msr(&mut vcpu, 0, index, false).unwrap();
+        assert_eq!((i.message.msr, i.message.header.rip), (0x4000_0000, 0x101b));
+        assert_eq!(vcpu.get_regs().unwrap().rip, 0x101b, "the rdmsr is not done");
+        emulate(&vcpu, 2, |r| (r.rax, r.rdx) = (7, 0));
+        assert!(matches!(vcpu.run().unwrap(), VcpuExit::Hlt));
+        let regs = vcpu.get_regs().unwrap();
+        assert_eq!((regs.rax & 0xff, regs.rsi, regs.rdi), (7, 0x603, 0x703));
+    }
+}
