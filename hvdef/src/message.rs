@@ -222,6 +222,57 @@ impl MsrIntercept {
     }
 }
 
+/// `HV_X64_MEMORY_INTERCEPT_MESSAGE` (80 bytes), sent as GPA_INTERCEPT (the access breaks a
+/// VTL protection) or UNMAPPED_GPA (nothing is there).
+///
+/// Hyper-V stops the lower VTL before the instruction, for the higher VTL to emulate.
+/// vmm-lite cannot (KVM finishes memory writes before it exits) and sends a notice instead:
+/// the access already completed as on an empty bus, RIP past it, and an instruction length
+/// of 0 to say so ([`MemoryIntercept::is_completed_notice`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryIntercept {
+    pub header: InterceptHeader,
+    pub cache_type: u32,
+    pub instruction_byte_count: u8,
+    /// 0 GVA valid, 1 GVA-to-GPA translation valid.
+    pub access_info: u8,
+    pub gva: u64,
+    pub gpa: u64,
+    pub instruction_bytes: [u8; 16],
+}
+
+impl MemoryIntercept {
+    pub const SIZE: usize = 80;
+
+    /// Whether the host already completed the access (vmm-lite's notice form).
+    pub fn is_completed_notice(&self) -> bool {
+        self.header.instruction_length == 0 && self.instruction_byte_count == 0
+    }
+
+    pub fn to_message(&self, message_type: u32) -> HvMessage {
+        let mut p = [0u8; Self::SIZE];
+        self.header.write(&mut p);
+        put(&mut p, 40, &self.cache_type.to_le_bytes());
+        put(&mut p, 44, &[self.instruction_byte_count, self.access_info]);
+        put(&mut p, 48, &self.gva.to_le_bytes());
+        put(&mut p, 56, &self.gpa.to_le_bytes());
+        put(&mut p, 64, &self.instruction_bytes);
+        HvMessage::new(message_type, &p)
+    }
+
+    pub fn parse(p: &[u8]) -> Option<Self> {
+        Some(Self {
+            header: InterceptHeader::parse(p)?,
+            cache_type: u32_at(p, 40)?,
+            instruction_byte_count: u8_at(p, 44)?,
+            access_info: u8_at(p, 45)?,
+            gva: u64_at(p, 48)?,
+            gpa: u64_at(p, 56)?,
+            instruction_bytes: p.get(64..80)?.try_into().ok()?,
+        })
+    }
+}
+
 /// `HV_X64_CPUID_INTERCEPT_MESSAGE` (104 bytes): the leaf asked for and what the hypervisor
 /// would have answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -337,6 +388,23 @@ mod tests {
         let m = cpuid.to_message();
         assert_eq!(m.payload_size(), 104);
         assert_eq!(CpuidIntercept::parse(m.payload()), Some(cpuid));
+    }
+
+    #[test]
+    fn memory_intercepts_put_the_gpa_at_the_spec_offset_and_round_trip() {
+        let m = MemoryIntercept {
+            header: header(),
+            cache_type: 6,
+            instruction_byte_count: 0,
+            access_info: 0,
+            gva: 0,
+            gpa: 0x10_0000,
+            instruction_bytes: [0; 16],
+        };
+        let message = m.to_message(message_type::GPA_INTERCEPT);
+        assert_eq!(message.payload_size(), 80);
+        assert_eq!(&message.0[16 + 56..16 + 64], &0x10_0000u64.to_le_bytes());
+        assert_eq!(MemoryIntercept::parse(message.payload()), Some(m));
     }
 
     #[test]

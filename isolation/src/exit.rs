@@ -11,6 +11,14 @@ pub enum GuestExit {
     MsrRead { msr: u32 },
     /// `wrmsr` of EDX:EAX.
     MsrWrite { msr: u32, value: u64 },
+    /// An access to guest-physical memory the guest may not reach (a VTL protection, or no
+    /// memory there). `completed`: the platform already finished it as an empty bus would
+    /// (reads all ones, writes dropped) and only reports it.
+    Memory {
+        gpa: u64,
+        write: bool,
+        completed: bool,
+    },
     /// `cpuid`, with what the platform would answer without us (EAX, EBX, ECX, EDX).
     Cpuid {
         leaf: u32,

@@ -5,7 +5,10 @@
 //! 256-byte slot once, and everything here reads only that copy.
 
 use hvdef::intercept::AccessType;
-use hvdef::message::{message_type, CpuidIntercept, HvMessage, InterceptHeader, IoPortIntercept, MsrIntercept};
+use hvdef::message::{
+    message_type, CpuidIntercept, HvMessage, InterceptHeader, IoPortIntercept, MemoryIntercept,
+    MsrIntercept,
+};
 
 use crate::exit::{ExitSite, GuestExit, PortAccess, PortDirection, StringOp};
 
@@ -80,6 +83,19 @@ pub fn decode(message: &HvMessage) -> Option<(GuestExit, ExitSite)> {
                 default: [eax, ebx, ecx, edx],
             };
             Some((exit, site(&m.header, m.rax, None)))
+        }
+        message_type::GPA_INTERCEPT | message_type::UNMAPPED_GPA => {
+            let m = MemoryIntercept::parse(payload)?;
+            let exit = GuestExit::Memory {
+                gpa: m.gpa,
+                write: match m.header.access_type {
+                    AccessType::Write => true,
+                    AccessType::Read | AccessType::Execute => false,
+                },
+                completed: m.is_completed_notice(),
+            };
+            let bytes = (m.instruction_bytes, m.instruction_byte_count);
+            Some((exit, site(&m.header, 0, Some(bytes))))
         }
         message_type::UNRECOVERABLE_EXCEPTION => Some((GuestExit::Unrecoverable, ExitSite::default())),
         kind => Some((GuestExit::Unknown { kind }, ExitSite::default())),
@@ -181,6 +197,38 @@ mod tests {
                 default: [10, 20, 30, 40]
             }
         );
+    }
+
+    #[test]
+    fn memory_notices_decode_as_completed() {
+        let m = MemoryIntercept {
+            header: InterceptHeader {
+                instruction_length: 0,
+                ..header(AccessType::Write)
+            },
+            cache_type: 0,
+            instruction_byte_count: 0,
+            access_info: 0,
+            gva: 0,
+            gpa: 0x10_0000,
+            instruction_bytes: [0; 16],
+        };
+        let (exit, _) = decode(&m.to_message(message_type::GPA_INTERCEPT)).unwrap();
+        assert_eq!(
+            exit,
+            GuestExit::Memory {
+                gpa: 0x10_0000,
+                write: true,
+                completed: true
+            }
+        );
+        let to_emulate = MemoryIntercept {
+            instruction_byte_count: 3,
+            header: header(AccessType::Read),
+            ..m
+        };
+        let (exit, _) = decode(&to_emulate.to_message(message_type::UNMAPPED_GPA)).unwrap();
+        assert!(matches!(exit, GuestExit::Memory { completed: false, write: false, .. }));
     }
 
     #[test]

@@ -284,6 +284,8 @@ impl<'a> Vp<'a> {
             /// A port access other than the hypercall sequences: an OUT's bytes, or none.
             Port(u16, Vec<u8>),
             Msr(u32, bool),
+            /// An access to `gpa` outside VTL0's view; true for a write.
+            Memory(u64, bool),
             Unrecoverable(String),
         }
         let then = match vtl0.run() {
@@ -320,15 +322,12 @@ impl<'a> Vp<'a> {
                     Then::Nothing
                 }
             }
+            // Memory VTL0 does not see: an empty bus, reported to VTL2.
             Ok(VcpuExit::MmioRead(gpa, data)) => {
-                eprintln!("vmm-lite: VP {index}: VTL0 read {} bytes at {gpa:#x}, which VTL0 does not map: all ones", data.len());
                 data.fill(0xff);
-                Then::Nothing
+                Then::Memory(gpa, false)
             }
-            Ok(VcpuExit::MmioWrite(gpa, data)) => {
-                eprintln!("vmm-lite: VP {index}: VTL0 wrote {} bytes at {gpa:#x}, which VTL0 does not map: dropped", data.len());
-                Then::Nothing
-            }
+            Ok(VcpuExit::MmioWrite(gpa, _)) => Then::Memory(gpa, true),
             Ok(VcpuExit::Hlt) => {
                 std::thread::sleep(std::time::Duration::from_millis(1));
                 Then::Nothing
@@ -366,6 +365,12 @@ impl<'a> Vp<'a> {
                 let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
                 let i = vtl0_intercept::msr(vtl0, index as u32, msr, is_write)?;
                 self.enter_vtl2(vp_assist::ENTRY_INTERCEPT, Some(i.message.to_message()), &i.regs)?;
+            }
+            Then::Memory(gpa, is_write) => {
+                let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
+                let ram = memory.size();
+                let i = vtl0_intercept::memory_notice(vtl0, index as u32, gpa, is_write, ram)?;
+                self.enter_vtl2(vp_assist::ENTRY_INTERCEPT, Some(i.message), &i.regs)?;
             }
             Then::Unrecoverable(what) => {
                 eprintln!("vmm-lite: VP {index}: VTL0 stopped: {what}");

@@ -9,12 +9,15 @@
 //! - `outs`: one exit per element, RSI (and RCX under REP) already stepped for that element;
 //! - rdmsr/wrmsr: at the instruction.
 //!
-//! So vmm-lite finds the instruction, lets KVM finish its half-done exit (for `ins` with the
+//! - memory VTL0 does not map (the paravisor's region, or past RAM): a read at the
+//!   instruction, a write past it.
+//!
+//! For port and MSR accesses vmm-lite finds the instruction, lets KVM finish its half-done exit (for `ins` with the
 //! bytes the destination already holds, so nothing changes), and puts back the registers the
 //! instruction started from.
 
 use hvdef::intercept::AccessType;
-use hvdef::message::{InterceptHeader, IoPortIntercept, MsrIntercept};
+use hvdef::message::{message_type, HvMessage, InterceptHeader, IoPortIntercept, MemoryIntercept, MsrIntercept};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 
@@ -195,6 +198,48 @@ pub fn port_io(
     Ok(Intercepted {
         message,
         regs: before,
+    })
+}
+
+/// VTL0 accessed `gpa`, which its view does not map. vmm-lite has no decoder for memory
+/// instructions, so it cannot stop VTL0 before one: it lets KVM finish the access as an
+/// empty bus would (the caller has made a read return all ones; a write is dropped) and
+/// reports it after the fact. The message says so with an instruction length of 0 and RIP
+/// past the access: a notice for VTL2, not an access to emulate (see hvdef::message).
+pub fn memory_notice(
+    vcpu: &mut VcpuFd,
+    vp: u32,
+    gpa: u64,
+    is_write: bool,
+    ram_size: u64,
+) -> Result<Intercepted<HvMessage>, String> {
+    complete_pending(vcpu).map_err(kvm_err("completing the exit"))?;
+    let regs = vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
+    let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+    let access = if is_write {
+        AccessType::Write
+    } else {
+        AccessType::Read
+    };
+    // Inside RAM, only a VTL protection hides it (the paravisor's region); past RAM there is
+    // nothing at all.
+    let kind = if gpa < ram_size {
+        message_type::GPA_INTERCEPT
+    } else {
+        message_type::UNMAPPED_GPA
+    };
+    let message = MemoryIntercept {
+        header: header(vp, &sregs, &regs, 0, access),
+        cache_type: 0,
+        instruction_byte_count: 0,
+        access_info: 0,
+        gva: 0,
+        gpa,
+        instruction_bytes: [0; 16],
+    };
+    Ok(Intercepted {
+        message: message.to_message(kind),
+        regs,
     })
 }
 

@@ -61,6 +61,24 @@ pub fn handle(
             step_over(site, TWO_BYTE_INSTRUCTION);
             Verdict::Resume
         }
+        GuestExit::Memory { gpa, write, completed } => {
+            let what = if write { "write to" } else { "read of" };
+            if completed {
+                log::warn!(
+                    "hv_vtl: VTL0 {what} {gpa:#x}, which it may not access, near RIP {:#x}; the host completed it as an empty bus",
+                    site.rip
+                );
+                Verdict::Resume
+            } else {
+                // Emulating memory instructions needs an instruction emulator Parapet does
+                // not have yet; stopping is safer than guessing.
+                log::error!(
+                    "hv_vtl: VTL0 {what} {gpa:#x} at RIP {:#x} needs emulation, which Parapet does not offer; stopping",
+                    site.rip
+                );
+                Verdict::PowerOff { success: false }
+            }
+        }
         GuestExit::Cpuid { leaf, subleaf, default } => {
             log::debug!("hv_vtl: VTL0 CPUID {leaf:#x}.{subleaf}: the host's answer");
             let [eax, ebx, ecx, edx] = default.map(u64::from);

@@ -1,0 +1,150 @@
+//! Parapet in VTL2 hosting a VTL0 guest under vmm-lite (the `vbs` platform on KVM): the hello
+//! guest's output reaches the console through Parapet's COM1, and the escape guest's
+//! attempts on the paravisor are contained, logged, and survived.
+
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use qemu_tests::banner;
+use xtask::build::{self, Guest};
+use xtask::qemu::{kvm_usable, Verdict};
+use xtask::vmm::VmmLite;
+use xtask::Flavor;
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+fn run_guest(guest: Guest) -> Result<(Verdict, String), Failed> {
+    let error = |e: anyhow::Error| format!("{e:#}");
+    build::guests().map_err(error)?;
+    let vmm = VmmLite {
+        binary: build::vmm_lite().map_err(error)?,
+        igvm: build::igvm(Flavor::Normal).map_err(error)?,
+        vps: 2,
+        memory_mib: 256,
+        cmdline: None,
+        platform: "vbs",
+        vtl0: Some(build::guest_path(guest)),
+    };
+    let run = vmm.run_timed(None, TIMEOUT).map_err(error)?;
+    Ok((run.verdict, run.output))
+}
+
+fn check(cond: bool, what: &str, output: &str) -> Result<(), Failed> {
+    if cond {
+        Ok(())
+    } else {
+        Err(format!("{what}\n--- console ---\n{output}").into())
+    }
+}
+
+/// The guest's line as Parapet prints it: after the `vtl0| ` prefix.
+fn guest_said(output: &str, line: &str) -> bool {
+    output
+        .lines()
+        .any(|l| l.trim_end().strip_prefix("vtl0| ") == Some(line))
+}
+
+fn hello() -> Result<(), Failed> {
+    let (verdict, output) = run_guest(Guest::Hello)?;
+    let banner = banner(&output).map_err(|e| format!("{e}\n{output}"))?;
+    check(
+        banner.platform == "hv_vtl",
+        "the banner does not say platform=hv_vtl",
+        &output,
+    )?;
+    check(
+        guest_said(&output, "Hello from VTL0, through Parapet's emulated COM1."),
+        "the guest's greeting did not come through COM1",
+        &output,
+    )?;
+    check(
+        output.contains("hv_vtl: VTL0 powered off (success)"),
+        "Parapet did not see the guest power off",
+        &output,
+    )?;
+    check(
+        verdict == Verdict::Success,
+        &format!("verdict {verdict:?}, wanted Success"),
+        &output,
+    )
+}
+
+fn escape() -> Result<(), Failed> {
+    let (verdict, output) = run_guest(Guest::Escape)?;
+    // Parapet stays up: the guest gets to its end and powers off cleanly.
+    check(guest_said(&output, "escape: done"), "the guest did not finish", &output)?;
+    check(
+        verdict == Verdict::Success,
+        &format!("verdict {verdict:?}, wanted Success"),
+        &output,
+    )?;
+    // VTL0 sees no paravisor data, and its writes land nowhere.
+    for address in ["0x100000", "0x101000", "0x300000"] {
+        let expected = format!(
+            "escape: paravisor memory {address}: read 0xffffffffffffffff, after writing read 0xffffffffffffffff"
+        );
+        check(
+            guest_said(&output, &expected),
+            &format!("VTL0 saw something at {address}"),
+            &output,
+        )?;
+    }
+    // Parapet logged each attempt: three addresses, read-write-read each.
+    let memory_logs = output.matches("which it may not access").count();
+    check(
+        memory_logs == 9,
+        &format!("{memory_logs} memory attempts logged, wanted 9"),
+        &output,
+    )?;
+    check(
+        output.contains("touches unmapped or foreign address 0x100000; stopped there"),
+        "Parapet wrote into its own memory for a string IN, or did not log refusing",
+        &output,
+    )?;
+    for call in ["EnablePartitionVtl", "EnableVpVtl", "InstallIntercept", "GetVpRegisters(VTL2)"] {
+        check(
+            guest_said(&output, &format!("escape: hypercall {call}: status 0x6")),
+            &format!("{call} from VTL0 was not denied (HV_STATUS_ACCESS_DENIED)"),
+            &output,
+        )?;
+    }
+    check(
+        guest_said(&output, "escape: hypercall bogus 0x7777: status 0x2"),
+        "a bogus call code did not get HV_STATUS_INVALID_HYPERCALL_CODE",
+        &output,
+    )?;
+    // Odd widths and string forms on the intercepted COM1: logged, and answered per byte
+    // lane (LSR 0x60 with MSR 0xb0 behind it; RBR, IER, IIR 0xc1, LCR 0x03).
+    let odd = output.matches("-byte access to COM1 port").count();
+    check(odd == 3, &format!("{odd} odd-width accesses logged, wanted 3"), &output)?;
+    check(
+        guest_said(&output, "escape: inw LSR 0xb060, inl RBR 0x3c10000, scratch after outl 0x5a"),
+        "wide accesses were not split into byte lanes",
+        &output,
+    )?;
+    check(
+        guest_said(&output, "escape: this line went out by rep outsb"),
+        "rep outsb did not reach COM1",
+        &output,
+    )?;
+    check(
+        guest_said(&output, "escape: rep insb of LSR: [60, 60, 60, 60]"),
+        "rep insb did not read LSR four times",
+        &output,
+    )
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let kvm = kvm_usable();
+    if let Err(why) = &kvm {
+        eprintln!("VTL0 boots skipped: {why}");
+    }
+    let trials = vec![
+        Trial::test("vtl0_hello_prints_through_parapet_com1", hello)
+            .with_ignored_flag(kvm.is_err()),
+        Trial::test("vtl0_escape_attempts_are_contained_and_logged", escape)
+            .with_ignored_flag(kvm.is_err()),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
