@@ -10,14 +10,17 @@
 //! Each VTL has its own synthetic MSRs (guest OS id, hypercall page, VP assist page, SynIC).
 //! Implemented hypercalls: HvCallGetVpRegisters and HvCallSetVpRegisters (`vp_registers`),
 //! HvCallEnablePartitionVtl and HvCallEnableVpVtl for VTL0 (state in `vsm`; the KVM VM and
-//! vCPUs that back VTL0 in `vtl0_view`), HvCallInstallIntercept (`intercepts`). Every other
+//! vCPUs that back VTL0 in `vtl0_view`), HvCallStartVirtualProcessor for VTL0,
+//! HvCallModifyVtlProtectionMask (`vtl_protections`), HvCallInstallIntercept (`intercepts`).
+//! The VTL call and return are not hypercalls here but sequences of their own (`vp`). Every other
 //! call code returns HV_STATUS_INVALID_HYPERCALL_CODE, as a hypervisor without that call does.
 
 use std::sync::{Mutex, MutexGuard};
 
 use hvdef::cpuid::{self as leaf, privilege_eax, privilege_ebx};
 use hvdef::hypercall::{
-    self, code, Control, EnablePartitionVtl, InstallIntercept, VpVtlInput,
+    self, code, Control, EnablePartitionVtl, InstallIntercept, ModifyVtlProtectionMask,
+    VpVtlInput, PARTITION_SELF,
 };
 use hvdef::msr::{self, PageMsr, Sint};
 use hvdef::registers as reg;
@@ -478,7 +481,10 @@ impl HyperV {
                 }
             }
             // What only the paravisor may do: configure VTLs and intercepts.
-            code::ENABLE_PARTITION_VTL | code::ENABLE_VP_VTL | code::INSTALL_INTERCEPT
+            code::ENABLE_PARTITION_VTL
+            | code::ENABLE_VP_VTL
+            | code::INSTALL_INTERCEPT
+            | code::MODIFY_VTL_PROTECTION_MASK
                 if caller.vtl != PARAVISOR_VTL =>
             {
                 status(Err(HvStatus::ACCESS_DENIED))
@@ -498,8 +504,70 @@ impl HyperV {
                     .and_then(|input| InstallIntercept::parse(&input))
                     .and_then(|input| self.intercepts().install(&input)),
             ),
+            code::START_VIRTUAL_PROCESSOR => status(
+                simple(VpVtlInput::SIZE)
+                    .and_then(|input| VpVtlInput::parse(&input))
+                    .and_then(|input| self.start_vp(caller.vtl, &input)),
+            ),
+            code::MODIFY_VTL_PROTECTION_MASK => {
+                match self.modify_protections(control, input_gpa, memory) {
+                    Ok(reps) => hypercall::result(HvStatus::SUCCESS, reps),
+                    Err((status, reps)) => hypercall::result(status, reps),
+                }
+            }
             _ => hypercall::result(HvStatus::INVALID_HYPERCALL_CODE, 0),
         }
+    }
+
+    /// HvCallStartVirtualProcessor: VTL0 on the target VP takes the given context.
+    fn start_vp(&self, caller: Vtl, input: &VpVtlInput) -> Result<(), HvStatus> {
+        let mut vsm = self.vsm();
+        let vp = vsm.check_start_vp(caller, input)?;
+        if let Some(host) = &self.vtl0 {
+            host.start_vp(vp, &input.context)?;
+        }
+        vsm.mark_started(vp);
+        Ok(())
+    }
+
+    /// HvCallModifyVtlProtectionMask from VTL2: a rep call over guest page numbers, which
+    /// the KVM side of VTL0 enforces; without it there is no view to protect.
+    fn modify_protections(
+        &self,
+        control: Control,
+        input_gpa: u64,
+        memory: &GuestMemory,
+    ) -> Result<u16, (HvStatus, u16)> {
+        let start = control.rep_start();
+        let fail = |s| (s, start);
+        control.check(true).map_err(fail)?;
+        if control.fast() {
+            return Err(fail(HvStatus::INVALID_HYPERCALL_INPUT));
+        }
+        let count = usize::from(control.rep_count());
+        let len = ModifyVtlProtectionMask::SIZE + count * ModifyVtlProtectionMask::ELEMENT_SIZE;
+        if !input_gpa.is_multiple_of(8) || (input_gpa & 0xfff) as usize + len > 4096 {
+            return Err(fail(HvStatus::INVALID_ALIGNMENT));
+        }
+        let mut input = vec![0u8; len];
+        memory
+            .read(input_gpa, &mut input)
+            .map_err(|_| fail(HvStatus::INVALID_ALIGNMENT))?;
+        let header = ModifyVtlProtectionMask::parse(&input).map_err(fail)?;
+        if header.partition_id != PARTITION_SELF {
+            return Err(fail(HvStatus::INVALID_PARTITION_ID));
+        }
+        // The caller's own VTL, unnamed, stands for the VTLs below it: here only VTL0.
+        if !matches!(header.target_vtl.0, None | Some(Vtl::Vtl0)) {
+            return Err(fail(HvStatus::INVALID_PARAMETER));
+        }
+        let host = self.vtl0.as_ref().ok_or(fail(HvStatus::INVALID_VTL_STATE))?;
+        let pages: Vec<u64> = (usize::from(start)..count)
+            .filter_map(|i| le::u64_at(&input, ModifyVtlProtectionMask::SIZE + 8 * i))
+            .collect();
+        host.modify_protections(&pages, header.map_flags)
+            .map(|()| count as u16)
+            .map_err(|(status, done)| (status, start + done as u16))
     }
 }
 #[cfg(test)]
@@ -683,6 +751,99 @@ mod tests {
             hv.vtl0_host().unwrap().take_vp(0).is_none(),
             "handed out once"
         );
+    }
+
+    /// A partition of 1 MiB on KVM with the paravisor at 0x8000 (one page) and VTL0 enabled
+    /// on both VPs, starting in real mode at 0x1000.
+    fn kvm_partition_with_vtl0() -> (HyperV, GuestMemory) {
+        let kvm_fd = kvm_ioctls::Kvm::new().expect("/dev/kvm is needed for this test");
+        let cpuid = kvm_fd
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .unwrap();
+        let host = Vtl0Host::new(vec![(0x8000, 0x1000)], cpuid, 2).unwrap();
+        let hv = HyperV::new(2).with_vtl0_host(host);
+        let mem = GuestMemory::new(1 << 20).unwrap();
+        let enable_partition = Control::new(code::ENABLE_PARTITION_VTL).with_fast(true);
+        hv.hypercall(0, enable_partition.0, PARTITION_SELF, 0, &mem);
+        for vp in 0..2u32 {
+            let mut input = vec![0u8; VpVtlInput::SIZE];
+            input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+            input[8..12].copy_from_slice(&vp.to_le_bytes());
+            input[16..240].copy_from_slice(&real_mode_context(0x1000));
+            mem.write(0x9000, &input).unwrap();
+            let r = hv.hypercall(0, Control::new(code::ENABLE_VP_VTL).0, 0x9000, 0, &mem);
+            assert_eq!(hypercall::parse_result(r).0, HvStatus::SUCCESS);
+        }
+        (hv, mem)
+    }
+
+    /// ModifyVtlProtectionMask of `pages` to `flags`: (status, reps done).
+    fn protect(hv: &HyperV, mem: &GuestMemory, flags: u32, pages: &[u64]) -> (HvStatus, u16) {
+        let mut input = vec![0u8; 16];
+        input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+        input[8..12].copy_from_slice(&flags.to_le_bytes());
+        for page in pages {
+            input.extend_from_slice(&page.to_le_bytes());
+        }
+        mem.write(0xa000, &input).unwrap();
+        let control = Control::new(code::MODIFY_VTL_PROTECTION_MASK).with_rep_count(pages.len() as u16);
+        hypercall::parse_result(hv.hypercall(0, control.0, 0xa000, 0, mem))
+    }
+
+    #[test]
+    fn protection_changes_reach_vtl0_through_its_memory_slots() {
+        use hvdef::hypercall::map_flags;
+        use kvm_ioctls::VcpuExit;
+        let (hv, mem) = kvm_partition_with_vtl0();
+        mem.write(0x8000, &[0xaa]).unwrap();
+        // mov al, [0x5000]; mov [0x5000], al; mov al, [0x8000]; out 0xe4, al
+        let code = [0xa0, 0x00, 0x50, 0xa2, 0x00, 0x50, 0xa0, 0x00, 0x80, 0xe6, 0xe4];
+        mem.write(0x1000, &code).unwrap();
+        assert_eq!(protect(&hv, &mem, map_flags::READABLE, &[5]), (HvStatus::SUCCESS, 1));
+        assert_eq!(protect(&hv, &mem, map_flags::ALL, &[8]), (HvStatus::SUCCESS, 1), "grant a paravisor page");
+        assert_eq!(
+            protect(&hv, &mem, map_flags::WRITABLE, &[5]),
+            (HvStatus::INVALID_PARAMETER, 0),
+            "write without read"
+        );
+        assert_eq!(
+            protect(&hv, &mem, 0, &[9, 0x1_0000]),
+            (HvStatus::INVALID_PARAMETER, 1),
+            "the second page is past RAM"
+        );
+        let host = hv.vtl0_host().unwrap();
+        assert_eq!(host.access(0x9000), 0, "page 9 was taken away");
+        let mut vcpu = host.take_vp(0).unwrap();
+        assert!(
+            matches!(vcpu.run().unwrap(), VcpuExit::MmioWrite(0x5000, _)),
+            "the read-only page refuses the write, not the read"
+        );
+        assert!(
+            matches!(vcpu.run().unwrap(), VcpuExit::IoOut(0xe4, &[0xaa])),
+            "the granted paravisor page reads through"
+        );
+    }
+
+    #[test]
+    fn start_virtual_processor_sets_vtl0_going_once() {
+        let (hv, mem) = kvm_partition_with_vtl0();
+        let start = |vp: u32, rip: u64| {
+            let mut input = vec![0u8; VpVtlInput::SIZE];
+            input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+            input[8..12].copy_from_slice(&vp.to_le_bytes());
+            input[16..240].copy_from_slice(&real_mode_context(rip));
+            mem.write(0x9000, &input).unwrap();
+            let control = Control::new(code::START_VIRTUAL_PROCESSOR);
+            hypercall::parse_result(hv.hypercall(0, control.0, 0x9000, 0, &mem)).0
+        };
+        assert_eq!(start(1, 0x2000), HvStatus::SUCCESS);
+        assert_eq!(start(1, 0x3000), HvStatus::INVALID_VP_STATE, "already started");
+        assert_eq!(start(5, 0x2000), HvStatus::INVALID_VP_INDEX);
+        let vcpu = hv.vtl0_host().unwrap().take_vp(1).unwrap();
+        assert_eq!(vcpu.get_regs().unwrap().rip, 0x2000);
+        assert_eq!(start(0, 0x2000), HvStatus::SUCCESS);
+        let vcpu = hv.vtl0_host().unwrap().take_vp(0).unwrap();
+        assert_eq!(vcpu.get_regs().unwrap().rip, 0x2000);
     }
 
     #[test]

@@ -23,3 +23,4 @@ pub mod vsm;
 pub mod vtl0_intercept;
 pub mod vtl0_payload;
 pub mod vtl0_view;
+pub mod vtl_protections;

@@ -12,7 +12,7 @@
 //! Only one of the two vCPUs runs at a time, on this thread, so a switch is two register
 //! moves and no thread hand-off (MACHINE-FACTS: a thread hand-off per switch costs ~9×).
 
-use hvdef::hypercall::vp_assist;
+use hvdef::hypercall::{map_flags, vp_assist};
 use hvdef::message::{message_type, HvMessage, INTERCEPT_SINT, MESSAGE_SIZE};
 use hvdef::vtl::Vtl;
 use kvm_bindings::kvm_regs;
@@ -68,6 +68,11 @@ impl HostDevices<'_> {
             data.fill(0xff); // an empty bus reads all ones
         }
     }
+}
+
+/// Whether VTL2 lets VTL0 access `gpa` in the `wanted` way.
+fn vtl0_may(hv: &HyperV, gpa: u64, wanted: u32) -> bool {
+    hv.vtl0_host().is_some_and(|host| host.access(gpa) & wanted != 0)
 }
 
 /// After one exit: keep going, or the run is over.
@@ -322,12 +327,24 @@ impl<'a> Vp<'a> {
                     Then::Nothing
                 }
             }
-            // Memory VTL0 does not see: an empty bus, reported to VTL2.
+            // Memory outside VTL0's view: an empty bus, reported to VTL2. An access VTL0 may
+            // make arrives here only while VTL2 is changing protections (a slot is replaced
+            // while VTL0 runs on another VP): it is done on guest RAM directly.
             Ok(VcpuExit::MmioRead(gpa, data)) => {
-                data.fill(0xff);
-                Then::Memory(gpa, false)
+                if vtl0_may(hv, gpa, map_flags::READABLE) && memory.read(gpa, data).is_ok() {
+                    Then::Nothing
+                } else {
+                    data.fill(0xff);
+                    Then::Memory(gpa, false)
+                }
             }
-            Ok(VcpuExit::MmioWrite(gpa, _)) => Then::Memory(gpa, true),
+            Ok(VcpuExit::MmioWrite(gpa, data)) => {
+                if vtl0_may(hv, gpa, map_flags::WRITABLE) && memory.write(gpa, data).is_ok() {
+                    Then::Nothing
+                } else {
+                    Then::Memory(gpa, true)
+                }
+            }
             Ok(VcpuExit::Hlt) => {
                 std::thread::sleep(std::time::Duration::from_millis(1));
                 Then::Nothing

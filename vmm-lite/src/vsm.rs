@@ -22,6 +22,8 @@ pub struct VsmState {
     vp_vtls: Vec<u16>,
     /// Per VP: VTL0's initial context, once enabled.
     vtl0_contexts: Vec<Option<InitialVpContext>>,
+    /// Per VP: HvCallStartVirtualProcessor has started VTL0 there.
+    vtl0_started: Vec<bool>,
 }
 
 impl VsmState {
@@ -31,6 +33,7 @@ impl VsmState {
             partition_vtls: vtl2,
             vp_vtls: vec![vtl2; vps],
             vtl0_contexts: vec![None; vps],
+            vtl0_started: vec![false; vps],
         }
     }
 
@@ -97,6 +100,36 @@ impl VsmState {
             return Err(HvStatus::VTL_ALREADY_ENABLED);
         }
         Ok(vp)
+    }
+
+    /// What HvCallStartVirtualProcessor from `caller` would answer: the target VP's index.
+    /// Only VTL0 can be started: VTL2 runs on every VP from the start.
+    pub fn check_start_vp(&self, caller: Vtl, input: &VpVtlInput) -> Result<usize, HvStatus> {
+        if input.partition_id != PARTITION_SELF {
+            return Err(HvStatus::INVALID_PARTITION_ID);
+        }
+        let vp = input.vp_index as usize;
+        if vp >= self.vp_vtls.len() {
+            return Err(HvStatus::INVALID_VP_INDEX);
+        }
+        match input.target_vtl {
+            t if t > caller => return Err(HvStatus::ACCESS_DENIED),
+            Vtl::Vtl1 => return Err(HvStatus::INVALID_PARAMETER),
+            Vtl::Vtl2 => return Err(HvStatus::INVALID_VP_STATE),
+            Vtl::Vtl0 => {}
+        }
+        if self.vtl0_contexts[vp].is_none() {
+            return Err(HvStatus::INVALID_VTL_STATE);
+        }
+        if self.vtl0_started[vp] {
+            return Err(HvStatus::INVALID_VP_STATE);
+        }
+        Ok(vp)
+    }
+
+    /// Records that VTL0 was started on `vp`.
+    pub fn mark_started(&mut self, vp: usize) {
+        self.vtl0_started[vp] = true;
     }
 
     /// HvRegisterVsmVpStatus: 3:0 ActiveVtl, 31:16 EnabledVtlSet.
@@ -167,6 +200,28 @@ mod tests {
         );
         assert_eq!(s.vp_status(1, Vtl::Vtl2), 2 | (0b101 << 16));
         assert_eq!(s.partition_status(), 0b101 | (2 << 16));
+    }
+
+    #[test]
+    fn vtl0_starts_once_on_an_enabled_vp() {
+        let mut s = VsmState::new(2);
+        let start = |vp_index| VpVtlInput {
+            vp_index,
+            ..vp(vp_index, Vtl::Vtl0, 0x2000)
+        };
+        assert_eq!(s.check_start_vp(Vtl::Vtl2, &start(1)), Err(HvStatus::INVALID_VTL_STATE));
+        s.enable_partition_vtl(&partition(Vtl::Vtl0)).unwrap();
+        s.enable_vp_vtl(0, &vp(1, Vtl::Vtl0, 0x1000)).unwrap();
+        assert_eq!(s.check_start_vp(Vtl::Vtl2, &start(1)), Ok(1));
+        s.mark_started(1);
+        assert_eq!(s.check_start_vp(Vtl::Vtl0, &start(1)), Err(HvStatus::INVALID_VP_STATE));
+        assert_eq!(s.check_start_vp(Vtl::Vtl2, &start(7)), Err(HvStatus::INVALID_VP_INDEX));
+        let vtl2 = VpVtlInput {
+            target_vtl: Vtl::Vtl2,
+            ..start(0)
+        };
+        assert_eq!(s.check_start_vp(Vtl::Vtl0, &vtl2), Err(HvStatus::ACCESS_DENIED));
+        assert_eq!(s.check_start_vp(Vtl::Vtl2, &vtl2), Err(HvStatus::INVALID_VP_STATE));
     }
 
     #[test]

@@ -8,50 +8,26 @@
 use std::sync::Mutex;
 
 use hvdef::hypercall::InitialVpContext;
-use kvm_bindings::{kvm_userspace_memory_region, CpuId};
+use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MEM_READONLY};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+
+use hvdef::status::HvStatus;
 
 use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
 use crate::vcpu_state::kvm_segment_of;
 use crate::vm::{cpuid_for, kvm, synthetic_msrs_exit_to_user_space, TSS_ADDRESS};
-
-const PAGE: u64 = 4096;
-
-/// The guest-physical runs VTL0 sees: RAM `[0, ram)` less every `hidden` (start, size) range,
-/// widened to whole pages (KVM maps pages). Sorted, non-empty, non-overlapping.
-pub fn visible_runs(ram: u64, hidden: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut holes: Vec<(u64, u64)> = hidden
-        .iter()
-        .filter(|(_, size)| *size > 0)
-        .map(|&(start, size)| {
-            let end = start.saturating_add(size).min(ram);
-            (
-                start & !(PAGE - 1),
-                end.saturating_add(PAGE - 1) & !(PAGE - 1),
-            )
-        })
-        .collect();
-    holes.sort_unstable();
-    let mut runs = Vec::new();
-    let mut at = 0;
-    for (start, end) in holes {
-        if start > at {
-            runs.push((at, start.min(ram) - at));
-        }
-        at = at.max(end);
-    }
-    if at < ram {
-        runs.push((at, ram - at));
-    }
-    runs.retain(|&(_, size)| size > 0);
-    runs
-}
+use crate::vtl_protections::{Protections, SlotRun, PAGE};
 
 pub struct Vtl0View {
     vm: VmFd,
     cpuid: CpuId,
     vps: u32,
+    /// Where guest RAM is mapped in this process.
+    host_base: u64,
+    protections: Protections,
+    /// The memory slots in place, by slot number.
+    slots: Vec<SlotRun>,
 }
 
 impl Vtl0View {
@@ -71,25 +47,57 @@ impl Vtl0View {
         kvm("KVM_CREATE_IRQCHIP (VTL0)", vm.create_irq_chip())?;
         // VTL0's synthetic MSRs are vmm-lite's, or VTL2's when it intercepts MSRs.
         synthetic_msrs_exit_to_user_space(&vm)?;
-        for (slot, (start, size)) in visible_runs(memory.size(), hidden).into_iter().enumerate() {
-            let region = kvm_userspace_memory_region {
-                slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: start,
-                memory_size: size,
-                userspace_addr: memory.host_address() + start,
-            };
-            // SAFETY: the run lies inside `memory`'s mapping (visible_runs stays below its
-            // size), which the caller keeps alive as long as the view.
-            kvm("KVM_SET_USER_MEMORY_REGION (VTL0)", unsafe {
-                vm.set_user_memory_region(region)
-            })?;
+        let mut view = Self {
+            vm,
+            cpuid,
+            vps,
+            host_base: memory.host_address(),
+            protections: Protections::new(memory.size(), hidden),
+            slots: Vec::new(),
+        };
+        view.sync_slots()?;
+        Ok(view)
+    }
+
+    /// Makes the memory slots match the protections, touching only slots that change: first
+    /// every changed slot goes (KVM refuses overlapping slots), then the new ones come. A VTL0
+    /// access in between exits, and `vp` completes it on guest RAM.
+    fn sync_slots(&mut self) -> Result<(), VmmError> {
+        let wanted = self.protections.slot_runs();
+        let changed: Vec<usize> = (0..wanted.len().max(self.slots.len()))
+            .filter(|&slot| self.slots.get(slot) != wanted.get(slot))
+            .collect();
+        for &slot in &changed {
+            if slot < self.slots.len() {
+                self.set_slot(slot as u32, (0, 0, false))?; // size 0 deletes it
+            }
         }
-        Ok(Self { vm, cpuid, vps })
+        for &slot in &changed {
+            if let Some(&run) = wanted.get(slot) {
+                self.set_slot(slot as u32, run)?;
+            }
+        }
+        self.slots = wanted;
+        Ok(())
+    }
+
+    fn set_slot(&self, slot: u32, (start, size, read_only): SlotRun) -> Result<(), VmmError> {
+        let region = kvm_userspace_memory_region {
+            slot,
+            flags: if read_only { KVM_MEM_READONLY } else { 0 },
+            guest_phys_addr: start,
+            memory_size: size,
+            userspace_addr: self.host_base + start,
+        };
+        // SAFETY: every run lies inside guest RAM (Protections stays below its size), whose
+        // host mapping the caller keeps alive as long as the view.
+        kvm("KVM_SET_USER_MEMORY_REGION (VTL0)", unsafe {
+            self.vm.set_user_memory_region(region)
+        })
     }
 
     /// Creates VP `index`'s VTL0 vCPU in the state VTL2 gave (HvCallEnableVpVtl's
-    /// HV_INITIAL_VP_CONTEXT); the general-purpose registers other than RSP start at zero.
+    /// HV_INITIAL_VP_CONTEXT).
     pub fn create_vp(&self, index: u32, ctx: &InitialVpContext) -> Result<VcpuFd, VmmError> {
         let vcpu = kvm(
             "KVM_CREATE_VCPU (VTL0)",
@@ -99,27 +107,35 @@ impl Vtl0View {
             "KVM_SET_CPUID2 (VTL0)",
             vcpu.set_cpuid2(&cpuid_for(&self.cpuid, index, self.vps)),
         )?;
-        let mut sregs = kvm("KVM_GET_SREGS (VTL0)", vcpu.get_sregs())?;
-        sregs.cs = kvm_segment_of(&ctx.cs);
-        sregs.ds = kvm_segment_of(&ctx.ds);
-        sregs.es = kvm_segment_of(&ctx.es);
-        sregs.fs = kvm_segment_of(&ctx.fs);
-        sregs.gs = kvm_segment_of(&ctx.gs);
-        sregs.ss = kvm_segment_of(&ctx.ss);
-        sregs.tr = kvm_segment_of(&ctx.tr);
-        sregs.ldt = kvm_segment_of(&ctx.ldtr);
-        (sregs.idt.base, sregs.idt.limit) = (ctx.idtr.base, ctx.idtr.limit);
-        (sregs.gdt.base, sregs.gdt.limit) = (ctx.gdtr.base, ctx.gdtr.limit);
-        (sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer) = (ctx.cr0, ctx.cr3, ctx.cr4, ctx.efer);
-        kvm("KVM_SET_SREGS (VTL0)", vcpu.set_sregs(&sregs))?;
-        let mut regs = kvm("KVM_GET_REGS (VTL0)", vcpu.get_regs())?;
-        regs.rip = ctx.rip;
-        regs.rsp = ctx.rsp;
-        // Bit 1 of RFLAGS is reserved as one (Intel SDM Vol. 1 §3.4.3).
-        regs.rflags = ctx.rflags | 0x2;
-        kvm("KVM_SET_REGS (VTL0)", vcpu.set_regs(&regs))?;
+        apply_context(&vcpu, ctx)?;
         Ok(vcpu)
     }
+}
+
+/// Puts `vcpu` in the state `ctx` describes; the general-purpose registers other than RSP
+/// become zero.
+fn apply_context(vcpu: &VcpuFd, ctx: &InitialVpContext) -> Result<(), VmmError> {
+    let mut sregs = kvm("KVM_GET_SREGS (VTL0)", vcpu.get_sregs())?;
+    sregs.cs = kvm_segment_of(&ctx.cs);
+    sregs.ds = kvm_segment_of(&ctx.ds);
+    sregs.es = kvm_segment_of(&ctx.es);
+    sregs.fs = kvm_segment_of(&ctx.fs);
+    sregs.gs = kvm_segment_of(&ctx.gs);
+    sregs.ss = kvm_segment_of(&ctx.ss);
+    sregs.tr = kvm_segment_of(&ctx.tr);
+    sregs.ldt = kvm_segment_of(&ctx.ldtr);
+    (sregs.idt.base, sregs.idt.limit) = (ctx.idtr.base, ctx.idtr.limit);
+    (sregs.gdt.base, sregs.gdt.limit) = (ctx.gdtr.base, ctx.gdtr.limit);
+    (sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer) = (ctx.cr0, ctx.cr3, ctx.cr4, ctx.efer);
+    kvm("KVM_SET_SREGS (VTL0)", vcpu.set_sregs(&sregs))?;
+    let regs = kvm_bindings::kvm_regs {
+        rip: ctx.rip,
+        rsp: ctx.rsp,
+        // Bit 1 of RFLAGS is reserved as one (Intel SDM Vol. 1 §3.4.3).
+        rflags: ctx.rflags | 0x2,
+        ..Default::default()
+    };
+    kvm("KVM_SET_REGS (VTL0)", vcpu.set_regs(&regs))
 }
 
 /// VTL0 on the host, built as VTL2 enables it: the view at HvCallEnablePartitionVtl, a VP's
@@ -171,6 +187,45 @@ impl Vtl0Host {
         Ok(())
     }
 
+    /// HvCallModifyVtlProtectionMask: VTL0's access to each page number in `pages` becomes
+    /// `flags`. Returns how many pages were done before a failure.
+    pub fn modify_protections(&self, pages: &[u64], flags: u32) -> Result<(), (HvStatus, usize)> {
+        Protections::check_flags(flags).map_err(|s| (s, 0))?;
+        let mut view = lock(&self.view);
+        let view = view.as_mut().ok_or((HvStatus::INVALID_VTL_STATE, 0))?;
+        let mut result = Ok(());
+        for (done, &page) in pages.iter().enumerate() {
+            if let Err(status) = view.protections.set(page, flags) {
+                result = Err((status, done));
+                break;
+            }
+        }
+        let done = result.map_or_else(|(_, done)| done, |()| pages.len());
+        view.sync_slots().map_err(|e| {
+            eprintln!("vmm-lite: ModifyVtlProtectionMask: {e}");
+            (HvStatus::INSUFFICIENT_MEMORY, done)
+        })?;
+        result
+    }
+
+    /// VTL0's access to the page holding `gpa` (none before VTL0 is enabled).
+    pub fn access(&self, gpa: u64) -> u32 {
+        lock(&self.view)
+            .as_ref()
+            .map_or(0, |v| v.protections.access(gpa / PAGE))
+    }
+
+    /// HvCallStartVirtualProcessor for VTL0 on VP `vp`: its vCPU, not yet run, takes `ctx`.
+    /// A vCPU its VP's thread has taken is running: INVALID_VP_STATE.
+    pub fn start_vp(&self, vp: usize, ctx: &InitialVpContext) -> Result<(), HvStatus> {
+        let slot = lock(self.vcpus.get(vp).ok_or(HvStatus::INVALID_VP_INDEX)?);
+        let vcpu = slot.as_ref().ok_or(HvStatus::INVALID_VP_STATE)?;
+        apply_context(vcpu, ctx).map_err(|e| {
+            eprintln!("vmm-lite: StartVirtualProcessor on VP {vp}: {e}");
+            HvStatus::INVALID_VP_STATE
+        })
+    }
+
     /// Hands VP `vp`'s VTL0 vCPU to the thread that runs it.
     pub fn take_vp(&self, vp: usize) -> Option<VcpuFd> {
         lock(self.vcpus.get(vp)?).take()
@@ -181,38 +236,3 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-// The view at work (shared RAM, the hidden region an MMIO exit) is tested through the
-// hypercalls that build it, in `hyperv`.
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_leave_out_the_hidden_pages() {
-        let mib = 1 << 20;
-        assert_eq!(visible_runs(4 * mib, &[]), [(0, 4 * mib)]);
-        assert_eq!(
-            visible_runs(4 * mib, &[(mib, mib)]),
-            [(0, mib), (2 * mib, 2 * mib)]
-        );
-        // Partial pages widen to whole ones; empty ranges hide nothing.
-        assert_eq!(
-            visible_runs(4 * mib, &[(0x1800, 0x10), (0x9000, 0)]),
-            [(0, 0x1000), (0x2000, 4 * mib - 0x2000)]
-        );
-        // Overlapping, unsorted, at the edges, and beyond RAM.
-        assert_eq!(
-            visible_runs(
-                4 * mib,
-                &[
-                    (3 * mib, 2 * mib),
-                    (0, 0x1000),
-                    (0x3000, 0x2000),
-                    (0x4000, 0x2000)
-                ]
-            ),
-            [(0x1000, 0x2000), (0x6000, 3 * mib - 0x6000)]
-        );
-        assert_eq!(visible_runs(mib, &[(0, u64::MAX)]), []);
-    }
-}
