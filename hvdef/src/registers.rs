@@ -48,6 +48,24 @@ pub const SCONTROL: u32 = 0x000a_0010;
 pub const SIEFP: u32 = 0x000a_0012;
 pub const SIMP: u32 = 0x000a_0013;
 pub const EOM: u32 = 0x000a_0014;
+/// The register name of synthetic MSR `msr`, for those reachable both ways (the TLFS gives
+/// each synthetic MSR a register name for Get/SetVpRegisters).
+pub fn of_synthetic_msr(msr: u32) -> Option<u32> {
+    use crate::msr;
+    Some(match msr {
+        msr::GUEST_OS_ID => GUEST_OS_ID,
+        msr::HYPERCALL => HYPERCALL,
+        msr::VP_INDEX => VP_INDEX,
+        msr::VP_ASSIST_PAGE => VP_ASSIST_PAGE,
+        msr::SCONTROL => SCONTROL,
+        msr::SIEFP => SIEFP,
+        msr::SIMP => SIMP,
+        msr::EOM => EOM,
+        m if (msr::SINT0..msr::SINT0 + msr::SINT_COUNT).contains(&m) => SINT0 + (m - msr::SINT0),
+        _ => return None,
+    })
+}
+
 /// VSM registers (TLFS §15; web: vsm).
 pub const VSM_CODE_PAGE_OFFSETS: u32 = 0x000d_0002;
 pub const VSM_VP_STATUS: u32 = 0x000d_0003;
@@ -156,6 +174,14 @@ mod tests {
         };
         assert_eq!(TableRegister::parse(&gdtr.to_bytes()), Some(gdtr));
         assert_eq!(SegmentRegister::parse(&b[..10]), None);
+    }
+
+    #[test]
+    fn synthetic_msrs_name_their_registers() {
+        assert_eq!(of_synthetic_msr(crate::msr::HYPERCALL), Some(HYPERCALL));
+        assert_eq!(of_synthetic_msr(crate::msr::SINT0 + 15), Some(SINT0 + 15));
+        assert_eq!(of_synthetic_msr(crate::msr::SINT0 + 16), None);
+        assert_eq!(of_synthetic_msr(0x4000_00ff), None);
     }
 
     #[test]

@@ -101,6 +101,14 @@ fn escape() -> Result<(), Failed> {
         "Parapet wrote into its own memory for a string IN, or did not log refusing",
         &output,
     )?;
+    // VTL0's synthetic MSRs pass through Parapet: an unknown one is logged and reads 0, and
+    // the guest OS id and hypercall page MSRs reach the hypervisor (the calls below work).
+    check(
+        guest_said(&output, "escape: rdmsr 0x400000ff -> 0x0")
+            && output.contains("VTL0 read MSR 0x400000ff, which is not offered"),
+        "an unknown synthetic MSR was not answered and logged by Parapet",
+        &output,
+    )?;
     for call in ["EnablePartitionVtl", "EnableVpVtl", "InstallIntercept", "GetVpRegisters(VTL2)"] {
         check(
             guest_said(&output, &format!("escape: hypercall {call}: status 0x6")),

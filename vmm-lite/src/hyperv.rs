@@ -341,24 +341,29 @@ impl HyperV {
         Ok(())
     }
 
+    /// The synthetic MSR behind register `name`, if it is one.
+    fn msr_of_register(name: u32) -> Option<u32> {
+        (msr::GUEST_OS_ID..msr::SINT0 + msr::SINT_COUNT).find(|&m| reg::of_synthetic_msr(m) == Some(name))
+    }
+
+    /// Whether vmm-lite keeps register `name` itself (rather than a vCPU).
+    pub(crate) fn is_synthetic_register(name: u32) -> bool {
+        matches!(
+            name,
+            reg::VSM_CODE_PAGE_OFFSETS | reg::VSM_VP_STATUS | reg::VSM_PARTITION_STATUS
+        ) || Self::msr_of_register(name).is_some()
+    }
+
     /// The synthetic register `name` of VP `vp` at `vtl`, if vmm-lite keeps it.
     pub(crate) fn synthetic_register(&self, vp: usize, vtl: Vtl, name: u32) -> Option<u64> {
-        let msr_of = |index| self.read_msr(Caller { vp, vtl }, index).ok();
         match name {
-            reg::VP_INDEX => Some(vp as u64),
-            reg::GUEST_OS_ID => msr_of(msr::GUEST_OS_ID),
-            reg::HYPERCALL => msr_of(msr::HYPERCALL),
-            reg::VP_ASSIST_PAGE => msr_of(msr::VP_ASSIST_PAGE),
-            reg::SCONTROL => msr_of(msr::SCONTROL),
-            reg::SIEFP => msr_of(msr::SIEFP),
-            reg::SIMP => msr_of(msr::SIMP),
-            n if (reg::SINT0..reg::SINT0 + 16).contains(&n) => {
-                msr_of(msr::SINT0 + (n - reg::SINT0))
-            }
             reg::VSM_CODE_PAGE_OFFSETS => Some(CODE_PAGE_OFFSETS.encode()),
             reg::VSM_VP_STATUS => Some(self.vsm().vp_status(vp, vtl)),
             reg::VSM_PARTITION_STATUS => Some(self.vsm().partition_status()),
-            _ => None,
+            reg::EOM => None, // write-only
+            _ => self
+                .read_msr(Caller { vp, vtl }, Self::msr_of_register(name)?)
+                .ok(),
         }
     }
 
@@ -371,17 +376,7 @@ impl HyperV {
         value: u64,
         memory: &GuestMemory,
     ) -> Result<(), HvStatus> {
-        let index = match name {
-            reg::GUEST_OS_ID => msr::GUEST_OS_ID,
-            reg::HYPERCALL => msr::HYPERCALL,
-            reg::VP_ASSIST_PAGE => msr::VP_ASSIST_PAGE,
-            reg::SCONTROL => msr::SCONTROL,
-            reg::SIEFP => msr::SIEFP,
-            reg::SIMP => msr::SIMP,
-            reg::EOM => msr::EOM,
-            n if (reg::SINT0..reg::SINT0 + 16).contains(&n) => msr::SINT0 + (n - reg::SINT0),
-            _ => return Err(HvStatus::INVALID_PARAMETER),
-        };
+        let index = Self::msr_of_register(name).ok_or(HvStatus::INVALID_PARAMETER)?;
         self.write_msr(Caller { vp, vtl }, index, value, memory)
             .map_err(|_| HvStatus::INVALID_REGISTER_VALUE)
     }

@@ -127,7 +127,7 @@ impl Call<'_> {
                 .get(at..at + VpRegistersHeader::SET_ELEMENT_SIZE)
                 .and_then(hypercall::parse_set_register)
                 .ok_or(fail(HvStatus::INVALID_PARAMETER))?;
-            if self.hv.synthetic_register(target.vp, target.vtl, name).is_some() {
+            if HyperV::is_synthetic_register(name) {
                 let value = le::u64_at(&value, 0).unwrap_or_default();
                 self.hv
                     .set_synthetic_register(target.vp, target.vtl, name, value, self.memory)

@@ -12,6 +12,17 @@ struct Page([u8; 4096]);
 static mut CODE_PAGE: Page = Page([0; 4096]);
 static mut INPUT_PAGE: Page = Page([0; 4096]);
 
+/// # Safety
+/// `msr` must be readable, or its absence handled by whoever intercepts it.
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: the caller vouches for the MSR.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") low, out("edx") high, options(nostack)) };
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+/// # Safety
+/// `msr` must be writable with `value`.
 unsafe fn wrmsr(msr: u32, value: u64) {
     // SAFETY: the caller vouches for the MSR.
     unsafe {

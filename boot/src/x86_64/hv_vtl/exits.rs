@@ -9,6 +9,7 @@ use isolation::exit::{merge_in, ExitSite, GuestExit, PortAccess, PortDirection, 
 use super::switch::SharedGprs;
 use super::vtl0_devices::{PortEffect, Vtl0Devices};
 use super::vtl0_memory::Paging;
+use super::vtl0_msrs;
 use crate::machine::hv;
 
 /// Elements of a REP string instruction emulated per exit; the rest run after the guest
@@ -51,13 +52,14 @@ pub fn handle(
     match exit {
         GuestExit::Port(access) => port(devices, access, site, gprs),
         GuestExit::MsrRead { msr } => {
-            log::info!("hv_vtl: VTL0 read MSR {msr:#x}: no such MSR here, reads 0");
-            (gprs.rax, gprs.rdx) = (0, 0);
+            let value = vtl0_msrs::read(msr);
+            // rdmsr loads EDX:EAX and clears the upper halves of RDX and RAX.
+            (gprs.rax, gprs.rdx) = (value & 0xffff_ffff, value >> 32);
             step_over(site, TWO_BYTE_INSTRUCTION);
             Verdict::Resume
         }
         GuestExit::MsrWrite { msr, value } => {
-            log::info!("hv_vtl: VTL0 wrote {value:#x} to MSR {msr:#x}: no such MSR here, ignored");
+            vtl0_msrs::write(msr, value);
             step_over(site, TWO_BYTE_INSTRUCTION);
             Verdict::Resume
         }

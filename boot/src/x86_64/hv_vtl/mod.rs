@@ -11,6 +11,7 @@ mod loader;
 mod switch;
 mod vtl0_devices;
 pub mod vtl0_memory;
+mod vtl0_msrs;
 
 use hvdef::hypercall::{
     code, EnablePartitionVtl, InitialVpContext, InstallIntercept, VpVtlInput, PARTITION_SELF,
@@ -122,8 +123,9 @@ async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
     }
 }
 
-/// Intercepts for the ports Parapet emulates; CPUID for the hypervisor leaves is asked for
-/// too, and a host that cannot deliver CPUID exits (vmm-lite on KVM) says so.
+/// Intercepts for the ports Parapet emulates and for VTL0's synthetic MSRs (mediated in
+/// `vtl0_msrs`); CPUID for the hypervisor leaves is asked for too, and a host that cannot
+/// deliver CPUID exits (vmm-lite on KVM) says so.
 fn install_intercepts() -> Result<(), HvVtlError> {
     let install = |intercept_type, parameters| {
         let input = InstallIntercept {
@@ -140,6 +142,10 @@ fn install_intercepts() -> Result<(), HvVtlError> {
         if !status.is_success() {
             return Err(HvVtlError::Setup("InstallIntercept(IoPortRange)", status));
         }
+    }
+    let status = install(intercept_type::X64_MSR, 0);
+    if !status.is_success() {
+        return Err(HvVtlError::Setup("InstallIntercept(Msr)", status));
     }
     let status = install(intercept_type::X64_CPUID, u64::from(hvdef::cpuid::LEAF_VENDOR));
     if !status.is_success() {

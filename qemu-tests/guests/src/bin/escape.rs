@@ -49,6 +49,9 @@ fn hypercalls() {
         println!("escape: no hypercall page");
         return;
     }
+    // SAFETY: reading an MSR that does not exist; the paravisor answers (hardware: #GP).
+    let missing = unsafe { hypercall::rdmsr(0x4000_00ff) };
+    println!("escape: rdmsr 0x400000ff -> {missing:#x}");
     let partition_self = u64::MAX.to_le_bytes();
     let mut enable_vp = [0u8; 240];
     enable_vp[..8].copy_from_slice(&partition_self);
