@@ -58,7 +58,7 @@ fn hello() -> Result<(), Failed> {
         &output,
     )?;
     check(
-        output.contains("hv_vtl: VTL0 powered off (success)"),
+        output.contains("hv_vtl: VTL0 powered off (success) after "),
         "Parapet did not see the guest power off",
         &output,
     )?;
@@ -76,6 +76,19 @@ fn escape() -> Result<(), Failed> {
     check(
         verdict == Verdict::Success,
         &format!("verdict {verdict:?}, wanted Success"),
+        &output,
+    )?;
+    // A VTL0 that spins without exits does not starve the paravisor: its timer interrupts
+    // still reach it.
+    check(guest_said(&output, "escape: spun without exits"), "the spin did not end", &output)?;
+    let interrupts = output
+        .lines()
+        .find_map(|l| l.split(" intercepts and ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
+    check(
+        interrupts.is_some_and(|n| n > 0),
+        &format!("Parapet took {interrupts:?} interrupt entries while VTL0 ran, wanted some"),
         &output,
     )?;
     // VTL0 sees no paravisor data, and its writes land nowhere.
@@ -116,6 +129,9 @@ fn escape() -> Result<(), Failed> {
             &output,
         )?;
     }
+    // The hypervisor, which refuses them, records them (the paravisor never sees hypercalls).
+    let refused = output.matches("which only VTL2 may make: access denied").count();
+    check(refused == 4, &format!("{refused} refused hypercalls recorded, wanted 4"), &output)?;
     check(
         guest_said(&output, "escape: hypercall bogus 0x7777: status 0x2"),
         "a bogus call code did not get HV_STATUS_INVALID_HYPERCALL_CODE",

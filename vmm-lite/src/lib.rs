@@ -11,6 +11,7 @@ pub mod guest_memory;
 pub mod hyperv;
 pub mod igvm_load;
 pub mod intercepts;
+pub mod kick;
 pub mod memory_map;
 pub mod port_io_decode;
 pub mod probe;

@@ -16,6 +16,7 @@ use kvm_ioctls::{
 use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
 use crate::hyperv::HyperV;
+use crate::kick::Kicker;
 use crate::serial::Com1;
 use crate::vp::{HostDevices, Vp};
 use crate::vtl0_view::Vtl0Host;
@@ -192,13 +193,14 @@ impl Vm {
             memory,
             hyperv,
         } = self;
+        let kicker = hyperv.as_ref().map(|_| Kicker::start(vcpus.len()));
         for (index, vcpu) in vcpus.into_iter().enumerate() {
             let com1 = Arc::clone(&com1);
             let done = done.clone();
-            let (memory, hyperv) = (Arc::clone(&memory), hyperv.clone());
+            let (memory, hyperv, kicker) = (Arc::clone(&memory), hyperv.clone(), kicker.clone());
             std::thread::spawn(move || {
                 let devices = HostDevices { com1: &com1 };
-                let vp = Vp::new(index, vcpu, devices, &memory, hyperv.as_deref());
+                let vp = Vp::new(index, vcpu, devices, &memory, hyperv.as_deref(), kicker);
                 let _ = done.send(vp.run());
             });
         }

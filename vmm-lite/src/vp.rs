@@ -18,7 +18,11 @@ use hvdef::vtl::Vtl;
 use kvm_bindings::kvm_regs;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use crate::guest_memory::GuestMemory;
+use crate::kick::{interrupt_due, Kicker};
 use crate::hyperv::{Caller, HyperV, LowerVtlRegisters, HYPERCALL_PORT, VTL_CALL_PORT, VTL_RETURN_PORT};
 use crate::port_io_decode::IoAccess;
 use crate::serial::{Com1, COM1_PORTS};
@@ -89,6 +93,10 @@ pub struct Vp<'a> {
     devices: HostDevices<'a>,
     memory: &'a GuestMemory,
     hv: Option<&'a HyperV>,
+    /// Interrupts VTL0 so VTL2 gets its interrupts (with the Hyper-V interface only).
+    kicker: Option<Arc<Kicker>>,
+    /// When VTL2 last stopped running, for judging whether its timer is due.
+    vtl2_left: Instant,
 }
 
 impl<'a> Vp<'a> {
@@ -98,6 +106,7 @@ impl<'a> Vp<'a> {
         devices: HostDevices<'a>,
         memory: &'a GuestMemory,
         hv: Option<&'a HyperV>,
+        kicker: Option<Arc<Kicker>>,
     ) -> Self {
         Self {
             index,
@@ -107,11 +116,27 @@ impl<'a> Vp<'a> {
             devices,
             memory,
             hv,
+            kicker,
+            vtl2_left: Instant::now(),
+        }
+    }
+
+    /// Switches which VTL runs next, telling the kicker.
+    fn set_active(&mut self, vtl: Vtl) {
+        self.active = vtl;
+        if vtl == Vtl::Vtl0 {
+            self.vtl2_left = Instant::now();
+        }
+        if let Some(kicker) = &self.kicker {
+            kicker.set_in_vtl0(self.index, vtl == Vtl::Vtl0);
         }
     }
 
     /// Runs the VP until the firmware reports how the run ended or something breaks.
     pub fn run(mut self) -> Outcome {
+        if let Some(kicker) = &self.kicker {
+            kicker.register_current_thread(self.index);
+        }
         loop {
             let step = match self.active {
                 Vtl::Vtl0 => self.run_vtl0(),
@@ -222,7 +247,7 @@ impl<'a> Vp<'a> {
         (regs.rax, regs.rcx) = (rax, rcx);
         vtl0.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
         vtl0.set_fpu(&fpu).map_err(|e| format!("KVM_SET_FPU (VTL0): {e}"))?;
-        self.active = Vtl::Vtl0;
+        self.set_active(Vtl::Vtl0);
         Ok(())
     }
 
@@ -262,7 +287,7 @@ impl<'a> Vp<'a> {
         copy_shared_gprs(vtl0_regs, &mut regs);
         self.vtl2.set_regs(&regs).map_err(|e| self.failure("KVM_SET_REGS", e))?;
         self.vtl2.set_fpu(&fpu).map_err(|e| self.failure("KVM_SET_FPU", e))?;
-        self.active = Vtl::Vtl2;
+        self.set_active(Vtl::Vtl2);
         Ok(())
     }
 
@@ -292,11 +317,20 @@ impl<'a> Vp<'a> {
             /// An access to `gpa` outside VTL0's view; true for a write.
             Memory(u64, bool),
             Unrecoverable(String),
+            Kicked,
         }
         let then = match vtl0.run() {
             Ok(VcpuExit::IoOut(port, _)) if port == u16::from(HYPERCALL_PORT) => {
                 let mut regs = vtl0.get_regs().map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
                 regs.rax = hv.hypercall_from(caller, regs.rcx, regs.rdx, regs.r8, memory, None);
+                let (status, _) = hvdef::hypercall::parse_result(regs.rax);
+                if status == hvdef::status::HvStatus::ACCESS_DENIED {
+                    // The paravisor never sees these: the hypervisor's refusal is the record.
+                    eprintln!(
+                        "vmm-lite: VP {index}: VTL0 made hypercall {:#06x}, which only VTL2 may make: access denied",
+                        regs.rcx & 0xffff
+                    );
+                }
                 vtl0.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
                 Then::Nothing
             }
@@ -353,7 +387,9 @@ impl<'a> Vp<'a> {
             Ok(VcpuExit::InternalError) => Then::Unrecoverable("KVM could not emulate an instruction".into()),
             Ok(VcpuExit::FailEntry(reason, _)) => Then::Unrecoverable(format!("entry failed (reason {reason:#x})")),
             Ok(other) => Then::Unrecoverable(format!("unexpected exit {other:?}")),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Then::Nothing,
+            // The kicker's signal: VTL2 may have an interrupt waiting.
+            Err(e) if e.errno() == libc::EINTR => Then::Kicked,
+            Err(e) if e.errno() == libc::EAGAIN => Then::Nothing,
             Err(e) => return Err(format!("KVM_RUN (VTL0) failed: {e}")),
         };
         match then {
@@ -388,6 +424,12 @@ impl<'a> Vp<'a> {
                 let ram = memory.size();
                 let i = vtl0_intercept::memory_notice(vtl0, index as u32, gpa, is_write, ram)?;
                 self.enter_vtl2(vp_assist::ENTRY_INTERCEPT, Some(i.message), &i.regs)?;
+            }
+            Then::Kicked => {
+                let lapic = self.vtl2.get_lapic().map_err(|e| self.failure("KVM_GET_LAPIC", e))?;
+                if interrupt_due(&lapic, self.vtl2_left.elapsed()) {
+                    self.enter_vtl2_here(vp_assist::ENTRY_INTERRUPT, None)?;
+                }
             }
             Then::Unrecoverable(what) => {
                 eprintln!("vmm-lite: VP {index}: VTL0 stopped: {what}");

@@ -78,8 +78,18 @@ async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
     log::info!("hv_vtl: VTL0 enabled on {vps} VPs; running it on VP 0");
     let mut devices = Vtl0Devices::new();
     let mut gprs = SharedGprs::default();
+    let (mut intercepts, mut interrupts) = (0u64, 0u64);
     loop {
-        let verdict = match switch.run_vtl0(&mut gprs) {
+        let reason = switch.run_vtl0(&mut gprs);
+        match reason {
+            EntryReason::Intercept => intercepts += 1,
+            EntryReason::Interrupt => interrupts += 1,
+            _ => {}
+        }
+        let verdict = match reason {
+            // Our interrupt handlers ran as VTL2 resumed; the yield below runs the tasks
+            // they woke.
+            EntryReason::Interrupt => Verdict::Resume,
             EntryReason::Intercept => match switch.take_message() {
                 Some(message) => match hv_message::decode(&message) {
                     Some((exit, site)) => exits::handle(&mut devices, exit, &site, &mut gprs),
@@ -109,7 +119,7 @@ async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
                 devices.flush_line();
             }
             log::info!(
-                "hv_vtl: VTL0 powered off ({})",
+                "hv_vtl: VTL0 powered off ({}) after {intercepts} intercepts and {interrupts} entries for our interrupts",
                 if success { "success" } else { "failure" }
             );
             kernel::platform::exit(if success {

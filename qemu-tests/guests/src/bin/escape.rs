@@ -4,7 +4,8 @@
 //! - reads and writes the paravisor's memory (its first page, 1 MiB), plainly and as the
 //!   destination of a string IN;
 //! - makes the hypercalls only VTL2 may make, and bogus ones;
-//! - touches the intercepted COM1 with 16- and 32-bit accesses and string forms.
+//! - touches the intercepted COM1 with 16- and 32-bit accesses and string forms;
+//! - spins without exits, as if to starve the paravisor.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -95,6 +96,23 @@ fn odd_ports() {
     }
 }
 
+/// Spins without a single exit for about 2^29 TSC cycles (a fifth of a second at 2.5 GHz):
+/// the paravisor must keep its own time meanwhile.
+#[cfg(target_os = "none")]
+fn spin() {
+    let tsc = || {
+        let (low, high): (u32, u32);
+        // SAFETY: rdtsc only reads the time-stamp counter.
+        unsafe { core::arch::asm!("rdtsc", out("eax") low, out("edx") high, options(nomem, nostack)) };
+        (u64::from(high) << 32) | u64::from(low)
+    };
+    let start = tsc();
+    while tsc().wrapping_sub(start) < 1 << 29 {
+        core::hint::spin_loop();
+    }
+    println!("escape: spun without exits");
+}
+
 #[cfg(target_os = "none")]
 #[no_mangle]
 extern "C" fn guest_main() -> ! {
@@ -103,6 +121,7 @@ extern "C" fn guest_main() -> ! {
     memory();
     hypercalls();
     odd_ports();
+    spin();
     println!("escape: done");
     exit(EXIT_SUCCESS)
 }
