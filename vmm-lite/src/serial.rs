@@ -86,17 +86,13 @@ impl Com1 {
     pub fn write(&self, port: u16, value: u8) {
         let mut uart = self.uart.lock().unwrap_or_else(|e| e.into_inner());
         uart.write((port - COM1_BASE) as u8, value);
-        let out = uart.take_transmitted();
+        let out: Vec<u8> = uart.drain_transmitted().collect();
         if !out.is_empty() {
             // Still holding the UART: bytes from different VPs reach the sink in the order
             // the UART sent them.
-            let (a, b) = out.as_slices();
             let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
             // A closed stdout must not kill the VM; the bytes are lost, as on a cut line.
-            let _ = sink
-                .write_all(a)
-                .and_then(|()| sink.write_all(b))
-                .and_then(|()| sink.flush());
+            let _ = sink.write_all(&out).and_then(|()| sink.flush());
         }
     }
 }

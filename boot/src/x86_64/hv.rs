@@ -138,15 +138,36 @@ pub fn get_vp_register(name: u32) -> Result<[u8; 16], HvStatus> {
 
 /// Reads register `name` of this VP at `vtl` with HvCallGetVpRegisters.
 pub fn get_register(vtl: InputVtl, name: u32) -> Result<[u8; 16], HvStatus> {
+    get_registers(vtl, &[name]).map(|[value]| value)
+}
+
+/// Reads `N` registers of this VP at `vtl` in one HvCallGetVpRegisters (a rep call).
+pub fn get_registers<const N: usize>(
+    vtl: InputVtl,
+    names: &[u32; N],
+) -> Result<[[u8; 16]; N], HvStatus> {
+    // The buffers below hold 16 names and 16 values.
+    const { assert!(N <= 16) };
     let mut header = VpRegistersHeader::this_partition(VP_INDEX_SELF);
     header.target_vtl = vtl;
-    let mut input = [0u8; VpRegistersHeader::SIZE + 8];
+    let mut input = [0u8; 256];
     input[..VpRegistersHeader::SIZE].copy_from_slice(&header.encode());
-    input[16..20].copy_from_slice(&name.to_le_bytes());
-    let mut value = [0u8; 16];
-    let control = Control::new(code::GET_VP_REGISTERS).with_rep_count(1);
-    match call(control, &input, &mut value) {
-        (status, 1) if status.is_success() => Ok(value),
+    for (i, name) in names.iter().enumerate() {
+        let at = VpRegistersHeader::SIZE + 4 * i;
+        input[at..at + 4].copy_from_slice(&name.to_le_bytes());
+    }
+    let input = &input[..VpRegistersHeader::SIZE + 4 * N];
+    let mut output = [0u8; 256];
+    let output = &mut output[..16 * N];
+    let control = Control::new(code::GET_VP_REGISTERS).with_rep_count(N as u16);
+    match call(control, input, output) {
+        (status, reps) if status.is_success() && usize::from(reps) == N => {
+            let mut values = [[0u8; 16]; N];
+            for (i, value) in values.iter_mut().enumerate() {
+                value.copy_from_slice(&output[16 * i..16 * i + 16]);
+            }
+            Ok(values)
+        }
         (status, _) if !status.is_success() => Err(status),
         _ => Err(HvStatus::INVALID_HYPERCALL_INPUT),
     }

@@ -62,6 +62,9 @@ pub fn payload_option(cmdline: &str) -> Option<(u64, u64)> {
     Some((number(address)?, number(size)?))
 }
 
+/// The CPU (VP) that hosts VTL0: the boot CPU, whose executor runs [`host`].
+const HOST_CPU: usize = 0;
+
 /// Hosts VTL0 on this (the boot) VP until the guest powers off, then stops the machine with
 /// the guest's verdict. Returns only if VTL0 cannot be started.
 pub async fn host(address: u64, size: u64, vps: usize) {
@@ -79,6 +82,8 @@ async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
     let mut devices = Vtl0Devices::new();
     let mut gprs = SharedGprs::default();
     let (mut intercepts, mut interrupts) = (0u64, 0u64);
+    let started = kernel::platform::now_ns();
+    let mut last_yield = crate::cpus::ticks(HOST_CPU);
     loop {
         let reason = switch.run_vtl0(&mut gprs);
         match reason {
@@ -118,9 +123,11 @@ async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
             if devices.has_partial_line() {
                 devices.flush_line();
             }
+            let ran_us = (kernel::platform::now_ns() - started) / 1000;
             log::info!(
-                "hv_vtl: VTL0 powered off ({}) after {intercepts} intercepts and {interrupts} entries for our interrupts",
-                if success { "success" } else { "failure" }
+                "hv_vtl: VTL0 powered off ({}) after {intercepts} intercepts and {interrupts} entries for our interrupts in {ran_us} us ({} us per intercept)",
+                if success { "success" } else { "failure" },
+                ran_us / intercepts.max(1)
             );
             kernel::platform::exit(if success {
                 arch::ExitStatus::Success
@@ -128,8 +135,13 @@ async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
                 arch::ExitStatus::Failure
             });
         }
-        // Let the other tasks on this CPU (the monitor) run between exits.
-        yield_now().await;
+        // Let the other tasks on this CPU (the monitor) run once a tick has passed: yielding
+        // on every exit would cost an executor round each (VTL2 code is slow to run here).
+        let tick = crate::cpus::ticks(HOST_CPU);
+        if tick != last_yield || reason == EntryReason::Interrupt {
+            last_yield = tick;
+            yield_now().await;
+        }
     }
 }
 

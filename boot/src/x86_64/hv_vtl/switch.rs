@@ -10,7 +10,9 @@ use core::arch::asm;
 
 use arch::x86_64::instructions::wrmsr;
 use hvdef::hypercall::vp_assist;
-use hvdef::message::{message_type, HvMessage, FLAG_MESSAGE_PENDING, INTERCEPT_SINT, MESSAGE_SIZE};
+use hvdef::message::{
+    message_type, HvMessage, FLAG_MESSAGE_PENDING, HEADER_SIZE, INTERCEPT_SINT, MESSAGE_SIZE,
+};
 use hvdef::msr::{self, PageMsr, Sint};
 use hvdef::registers;
 use hvdef::vtl::VsmCodePageOffsets;
@@ -166,12 +168,21 @@ impl VtlSwitch {
     /// Copies SINT0's message out of the message page (once: the page is shared with the
     /// hypervisor) and frees the slot, telling the hypervisor if another is queued.
     pub fn take_message(&self) -> Option<HvMessage> {
-        let slot = (self.message_page + (INTERCEPT_SINT * MESSAGE_SIZE) as u64) as *mut u8;
+        let slot = (self.message_page + (INTERCEPT_SINT * MESSAGE_SIZE) as u64) as *mut u64;
         let mut message = HvMessage([0; MESSAGE_SIZE]);
-        for (i, byte) in message.0.iter_mut().enumerate() {
-            // SAFETY: the slot is 256 bytes inside this VP's message page, identity-mapped.
-            *byte = unsafe { slot.add(i).read_volatile() };
-        }
+        // Word by word (every instruction counts where VTL2 code is emulated), the header
+        // first, then only the payload it announces.
+        let copy_words = |message: &mut HvMessage, words: core::ops::Range<usize>| {
+            for i in words {
+                // SAFETY: word `i` < 32 lies inside the 256-byte slot of this VP's message
+                // page, identity-mapped and 8-byte aligned.
+                let word = unsafe { slot.add(i).read_volatile() };
+                message.0[8 * i..8 * i + 8].copy_from_slice(&word.to_le_bytes());
+            }
+        };
+        copy_words(&mut message, 0..HEADER_SIZE / 8);
+        let payload_words = message.payload_size().div_ceil(8);
+        copy_words(&mut message, HEADER_SIZE / 8..HEADER_SIZE / 8 + payload_words);
         if message.message_type() == message_type::NONE {
             return None;
         }

@@ -14,6 +14,15 @@ const POWER_SUCCESS: u32 = 0x10;
 /// Guest output lines longer than this are printed in pieces.
 const MAX_LINE: usize = 256;
 
+/// Prints `line` with the guest prefix, unprintable bytes as `.`, and empties it.
+fn print_line(line: &mut Vec<u8>) {
+    let text: String = line
+        .drain(..)
+        .map(|b| if (0x20..0x7f).contains(&b) { char::from(b) } else { '.' })
+        .collect();
+    kernel::println!("vtl0| {text}");
+}
+
 /// What the guest asked of the machine by a port write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortEffect {
@@ -70,14 +79,14 @@ impl Vtl0Devices {
 
     /// Moves what the guest transmitted to the console, a line at a time.
     fn drain_output(&mut self) {
-        for byte in self.com1.take_transmitted() {
+        for byte in self.com1.drain_transmitted() {
             match byte {
-                b'\n' => self.flush_line(),
+                b'\n' => print_line(&mut self.line),
                 b'\r' => {}
                 b => {
                     self.line.push(b);
                     if self.line.len() >= MAX_LINE {
-                        self.flush_line();
+                        print_line(&mut self.line);
                     }
                 }
             }
@@ -86,12 +95,7 @@ impl Vtl0Devices {
 
     /// Prints the pending partial line (also on power-off, so nothing is lost).
     pub fn flush_line(&mut self) {
-        let text: String = self
-            .line
-            .drain(..)
-            .map(|b| if (0x20..0x7f).contains(&b) { char::from(b) } else { '.' })
-            .collect();
-        kernel::println!("vtl0| {text}");
+        print_line(&mut self.line);
     }
 
     pub fn has_partial_line(&self) -> bool {

@@ -94,18 +94,16 @@ pub struct Paging {
 }
 
 impl Paging {
-    /// VTL0's paging registers on this VP.
+    /// VTL0's paging registers on this VP, in one hypercall.
     pub fn current() -> Option<Self> {
-        let read = |name| {
-            hv::get_register(InputVtl(Some(Vtl::Vtl0)), name)
-                .ok()
-                .and_then(|v| le::u64_at(&v, 0))
-        };
+        let names = [registers::CR0, registers::CR3, registers::CR4, registers::EFER];
+        let values = hv::get_registers(InputVtl(Some(Vtl::Vtl0)), &names).ok()?;
+        let value = |i: usize| le::u64_at(&values[i], 0);
         Some(Self {
-            cr0: read(registers::CR0)?,
-            cr3: read(registers::CR3)?,
-            cr4: read(registers::CR4)?,
-            efer: read(registers::EFER)?,
+            cr0: value(0)?,
+            cr3: value(1)?,
+            cr4: value(2)?,
+            efer: value(3)?,
         })
     }
 
