@@ -2,6 +2,7 @@
 //! guest's output reaches the console through Parapet's COM1, and the escape guest's
 //! attempts on the paravisor are contained, logged, and survived.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -14,19 +15,46 @@ use xtask::Flavor;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 fn run_guest(guest: Guest) -> Result<(Verdict, String), Failed> {
+    build::guests().map_err(|e| format!("{e:#}"))?;
+    run_payload(build::guest_path(guest), "vbs")
+}
+
+/// vmm-lite on `platform` with `payload` as the VTL0 guest.
+fn run_payload(payload: PathBuf, platform: &'static str) -> Result<(Verdict, String), Failed> {
     let error = |e: anyhow::Error| format!("{e:#}");
-    build::guests().map_err(error)?;
     let vmm = VmmLite {
         binary: build::vmm_lite().map_err(error)?,
         igvm: build::igvm(Flavor::Normal).map_err(error)?,
         vps: 2,
         memory_mib: 256,
         cmdline: None,
-        platform: "vbs",
-        vtl0: Some(build::guest_path(guest)),
+        platform,
+        vtl0: Some(payload),
     };
     let run = vmm.run_timed(None, TIMEOUT).map_err(error)?;
     Ok((run.verdict, run.output))
+}
+
+/// A payload that is no ELF stops Parapet with failure and a reason; `--vtl0` without the
+/// VTL platform is refused by vmm-lite.
+fn bad_payloads() -> Result<(), Failed> {
+    let not_elf = std::env::temp_dir().join(format!("parapet-not-elf-{}", std::process::id()));
+    std::fs::write(&not_elf, b"MZ this is not an ELF file").map_err(|e| e.to_string())?;
+    let (verdict, output) = run_payload(not_elf.clone(), "vbs")?;
+    let (native_verdict, native_output) = run_payload(not_elf.clone(), "native")?;
+    std::fs::remove_file(&not_elf).ok();
+    check(
+        verdict == Verdict::Failure
+            && output.contains("hv_vtl: VTL0 not started: loading the VTL0 guest: the payload is not a usable ELF: not an ELF file"),
+        &format!("verdict {verdict:?}: a bad payload must stop Parapet with failure and say why"),
+        &output,
+    )?;
+    check(
+        native_verdict == Verdict::Abnormal(Some(2))
+            && native_output.contains("--vtl0 needs --platform vbs"),
+        &format!("verdict {native_verdict:?}: --vtl0 on the native platform must be refused"),
+        &native_output,
+    )
 }
 
 fn check(cond: bool, what: &str, output: &str) -> Result<(), Failed> {
@@ -168,6 +196,8 @@ fn main() {
         Trial::test("vtl0_hello_prints_through_parapet_com1", hello)
             .with_ignored_flag(kvm.is_err()),
         Trial::test("vtl0_escape_attempts_are_contained_and_logged", escape)
+            .with_ignored_flag(kvm.is_err()),
+        Trial::test("vtl0_bad_payloads_are_refused_with_a_reason", bad_payloads)
             .with_ignored_flag(kvm.is_err()),
     ];
     libtest_mimic::run(&args, trials).exit();

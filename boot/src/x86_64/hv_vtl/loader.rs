@@ -36,7 +36,8 @@ pub enum LoadError {
     StagingOutsideRam { address: u64, size: u64 },
     TooLarge(u64),
     Elf(ElfError),
-    /// A segment falls outside VTL0's RAM or on the boot structures.
+    /// A segment (or the boot structures) falls outside VTL0's RAM, or a segment on the
+    /// boot structures.
     SegmentOutside { start: u64, end: u64 },
 }
 
@@ -65,9 +66,10 @@ pub fn load(address: u64, size: u64) -> Result<InitialVpContext, LoadError> {
     if size > MAX_PAYLOAD {
         return Err(LoadError::TooLarge(size));
     }
-    // One copy, then parse: the staging area stays guest-writable.
+    // One copy, then parse: the staging area is VTL0's memory. VTL0 has not run yet, so the
+    // bulk copies of `vtl0_memory::load*` are sound here.
     let mut payload = vec![0u8; size as usize];
-    vtl0_memory::read(address, &mut payload)
+    vtl0_memory::load_from(address, &mut payload)
         .map_err(|_| LoadError::StagingOutsideRam { address, size })?;
     let executable = elf::parse(&payload, elf::MACHINE_X86_64).map_err(LoadError::Elf)?;
     for segment in &executable.segments {
@@ -78,12 +80,16 @@ pub fn load(address: u64, size: u64) -> Result<InitialVpContext, LoadError> {
     }
     for segment in &executable.segments {
         let file = &payload[segment.file.clone()];
-        let zeros = vec![0u8; (segment.memory_size - file.len() as u64) as usize];
-        // Checked above to lie in VTL0 RAM.
-        let _ = vtl0_memory::write(segment.address, file);
-        let _ = vtl0_memory::write(segment.address + file.len() as u64, &zeros);
+        let file_len = file.len() as u64;
+        let outside = |_| LoadError::SegmentOutside {
+            start: segment.address,
+            end: segment.end(),
+        };
+        vtl0_memory::load(segment.address, Some(file), file_len).map_err(outside)?;
+        let bss = segment.memory_size - file_len;
+        vtl0_memory::load(segment.address + file_len, None, bss).map_err(outside)?;
     }
-    build_boot_structures();
+    build_boot_structures()?;
     log::info!(
         "hv_vtl: VTL0 payload loaded: {} segments, entry {:#x}",
         executable.segments.len(),
@@ -92,17 +98,13 @@ pub fn load(address: u64, size: u64) -> Result<InitialVpContext, LoadError> {
     Ok(boot_context(executable.entry))
 }
 
-/// The identity map of the first 4 GiB and the GDT, in VTL0 RAM.
-fn build_boot_structures() {
-    let entry = |gpa: u64, value: u64| {
-        let _ = vtl0_memory::write(gpa, &value.to_le_bytes());
+/// The identity map of the first 4 GiB and the GDT, built here and copied to VTL0 RAM.
+fn build_boot_structures() -> Result<(), LoadError> {
+    let mut pages = vec![0u8; (BOOT_STRUCTURES_END - PML4) as usize];
+    let mut entry = |gpa: u64, value: u64| {
+        let at = (gpa - PML4) as usize;
+        pages[at..at + 8].copy_from_slice(&value.to_le_bytes());
     };
-    let zero_page = |gpa| {
-        let _ = vtl0_memory::write(gpa, &[0u8; 4096]);
-    };
-    for page in (PML4..BOOT_STRUCTURES_END).step_by(4096) {
-        zero_page(page);
-    }
     entry(PML4, PDPT | PRESENT_WRITABLE);
     for gib in 0..4u64 {
         let directory = PAGE_DIRECTORIES + gib * 4096;
@@ -115,6 +117,12 @@ fn build_boot_structures() {
     for (i, descriptor) in GDT_ENTRIES.iter().enumerate() {
         entry(GDT + 8 * i as u64, *descriptor);
     }
+    vtl0_memory::load(PML4, Some(&pages), pages.len() as u64).map_err(|_| {
+        LoadError::SegmentOutside {
+            start: PML4,
+            end: BOOT_STRUCTURES_END,
+        }
+    })
 }
 
 /// 64-bit mode with the boot structures above (attributes as in VMX: type 3:0, S 4, DPL 6:5,

@@ -66,10 +66,12 @@ pub fn payload_option(cmdline: &str) -> Option<(u64, u64)> {
 const HOST_CPU: usize = 0;
 
 /// Hosts VTL0 on this (the boot) VP until the guest powers off, then stops the machine with
-/// the guest's verdict. Returns only if VTL0 cannot be started.
+/// the guest's verdict. A guest that cannot be started stops it with failure: a paravisor
+/// without its guest serves nothing.
 pub async fn host(address: u64, size: u64, vps: usize) {
     if let Err(e) = run(address, size, vps).await {
         log::error!("hv_vtl: VTL0 not started: {e}");
+        kernel::platform::exit(arch::ExitStatus::Failure);
     }
 }
 

@@ -84,6 +84,35 @@ pub fn write(gpa: u64, bytes: &[u8]) -> Result<(), Fault> {
     Ok(())
 }
 
+/// Fills VTL0 RAM with `bytes` (`None`: zeros) at `gpa` in bulk, for loading before VTL0
+/// runs: with nothing reading or writing it concurrently, plain copies are sound, and they
+/// are one instruction each where every instruction is emulated.
+pub fn load(gpa: u64, bytes: Option<&[u8]>, len: u64) -> Result<(), Fault> {
+    if !contains(gpa, len) || bytes.is_some_and(|b| b.len() as u64 != len) {
+        return Err(Fault { address: gpa });
+    }
+    // SAFETY: `[gpa, gpa + len)` is VTL0 RAM (checked), identity-mapped, outside Parapet's
+    // memory, and VTL0 is not running yet (the caller's contract), so nothing else touches it.
+    unsafe {
+        match bytes {
+            Some(b) => core::ptr::copy_nonoverlapping(b.as_ptr(), gpa as *mut u8, b.len()),
+            None => core::ptr::write_bytes(gpa as *mut u8, 0, len as usize),
+        }
+    }
+    Ok(())
+}
+
+/// Copies VTL0 RAM at `gpa` into `out` in bulk, under `load`'s contract: VTL0 is not
+/// running yet.
+pub fn load_from(gpa: u64, out: &mut [u8]) -> Result<(), Fault> {
+    if !contains(gpa, out.len() as u64) {
+        return Err(Fault { address: gpa });
+    }
+    // SAFETY: as in `load`: checked VTL0 RAM, identity-mapped, nothing running in VTL0.
+    unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
+    Ok(())
+}
+
 /// VTL0's paging state, read from the hypervisor.
 #[derive(Clone, Copy, Debug)]
 pub struct Paging {
