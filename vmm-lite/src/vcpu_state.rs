@@ -135,6 +135,40 @@ pub fn complete_pending(vcpu: &mut VcpuFd) -> Result<(), kvm_ioctls::Error> {
     }
 }
 
+/// Moves the state VTLs share besides the general-purpose registers (TLFS §15.11) from one
+/// VTL's vCPU to the other's: x87/SSE/AVX (XSAVE), XCR0, DR0-DR3 and DR6, and CR2. DR7 and
+/// everything else stays with each VTL. Only what differs is written: most switches change
+/// none of it, and KVM_SET_SREGS resets the vCPU's MMU context.
+pub fn move_shared_state(from: &VcpuFd, to: &VcpuFd) -> Result<(), String> {
+    let err = |what: &'static str| move |e: kvm_ioctls::Error| format!("{what}: {e}");
+    let xsave = from.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
+    if to.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region != xsave.region {
+        // SAFETY: vmm-lite enables no dynamically sized XSTATE feature (AMX needs an
+        // arch_prctl it never makes), so the state fits kvm_xsave's 4096 bytes; the buffer
+        // comes from KVM_GET_XSAVE on a vCPU of this process with the same CPUID.
+        unsafe { to.set_xsave(&xsave) }.map_err(err("KVM_SET_XSAVE"))?;
+    }
+    let xcrs = from.get_xcrs().map_err(err("KVM_GET_XCRS"))?;
+    let to_xcrs = to.get_xcrs().map_err(err("KVM_GET_XCRS"))?;
+    let xcr0 = |x: &kvm_bindings::kvm_xcrs| (x.nr_xcrs > 0).then(|| x.xcrs[0]);
+    if xcr0(&xcrs).map(|x| x.value) != xcr0(&to_xcrs).map(|x| x.value) {
+        to.set_xcrs(&xcrs).map_err(err("KVM_SET_XCRS"))?;
+    }
+    let debug = from.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?;
+    let mut to_debug = to.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?;
+    if (to_debug.db, to_debug.dr6) != (debug.db, debug.dr6) {
+        (to_debug.db, to_debug.dr6) = (debug.db, debug.dr6);
+        to.set_debug_regs(&to_debug).map_err(err("KVM_SET_DEBUGREGS"))?;
+    }
+    let cr2 = from.get_sregs().map_err(err("KVM_GET_SREGS"))?.cr2;
+    let mut to_sregs = to.get_sregs().map_err(err("KVM_GET_SREGS"))?;
+    if to_sregs.cr2 != cr2 {
+        to_sregs.cr2 = cr2;
+        to.set_sregs(&to_sregs).map_err(err("KVM_SET_SREGS"))?;
+    }
+    Ok(())
+}
+
 /// The general-purpose registers by TLFS name.
 fn gpr(regs: &mut kvm_regs, name: u32) -> Option<&mut u64> {
     Some(match name {
@@ -307,6 +341,30 @@ mod tests {
             (to.rax, to.rcx, to.r15, to.rsp, to.rip, to.rflags),
             (1, 2, 3, 40, 50, 60)
         );
+    }
+
+    #[test]
+    fn shared_state_moves_between_vtls_and_private_state_stays() {
+        let kvm = kvm_ioctls::Kvm::new().expect("/dev/kvm is needed for this test");
+        let (vm_a, vm_b) = (kvm.create_vm().unwrap(), kvm.create_vm().unwrap());
+        let (a, b) = (vm_a.create_vcpu(0).unwrap(), vm_b.create_vcpu(0).unwrap());
+        let mut debug = a.get_debug_regs().unwrap();
+        (debug.db[0], debug.dr7) = (0x1234, 0x401);
+        a.set_debug_regs(&debug).unwrap();
+        let mut sregs = a.get_sregs().unwrap();
+        sregs.cr2 = 0x5000;
+        a.set_sregs(&sregs).unwrap();
+        let mut xsave = a.get_xsave().unwrap();
+        xsave.region[40] = 0xdead_beef; // XMM0's low dword (legacy area byte 160)
+        xsave.region[128] |= 0b10; // XSTATE_BV (header byte 512): SSE state present
+        // SAFETY: a state KVM_GET_XSAVE gave, one field changed within its legacy area.
+        unsafe { a.set_xsave(&xsave).unwrap() };
+        move_shared_state(&a, &b).unwrap();
+        let b_debug = b.get_debug_regs().unwrap();
+        assert_eq!(b_debug.db[0], 0x1234);
+        assert_ne!(b_debug.dr7, 0x401, "DR7 is each VTL's own");
+        assert_eq!(b.get_sregs().unwrap().cr2, 0x5000);
+        assert_eq!(b.get_xsave().unwrap().region[40], 0xdead_beef);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! One VP on its host thread: its VTL2 vCPU (where the firmware runs) and, once VTL2 has
 //! enabled it, its VTL0 vCPU in the VTL0 view, with the VTL switch between them (TLFS §15.6).
 //!
-//! - VTL return (VTL2 calls the return sequence): VTL0's shared general-purpose and FPU
-//!   registers become VTL2's, RAX and RCX come from VTL2's VP assist page (VtlReturnX64Rax/
+//! - VTL return (VTL2 calls the return sequence): VTL0's shared registers (general purpose,
+//!   x87/SSE/AVX, XCR0, DR0-DR3, DR6, CR2) become VTL2's, RAX and RCX come from VTL2's VP assist page (VtlReturnX64Rax/
 //!   Rcx), and VTL0 runs.
 //! - VTL entry: VTL0 calls the VTL call sequence, or does something VTL2 intercepts. VTL2's
 //!   shared registers become VTL0's, the reason goes to VTL2's VP assist page
@@ -27,7 +27,8 @@ use crate::hyperv::{Caller, HyperV, LowerVtlRegisters, HYPERCALL_PORT, VTL_CALL_
 use crate::port_io_decode::IoAccess;
 use crate::serial::{Com1, COM1_PORTS};
 use crate::vcpu_state::{
-    complete_pending, copy_shared_gprs, pending_io_data, pending_io_size, VcpuRegisters,
+    complete_pending, copy_shared_gprs, move_shared_state, pending_io_data, pending_io_size,
+    VcpuRegisters,
 };
 use crate::vm::Outcome;
 use crate::vtl0_intercept;
@@ -232,7 +233,6 @@ impl<'a> Vp<'a> {
         }
         complete_pending(&mut self.vtl2).map_err(|e| self.failure("completing VTL2's exit", e))?;
         let vtl2_regs = self.vtl2.get_regs().map_err(|e| self.failure("KVM_GET_REGS", e))?;
-        let fpu = self.vtl2.get_fpu().map_err(|e| self.failure("KVM_GET_FPU", e))?;
         let assist = hv.vtl2_pages(index).vp_assist;
         let read_assist = |offset: usize| {
             let mut b = [0u8; 8];
@@ -246,7 +246,7 @@ impl<'a> Vp<'a> {
         copy_shared_gprs(&vtl2_regs, &mut regs);
         (regs.rax, regs.rcx) = (rax, rcx);
         vtl0.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
-        vtl0.set_fpu(&fpu).map_err(|e| format!("KVM_SET_FPU (VTL0): {e}"))?;
+        move_shared_state(&self.vtl2, vtl0)?;
         self.set_active(Vtl::Vtl0);
         Ok(())
     }
@@ -281,12 +281,11 @@ impl<'a> Vp<'a> {
             let at = pages.vp_assist.gpa() + vp_assist::VTL_ENTRY_REASON as u64;
             let _ = self.memory.write(at, &reason.to_le_bytes());
         }
-        let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
-        let fpu = vtl0.get_fpu().map_err(|e| format!("KVM_GET_FPU (VTL0): {e}"))?;
         let mut regs = self.vtl2.get_regs().map_err(|e| self.failure("KVM_GET_REGS", e))?;
         copy_shared_gprs(vtl0_regs, &mut regs);
         self.vtl2.set_regs(&regs).map_err(|e| self.failure("KVM_SET_REGS", e))?;
-        self.vtl2.set_fpu(&fpu).map_err(|e| self.failure("KVM_SET_FPU", e))?;
+        let vtl0 = self.vtl0.as_ref().expect("VTL0 is running");
+        move_shared_state(vtl0, &self.vtl2)?;
         self.set_active(Vtl::Vtl2);
         Ok(())
     }
