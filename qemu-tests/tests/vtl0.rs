@@ -86,6 +86,11 @@ fn hello() -> Result<(), Failed> {
         &output,
     )?;
     check(
+        guest_said(&output, "Hello from VTL0's second VP."),
+        "the guest's second VP (started with StartVirtualProcessor, served by Parapet on VP 1) did not greet",
+        &output,
+    )?;
+    check(
         output.contains("hv_vtl: VTL0 powered off (success) after "),
         "Parapet did not see the guest power off",
         &output,

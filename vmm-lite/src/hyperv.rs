@@ -209,7 +209,7 @@ impl HyperV {
         let mut vsm = self.vsm();
         let vp = vsm.check_enable_vp_vtl(caller, input)?;
         if let Some(host) = &self.vtl0 {
-            host.enable_vp(vp, &input.context).map_err(|e| {
+            host.enable_vp(vp, &input.context, vp == caller).map_err(|e| {
                 eprintln!("vmm-lite: EnableVpVtl on VP {vp}: {e}");
                 HvStatus::INVALID_VP_STATE
             })?;
@@ -831,14 +831,22 @@ mod tests {
             let control = Control::new(code::START_VIRTUAL_PROCESSOR);
             hypercall::parse_result(hv.hypercall(0, control.0, 0x9000, 0, &mem)).0
         };
+        let host = hv.vtl0_host().unwrap();
+        let mp_state = |vcpu: &kvm_ioctls::VcpuFd| vcpu.get_mp_state().unwrap().mp_state;
+        // Enabled from VP 0: started there, waiting on VP 1.
+        let vp1 = host.take_vp(1).unwrap();
+        assert_eq!(mp_state(&vp1), kvm_bindings::KVM_MP_STATE_UNINITIALIZED);
         assert_eq!(start(1, 0x2000), HvStatus::SUCCESS);
         assert_eq!(start(1, 0x3000), HvStatus::INVALID_VP_STATE, "already started");
         assert_eq!(start(5, 0x2000), HvStatus::INVALID_VP_INDEX);
-        let vcpu = hv.vtl0_host().unwrap().take_vp(1).unwrap();
-        assert_eq!(vcpu.get_regs().unwrap().rip, 0x2000);
+        // VP 1's thread holds its vCPU: the start waits for it there.
+        let pending = host.take_pending_start(1).expect("a start for VP 1's thread");
+        crate::vtl0_view::start(&vp1, &pending).unwrap();
+        assert_eq!(vp1.get_regs().unwrap().rip, 0x2000);
+        assert_eq!(mp_state(&vp1), kvm_bindings::KVM_MP_STATE_RUNNABLE);
         assert_eq!(start(0, 0x2000), HvStatus::SUCCESS);
-        let vcpu = hv.vtl0_host().unwrap().take_vp(0).unwrap();
-        assert_eq!(vcpu.get_regs().unwrap().rip, 0x2000);
+        let vp0 = host.take_vp(0).unwrap();
+        assert_eq!(vp0.get_regs().unwrap().rip, 0x2000);
     }
 
     #[test]

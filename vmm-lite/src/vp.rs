@@ -306,6 +306,10 @@ impl<'a> Vp<'a> {
             vtl: Vtl::Vtl0,
         };
         let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
+        if let Some(ctx) = hv.vtl0_host().and_then(|h| h.take_pending_start(index)) {
+            crate::vtl0_view::start(vtl0, &ctx)
+                .map_err(|e| format!("starting VTL0 (StartVirtualProcessor): {e}"))?;
+        }
         // What the exit asks of VTL2, decided while KVM's exit data is borrowed.
         enum Then {
             Nothing,

@@ -8,7 +8,10 @@
 use std::sync::Mutex;
 
 use hvdef::hypercall::InitialVpContext;
-use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MEM_READONLY};
+use kvm_bindings::{
+    kvm_mp_state, kvm_userspace_memory_region, CpuId, KVM_MEM_READONLY, KVM_MP_STATE_RUNNABLE,
+    KVM_MP_STATE_UNINITIALIZED,
+};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 use hvdef::status::HvStatus;
@@ -112,6 +115,15 @@ impl Vtl0View {
     }
 }
 
+/// Starts `vcpu` at `ctx` (StartVirtualProcessor): the state, then runnable.
+pub fn start(vcpu: &VcpuFd, ctx: &InitialVpContext) -> Result<(), VmmError> {
+    apply_context(vcpu, ctx)?;
+    let runnable = kvm_mp_state {
+        mp_state: KVM_MP_STATE_RUNNABLE,
+    };
+    kvm("KVM_SET_MP_STATE (VTL0)", vcpu.set_mp_state(runnable))
+}
+
 /// Puts `vcpu` in the state `ctx` describes; the general-purpose registers other than RSP
 /// become zero.
 fn apply_context(vcpu: &VcpuFd, ctx: &InitialVpContext) -> Result<(), VmmError> {
@@ -147,6 +159,8 @@ pub struct Vtl0Host {
     vps: u32,
     view: Mutex<Option<Vtl0View>>,
     vcpus: Vec<Mutex<Option<VcpuFd>>>,
+    /// Per VP: a StartVirtualProcessor context for a vCPU its thread holds.
+    pending_starts: Vec<Mutex<Option<InitialVpContext>>>,
 }
 
 impl Vtl0Host {
@@ -159,6 +173,7 @@ impl Vtl0Host {
             vps,
             view: Mutex::new(None),
             vcpus: (0..vps).map(|_| Mutex::new(None)).collect(),
+            pending_starts: (0..vps).map(|_| Mutex::new(None)).collect(),
         })
     }
 
@@ -176,13 +191,24 @@ impl Vtl0Host {
     }
 
     /// Creates VP `vp`'s VTL0 vCPU; the view must exist.
-    pub fn enable_vp(&self, vp: usize, ctx: &InitialVpContext) -> Result<(), VmmError> {
+    ///
+    /// VTL0 is started on the VP that enables it for itself: it runs from `ctx` at that VP's
+    /// next VTL return. On another VP it is enabled but not started: it waits for
+    /// StartVirtualProcessor, or for INIT and SIPI from a VTL0 local APIC, as a VP that was
+    /// never started does.
+    pub fn enable_vp(&self, vp: usize, ctx: &InitialVpContext, started: bool) -> Result<(), VmmError> {
         let view = lock(&self.view);
         let view = view.as_ref().ok_or(VmmError::Kvm(
             "creating a VTL0 vCPU before the VTL0 view",
             kvm_ioctls::Error::new(libc::EINVAL),
         ))?;
         let vcpu = view.create_vp(vp as u32, ctx)?;
+        let mp_state = if started {
+            KVM_MP_STATE_RUNNABLE
+        } else {
+            KVM_MP_STATE_UNINITIALIZED
+        };
+        kvm("KVM_SET_MP_STATE (VTL0)", vcpu.set_mp_state(kvm_mp_state { mp_state }))?;
         *lock(&self.vcpus[vp]) = Some(vcpu);
         Ok(())
     }
@@ -215,15 +241,27 @@ impl Vtl0Host {
             .map_or(0, |v| v.protections.access(gpa / PAGE))
     }
 
-    /// HvCallStartVirtualProcessor for VTL0 on VP `vp`: its vCPU, not yet run, takes `ctx`.
-    /// A vCPU its VP's thread has taken is running: INVALID_VP_STATE.
+    /// HvCallStartVirtualProcessor for VTL0 on VP `vp`: its vCPU takes `ctx` and becomes
+    /// runnable. A vCPU still here is set at once; one its VP's thread has taken (VTL2 there
+    /// is hosting VTL0, which waits to be started) gets the context through
+    /// [`Self::take_pending_start`] when that thread next runs it.
     pub fn start_vp(&self, vp: usize, ctx: &InitialVpContext) -> Result<(), HvStatus> {
         let slot = lock(self.vcpus.get(vp).ok_or(HvStatus::INVALID_VP_INDEX)?);
-        let vcpu = slot.as_ref().ok_or(HvStatus::INVALID_VP_STATE)?;
-        apply_context(vcpu, ctx).map_err(|e| {
-            eprintln!("vmm-lite: StartVirtualProcessor on VP {vp}: {e}");
-            HvStatus::INVALID_VP_STATE
-        })
+        match slot.as_ref() {
+            Some(vcpu) => start(vcpu, ctx).map_err(|e| {
+                eprintln!("vmm-lite: StartVirtualProcessor on VP {vp}: {e}");
+                HvStatus::INVALID_VP_STATE
+            }),
+            None => {
+                *lock(&self.pending_starts[vp]) = Some(*ctx);
+                Ok(())
+            }
+        }
+    }
+
+    /// A start VP `vp`'s thread must apply to the VTL0 vCPU it holds.
+    pub fn take_pending_start(&self, vp: usize) -> Option<InitialVpContext> {
+        lock(self.pending_starts.get(vp)?).take()
     }
 
     /// Hands VP `vp`'s VTL0 vCPU to the thread that runs it.

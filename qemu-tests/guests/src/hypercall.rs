@@ -30,7 +30,8 @@ unsafe fn wrmsr(msr: u32, value: u64) {
     };
 }
 
-/// Identifies the guest and enables the hypercall page; false if the hypervisor refused.
+/// Identifies the guest and enables the hypercall page (once); false if the hypervisor
+/// refused.
 pub fn init() -> bool {
     let page = &raw mut CODE_PAGE as u64;
     // SAFETY: the synthetic MSRs exist (the hypervisor announces Hyper-V); the page is ours.

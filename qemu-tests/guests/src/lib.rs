@@ -11,6 +11,8 @@ pub mod hypercall;
 pub mod port;
 #[cfg(target_os = "none")]
 pub mod serial;
+#[cfg(target_os = "none")]
+pub mod smp;
 
 /// The exit port's protocol (isa-debug-exit): what a guest writes to report how it ended.
 pub const EXIT_PORT: u16 = 0xf4;

@@ -1,9 +1,9 @@
 //! The `hv_vtl` isolation backend: Parapet in VTL2 hosting a VTL0 guest through the Hyper-V
 //! VTL interface (TLFS §15), on Hyper-V or on vmm-lite.
 //!
-//! At start: load the guest, set up this VP's VTL switch, install intercepts for the devices
-//! Parapet emulates, enable VTL0 for the partition and on every VP, and run VTL0 on the boot
-//! VP. Each VTL entry's intercept message is decoded into the platform-neutral
+//! At start: load the guest, install intercepts for the devices Parapet emulates, enable VTL0
+//! for the partition and on every VP, and host it on every VP (each with its own VTL switch
+//! pages). Each VTL entry's intercept message is decoded into the platform-neutral
 //! `isolation::exit::GuestExit`, answered by the VTL0 devices, and VTL0 resumes.
 
 mod exits;
@@ -22,6 +22,7 @@ use hvdef::vtl::Vtl;
 use isolation::exit::{ExitSite, GuestExit};
 use isolation::hv_message;
 use kernel::executor::yield_now;
+use spin::Mutex;
 
 use crate::machine::hv;
 use exits::Verdict;
@@ -62,30 +63,51 @@ pub fn payload_option(cmdline: &str) -> Option<(u64, u64)> {
     Some((number(address)?, number(size)?))
 }
 
-/// The CPU (VP) that hosts VTL0: the boot CPU, whose executor runs [`host`].
-const HOST_CPU: usize = 0;
+/// VTL0's devices, shared by the VPs that host it.
+static DEVICES: Mutex<Option<Vtl0Devices>> = Mutex::new(None);
 
-/// Hosts VTL0 on this (the boot) VP until the guest powers off, then stops the machine with
-/// the guest's verdict. A guest that cannot be started stops it with failure: a paravisor
-/// without its guest serves nothing.
+/// Loads the guest, enables VTL0 on all `vps` VPs, and hosts it on each: VP 0 runs the guest
+/// from its entry; the others wait, in VTL0, for the guest to start them (INIT-SIPI or
+/// StartVirtualProcessor), serving them from then on. Runs on the boot CPU. The machine stops
+/// with the guest's verdict when it powers off, and with failure if it cannot be started: a
+/// paravisor without its guest serves nothing.
 pub async fn host(address: u64, size: u64, vps: usize) {
-    if let Err(e) = run(address, size, vps).await {
+    if let Err(e) = start(address, size, vps) {
         log::error!("hv_vtl: VTL0 not started: {e}");
         kernel::platform::exit(arch::ExitStatus::Failure);
     }
+    log::info!("hv_vtl: VTL0 enabled on {vps} VPs; its entry runs on VP 0");
+    for cpu in 1..vps {
+        match kernel::executor::on_cpu(cpu) {
+            Some(executor) => {
+                executor.spawn(host_vp(cpu));
+            }
+            None => log::error!("hv_vtl: cpu{cpu} has no executor; VTL0's VP {cpu} stays unserved"),
+        }
+    }
+    host_vp(0).await
 }
 
-async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
+fn start(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
     let context = loader::load(address, size).map_err(HvVtlError::Load)?;
-    let switch = VtlSwitch::new()?;
+    *DEVICES.lock() = Some(Vtl0Devices::new());
     install_intercepts()?;
-    enable_vtl0(&context, vps)?;
-    log::info!("hv_vtl: VTL0 enabled on {vps} VPs; running it on VP 0");
-    let mut devices = Vtl0Devices::new();
+    enable_vtl0(&context, vps)
+}
+
+/// Serves VTL0 on this CPU's VP until the guest powers off.
+async fn host_vp(cpu: usize) {
+    let switch = match VtlSwitch::new() {
+        Ok(switch) => switch,
+        Err(e) => {
+            log::error!("hv_vtl: VTL0 cannot run on VP {cpu}: {e}");
+            return;
+        }
+    };
     let mut gprs = SharedGprs::default();
     let (mut intercepts, mut interrupts) = (0u64, 0u64);
     let started = kernel::platform::now_ns();
-    let mut last_yield = crate::cpus::ticks(HOST_CPU);
+    let mut last_yield = crate::cpus::ticks(cpu);
     loop {
         let reason = switch.run_vtl0(&mut gprs);
         match reason {
@@ -99,35 +121,37 @@ async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
             EntryReason::Interrupt => Verdict::Resume,
             EntryReason::Intercept => match switch.take_message() {
                 Some(message) => match hv_message::decode(&message) {
-                    Some((exit, site)) => exits::handle(&mut devices, exit, &site, &mut gprs),
+                    Some((exit, site)) => with_devices(|d| exits::handle(d, exit, &site, &mut gprs)),
                     None => {
                         log::warn!(
-                            "hv_vtl: malformed intercept message of type {:#x}; resuming VTL0",
+                            "hv_vtl: malformed intercept message of type {:#x} on VP {cpu}; resuming VTL0",
                             message.message_type()
                         );
                         Verdict::Resume
                     }
                 },
                 None => {
-                    log::warn!("hv_vtl: intercept entry without a message; resuming VTL0");
+                    log::warn!("hv_vtl: intercept entry without a message on VP {cpu}; resuming VTL0");
                     Verdict::Resume
                 }
             },
-            EntryReason::VtlCall => {
-                exits::handle(&mut devices, GuestExit::Call, &ExitSite::default(), &mut gprs)
-            }
-            other => {
-                log::warn!("hv_vtl: VTL entry for {other:?}; resuming VTL0");
+            EntryReason::VtlCall => with_devices(|d| {
+                exits::handle(d, GuestExit::Call, &ExitSite::default(), &mut gprs)
+            }),
+            EntryReason::Other(reason) => {
+                log::warn!("hv_vtl: VTL entry for reason {reason} on VP {cpu}; resuming VTL0");
                 Verdict::Resume
             }
         };
         if let Verdict::PowerOff { success } = verdict {
-            if devices.has_partial_line() {
-                devices.flush_line();
-            }
+            with_devices(|d| {
+                if d.has_partial_line() {
+                    d.flush_line();
+                }
+            });
             let ran_us = (kernel::platform::now_ns() - started) / 1000;
             log::info!(
-                "hv_vtl: VTL0 powered off ({}) after {intercepts} intercepts and {interrupts} entries for our interrupts in {ran_us} us ({} us per intercept)",
+                "hv_vtl: VTL0 powered off ({}) after {intercepts} intercepts and {interrupts} entries for our interrupts on VP {cpu} in {ran_us} us ({} us per intercept)",
                 if success { "success" } else { "failure" },
                 ran_us / intercepts.max(1)
             );
@@ -139,12 +163,18 @@ async fn run(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
         }
         // Let the other tasks on this CPU (the monitor) run once a tick has passed: yielding
         // on every exit would cost an executor round each (VTL2 code is slow to run here).
-        let tick = crate::cpus::ticks(HOST_CPU);
+        let tick = crate::cpus::ticks(cpu);
         if tick != last_yield || reason == EntryReason::Interrupt {
             last_yield = tick;
             yield_now().await;
         }
     }
+}
+
+/// Runs `f` on VTL0's devices (set up by `start` before any VP hosts VTL0).
+fn with_devices<R>(f: impl FnOnce(&mut Vtl0Devices) -> R) -> R {
+    let mut devices = DEVICES.lock();
+    f(devices.get_or_insert_with(Vtl0Devices::new))
 }
 
 /// Intercepts for the ports Parapet emulates and for VTL0's synthetic MSRs (mediated in
