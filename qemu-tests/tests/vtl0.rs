@@ -162,6 +162,11 @@ fn escape() -> Result<(), Failed> {
             &output,
         )?;
     }
+    check(
+        guest_said(&output, "escape: StartVirtualProcessor on the running VP 0: status 0x15"),
+        "restarting a running VP was not refused with HV_STATUS_INVALID_VP_STATE",
+        &output,
+    )?;
     // The hypervisor, which refuses them, records them (the paravisor never sees hypercalls).
     let refused = output.matches("which only VTL2 may make: access denied").count();
     check(refused == 4, &format!("{refused} refused hypercalls recorded, wanted 4"), &output)?;

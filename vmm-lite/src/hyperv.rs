@@ -844,9 +844,10 @@ mod tests {
         crate::vtl0_view::start(&vp1, &pending).unwrap();
         assert_eq!(vp1.get_regs().unwrap().rip, 0x2000);
         assert_eq!(mp_state(&vp1), kvm_bindings::KVM_MP_STATE_RUNNABLE);
-        assert_eq!(start(0, 0x2000), HvStatus::SUCCESS);
+        // VP 0 enabled its own VTL0, which runs once its thread takes it: no restart.
         let vp0 = host.take_vp(0).unwrap();
-        assert_eq!(vp0.get_regs().unwrap().rip, 0x2000);
+        assert_eq!(start(0, 0x3000), HvStatus::INVALID_VP_STATE);
+        assert_eq!(vp0.get_regs().unwrap().rip, 0x1000);
     }
 
     #[test]

@@ -306,10 +306,14 @@ impl<'a> Vp<'a> {
             vtl: Vtl::Vtl0,
         };
         let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
-        if let Some(ctx) = hv.vtl0_host().and_then(|h| h.take_pending_start(index)) {
-            crate::vtl0_view::start(vtl0, &ctx)
-                .map_err(|e| format!("starting VTL0 (StartVirtualProcessor): {e}"))?;
+        if let Some(host) = hv.vtl0_host() {
+            if let Some(ctx) = host.take_pending_start(index) {
+                crate::vtl0_view::start(vtl0, &ctx)
+                    .map_err(|e| format!("starting VTL0 (StartVirtualProcessor): {e}"))?;
+                host.mark_running(index);
+            }
         }
+
         // What the exit asks of VTL2, decided while KVM's exit data is borrowed.
         enum Then {
             Nothing,
@@ -322,7 +326,13 @@ impl<'a> Vp<'a> {
             Unrecoverable(String),
             Kicked,
         }
-        let then = match vtl0.run() {
+        let result = vtl0.run();
+        // Only a vCPU that runs makes exits; one waiting to be started ends with EAGAIN or
+        // EINTR. A running VP's VTL0 cannot be started again.
+        if let (Ok(_), Some(host)) = (&result, hv.vtl0_host()) {
+            host.mark_running(index);
+        }
+        let then = match result {
             Ok(VcpuExit::IoOut(port, _)) if port == u16::from(HYPERCALL_PORT) => {
                 let mut regs = vtl0.get_regs().map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
                 regs.rax = hv.hypercall_from(caller, regs.rcx, regs.rdx, regs.r8, memory, None);

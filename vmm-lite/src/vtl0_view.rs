@@ -5,6 +5,7 @@
 //! KVM VMs as two VTL views"): both map the one host mapping, so memory VTL0 writes is what
 //! VTL2 reads, and a VTL0 access to the hole is an MMIO exit that never reaches VTL2's bytes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use hvdef::hypercall::InitialVpContext;
@@ -161,6 +162,8 @@ pub struct Vtl0Host {
     vcpus: Vec<Mutex<Option<VcpuFd>>>,
     /// Per VP: a StartVirtualProcessor context for a vCPU its thread holds.
     pending_starts: Vec<Mutex<Option<InitialVpContext>>>,
+    /// Per VP: VTL0 has been seen running there (its vCPU made an exit or was started).
+    running: Vec<AtomicBool>,
 }
 
 impl Vtl0Host {
@@ -174,6 +177,7 @@ impl Vtl0Host {
             view: Mutex::new(None),
             vcpus: (0..vps).map(|_| Mutex::new(None)).collect(),
             pending_starts: (0..vps).map(|_| Mutex::new(None)).collect(),
+            running: (0..vps).map(|_| AtomicBool::new(false)).collect(),
         })
     }
 
@@ -247,6 +251,10 @@ impl Vtl0Host {
     /// [`Self::take_pending_start`] when that thread next runs it.
     pub fn start_vp(&self, vp: usize, ctx: &InitialVpContext) -> Result<(), HvStatus> {
         let slot = lock(self.vcpus.get(vp).ok_or(HvStatus::INVALID_VP_INDEX)?);
+        // A VP already running VTL0 (its own entry, or started by INIT-SIPI) is not restarted.
+        if self.running[vp].load(Ordering::Acquire) {
+            return Err(HvStatus::INVALID_VP_STATE);
+        }
         match slot.as_ref() {
             Some(vcpu) => start(vcpu, ctx).map_err(|e| {
                 eprintln!("vmm-lite: StartVirtualProcessor on VP {vp}: {e}");
@@ -266,7 +274,21 @@ impl Vtl0Host {
 
     /// Hands VP `vp`'s VTL0 vCPU to the thread that runs it.
     pub fn take_vp(&self, vp: usize) -> Option<VcpuFd> {
-        lock(self.vcpus.get(vp)?).take()
+        let vcpu = lock(self.vcpus.get(vp)?).take()?;
+        if vcpu
+            .get_mp_state()
+            .is_ok_and(|s| s.mp_state == KVM_MP_STATE_RUNNABLE)
+        {
+            self.mark_running(vp);
+        }
+        Some(vcpu)
+    }
+
+    /// Records that VTL0 runs on VP `vp`.
+    pub fn mark_running(&self, vp: usize) {
+        if let Some(flag) = self.running.get(vp) {
+            flag.store(true, Ordering::Release);
+        }
     }
 }
 

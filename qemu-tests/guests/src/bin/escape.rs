@@ -3,7 +3,8 @@
 //!
 //! - reads and writes the paravisor's memory (its first page, 1 MiB), plainly and as the
 //!   destination of a string IN;
-//! - makes the hypercalls only VTL2 may make, and bogus ones;
+//! - makes the hypercalls only VTL2 may make, and bogus ones, and tries to restart the VP it
+//!   runs on;
 //! - touches the intercepted COM1 with 16- and 32-bit accesses and string forms;
 //! - spins without exits, as if to starve the paravisor.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -15,7 +16,7 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
-use parapet_test_guests::{exit, hypercall, port, println, serial, EXIT_SUCCESS};
+use parapet_test_guests::{exit, hypercall, port, println, serial, smp, EXIT_SUCCESS};
 
 /// The paravisor's region starts here (abi::igvm_layout::PARAVISOR_BASE).
 #[cfg(target_os = "none")]
@@ -77,6 +78,16 @@ fn hypercalls() {
         let status = hypercall::call(control, input) & 0xffff;
         println!("escape: hypercall {name}: status {status:#x}");
     }
+    // Restarting the VP this code runs on, at an address of our choosing.
+    let status = smp::start_vp(0, restart_target);
+    println!("escape: StartVirtualProcessor on the running VP 0: status {status:#x}");
+}
+
+/// Where a successful restart of VP 0 would land.
+#[cfg(target_os = "none")]
+extern "C" fn restart_target() -> ! {
+    println!("escape: VP 0 was restarted");
+    exit(parapet_test_guests::EXIT_FAILURE)
 }
 
 #[cfg(target_os = "none")]
