@@ -110,7 +110,11 @@ mod tests {
         assert_eq!(merge_in(rax, 1, 0xab), 0x1122_3344_5566_77ab);
         assert_eq!(merge_in(rax, 2, 0xabcd), 0x1122_3344_5566_abcd);
         assert_eq!(merge_in(rax, 4, 0xabcd_ef01), 0xabcd_ef01);
-        assert_eq!(merge_in(rax, 1, 0x1ff), 0x1122_3344_5566_77ff, "value cut to size");
+        assert_eq!(
+            merge_in(rax, 1, 0x1ff),
+            0x1122_3344_5566_77ff,
+            "value cut to size"
+        );
     }
 
     #[test]

@@ -59,7 +59,11 @@ pub fn decode(message: &HvMessage) -> Option<(GuestExit, ExitSite)> {
             };
             Some((
                 GuestExit::Port(access),
-                site(&m.header, m.rax, Some((m.instruction_bytes, m.instruction_byte_count))),
+                site(
+                    &m.header,
+                    m.rax,
+                    Some((m.instruction_bytes, m.instruction_byte_count)),
+                ),
             ))
         }
         message_type::X64_MSR_INTERCEPT => {
@@ -97,7 +101,9 @@ pub fn decode(message: &HvMessage) -> Option<(GuestExit, ExitSite)> {
             let bytes = (m.instruction_bytes, m.instruction_byte_count);
             Some((exit, site(&m.header, 0, Some(bytes))))
         }
-        message_type::UNRECOVERABLE_EXCEPTION => Some((GuestExit::Unrecoverable, ExitSite::default())),
+        message_type::UNRECOVERABLE_EXCEPTION => {
+            Some((GuestExit::Unrecoverable, ExitSite::default()))
+        }
         kind => Some((GuestExit::Unknown { kind }, ExitSite::default())),
     }
 }
@@ -153,7 +159,10 @@ mod tests {
                 down: true
             })
         );
-        assert_eq!((site.rip, site.instruction_length, site.rax), (0x1_0040, 2, 0xaa));
+        assert_eq!(
+            (site.rip, site.instruction_length, site.rax),
+            (0x1_0040, 2, 0xaa)
+        );
         let out = IoPortIntercept {
             header: header(AccessType::Write),
             string_op: false,
@@ -162,7 +171,11 @@ mod tests {
         let (exit, _) = decode(&out.to_message()).unwrap();
         assert!(matches!(
             exit,
-            GuestExit::Port(PortAccess { direction: PortDirection::Out(0xaa), string: None, .. })
+            GuestExit::Port(PortAccess {
+                direction: PortDirection::Out(0xaa),
+                string: None,
+                ..
+            })
         ));
     }
 
@@ -228,7 +241,14 @@ mod tests {
             ..m
         };
         let (exit, _) = decode(&to_emulate.to_message(message_type::UNMAPPED_GPA)).unwrap();
-        assert!(matches!(exit, GuestExit::Memory { completed: false, write: false, .. }));
+        assert!(matches!(
+            exit,
+            GuestExit::Memory {
+                completed: false,
+                write: false,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -239,6 +259,9 @@ mod tests {
         odd_size.0[16 + 42] = 3; // access size 3
         assert_eq!(decode(&odd_size), None);
         let junk = HvMessage::new(0x1234, &[0xff; 240]);
-        assert_eq!(decode(&junk).unwrap().0, GuestExit::Unknown { kind: 0x1234 });
+        assert_eq!(
+            decode(&junk).unwrap().0,
+            GuestExit::Unknown { kind: 0x1234 }
+        );
     }
 }

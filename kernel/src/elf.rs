@@ -91,7 +91,10 @@ pub fn parse(bytes: &[u8], machine: u16) -> Result<Executable, ElfError> {
     for i in 0..count {
         let at = table
             .checked_add(i * entry_size)
-            .filter(|at| at.checked_add(PROGRAM_HEADER_SIZE).is_some_and(|end| end <= bytes.len()))
+            .filter(|at| {
+                at.checked_add(PROGRAM_HEADER_SIZE)
+                    .is_some_and(|end| end <= bytes.len())
+            })
             .ok_or(truncated)?;
         if u32_at(bytes, at) != Some(PT_LOAD) {
             continue;
@@ -157,7 +160,11 @@ mod tests {
 
     #[test]
     fn reads_entry_and_load_segments() {
-        let e = parse(&elf(&[(0x80, 0x1_0000, 0x20, 0x1000), (0xa0, 0x2_0000, 0, 0x10)]), MACHINE_X86_64).unwrap();
+        let e = parse(
+            &elf(&[(0x80, 0x1_0000, 0x20, 0x1000), (0xa0, 0x2_0000, 0, 0x10)]),
+            MACHINE_X86_64,
+        )
+        .unwrap();
         assert_eq!(e.entry, 0x1_0000);
         assert_eq!(e.segments[0].file, 0x80..0xa0);
         assert_eq!(e.segments[1].end(), 0x2_0010);
@@ -174,7 +181,10 @@ mod tests {
         let wraps = elf(&[(0x80, u64::MAX - 4, 0x10, 0x10)]);
         assert_eq!(parse(&wraps, MACHINE_X86_64), Err(ElfError::Truncated));
         let bigger_file = elf(&[(0x80, 0x1_0000, 0x20, 0x10)]);
-        assert_eq!(parse(&bigger_file, MACHINE_X86_64), Err(ElfError::Truncated));
+        assert_eq!(
+            parse(&bigger_file, MACHINE_X86_64),
+            Err(ElfError::Truncated)
+        );
         let overlap = elf(&[(0x80, 0x1_0000, 0x10, 0x1000), (0x80, 0x1_0800, 0x10, 0x10)]);
         assert_eq!(parse(&overlap, MACHINE_X86_64), Err(ElfError::Overlapping));
         assert_eq!(parse(&elf(&[]), MACHINE_X86_64), Err(ElfError::NoSegments));

@@ -8,8 +8,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 pub mod address_space;
 pub mod cmdline;
-pub mod elf;
 pub mod console;
+pub mod elf;
 pub mod executor;
 pub mod frame_alloc;
 pub mod log_ring;

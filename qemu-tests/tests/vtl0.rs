@@ -105,7 +105,11 @@ fn hello() -> Result<(), Failed> {
 fn escape() -> Result<(), Failed> {
     let (verdict, output) = run_guest(Guest::Escape)?;
     // Parapet stays up: the guest gets to its end and powers off cleanly.
-    check(guest_said(&output, "escape: done"), "the guest did not finish", &output)?;
+    check(
+        guest_said(&output, "escape: done"),
+        "the guest did not finish",
+        &output,
+    )?;
     check(
         verdict == Verdict::Success,
         &format!("verdict {verdict:?}, wanted Success"),
@@ -113,7 +117,11 @@ fn escape() -> Result<(), Failed> {
     )?;
     // A VTL0 that spins without exits does not starve the paravisor: its timer interrupts
     // still reach it.
-    check(guest_said(&output, "escape: spun without exits"), "the spin did not end", &output)?;
+    check(
+        guest_said(&output, "escape: spun without exits"),
+        "the spin did not end",
+        &output,
+    )?;
     let interrupts = output
         .lines()
         .find_map(|l| l.split(" intercepts and ").nth(1))
@@ -155,7 +163,12 @@ fn escape() -> Result<(), Failed> {
         "an unknown synthetic MSR was not answered and logged by Parapet",
         &output,
     )?;
-    for call in ["EnablePartitionVtl", "EnableVpVtl", "InstallIntercept", "GetVpRegisters(VTL2)"] {
+    for call in [
+        "EnablePartitionVtl",
+        "EnableVpVtl",
+        "InstallIntercept",
+        "GetVpRegisters(VTL2)",
+    ] {
         check(
             guest_said(&output, &format!("escape: hypercall {call}: status 0x6")),
             &format!("{call} from VTL0 was not denied (HV_STATUS_ACCESS_DENIED)"),
@@ -163,13 +176,22 @@ fn escape() -> Result<(), Failed> {
         )?;
     }
     check(
-        guest_said(&output, "escape: StartVirtualProcessor on the running VP 0: status 0x15"),
+        guest_said(
+            &output,
+            "escape: StartVirtualProcessor on the running VP 0: status 0x15",
+        ),
         "restarting a running VP was not refused with HV_STATUS_INVALID_VP_STATE",
         &output,
     )?;
     // The hypervisor, which refuses them, records them (the paravisor never sees hypercalls).
-    let refused = output.matches("which only VTL2 may make: access denied").count();
-    check(refused == 4, &format!("{refused} refused hypercalls recorded, wanted 4"), &output)?;
+    let refused = output
+        .matches("which only VTL2 may make: access denied")
+        .count();
+    check(
+        refused == 4,
+        &format!("{refused} refused hypercalls recorded, wanted 4"),
+        &output,
+    )?;
     check(
         guest_said(&output, "escape: hypercall bogus 0x7777: status 0x2"),
         "a bogus call code did not get HV_STATUS_INVALID_HYPERCALL_CODE",
@@ -178,9 +200,16 @@ fn escape() -> Result<(), Failed> {
     // Odd widths and string forms on the intercepted COM1: logged, and answered per byte
     // lane (LSR 0x60 with MSR 0xb0 behind it; RBR, IER, IIR 0xc1, LCR 0x03).
     let odd = output.matches("-byte access to COM1 port").count();
-    check(odd == 3, &format!("{odd} odd-width accesses logged, wanted 3"), &output)?;
     check(
-        guest_said(&output, "escape: inw LSR 0xb060, inl RBR 0x3c10000, scratch after outl 0x5a"),
+        odd == 3,
+        &format!("{odd} odd-width accesses logged, wanted 3"),
+        &output,
+    )?;
+    check(
+        guest_said(
+            &output,
+            "escape: inw LSR 0xb060, inl RBR 0x3c10000, scratch after outl 0x5a",
+        ),
         "wide accesses were not split into byte lanes",
         &output,
     )?;

@@ -19,13 +19,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use hvdef::cpuid::{self as leaf, privilege_eax, privilege_ebx};
 use hvdef::hypercall::{
-    self, code, Control, EnablePartitionVtl, InstallIntercept, ModifyVtlProtectionMask,
-    VpVtlInput, PARTITION_SELF,
+    self, code, Control, EnablePartitionVtl, InstallIntercept, ModifyVtlProtectionMask, VpVtlInput,
+    PARTITION_SELF,
 };
 use hvdef::msr::{self, PageMsr, Sint};
 use hvdef::registers as reg;
 use hvdef::status::HvStatus;
-use hvdef::vtl::{Vtl, VsmCodePageOffsets};
+use hvdef::vtl::{VsmCodePageOffsets, Vtl};
 use kvm_bindings::kvm_cpuid_entry2;
 
 use crate::guest_memory::GuestMemory;
@@ -209,10 +209,11 @@ impl HyperV {
         let mut vsm = self.vsm();
         let vp = vsm.check_enable_vp_vtl(caller, input)?;
         if let Some(host) = &self.vtl0 {
-            host.enable_vp(vp, &input.context, vp == caller).map_err(|e| {
-                eprintln!("vmm-lite: EnableVpVtl on VP {vp}: {e}");
-                HvStatus::INVALID_VP_STATE
-            })?;
+            host.enable_vp(vp, &input.context, vp == caller)
+                .map_err(|e| {
+                    eprintln!("vmm-lite: EnableVpVtl on VP {vp}: {e}");
+                    HvStatus::INVALID_VP_STATE
+                })?;
         }
         vsm.enable_vp_vtl(caller, input)
     }
@@ -343,7 +344,8 @@ impl HyperV {
 
     /// The synthetic MSR behind register `name`, if it is one.
     fn msr_of_register(name: u32) -> Option<u32> {
-        (msr::GUEST_OS_ID..msr::SINT0 + msr::SINT_COUNT).find(|&m| reg::of_synthetic_msr(m) == Some(name))
+        (msr::GUEST_OS_ID..msr::SINT0 + msr::SINT_COUNT)
+            .find(|&m| reg::of_synthetic_msr(m) == Some(name))
     }
 
     /// Whether vmm-lite keeps register `name` itself (rather than a vCPU).
@@ -452,9 +454,8 @@ impl HyperV {
     ) -> u64 {
         let control = Control(control);
         let simple = |len| Self::simple_input(control, input_gpa, output_gpa, len, memory);
-        let status = |r: Result<(), HvStatus>| {
-            hypercall::result(r.err().unwrap_or(HvStatus::SUCCESS), 0)
-        };
+        let status =
+            |r: Result<(), HvStatus>| hypercall::result(r.err().unwrap_or(HvStatus::SUCCESS), 0);
         match control.code() {
             code::GET_VP_REGISTERS | code::SET_VP_REGISTERS => {
                 let call = crate::vp_registers::Call {
@@ -556,7 +557,10 @@ impl HyperV {
         if !matches!(header.target_vtl.0, None | Some(Vtl::Vtl0)) {
             return Err(fail(HvStatus::INVALID_PARAMETER));
         }
-        let host = self.vtl0.as_ref().ok_or(fail(HvStatus::INVALID_VTL_STATE))?;
+        let host = self
+            .vtl0
+            .as_ref()
+            .ok_or(fail(HvStatus::INVALID_VTL_STATE))?;
         let pages: Vec<u64> = (usize::from(start)..count)
             .filter_map(|i| le::u64_at(&input, ModifyVtlProtectionMask::SIZE + 8 * i))
             .collect();
@@ -577,13 +581,16 @@ mod tests {
     #[test]
     fn the_hypercall_page_needs_a_guest_os_id_and_holds_the_port_sequence() {
         let (hv, mem) = setup();
-        hv.write_msr(Caller::vtl2(0), msr::HYPERCALL, 0x5001, &mem).unwrap();
+        hv.write_msr(Caller::vtl2(0), msr::HYPERCALL, 0x5001, &mem)
+            .unwrap();
         assert!(
             !PageMsr(hv.read_msr(Caller::vtl2(0), msr::HYPERCALL).unwrap()).enabled(),
             "no guest OS id yet"
         );
-        hv.write_msr(Caller::vtl2(0), msr::GUEST_OS_ID, 1 << 63, &mem).unwrap();
-        hv.write_msr(Caller::vtl2(0), msr::HYPERCALL, 0x5001, &mem).unwrap();
+        hv.write_msr(Caller::vtl2(0), msr::GUEST_OS_ID, 1 << 63, &mem)
+            .unwrap();
+        hv.write_msr(Caller::vtl2(0), msr::HYPERCALL, 0x5001, &mem)
+            .unwrap();
         assert_eq!(
             hv.read_msr(Caller::vtl2(1), msr::HYPERCALL).unwrap(),
             0x5001,
@@ -611,15 +618,23 @@ mod tests {
             hv.write_msr(Caller::vtl2(0), msr::SVERSION, 5, &mem),
             Err(GeneralProtection)
         );
-        assert_eq!(hv.read_msr(Caller::vtl2(0), 0x4000_00ff), Err(GeneralProtection));
+        assert_eq!(
+            hv.read_msr(Caller::vtl2(0), 0x4000_00ff),
+            Err(GeneralProtection)
+        );
         assert_eq!(
             hv.write_msr(Caller::vtl2(0), msr::SINT0, 0x0f, &mem),
             Err(GeneralProtection),
             "vector below 16"
         );
-        hv.write_msr(Caller::vtl2(0), msr::SINT0 + 2, 0x30, &mem).unwrap();
+        hv.write_msr(Caller::vtl2(0), msr::SINT0 + 2, 0x30, &mem)
+            .unwrap();
         assert_eq!(hv.read_msr(Caller::vtl2(0), msr::SINT0 + 2), Ok(0x30));
-        assert_eq!(hv.read_msr(Caller::vtl2(1), msr::SINT0 + 2), Ok(Sint::RESET.0), "per VP");
+        assert_eq!(
+            hv.read_msr(Caller::vtl2(1), msr::SINT0 + 2),
+            Ok(Sint::RESET.0),
+            "per VP"
+        );
     }
 
     fn get_vp_registers(
@@ -651,7 +666,8 @@ mod tests {
     #[test]
     fn get_vp_registers_reads_vp_state_and_counts_reps() {
         let (hv, mem) = setup();
-        hv.write_msr(Caller::vtl2(1), msr::SIMP, 0x7001, &mem).unwrap();
+        hv.write_msr(Caller::vtl2(1), msr::SIMP, 0x7001, &mem)
+            .unwrap();
         let control = Control::new(code::GET_VP_REGISTERS).with_rep_count(3);
         let (result, values) = get_vp_registers(
             &hv,
@@ -781,7 +797,8 @@ mod tests {
             input.extend_from_slice(&page.to_le_bytes());
         }
         mem.write(0xa000, &input).unwrap();
-        let control = Control::new(code::MODIFY_VTL_PROTECTION_MASK).with_rep_count(pages.len() as u16);
+        let control =
+            Control::new(code::MODIFY_VTL_PROTECTION_MASK).with_rep_count(pages.len() as u16);
         hypercall::parse_result(hv.hypercall(0, control.0, 0xa000, 0, mem))
     }
 
@@ -792,10 +809,19 @@ mod tests {
         let (hv, mem) = kvm_partition_with_vtl0();
         mem.write(0x8000, &[0xaa]).unwrap();
         // mov al, [0x5000]; mov [0x5000], al; mov al, [0x8000]; out 0xe4, al
-        let code = [0xa0, 0x00, 0x50, 0xa2, 0x00, 0x50, 0xa0, 0x00, 0x80, 0xe6, 0xe4];
+        let code = [
+            0xa0, 0x00, 0x50, 0xa2, 0x00, 0x50, 0xa0, 0x00, 0x80, 0xe6, 0xe4,
+        ];
         mem.write(0x1000, &code).unwrap();
-        assert_eq!(protect(&hv, &mem, map_flags::READABLE, &[5]), (HvStatus::SUCCESS, 1));
-        assert_eq!(protect(&hv, &mem, map_flags::ALL, &[8]), (HvStatus::SUCCESS, 1), "grant a paravisor page");
+        assert_eq!(
+            protect(&hv, &mem, map_flags::READABLE, &[5]),
+            (HvStatus::SUCCESS, 1)
+        );
+        assert_eq!(
+            protect(&hv, &mem, map_flags::ALL, &[8]),
+            (HvStatus::SUCCESS, 1),
+            "grant a paravisor page"
+        );
         assert_eq!(
             protect(&hv, &mem, map_flags::WRITABLE, &[5]),
             (HvStatus::INVALID_PARAMETER, 0),
@@ -837,10 +863,16 @@ mod tests {
         let vp1 = host.take_vp(1).unwrap();
         assert_eq!(mp_state(&vp1), kvm_bindings::KVM_MP_STATE_UNINITIALIZED);
         assert_eq!(start(1, 0x2000), HvStatus::SUCCESS);
-        assert_eq!(start(1, 0x3000), HvStatus::INVALID_VP_STATE, "already started");
+        assert_eq!(
+            start(1, 0x3000),
+            HvStatus::INVALID_VP_STATE,
+            "already started"
+        );
         assert_eq!(start(5, 0x2000), HvStatus::INVALID_VP_INDEX);
         // VP 1's thread holds its vCPU: the start waits for it there.
-        let pending = host.take_pending_start(1).expect("a start for VP 1's thread");
+        let pending = host
+            .take_pending_start(1)
+            .expect("a start for VP 1's thread");
         crate::vtl0_view::start(&vp1, &pending).unwrap();
         assert_eq!(vp1.get_regs().unwrap().rip, 0x2000);
         assert_eq!(mp_state(&vp1), kvm_bindings::KVM_MP_STATE_RUNNABLE);

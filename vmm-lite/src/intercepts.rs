@@ -42,8 +42,8 @@ impl Intercepts {
         let access = input.access_type & (access_mask::READ | access_mask::WRITE);
         match input.intercept_type {
             intercept_type::X64_IO_PORT => {
-                let port = u16::try_from(input.parameters)
-                    .map_err(|_| HvStatus::INVALID_PARAMETER)?;
+                let port =
+                    u16::try_from(input.parameters).map_err(|_| HvStatus::INVALID_PARAMETER)?;
                 self.set_ports(port, port, access)
             }
             intercept_type::X64_IO_PORT_RANGE => {
@@ -126,12 +126,19 @@ mod tests {
         let rw = access_mask::READ | access_mask::WRITE;
         t.install(&install(intercept_type::X64_IO_PORT_RANGE, rw, 0x03ff_03f8))
             .unwrap();
-        t.install(&install(intercept_type::X64_IO_PORT, access_mask::WRITE, 0xf4))
-            .unwrap();
+        t.install(&install(
+            intercept_type::X64_IO_PORT,
+            access_mask::WRITE,
+            0xf4,
+        ))
+        .unwrap();
         assert!(t.port(0x3f8, 1, false) && t.port(0x3ff, 1, true));
         assert!(!t.port(0x3f7, 1, true), "just below");
         assert!(t.port(0x3f6, 4, true), "a dword at 0x3f6 touches 0x3f8");
-        assert!(t.port(0xf4, 4, true) && !t.port(0xf4, 1, false), "write only");
+        assert!(
+            t.port(0xf4, 4, true) && !t.port(0xf4, 1, false),
+            "write only"
+        );
         assert!(!t.port(0xffff, 4, false), "no wrap-around at the top");
         // Zero access removes.
         t.install(&install(intercept_type::X64_IO_PORT, 0, 0xf4))
@@ -144,7 +151,11 @@ mod tests {
         let mut t = Intercepts::default();
         let read = access_mask::READ;
         assert_eq!(
-            t.install(&install(intercept_type::X64_IO_PORT_RANGE, read, 0x03f8_03ff)),
+            t.install(&install(
+                intercept_type::X64_IO_PORT_RANGE,
+                read,
+                0x03f8_03ff
+            )),
             Err(HvStatus::INVALID_PARAMETER),
             "first above last"
         );
@@ -179,7 +190,8 @@ mod tests {
             Err(HvStatus::INSUFFICIENT_MEMORY)
         );
         assert!(!t.msr(false));
-        t.install(&install(intercept_type::X64_MSR, read, 0)).unwrap();
+        t.install(&install(intercept_type::X64_MSR, read, 0))
+            .unwrap();
         assert!(t.msr(false) && !t.msr(true));
     }
 }

@@ -121,7 +121,11 @@ mod tests {
 
     fn lapic(lvt_timer: u32, initial: u32, current: u32) -> kvm_bindings::kvm_lapic_state {
         let mut lapic = kvm_bindings::kvm_lapic_state { regs: [0; 1024] };
-        for (offset, value) in [(LVT_TIMER, lvt_timer), (TIMER_INITIAL_COUNT, initial), (TIMER_CURRENT_COUNT, current)] {
+        for (offset, value) in [
+            (LVT_TIMER, lvt_timer),
+            (TIMER_INITIAL_COUNT, initial),
+            (TIMER_CURRENT_COUNT, current),
+        ] {
             for (i, byte) in value.to_le_bytes().into_iter().enumerate() {
                 lapic.regs[offset + i] = byte as i8;
             }
@@ -133,7 +137,10 @@ mod tests {
     fn requested_vectors_and_due_timers_are_interrupts() {
         let short = Duration::from_millis(1);
         let masked = lapic(LVT_MASKED | 0x30, 0, 0);
-        assert!(!interrupt_due(&masked, PERIOD * 10), "a masked timer never fires");
+        assert!(
+            !interrupt_due(&masked, PERIOD * 10),
+            "a masked timer never fires"
+        );
         let mut with_irr = masked;
         with_irr.regs[IRR + 0x70 + 3] = i8::MIN; // vector 255
         assert!(interrupt_due(&with_irr, short));
@@ -143,34 +150,25 @@ mod tests {
         let periodic = lapic(1 << TIMER_MODE_SHIFT | 0x30, 1000, 500);
         assert!(!interrupt_due(&periodic, short));
         assert!(interrupt_due(&periodic, PERIOD));
-        assert!(interrupt_due(&lapic(0x30, 1000, 0), short), "an expired one-shot");
-        assert!(!interrupt_due(&lapic(0x30, 1000, 10), PERIOD), "a one-shot still counting");
-        assert!(!interrupt_due(&lapic(0x30, 0, 0), PERIOD), "a stopped one-shot");
+        assert!(
+            interrupt_due(&lapic(0x30, 1000, 0), short),
+            "an expired one-shot"
+        );
+        assert!(
+            !interrupt_due(&lapic(0x30, 1000, 10), PERIOD),
+            "a one-shot still counting"
+        );
+        assert!(
+            !interrupt_due(&lapic(0x30, 0, 0), PERIOD),
+            "a stopped one-shot"
+        );
     }
 
     #[test]
     fn a_kick_ends_kvm_run_of_a_spinning_guest() {
-        use kvm_bindings::kvm_userspace_memory_region;
         let memory = crate::guest_memory::GuestMemory::new(1 << 20).unwrap();
         memory.write(0x1000, &[0xeb, 0xfe]).unwrap(); // jmp $
-        let kvm = kvm_ioctls::Kvm::new().expect("/dev/kvm is needed for this test");
-        let vm = kvm.create_vm().unwrap();
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: memory.size(),
-            userspace_addr: memory.host_address(),
-        };
-        // SAFETY: `memory` outlives the VM within the test.
-        unsafe { vm.set_user_memory_region(region).unwrap() };
-        let mut vcpu = vm.create_vcpu(0).unwrap();
-        let mut sregs = vcpu.get_sregs().unwrap();
-        (sregs.cs.base, sregs.cs.selector) = (0, 0);
-        vcpu.set_sregs(&sregs).unwrap();
-        let mut regs = vcpu.get_regs().unwrap();
-        (regs.rip, regs.rflags) = (0x1000, 2);
-        vcpu.set_regs(&regs).unwrap();
+        let (_vm, mut vcpu) = crate::vm::test_vm::real_mode_vcpu(&memory);
         let kicker = Kicker::start(1);
         kicker.register_current_thread(0);
         kicker.set_in_vtl0(0, true);

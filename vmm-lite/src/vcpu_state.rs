@@ -158,7 +158,8 @@ pub fn move_shared_state(from: &VcpuFd, to: &VcpuFd) -> Result<(), String> {
     let mut to_debug = to.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?;
     if (to_debug.db, to_debug.dr6) != (debug.db, debug.dr6) {
         (to_debug.db, to_debug.dr6) = (debug.db, debug.dr6);
-        to.set_debug_regs(&to_debug).map_err(err("KVM_SET_DEBUGREGS"))?;
+        to.set_debug_regs(&to_debug)
+            .map_err(err("KVM_SET_DEBUGREGS"))?;
     }
     let cr2 = from.get_sregs().map_err(err("KVM_GET_SREGS"))?.cr2;
     let mut to_sregs = to.get_sregs().map_err(err("KVM_GET_SREGS"))?;
@@ -316,7 +317,11 @@ mod tests {
         assert_eq!(segment_register(&kvm_segment_of(&cs)), cs);
         let mut unusable = kvm_segment_of(&cs);
         unusable.unusable = 1;
-        assert_eq!(segment_register(&unusable).attributes & 0x80, 0, "not present");
+        assert_eq!(
+            segment_register(&unusable).attributes & 0x80,
+            0,
+            "not present"
+        );
     }
 
     #[test]
@@ -357,7 +362,7 @@ mod tests {
         let mut xsave = a.get_xsave().unwrap();
         xsave.region[40] = 0xdead_beef; // XMM0's low dword (legacy area byte 160)
         xsave.region[128] |= 0b10; // XSTATE_BV (header byte 512): SSE state present
-        // SAFETY: a state KVM_GET_XSAVE gave, one field changed within its legacy area.
+                                   // SAFETY: a state KVM_GET_XSAVE gave, one field changed within its legacy area.
         unsafe { a.set_xsave(&xsave).unwrap() };
         move_shared_state(&a, &b).unwrap();
         let b_debug = b.get_debug_regs().unwrap();

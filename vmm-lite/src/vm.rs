@@ -9,9 +9,7 @@ use kvm_bindings::{
     CpuId, KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MSR_EXIT_REASON_FILTER,
     KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{
-    Kvm, MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VcpuFd, VmFd,
-};
+use kvm_ioctls::{Kvm, MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VcpuFd, VmFd};
 
 use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
@@ -61,6 +59,24 @@ pub(crate) fn cpuid_for(table: &kvm_bindings::CpuId, id: u32, vps: u32) -> kvm_b
     table
 }
 
+/// Maps all of `memory` at guest-physical 0 in `vm`'s slot 0.
+///
+/// # Safety
+/// `memory` must outlive `vm`: KVM keeps using its host mapping.
+pub(crate) unsafe fn map_all_ram(vm: &VmFd, memory: &GuestMemory) -> Result<(), VmmError> {
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: memory.size(),
+        userspace_addr: memory.host_address(),
+    };
+    // SAFETY: the region is `memory`'s own mapping, which the caller keeps alive.
+    kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
+        vm.set_user_memory_region(region)
+    })
+}
+
 /// Decodes IGVM/VMX segment attributes (type 3:0, S 4, DPL 6:5, P 7, AVL 12, L 13, D/B 14, G 15).
 pub(crate) fn segment(base: u64, limit: u32, selector: u16, attributes: u16) -> kvm_segment {
     let bit = |n: u16| ((attributes >> n) & 1) as u8;
@@ -102,18 +118,9 @@ impl Vm {
             ..Default::default()
         };
         kvm("KVM_CREATE_PIT2", vm.create_pit2(pit))?;
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: memory.size(),
-            userspace_addr: memory.host_address(),
-        };
-        // SAFETY: the region is `memory`'s mapping, which the Vm owns and outlives the VM fd
-        // (fields drop in order: vcpus and vm before memory).
-        kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
-            vm.set_user_memory_region(region)
-        })?;
+        // SAFETY: the Vm owns `memory`, which outlives the VM fd (fields drop in order: vcpus
+        // and vm before memory).
+        unsafe { map_all_ram(&vm, &memory) }?;
         let mut cpuid = kvm(
             "KVM_GET_SUPPORTED_CPUID",
             kvm_fd.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES),
@@ -253,4 +260,28 @@ fn with_hyperv_leaves(table: &CpuId, hv: &HyperV) -> Result<CpuId, VmmError> {
             kvm_ioctls::Error::new(libc::E2BIG),
         )
     })
+}
+
+/// A throwaway VM for tests that run a few instructions on KVM.
+#[cfg(test)]
+pub(crate) mod test_vm {
+    use super::*;
+
+    /// A one-vCPU VM over `memory` (all of it at 0) in real mode at 0x1000, exiting to user
+    /// space on synthetic MSRs. The caller keeps `memory` alive as long as the VM.
+    pub fn real_mode_vcpu(memory: &GuestMemory) -> (VmFd, VcpuFd) {
+        let kvm = Kvm::new().expect("/dev/kvm is needed for this test");
+        let vm = kvm.create_vm().unwrap();
+        synthetic_msrs_exit_to_user_space(&vm).unwrap();
+        // SAFETY: the caller keeps `memory` alive as long as the VM.
+        unsafe { map_all_ram(&vm, memory).unwrap() };
+        let vcpu = vm.create_vcpu(0).unwrap();
+        let mut sregs = vcpu.get_sregs().unwrap();
+        (sregs.cs.base, sregs.cs.selector) = (0, 0);
+        vcpu.set_sregs(&sregs).unwrap();
+        let mut regs = vcpu.get_regs().unwrap();
+        (regs.rip, regs.rflags) = (0x1000, 2);
+        vcpu.set_regs(&regs).unwrap();
+        (vm, vcpu)
+    }
 }

@@ -22,8 +22,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::guest_memory::GuestMemory;
+use crate::hyperv::{
+    Caller, HyperV, LowerVtlRegisters, HYPERCALL_PORT, VTL_CALL_PORT, VTL_RETURN_PORT,
+};
 use crate::kick::{interrupt_due, Kicker};
-use crate::hyperv::{Caller, HyperV, LowerVtlRegisters, HYPERCALL_PORT, VTL_CALL_PORT, VTL_RETURN_PORT};
 use crate::port_io_decode::IoAccess;
 use crate::serial::{Com1, COM1_PORTS};
 use crate::vcpu_state::{
@@ -77,7 +79,8 @@ impl HostDevices<'_> {
 
 /// Whether VTL2 lets VTL0 access `gpa` in the `wanted` way.
 fn vtl0_may(hv: &HyperV, gpa: u64, wanted: u32) -> bool {
-    hv.vtl0_host().is_some_and(|host| host.access(gpa) & wanted != 0)
+    hv.vtl0_host()
+        .is_some_and(|host| host.access(gpa) & wanted != 0)
 }
 
 /// After one exit: keep going, or the run is over.
@@ -174,23 +177,36 @@ impl<'a> Vp<'a> {
         let (index, memory) = (self.index, self.memory);
         let caller = Caller::vtl2(index);
         match self.vtl2.run() {
-            Ok(VcpuExit::IoOut(port, _)) if self.hv.is_some() && port == u16::from(HYPERCALL_PORT) => {
+            Ok(VcpuExit::IoOut(port, _))
+                if self.hv.is_some() && port == u16::from(HYPERCALL_PORT) =>
+            {
                 let hv = self.hv.expect("checked by the guard");
-                let mut regs = self.vtl2.get_regs().map_err(|e| self.failure("KVM_GET_REGS", e))?;
+                let mut regs = self
+                    .vtl2
+                    .get_regs()
+                    .map_err(|e| self.failure("KVM_GET_REGS", e))?;
                 let mut lower = self.vtl0_vcpu().map(|v| VcpuRegisters(v));
                 let lower = lower.as_mut().map(|l| l as &mut dyn LowerVtlRegisters);
                 regs.rax = hv.hypercall_from(caller, regs.rcx, regs.rdx, regs.r8, memory, lower);
-                self.vtl2.set_regs(&regs).map_err(|e| self.failure("KVM_SET_REGS", e))?;
+                self.vtl2
+                    .set_regs(&regs)
+                    .map_err(|e| self.failure("KVM_SET_REGS", e))?;
             }
-            Ok(VcpuExit::IoOut(port, _)) if self.hv.is_some() && port == u16::from(VTL_RETURN_PORT) => {
+            Ok(VcpuExit::IoOut(port, _))
+                if self.hv.is_some() && port == u16::from(VTL_RETURN_PORT) =>
+            {
                 self.vtl_return()?;
             }
-            Ok(VcpuExit::X86Rdmsr(exit)) => match self.hv.map(|hv| hv.read_msr(caller, exit.index)) {
+            Ok(VcpuExit::X86Rdmsr(exit)) => match self.hv.map(|hv| hv.read_msr(caller, exit.index))
+            {
                 Some(Ok(value)) => *exit.data = value,
                 _ => *exit.error = 1,
             },
             Ok(VcpuExit::X86Wrmsr(exit)) => {
-                match self.hv.map(|hv| hv.write_msr(caller, exit.index, exit.data, memory)) {
+                match self
+                    .hv
+                    .map(|hv| hv.write_msr(caller, exit.index, exit.data, memory))
+                {
                     Some(Ok(())) => {}
                     _ => *exit.error = 1,
                 }
@@ -226,26 +242,39 @@ impl<'a> Vp<'a> {
 
     /// VTL2 called the VTL return sequence: run VTL0 with VTL2's shared registers.
     fn vtl_return(&mut self) -> Result<(), String> {
-        let (index, hv) = (self.index, self.hv.expect("only with the Hyper-V interface"));
+        let (index, hv) = (
+            self.index,
+            self.hv.expect("only with the Hyper-V interface"),
+        );
         if !hv.vtl0_enabled(index) || self.vtl0_vcpu().is_none() {
             eprintln!("vmm-lite: VP {index}: VTL return with no VTL0 enabled; ignored");
             return Ok(());
         }
         complete_pending(&mut self.vtl2).map_err(|e| self.failure("completing VTL2's exit", e))?;
-        let vtl2_regs = self.vtl2.get_regs().map_err(|e| self.failure("KVM_GET_REGS", e))?;
+        let vtl2_regs = self
+            .vtl2
+            .get_regs()
+            .map_err(|e| self.failure("KVM_GET_REGS", e))?;
         let assist = hv.vtl2_pages(index).vp_assist;
         let read_assist = |offset: usize| {
             let mut b = [0u8; 8];
-            (assist.enabled() && self.memory.read(assist.gpa() + offset as u64, &mut b).is_ok())
-                .then(|| u64::from_le_bytes(b))
+            (assist.enabled()
+                && self
+                    .memory
+                    .read(assist.gpa() + offset as u64, &mut b)
+                    .is_ok())
+            .then(|| u64::from_le_bytes(b))
         };
         let rax = read_assist(vp_assist::VTL_RETURN_RAX).unwrap_or(vtl2_regs.rax);
         let rcx = read_assist(vp_assist::VTL_RETURN_RCX).unwrap_or(vtl2_regs.rcx);
         let vtl0 = self.vtl0.as_mut().expect("taken above");
-        let mut regs = vtl0.get_regs().map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
+        let mut regs = vtl0
+            .get_regs()
+            .map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
         copy_shared_gprs(&vtl2_regs, &mut regs);
         (regs.rax, regs.rcx) = (rax, rcx);
-        vtl0.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
+        vtl0.set_regs(&regs)
+            .map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
         move_shared_state(&self.vtl2, vtl0)?;
         self.set_active(Vtl::Vtl0);
         Ok(())
@@ -259,7 +288,10 @@ impl<'a> Vp<'a> {
         message: Option<HvMessage>,
         vtl0_regs: &kvm_regs,
     ) -> Result<(), String> {
-        let (index, hv) = (self.index, self.hv.expect("only with the Hyper-V interface"));
+        let (index, hv) = (
+            self.index,
+            self.hv.expect("only with the Hyper-V interface"),
+        );
         let pages = hv.vtl2_pages(index);
         if let Some(message) = message {
             if pages.simp.enabled() && pages.intercepts_enabled {
@@ -267,7 +299,9 @@ impl<'a> Vp<'a> {
                 let mut busy = [0u8; 4];
                 let _ = self.memory.read(slot, &mut busy);
                 if u32::from_le_bytes(busy) != message_type::NONE {
-                    eprintln!("vmm-lite: VP {index}: VTL2 left its SINT0 message unconsumed; replaced");
+                    eprintln!(
+                        "vmm-lite: VP {index}: VTL2 left its SINT0 message unconsumed; replaced"
+                    );
                 }
                 let _ = self.memory.write(slot, &message.0);
             } else {
@@ -281,9 +315,14 @@ impl<'a> Vp<'a> {
             let at = pages.vp_assist.gpa() + vp_assist::VTL_ENTRY_REASON as u64;
             let _ = self.memory.write(at, &reason.to_le_bytes());
         }
-        let mut regs = self.vtl2.get_regs().map_err(|e| self.failure("KVM_GET_REGS", e))?;
+        let mut regs = self
+            .vtl2
+            .get_regs()
+            .map_err(|e| self.failure("KVM_GET_REGS", e))?;
         copy_shared_gprs(vtl0_regs, &mut regs);
-        self.vtl2.set_regs(&regs).map_err(|e| self.failure("KVM_SET_REGS", e))?;
+        self.vtl2
+            .set_regs(&regs)
+            .map_err(|e| self.failure("KVM_SET_REGS", e))?;
         let vtl0 = self.vtl0.as_ref().expect("VTL0 is running");
         move_shared_state(vtl0, &self.vtl2)?;
         self.set_active(Vtl::Vtl2);
@@ -294,7 +333,9 @@ impl<'a> Vp<'a> {
     fn enter_vtl2_here(&mut self, reason: u32, message: Option<HvMessage>) -> Result<(), String> {
         let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
         complete_pending(vtl0).map_err(|e| format!("completing VTL0's exit: {e}"))?;
-        let regs = vtl0.get_regs().map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
+        let regs = vtl0
+            .get_regs()
+            .map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
         self.enter_vtl2(reason, message, &regs)
     }
 
@@ -334,7 +375,9 @@ impl<'a> Vp<'a> {
         }
         let then = match result {
             Ok(VcpuExit::IoOut(port, _)) if port == u16::from(HYPERCALL_PORT) => {
-                let mut regs = vtl0.get_regs().map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
+                let mut regs = vtl0
+                    .get_regs()
+                    .map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
                 regs.rax = hv.hypercall_from(caller, regs.rcx, regs.rdx, regs.r8, memory, None);
                 let (status, _) = hvdef::hypercall::parse_result(regs.rax);
                 if status == hvdef::status::HvStatus::ACCESS_DENIED {
@@ -344,7 +387,8 @@ impl<'a> Vp<'a> {
                         regs.rcx & 0xffff
                     );
                 }
-                vtl0.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
+                vtl0.set_regs(&regs)
+                    .map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
                 Then::Nothing
             }
             Ok(VcpuExit::IoOut(port, _)) if port == u16::from(VTL_CALL_PORT) => Then::VtlCall,
@@ -397,8 +441,12 @@ impl<'a> Vp<'a> {
                 Then::Nothing
             }
             Ok(VcpuExit::Shutdown) => Then::Unrecoverable("triple fault".into()),
-            Ok(VcpuExit::InternalError) => Then::Unrecoverable("KVM could not emulate an instruction".into()),
-            Ok(VcpuExit::FailEntry(reason, _)) => Then::Unrecoverable(format!("entry failed (reason {reason:#x})")),
+            Ok(VcpuExit::InternalError) => {
+                Then::Unrecoverable("KVM could not emulate an instruction".into())
+            }
+            Ok(VcpuExit::FailEntry(reason, _)) => {
+                Then::Unrecoverable(format!("entry failed (reason {reason:#x})"))
+            }
             Ok(other) => Then::Unrecoverable(format!("unexpected exit {other:?}")),
             // The kicker's signal: VTL2 may have an interrupt waiting.
             Err(e) if e.errno() == libc::EINTR => Then::Kicked,
@@ -430,7 +478,11 @@ impl<'a> Vp<'a> {
             Then::Msr(msr, is_write) => {
                 let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
                 let i = vtl0_intercept::msr(vtl0, index as u32, msr, is_write)?;
-                self.enter_vtl2(vp_assist::ENTRY_INTERCEPT, Some(i.message.to_message()), &i.regs)?;
+                self.enter_vtl2(
+                    vp_assist::ENTRY_INTERCEPT,
+                    Some(i.message.to_message()),
+                    &i.regs,
+                )?;
             }
             Then::Memory(gpa, is_write) => {
                 let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
@@ -439,7 +491,10 @@ impl<'a> Vp<'a> {
                 self.enter_vtl2(vp_assist::ENTRY_INTERCEPT, Some(i.message), &i.regs)?;
             }
             Then::Kicked => {
-                let lapic = self.vtl2.get_lapic().map_err(|e| self.failure("KVM_GET_LAPIC", e))?;
+                let lapic = self
+                    .vtl2
+                    .get_lapic()
+                    .map_err(|e| self.failure("KVM_GET_LAPIC", e))?;
                 if interrupt_due(&lapic, self.vtl2_left.elapsed()) {
                     self.enter_vtl2_here(vp_assist::ENTRY_INTERRUPT, None)?;
                 }

@@ -103,9 +103,8 @@ impl Call<'_> {
                 Some(v) => Some(reg::u64_value(v)),
                 None => lower.as_deref_mut().and_then(|l| l.get(name)),
             };
-            let value = value.ok_or_else(|| {
-                (self.missing_status(&target, lower.is_some()), i as u16)
-            })?;
+            let value =
+                value.ok_or_else(|| (self.missing_status(&target, lower.is_some()), i as u16))?;
             self.memory
                 .write(
                     self.output_gpa + (i * VpRegistersHeader::VALUE_SIZE) as u64,

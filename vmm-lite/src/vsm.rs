@@ -209,19 +209,34 @@ mod tests {
             vp_index,
             ..vp(vp_index, Vtl::Vtl0, 0x2000)
         };
-        assert_eq!(s.check_start_vp(Vtl::Vtl2, &start(1)), Err(HvStatus::INVALID_VTL_STATE));
+        assert_eq!(
+            s.check_start_vp(Vtl::Vtl2, &start(1)),
+            Err(HvStatus::INVALID_VTL_STATE)
+        );
         s.enable_partition_vtl(&partition(Vtl::Vtl0)).unwrap();
         s.enable_vp_vtl(0, &vp(1, Vtl::Vtl0, 0x1000)).unwrap();
         assert_eq!(s.check_start_vp(Vtl::Vtl2, &start(1)), Ok(1));
         s.mark_started(1);
-        assert_eq!(s.check_start_vp(Vtl::Vtl0, &start(1)), Err(HvStatus::INVALID_VP_STATE));
-        assert_eq!(s.check_start_vp(Vtl::Vtl2, &start(7)), Err(HvStatus::INVALID_VP_INDEX));
+        assert_eq!(
+            s.check_start_vp(Vtl::Vtl0, &start(1)),
+            Err(HvStatus::INVALID_VP_STATE)
+        );
+        assert_eq!(
+            s.check_start_vp(Vtl::Vtl2, &start(7)),
+            Err(HvStatus::INVALID_VP_INDEX)
+        );
         let vtl2 = VpVtlInput {
             target_vtl: Vtl::Vtl2,
             ..start(0)
         };
-        assert_eq!(s.check_start_vp(Vtl::Vtl0, &vtl2), Err(HvStatus::ACCESS_DENIED));
-        assert_eq!(s.check_start_vp(Vtl::Vtl2, &vtl2), Err(HvStatus::INVALID_VP_STATE));
+        assert_eq!(
+            s.check_start_vp(Vtl::Vtl0, &vtl2),
+            Err(HvStatus::ACCESS_DENIED)
+        );
+        assert_eq!(
+            s.check_start_vp(Vtl::Vtl2, &vtl2),
+            Err(HvStatus::INVALID_VP_STATE)
+        );
     }
 
     #[test]

@@ -17,12 +17,16 @@
 //! instruction started from.
 
 use hvdef::intercept::AccessType;
-use hvdef::message::{message_type, HvMessage, InterceptHeader, IoPortIntercept, MemoryIntercept, MsrIntercept};
+use hvdef::message::{
+    message_type, HvMessage, InterceptHeader, IoPortIntercept, MemoryIntercept, MsrIntercept,
+};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 
 use crate::guest_memory::GuestMemory;
-use crate::port_io_decode::{decode, find_ending_at, IoAccess, PortIoInstruction, MAX_INSTRUCTION_LEN};
+use crate::port_io_decode::{
+    decode, find_ending_at, IoAccess, PortIoInstruction, MAX_INSTRUCTION_LEN,
+};
 use crate::vcpu_state::{
     complete_pending, cpu_mode, execution_state, pending_io_data, read_linear, segment_register,
 };
@@ -77,7 +81,12 @@ fn find_instruction(
         return here.map(|i| (i, regs.rip));
     }
     let window = MAX_INSTRUCTION_LEN as u64;
-    let mut behind = read_linear(vcpu, memory, rip_linear.wrapping_sub(window), MAX_INSTRUCTION_LEN);
+    let mut behind = read_linear(
+        vcpu,
+        memory,
+        rip_linear.wrapping_sub(window),
+        MAX_INSTRUCTION_LEN,
+    );
     if behind.len() < MAX_INSTRUCTION_LEN {
         // The page below is not mapped: look only within RIP's page.
         let in_page = rip_linear % 4096;
@@ -94,7 +103,12 @@ fn find_instruction(
         } else {
             (regs.rsi.wrapping_sub(taken), false)
         };
-        let source = read_linear(vcpu, memory, sregs.ds.base.wrapping_add(first), written.len());
+        let source = read_linear(
+            vcpu,
+            memory,
+            sregs.ds.base.wrapping_add(first),
+            written.len(),
+        );
         let size = usize::from(access.size.max(1));
         let mut elements: Vec<&[u8]> = source.chunks(size).collect();
         if reversed {
@@ -124,8 +138,8 @@ pub fn port_io(
 ) -> Result<Intercepted<IoPortIntercept>, String> {
     let regs = vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
     let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-    let (insn, start) = find_instruction(vcpu, memory, &sregs, &regs, access, written)
-        .ok_or_else(|| {
+    let (insn, start) =
+        find_instruction(vcpu, memory, &sregs, &regs, access, written).ok_or_else(|| {
             format!(
                 "no port I/O instruction at RIP {:#x} for port {:#x}",
                 regs.rip, access.port
@@ -274,32 +288,8 @@ pub fn msr(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvm_bindings::kvm_userspace_memory_region;
-    use kvm_ioctls::{Kvm, VcpuExit};
-
-    /// A one-vCPU VM in real mode at 0x1000 over `memory`, exiting on synthetic MSRs.
-    fn real_mode_vcpu(memory: &GuestMemory) -> (kvm_ioctls::VmFd, VcpuFd) {
-        let kvm = Kvm::new().expect("/dev/kvm is needed for this test");
-        let vm = kvm.create_vm().unwrap();
-        crate::vm::synthetic_msrs_exit_to_user_space(&vm).unwrap();
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: memory.size(),
-            userspace_addr: memory.host_address(),
-        };
-        // SAFETY: `memory` outlives the VM within the test.
-        unsafe { vm.set_user_memory_region(region).unwrap() };
-        let vcpu = vm.create_vcpu(0).unwrap();
-        let mut sregs = vcpu.get_sregs().unwrap();
-        (sregs.cs.base, sregs.cs.selector) = (0, 0);
-        vcpu.set_sregs(&sregs).unwrap();
-        let mut regs = vcpu.get_regs().unwrap();
-        (regs.rip, regs.rflags) = (0x1000, 2);
-        vcpu.set_regs(&regs).unwrap();
-        (vm, vcpu)
-    }
+    use crate::vm::test_vm::real_mode_vcpu;
+    use kvm_ioctls::VcpuExit;
 
     /// Runs to the next port exit: (port, bytes written, element size).
     fn next_port_exit(vcpu: &mut VcpuFd) -> (u16, Vec<u8>, u8) {
@@ -378,7 +368,10 @@ mod tests {
         assert!(m.string_op && m.rep_prefix);
         let mut destination = [0u8; 3];
         memory.read(0x700, &mut destination).unwrap();
-        assert_eq!(destination, [0x11; 3], "finishing KVM's exit wrote nothing new");
+        assert_eq!(
+            destination, [0x11; 3],
+            "finishing KVM's exit wrote nothing new"
+        );
         let regs = vcpu.get_regs().unwrap();
         assert_eq!((regs.rip, regs.rcx, regs.rdi), (0x1013, 3, 0x700));
         memory.write(0x700, b"xyz").unwrap();
@@ -393,7 +386,11 @@ mod tests {
         };
         let i = msr(&mut vcpu, 0, index, false).unwrap();
         assert_eq!((i.message.msr, i.message.header.rip), (0x4000_0000, 0x101b));
-        assert_eq!(vcpu.get_regs().unwrap().rip, 0x101b, "the rdmsr is not done");
+        assert_eq!(
+            vcpu.get_regs().unwrap().rip,
+            0x101b,
+            "the rdmsr is not done"
+        );
         emulate(&vcpu, 2, |r| (r.rax, r.rdx) = (7, 0));
         assert!(matches!(vcpu.run().unwrap(), VcpuExit::Hlt));
         let regs = vcpu.get_regs().unwrap();

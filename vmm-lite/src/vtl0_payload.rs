@@ -108,7 +108,10 @@ mod tests {
         let mut staged = [0u8; 4];
         memory.read(0xfe000, &mut staged).unwrap();
         assert_eq!(staged, [0x5a; 4]);
-        assert!(p.stage(&memory, &[(0xff000, 0x1000)]).is_err(), "covers the paravisor");
+        assert!(
+            p.stage(&memory, &[(0xff000, 0x1000)]).is_err(),
+            "covers the paravisor"
+        );
     }
 
     #[test]

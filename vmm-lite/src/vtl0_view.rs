@@ -200,7 +200,12 @@ impl Vtl0Host {
     /// next VTL return. On another VP it is enabled but not started: it waits for
     /// StartVirtualProcessor, or for INIT and SIPI from a VTL0 local APIC, as a VP that was
     /// never started does.
-    pub fn enable_vp(&self, vp: usize, ctx: &InitialVpContext, started: bool) -> Result<(), VmmError> {
+    pub fn enable_vp(
+        &self,
+        vp: usize,
+        ctx: &InitialVpContext,
+        started: bool,
+    ) -> Result<(), VmmError> {
         let view = lock(&self.view);
         let view = view.as_ref().ok_or(VmmError::Kvm(
             "creating a VTL0 vCPU before the VTL0 view",
@@ -212,7 +217,10 @@ impl Vtl0Host {
         } else {
             KVM_MP_STATE_UNINITIALIZED
         };
-        kvm("KVM_SET_MP_STATE (VTL0)", vcpu.set_mp_state(kvm_mp_state { mp_state }))?;
+        kvm(
+            "KVM_SET_MP_STATE (VTL0)",
+            vcpu.set_mp_state(kvm_mp_state { mp_state }),
+        )?;
         *lock(&self.vcpus[vp]) = Some(vcpu);
         Ok(())
     }
@@ -295,4 +303,3 @@ impl Vtl0Host {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
-

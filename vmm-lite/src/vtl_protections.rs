@@ -141,9 +141,17 @@ mod tests {
                 .map(|(s, n, _)| (s, n))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(runs(&[(0x1800, 0x10), (0x9000, 0)]), [(0, 0x1000), (0x2000, 4 * MIB - 0x2000)]);
         assert_eq!(
-            runs(&[(3 * MIB, 2 * MIB), (0, 0x1000), (0x3000, 0x2000), (0x4000, 0x2000)]),
+            runs(&[(0x1800, 0x10), (0x9000, 0)]),
+            [(0, 0x1000), (0x2000, 4 * MIB - 0x2000)]
+        );
+        assert_eq!(
+            runs(&[
+                (3 * MIB, 2 * MIB),
+                (0, 0x1000),
+                (0x3000, 0x2000),
+                (0x4000, 0x2000)
+            ]),
             [(0x1000, 0x2000), (0x6000, 3 * MIB - 0x6000)]
         );
         assert_eq!(runs(&[(0, u64::MAX)]), []);
@@ -180,9 +188,15 @@ mod tests {
             Err(HvStatus::INVALID_PARAMETER),
             "write without read"
         );
-        assert_eq!(Protections::check_flags(1 << 4), Err(HvStatus::INVALID_PARAMETER));
+        assert_eq!(
+            Protections::check_flags(1 << 4),
+            Err(HvStatus::INVALID_PARAMETER)
+        );
         assert_eq!(Protections::check_flags(0), Ok(()));
-        assert_eq!(Protections::check_flags(map_flags::READABLE | map_flags::KERNEL_EXECUTABLE), Ok(()));
+        assert_eq!(
+            Protections::check_flags(map_flags::READABLE | map_flags::KERNEL_EXECUTABLE),
+            Ok(())
+        );
         let mut p = Protections::new(MIB, &[]);
         assert_eq!(p.set(MIB / PAGE, 0), Err(HvStatus::INVALID_PARAMETER));
     }

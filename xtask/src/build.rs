@@ -29,6 +29,21 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// `cargo build --quiet --release` in the workspace with `args`; `what` names the build in
+/// errors.
+fn cargo_build(args: &[&str], what: &str) -> Result<()> {
+    let status = cargo()
+        .current_dir(workspace_root())
+        .args(["build", "--quiet", "--release"])
+        .args(args)
+        .status()
+        .with_context(|| format!("running cargo to build {what}"))?;
+    if !status.success() {
+        bail!("building {what} failed");
+    }
+    Ok(())
+}
+
 /// Builds the firmware for `arch` in `flavor` and writes its image; returns the image path.
 pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
     let root = workspace_root();
@@ -38,30 +53,13 @@ pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
         Flavor::Normal => "normal",
         Flavor::SelfTest => "selftest",
     });
-    let mut cmd = cargo();
-    cmd.current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "parapet-boot",
-            "--bin",
-            "parapet",
-            "--target",
-        ])
-        .arg(arch.rust_target())
-        .arg("--target-dir")
-        .arg(&target_dir);
+    let dir_arg = target_dir.display().to_string();
+    let mut args = vec!["-p", "parapet-boot", "--bin", "parapet"];
+    args.extend(["--target", arch.rust_target(), "--target-dir", &dir_arg]);
     if flavor == Flavor::SelfTest {
-        cmd.args(["--features", "selftest"]);
+        args.extend(["--features", "selftest"]);
     }
-    let status = cmd
-        .status()
-        .context("running cargo to build the firmware")?;
-    if !status.success() {
-        bail!("building the {arch} firmware failed");
-    }
+    cargo_build(&args, &format!("the {arch} firmware"))?;
     let elf = target_dir.join(arch.rust_target()).join("release/parapet");
     let out = image_path(arch, flavor);
     std::fs::create_dir_all(image_dir(arch))?;
@@ -152,23 +150,8 @@ pub fn igvm(flavor: Flavor) -> Result<PathBuf> {
 
 /// Builds vmm-lite (release) and returns its path.
 pub fn vmm_lite() -> Result<PathBuf> {
+    cargo_build(&["-p", "vmm-lite", "--bin", "vmm-lite"], "vmm-lite")?;
     let root = workspace_root();
-    let status = cargo()
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "vmm-lite",
-            "--bin",
-            "vmm-lite",
-        ])
-        .status()
-        .context("running cargo to build vmm-lite")?;
-    if !status.success() {
-        bail!("building vmm-lite failed");
-    }
     Ok(root.join("target/release/vmm-lite"))
 }
 
@@ -201,25 +184,18 @@ pub fn guest_path(guest: Guest) -> PathBuf {
 pub fn guests() -> Result<Vec<PathBuf>> {
     let root = workspace_root();
     let target_dir = root.join("target/guests");
-    let status = cargo()
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "parapet-test-guests",
-            "--bins",
-            "--target",
-        ])
-        .arg(Arch::X86_64.rust_target())
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .context("running cargo to build the test guests")?;
-    if !status.success() {
-        bail!("building the test guests failed");
-    }
+    let dir_arg = target_dir.display().to_string();
+    let target = Arch::X86_64.rust_target();
+    let args = [
+        "-p",
+        "parapet-test-guests",
+        "--bins",
+        "--target",
+        target,
+        "--target-dir",
+        &dir_arg,
+    ];
+    cargo_build(&args, "the test guests")?;
     let objcopy = llvm_tool("llvm-objcopy")?;
     let mut out = Vec::new();
     for guest in Guest::ALL {

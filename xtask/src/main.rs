@@ -215,7 +215,8 @@ fn demo(accel: Accel) -> Result<ExitCode> {
     report(verdict)
 }
 
-/// Clippy over host crates, both firmware targets and the test guests; true when clean.
+/// rustfmt, and clippy over host crates, both firmware targets and the test guests; true
+/// when clean.
 fn lint() -> Result<bool> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = xtask::workspace_root();
@@ -263,6 +264,15 @@ fn lint() -> Result<bool> {
         .collect(),
     );
     let mut clean = true;
+    let formatted = Command::new(&cargo)
+        .current_dir(&root)
+        .args(["fmt", "--all", "--check"])
+        .status()
+        .context("running cargo fmt")?;
+    if !formatted.success() {
+        eprintln!("xtask: `cargo fmt --all --check` found unformatted code; run `cargo fmt --all`");
+        clean = false;
+    }
     for args in runs {
         let status = Command::new(&cargo)
             .current_dir(&root)

@@ -62,7 +62,13 @@ pub fn start_vp(vp: u32, entry: extern "C" fn() -> !) -> u16 {
     c[136 + 14..136 + 16].copy_from_slice(&0x82u16.to_le_bytes());
     c[168 + 6..168 + 8].copy_from_slice(&gdtr[0..2]); // GDTR limit, then base
     c[168 + 8..168 + 16].copy_from_slice(&gdtr[2..10]);
-    for (at, value) in [(184, efer), (192, cr0), (200, cr3), (208, cr4), (216, 0x0007_0406_0007_0406)] {
+    for (at, value) in [
+        (184, efer),
+        (192, cr0),
+        (200, cr3),
+        (208, cr4),
+        (216, 0x0007_0406_0007_0406),
+    ] {
         c[at..at + 8].copy_from_slice(&value.to_le_bytes());
     }
     (hypercall::call(START_VIRTUAL_PROCESSOR, &input) & 0xffff) as u16

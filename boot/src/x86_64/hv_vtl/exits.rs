@@ -39,7 +39,11 @@ fn step_over(site: &ExitSite, length: u8) {
         registers::RIP,
         registers::u64_value(rip),
     ) {
-        log::error!("hv_vtl: cannot move VTL0 past {:#x}: status {:#x}", site.rip, status.0);
+        log::error!(
+            "hv_vtl: cannot move VTL0 past {:#x}: status {:#x}",
+            site.rip,
+            status.0
+        );
     }
 }
 
@@ -63,7 +67,11 @@ pub fn handle(
             step_over(site, TWO_BYTE_INSTRUCTION);
             Verdict::Resume
         }
-        GuestExit::Memory { gpa, write, completed } => {
+        GuestExit::Memory {
+            gpa,
+            write,
+            completed,
+        } => {
             let what = if write { "write to" } else { "read of" };
             if completed {
                 log::warn!(
@@ -81,7 +89,11 @@ pub fn handle(
                 Verdict::PowerOff { success: false }
             }
         }
-        GuestExit::Cpuid { leaf, subleaf, default } => {
+        GuestExit::Cpuid {
+            leaf,
+            subleaf,
+            default,
+        } => {
             log::debug!("hv_vtl: VTL0 CPUID {leaf:#x}.{subleaf}: the host's answer");
             let [eax, ebx, ecx, edx] = default.map(u64::from);
             (gprs.rax, gprs.rbx, gprs.rcx, gprs.rdx) = (eax, ebx, ecx, edx);
@@ -115,7 +127,9 @@ fn port(
         direction,
         string,
     } = access;
-    if size != 1 && (super::vtl0_devices::COM1_BASE..=super::vtl0_devices::COM1_LAST).contains(&port) {
+    if size != 1
+        && (super::vtl0_devices::COM1_BASE..=super::vtl0_devices::COM1_LAST).contains(&port)
+    {
         log::info!("hv_vtl: VTL0 made a {size}-byte access to COM1 port {port:#x} (8-bit registers): one byte per register");
     }
     if let Some(op) = string {
@@ -146,7 +160,10 @@ fn string_port(
 ) -> Verdict {
     let size = u64::from(access.size);
     let Some(paging) = Paging::current() else {
-        log::error!("hv_vtl: cannot read VTL0's paging registers; string I/O at {:#x} skipped", site.rip);
+        log::error!(
+            "hv_vtl: cannot read VTL0's paging registers; string I/O at {:#x} skipped",
+            site.rip
+        );
         step_over(site, 1);
         return Verdict::Resume;
     };

@@ -33,12 +33,18 @@ const LARGE: u64 = 1 << 7;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
     /// The staged payload is not inside VTL0's RAM.
-    StagingOutsideRam { address: u64, size: u64 },
+    StagingOutsideRam {
+        address: u64,
+        size: u64,
+    },
     TooLarge(u64),
     Elf(ElfError),
     /// A segment (or the boot structures) falls outside VTL0's RAM, or a segment on the
     /// boot structures.
-    SegmentOutside { start: u64, end: u64 },
+    SegmentOutside {
+        start: u64,
+        end: u64,
+    },
 }
 
 impl core::fmt::Display for LoadError {

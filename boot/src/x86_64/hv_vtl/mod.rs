@@ -121,7 +121,9 @@ async fn host_vp(cpu: usize) {
             EntryReason::Interrupt => Verdict::Resume,
             EntryReason::Intercept => match switch.take_message() {
                 Some(message) => match hv_message::decode(&message) {
-                    Some((exit, site)) => with_devices(|d| exits::handle(d, exit, &site, &mut gprs)),
+                    Some((exit, site)) => {
+                        with_devices(|d| exits::handle(d, exit, &site, &mut gprs))
+                    }
                     None => {
                         log::warn!(
                             "hv_vtl: malformed intercept message of type {:#x} on VP {cpu}; resuming VTL0",
@@ -131,13 +133,15 @@ async fn host_vp(cpu: usize) {
                     }
                 },
                 None => {
-                    log::warn!("hv_vtl: intercept entry without a message on VP {cpu}; resuming VTL0");
+                    log::warn!(
+                        "hv_vtl: intercept entry without a message on VP {cpu}; resuming VTL0"
+                    );
                     Verdict::Resume
                 }
             },
-            EntryReason::VtlCall => with_devices(|d| {
-                exits::handle(d, GuestExit::Call, &ExitSite::default(), &mut gprs)
-            }),
+            EntryReason::VtlCall => {
+                with_devices(|d| exits::handle(d, GuestExit::Call, &ExitSite::default(), &mut gprs))
+            }
             EntryReason::Other(reason) => {
                 log::warn!("hv_vtl: VTL entry for reason {reason} on VP {cpu}; resuming VTL0");
                 Verdict::Resume
@@ -201,7 +205,10 @@ fn install_intercepts() -> Result<(), HvVtlError> {
     if !status.is_success() {
         return Err(HvVtlError::Setup("InstallIntercept(Msr)", status));
     }
-    let status = install(intercept_type::X64_CPUID, u64::from(hvdef::cpuid::LEAF_VENDOR));
+    let status = install(
+        intercept_type::X64_CPUID,
+        u64::from(hvdef::cpuid::LEAF_VENDOR),
+    );
     if !status.is_success() {
         log::info!(
             "hv_vtl: the host does not deliver CPUID intercepts (status {:#x}); VTL0 reads the host's CPUID",

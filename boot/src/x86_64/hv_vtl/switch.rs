@@ -69,15 +69,18 @@ impl VtlSwitch {
         let frame = || kernel::memory::allocate_zeroed_frame().map_err(|_| HvVtlError::OutOfFrames);
         let (assist, message_page) = (frame()?, frame()?);
         let code = hv::code_page().ok_or(HvVtlError::NoHypercallPage)?;
-        let offsets = hv::get_vp_register(registers::VSM_CODE_PAGE_OFFSETS)
-            .map_err(HvVtlError::Hypercall)?;
+        let offsets =
+            hv::get_vp_register(registers::VSM_CODE_PAGE_OFFSETS).map_err(HvVtlError::Hypercall)?;
         let offsets = VsmCodePageOffsets::decode(le::u64_at(&offsets, 0).unwrap_or_default());
         // SAFETY: the VTL interface is present (platform hv_vtl), so these synthetic MSRs
         // exist; the pages are frames this CPU owns, identity-mapped.
         unsafe {
             wrmsr(msr::VP_ASSIST_PAGE, PageMsr::new(assist, true).0);
             wrmsr(msr::SIMP, PageMsr::new(message_page, true).0);
-            wrmsr(msr::SINT0 + INTERCEPT_SINT as u32, SINT0_VECTOR & !Sint::MASKED);
+            wrmsr(
+                msr::SINT0 + INTERCEPT_SINT as u32,
+                SINT0_VECTOR & !Sint::MASKED,
+            );
             wrmsr(msr::SCONTROL, 1);
         }
         Ok(Self {
@@ -182,7 +185,10 @@ impl VtlSwitch {
         };
         copy_words(&mut message, 0..HEADER_SIZE / 8);
         let payload_words = message.payload_size().div_ceil(8);
-        copy_words(&mut message, HEADER_SIZE / 8..HEADER_SIZE / 8 + payload_words);
+        copy_words(
+            &mut message,
+            HEADER_SIZE / 8..HEADER_SIZE / 8 + payload_words,
+        );
         if message.message_type() == message_type::NONE {
             return None;
         }

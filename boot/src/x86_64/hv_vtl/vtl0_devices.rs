@@ -18,7 +18,13 @@ const MAX_LINE: usize = 256;
 fn print_line(line: &mut Vec<u8>) {
     let text: String = line
         .drain(..)
-        .map(|b| if (0x20..0x7f).contains(&b) { char::from(b) } else { '.' })
+        .map(|b| {
+            if (0x20..0x7f).contains(&b) {
+                char::from(b)
+            } else {
+                '.'
+            }
+        })
         .collect();
     kernel::println!("vtl0| {text}");
 }
@@ -70,7 +76,8 @@ impl Vtl0Devices {
         }
         for lane in 0..u16::from(size.min(4)) {
             if let Some(p @ COM1_BASE..=COM1_LAST) = port.checked_add(lane) {
-                self.com1.write((p - COM1_BASE) as u8, (value >> (8 * lane)) as u8);
+                self.com1
+                    .write((p - COM1_BASE) as u8, (value >> (8 * lane)) as u8);
             }
         }
         self.drain_output();

@@ -125,7 +125,12 @@ pub struct Paging {
 impl Paging {
     /// VTL0's paging registers on this VP, in one hypercall.
     pub fn current() -> Option<Self> {
-        let names = [registers::CR0, registers::CR3, registers::CR4, registers::EFER];
+        let names = [
+            registers::CR0,
+            registers::CR3,
+            registers::CR4,
+            registers::EFER,
+        ];
         let values = hv::get_registers(InputVtl(Some(Vtl::Vtl0)), &names).ok()?;
         let value = |i: usize| le::u64_at(&values[i], 0);
         Some(Self {
@@ -177,7 +182,9 @@ impl Paging {
         while done < out.len() {
             let at = linear.wrapping_add(done as u64);
             let n = ((PAGE - at % PAGE) as usize).min(out.len() - done);
-            let gpa = self.translate(at, false, user).ok_or(Fault { address: at })?;
+            let gpa = self
+                .translate(at, false, user)
+                .ok_or(Fault { address: at })?;
             read(gpa, &mut out[done..done + n])?;
             done += n;
         }
@@ -190,7 +197,9 @@ impl Paging {
         while done < bytes.len() {
             let at = linear.wrapping_add(done as u64);
             let n = ((PAGE - at % PAGE) as usize).min(bytes.len() - done);
-            let gpa = self.translate(at, true, user).ok_or(Fault { address: at })?;
+            let gpa = self
+                .translate(at, true, user)
+                .ok_or(Fault { address: at })?;
             write(gpa, &bytes[done..done + n])?;
             done += n;
         }

@@ -35,7 +35,10 @@ fn memory() {
         unsafe { address.write_volatile(0x0bad_c0de_0bad_c0de) };
         // SAFETY: as above.
         let after = unsafe { address.read_volatile() };
-        println!("escape: paravisor memory {:#x}: read {before:#x}, after writing read {after:#x}", address as u64);
+        println!(
+            "escape: paravisor memory {:#x}: read {before:#x}, after writing read {after:#x}",
+            address as u64
+        );
     }
     // A string IN aimed at the paravisor: the paravisor must not write there for us.
     // SAFETY: as above.
@@ -99,7 +102,9 @@ fn odd_ports() {
         let dword = port::inl(COM1);
         port::outl(COM1 + 7, 0x5a5a_5a5a); // 32 bits at the scratch register, past COM1's end
         let scratch = port::inb(COM1 + 7);
-        println!("escape: inw LSR {lsr_word:#x}, inl RBR {dword:#x}, scratch after outl {scratch:#x}");
+        println!(
+            "escape: inw LSR {lsr_word:#x}, inl RBR {dword:#x}, scratch after outl {scratch:#x}"
+        );
         port::rep_outsb(COM1, b"escape: this line went out by rep outsb\r\n");
         let mut lsr = [0u8; 4];
         port::rep_insb(COM1 + 5, &mut lsr);
@@ -114,7 +119,9 @@ fn spin() {
     let tsc = || {
         let (low, high): (u32, u32);
         // SAFETY: rdtsc only reads the time-stamp counter.
-        unsafe { core::arch::asm!("rdtsc", out("eax") low, out("edx") high, options(nomem, nostack)) };
+        unsafe {
+            core::arch::asm!("rdtsc", out("eax") low, out("edx") high, options(nomem, nostack))
+        };
         (u64::from(high) << 32) | u64::from(low)
     };
     let start = tsc();
