@@ -18,6 +18,10 @@ pub const RIP: u32 = 0x0002_0010;
 pub const RFLAGS: u32 = 0x0002_0011;
 /// XMM0..15 are `XMM0 + n`.
 pub const XMM0: u32 = 0x0003_0000;
+/// DR0..DR3 are `DR0 + n`.
+pub const DR0: u32 = 0x0005_0000;
+pub const DR6: u32 = 0x0005_0004;
+pub const DR7: u32 = 0x0005_0005;
 pub const CR0: u32 = 0x0004_0000;
 pub const CR2: u32 = 0x0004_0001;
 pub const CR3: u32 = 0x0004_0002;

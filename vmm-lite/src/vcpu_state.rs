@@ -135,41 +135,6 @@ pub fn complete_pending(vcpu: &mut VcpuFd) -> Result<(), kvm_ioctls::Error> {
     }
 }
 
-/// Moves the state VTLs share besides the general-purpose registers (TLFS §15.11) from one
-/// VTL's vCPU to the other's: x87/SSE/AVX (XSAVE), XCR0, DR0-DR3 and DR6, and CR2. DR7 and
-/// everything else stays with each VTL. Only what differs is written: most switches change
-/// none of it, and KVM_SET_SREGS resets the vCPU's MMU context.
-pub fn move_shared_state(from: &VcpuFd, to: &VcpuFd) -> Result<(), String> {
-    let err = |what: &'static str| move |e: kvm_ioctls::Error| format!("{what}: {e}");
-    let xsave = from.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
-    if to.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region != xsave.region {
-        // SAFETY: vmm-lite enables no dynamically sized XSTATE feature (AMX needs an
-        // arch_prctl it never makes), so the state fits kvm_xsave's 4096 bytes; the buffer
-        // comes from KVM_GET_XSAVE on a vCPU of this process with the same CPUID.
-        unsafe { to.set_xsave(&xsave) }.map_err(err("KVM_SET_XSAVE"))?;
-    }
-    let xcrs = from.get_xcrs().map_err(err("KVM_GET_XCRS"))?;
-    let to_xcrs = to.get_xcrs().map_err(err("KVM_GET_XCRS"))?;
-    let xcr0 = |x: &kvm_bindings::kvm_xcrs| (x.nr_xcrs > 0).then(|| x.xcrs[0]);
-    if xcr0(&xcrs).map(|x| x.value) != xcr0(&to_xcrs).map(|x| x.value) {
-        to.set_xcrs(&xcrs).map_err(err("KVM_SET_XCRS"))?;
-    }
-    let debug = from.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?;
-    let mut to_debug = to.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?;
-    if (to_debug.db, to_debug.dr6) != (debug.db, debug.dr6) {
-        (to_debug.db, to_debug.dr6) = (debug.db, debug.dr6);
-        to.set_debug_regs(&to_debug)
-            .map_err(err("KVM_SET_DEBUGREGS"))?;
-    }
-    let cr2 = from.get_sregs().map_err(err("KVM_GET_SREGS"))?.cr2;
-    let mut to_sregs = to.get_sregs().map_err(err("KVM_GET_SREGS"))?;
-    if to_sregs.cr2 != cr2 {
-        to_sregs.cr2 = cr2;
-        to.set_sregs(&to_sregs).map_err(err("KVM_SET_SREGS"))?;
-    }
-    Ok(())
-}
-
 /// The general-purpose registers by TLFS name.
 fn gpr(regs: &mut kvm_regs, name: u32) -> Option<&mut u64> {
     Some(match name {
@@ -232,7 +197,32 @@ fn control_of(sregs: &mut kvm_sregs, name: u32) -> Option<&mut u64> {
     })
 }
 
-/// A VTL0 vCPU as VTL2's Get/SetVpRegisters sees it.
+/// XMM`n` for register name `name`.
+fn xmm_index(name: u32) -> Option<usize> {
+    let n = name.checked_sub(reg::XMM0)?;
+    (n < 16).then_some(n as usize)
+}
+
+enum Debug {
+    Address(usize),
+    Status,
+    Control,
+}
+
+fn debug_register(name: u32) -> Option<Debug> {
+    match name {
+        n if (reg::DR0..reg::DR0 + 4).contains(&n) => Some(Debug::Address((n - reg::DR0) as usize)),
+        reg::DR6 => Some(Debug::Status),
+        reg::DR7 => Some(Debug::Control),
+        _ => None,
+    }
+}
+
+/// A VTL0 vCPU as VTL2's Get/SetVpRegisters sees it. The state VTLs share besides the
+/// general-purpose registers (x87/SSE/AVX, DR0-DR3, DR6, CR2) stays in VTL0's vCPU and is
+/// reached here by name: a paravisor that never touches it itself (Parapet is soft-float and
+/// uses no debug registers) sees exactly what sharing would show, without copying it on
+/// every switch.
 pub struct VcpuRegisters<'a>(pub &'a VcpuFd);
 
 impl LowerVtlRegisters for VcpuRegisters<'_> {
@@ -241,6 +231,17 @@ impl LowerVtlRegisters for VcpuRegisters<'_> {
             if let Some(v) = gpr(&mut regs, name) {
                 return Some(reg::u64_value(*v));
             }
+        }
+        if let Some(n) = xmm_index(name) {
+            return self.0.get_fpu().ok().map(|fpu| fpu.xmm[n]);
+        }
+        if let Some(debug) = debug_register(name) {
+            let d = self.0.get_debug_regs().ok()?;
+            return Some(reg::u64_value(match debug {
+                Debug::Address(n) => d.db[n],
+                Debug::Status => d.dr6,
+                Debug::Control => d.dr7,
+            }));
         }
         let mut sregs = self.0.get_sregs().ok()?;
         if let Some(s) = segment_of(&mut sregs, name) {
@@ -270,6 +271,23 @@ impl LowerVtlRegisters for VcpuRegisters<'_> {
         let value64 = le::u64_at(value, 0).unwrap_or_default();
         if reg::SHARED_GENERAL_PURPOSE.contains(&name) {
             return Err(HvStatus::INVALID_PARAMETER);
+        }
+        if let Some(n) = xmm_index(name) {
+            let mut fpu = self.0.get_fpu().map_err(failed)?;
+            fpu.xmm[n] = *value;
+            return self.0.set_fpu(&fpu).map_err(failed);
+        }
+        if let Some(debug) = debug_register(name) {
+            let mut d = self.0.get_debug_regs().map_err(failed)?;
+            *match debug {
+                Debug::Address(n) => &mut d.db[n],
+                Debug::Status => &mut d.dr6,
+                Debug::Control => &mut d.dr7,
+            } = value64;
+            return self
+                .0
+                .set_debug_regs(&d)
+                .map_err(|_| HvStatus::INVALID_REGISTER_VALUE);
         }
         let mut regs = self.0.get_regs().map_err(failed)?;
         if let Some(v) = gpr(&mut regs, name) {
@@ -349,27 +367,25 @@ mod tests {
     }
 
     #[test]
-    fn shared_state_moves_between_vtls_and_private_state_stays() {
+    fn vtl0s_fpu_and_debug_state_are_reached_by_name() {
         let kvm = kvm_ioctls::Kvm::new().expect("/dev/kvm is needed for this test");
-        let (vm_a, vm_b) = (kvm.create_vm().unwrap(), kvm.create_vm().unwrap());
-        let (a, b) = (vm_a.create_vcpu(0).unwrap(), vm_b.create_vcpu(0).unwrap());
-        let mut debug = a.get_debug_regs().unwrap();
-        (debug.db[0], debug.dr7) = (0x1234, 0x401);
-        a.set_debug_regs(&debug).unwrap();
-        let mut sregs = a.get_sregs().unwrap();
-        sregs.cr2 = 0x5000;
-        a.set_sregs(&sregs).unwrap();
-        let mut xsave = a.get_xsave().unwrap();
-        xsave.region[40] = 0xdead_beef; // XMM0's low dword (legacy area byte 160)
-        xsave.region[128] |= 0b10; // XSTATE_BV (header byte 512): SSE state present
-                                   // SAFETY: a state KVM_GET_XSAVE gave, one field changed within its legacy area.
-        unsafe { a.set_xsave(&xsave).unwrap() };
-        move_shared_state(&a, &b).unwrap();
-        let b_debug = b.get_debug_regs().unwrap();
-        assert_eq!(b_debug.db[0], 0x1234);
-        assert_ne!(b_debug.dr7, 0x401, "DR7 is each VTL's own");
-        assert_eq!(b.get_sregs().unwrap().cr2, 0x5000);
-        assert_eq!(b.get_xsave().unwrap().region[40], 0xdead_beef);
+        let vm = kvm.create_vm().unwrap();
+        let vcpu = vm.create_vcpu(0).unwrap();
+        let mut regs = VcpuRegisters(&vcpu);
+        let mut xmm3 = [0u8; 16];
+        xmm3[..4].copy_from_slice(&0xdead_beefu32.to_le_bytes());
+        regs.set(reg::XMM0 + 3, &xmm3).unwrap();
+        assert_eq!(regs.get(reg::XMM0 + 3), Some(xmm3));
+        assert_eq!(vcpu.get_fpu().unwrap().xmm[3], xmm3);
+        regs.set(reg::DR0 + 2, &reg::u64_value(0x4000)).unwrap();
+        assert_eq!(regs.get(reg::DR0 + 2), Some(reg::u64_value(0x4000)));
+        assert_eq!(vcpu.get_debug_regs().unwrap().db[2], 0x4000);
+        assert_eq!(regs.get(reg::XMM0 + 16), None, "there are 16");
+        assert_eq!(
+            regs.set(reg::RAX, &reg::u64_value(1)),
+            Err(HvStatus::INVALID_PARAMETER),
+            "shared: VTL2 holds it"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! One VP on its host thread: its VTL2 vCPU (where the firmware runs) and, once VTL2 has
 //! enabled it, its VTL0 vCPU in the VTL0 view, with the VTL switch between them (TLFS §15.6).
 //!
-//! - VTL return (VTL2 calls the return sequence): VTL0's shared registers (general purpose,
-//!   x87/SSE/AVX, XCR0, DR0-DR3, DR6, CR2) become VTL2's, RAX and RCX come from VTL2's VP assist page (VtlReturnX64Rax/
+//! - VTL return (VTL2 calls the return sequence): VTL0's shared general-purpose registers
+//!   become VTL2's (the rest of the shared state stays in VTL0's vCPU, reached by
+//!   GetVpRegisters: see `vcpu_state::VcpuRegisters`), RAX and RCX come from VTL2's VP assist page (VtlReturnX64Rax/
 //!   Rcx), and VTL0 runs.
 //! - VTL entry: VTL0 calls the VTL call sequence, or does something VTL2 intercepts. VTL2's
 //!   shared registers become VTL0's, the reason goes to VTL2's VP assist page
@@ -29,8 +30,7 @@ use crate::kick::{interrupt_due, Kicker};
 use crate::port_io_decode::IoAccess;
 use crate::serial::{Com1, COM1_PORTS};
 use crate::vcpu_state::{
-    complete_pending, copy_shared_gprs, move_shared_state, pending_io_data, pending_io_size,
-    VcpuRegisters,
+    complete_pending, copy_shared_gprs, pending_io_data, pending_io_size, VcpuRegisters,
 };
 use crate::vm::Outcome;
 use crate::vtl0_intercept;
@@ -275,7 +275,6 @@ impl<'a> Vp<'a> {
         (regs.rax, regs.rcx) = (rax, rcx);
         vtl0.set_regs(&regs)
             .map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
-        move_shared_state(&self.vtl2, vtl0)?;
         self.set_active(Vtl::Vtl0);
         Ok(())
     }
@@ -323,8 +322,6 @@ impl<'a> Vp<'a> {
         self.vtl2
             .set_regs(&regs)
             .map_err(|e| self.failure("KVM_SET_REGS", e))?;
-        let vtl0 = self.vtl0.as_ref().expect("VTL0 is running");
-        move_shared_state(vtl0, &self.vtl2)?;
         self.set_active(Vtl::Vtl2);
         Ok(())
     }
