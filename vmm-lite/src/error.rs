@@ -42,6 +42,8 @@ pub enum VmmError {
     BadPayload { path: String, reason: String },
     #[error("--vtl0 needs --platform vbs: only the paravisor platform has a VTL0")]
     PayloadWithoutVtl0,
+    #[error("the benchmark's guest failed: {0}")]
+    Benchmark(String),
     #[error("cannot allocate {0} bytes of guest memory: {1}")]
     Mmap(u64, std::io::Error),
 }

@@ -6,6 +6,7 @@
 //! what this host's KVM offers. `--platform vbs` adds the Hyper-V interface a VTL2 paravisor
 //! uses (`hyperv`), with VTL0 as a second KVM VM over the same RAM (`vtl0_view`).
 
+pub mod bench;
 pub mod error;
 pub mod guest_memory;
 pub mod hyperv;

@@ -60,6 +60,16 @@ enum Command {
     /// Check that this host's KVM can run Parapet: open /dev/kvm, create a VM and a vCPU,
     /// and list the capabilities vmm-lite relies on. Exits non-zero if any is missing.
     Probe,
+    /// Time one of vmm-lite's own round trips with a tiny built-in guest and print the mean
+    /// in microseconds: `direct` (a port write vmm-lite answers) or `floor` (a VTL call from
+    /// VTL0 answered by an immediate VTL return). `cargo xtask bench vtl` uses both.
+    Bench {
+        #[arg(value_parser = ["direct", "floor"])]
+        what: String,
+        /// Round trips to time.
+        #[arg(long, default_value_t = 10_000)]
+        iterations: u32,
+    },
 }
 
 fn parse_memory(text: &str) -> Result<u64, VmmError> {
@@ -248,6 +258,23 @@ fn main() -> ExitCode {
             }
         },
         Command::Probe => probe(),
+        Command::Bench { what, iterations } => {
+            let result = if what == "direct" {
+                vmm_lite::bench::direct(iterations)
+            } else {
+                vmm_lite::bench::floor(iterations)
+            };
+            match result {
+                Ok(per_trip) => {
+                    println!("{:.2}", per_trip.as_secs_f64() * 1e6);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vmm-lite: {e}");
+                    ExitCode::from(VMM_ERROR)
+                }
+            }
+        }
     }
 }
 

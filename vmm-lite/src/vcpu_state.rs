@@ -160,6 +160,19 @@ fn gpr(regs: &mut kvm_regs, name: u32) -> Option<&mut u64> {
     })
 }
 
+/// The registers KVM stored in the run area at the vCPU's last exit (KVM_CAP_SYNC_REGS,
+/// enabled for `SyncReg::Register`). Current only while nothing has set them since with
+/// KVM_SET_REGS.
+pub fn exit_regs(vcpu: &mut VcpuFd) -> kvm_regs {
+    vcpu.sync_regs_mut().regs
+}
+
+/// Gives the vCPU `regs` at its next KVM_RUN through the run area, without an ioctl.
+pub fn set_entry_regs(vcpu: &mut VcpuFd, regs: &kvm_regs) {
+    vcpu.sync_regs_mut().regs = *regs;
+    vcpu.set_sync_dirty_reg(kvm_ioctls::SyncReg::Register);
+}
+
 /// The shared general-purpose registers, moved between VTLs on every switch.
 pub fn copy_shared_gprs(from: &kvm_regs, to: &mut kvm_regs) {
     let mut from = *from;

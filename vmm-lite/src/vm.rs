@@ -262,26 +262,41 @@ fn with_hyperv_leaves(table: &CpuId, hv: &HyperV) -> Result<CpuId, VmmError> {
     })
 }
 
+/// A one-vCPU VM over `memory` (all of it at 0) in real mode at `rip`, exiting to user
+/// space on synthetic MSRs: for tests and benchmarks that run a few hand-written
+/// instructions.
+///
+/// # Safety
+/// `memory` must outlive the VM.
+pub(crate) unsafe fn real_mode_vm(
+    memory: &GuestMemory,
+    rip: u64,
+) -> Result<(Kvm, VmFd, VcpuFd), VmmError> {
+    let kvm_fd = Kvm::new().map_err(VmmError::NoKvm)?;
+    let vm = kvm("KVM_CREATE_VM", kvm_fd.create_vm())?;
+    synthetic_msrs_exit_to_user_space(&vm)?;
+    // SAFETY: the caller keeps `memory` alive as long as the VM.
+    unsafe { map_all_ram(&vm, memory) }?;
+    let vcpu = kvm("KVM_CREATE_VCPU", vm.create_vcpu(0))?;
+    let mut sregs = kvm("KVM_GET_SREGS", vcpu.get_sregs())?;
+    (sregs.cs.base, sregs.cs.selector) = (0, 0);
+    kvm("KVM_SET_SREGS", vcpu.set_sregs(&sregs))?;
+    let mut regs = kvm("KVM_GET_REGS", vcpu.get_regs())?;
+    (regs.rip, regs.rflags) = (rip, 2);
+    kvm("KVM_SET_REGS", vcpu.set_regs(&regs))?;
+    Ok((kvm_fd, vm, vcpu))
+}
+
 /// A throwaway VM for tests that run a few instructions on KVM.
 #[cfg(test)]
 pub(crate) mod test_vm {
     use super::*;
 
-    /// A one-vCPU VM over `memory` (all of it at 0) in real mode at 0x1000, exiting to user
-    /// space on synthetic MSRs. The caller keeps `memory` alive as long as the VM.
+    /// [`real_mode_vm`] at 0x1000. The caller keeps `memory` alive as long as the VM.
     pub fn real_mode_vcpu(memory: &GuestMemory) -> (VmFd, VcpuFd) {
-        let kvm = Kvm::new().expect("/dev/kvm is needed for this test");
-        let vm = kvm.create_vm().unwrap();
-        synthetic_msrs_exit_to_user_space(&vm).unwrap();
         // SAFETY: the caller keeps `memory` alive as long as the VM.
-        unsafe { map_all_ram(&vm, memory).unwrap() };
-        let vcpu = vm.create_vcpu(0).unwrap();
-        let mut sregs = vcpu.get_sregs().unwrap();
-        (sregs.cs.base, sregs.cs.selector) = (0, 0);
-        vcpu.set_sregs(&sregs).unwrap();
-        let mut regs = vcpu.get_regs().unwrap();
-        (regs.rip, regs.rflags) = (0x1000, 2);
-        vcpu.set_regs(&regs).unwrap();
+        let (_kvm, vm, vcpu) =
+            unsafe { real_mode_vm(memory, 0x1000) }.expect("/dev/kvm is needed for this test");
         (vm, vcpu)
     }
 }

@@ -17,7 +17,7 @@ use hvdef::hypercall::{map_flags, vp_assist};
 use hvdef::message::{message_type, HvMessage, INTERCEPT_SINT, MESSAGE_SIZE};
 use hvdef::vtl::Vtl;
 use kvm_bindings::kvm_regs;
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +30,7 @@ use crate::kick::{interrupt_due, Kicker};
 use crate::port_io_decode::IoAccess;
 use crate::serial::{Com1, COM1_PORTS};
 use crate::vcpu_state::{
-    complete_pending, copy_shared_gprs, pending_io_data, pending_io_size, VcpuRegisters,
+    copy_shared_gprs, exit_regs, pending_io_data, pending_io_size, set_entry_regs, VcpuRegisters,
 };
 use crate::vm::Outcome;
 use crate::vtl0_intercept;
@@ -112,6 +112,10 @@ impl<'a> Vp<'a> {
         hv: Option<&'a HyperV>,
         kicker: Option<Arc<Kicker>>,
     ) -> Self {
+        let mut vtl2 = vtl2;
+        // KVM stores the registers in the run area at every exit, and takes them from there
+        // when marked dirty: a VTL switch moves them without GET/SET_REGS ioctls.
+        vtl2.set_sync_valid_reg(SyncReg::Register);
         Self {
             index,
             vtl2,
@@ -168,7 +172,9 @@ impl<'a> Vp<'a> {
     /// The VP's VTL0 vCPU, taken from the VTL0 host the first time it is needed.
     fn vtl0_vcpu(&mut self) -> Option<&mut VcpuFd> {
         if self.vtl0.is_none() {
-            self.vtl0 = self.hv?.vtl0_host()?.take_vp(self.index);
+            let mut vcpu = self.hv?.vtl0_host()?.take_vp(self.index)?;
+            vcpu.set_sync_valid_reg(SyncReg::Register);
+            self.vtl0 = Some(vcpu);
         }
         self.vtl0.as_mut()
     }
@@ -250,11 +256,11 @@ impl<'a> Vp<'a> {
             eprintln!("vmm-lite: VP {index}: VTL return with no VTL0 enabled; ignored");
             return Ok(());
         }
-        complete_pending(&mut self.vtl2).map_err(|e| self.failure("completing VTL2's exit", e))?;
-        let vtl2_regs = self
-            .vtl2
-            .get_regs()
-            .map_err(|e| self.failure("KVM_GET_REGS", e))?;
+        // VTL2 stopped on an OUT (the VTL return port): nothing for KVM to finish (see
+        // `enter_vtl2_here`).
+        // Nothing has written VTL2's registers since it stopped: KVM's copy from the exit
+        // is current.
+        let vtl2_regs = exit_regs(&mut self.vtl2);
         let assist = hv.vtl2_pages(index).vp_assist;
         let read_assist = |offset: usize| {
             let mut b = [0u8; 8];
@@ -268,13 +274,14 @@ impl<'a> Vp<'a> {
         let rax = read_assist(vp_assist::VTL_RETURN_RAX).unwrap_or(vtl2_regs.rax);
         let rcx = read_assist(vp_assist::VTL_RETURN_RCX).unwrap_or(vtl2_regs.rcx);
         let vtl0 = self.vtl0.as_mut().expect("taken above");
+        // VTL2 may have set VTL0's registers (SetVpRegisters) since VTL0 stopped, so they
+        // are read afresh; they go back with the next entry, without an ioctl.
         let mut regs = vtl0
             .get_regs()
             .map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
         copy_shared_gprs(&vtl2_regs, &mut regs);
         (regs.rax, regs.rcx) = (rax, rcx);
-        vtl0.set_regs(&regs)
-            .map_err(|e| format!("KVM_SET_REGS (VTL0): {e}"))?;
+        set_entry_regs(vtl0, &regs);
         self.set_active(Vtl::Vtl0);
         Ok(())
     }
@@ -314,25 +321,21 @@ impl<'a> Vp<'a> {
             let at = pages.vp_assist.gpa() + vp_assist::VTL_ENTRY_REASON as u64;
             let _ = self.memory.write(at, &reason.to_le_bytes());
         }
-        let mut regs = self
-            .vtl2
-            .get_regs()
-            .map_err(|e| self.failure("KVM_GET_REGS", e))?;
+        // VTL2 stopped at its VTL return and nothing has written its registers since.
+        let mut regs = exit_regs(&mut self.vtl2);
         copy_shared_gprs(vtl0_regs, &mut regs);
-        self.vtl2
-            .set_regs(&regs)
-            .map_err(|e| self.failure("KVM_SET_REGS", e))?;
+        set_entry_regs(&mut self.vtl2, &regs);
         self.set_active(Vtl::Vtl2);
         Ok(())
     }
 
-    /// Enters VTL2 with VTL0's registers as they are once KVM has finished the exit.
+    /// Enters VTL2 with VTL0's registers as they are. The exits that come here (an OUT to the
+    /// VTL call port, a kick, a stop) leave KVM nothing to finish: an OUT is complete when it
+    /// exits, on this KVM as measured (RIP already past it) and on others (a pending OUT
+    /// completion only steps RIP, which we leave alone).
     fn enter_vtl2_here(&mut self, reason: u32, message: Option<HvMessage>) -> Result<(), String> {
         let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
-        complete_pending(vtl0).map_err(|e| format!("completing VTL0's exit: {e}"))?;
-        let regs = vtl0
-            .get_regs()
-            .map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
+        let regs = exit_regs(vtl0);
         self.enter_vtl2(reason, message, &regs)
     }
 
@@ -346,6 +349,8 @@ impl<'a> Vp<'a> {
         let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
         if let Some(host) = hv.vtl0_host() {
             if let Some(ctx) = host.take_pending_start(index) {
+                // The start's registers win over those the VTL return left for entry.
+                vtl0.clear_sync_dirty_reg(SyncReg::Register);
                 crate::vtl0_view::start(vtl0, &ctx)
                     .map_err(|e| format!("starting VTL0 (StartVirtualProcessor): {e}"))?;
                 host.mark_running(index);
