@@ -77,3 +77,109 @@ pub fn boot() -> Result<()> {
     println!("boot ratio={:.3}", ours_ms / reference_ms);
     Ok(())
 }
+
+/// Runs `vmm-lite bench <what>` and returns its mean round trip.
+fn vmm_lite_round_trip(binary: &std::path::Path, what: &str, iterations: u32) -> Result<Duration> {
+    let out = std::process::Command::new(binary)
+        .args(["bench", what, "--iterations", &iterations.to_string()])
+        .output()
+        .with_context(|| format!("running {} bench {what}", binary.display()))?;
+    if !out.status.success() {
+        bail!(
+            "vmm-lite bench {what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let micros: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("vmm-lite bench {what} printed no number"))?;
+    Ok(Duration::from_secs_f64(micros / 1e6))
+}
+
+/// Parapet's mean time per intercept, from its power-off report
+/// (`... (N us per intercept)`).
+fn paravisor_round_trip(output: &str) -> Option<Duration> {
+    let line = output.lines().find(|l| l.contains(" us per intercept)"))?;
+    let micros: u64 = line
+        .rsplit_once('(')?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_micros(micros))
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Round trips through the VTL interface on KVM, in one run, alternating: (a) a port write
+/// vmm-lite answers itself, no paravisor; (b) the floor of the two-view design, a VTL call
+/// from VTL0 answered by an immediate VTL return; (c) VTL0 reading COM1's line status
+/// through Parapet. Medians of the runs' means.
+pub fn vtl() -> Result<()> {
+    kvm_usable()
+        .map_err(anyhow::Error::msg)
+        .context("the VTL benchmark runs on KVM")?;
+    const ITERATIONS: u32 = 20_000;
+    let binary = build::vmm_lite()?;
+    build::guests()?;
+    let parapet = VmmLite {
+        binary: binary.clone(),
+        igvm: build::igvm(Flavor::Normal)?,
+        vps: 1,
+        memory_mib: 256,
+        cmdline: None,
+        platform: "vbs",
+        vtl0: Some(build::guest_path(build::Guest::Bench)),
+    };
+    let (mut direct, mut floor, mut paravisor) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        direct.push(vmm_lite_round_trip(&binary, "direct", ITERATIONS)?);
+        floor.push(vmm_lite_round_trip(&binary, "floor", ITERATIONS)?);
+        let boot = parapet.run_timed(None, TIMEOUT)?;
+        if boot.verdict != Verdict::Success {
+            bail!(
+                "run {run}: Parapet with the bench guest ended {:?}:\n{}",
+                boot.verdict,
+                boot.output
+            );
+        }
+        paravisor.push(
+            paravisor_round_trip(&boot.output)
+                .context("Parapet did not report its time per intercept")?,
+        );
+        println!(
+            "run {run}: direct {:.1} us, floor {:.1} us, paravisor {:.1} us",
+            us(direct[run]),
+            us(floor[run]),
+            us(paravisor[run])
+        );
+    }
+    let (a, b, c) = (median(direct), median(floor), median(paravisor));
+    println!(
+        "vtl direct={:.1} floor={:.1} paravisor={:.1}",
+        us(a),
+        us(b),
+        us(c)
+    );
+    println!("vtl ratio={:.2}", c.as_secs_f64() / a.as_secs_f64());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parapets_report_gives_the_round_trip() {
+        let line = "[ 1.2] cpu0 INFO hv_vtl: VTL0 powered off (success) after 1001 intercepts and 3 entries for our interrupts on VP 0 in 1900000 us (1898 us per intercept)";
+        assert_eq!(
+            paravisor_round_trip(line),
+            Some(Duration::from_micros(1898))
+        );
+        assert_eq!(paravisor_round_trip("parapet: ready"), None);
+    }
+}

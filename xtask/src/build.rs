@@ -160,15 +160,17 @@ pub fn vmm_lite() -> Result<PathBuf> {
 pub enum Guest {
     Hello,
     Escape,
+    Bench,
 }
 
 impl Guest {
-    pub const ALL: [Guest; 2] = [Guest::Hello, Guest::Escape];
+    pub const ALL: [Guest; 3] = [Guest::Hello, Guest::Escape, Guest::Bench];
 
     pub fn name(self) -> &'static str {
         match self {
             Guest::Hello => "hello",
             Guest::Escape => "escape",
+            Guest::Bench => "bench",
         }
     }
 }

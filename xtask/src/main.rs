@@ -56,9 +56,10 @@ enum Cmd {
     Setup,
     /// Measure image sizes, memory in use at ready, and TCG boot time to ready.
     Report,
-    /// Run a benchmark: `boot` (vmm-lite + IGVM against QEMU/KVM + PVH, time to ready).
+    /// Run a benchmark: `boot` (vmm-lite + IGVM against QEMU/KVM + PVH, time to ready), or
+    /// `vtl` (round trips: vmm-lite direct, the VTL switch floor, through Parapet).
     Bench {
-        #[arg(value_parser = ["boot"])]
+        #[arg(value_parser = ["boot", "vtl"])]
         name: String,
     },
     /// Run clippy with the workspace lints (every unsafe block documented) on host crates and
@@ -127,6 +128,7 @@ fn real_main() -> Result<ExitCode> {
             setup::all()?;
             match name.as_str() {
                 "boot" => xtask::bench::boot()?,
+                "vtl" => xtask::bench::vtl()?,
                 other => anyhow::bail!("no benchmark named {other}"),
             }
             Ok(ExitCode::SUCCESS)
