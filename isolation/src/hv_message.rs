@@ -28,6 +28,37 @@ fn site(h: &InterceptHeader, rax: u64, bytes: Option<([u8; 16], u8)>) -> ExitSit
     }
 }
 
+/// EFER.LMA in the execution state, and the L and D/B bits of a segment's attributes.
+const EXECUTION_STATE_LMA: u16 = 1 << 4;
+const SEGMENT_L: u16 = 1 << 13;
+const SEGMENT_DB: u16 = 1 << 14;
+
+fn long_mode(h: &InterceptHeader) -> bool {
+    h.execution_state & EXECUTION_STATE_LMA != 0 && h.cs.attributes & SEGMENT_L != 0
+}
+
+/// The base `segment` adds and the mask on RSI/RDI/RCX, by the code's mode and default
+/// address size (no 0x67 override is known here): 64-bit mode uses no DS/ES base (Intel SDM
+/// Vol. 1 §3.4.2.1); 32- and 16-bit code use the low 32 or 16 bits.
+fn addressing(h: &InterceptHeader, segment: &hvdef::registers::SegmentRegister) -> (u64, u64) {
+    if long_mode(h) {
+        (0, u64::MAX)
+    } else if h.cs.attributes & SEGMENT_DB != 0 {
+        (segment.base, 0xffff_ffff)
+    } else {
+        (segment.base, 0xffff)
+    }
+}
+
+/// Linear addresses outside 64-bit mode wrap at 4 GiB.
+fn linear_mask(h: &InterceptHeader) -> u64 {
+    if long_mode(h) {
+        u64::MAX
+    } else {
+        0xffff_ffff
+    }
+}
+
 /// The exit a message reports, and where; `None` for a message that is malformed (a wrong
 /// size, an access size other than 1, 2 or 4). `Call` and `Unrecoverable` have no site
 /// in their message, so a default one comes back.
@@ -42,14 +73,18 @@ pub fn decode(message: &HvMessage) -> Option<(GuestExit, ExitSite)> {
                 AccessType::Execute => return None,
             };
             let down = m.header.rflags & RFLAGS_DF != 0;
-            let string = m.string_op.then(|| StringOp {
-                rep: m.rep_prefix,
-                count: m.rcx,
-                address: match direction {
-                    PortDirection::In => m.es.base.wrapping_add(m.rdi),
-                    PortDirection::Out(_) => m.ds.base.wrapping_add(m.rsi),
-                },
-                down,
+            let (segment, offset) = match direction {
+                PortDirection::In => (m.es, m.rdi),
+                PortDirection::Out(_) => (m.ds, m.rsi),
+            };
+            let string = m.string_op.then(|| {
+                let (base, mask) = addressing(&m.header, &segment);
+                StringOp {
+                    rep: m.rep_prefix,
+                    count: m.rcx & mask,
+                    address: base.wrapping_add(offset & mask) & linear_mask(&m.header),
+                    down,
+                }
             });
             let access = PortAccess {
                 port: m.port,
@@ -177,6 +212,62 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn string_addresses_follow_the_code_mode() {
+        let long = InterceptHeader {
+            cs: SegmentRegister {
+                attributes: 0xa09b,
+                ..Default::default()
+            },
+            ..header(AccessType::Read)
+        };
+        let m = IoPortIntercept {
+            header: long,
+            port: 0x3f8,
+            access_size: 1,
+            string_op: true,
+            rep_prefix: true,
+            instruction_byte_count: 2,
+            rax: 0,
+            instruction_bytes: [0; 16],
+            ds: SegmentRegister::default(),
+            es: SegmentRegister {
+                base: 0x1000,
+                ..Default::default()
+            },
+            rcx: 0x1_0000_0003,
+            rsi: 0,
+            rdi: 0x1_2345_6789,
+        };
+        let address = |m: IoPortIntercept| match decode(&m.to_message()).unwrap().0 {
+            GuestExit::Port(PortAccess {
+                string: Some(op), ..
+            }) => (op.address, op.count),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            address(m),
+            (0x1_2345_6789, 0x1_0000_0003),
+            "64-bit: no ES base"
+        );
+        let protected32 = InterceptHeader {
+            execution_state: 0,
+            cs: SegmentRegister {
+                attributes: 0xc09b,
+                ..Default::default()
+            },
+            ..long
+        };
+        assert_eq!(
+            address(IoPortIntercept {
+                header: protected32,
+                ..m
+            }),
+            (0x2345_7789, 3),
+            "32-bit: ES base, EDI and ECX"
+        );
     }
 
     #[test]

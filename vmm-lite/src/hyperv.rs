@@ -18,6 +18,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use hvdef::cpuid::{self as leaf, privilege_eax, privilege_ebx};
+use hvdef::hypercall::map_flags;
 use hvdef::hypercall::{
     self, code, Control, EnablePartitionVtl, InstallIntercept, ModifyVtlProtectionMask, VpVtlInput,
     PARTITION_SELF,
@@ -275,9 +276,63 @@ impl HyperV {
         })
     }
 
-    /// Whether a page-address MSR value points inside guest RAM (a page outside is a #GP).
-    fn page_ok(value: PageMsr, memory: &GuestMemory) -> bool {
-        !value.enabled() || value.gpa() + 4096 <= memory.size()
+    /// Whether a page-address MSR value from `caller` names a page it may use: inside guest
+    /// RAM, and for VTL0 a page its view maps writable (vmm-lite writes the hypercall page,
+    /// and must not do it into the paravisor's memory for VTL0). Otherwise a #GP.
+    fn page_ok(&self, caller: Caller, value: PageMsr, memory: &GuestMemory) -> bool {
+        !value.enabled()
+            || (value
+                .gpa()
+                .checked_add(4096)
+                .is_some_and(|end| end <= memory.size())
+                && self.may_access(caller, value.gpa(), 4096, map_flags::WRITABLE))
+    }
+
+    /// Whether `caller` may access guest-physical `[gpa, gpa + len)` in the `wanted` way
+    /// (`map_flags`): VTL2 reaches all of RAM, VTL0 only what its view maps that way.
+    fn may_access(&self, caller: Caller, gpa: u64, len: u64, wanted: u32) -> bool {
+        let Some(host) = self.vtl0.as_ref().filter(|_| caller.vtl != PARAVISOR_VTL) else {
+            return true;
+        };
+        let Some(end) = gpa.checked_add(len.max(1)) else {
+            return false;
+        };
+        (gpa & !0xfff..end)
+            .step_by(4096)
+            .all(|page| host.access(page) & wanted != 0)
+    }
+
+    /// Reads a hypercall's input for `caller`: HV_STATUS_ACCESS_DENIED where its VTL may not
+    /// read, HV_STATUS_INVALID_ALIGNMENT outside RAM.
+    pub(crate) fn read_for(
+        &self,
+        caller: Caller,
+        gpa: u64,
+        buf: &mut [u8],
+        memory: &GuestMemory,
+    ) -> Result<(), HvStatus> {
+        if !self.may_access(caller, gpa, buf.len() as u64, map_flags::READABLE) {
+            return Err(HvStatus::ACCESS_DENIED);
+        }
+        memory
+            .read(gpa, buf)
+            .map_err(|_| HvStatus::INVALID_ALIGNMENT)
+    }
+
+    /// Writes a hypercall's output for `caller`, likewise.
+    pub(crate) fn write_for(
+        &self,
+        caller: Caller,
+        gpa: u64,
+        bytes: &[u8],
+        memory: &GuestMemory,
+    ) -> Result<(), HvStatus> {
+        if !self.may_access(caller, gpa, bytes.len() as u64, map_flags::WRITABLE) {
+            return Err(HvStatus::ACCESS_DENIED);
+        }
+        memory
+            .write(gpa, bytes)
+            .map_err(|_| HvStatus::INVALID_ALIGNMENT)
     }
 
     pub fn write_msr(
@@ -307,7 +362,7 @@ impl HyperV {
                 if p.guest_os_id == 0 {
                     new = PageMsr(new.0 & !PageMsr::ENABLE);
                 }
-                if !Self::page_ok(new, memory) {
+                if !self.page_ok(caller, new, memory) {
                     return Err(GeneralProtection);
                 }
                 if new.enabled() {
@@ -319,7 +374,7 @@ impl HyperV {
             }
             msr::VP_ASSIST_PAGE | msr::SIEFP | msr::SIMP => {
                 let new = PageMsr(value & (!0xfff | PageMsr::ENABLE));
-                if !Self::page_ok(new, memory) {
+                if !self.page_ok(caller, new, memory) {
                     return Err(GeneralProtection);
                 }
                 match index {
@@ -394,6 +449,8 @@ impl HyperV {
     /// Copies a simple call's input: from RDX and R8 for a fast call (16 bytes at most),
     /// else from the input page, which must be 8-byte aligned and not cross a page (TLFS §3.6).
     fn simple_input(
+        &self,
+        caller: Caller,
         control: Control,
         rdx: u64,
         r8: u64,
@@ -414,9 +471,7 @@ impl HyperV {
             return Err(HvStatus::INVALID_ALIGNMENT);
         }
         let mut input = vec![0u8; len];
-        memory
-            .read(rdx, &mut input)
-            .map_err(|_| HvStatus::INVALID_ALIGNMENT)?;
+        self.read_for(caller, rdx, &mut input, memory)?;
         Ok(input)
     }
 
@@ -453,7 +508,7 @@ impl HyperV {
         lower: Option<&mut dyn LowerVtlRegisters>,
     ) -> u64 {
         let control = Control(control);
-        let simple = |len| Self::simple_input(control, input_gpa, output_gpa, len, memory);
+        let simple = |len| self.simple_input(caller, control, input_gpa, output_gpa, len, memory);
         let status =
             |r: Result<(), HvStatus>| hypercall::result(r.err().unwrap_or(HvStatus::SUCCESS), 0);
         match control.code() {
@@ -548,7 +603,7 @@ impl HyperV {
         let mut input = vec![0u8; len];
         memory
             .read(input_gpa, &mut input)
-            .map_err(|_| fail(HvStatus::INVALID_ALIGNMENT))?;
+            .map_err(|_| fail(HvStatus::INVALID_ALIGNMENT))?; // VTL2 only: all of RAM
         let header = ModifyVtlProtectionMask::parse(&input).map_err(fail)?;
         if header.partition_id != PARTITION_SELF {
             return Err(fail(HvStatus::INVALID_PARTITION_ID));
@@ -843,6 +898,54 @@ mod tests {
             matches!(vcpu.run().unwrap(), VcpuExit::IoOut(0xe4, &[0xaa])),
             "the granted paravisor page reads through"
         );
+    }
+
+    #[test]
+    fn vtl0_cannot_make_vmm_lite_touch_memory_its_view_hides() {
+        let (hv, mem) = kvm_partition_with_vtl0(); // the paravisor's page is 0x8000
+        let vtl0 = Caller {
+            vp: 0,
+            vtl: Vtl::Vtl0,
+        };
+        mem.write(0x8000, &[0xaa; 16]).unwrap();
+        let mut input = vec![0u8; 20];
+        input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+        input[8..12].copy_from_slice(&VP_INDEX_SELF.to_le_bytes());
+        input[16..20].copy_from_slice(&reg::VP_INDEX.to_le_bytes());
+        mem.write(0x9000, &input).unwrap();
+        let get = Control::new(code::GET_VP_REGISTERS).with_rep_count(1);
+        let status = |input_gpa, output_gpa| {
+            let r = hv.hypercall_from(vtl0, get.0, input_gpa, output_gpa, &mem, None);
+            hypercall::parse_result(r).0
+        };
+        assert_eq!(
+            status(0x9000, 0x8000),
+            HvStatus::ACCESS_DENIED,
+            "output into the paravisor"
+        );
+        assert_eq!(
+            status(0x8000, 0xa000),
+            HvStatus::ACCESS_DENIED,
+            "input from the paravisor"
+        );
+        assert_eq!(status(0x9000, 0xa000), HvStatus::SUCCESS);
+        let mut paravisor = [0u8; 16];
+        mem.read(0x8000, &mut paravisor).unwrap();
+        assert_eq!(paravisor, [0xaa; 16]);
+        // Page MSRs: the hypercall page would be written into the paravisor's page.
+        hv.write_msr(vtl0, msr::GUEST_OS_ID, 1 << 63, &mem).unwrap();
+        assert_eq!(
+            hv.write_msr(vtl0, msr::HYPERCALL, 0x8001, &mem),
+            Err(GeneralProtection)
+        );
+        mem.read(0x8000, &mut paravisor).unwrap();
+        assert_eq!(paravisor, [0xaa; 16]);
+        assert_eq!(
+            hv.write_msr(vtl0, msr::VP_ASSIST_PAGE, 0xffff_ffff_ffff_f001, &mem),
+            Err(GeneralProtection),
+            "a page past the end of the address space"
+        );
+        hv.write_msr(vtl0, msr::HYPERCALL, 0xa001, &mem).unwrap();
     }
 
     #[test]

@@ -62,6 +62,12 @@ impl Kicker {
         self.threads[vp].store(me as u64, Ordering::Release);
     }
 
+    /// Forgets VP `vp`'s thread, which is ending: no signal may reach a thread that is gone.
+    pub fn unregister(&self, vp: usize) {
+        self.in_vtl0[vp].store(false, Ordering::Release);
+        self.threads[vp].store(0, Ordering::Release);
+    }
+
     /// Marks whether VP `vp`'s thread is (about to be) running VTL0.
     pub fn set_in_vtl0(&self, vp: usize, running: bool) {
         self.in_vtl0[vp].store(running, Ordering::Release);
@@ -71,8 +77,9 @@ impl Kicker {
         for (thread, running) in self.threads.iter().zip(&self.in_vtl0) {
             let thread = thread.load(Ordering::Acquire);
             if thread != 0 && running.load(Ordering::Acquire) {
-                // SAFETY: `thread` is a VP thread, which lives as long as the process; the
-                // signal's handler does nothing.
+                // SAFETY: `thread` is a registered VP thread; a VP thread unregisters before
+                // it ends (`Vp::run`, also when unwinding), so it is alive. The signal's
+                // handler does nothing.
                 unsafe { libc::pthread_kill(thread as libc::pthread_t, KICK_SIGNAL) };
             }
         }

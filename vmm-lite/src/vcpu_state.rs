@@ -55,24 +55,50 @@ pub fn cpu_mode(sregs: &kvm_sregs) -> CpuMode {
     }
 }
 
-/// HV_X64_VP_EXECUTION_STATE for an intercept message from VTL0: 1:0 CPL, 2 CR0.PE,
-/// 3 CR0.AM, 4 EFER.LMA; VTL (10:7) is 0.
+/// The base a data segment adds to an address: none in 64-bit mode (Intel SDM Vol. 1
+/// §3.4.2.1; FS and GS excepted, which string I/O does not use without an override).
+pub fn data_segment_base(sregs: &kvm_sregs, segment: &kvm_segment) -> u64 {
+    if cpu_mode(sregs) == CpuMode::Long64 {
+        0
+    } else {
+        segment.base
+    }
+}
+
+/// HV_X64_VP_EXECUTION_STATE for an intercept message from VTL0: 1:0 CPL (SS.DPL, which
+/// always equals it; CS.DPL does not for conforming code), 2 CR0.PE, 3 CR0.AM, 4 EFER.LMA;
+/// VTL (10:7) is 0.
 pub fn execution_state(sregs: &kvm_sregs) -> u16 {
-    u16::from(sregs.cs.dpl & 3)
+    u16::from(sregs.ss.dpl & 3)
         | u16::from(sregs.cr0 & CR0_PE != 0) << 2
         | u16::from(sregs.cr0 & CR0_AM != 0) << 3
         | u16::from(sregs.efer & EFER_LMA != 0) << 4
 }
 
-/// Reads `len` bytes at guest linear address `linear` through the vCPU's page tables; stops
-/// at the first page that does not translate or lies outside RAM.
-pub fn read_linear(vcpu: &VcpuFd, memory: &GuestMemory, linear: u64, len: usize) -> Vec<u8> {
+/// Guest memory as a vCPU's code reaches it: linear addresses through its own page tables,
+/// and only guest-physical pages `may_read` allows (the VTL0 view's, never the paravisor's).
+pub struct LinearMemory<'a> {
+    pub vcpu: &'a VcpuFd,
+    pub memory: &'a GuestMemory,
+    pub may_read: &'a dyn Fn(u64) -> bool,
+}
+
+impl LinearMemory<'_> {
+    /// Reads `len` bytes at guest linear address `linear`; stops at the first page that does
+    /// not translate, lies outside RAM or may not be read.
+    pub fn read(&self, linear: u64, len: usize) -> Vec<u8> {
+        read_linear(self, linear, len)
+    }
+}
+
+fn read_linear(view: &LinearMemory<'_>, linear: u64, len: usize) -> Vec<u8> {
+    let (vcpu, memory) = (view.vcpu, view.memory);
     let mut out = Vec::with_capacity(len);
     let mut at = linear;
     while out.len() < len {
         let in_page = (PAGE - at % PAGE) as usize;
         let n = in_page.min(len - out.len());
-        let Some(gpa) = translate(vcpu, at) else {
+        let Some(gpa) = translate(vcpu, at).filter(|&gpa| (view.may_read)(gpa)) else {
             break;
         };
         let mut chunk = vec![0u8; n];
@@ -94,16 +120,22 @@ pub fn translate(vcpu: &VcpuFd, linear: u64) -> Option<u64> {
 /// The element size (1, 2 or 4) of the port I/O exit the vCPU stopped on.
 pub fn pending_io_size(vcpu: &mut VcpuFd) -> u8 {
     let run = vcpu.get_kvm_run();
-    // SAFETY: the vCPU stopped on KVM_EXIT_IO (the caller's contract), so `io` is the union
-    // member KVM filled in.
+    if run.exit_reason != kvm_bindings::KVM_EXIT_IO {
+        return 0;
+    }
+    // SAFETY: the vCPU stopped on KVM_EXIT_IO (checked), so `io` is the union member KVM
+    // filled in.
     unsafe { run.__bindgen_anon_1.io }.size
 }
 
 /// The data buffer of the port I/O exit the vCPU stopped on (what an IN will load).
 pub fn pending_io_data(vcpu: &mut VcpuFd) -> &mut [u8] {
     let run = vcpu.get_kvm_run();
-    // SAFETY: the vCPU stopped on KVM_EXIT_IO (the caller's contract), so `io` is the union
-    // member KVM filled in.
+    if run.exit_reason != kvm_bindings::KVM_EXIT_IO {
+        return &mut [];
+    }
+    // SAFETY: the vCPU stopped on KVM_EXIT_IO (checked), so `io` is the union member KVM
+    // filled in.
     let io = unsafe { run.__bindgen_anon_1.io };
     let len = usize::from(io.size) * io.count as usize;
     let offset = io.data_offset as usize;
@@ -121,18 +153,28 @@ pub fn pending_io_data(vcpu: &mut VcpuFd) -> &mut [u8] {
 
 /// Lets KVM finish the exit the vCPU stopped on (an IN's load, an MMIO read's register
 /// write, an MSR access) without running the guest further: KVM_RUN with `immediate_exit`
-/// completes pending work, then returns EINTR (KVM API, "immediate_exit"). After this the
-/// register file is final and may be read or replaced.
+/// completes pending work, then returns EINTR (KVM API, "immediate_exit"). Finishing can
+/// itself stop on another access (an INS into memory outside the view): that one is answered
+/// as an empty bus would answer it, a few times at most. After this the register file is
+/// final and may be read or replaced.
 pub fn complete_pending(vcpu: &mut VcpuFd) -> Result<(), kvm_ioctls::Error> {
+    const MAX_FOLLOW_UPS: usize = 8;
     vcpu.set_kvm_immediate_exit(1);
-    let result = vcpu.run().map(|_| ());
-    vcpu.set_kvm_immediate_exit(0);
-    match result {
-        Err(e) if e.errno() == libc::EINTR => Ok(()),
-        Err(e) => Err(e),
-        // An exit with immediate_exit set: KVM had nothing pending to re-enter for.
-        Ok(()) => Ok(()),
+    let mut result = Ok(());
+    for _ in 0..MAX_FOLLOW_UPS {
+        match vcpu.run() {
+            Err(e) if e.errno() == libc::EINTR => break,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+            Ok(kvm_ioctls::VcpuExit::MmioRead(_, data)) => data.fill(0xff),
+            Ok(kvm_ioctls::VcpuExit::IoIn(_, data)) => data.fill(0xff),
+            Ok(_) => {} // writes vanish; anything else has nothing to answer
+        }
     }
+    vcpu.set_kvm_immediate_exit(0);
+    result
 }
 
 /// The general-purpose registers by TLFS name.
@@ -412,7 +454,7 @@ mod tests {
         s.cs.l = 1;
         s.cs.db = 0;
         assert_eq!(cpu_mode(&s), CpuMode::Long64);
-        s.cs.dpl = 3;
+        s.ss.dpl = 3;
         assert_eq!(execution_state(&s), 3 | 1 << 2 | 1 << 4);
     }
 }

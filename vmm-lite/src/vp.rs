@@ -142,9 +142,19 @@ impl<'a> Vp<'a> {
 
     /// Runs the VP until the firmware reports how the run ended or something breaks.
     pub fn run(mut self) -> Outcome {
+        /// Unregisters the thread from the kicker however `run` ends, unwinding included.
+        struct Registered(Option<Arc<Kicker>>, usize);
+        impl Drop for Registered {
+            fn drop(&mut self) {
+                if let Some(kicker) = &self.0 {
+                    kicker.unregister(self.1);
+                }
+            }
+        }
         if let Some(kicker) = &self.kicker {
             kicker.register_current_thread(self.index);
         }
+        let _registered = Registered(self.kicker.clone(), self.index);
         loop {
             let step = match self.active {
                 Vtl::Vtl0 => self.run_vtl0(),
@@ -349,11 +359,23 @@ impl<'a> Vp<'a> {
         let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
         if let Some(host) = hv.vtl0_host() {
             if let Some(ctx) = host.take_pending_start(index) {
-                // The start's registers win over those the VTL return left for entry.
-                vtl0.clear_sync_dirty_reg(SyncReg::Register);
-                crate::vtl0_view::start(vtl0, &ctx)
-                    .map_err(|e| format!("starting VTL0 (StartVirtualProcessor): {e}"))?;
-                host.mark_running(index);
+                let waiting = vtl0
+                    .get_mp_state()
+                    .is_ok_and(|s| s.mp_state != kvm_bindings::KVM_MP_STATE_RUNNABLE);
+                if waiting {
+                    // The start's registers win over those the VTL return left for entry.
+                    vtl0.clear_sync_dirty_reg(SyncReg::Register);
+                    match crate::vtl0_view::start(vtl0, &ctx) {
+                        Ok(()) => host.mark_running(index),
+                        Err(e) => eprintln!(
+                            "vmm-lite: VP {index}: StartVirtualProcessor's context does not take: {e}; VTL0 stays waiting"
+                        ),
+                    }
+                } else {
+                    // Started meanwhile by INIT-SIPI: a running VP is not restarted.
+                    eprintln!("vmm-lite: VP {index}: StartVirtualProcessor came after VTL0 started; ignored");
+                    host.mark_running(index);
+                }
             }
         }
 
@@ -383,9 +405,10 @@ impl<'a> Vp<'a> {
                 regs.rax = hv.hypercall_from(caller, regs.rcx, regs.rdx, regs.r8, memory, None);
                 let (status, _) = hvdef::hypercall::parse_result(regs.rax);
                 if status == hvdef::status::HvStatus::ACCESS_DENIED {
-                    // The paravisor never sees these: the hypervisor's refusal is the record.
+                    // The paravisor never sees these (calls reserved for VTL2, memory VTL0 may
+                    // not touch): the hypervisor's refusal is the record.
                     eprintln!(
-                        "vmm-lite: VP {index}: VTL0 made hypercall {:#06x}, which only VTL2 may make: access denied",
+                        "vmm-lite: VP {index}: VTL0's hypercall {:#06x} refused: access denied",
                         regs.rcx & 0xffff
                     );
                 }
@@ -465,10 +488,31 @@ impl<'a> Vp<'a> {
                     size: pending_io_size(vtl0),
                     is_write: !written.is_empty(),
                 };
-                if hv.intercepts().port(port, access.size, access.is_write) {
-                    let i = vtl0_intercept::port_io(vtl0, index as u32, access, &written, memory)?;
+                let may_read = |gpa| vtl0_may(hv, gpa, map_flags::READABLE);
+                let intercepted = hv.intercepts().port(port, access.size, access.is_write);
+                let found = if intercepted {
+                    vtl0_intercept::port_io(
+                        vtl0,
+                        index as u32,
+                        access,
+                        &written,
+                        memory,
+                        &may_read,
+                    )?
+                } else {
+                    None
+                };
+                if let Some(i) = found {
                     let message = Some(i.message.to_message());
                     self.enter_vtl2(vp_assist::ENTRY_INTERCEPT, message, &i.regs)?;
+                } else if intercepted {
+                    // No instruction to report: the access gets what an empty bus gives.
+                    eprintln!(
+                        "vmm-lite: VP {index}: VTL0 port access to {port:#x} with no port I/O instruction to be found at its RIP; answered as an empty bus"
+                    );
+                    if !access.is_write {
+                        pending_io_data(vtl0).fill(0xff);
+                    }
                 } else if access.is_write {
                     if let Some(outcome) = self.devices.write(port, &written) {
                         return Ok(Step::Done(outcome));

@@ -53,9 +53,9 @@ impl Call<'_> {
             return Err(fail(HvStatus::INVALID_ALIGNMENT));
         }
         let mut input = vec![0u8; input_len];
-        self.memory
-            .read(self.input_gpa, &mut input)
-            .map_err(|_| fail(HvStatus::INVALID_ALIGNMENT))?;
+        self.hv
+            .read_for(self.caller, self.input_gpa, &mut input, self.memory)
+            .map_err(fail)?;
         let header = VpRegistersHeader::parse(&input).map_err(fail)?;
         if header.partition_id != PARTITION_SELF {
             return Err(fail(HvStatus::INVALID_PARTITION_ID));
@@ -105,12 +105,10 @@ impl Call<'_> {
             };
             let value =
                 value.ok_or_else(|| (self.missing_status(&target, lower.is_some()), i as u16))?;
-            self.memory
-                .write(
-                    self.output_gpa + (i * VpRegistersHeader::VALUE_SIZE) as u64,
-                    &value,
-                )
-                .map_err(|_| (HvStatus::INVALID_ALIGNMENT, i as u16))?;
+            let at = self.output_gpa + (i * VpRegistersHeader::VALUE_SIZE) as u64;
+            self.hv
+                .write_for(self.caller, at, &value, self.memory)
+                .map_err(|s| (s, i as u16))?;
         }
         Ok(count as u16)
     }

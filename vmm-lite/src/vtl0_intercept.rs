@@ -28,7 +28,8 @@ use crate::port_io_decode::{
     decode, find_ending_at, IoAccess, PortIoInstruction, MAX_INSTRUCTION_LEN,
 };
 use crate::vcpu_state::{
-    complete_pending, cpu_mode, execution_state, pending_io_data, read_linear, segment_register,
+    complete_pending, cpu_mode, data_segment_base, execution_state, pending_io_data,
+    segment_register, LinearMemory,
 };
 
 /// RFLAGS.DF: string instructions step downwards.
@@ -66,8 +67,7 @@ fn header(
 
 /// The port I/O instruction behind `access` and where it starts.
 fn find_instruction(
-    vcpu: &VcpuFd,
-    memory: &GuestMemory,
+    view: &LinearMemory<'_>,
     sregs: &kvm_sregs,
     regs: &kvm_regs,
     access: IoAccess,
@@ -75,26 +75,24 @@ fn find_instruction(
 ) -> Option<(PortIoInstruction, u64)> {
     let mode = cpu_mode(sregs);
     let rip_linear = sregs.cs.base.wrapping_add(regs.rip);
-    let ahead = read_linear(vcpu, memory, rip_linear, MAX_INSTRUCTION_LEN);
+    let ahead = view.read(rip_linear, MAX_INSTRUCTION_LEN);
     let here = decode(&ahead, mode).filter(|i| i.matches(access));
     if !access.is_write {
         return here.map(|i| (i, regs.rip));
     }
     let window = MAX_INSTRUCTION_LEN as u64;
-    let mut behind = read_linear(
-        vcpu,
-        memory,
-        rip_linear.wrapping_sub(window),
-        MAX_INSTRUCTION_LEN,
-    );
+    let mut behind = view.read(rip_linear.wrapping_sub(window), MAX_INSTRUCTION_LEN);
     if behind.len() < MAX_INSTRUCTION_LEN {
-        // The page below is not mapped: look only within RIP's page.
+        // The page below is not readable: look only within RIP's page.
         let in_page = rip_linear % 4096;
-        behind = read_linear(vcpu, memory, rip_linear - in_page, in_page as usize);
+        behind = view.read(rip_linear - in_page, in_page as usize);
     }
-    let before = find_ending_at(&behind, mode, access).filter(|i| !i.is_string);
-    // Both readings can fit the bytes; the registers tell which one KVM stopped on: an OUTS
-    // element came from just behind RSI, an OUT's data is AL/AX/EAX.
+    // An OUT exits past itself; an OUTS at itself while elements remain, possibly past
+    // itself after the last. Several readings can fit the bytes; the registers tell which
+    // one KVM stopped on: an OUTS element came from just behind RSI, an OUT's data is
+    // AL/AX/EAX.
+    let before = find_ending_at(&behind, mode, access)
+        .map(|i| (i, regs.rip.wrapping_sub(u64::from(i.length))));
     let taken = written.len() as u64;
     let outs_fits = || {
         // Stepping down, the elements came from RSI + size upwards, in reverse order.
@@ -103,12 +101,8 @@ fn find_instruction(
         } else {
             (regs.rsi.wrapping_sub(taken), false)
         };
-        let source = read_linear(
-            vcpu,
-            memory,
-            sregs.ds.base.wrapping_add(first),
-            written.len(),
-        );
+        let base = data_segment_base(sregs, &sregs.ds);
+        let source = view.read(base.wrapping_add(first), written.len());
         let size = usize::from(access.size.max(1));
         let mut elements: Vec<&[u8]> = source.chunks(size).collect();
         if reversed {
@@ -117,34 +111,54 @@ fn find_instruction(
         elements.concat() == written
     };
     let out_fits = || regs.rax.to_le_bytes().get(..written.len()) == Some(written);
-    match (here.filter(|i| i.is_string), before) {
-        (Some(s), _) if outs_fits() => Some((s, regs.rip)),
-        (_, Some(o)) if out_fits() => Some((o, regs.rip.wrapping_sub(u64::from(o.length)))),
-        (Some(s), _) => Some((s, regs.rip)),
-        (None, Some(o)) => Some((o, regs.rip.wrapping_sub(u64::from(o.length)))),
-        (None, None) => None,
-    }
+    let fits = |insn: &PortIoInstruction| {
+        if insn.is_string {
+            outs_fits()
+        } else {
+            out_fits()
+        }
+    };
+    let candidates = [here.map(|i| (i, regs.rip)), before];
+    candidates
+        .iter()
+        .flatten()
+        .find(|(insn, _)| fits(insn))
+        .or_else(|| candidates.iter().flatten().next())
+        .copied()
 }
 
 /// VTL0 stopped on a port access to an intercepted port: `written` holds an OUT's bytes;
 /// for an IN it is empty and the exit's data buffer is pending. Returns the message with
 /// VTL0's registers set back to the instruction's start.
+///
+/// `may_read` says which guest-physical pages VTL0 may read: nothing else is read on its
+/// behalf, whatever its page tables say. `Ok(None)` when no port I/O instruction is found
+/// (bytes VTL0 changed meanwhile, an encoding the decoder does not know): nothing has been
+/// changed, and the caller answers the access itself.
 pub fn port_io(
     vcpu: &mut VcpuFd,
     vp: u32,
     access: IoAccess,
     written: &[u8],
     memory: &GuestMemory,
-) -> Result<Intercepted<IoPortIntercept>, String> {
+    may_read: &dyn Fn(u64) -> bool,
+) -> Result<Option<Intercepted<IoPortIntercept>>, String> {
     let regs = vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
     let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-    let (insn, start) =
-        find_instruction(vcpu, memory, &sregs, &regs, access, written).ok_or_else(|| {
-            format!(
-                "no port I/O instruction at RIP {:#x} for port {:#x}",
-                regs.rip, access.port
-            )
-        })?;
+    let found = find_instruction(
+        &LinearMemory {
+            vcpu,
+            memory,
+            may_read,
+        },
+        &sregs,
+        &regs,
+        access,
+        written,
+    );
+    let Some((insn, start)) = found else {
+        return Ok(None);
+    };
     let mut before = regs;
     before.rip = start;
     let size = u64::from(access.size);
@@ -164,9 +178,14 @@ pub fn port_io(
     if !access.is_write {
         // Give KVM the bytes its pending load will store, so finishing it changes nothing
         // that VTL2's emulation will not redo.
-        let destination = sregs.es.base.wrapping_add(regs.rdi);
+        let destination = data_segment_base(&sregs, &sregs.es).wrapping_add(regs.rdi);
         let len = pending_io_data(vcpu).len();
         let mut fill = vec![0xffu8; len];
+        let view = LinearMemory {
+            vcpu,
+            memory,
+            may_read,
+        };
         if insn.is_string {
             for (i, element) in fill.chunks_mut(usize::from(access.size.max(1))).enumerate() {
                 let offset = i as u64 * size;
@@ -175,13 +194,16 @@ pub fn port_io(
                 } else {
                     destination.wrapping_add(offset)
                 };
-                let current = read_linear(vcpu, memory, at, element.len());
+                let current = view.read(at, element.len());
                 if current.len() == element.len() {
                     element.copy_from_slice(&current);
                 }
             }
         }
-        pending_io_data(vcpu).copy_from_slice(&fill);
+        let data = pending_io_data(vcpu);
+        if data.len() == fill.len() {
+            data.copy_from_slice(&fill);
+        }
     }
     complete_pending(vcpu).map_err(kvm_err("completing the exit"))?;
     vcpu.set_regs(&before).map_err(kvm_err("KVM_SET_REGS"))?;
@@ -191,7 +213,12 @@ pub fn port_io(
         AccessType::Read
     };
     let rip_linear = sregs.cs.base.wrapping_add(start);
-    let bytes = read_linear(vcpu, memory, rip_linear, usize::from(insn.length));
+    let view = LinearMemory {
+        vcpu,
+        memory,
+        may_read,
+    };
+    let bytes = view.read(rip_linear, usize::from(insn.length));
     let mut instruction_bytes = [0u8; 16];
     instruction_bytes[..bytes.len()].copy_from_slice(&bytes);
     let message = IoPortIntercept {
@@ -209,10 +236,10 @@ pub fn port_io(
         rsi: before.rsi,
         rdi: before.rdi,
     };
-    Ok(Intercepted {
+    Ok(Some(Intercepted {
         message,
         regs: before,
-    })
+    }))
 }
 
 /// VTL0 accessed `gpa`, which its view does not map. vmm-lite has no decoder for memory
@@ -337,7 +364,16 @@ mod tests {
         };
 
         let (port, written, size) = next_port_exit(&mut vcpu);
-        let i = port_io(&mut vcpu, 0, access(port, size, false), &written, &memory).unwrap();
+        let i = port_io(
+            &mut vcpu,
+            0,
+            access(port, size, false),
+            &written,
+            &memory,
+            &|_| true,
+        )
+        .unwrap()
+        .expect("an instruction");
         let m = i.message;
         assert_eq!((m.header.rip, m.header.instruction_length), (0x1003, 1));
         assert_eq!((m.port, m.access_size, m.string_op), (0x3f8, 1, false));
@@ -347,14 +383,32 @@ mod tests {
 
         let (port, written, size) = next_port_exit(&mut vcpu);
         assert_eq!(written, [0x42]);
-        let i = port_io(&mut vcpu, 0, access(port, size, true), &written, &memory).unwrap();
+        let i = port_io(
+            &mut vcpu,
+            0,
+            access(port, size, true),
+            &written,
+            &memory,
+            &|_| true,
+        )
+        .unwrap()
+        .expect("an instruction");
         assert_eq!((i.message.header.rip, i.message.rax), (0x1004, 0x42));
         assert_eq!(vcpu.get_regs().unwrap().rip, 0x1004, "back before the OUT");
         emulate(&vcpu, 1, |_| {});
 
         let (port, written, size) = next_port_exit(&mut vcpu);
         assert_eq!(written, b"a");
-        let i = port_io(&mut vcpu, 0, access(port, size, true), &written, &memory).unwrap();
+        let i = port_io(
+            &mut vcpu,
+            0,
+            access(port, size, true),
+            &written,
+            &memory,
+            &|_| true,
+        )
+        .unwrap()
+        .expect("an instruction");
         let m = i.message;
         assert_eq!((m.header.rip, m.header.instruction_length), (0x100b, 2));
         assert!(m.string_op && m.rep_prefix);
@@ -362,7 +416,16 @@ mod tests {
         emulate(&vcpu, 2, |r| (r.rcx, r.rsi) = (0, 0x603));
 
         let (port, written, size) = next_port_exit(&mut vcpu);
-        let i = port_io(&mut vcpu, 0, access(port, size, false), &written, &memory).unwrap();
+        let i = port_io(
+            &mut vcpu,
+            0,
+            access(port, size, false),
+            &written,
+            &memory,
+            &|_| true,
+        )
+        .unwrap()
+        .expect("an instruction");
         let m = i.message;
         assert_eq!((m.header.rip, m.rcx, m.rdi), (0x1013, 3, 0x700));
         assert!(m.string_op && m.rep_prefix);

@@ -56,7 +56,7 @@ impl Payload {
                 path: format!("the payload at {:#x}", self.address),
                 reason: format!(
                     "it would cover the paravisor's memory at {start:#x}..{:#x}; give more --mem",
-                    start + size
+                    start.saturating_add(size)
                 ),
             });
         }

@@ -292,10 +292,14 @@ impl Vtl0Host {
         Some(vcpu)
     }
 
-    /// Records that VTL0 runs on VP `vp`.
+    /// Records that VTL0 runs on VP `vp`; a start still waiting for it is void.
     pub fn mark_running(&self, vp: usize) {
         if let Some(flag) = self.running.get(vp) {
-            flag.store(true, Ordering::Release);
+            if !flag.swap(true, Ordering::AcqRel) {
+                if let Some(pending) = self.pending_starts.get(vp) {
+                    lock(pending).take();
+                }
+            }
         }
     }
 }

@@ -45,6 +45,20 @@ pub fn init() -> bool {
 
 /// Makes hypercall `control` with `input` in the input page; returns RAX (status in 15:0).
 pub fn call(control: u64, input: &[u8]) -> u64 {
+    call_with_output(control, input, 0)
+}
+
+/// Writes `value` to a synthetic MSR.
+///
+/// # Safety
+/// `msr` must be writable with `value` (or its refusal handled by whoever intercepts it).
+pub unsafe fn write_msr(msr: u32, value: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { wrmsr(msr, value) }
+}
+
+/// As [`call`], with the output page at guest-physical `output`.
+pub fn call_with_output(control: u64, input: &[u8], output: u64) -> u64 {
     let input_page = &raw mut INPUT_PAGE;
     // SAFETY: the input page is ours and a page long; `input` is at most that.
     unsafe {
@@ -60,7 +74,7 @@ pub fn call(control: u64, input: &[u8]) -> u64 {
             code = in(reg) &raw const CODE_PAGE as u64,
             inout("rcx") control => _,
             inout("rdx") input_page as u64 => _,
-            inout("r8") 0u64 => _,
+            inout("r8") output => _,
             out("rax") result,
         );
     }

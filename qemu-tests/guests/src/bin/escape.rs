@@ -65,6 +65,10 @@ fn hypercalls() {
     intercept[..8].copy_from_slice(&partition_self);
     intercept[8..12].copy_from_slice(&3u32.to_le_bytes()); // read|write
     intercept[16..24].copy_from_slice(&0xf4u64.to_le_bytes()); // the exit port
+    let mut get_vtl0 = [0u8; 20];
+    get_vtl0[..8].copy_from_slice(&partition_self);
+    get_vtl0[8..12].copy_from_slice(&0xffff_fffeu32.to_le_bytes());
+    get_vtl0[16..20].copy_from_slice(&0x0009_0003u32.to_le_bytes()); // VpIndex
     let mut get_vtl2 = [0u8; 20];
     get_vtl2[..8].copy_from_slice(&partition_self);
     get_vtl2[8..12].copy_from_slice(&0xffff_fffeu32.to_le_bytes());
@@ -81,6 +85,13 @@ fn hypercalls() {
         let status = hypercall::call(control, input) & 0xffff;
         println!("escape: hypercall {name}: status {status:#x}");
     }
+    // The hypervisor writing for us into the paravisor: a call's output page there, and the
+    // hypercall page moved there.
+    let status = hypercall::call_with_output(0x0050 | (1 << 32), &get_vtl0, PARAVISOR) & 0xffff;
+    println!("escape: GetVpRegisters with its output in paravisor memory: status {status:#x}");
+    // SAFETY: an MSR write the paravisor mediates; the test checks it is refused.
+    unsafe { hypercall::write_msr(0x4000_0001, PARAVISOR | 1) };
+    println!("escape: hypercall page moved into paravisor memory (asked)");
     // Restarting the VP this code runs on, at an address of our choosing.
     let status = smp::start_vp(0, restart_target);
     println!("escape: StartVirtualProcessor on the running VP 0: status {status:#x}");
