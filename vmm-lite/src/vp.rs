@@ -8,13 +8,14 @@
 //! - VTL entry: VTL0 calls the VTL call sequence, or does something VTL2 intercepts. VTL2's
 //!   shared registers become VTL0's, the reason goes to VTL2's VP assist page
 //!   (VtlEntryReason), an intercept's message to VTL2's SynIC message page slot for SINT0,
-//!   and VTL2 resumes after its VTL return.
+//!   and VTL2 resumes after its VTL return. A message finding the slot full waits behind
+//!   MessagePending until VTL2 writes EOM.
 //!
 //! Only one of the two vCPUs runs at a time, on this thread, so a switch is two register
 //! moves and no thread hand-off (MACHINE-FACTS: a thread hand-off per switch costs ~9×).
 
 use hvdef::hypercall::{map_flags, vp_assist};
-use hvdef::message::{message_type, HvMessage, INTERCEPT_SINT, MESSAGE_SIZE};
+use hvdef::message::{message_type, HvMessage, FLAG_MESSAGE_PENDING, INTERCEPT_SINT, MESSAGE_SIZE};
 use hvdef::vtl::Vtl;
 use kvm_bindings::kvm_regs;
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
@@ -77,6 +78,20 @@ impl HostDevices<'_> {
     }
 }
 
+/// Puts `message` in the SINT slot at `slot` if it is free (type NONE); otherwise marks the
+/// message there MessagePending, so VTL2 writes EOM once it has taken it, and returns false.
+fn post(memory: &GuestMemory, slot: u64, message: &HvMessage) -> bool {
+    let mut header = [0u8; 8];
+    if memory.read(slot, &mut header).is_err() {
+        return false;
+    }
+    if u32::from_le_bytes([header[0], header[1], header[2], header[3]]) == message_type::NONE {
+        return memory.write(slot, &message.0).is_ok();
+    }
+    let _ = memory.write(slot + 5, &[header[5] | FLAG_MESSAGE_PENDING]);
+    false
+}
+
 /// Whether VTL2 lets VTL0 access `gpa` in the `wanted` way.
 fn vtl0_may(hv: &HyperV, gpa: u64, wanted: u32) -> bool {
     hv.vtl0_host()
@@ -101,6 +116,8 @@ pub struct Vp<'a> {
     kicker: Option<Arc<Kicker>>,
     /// When VTL2 last stopped running, for judging whether its timer is due.
     vtl2_left: Instant,
+    /// An intercept message waiting for VTL2's SINT0 slot to be freed.
+    queued: Option<HvMessage>,
 }
 
 impl<'a> Vp<'a> {
@@ -126,6 +143,7 @@ impl<'a> Vp<'a> {
             hv,
             kicker,
             vtl2_left: Instant::now(),
+            queued: None,
         }
     }
 
@@ -223,6 +241,17 @@ impl<'a> Vp<'a> {
                     .hv
                     .map(|hv| hv.write_msr(caller, exit.index, exit.data, memory))
                 {
+                    Some(Ok(())) if exit.index == hvdef::msr::EOM => {
+                        // VTL2 freed its slot: a waiting message may go in now.
+                        let hv = self.hv.expect("matched above");
+                        let pages = hv.vtl2_pages(index);
+                        let slot = pages.simp.gpa() + (INTERCEPT_SINT * MESSAGE_SIZE) as u64;
+                        if let Some(message) = self.queued.take() {
+                            if !(pages.simp.enabled() && post(memory, slot, &message)) {
+                                self.queued = Some(message);
+                            }
+                        }
+                    }
                     Some(Ok(())) => {}
                     _ => *exit.error = 1,
                 }
@@ -312,14 +341,12 @@ impl<'a> Vp<'a> {
         if let Some(message) = message {
             if pages.simp.enabled() && pages.intercepts_enabled {
                 let slot = pages.simp.gpa() + (INTERCEPT_SINT * MESSAGE_SIZE) as u64;
-                let mut busy = [0u8; 4];
-                let _ = self.memory.read(slot, &mut busy);
-                if u32::from_le_bytes(busy) != message_type::NONE {
-                    eprintln!(
-                        "vmm-lite: VP {index}: VTL2 left its SINT0 message unconsumed; replaced"
-                    );
+                if !post(self.memory, slot, &message) {
+                    // Full: the message waits for VTL2's EOM, one deep (TLFS §11.10.3).
+                    if self.queued.replace(message).is_some() {
+                        eprintln!("vmm-lite: VP {index}: VTL2 consumes no SINT0 messages; the oldest waiting one is dropped");
+                    }
                 }
-                let _ = self.memory.write(slot, &message.0);
             } else {
                 eprintln!(
                     "vmm-lite: VP {index}: intercept {:#x} dropped: VTL2 has no message page or SINT0 is masked",
@@ -552,5 +579,27 @@ impl<'a> Vp<'a> {
             }
         }
         Ok(Step::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_sint_slot_is_marked_pending_and_kept() {
+        let memory = GuestMemory::new(1 << 20).unwrap();
+        let first = HvMessage::new(message_type::X64_IO_PORT_INTERCEPT, &[1; 8]);
+        let second = HvMessage::new(message_type::X64_MSR_INTERCEPT, &[2; 8]);
+        assert!(post(&memory, 0x5000, &first));
+        assert!(!post(&memory, 0x5000, &second), "the slot is taken");
+        let mut slot = [0u8; MESSAGE_SIZE];
+        memory.read(0x5000, &mut slot).unwrap();
+        let slot = HvMessage(slot);
+        assert_eq!(slot.message_type(), message_type::X64_IO_PORT_INTERCEPT);
+        assert_eq!(slot.flags() & FLAG_MESSAGE_PENDING, FLAG_MESSAGE_PENDING);
+        // VTL2 frees it (type NONE): the waiting one goes in.
+        memory.write(0x5000, &0u32.to_le_bytes()).unwrap();
+        assert!(post(&memory, 0x5000, &second));
     }
 }
