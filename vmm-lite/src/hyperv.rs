@@ -949,6 +949,45 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_vtl0_vp_starts_by_init_sipi_from_vtl0s_own_apic() {
+        use kvm_ioctls::VcpuExit;
+        let (hv, mem) = kvm_partition_with_vtl0();
+        #[rustfmt::skip]
+        let bsp: &[u8] = &[
+            0x66, 0xb9, 0x1b, 0x00, 0x00, 0x00,       // mov ecx, IA32_APIC_BASE
+            0x0f, 0x32,                               // rdmsr
+            0x66, 0x0d, 0x00, 0x0c, 0x00, 0x00,       // or eax, 0xc00: x2APIC on
+            0x0f, 0x30,                               // wrmsr
+            0x66, 0xb9, 0x30, 0x08, 0x00, 0x00,       // mov ecx, x2APIC ICR
+            0x66, 0x31, 0xd2,                         // xor edx, edx
+            0x66, 0xb8, 0x00, 0x45, 0x0c, 0x00,       // mov eax, INIT, all but self
+            0x0f, 0x30,                               // wrmsr
+            0x66, 0xb8, 0x0a, 0x46, 0x0c, 0x00,       // mov eax, SIPI 0x0a, all but self
+            0x0f, 0x30,                               // wrmsr
+            0xe6, 0x98,                               // out 0x98, al
+        ];
+        mem.write(0x1000, bsp).unwrap();
+        mem.write(0xa000, &[0xe6, 0x99]).unwrap(); // the AP: out 0x99, al
+        let host = hv.vtl0_host().unwrap();
+        let (mut vp0, mut vp1) = (host.take_vp(0).unwrap(), host.take_vp(1).unwrap());
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // A VP waiting for SIPI returns EAGAIN when an event wakes it; then it runs.
+            let port = loop {
+                match vp1.run() {
+                    Ok(VcpuExit::IoOut(port, _)) => break Some(port),
+                    Err(e) if e.errno() == libc::EAGAIN || e.errno() == libc::EINTR => {}
+                    _ => break None,
+                }
+            };
+            let _ = done.send(port);
+        });
+        assert!(matches!(vp0.run().unwrap(), VcpuExit::IoOut(0x98, _)));
+        let ap = finished.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(ap, Ok(Some(0x99)), "VP 1 ran the SIPI's code");
+    }
+
+    #[test]
     fn start_virtual_processor_sets_vtl0_going_once() {
         let (hv, mem) = kvm_partition_with_vtl0();
         let start = |vp: u32, rip: u64| {
