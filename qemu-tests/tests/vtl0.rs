@@ -14,13 +14,21 @@ use xtask::Flavor;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-fn run_guest(guest: Guest) -> Result<(Verdict, String), Failed> {
+/// How a run ended, its console (standard output: Parapet's lines, whole) and everything it
+/// printed (with vmm-lite's own lines on standard error, which may land mid-line).
+struct Ran {
+    verdict: Verdict,
+    console: String,
+    all: String,
+}
+
+fn run_guest(guest: Guest) -> Result<Ran, Failed> {
     build::guests().map_err(|e| format!("{e:#}"))?;
     run_payload(build::guest_path(guest), "vbs")
 }
 
 /// vmm-lite on `platform` with `payload` as the VTL0 guest.
-fn run_payload(payload: PathBuf, platform: &'static str) -> Result<(Verdict, String), Failed> {
+fn run_payload(payload: PathBuf, platform: &'static str) -> Result<Ran, Failed> {
     let error = |e: anyhow::Error| format!("{e:#}");
     let vmm = VmmLite {
         binary: build::vmm_lite().map_err(error)?,
@@ -32,7 +40,11 @@ fn run_payload(payload: PathBuf, platform: &'static str) -> Result<(Verdict, Str
         vtl0: Some(payload),
     };
     let run = vmm.run_timed(None, TIMEOUT).map_err(error)?;
-    Ok((run.verdict, run.output))
+    Ok(Ran {
+        verdict: run.verdict,
+        console: run.console,
+        all: run.output,
+    })
 }
 
 /// A payload that is no ELF stops Parapet with failure and a reason; `--vtl0` without the
@@ -40,8 +52,16 @@ fn run_payload(payload: PathBuf, platform: &'static str) -> Result<(Verdict, Str
 fn bad_payloads() -> Result<(), Failed> {
     let not_elf = std::env::temp_dir().join(format!("parapet-not-elf-{}", std::process::id()));
     std::fs::write(&not_elf, b"MZ this is not an ELF file").map_err(|e| e.to_string())?;
-    let (verdict, output) = run_payload(not_elf.clone(), "vbs")?;
-    let (native_verdict, native_output) = run_payload(not_elf.clone(), "native")?;
+    let Ran {
+        verdict,
+        all: output,
+        ..
+    } = run_payload(not_elf.clone(), "vbs")?;
+    let Ran {
+        verdict: native_verdict,
+        all: native_output,
+        ..
+    } = run_payload(not_elf.clone(), "native")?;
     std::fs::remove_file(&not_elf).ok();
     check(
         verdict == Verdict::Failure
@@ -73,7 +93,11 @@ fn guest_said(output: &str, line: &str) -> bool {
 }
 
 fn hello() -> Result<(), Failed> {
-    let (verdict, output) = run_guest(Guest::Hello)?;
+    let Ran {
+        verdict,
+        console,
+        all: output,
+    } = run_guest(Guest::Hello)?;
     let banner = banner(&output).map_err(|e| format!("{e}\n{output}"))?;
     check(
         banner.platform == "hv_vtl",
@@ -81,17 +105,20 @@ fn hello() -> Result<(), Failed> {
         &output,
     )?;
     check(
-        guest_said(&output, "Hello from VTL0, through Parapet's emulated COM1."),
+        guest_said(
+            &console,
+            "Hello from VTL0, through Parapet's emulated COM1.",
+        ),
         "the guest's greeting did not come through COM1",
         &output,
     )?;
     check(
-        guest_said(&output, "Hello from VTL0's second VP."),
+        guest_said(&console, "Hello from VTL0's second VP."),
         "the guest's second VP (started with StartVirtualProcessor, served by Parapet on VP 1) did not greet",
         &output,
     )?;
     check(
-        output.contains("hv_vtl: VTL0 powered off (success) after "),
+        console.contains("hv_vtl: VTL0 powered off (success) after "),
         "Parapet did not see the guest power off",
         &output,
     )?;
@@ -103,10 +130,14 @@ fn hello() -> Result<(), Failed> {
 }
 
 fn escape() -> Result<(), Failed> {
-    let (verdict, output) = run_guest(Guest::Escape)?;
+    let Ran {
+        verdict,
+        console,
+        all: output,
+    } = run_guest(Guest::Escape)?;
     // Parapet stays up: the guest gets to its end and powers off cleanly.
     check(
-        guest_said(&output, "escape: done"),
+        guest_said(&console, "escape: done"),
         "the guest did not finish",
         &output,
     )?;
@@ -118,11 +149,11 @@ fn escape() -> Result<(), Failed> {
     // A VTL0 that spins without exits does not starve the paravisor: its timer interrupts
     // still reach it.
     check(
-        guest_said(&output, "escape: spun without exits"),
+        guest_said(&console, "escape: spun without exits"),
         "the spin did not end",
         &output,
     )?;
-    let interrupts = output
+    let interrupts = console
         .lines()
         .find_map(|l| l.split(" intercepts and ").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
@@ -138,28 +169,28 @@ fn escape() -> Result<(), Failed> {
             "escape: paravisor memory {address}: read 0xffffffffffffffff, after writing read 0xffffffffffffffff"
         );
         check(
-            guest_said(&output, &expected),
+            guest_said(&console, &expected),
             &format!("VTL0 saw something at {address}"),
             &output,
         )?;
     }
     // Parapet logged each attempt: three addresses, read-write-read each.
-    let memory_logs = output.matches("which it may not access").count();
+    let memory_logs = console.matches("which it may not access").count();
     check(
         memory_logs == 9,
         &format!("{memory_logs} memory attempts logged, wanted 9"),
         &output,
     )?;
     check(
-        output.contains("touches unmapped or foreign address 0x100000; stopped there"),
+        console.contains("touches unmapped or foreign address 0x100000; stopped there"),
         "Parapet wrote into its own memory for a string IN, or did not log refusing",
         &output,
     )?;
     // VTL0's synthetic MSRs pass through Parapet: an unknown one is logged and reads 0, and
     // the guest OS id and hypercall page MSRs reach the hypervisor (the calls below work).
     check(
-        guest_said(&output, "escape: rdmsr 0x400000ff -> 0x0")
-            && output.contains("VTL0 read MSR 0x400000ff, which is not offered"),
+        guest_said(&console, "escape: rdmsr 0x400000ff -> 0x0")
+            && console.contains("VTL0 read MSR 0x400000ff, which is not offered"),
         "an unknown synthetic MSR was not answered and logged by Parapet",
         &output,
     )?;
@@ -170,14 +201,27 @@ fn escape() -> Result<(), Failed> {
         "GetVpRegisters(VTL2)",
     ] {
         check(
-            guest_said(&output, &format!("escape: hypercall {call}: status 0x6")),
+            guest_said(&console, &format!("escape: hypercall {call}: status 0x6")),
             &format!("{call} from VTL0 was not denied (HV_STATUS_ACCESS_DENIED)"),
             &output,
         )?;
     }
     check(
         guest_said(
-            &output,
+            &console,
+            "escape: GetVpRegisters with its output in paravisor memory: status 0x6",
+        ),
+        "a hypercall wrote its output into paravisor memory for VTL0",
+        &output,
+    )?;
+    check(
+        console.contains("VTL0 wrote 0x100001 to MSR 0x40000001: the hypervisor refused"),
+        "moving VTL0's hypercall page into paravisor memory was not refused and logged",
+        &output,
+    )?;
+    check(
+        guest_said(
+            &console,
             "escape: StartVirtualProcessor on the running VP 0: status 0x15",
         ),
         "restarting a running VP was not refused with HV_STATUS_INVALID_VP_STATE",
@@ -192,13 +236,13 @@ fn escape() -> Result<(), Failed> {
         &output,
     )?;
     check(
-        guest_said(&output, "escape: hypercall bogus 0x7777: status 0x2"),
+        guest_said(&console, "escape: hypercall bogus 0x7777: status 0x2"),
         "a bogus call code did not get HV_STATUS_INVALID_HYPERCALL_CODE",
         &output,
     )?;
     // Odd widths and string forms on the intercepted COM1: logged, and answered per byte
     // lane (LSR 0x60 with MSR 0xb0 behind it; RBR, IER, IIR 0xc1, LCR 0x03).
-    let odd = output.matches("-byte access to COM1 port").count();
+    let odd = console.matches("-byte access to COM1 port").count();
     check(
         odd == 3,
         &format!("{odd} odd-width accesses logged, wanted 3"),
@@ -206,19 +250,19 @@ fn escape() -> Result<(), Failed> {
     )?;
     check(
         guest_said(
-            &output,
+            &console,
             "escape: inw LSR 0xb060, inl RBR 0x3c10000, scratch after outl 0x5a",
         ),
         "wide accesses were not split into byte lanes",
         &output,
     )?;
     check(
-        guest_said(&output, "escape: this line went out by rep outsb"),
+        guest_said(&console, "escape: this line went out by rep outsb"),
         "rep outsb did not reach COM1",
         &output,
     )?;
     check(
-        guest_said(&output, "escape: rep insb of LSR: [60, 60, 60, 60]"),
+        guest_said(&console, "escape: rep insb of LSR: [60, 60, 60, 60]"),
         "rep insb did not read LSR four times",
         &output,
     )

@@ -39,7 +39,10 @@ pub struct Machine {
 #[derive(Clone, Debug)]
 pub struct Run {
     pub verdict: Verdict,
+    /// Standard output and error as they arrived, merged (lines of the two may interleave).
     pub output: String,
+    /// Standard output alone: the console, with its lines whole.
+    pub console: String,
     /// Time from starting QEMU to the `parapet: ready` line, if it came.
     pub ready_after: Option<Duration>,
 }
@@ -172,19 +175,27 @@ pub fn run_command(
         .with_context(|| format!("could not start {:?}", cmd.get_program()))?;
     let mut stdout = child.stdout.take().context("child stdout")?;
     let mut stderr = child.stderr.take().context("child stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    // Chunks tagged true for standard output.
+    let (tx, rx) = std::sync::mpsc::channel::<(bool, Vec<u8>)>();
     let out_tx = tx.clone();
-    std::thread::spawn(move || pump(&mut stdout, out_tx));
-    std::thread::spawn(move || pump(&mut stderr, tx));
+    std::thread::spawn(move || pump(&mut stdout, true, out_tx));
+    std::thread::spawn(move || pump(&mut stderr, false, tx));
     let mut stdin = child.stdin.take();
-    let mut output = Vec::new();
+    let (mut output, mut console) = (Vec::new(), Vec::new());
+    let take =
+        |output: &mut Vec<u8>, console: &mut Vec<u8>, (is_stdout, chunk): (bool, Vec<u8>)| {
+            if is_stdout {
+                console.extend_from_slice(&chunk);
+            }
+            output.extend_from_slice(&chunk);
+        };
     let mut ready_after = None;
     let start = Instant::now();
     let status = loop {
         while let Ok(chunk) = rx.try_recv() {
-            output.extend_from_slice(&chunk);
+            take(&mut output, &mut console, chunk);
         }
-        if ready_after.is_none() && String::from_utf8_lossy(&output).contains("parapet: ready") {
+        if ready_after.is_none() && String::from_utf8_lossy(&console).contains("parapet: ready") {
             ready_after = Some(start.elapsed());
         }
         if let (Some(text), Some(pipe), Some(_)) = (input, stdin.as_mut(), ready_after) {
@@ -206,21 +217,22 @@ pub fn run_command(
     // Drain what the pipes still hold.
     let drain_until = Instant::now() + Duration::from_millis(500);
     while let Ok(chunk) = rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
-        output.extend_from_slice(&chunk);
+        take(&mut output, &mut console, chunk);
     }
-    let text = String::from_utf8_lossy(&output).replace('\r', "");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace('\r', "");
     let verdict = status.map_or(Verdict::TimedOut, &judge);
     Ok(Run {
         verdict,
-        output: text,
+        output: text(&output),
+        console: text(&console),
         ready_after,
     })
 }
 
-fn pump(from: &mut impl Read, to: std::sync::mpsc::Sender<Vec<u8>>) {
+fn pump(from: &mut impl Read, is_stdout: bool, to: std::sync::mpsc::Sender<(bool, Vec<u8>)>) {
     let mut buf = [0u8; 4096];
     while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || to.send(buf[..n].to_vec()).is_err() {
+        if n == 0 || to.send((is_stdout, buf[..n].to_vec())).is_err() {
             break;
         }
     }
