@@ -328,6 +328,19 @@ mod tests {
         (port, written, crate::vcpu_state::pending_io_size(vcpu))
     }
 
+    /// Runs to the next port exit and turns it into its intercept message: (bytes written,
+    /// message).
+    fn next_intercept(vcpu: &mut VcpuFd, memory: &GuestMemory) -> (Vec<u8>, IoPortIntercept) {
+        let (port, written, size) = next_port_exit(vcpu);
+        let access = IoAccess {
+            port,
+            size,
+            is_write: !written.is_empty(),
+        };
+        let intercepted = port_io(vcpu, 0, access, &written, memory, &|_| true).unwrap();
+        (written, intercepted.expect("an instruction").message)
+    }
+
     /// Does what VTL2 would after an intercept: `change` the registers, advance RIP.
     fn emulate(vcpu: &VcpuFd, length: u8, change: impl FnOnce(&mut kvm_regs)) {
         let mut regs = vcpu.get_regs().unwrap();
@@ -357,76 +370,27 @@ mod tests {
         memory.write(0x600, b"abc").unwrap();
         memory.write(0x700, &[0x11; 3]).unwrap();
         let (_vm, mut vcpu) = real_mode_vcpu(&memory);
-        let access = |port, size, is_write| IoAccess {
-            port,
-            size,
-            is_write,
-        };
-
-        let (port, written, size) = next_port_exit(&mut vcpu);
-        let i = port_io(
-            &mut vcpu,
-            0,
-            access(port, size, false),
-            &written,
-            &memory,
-            &|_| true,
-        )
-        .unwrap()
-        .expect("an instruction");
-        let m = i.message;
+        let (_, m) = next_intercept(&mut vcpu, &memory);
         assert_eq!((m.header.rip, m.header.instruction_length), (0x1003, 1));
         assert_eq!((m.port, m.access_size, m.string_op), (0x3f8, 1, false));
         assert_eq!(m.header.access_type, AccessType::Read);
         assert_eq!(vcpu.get_regs().unwrap().rip, 0x1003, "the IN is not done");
         emulate(&vcpu, 1, |r| r.rax = 0x42);
 
-        let (port, written, size) = next_port_exit(&mut vcpu);
+        let (written, i) = next_intercept(&mut vcpu, &memory);
         assert_eq!(written, [0x42]);
-        let i = port_io(
-            &mut vcpu,
-            0,
-            access(port, size, true),
-            &written,
-            &memory,
-            &|_| true,
-        )
-        .unwrap()
-        .expect("an instruction");
-        assert_eq!((i.message.header.rip, i.message.rax), (0x1004, 0x42));
+        assert_eq!((i.header.rip, i.rax), (0x1004, 0x42));
         assert_eq!(vcpu.get_regs().unwrap().rip, 0x1004, "back before the OUT");
         emulate(&vcpu, 1, |_| {});
 
-        let (port, written, size) = next_port_exit(&mut vcpu);
+        let (written, m) = next_intercept(&mut vcpu, &memory);
         assert_eq!(written, b"a");
-        let i = port_io(
-            &mut vcpu,
-            0,
-            access(port, size, true),
-            &written,
-            &memory,
-            &|_| true,
-        )
-        .unwrap()
-        .expect("an instruction");
-        let m = i.message;
         assert_eq!((m.header.rip, m.header.instruction_length), (0x100b, 2));
         assert!(m.string_op && m.rep_prefix);
         assert_eq!((m.rcx, m.rsi), (3, 0x600), "the element KVM took is undone");
         emulate(&vcpu, 2, |r| (r.rcx, r.rsi) = (0, 0x603));
 
-        let (port, written, size) = next_port_exit(&mut vcpu);
-        let i = port_io(
-            &mut vcpu,
-            0,
-            access(port, size, false),
-            &written,
-            &memory,
-            &|_| true,
-        )
-        .unwrap()
-        .expect("an instruction");
-        let m = i.message;
+        let (_, m) = next_intercept(&mut vcpu, &memory);
         assert_eq!((m.header.rip, m.rcx, m.rdi), (0x1013, 3, 0x700));
         assert!(m.string_op && m.rep_prefix);
         let mut destination = [0u8; 3];
