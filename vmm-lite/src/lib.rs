@@ -4,7 +4,11 @@
 //! areas, the VP context), connects COM1 to stdio or a file, runs each VP on its own thread,
 //! and turns the firmware's exit report into its own exit status. `vmm-lite probe` checks
 //! what this host's KVM offers. `--platform vbs` adds the Hyper-V interface a VTL2 paravisor
-//! uses (`hyperv`), with VTL0 as a second KVM VM over the same RAM (`vtl0_view`).
+//! uses (`hyperv`, `vp_registers`, `intercepts`, `vsm`), with VTL0 as a second KVM VM over the
+//! same RAM (`vtl0_view`, `vtl_protections`), the VTL switch on each VP's thread (`vp`,
+//! `vcpu_state`), intercept messages (`vtl0_intercept`), VTL2's interrupts while VTL0 runs
+//! (`kick`), and a VTL0 guest given with `--vtl0` (`vtl0_payload`). `vmm-lite bench` times
+//! its own round trips (`bench`).
 
 pub mod bench;
 pub mod error;
