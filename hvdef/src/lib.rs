@@ -13,6 +13,7 @@ pub mod hypercall;
 pub mod intercept;
 pub mod message;
 pub mod msr;
+pub mod register_page;
 pub mod registers;
 pub mod status;
 pub mod vtl;

@@ -24,6 +24,7 @@ use hvdef::hypercall::{
     PARTITION_SELF,
 };
 use hvdef::msr::{self, PageMsr, Sint};
+use hvdef::register_page;
 use hvdef::registers as reg;
 use hvdef::status::HvStatus;
 use hvdef::vtl::{VsmCodePageOffsets, Vtl};
@@ -84,6 +85,8 @@ struct Vp {
     simp: PageMsr,
     siefp: PageMsr,
     sint: [Sint; 16],
+    /// For VTL0's slot: where VTL2 wants VTL0's registers (`hvdef::register_page`).
+    register_page: PageMsr,
 }
 
 impl Default for Vp {
@@ -94,6 +97,7 @@ impl Default for Vp {
             simp: PageMsr(0),
             siefp: PageMsr(0),
             sint: [Sint::RESET; 16],
+            register_page: PageMsr(0),
         }
     }
 }
@@ -130,6 +134,8 @@ pub trait LowerVtlRegisters {
 pub struct Vtl2Pages {
     pub vp_assist: PageMsr,
     pub simp: PageMsr,
+    /// VTL0's register page, in VTL2's memory.
+    pub vtl0_registers: PageMsr,
     /// SINT0 (intercepts) is unmasked and the SynIC is on (SCONTROL bit 0).
     pub intercepts_enabled: bool,
 }
@@ -174,10 +180,11 @@ impl HyperV {
 
     /// VTL2's pages on VP `vp`.
     pub fn vtl2_pages(&self, vp: usize) -> Vtl2Pages {
-        let v = lock(&self.vps[vp])[slot(PARAVISOR_VTL)];
+        let [vtl0, v] = *lock(&self.vps[vp]);
         Vtl2Pages {
             vp_assist: v.vp_assist,
             simp: v.simp,
+            vtl0_registers: vtl0.register_page,
             intercepts_enabled: v.scontrol & 1 != 0
                 && v.sint[hvdef::message::INTERCEPT_SINT].0 & Sint::MASKED == 0,
         }
@@ -407,7 +414,10 @@ impl HyperV {
     pub(crate) fn is_synthetic_register(name: u32) -> bool {
         matches!(
             name,
-            reg::VSM_CODE_PAGE_OFFSETS | reg::VSM_VP_STATUS | reg::VSM_PARTITION_STATUS
+            reg::VSM_CODE_PAGE_OFFSETS
+                | reg::VSM_VP_STATUS
+                | reg::VSM_PARTITION_STATUS
+                | register_page::REGISTER_NAME
         ) || Self::msr_of_register(name).is_some()
     }
 
@@ -418,6 +428,10 @@ impl HyperV {
             reg::VSM_VP_STATUS => Some(self.vsm().vp_status(vp, vtl)),
             reg::VSM_PARTITION_STATUS => Some(self.vsm().partition_status()),
             reg::EOM => None, // write-only
+            register_page::REGISTER_NAME if vtl == Vtl::Vtl0 => {
+                Some(lock(&self.vps[vp])[slot(vtl)].register_page.0)
+            }
+            register_page::REGISTER_NAME => None,
             _ => self
                 .read_msr(Caller { vp, vtl }, Self::msr_of_register(name)?)
                 .ok(),
@@ -433,6 +447,19 @@ impl HyperV {
         value: u64,
         memory: &GuestMemory,
     ) -> Result<(), HvStatus> {
+        if name == register_page::REGISTER_NAME {
+            // Only VTL0 has one; VTL2 places it in its own memory (the caller checked that
+            // VTL2 asks).
+            let page = PageMsr(value & (!0xfff | PageMsr::ENABLE));
+            if vtl != Vtl::Vtl0 {
+                return Err(HvStatus::INVALID_PARAMETER);
+            }
+            if !self.page_ok(Caller::vtl2(vp), page, memory) {
+                return Err(HvStatus::INVALID_REGISTER_VALUE);
+            }
+            lock(&self.vps[vp])[slot(vtl)].register_page = page;
+            return Ok(());
+        }
         let index = Self::msr_of_register(name).ok_or(HvStatus::INVALID_PARAMETER)?;
         self.write_msr(Caller { vp, vtl }, index, value, memory)
             .map_err(|_| HvStatus::INVALID_REGISTER_VALUE)
@@ -985,6 +1012,43 @@ mod tests {
         assert!(matches!(vp0.run().unwrap(), VcpuExit::IoOut(0x98, _)));
         let ap = finished.recv_timeout(std::time::Duration::from_secs(10));
         assert_eq!(ap, Ok(Some(0x99)), "VP 1 ran the SIPI's code");
+    }
+
+    #[test]
+    fn only_vtl2_places_vtl0s_register_page() {
+        let (hv, mem) = setup();
+        let enable_partition = Control::new(code::ENABLE_PARTITION_VTL).with_fast(true);
+        hv.hypercall(0, enable_partition.0, PARTITION_SELF, 0, &mem);
+        let mut enable = vec![0u8; VpVtlInput::SIZE];
+        enable[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+        enable[8..12].copy_from_slice(&VP_INDEX_SELF.to_le_bytes());
+        mem.write(0x9000, &enable).unwrap();
+        hv.hypercall(0, Control::new(code::ENABLE_VP_VTL).0, 0x9000, 0, &mem);
+        let set = |caller: Caller, target_vtl: u8, value: u64| {
+            let mut input = vec![0u8; 48];
+            input[0..8].copy_from_slice(&PARTITION_SELF.to_le_bytes());
+            input[8..12].copy_from_slice(&VP_INDEX_SELF.to_le_bytes());
+            input[12] = target_vtl;
+            input[16..20].copy_from_slice(&register_page::REGISTER_NAME.to_le_bytes());
+            input[32..40].copy_from_slice(&value.to_le_bytes());
+            mem.write(0x8000, &input).unwrap();
+            let control = Control::new(code::SET_VP_REGISTERS).with_rep_count(1);
+            let r = hv.hypercall_from(caller, control.0, 0x8000, 0, &mem, None);
+            hypercall::parse_result(r).0
+        };
+        let vtl0 = Caller {
+            vp: 0,
+            vtl: Vtl::Vtl0,
+        };
+        assert_eq!(set(vtl0, 0, 0x6001), HvStatus::ACCESS_DENIED);
+        assert_eq!(
+            set(Caller::vtl2(0), 0x10, 0x10_0001),
+            HvStatus::INVALID_REGISTER_VALUE,
+            "past RAM"
+        );
+        assert_eq!(set(Caller::vtl2(0), 0x10, 0x6001), HvStatus::SUCCESS);
+        assert_eq!(hv.vtl2_pages(0).vtl0_registers, PageMsr(0x6001));
+        assert_eq!(hv.vtl2_pages(1).vtl0_registers, PageMsr(0), "per VP");
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //!   become VTL2's (the rest of the shared state stays in VTL0's vCPU, reached by
 //!   GetVpRegisters: see `vcpu_state::VcpuRegisters`), RAX and RCX come from VTL2's VP assist page (VtlReturnX64Rax/
 //!   Rcx), and VTL0 runs.
+//! - With a VTL0 register page placed, VTL0's registers are written there on entry, and the
+//!   ones VTL2 marks dirty (RIP, RFLAGS, RSP) taken from it on return: an intercept is then
+//!   completed without a SetVpRegisters call.
 //! - VTL entry: VTL0 calls the VTL call sequence, or does something VTL2 intercepts. VTL2's
 //!   shared registers become VTL0's, the reason goes to VTL2's VP assist page
 //!   (VtlEntryReason), an intercept's message to VTL2's SynIC message page slot for SINT0,
@@ -16,6 +19,7 @@
 
 use hvdef::hypercall::{map_flags, vp_assist};
 use hvdef::message::{message_type, HvMessage, FLAG_MESSAGE_PENDING, INTERCEPT_SINT, MESSAGE_SIZE};
+use hvdef::register_page;
 use hvdef::vtl::Vtl;
 use kvm_bindings::kvm_regs;
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
@@ -320,6 +324,20 @@ impl<'a> Vp<'a> {
             .map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
         copy_shared_gprs(&vtl2_regs, &mut regs);
         (regs.rax, regs.rcx) = (rax, rcx);
+        let registers_page = hv.vtl2_pages(index).vtl0_registers;
+        if registers_page.enabled() {
+            // What VTL2 changed in VTL0's register page (one copy), then the page is stale.
+            let mut page = [0u8; register_page::SIZE];
+            if self.memory.read(registers_page.gpa(), &mut page).is_ok() {
+                let changes = register_page::changes(&page);
+                regs.rsp = changes.rsp.unwrap_or(regs.rsp);
+                regs.rip = changes.rip.unwrap_or(regs.rip);
+                regs.rflags = changes.rflags.map_or(regs.rflags, |f| f | 0x2);
+                let _ = self
+                    .memory
+                    .write(registers_page.gpa() + register_page::IS_VALID as u64, &[0]);
+            }
+        }
         set_entry_regs(vtl0, &regs);
         self.set_active(Vtl::Vtl0);
         Ok(())
@@ -357,6 +375,15 @@ impl<'a> Vp<'a> {
         if pages.vp_assist.enabled() {
             let at = pages.vp_assist.gpa() + vp_assist::VTL_ENTRY_REASON as u64;
             let _ = self.memory.write(at, &reason.to_le_bytes());
+        }
+        if pages.vtl0_registers.enabled() {
+            let r = vtl0_regs;
+            let general = [
+                r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11,
+                r.r12, r.r13, r.r14, r.r15,
+            ];
+            let page = register_page::encode(&general, r.rip, r.rflags);
+            let _ = self.memory.write(pages.vtl0_registers.gpa(), &page);
         }
         // VTL2 stopped at its VTL return and nothing has written its registers since.
         let mut regs = exit_regs(&mut self.vtl2);

@@ -124,6 +124,10 @@ impl Call<'_> {
                 .get(at..at + VpRegistersHeader::SET_ELEMENT_SIZE)
                 .and_then(hypercall::parse_set_register)
                 .ok_or(fail(HvStatus::INVALID_PARAMETER))?;
+            if name == hvdef::register_page::REGISTER_NAME && self.caller.vtl != Vtl::Vtl2 {
+                // The page receives VTL0's registers from vmm-lite: only VTL2 places it.
+                return Err(fail(HvStatus::ACCESS_DENIED));
+            }
             if HyperV::is_synthetic_register(name) {
                 let value = le::u64_at(&value, 0).unwrap_or_default();
                 self.hv

@@ -6,7 +6,7 @@ use hvdef::registers;
 use hvdef::vtl::{InputVtl, Vtl};
 use isolation::exit::{merge_in, ExitSite, GuestExit, PortAccess, PortDirection, StringOp};
 
-use super::switch::SharedGprs;
+use super::switch::{SharedGprs, VtlSwitch};
 use super::vtl0_devices::{PortEffect, Vtl0Devices};
 use super::vtl0_memory::Paging;
 use super::vtl0_msrs;
@@ -27,13 +27,18 @@ pub enum Verdict {
 }
 
 /// Moves VTL0 past the instruction at `site` (`length` bytes when the report has none).
-fn step_over(site: &ExitSite, length: u8) {
+fn step_over(switch: &VtlSwitch, site: &ExitSite, length: u8) {
     let length = if site.instruction_length != 0 {
         site.instruction_length
     } else {
         length
     };
     let rip = site.rip.wrapping_add(u64::from(length));
+    // Through VTL0's register page when the hypervisor offers one: no hypercall, no second
+    // entry into VTL2.
+    if switch.set_vtl0_rip(rip) {
+        return;
+    }
     if let Err(status) = hv::set_register(
         InputVtl(Some(Vtl::Vtl0)),
         registers::RIP,
@@ -48,23 +53,24 @@ fn step_over(site: &ExitSite, length: u8) {
 }
 
 pub fn handle(
+    switch: &VtlSwitch,
     devices: &mut Vtl0Devices,
     exit: GuestExit,
     site: &ExitSite,
     gprs: &mut SharedGprs,
 ) -> Verdict {
     match exit {
-        GuestExit::Port(access) => port(devices, access, site, gprs),
+        GuestExit::Port(access) => port(switch, devices, access, site, gprs),
         GuestExit::MsrRead { msr } => {
             let value = vtl0_msrs::read(msr);
             // rdmsr loads EDX:EAX and clears the upper halves of RDX and RAX.
             (gprs.rax, gprs.rdx) = (value & 0xffff_ffff, value >> 32);
-            step_over(site, TWO_BYTE_INSTRUCTION);
+            step_over(switch, site, TWO_BYTE_INSTRUCTION);
             Verdict::Resume
         }
         GuestExit::MsrWrite { msr, value } => {
             vtl0_msrs::write(msr, value);
-            step_over(site, TWO_BYTE_INSTRUCTION);
+            step_over(switch, site, TWO_BYTE_INSTRUCTION);
             Verdict::Resume
         }
         GuestExit::Memory {
@@ -97,7 +103,7 @@ pub fn handle(
             log::debug!("hv_vtl: VTL0 CPUID {leaf:#x}.{subleaf}: the host's answer");
             let [eax, ebx, ecx, edx] = default.map(u64::from);
             (gprs.rax, gprs.rbx, gprs.rcx, gprs.rdx) = (eax, ebx, ecx, edx);
-            step_over(site, TWO_BYTE_INSTRUCTION);
+            step_over(switch, site, TWO_BYTE_INSTRUCTION);
             Verdict::Resume
         }
         GuestExit::Call => {
@@ -116,6 +122,7 @@ pub fn handle(
 }
 
 fn port(
+    switch: &VtlSwitch,
     devices: &mut Vtl0Devices,
     access: PortAccess,
     site: &ExitSite,
@@ -133,7 +140,7 @@ fn port(
         log::info!("hv_vtl: VTL0 made a {size}-byte access to COM1 port {port:#x} (8-bit registers): one byte per register");
     }
     if let Some(op) = string {
-        return string_port(devices, access, op, site, gprs);
+        return string_port(switch, devices, access, op, site, gprs);
     }
     let verdict = match direction {
         PortDirection::In => {
@@ -145,13 +152,14 @@ fn port(
             PortEffect::PowerOff { success } => Verdict::PowerOff { success },
         },
     };
-    step_over(site, 1);
+    step_over(switch, site, 1);
     verdict
 }
 
 /// INS/OUTS: each element between the device and VTL0's memory at the linear address,
 /// through VTL0's page tables.
 fn string_port(
+    switch: &VtlSwitch,
     devices: &mut Vtl0Devices,
     access: PortAccess,
     op: StringOp,
@@ -164,7 +172,7 @@ fn string_port(
             "hv_vtl: cannot read VTL0's paging registers; string I/O at {:#x} skipped",
             site.rip
         );
-        step_over(site, 1);
+        step_over(switch, site, 1);
         return Verdict::Resume;
     };
     let total = op.elements();
@@ -228,7 +236,7 @@ fn string_port(
         true
     };
     if finished {
-        step_over(site, 1);
+        step_over(switch, site, 1);
     }
     verdict
 }

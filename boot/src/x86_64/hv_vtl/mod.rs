@@ -122,7 +122,7 @@ async fn host_vp(cpu: usize) {
             EntryReason::Intercept => match switch.take_message() {
                 Some(message) => match hv_message::decode(&message) {
                     Some((exit, site)) => {
-                        with_devices(|d| exits::handle(d, exit, &site, &mut gprs))
+                        with_devices(|d| exits::handle(&switch, d, exit, &site, &mut gprs))
                     }
                     None => {
                         log::warn!(
@@ -139,9 +139,9 @@ async fn host_vp(cpu: usize) {
                     Verdict::Resume
                 }
             },
-            EntryReason::VtlCall => {
-                with_devices(|d| exits::handle(d, GuestExit::Call, &ExitSite::default(), &mut gprs))
-            }
+            EntryReason::VtlCall => with_devices(|d| {
+                exits::handle(&switch, d, GuestExit::Call, &ExitSite::default(), &mut gprs)
+            }),
             EntryReason::Other(reason) => {
                 log::warn!("hv_vtl: VTL entry for reason {reason} on VP {cpu}; resuming VTL0");
                 Verdict::Resume

@@ -14,8 +14,10 @@ use hvdef::message::{
     message_type, HvMessage, FLAG_MESSAGE_PENDING, HEADER_SIZE, INTERCEPT_SINT, MESSAGE_SIZE,
 };
 use hvdef::msr::{self, PageMsr, Sint};
+use hvdef::register_page;
 use hvdef::registers;
 use hvdef::vtl::VsmCodePageOffsets;
+use hvdef::vtl::{InputVtl, Vtl};
 
 use super::HvVtlError;
 use crate::machine::hv;
@@ -60,6 +62,8 @@ pub struct VtlSwitch {
     assist: u64,
     message_page: u64,
     vtl_return: u64,
+    /// VTL0's register page, when the hypervisor offers one (`hvdef::register_page`).
+    vtl0_registers: Option<u64>,
 }
 
 impl VtlSwitch {
@@ -83,11 +87,48 @@ impl VtlSwitch {
             );
             wrmsr(msr::SCONTROL, 1);
         }
+        let page = frame()?;
+        let place = hv::set_register(
+            InputVtl(Some(Vtl::Vtl0)),
+            register_page::REGISTER_NAME,
+            registers::u64_value(PageMsr::new(page, true).0),
+        );
+        let vtl0_registers = match place {
+            Ok(()) => Some(page),
+            Err(status) => {
+                log::info!(
+                    "hv_vtl: no VTL0 register page (status {:#x}); RIP goes by hypercall",
+                    status.0
+                );
+                None
+            }
+        };
         Ok(Self {
             assist,
             message_page,
             vtl_return: code + u64::from(offsets.vtl_return),
+            vtl0_registers,
         })
+    }
+
+    /// Sets VTL0's RIP for the next VTL return through its register page; false without a
+    /// page or when the hypervisor did not fill it on this entry.
+    pub fn set_vtl0_rip(&self, rip: u64) -> bool {
+        let Some(page) = self.vtl0_registers else {
+            return false;
+        };
+        let at = |offset: usize| page + offset as u64;
+        // SAFETY: the page is this VP's frame, identity-mapped; the hypervisor reads it at
+        // the VTL return, while this VP runs nothing else.
+        unsafe {
+            if (at(register_page::IS_VALID) as *const u8).read_volatile() != 1 {
+                return false;
+            }
+            (at(register_page::RIP) as *mut u64).write_volatile(rip);
+            let dirty = at(register_page::DIRTY) as *mut u32;
+            dirty.write_volatile(dirty.read_volatile() | register_page::dirty::IP);
+        }
+        true
     }
 
     /// Runs VTL0 with `gprs` until it enters VTL2 again; `gprs` then holds VTL0's registers
