@@ -2,17 +2,17 @@
 //! enabled it, its VTL0 vCPU in the VTL0 view, with the VTL switch between them (TLFS §15.6).
 //!
 //! - VTL return (VTL2 calls the return sequence): VTL0's shared general-purpose registers
-//!   become VTL2's (the rest of the shared state stays in VTL0's vCPU, reached by
-//!   GetVpRegisters: see `vcpu_state::VcpuRegisters`), RAX and RCX come from VTL2's VP assist page (VtlReturnX64Rax/
-//!   Rcx), and VTL0 runs.
-//! - With a VTL0 register page placed, VTL0's registers are written there on entry, and the
-//!   ones VTL2 marks dirty (RIP, RFLAGS, RSP) taken from it on return: an intercept is then
-//!   completed without a SetVpRegisters call.
+//!   become VTL2's, RAX and RCX come from VTL2's VP assist page (VtlReturnX64Rax/Rcx), and
+//!   VTL0 runs. The rest of the shared state (FPU, debug registers, CR2) stays in VTL0's
+//!   vCPU, reached by GetVpRegisters (`vcpu_state::VcpuRegisters`).
 //! - VTL entry: VTL0 calls the VTL call sequence, or does something VTL2 intercepts. VTL2's
 //!   shared registers become VTL0's, the reason goes to VTL2's VP assist page
 //!   (VtlEntryReason), an intercept's message to VTL2's SynIC message page slot for SINT0,
 //!   and VTL2 resumes after its VTL return. A message finding the slot full waits behind
 //!   MessagePending until VTL2 writes EOM.
+//! - With a VTL0 register page placed, VTL0's registers are written there on entry and the
+//!   ones VTL2 marks dirty (RIP, RFLAGS, RSP) taken from it on return: an intercept is then
+//!   completed without a SetVpRegisters call.
 //!
 //! Only one of the two vCPUs runs at a time, on this thread, so a switch is two register
 //! moves and no thread hand-off (MACHINE-FACTS: a thread hand-off per switch costs ~9×).
