@@ -72,6 +72,48 @@ impl StringOp {
             1
         }
     }
+
+    /// Where the instruction stands after `done` of the `attempted` elements of one exit
+    /// moved, `size` bytes each: the index register (RSI or RDI) from `pointer`, RCX from
+    /// `rcx`, and whether it is finished (RIP steps past it). A REP left with elements when
+    /// every attempted one moved is not finished: the guest executes it again, as a CPU does
+    /// after an interrupt. One that stopped early (a fault) ends there.
+    pub fn progress(
+        &self,
+        pointer: u64,
+        rcx: u64,
+        size: u8,
+        done: u64,
+        attempted: u64,
+    ) -> Progress {
+        let moved = done.wrapping_mul(u64::from(size));
+        let pointer = if self.down {
+            pointer.wrapping_sub(moved)
+        } else {
+            pointer.wrapping_add(moved)
+        };
+        if !self.rep {
+            return Progress {
+                pointer,
+                rcx,
+                finished: true,
+            };
+        }
+        let rcx = rcx.wrapping_sub(done);
+        Progress {
+            pointer,
+            rcx,
+            finished: rcx == 0 || done < attempted,
+        }
+    }
+}
+
+/// A string instruction's registers after an exit's share of it (see [`StringOp::progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub pointer: u64,
+    pub rcx: u64,
+    pub finished: bool,
 }
 
 /// Where the exiting instruction is, so the backend can step past it.
@@ -114,6 +156,43 @@ mod tests {
             merge_in(rax, 1, 0x1ff),
             0x1122_3344_5566_77ff,
             "value cut to size"
+        );
+    }
+
+    #[test]
+    fn string_progress_steps_registers_and_restarts_long_reps() {
+        let op = StringOp {
+            rep: true,
+            count: 10_000,
+            address: 0x1000,
+            down: false,
+        };
+        // 4096 of 10000 bytes this time: RSI on, RCX down, RIP stays.
+        assert_eq!(
+            op.progress(0x1000, 10_000, 1, 4096, 4096),
+            Progress {
+                pointer: 0x2000,
+                rcx: 5904,
+                finished: false
+            }
+        );
+        // The last ones.
+        assert!(op.progress(0x2000, 4, 4, 4, 4).finished);
+        // Stepping down, 2-byte elements.
+        let down = StringOp { down: true, ..op };
+        assert_eq!(down.progress(0x1000, 3, 2, 3, 3).pointer, 0x1000 - 6);
+        // A fault after 2 of 5: ends there, RCX says what is left.
+        let faulted = op.progress(0x1000, 5, 1, 2, 5);
+        assert_eq!((faulted.rcx, faulted.finished), (3, true));
+        // Without REP, one element and RCX untouched.
+        let once = StringOp { rep: false, ..op };
+        assert_eq!(
+            once.progress(0x1000, 7, 4, 1, 1),
+            Progress {
+                pointer: 0x1004,
+                rcx: 7,
+                finished: true
+            }
         );
     }
 

@@ -219,22 +219,13 @@ fn string_port(
         }
         done += 1;
     }
-    let moved = done * size;
     let pointer = match access.direction {
         PortDirection::Out(_) => &mut gprs.rsi,
         PortDirection::In => &mut gprs.rdi,
     };
-    *pointer = if op.down {
-        pointer.wrapping_sub(moved)
-    } else {
-        pointer.wrapping_add(moved)
-    };
-    let finished = if op.rep {
-        gprs.rcx = gprs.rcx.wrapping_sub(done);
-        gprs.rcx == 0 || done < now
-    } else {
-        true
-    };
+    let progress = op.progress(*pointer, gprs.rcx, access.size, done, now);
+    (*pointer, gprs.rcx) = (progress.pointer, progress.rcx);
+    let finished = progress.finished;
     if finished {
         step_over(switch, site, 1);
     }
