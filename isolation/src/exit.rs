@@ -61,6 +61,9 @@ pub struct StringOp {
     pub address: u64,
     /// RFLAGS.DF: addresses step down.
     pub down: bool,
+    /// The address size's mask on RSI/RDI/RCX: all ones in 64-bit code, 0xffff_ffff or
+    /// 0xffff in 32- or 16-bit code, whose index registers wrap and whose upper bits stay.
+    pub mask: u64,
 }
 
 impl StringOp {
@@ -86,12 +89,14 @@ impl StringOp {
         done: u64,
         attempted: u64,
     ) -> Progress {
+        let within = |old: u64, new: u64| (old & !self.mask) | (new & self.mask);
         let moved = done.wrapping_mul(u64::from(size));
-        let pointer = if self.down {
+        let stepped = if self.down {
             pointer.wrapping_sub(moved)
         } else {
             pointer.wrapping_add(moved)
         };
+        let pointer = within(pointer, stepped);
         if !self.rep {
             return Progress {
                 pointer,
@@ -99,11 +104,11 @@ impl StringOp {
                 finished: true,
             };
         }
-        let rcx = rcx.wrapping_sub(done);
+        let rcx = within(rcx, rcx.wrapping_sub(done));
         Progress {
             pointer,
             rcx,
-            finished: rcx == 0 || done < attempted,
+            finished: rcx & self.mask == 0 || done < attempted,
         }
     }
 }
@@ -166,6 +171,7 @@ mod tests {
             count: 10_000,
             address: 0x1000,
             down: false,
+            mask: u64::MAX,
         };
         // 4096 of 10000 bytes this time: RSI on, RCX down, RIP stays.
         assert_eq!(
@@ -185,6 +191,10 @@ mod tests {
         let faulted = op.progress(0x1000, 5, 1, 2, 5);
         assert_eq!((faulted.rcx, faulted.finished), (3, true));
         // Without REP, one element and RCX untouched.
+        // 16-bit code: CX counts, SI wraps, the upper bits stay.
+        let real = StringOp { mask: 0xffff, ..op };
+        let p = real.progress(0x1_fffe, 0x1_0002, 1, 2, 2);
+        assert_eq!((p.pointer, p.rcx, p.finished), (0x1_0000, 0x1_0000, true));
         let once = StringOp { rep: false, ..op };
         assert_eq!(
             once.progress(0x1000, 7, 4, 1, 1),
@@ -203,6 +213,7 @@ mod tests {
             count: 9,
             address: 0,
             down: false,
+            mask: u64::MAX,
         };
         assert_eq!(op.elements(), 1);
         assert_eq!(StringOp { rep: true, ..op }.elements(), 9);

@@ -84,6 +84,7 @@ pub fn decode(message: &HvMessage) -> Option<(GuestExit, ExitSite)> {
                     count: m.rcx & mask,
                     address: base.wrapping_add(offset & mask) & linear_mask(&m.header),
                     down,
+                    mask,
                 }
             });
             let access = PortAccess {
@@ -191,7 +192,8 @@ mod tests {
                 rep: true,
                 count: 5,
                 address: 0x1020,
-                down: true
+                down: true,
+                mask: 0xffff,
             })
         );
         assert_eq!(

@@ -177,6 +177,14 @@ pub fn complete_pending(vcpu: &mut VcpuFd) -> Result<(), kvm_ioctls::Error> {
     result
 }
 
+/// RFLAGS as a VTL may set another's: the architectural bits except VM (virtual-8086 mode,
+/// which KVM's long-mode guests cannot enter), bit 1 set (Intel SDM Vol. 1 §3.4.3).
+pub fn sanitize_rflags(value: u64) -> u64 {
+    // CF, PF, AF, ZF, SF, TF, IF, DF, OF, IOPL, NT, RF, AC, VIF, VIP, ID.
+    const WRITABLE: u64 = 0x003d_7fd5;
+    (value & WRITABLE) | 0x2
+}
+
 /// The general-purpose registers by TLFS name.
 fn gpr(regs: &mut kvm_regs, name: u32) -> Option<&mut u64> {
     Some(match name {
@@ -347,7 +355,7 @@ impl LowerVtlRegisters for VcpuRegisters<'_> {
         let mut regs = self.0.get_regs().map_err(failed)?;
         if let Some(v) = gpr(&mut regs, name) {
             *v = if name == reg::RFLAGS {
-                value64 | 0x2 // bit 1 is reserved as one
+                sanitize_rflags(value64)
             } else {
                 value64
             };

@@ -8,8 +8,8 @@
 //! - VTL entry: VTL0 calls the VTL call sequence, or does something VTL2 intercepts. VTL2's
 //!   shared registers become VTL0's, the reason goes to VTL2's VP assist page
 //!   (VtlEntryReason), an intercept's message to VTL2's SynIC message page slot for SINT0,
-//!   and VTL2 resumes after its VTL return. A message finding the slot full waits behind
-//!   MessagePending until VTL2 writes EOM.
+//!   and VTL2 resumes after its VTL return. One VTL2 left unconsumed is replaced: VTL0 was
+//!   rewound before that instruction and has just made it again.
 //! - With a VTL0 register page placed, VTL0's registers are written there on entry and the
 //!   ones VTL2 marks dirty (RIP, RFLAGS, RSP) taken from it on return: an intercept is then
 //!   completed without a SetVpRegisters call.
@@ -18,7 +18,7 @@
 //! moves and no thread hand-off (MACHINE-FACTS: a thread hand-off per switch costs ~9×).
 
 use hvdef::hypercall::{map_flags, vp_assist};
-use hvdef::message::{message_type, HvMessage, FLAG_MESSAGE_PENDING, INTERCEPT_SINT, MESSAGE_SIZE};
+use hvdef::message::{message_type, HvMessage, INTERCEPT_SINT, MESSAGE_SIZE};
 use hvdef::register_page;
 use hvdef::vtl::Vtl;
 use kvm_bindings::kvm_regs;
@@ -35,7 +35,8 @@ use crate::kick::{interrupt_due, Kicker};
 use crate::port_io_decode::IoAccess;
 use crate::serial::{Com1, COM1_PORTS};
 use crate::vcpu_state::{
-    copy_shared_gprs, exit_regs, pending_io_data, pending_io_size, set_entry_regs, VcpuRegisters,
+    copy_shared_gprs, exit_regs, pending_io_data, pending_io_size, sanitize_rflags, set_entry_regs,
+    VcpuRegisters,
 };
 use crate::vm::Outcome;
 use crate::vtl0_intercept;
@@ -82,18 +83,23 @@ impl HostDevices<'_> {
     }
 }
 
-/// Puts `message` in the SINT slot at `slot` if it is free (type NONE); otherwise marks the
-/// message there MessagePending, so VTL2 writes EOM once it has taken it, and returns false.
+/// Whether `vcpu` has never been started: waiting for INIT or SIPI (a halted VP runs).
+fn waiting_to_start(vcpu: &VcpuFd) -> bool {
+    vcpu.get_mp_state().is_ok_and(|s| {
+        matches!(
+            s.mp_state,
+            kvm_bindings::KVM_MP_STATE_UNINITIALIZED | kvm_bindings::KVM_MP_STATE_INIT_RECEIVED
+        )
+    })
+}
+
+/// Puts `message` in the SINT slot at `slot` if it is free (type NONE); false if taken.
 fn post(memory: &GuestMemory, slot: u64, message: &HvMessage) -> bool {
-    let mut header = [0u8; 8];
-    if memory.read(slot, &mut header).is_err() {
+    let mut header = [0u8; 4];
+    if memory.read(slot, &mut header).is_err() || u32::from_le_bytes(header) != message_type::NONE {
         return false;
     }
-    if u32::from_le_bytes([header[0], header[1], header[2], header[3]]) == message_type::NONE {
-        return memory.write(slot, &message.0).is_ok();
-    }
-    let _ = memory.write(slot + 5, &[header[5] | FLAG_MESSAGE_PENDING]);
-    false
+    memory.write(slot, &message.0).is_ok()
 }
 
 /// Whether VTL2 lets VTL0 access `gpa` in the `wanted` way.
@@ -120,8 +126,6 @@ pub struct Vp<'a> {
     kicker: Option<Arc<Kicker>>,
     /// When VTL2 last stopped running, for judging whether its timer is due.
     vtl2_left: Instant,
-    /// An intercept message waiting for VTL2's SINT0 slot to be freed.
-    queued: Option<HvMessage>,
 }
 
 impl<'a> Vp<'a> {
@@ -147,7 +151,6 @@ impl<'a> Vp<'a> {
             hv,
             kicker,
             vtl2_left: Instant::now(),
-            queued: None,
         }
     }
 
@@ -245,17 +248,6 @@ impl<'a> Vp<'a> {
                     .hv
                     .map(|hv| hv.write_msr(caller, exit.index, exit.data, memory))
                 {
-                    Some(Ok(())) if exit.index == hvdef::msr::EOM => {
-                        // VTL2 freed its slot: a waiting message may go in now.
-                        let hv = self.hv.expect("matched above");
-                        let pages = hv.vtl2_pages(index);
-                        let slot = pages.simp.gpa() + (INTERCEPT_SINT * MESSAGE_SIZE) as u64;
-                        if let Some(message) = self.queued.take() {
-                            if !(pages.simp.enabled() && post(memory, slot, &message)) {
-                                self.queued = Some(message);
-                            }
-                        }
-                    }
                     Some(Ok(())) => {}
                     _ => *exit.error = 1,
                 }
@@ -317,6 +309,12 @@ impl<'a> Vp<'a> {
         let rax = read_assist(vp_assist::VTL_RETURN_RAX).unwrap_or(vtl2_regs.rax);
         let rcx = read_assist(vp_assist::VTL_RETURN_RCX).unwrap_or(vtl2_regs.rcx);
         let vtl0 = self.vtl0.as_mut().expect("taken above");
+        if waiting_to_start(vtl0) {
+            // Nothing runs to take registers; and INIT-SIPI may start it meanwhile, which
+            // sets registers of its own that a copy made now must not overwrite.
+            self.set_active(Vtl::Vtl0);
+            return Ok(());
+        }
         // VTL2 may have set VTL0's registers (SetVpRegisters) since VTL0 stopped, so they
         // are read afresh; they go back with the next entry, without an ioctl.
         let mut regs = vtl0
@@ -332,7 +330,7 @@ impl<'a> Vp<'a> {
                 let changes = register_page::changes(&page);
                 regs.rsp = changes.rsp.unwrap_or(regs.rsp);
                 regs.rip = changes.rip.unwrap_or(regs.rip);
-                regs.rflags = changes.rflags.map_or(regs.rflags, |f| f | 0x2);
+                regs.rflags = changes.rflags.map_or(regs.rflags, sanitize_rflags);
                 let _ = self
                     .memory
                     .write(registers_page.gpa() + register_page::IS_VALID as u64, &[0]);
@@ -360,10 +358,12 @@ impl<'a> Vp<'a> {
             if pages.simp.enabled() && pages.intercepts_enabled {
                 let slot = pages.simp.gpa() + (INTERCEPT_SINT * MESSAGE_SIZE) as u64;
                 if !post(self.memory, slot, &message) {
-                    // Full: the message waits for VTL2's EOM, one deep (TLFS §11.10.3).
-                    if self.queued.replace(message).is_some() {
-                        eprintln!("vmm-lite: VP {index}: VTL2 consumes no SINT0 messages; the oldest waiting one is dropped");
-                    }
+                    // VTL2 left the last message: VTL0, rewound before that instruction,
+                    // made it again, so the new message replaces a stale copy.
+                    eprintln!(
+                        "vmm-lite: VP {index}: VTL2 left its SINT0 message unconsumed; replaced"
+                    );
+                    let _ = self.memory.write(slot, &message.0);
                 }
             } else {
                 eprintln!(
@@ -413,10 +413,7 @@ impl<'a> Vp<'a> {
         let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
         if let Some(host) = hv.vtl0_host() {
             if let Some(ctx) = host.take_pending_start(index) {
-                let waiting = vtl0
-                    .get_mp_state()
-                    .is_ok_and(|s| s.mp_state != kvm_bindings::KVM_MP_STATE_RUNNABLE);
-                if waiting {
+                if waiting_to_start(vtl0) {
                     // The start's registers win over those the VTL return left for entry.
                     vtl0.clear_sync_dirty_reg(SyncReg::Register);
                     match crate::vtl0_view::start(vtl0, &ctx) {
@@ -614,19 +611,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_sint_slot_is_marked_pending_and_kept() {
+    fn messages_go_only_into_a_free_slot() {
         let memory = GuestMemory::new(1 << 20).unwrap();
         let first = HvMessage::new(message_type::X64_IO_PORT_INTERCEPT, &[1; 8]);
         let second = HvMessage::new(message_type::X64_MSR_INTERCEPT, &[2; 8]);
         assert!(post(&memory, 0x5000, &first));
         assert!(!post(&memory, 0x5000, &second), "the slot is taken");
-        let mut slot = [0u8; MESSAGE_SIZE];
-        memory.read(0x5000, &mut slot).unwrap();
-        let slot = HvMessage(slot);
-        assert_eq!(slot.message_type(), message_type::X64_IO_PORT_INTERCEPT);
-        assert_eq!(slot.flags() & FLAG_MESSAGE_PENDING, FLAG_MESSAGE_PENDING);
-        // VTL2 frees it (type NONE): the waiting one goes in.
-        memory.write(0x5000, &0u32.to_le_bytes()).unwrap();
+        memory.write(0x5000, &0u32.to_le_bytes()).unwrap(); // VTL2 frees it
         assert!(post(&memory, 0x5000, &second));
     }
 }

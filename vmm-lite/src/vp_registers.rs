@@ -98,6 +98,11 @@ impl Call<'_> {
         let mut lower = self.lower(&target, lower);
         for i in usize::from(self.control.rep_start())..count {
             let at = VpRegistersHeader::SIZE + i * VpRegistersHeader::GET_ELEMENT_SIZE;
+            let name = le::u32_at(&input, at);
+            if name == Some(hvdef::register_page::REGISTER_NAME) && self.caller.vtl != Vtl::Vtl2 {
+                // Where Parapet's frame is is VTL2's business.
+                return Err((HvStatus::ACCESS_DENIED, i as u16));
+            }
             let name = le::u32_at(&input, at).ok_or((HvStatus::INVALID_PARAMETER, i as u16))?;
             let value = match self.hv.synthetic_register(target.vp, target.vtl, name) {
                 Some(v) => Some(reg::u64_value(v)),

@@ -144,8 +144,7 @@ fn apply_context(vcpu: &VcpuFd, ctx: &InitialVpContext) -> Result<(), VmmError> 
     let regs = kvm_bindings::kvm_regs {
         rip: ctx.rip,
         rsp: ctx.rsp,
-        // Bit 1 of RFLAGS is reserved as one (Intel SDM Vol. 1 §3.4.3).
-        rflags: ctx.rflags | 0x2,
+        rflags: crate::vcpu_state::sanitize_rflags(ctx.rflags),
         ..Default::default()
     };
     kvm("KVM_SET_REGS (VTL0)", vcpu.set_regs(&regs))

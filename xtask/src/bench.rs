@@ -97,10 +97,12 @@ fn vmm_lite_round_trip(binary: &std::path::Path, what: &str, iterations: u32) ->
     Ok(Duration::from_secs_f64(micros / 1e6))
 }
 
-/// Parapet's mean time per intercept, from its power-off report
-/// (`... (N us per intercept)`).
+/// Parapet's mean intercept round trip (VTL return to the exit handled), from its power-off
+/// report (`... (N us per intercept round trip)`).
 fn paravisor_round_trip(output: &str) -> Option<Duration> {
-    let line = output.lines().find(|l| l.contains(" us per intercept)"))?;
+    let line = output
+        .lines()
+        .find(|l| l.contains(" us per intercept round trip)"))?;
     let micros: u64 = line
         .rsplit_once('(')?
         .1
@@ -148,7 +150,7 @@ pub fn vtl() -> Result<()> {
             );
         }
         paravisor.push(
-            paravisor_round_trip(&boot.output)
+            paravisor_round_trip(&boot.console)
                 .context("Parapet did not report its time per intercept")?,
         );
         println!(
@@ -175,7 +177,7 @@ mod tests {
 
     #[test]
     fn parapets_report_gives_the_round_trip() {
-        let line = "[ 1.2] cpu0 INFO hv_vtl: VTL0 powered off (success) after 1001 intercepts and 3 entries for our interrupts on VP 0 in 1900000 us (1898 us per intercept)";
+        let line = "[ 1.2] cpu0 INFO hv_vtl: VTL0 powered off (success) after 1001 intercepts and 3 entries for our interrupts on VP 0 in 1900000 us (1898 us per intercept round trip)";
         assert_eq!(
             paravisor_round_trip(line),
             Some(Duration::from_micros(1898))

@@ -106,9 +106,13 @@ async fn host_vp(cpu: usize) {
     };
     let mut gprs = SharedGprs::default();
     let (mut intercepts, mut interrupts) = (0u64, 0u64);
+    // TSC cycles spent in intercept round trips: from the VTL return to the exit handled
+    // (one rdtsc each side: every instruction counts where VTL2 code is emulated).
+    let mut intercept_cycles = 0u64;
     let started = kernel::platform::now_ns();
     let mut last_yield = crate::cpus::ticks(cpu);
     loop {
+        let round_trip_start = arch::x86_64::instructions::rdtsc();
         let reason = switch.run_vtl0(&mut gprs);
         match reason {
             EntryReason::Intercept => intercepts += 1,
@@ -147,6 +151,9 @@ async fn host_vp(cpu: usize) {
                 Verdict::Resume
             }
         };
+        if reason == EntryReason::Intercept {
+            intercept_cycles += arch::x86_64::instructions::rdtsc().wrapping_sub(round_trip_start);
+        }
         if let Verdict::PowerOff { success } = verdict {
             with_devices(|d| {
                 if d.has_partial_line() {
@@ -154,10 +161,12 @@ async fn host_vp(cpu: usize) {
                 }
             });
             let ran_us = (kernel::platform::now_ns() - started) / 1000;
+            let round_trip_us = intercept_cycles * 1_000_000
+                / crate::machine::time::tsc_hz().max(1)
+                / intercepts.max(1);
             log::info!(
-                "hv_vtl: VTL0 powered off ({}) after {intercepts} intercepts and {interrupts} entries for our interrupts on VP {cpu} in {ran_us} us ({} us per intercept)",
+                "hv_vtl: VTL0 powered off ({}) after {intercepts} intercepts and {interrupts} entries for our interrupts on VP {cpu} in {ran_us} us ({round_trip_us} us per intercept round trip)",
                 if success { "success" } else { "failure" },
-                ran_us / intercepts.max(1)
             );
             kernel::platform::exit(if success {
                 arch::ExitStatus::Success
