@@ -31,8 +31,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot an IGVM file on KVM (its native platform, or with `--platform vbs` the paravisor
-    /// in VTL2). Exits 0 when the firmware reports
-    /// success, 1 when it reports failure or the VM dies, 2 for bad input or host problems.
+    /// in VTL2). Exits 0 when the firmware reports success, 1 when it reports failure or the
+    /// VM dies, 2 for bad input or host problems.
     Run {
         /// The IGVM file to load.
         #[arg(long)]
