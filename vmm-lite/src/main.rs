@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use vmm_lite::error::VmmError;
 use vmm_lite::guest_memory::GuestMemory;
 
@@ -33,31 +33,7 @@ enum Command {
     /// Boot an IGVM file on KVM (its native platform, or with `--platform vbs` the paravisor
     /// in VTL2). Exits 0 when the firmware reports success, 1 when it reports failure or the
     /// VM dies, 2 for bad input or host problems.
-    Run {
-        /// The IGVM file to load.
-        #[arg(long)]
-        igvm: String,
-        /// Guest RAM: a byte count with an optional K, M or G suffix (16M to 3G).
-        #[arg(long, default_value = "256M")]
-        mem: String,
-        /// Number of virtual processors (1 to 64).
-        #[arg(long, default_value_t = 1)]
-        vps: u32,
-        /// The firmware command line (e.g. `parapet.log=debug`).
-        #[arg(long, default_value = "")]
-        cmdline: String,
-        /// Where COM1 goes: `stdio` (output to stdout, input from stdin) or `file:PATH`.
-        #[arg(long, default_value = "stdio")]
-        serial: String,
-        /// Which of the file's platforms to run: `native`, or `vbs` (the firmware in VTL2
-        /// behind the Hyper-V interface vmm-lite emulates).
-        #[arg(long, default_value = "native", value_parser = ["native", "vbs"])]
-        platform: String,
-        /// A guest for VTL0 (`--platform vbs` only): an ELF the paravisor loads and runs.
-        /// It is staged at the top of RAM and named on the firmware command line.
-        #[arg(long)]
-        vtl0: Option<String>,
-    },
+    Run(RunOptions),
     /// Check that this host's KVM can run Parapet: open /dev/kvm, create a VM and a vCPU,
     /// and list the capabilities vmm-lite relies on. Exits non-zero if any is missing.
     Probe,
@@ -115,13 +91,30 @@ fn read_igvm(path: &str) -> Result<Vec<u8>, VmmError> {
 }
 
 /// What `vmm-lite run` was asked to do.
+#[derive(Args)]
 struct RunOptions {
+    /// The IGVM file to load.
+    #[arg(long)]
     igvm: String,
+    /// Guest RAM: a byte count with an optional K, M or G suffix (16M to 3G).
+    #[arg(long, default_value = "256M")]
     mem: String,
+    /// Number of virtual processors (1 to 64).
+    #[arg(long, default_value_t = 1)]
     vps: u32,
+    /// The firmware command line (e.g. `parapet.log=debug`).
+    #[arg(long, default_value = "")]
     cmdline: String,
+    /// Where COM1 goes: `stdio` (output to stdout, input from stdin) or `file:PATH`.
+    #[arg(long, default_value = "stdio")]
     serial: String,
-    platform: Platform,
+    /// Which of the file's platforms to run: `native`, or `vbs` (the firmware in VTL2
+    /// behind the Hyper-V interface vmm-lite emulates).
+    #[arg(long, default_value = "native", value_parser = ["native", "vbs"])]
+    platform: String,
+    /// A guest for VTL0 (`--platform vbs` only): an ELF the paravisor loads and runs.
+    /// It is staged at the top of RAM and named on the firmware command line.
+    #[arg(long)]
     vtl0: Option<String>,
 }
 
@@ -136,6 +129,11 @@ fn run(o: RunOptions) -> Result<Outcome, VmmError> {
         vtl0,
     } = o;
     let (igvm, mem, serial) = (igvm.as_str(), mem.as_str(), serial.as_str());
+    let platform = if platform == "vbs" {
+        Platform::Vbs
+    } else {
+        Platform::Native
+    };
     let memory_size = parse_memory(mem)?;
     if !(1..=MAX_VPS).contains(&vps) {
         return Err(VmmError::BadVpCount(vps, MAX_VPS));
@@ -227,27 +225,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run {
-            igvm,
-            mem,
-            vps,
-            cmdline,
-            serial,
-            platform,
-            vtl0,
-        } => match run(RunOptions {
-            igvm,
-            mem,
-            vps,
-            cmdline,
-            serial,
-            platform: if platform == "vbs" {
-                Platform::Vbs
-            } else {
-                Platform::Native
-            },
-            vtl0,
-        }) {
+        Command::Run(options) => match run(options) {
             Ok(Outcome::Success) => ExitCode::SUCCESS,
             Ok(Outcome::Failure(why)) => {
                 eprintln!("vmm-lite: {why}");

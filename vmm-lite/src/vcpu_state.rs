@@ -87,28 +87,24 @@ impl LinearMemory<'_> {
     /// Reads `len` bytes at guest linear address `linear`; stops at the first page that does
     /// not translate, lies outside RAM or may not be read.
     pub fn read(&self, linear: u64, len: usize) -> Vec<u8> {
-        read_linear(self, linear, len)
-    }
-}
-
-fn read_linear(view: &LinearMemory<'_>, linear: u64, len: usize) -> Vec<u8> {
-    let (vcpu, memory) = (view.vcpu, view.memory);
-    let mut out = Vec::with_capacity(len);
-    let mut at = linear;
-    while out.len() < len {
-        let in_page = (PAGE - at % PAGE) as usize;
-        let n = in_page.min(len - out.len());
-        let Some(gpa) = translate(vcpu, at).filter(|&gpa| (view.may_read)(gpa)) else {
-            break;
-        };
-        let mut chunk = vec![0u8; n];
-        if memory.read(gpa, &mut chunk).is_err() {
-            break;
+        let (vcpu, memory) = (self.vcpu, self.memory);
+        let mut out = Vec::with_capacity(len);
+        let mut at = linear;
+        while out.len() < len {
+            let in_page = (PAGE - at % PAGE) as usize;
+            let n = in_page.min(len - out.len());
+            let Some(gpa) = translate(vcpu, at).filter(|&gpa| (self.may_read)(gpa)) else {
+                break;
+            };
+            let mut chunk = vec![0u8; n];
+            if memory.read(gpa, &mut chunk).is_err() {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+            at = at.wrapping_add(n as u64);
         }
-        out.extend_from_slice(&chunk);
-        at = at.wrapping_add(n as u64);
+        out
     }
-    out
 }
 
 /// The guest-physical address of `linear`, if it is mapped.

@@ -296,7 +296,8 @@ impl<'a> Vp<'a> {
         // Nothing has written VTL2's registers since it stopped: KVM's copy from the exit
         // is current.
         let vtl2_regs = exit_regs(&mut self.vtl2);
-        let assist = hv.vtl2_pages(index).vp_assist;
+        let pages = hv.vtl2_pages(index);
+        let assist = pages.vp_assist;
         let read_assist = |offset: usize| {
             let mut b = [0u8; 8];
             (assist.enabled()
@@ -309,7 +310,9 @@ impl<'a> Vp<'a> {
         let rax = read_assist(vp_assist::VTL_RETURN_RAX).unwrap_or(vtl2_regs.rax);
         let rcx = read_assist(vp_assist::VTL_RETURN_RCX).unwrap_or(vtl2_regs.rcx);
         let vtl0 = self.vtl0.as_mut().expect("taken above");
-        if waiting_to_start(vtl0) {
+        // Asked of KVM only until the VP is seen running: the hot path makes no extra ioctl.
+        let known_running = hv.vtl0_host().is_some_and(|h| h.is_running(index));
+        if !known_running && waiting_to_start(vtl0) {
             // Nothing runs to take registers; and INIT-SIPI may start it meanwhile, which
             // sets registers of its own that a copy made now must not overwrite.
             self.set_active(Vtl::Vtl0);
@@ -322,7 +325,7 @@ impl<'a> Vp<'a> {
             .map_err(|e| format!("KVM_GET_REGS (VTL0): {e}"))?;
         copy_shared_gprs(&vtl2_regs, &mut regs);
         (regs.rax, regs.rcx) = (rax, rcx);
-        let registers_page = hv.vtl2_pages(index).vtl0_registers;
+        let registers_page = pages.vtl0_registers;
         if registers_page.enabled() {
             // What VTL2 changed in VTL0's register page (one copy), then the page is stale.
             let mut page = [0u8; register_page::SIZE];
@@ -411,7 +414,8 @@ impl<'a> Vp<'a> {
             vtl: Vtl::Vtl0,
         };
         let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
-        if let Some(host) = hv.vtl0_host() {
+        // A start can only wait for a VP not yet seen running (`mark_running` voids it).
+        if let Some(host) = hv.vtl0_host().filter(|h| !h.is_running(index)) {
             if let Some(ctx) = host.take_pending_start(index) {
                 if waiting_to_start(vtl0) {
                     // The start's registers win over those the VTL return left for entry.

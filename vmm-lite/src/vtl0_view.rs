@@ -291,6 +291,13 @@ impl Vtl0Host {
         Some(vcpu)
     }
 
+    /// Whether VTL0 has been seen running on VP `vp`.
+    pub fn is_running(&self, vp: usize) -> bool {
+        self.running
+            .get(vp)
+            .is_some_and(|flag| flag.load(Ordering::Acquire))
+    }
+
     /// Records that VTL0 runs on VP `vp`; a start still waiting for it is void.
     pub fn mark_running(&self, vp: usize) {
         if let Some(flag) = self.running.get(vp) {
