@@ -17,7 +17,8 @@ pub struct Reserved {
 mod heapless_ranges {
     use super::ReservedRange;
 
-    const MAX: usize = 16;
+    /// The fixed boot structures plus up to 16 device-tree reservations.
+    const MAX: usize = 32;
 
     #[derive(Default)]
     pub struct Ranges {

@@ -106,9 +106,17 @@ mod shared {
         #[cfg(not(feature = "selftest"))]
         bsp.spawn(crate::monitor::run(online, boot.cpus));
         #[cfg(all(target_arch = "x86_64", not(feature = "selftest")))]
-        if boot.platform == isolation::PlatformKind::HvVtl {
-            if let Some((address, size)) = crate::machine::hv_vtl::payload_option(boot.cmdline) {
-                bsp.spawn(crate::machine::hv_vtl::host(address, size, online));
+        if let Some((address, size)) = crate::machine::guest::payload(boot.cmdline) {
+            match boot.platform {
+                isolation::PlatformKind::HvVtl => {
+                    bsp.spawn(crate::machine::hv_vtl::host(address, size, online));
+                }
+                isolation::PlatformKind::Svm => {
+                    bsp.spawn(crate::machine::svm::host(address, size));
+                }
+                isolation::PlatformKind::Native => log::warn!(
+                    "a guest payload was given, but this machine offers no way to host it (no VTL interface, no SVM)"
+                ),
             }
         }
         bsp.run()

@@ -1,7 +1,8 @@
 //! Builds Parapet's IGVM file (IGVM spec v1; `igvm` crate 0.5 for the encoding).
 //!
 //! One file serves every platform: platform headers for native (mask bit 0) and VBS with
-//! VTL2 (bit 1); SNP (bit 2) and TDX (bit 3) come with their shims, sharing the same page data.
+//! VTL2 (bit 1); SNP (bit 2) and TDX (bit 3) come with their shims, sharing the same page data
+//! (the layout already reserves their VMSA, CPUID, secrets, TD HOB and reset pages).
 //! What goes in, in measurement order:
 //! 1. the firmware's load segments, page by page, at their link addresses;
 //! 2. boot page tables identity-mapping 0..4 GiB, and a GDT (see `parapet_abi::igvm_layout`);

@@ -1,8 +1,12 @@
-//! Parapet's image tooling: validating what `cargo xtask build` produced.
+//! Parapet's image tooling, behind `parapet-image` and `cargo xtask build`.
 //!
-//! Today it checks the two boot formats QEMU loads — a PVH ELF on x86_64 and a Linux arm64
-//! raw image on aarch64 — so a broken link (lost PVH note, wrong load address) is caught
-//! before any boot. IGVM output and launch measurements build on this.
+//! - `igvm_builder`: the IGVM file (native and VBS platforms) from the x86_64 firmware ELF,
+//!   laid out as `parapet_abi::igvm_layout` says; building twice gives the same bytes.
+//! - `measure`: each platform's launch measurement of an IGVM file (the VBS boot digest,
+//!   computed here and checked against the `igvm` crate's).
+//! - `inspect`: checks the two boot formats QEMU loads — a PVH ELF on x86_64 and a Linux
+//!   arm64 raw image on aarch64 — so a broken link (lost PVH note, wrong load address) is
+//!   caught before any boot.
 
 pub mod arm64_image;
 pub mod elf;

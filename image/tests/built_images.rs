@@ -62,3 +62,39 @@ fn the_real_firmware_igvm_is_reproducible_and_measured_alike_by_both_implementat
         igvm::measurement::generate_vbs_measurement(file.directives(), vbs).unwrap()
     );
 }
+
+/// Host paths the firmware builds must not embed (xtask remaps them): the checkout, and
+/// where cargo and rustup keep sources.
+fn host_paths() -> Vec<String> {
+    let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    let mut paths = vec![
+        xtask::workspace_root(),
+        home.join(".cargo"),
+        home.join(".rustup"),
+    ];
+    paths.extend(
+        ["CARGO_HOME", "RUSTUP_HOME"]
+            .iter()
+            .filter_map(|v| std::env::var_os(v).map(Into::into)),
+    );
+    paths
+        .iter()
+        .filter(|p| p.is_absolute())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+#[test]
+fn the_firmware_images_name_no_host_path() {
+    let images = [
+        build::igvm(Flavor::Normal).expect("building the IGVM file"),
+        build::firmware(Arch::Aarch64, Flavor::Normal).expect("building the firmware"),
+    ];
+    for image in images {
+        let bytes = std::fs::read(&image).unwrap();
+        for path in host_paths() {
+            let found = bytes.windows(path.len()).any(|w| w == path.as_bytes());
+            assert!(!found, "{} holds the host path {path}", image.display());
+        }
+    }
+}

@@ -9,7 +9,7 @@ use igvm_defs::{
     IGVM_VHS_PARAMETER_INSERT, IGVM_VHS_SUPPORTED_PLATFORM,
 };
 use parapet_image::igvm_builder::{build, NATIVE_MASK, VBS_MASK};
-use parapet_image::measure::{measurements, parse, vbs_boot_digest};
+use parapet_image::measure::{measurements, parse, vbs_boot_digest, vbs_boot_digest_within};
 use parapet_image::ImageError;
 
 const ENTRY: u64 = PARAVISOR_BASE + 0x40;
@@ -269,16 +269,132 @@ fn a_firmware_outside_the_paravisor_image_area_is_refused() {
     assert!(matches!(err, ImageError::OutsideRegion { .. }), "{err:?}");
 }
 
+/// Recomputes the IGVM fixed header's checksum (IGVM spec, IGVM_FIXED_HEADER: a CRC32 of the
+/// fixed header, taken with its checksum field zero, and the variable headers), so a mutated
+/// file gets past that check to the parser. Files whose header no longer locates the variable
+/// headers are left as they are.
+fn reseal(file: &mut [u8]) {
+    const CHECKSUM: std::ops::Range<usize> = 20..24;
+    let field = |at: usize| {
+        let bytes = file.get(at..at + 4)?;
+        Some(u32::from_le_bytes(bytes.try_into().ok()?) as usize)
+    };
+    let (Some(version), Some(offset), Some(size)) = (field(4), field(8), field(12)) else {
+        return;
+    };
+    // IGVM_FIXED_HEADER is 24 bytes; IGVM_FIXED_HEADER_V2 adds architecture and page size.
+    let fixed_size = if version >= 2 { 32 } else { 24 };
+    let variable = offset
+        .checked_add(size)
+        .and_then(|end| file.get(offset..end));
+    let (Some(fixed), Some(variable)) = (file.get(..fixed_size), variable) else {
+        return;
+    };
+    let mut fixed = fixed.to_vec();
+    fixed[CHECKSUM].fill(0);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&fixed);
+    crc.update(variable);
+    let checksum = crc.finalize();
+    file[CHECKSUM].copy_from_slice(&checksum.to_le_bytes());
+}
+
+#[test]
+fn resealing_an_unchanged_file_keeps_its_checksum() {
+    let good = build(&firmware(true, PARAVISOR_BASE)).unwrap();
+    let mut resealed = good.clone();
+    resealed[20..24].fill(0);
+    reseal(&mut resealed);
+    assert_eq!(resealed, good);
+}
+
 #[test]
 fn damaged_files_are_errors_not_crashes() {
     let good = build(&firmware(true, PARAVISOR_BASE)).unwrap();
     assert!(parse(&good[..good.len() - 1]).is_err(), "truncated");
     assert!(parse(&[]).is_err(), "empty");
     assert!(parse(b"IGVM but not really").is_err());
-    // Flip bytes throughout the headers: parse may fail, but must return.
-    for at in (0..good.len().min(2048)).step_by(7) {
-        let mut bad = good.clone();
-        bad[at] ^= 0x5a;
-        let _ = parse(&bad);
+    // Flip every header byte (and a sample of the data) with the checksum made valid again,
+    // so each damaged file reaches the parser and, when it parses, the measurement: both
+    // must return, never panic. The measurement is bounded to 256 pages (1 MiB), as a
+    // flipped size bit can ask for gigabytes.
+    let field = |at: usize| u32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize;
+    let headers = field(8) + field(12);
+    let (mut header_mutations_parsed, mut measured) = (0, 0);
+    for at in (0..headers).chain((headers..good.len()).step_by(97)) {
+        for flip in [0x01, 0x80, 0xff] {
+            let mut bad = good.clone();
+            bad[at] ^= flip;
+            reseal(&mut bad);
+            match parse(&bad) {
+                Ok(file) => {
+                    header_mutations_parsed += usize::from(at < headers);
+                    let digest = vbs_boot_digest_within(file.directives(), VBS_MASK, 256);
+                    measured += usize::from(digest.is_ok());
+                }
+                Err(ImageError::Igvm(reason)) => {
+                    assert!(!reason.contains("checksum"), "byte {at}: {reason}")
+                }
+                Err(e) => panic!("byte {at}: unexpected {e:?}"),
+            }
+        }
     }
+    // Many header fields (GPAs, masks, sizes, register values) still parse when damaged.
+    assert!(
+        header_mutations_parsed > headers / 2,
+        "only {header_mutations_parsed} damaged headers parsed"
+    );
+    assert!(measured > 0, "no damaged file was measured");
+}
+
+/// A scratch path for one test's file.
+fn scratch(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("parapet-image-{}-{name}", std::process::id()))
+}
+
+fn parapet_image(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_parapet-image"))
+        .args(args)
+        .output()
+        .expect("running parapet-image")
+}
+
+#[test]
+fn the_measure_command_prints_the_igvm_crates_vbs_digest() {
+    let bytes = build(&firmware(true, PARAVISOR_BASE)).unwrap();
+    let path = scratch("measure.igvm");
+    std::fs::write(&path, &bytes).unwrap();
+    let out = parapet_image(&["measure".as_ref(), path.as_os_str()]);
+    std::fs::remove_file(&path).ok();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let file = parse(&bytes).unwrap();
+    let expected = igvm::measurement::generate_vbs_measurement(file.directives(), VBS_MASK)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "native: not measured".to_string(),
+            format!("vbs: {expected}")
+        ],
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_measure_command_refuses_a_damaged_file_in_one_line() {
+    let mut bytes = build(&firmware(true, PARAVISOR_BASE)).unwrap();
+    bytes[40] ^= 0xff;
+    let path = scratch("damaged.igvm");
+    std::fs::write(&path, &bytes).unwrap();
+    let out = parapet_image(&["measure".as_ref(), path.as_os_str()]);
+    std::fs::remove_file(&path).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("is not a valid IGVM file"), "{stderr}");
 }

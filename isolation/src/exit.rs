@@ -27,6 +27,8 @@ pub enum GuestExit {
     },
     /// The guest called its paravisor on purpose (a VTL call).
     Call,
+    /// `hlt`: the guest waits for an interrupt.
+    Halt,
     /// The guest cannot go on (triple fault, failed entry).
     Unrecoverable,
     /// A report this build does not decode: the platform's kind code.

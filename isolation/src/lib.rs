@@ -7,6 +7,8 @@
 
 pub mod exit;
 pub mod hv_message;
+pub mod svm_exit;
+pub mod x86_insn;
 
 use hvdef::cpuid::{self, privilege_eax, privilege_ebx};
 
@@ -17,7 +19,18 @@ pub enum PlatformKind {
     Native,
     /// Hyper-V's VTL interface (the TLFS VSM subset): Parapet runs in VTL2.
     HvVtl,
+    /// AMD-V with nested paging and no paravisor interface: Parapet is the hypervisor and
+    /// runs its guest under a VMCB.
+    Svm,
 }
+
+/// CPUID 0x8000_0001 ECX bit 2: SVM (AMD64 APM Vol. 3, Appendix E.4.2).
+const EXTENDED_FEATURES: u32 = 0x8000_0001;
+const ECX_SVM: u32 = 1 << 2;
+/// CPUID 0x8000_000A: SVM revision and features; EDX bit 0 nested paging (APM Vol. 3,
+/// Appendix E.4.9).
+const SVM_FEATURES: u32 = 0x8000_000a;
+const EDX_NESTED_PAGING: u32 = 1 << 0;
 
 /// What a VTL2 paravisor needs the hypervisor to grant (TLFS web: vsm): VSM itself, access
 /// to lower VTLs' registers, the SynIC (intercept messages) and the hypercall MSRs.
@@ -31,29 +44,43 @@ impl PlatformKind {
         match self {
             PlatformKind::Native => "native",
             PlatformKind::HvVtl => "hv_vtl",
+            PlatformKind::Svm => "svm",
         }
     }
 
     /// Chooses the platform from what CPUID reports (x86_64); `cpuid(leaf)` returns
     /// (eax, ebx, ecx, edx). A hypervisor that presents "Hv#1" and grants the VSM privileges
-    /// is the VTL interface; anything else is native.
+    /// is the VTL interface; otherwise AMD-V with nested paging makes Parapet the hypervisor;
+    /// anything else is native.
     pub fn detect_x86(cpuid: impl Fn(u32) -> (u32, u32, u32, u32)) -> Self {
+        if Self::has_vtl_interface(&cpuid) {
+            PlatformKind::HvVtl
+        } else if Self::has_svm(&cpuid) {
+            PlatformKind::Svm
+        } else {
+            PlatformKind::Native
+        }
+    }
+
+    fn has_svm(cpuid: &impl Fn(u32) -> (u32, u32, u32, u32)) -> bool {
+        let max_extended = cpuid(0x8000_0000).0;
+        max_extended >= SVM_FEATURES
+            && cpuid(EXTENDED_FEATURES).2 & ECX_SVM != 0
+            && cpuid(SVM_FEATURES).3 & EDX_NESTED_PAGING != 0
+    }
+
+    fn has_vtl_interface(cpuid: &impl Fn(u32) -> (u32, u32, u32, u32)) -> bool {
         if cpuid(1).2 & cpuid::HYPERVISOR_PRESENT == 0 {
-            return PlatformKind::Native;
+            return false;
         }
         let (max_leaf, ..) = cpuid(cpuid::LEAF_VENDOR);
         let (interface, ..) = cpuid(cpuid::LEAF_INTERFACE);
         if max_leaf < cpuid::LEAF_FEATURES || interface != cpuid::INTERFACE_HV1 {
-            return PlatformKind::Native;
+            return false;
         }
         let (eax, ebx, ..) = cpuid(cpuid::LEAF_FEATURES);
-        if eax & VSM_PRIVILEGES_EAX == VSM_PRIVILEGES_EAX
+        eax & VSM_PRIVILEGES_EAX == VSM_PRIVILEGES_EAX
             && ebx & VSM_PRIVILEGES_EBX == VSM_PRIVILEGES_EBX
-        {
-            PlatformKind::HvVtl
-        } else {
-            PlatformKind::Native
-        }
     }
 }
 
@@ -103,5 +130,37 @@ mod tests {
             PlatformKind::Native
         );
         assert_eq!(PlatformKind::HvVtl.name(), "hv_vtl");
+    }
+
+    #[test]
+    fn svm_with_nested_paging_and_no_vtl_interface_is_svm() {
+        let amd = |svm: bool, npt: bool, hv: bool| {
+            move |leaf| match leaf {
+                1 => (0, 0, if hv { 1 << 31 } else { 0 }, 0),
+                0x8000_0000 => (0x8000_001f, 0, 0, 0),
+                0x8000_0001 => (0, 0, if svm { ECX_SVM } else { 0 }, 0),
+                0x8000_000a => (1, 16, 0, if npt { EDX_NESTED_PAGING } else { 0 }),
+                _ => (0, 0, 0, 0),
+            }
+        };
+        assert_eq!(
+            PlatformKind::detect_x86(amd(true, true, false)),
+            PlatformKind::Svm
+        );
+        assert_eq!(
+            PlatformKind::detect_x86(amd(true, true, true)),
+            PlatformKind::Svm,
+            "KVM with nested SVM"
+        );
+        assert_eq!(
+            PlatformKind::detect_x86(amd(true, false, false)),
+            PlatformKind::Native,
+            "no nested paging"
+        );
+        assert_eq!(
+            PlatformKind::detect_x86(amd(false, true, false)),
+            PlatformKind::Native
+        );
+        assert_eq!(PlatformKind::Svm.name(), "svm");
     }
 }

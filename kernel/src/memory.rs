@@ -65,11 +65,19 @@ pub fn frame_usage() -> (u64, u64) {
 /// Allocates one zeroed frame.
 #[cfg(target_os = "none")]
 pub fn allocate_zeroed_frame() -> Result<u64, OutOfFrames> {
+    allocate_filled_frames(1, 0)
+}
+
+/// Allocates `count` physically contiguous frames with every byte `fill` (the hardware's
+/// multi-page structures: SVM's I/O and MSR permission maps).
+#[cfg(target_os = "none")]
+pub fn allocate_filled_frames(count: u64, fill: u8) -> Result<u64, OutOfFrames> {
+    let size = count * FRAME_SIZE;
     let pa = FRAMES
         .lock()
-        .allocate(FRAME_SIZE, FRAME_SIZE)
-        .ok_or(OutOfFrames { wanted: FRAME_SIZE })?;
-    // SAFETY: the frame is ours alone and identity-mapped.
-    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, FRAME_SIZE as usize) };
+        .allocate(size, FRAME_SIZE)
+        .ok_or(OutOfFrames { wanted: size })?;
+    // SAFETY: the frames are ours alone and identity-mapped.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, fill, size as usize) };
     Ok(pa)
 }

@@ -1,4 +1,4 @@
-//! Checks on what Parapet prints, shared by the boot tests.
+//! Checks on what Parapet prints, shared by the boot tests and the guest tests.
 
 /// The fields of the console contract's first line:
 /// `parapet <version> arch=<arch> platform=<name> cpus=<n> ram=<MiB>`.
@@ -48,6 +48,92 @@ pub fn summary(output: &str) -> Option<(u32, u32)> {
         let f = f.strip_suffix(" failed")?;
         Some((p.parse().ok()?, f.parse().ok()?))
     })
+}
+
+/// `Err` with `what` and the output when `cond` is false.
+pub fn check(cond: bool, what: &str, output: &str) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(format!("{what}\n--- console ---\n{output}"))
+    }
+}
+
+/// Whether the guest printed `line`: Parapet shows a guest's COM1 lines after `<prefix>| `.
+pub fn guest_said(console: &str, prefix: &str, line: &str) -> bool {
+    let prefix = format!("{prefix}| ");
+    console
+        .lines()
+        .any(|l| l.trim_end().strip_prefix(prefix.as_str()) == Some(line))
+}
+
+/// What the escape guest must find on every backend: the paravisor's memory reads all ones
+/// and keeps none of its writes, Parapet logs each attempt and refuses to write its own
+/// memory for a string IN, the guest's spin does not stop Parapet's clock, odd-width and
+/// string accesses to COM1 are logged and answered per byte lane, and the guest finishes.
+/// `prefix` is how its lines appear (`vtl0`, `guest`); `output` is shown on failure.
+pub fn escape_was_contained(console: &str, prefix: &str, output: &str) -> Result<(), String> {
+    let said = |line: &str| guest_said(console, prefix, line);
+    check(said("escape: done"), "the guest did not finish", output)?;
+    check(
+        said("escape: spun without exits"),
+        "the spin did not end",
+        output,
+    )?;
+    for address in ["0x100000", "0x101000", "0x300000"] {
+        let expected = format!(
+            "escape: paravisor memory {address}: read 0xffffffffffffffff, after writing read 0xffffffffffffffff"
+        );
+        check(
+            said(&expected),
+            &format!("the guest saw something at {address}"),
+            output,
+        )?;
+    }
+    // Three addresses, read-write-read each.
+    let memory_logs = console.matches("which it may not access").count();
+    check(
+        memory_logs == 9,
+        &format!("{memory_logs} memory attempts logged, wanted 9"),
+        output,
+    )?;
+    check(
+        console.contains("touches unmapped or foreign address 0x100000; stopped there"),
+        "Parapet wrote into its own memory for a string IN, or did not log refusing",
+        output,
+    )?;
+    // LSR 0x60 with MSR 0xb0 behind it; RBR, IER, IIR 0xc1, LCR 0x03.
+    let odd = console.matches("-byte access to COM1 port").count();
+    check(
+        odd == 3,
+        &format!("{odd} odd-width accesses logged, wanted 3"),
+        output,
+    )?;
+    check(
+        said("escape: inw LSR 0xb060, inl RBR 0x3c10000, scratch after outl 0x5a"),
+        "wide accesses were not split into byte lanes",
+        output,
+    )?;
+    check(
+        said("escape: this line went out by rep outsb"),
+        "rep outsb did not reach COM1",
+        output,
+    )?;
+    check(
+        said("escape: rep insb of LSR: [60, 60, 60, 60]"),
+        "rep insb did not read LSR four times",
+        output,
+    )
+}
+
+/// The number after `before` on the first line that has it (`... after 12 exits and 3
+/// interrupts`: `number_after(console, "exits and ")` is 3).
+pub fn number_after(console: &str, before: &str) -> Option<u64> {
+    console
+        .lines()
+        .find_map(|l| l.split(before).nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
 
 #[cfg(test)]

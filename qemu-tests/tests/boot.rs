@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use qemu_tests::{banner, summary};
-use xtask::qemu::{kvm_usable, Accel, Machine, Verdict};
-use xtask::vmm::VmmLite;
+use xtask::qemu::{kvm_usable, run_command, Accel, Machine, Verdict};
+use xtask::vmm::{verdict, VmmLite};
 use xtask::{build, Arch, Flavor};
 
 const CPUS: u32 = 2;
@@ -35,6 +35,7 @@ fn machine(
         cmdline: cmdline.map(String::from),
         gdb: false,
         gic_version: 3,
+        guest: None,
     })
 }
 
@@ -53,8 +54,17 @@ fn check(cond: bool, what: &str, output: &str) -> Result<(), Failed> {
     }
 }
 
-fn check_banner(arch: Arch, output: &str) -> Result<(), Failed> {
-    check_banner_on(arch, "native", output)
+/// The platform Parapet finds under QEMU: TCG's `-cpu max` offers AMD-V with nested paging
+/// on x86_64 (the `svm` backend); this host's KVM gives its guests no SVM.
+fn qemu_platform(arch: Arch, accel: Accel) -> &'static str {
+    match (arch, accel) {
+        (Arch::X86_64, Accel::Tcg) => "svm",
+        _ => "native",
+    }
+}
+
+fn check_banner(arch: Arch, accel: Accel, output: &str) -> Result<(), Failed> {
+    check_banner_on(arch, qemu_platform(arch, accel), output)
 }
 
 fn check_banner_on(arch: Arch, platform: &str, output: &str) -> Result<(), Failed> {
@@ -93,7 +103,8 @@ fn selftest_aarch64_gicv2() -> Result<(), Failed> {
 
 fn selftest_on(m: Machine) -> Result<(), Failed> {
     let (verdict, output) = boot(&m, None)?;
-    check_selftest_run(m.arch, verdict, &output)
+    let platform = qemu_platform(m.arch, m.accel);
+    check_selftest_run_on(m.arch, platform, MIN_FIRMWARE_TESTS, verdict, &output)
 }
 
 /// A self-test run: the banner, readiness, every CPU online, the suite passed in full, and the
@@ -155,6 +166,55 @@ fn failing_boot(arch: Arch, test: &str) -> Result<String, Failed> {
     Ok(output)
 }
 
+/// A fault while the entry path still parses the loader's tables (before the banner, the
+/// heap or Parapet's own page tables) is reported like any other and fails the run.
+fn early_fault_is_reported(arch: Arch) -> Result<(), Failed> {
+    let output = failing_boot(arch, "early-fault")?;
+    let (what, address) = match arch {
+        Arch::X86_64 => ("fatal exception #PF (vector 14)", "cr2=0x6000dead0000"),
+        Arch::Aarch64 => ("fatal exception data abort", "far=0x6000dead0000"),
+    };
+    check(
+        output.contains(what) && output.contains(address),
+        &format!("no `{what}` report naming {address}"),
+        &output,
+    )?;
+    check(
+        !output.contains("parapet 0."),
+        "the fault came after the banner, so the early path was not tested",
+        &output,
+    )
+}
+
+/// aarch64 entered below EL2 (QEMU without `virtualization=on`) says so and fails the run.
+fn aarch64_below_el2_is_refused() -> Result<(), Failed> {
+    let image = build::firmware(Arch::Aarch64, Flavor::Normal).map_err(|e| format!("{e:#}"))?;
+    let mut cmd = std::process::Command::new("qemu-system-aarch64");
+    cmd.args(["-M", "virt,gic-version=3", "-cpu", "max"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .args(["-nodefaults", "-display", "none", "-monitor", "none"])
+        .args(["-serial", "stdio", "-no-reboot", "-m", "256", "-kernel"])
+        .arg(image);
+    let run = xtask::qemu::run_command(
+        cmd,
+        |s| xtask::qemu::verdict(Arch::Aarch64, s),
+        None,
+        TIMEOUT,
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    check(
+        run.verdict == Verdict::Failure
+            && run
+                .output
+                .contains("parapet: fatal: entered below EL2; Parapet needs EL2"),
+        &format!(
+            "verdict {:?}: entry below EL2 must fail with a reason",
+            run.verdict
+        ),
+        &run.output,
+    )
+}
+
 /// A firmware that panics on purpose exits with the failure status and says where.
 fn panic_is_a_failure(arch: Arch) -> Result<(), Failed> {
     let output = failing_boot(arch, "panic")?;
@@ -203,7 +263,7 @@ fn fatal_exception_is_reported(arch: Arch) -> Result<(), Failed> {
 fn monitor_answers_console_input(arch: Arch) -> Result<(), Failed> {
     let m = machine(arch, Accel::Tcg, Flavor::Normal, None)?;
     let (verdict, output) = boot(&m, Some("cpus\nmem\nbogus\npoweroff\n"))?;
-    check_banner(arch, &output)?;
+    check_banner(arch, Accel::Tcg, &output)?;
     check(
         output.contains("cpu1: ticks="),
         "`cpus` did not list cpu1",
@@ -293,6 +353,109 @@ fn vmm_lite_reports_firmware_failure() -> Result<(), Failed> {
     )
 }
 
+/// COM1 to a file: the whole console (banner, `parapet: ready`, the suite) lands there, and
+/// none of it on standard output.
+fn vmm_lite_serial_to_a_file() -> Result<(), Failed> {
+    let vmm = vmm_lite(Flavor::SelfTest, CPUS, None)?;
+    let path = std::env::temp_dir().join(format!("parapet-com1-{}.log", std::process::id()));
+    let mut cmd = vmm.command();
+    cmd.arg("--serial").arg(format!("file:{}", path.display()));
+    let run = run_command(cmd, verdict, None, TIMEOUT).map_err(|e| format!("{e:#}"))?;
+    let console = std::fs::read_to_string(&path);
+    std::fs::remove_file(&path).ok();
+    let console =
+        console.map_err(|e| format!("reading {}: {e}\n{}", path.display(), run.output))?;
+    check_selftest_run(Arch::X86_64, run.verdict, &console)?;
+    check(
+        !run.console.contains("parapet"),
+        "console output reached standard output",
+        &run.output,
+    )
+}
+
+/// `vmm-lite --help` documents every option of `run`, not only the subcommands.
+fn vmm_lite_help_documents_every_option() -> Result<(), Failed> {
+    let binary = build::vmm_lite().map_err(|e| format!("{e:#}"))?;
+    let out = std::process::Command::new(&binary)
+        .arg("--help")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let help = String::from_utf8_lossy(&out.stdout);
+    check(out.status.success(), "--help failed", &help)?;
+    let options = [
+        "--igvm",
+        "--mem",
+        "--vps",
+        "--cmdline",
+        "--serial",
+        "--platform",
+        "--vtl0",
+        "--kvm-device",
+    ];
+    for option in options {
+        check(
+            help.contains(&format!("{option} <")),
+            &format!("`{option}` is not documented"),
+            &help,
+        )?;
+    }
+    Ok(())
+}
+
+/// CRC-32 (IEEE 802.3: reflected, polynomial 0xEDB88320), the IGVM header checksum.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// A minimal valid IGVM file for SEV-SNP only, encoded here from the IGVM spec (v1): the fixed
+/// header IGVM_FIXED_HEADER (magic "IGVM", format version, variable headers' offset and size,
+/// file size, CRC32 of the fixed and variable headers taken with the checksum zero), one
+/// IGVM_VHS_SUPPORTED_PLATFORM (type 0x1: mask, highest VTL, platform type SEV-SNP = 2,
+/// version 1, shared GPA boundary) and one IGVM_VHS_PAGE_DATA (type 0x302: a zero page, file
+/// offset 0). The file data section must not be empty, so it holds 8 unused bytes.
+fn snp_only_igvm() -> Vec<u8> {
+    const FIXED_HEADER_SIZE: u32 = 24;
+    const SUPPORTED_PLATFORM: u32 = 0x1;
+    const PAGE_DATA: u32 = 0x302;
+    const SEV_SNP: u8 = 2;
+    let mut variable = Vec::new();
+    variable.extend(SUPPORTED_PLATFORM.to_le_bytes());
+    variable.extend(16u32.to_le_bytes());
+    variable.extend(1u32.to_le_bytes()); // compatibility mask
+    variable.extend([0, SEV_SNP]); // highest VTL, platform type
+    variable.extend(1u16.to_le_bytes()); // platform version
+    variable.extend(0u64.to_le_bytes()); // shared GPA boundary
+    variable.extend(PAGE_DATA.to_le_bytes());
+    variable.extend(24u32.to_le_bytes());
+    variable.extend(0x1000u64.to_le_bytes()); // GPA
+    variable.extend(1u32.to_le_bytes()); // compatibility mask
+    variable.extend([0; 12]); // file offset (a zero page), flags, data type, reserved
+    let total = FIXED_HEADER_SIZE + variable.len() as u32 + 8;
+    let mut file = Vec::new();
+    for field in [
+        u32::from_le_bytes(*b"IGVM"),
+        1,
+        FIXED_HEADER_SIZE,
+        variable.len() as u32,
+        total,
+        0,
+    ] {
+        file.extend(field.to_le_bytes());
+    }
+    file.extend(&variable);
+    let checksum = crc32(&file);
+    file[20..24].copy_from_slice(&checksum.to_le_bytes());
+    file.extend([0; 8]);
+    file
+}
+
 /// Bad input gets a non-zero status and an error that names the problem, never a panic.
 fn vmm_lite_refuses_bad_input() -> Result<(), Failed> {
     let binary = build::vmm_lite().map_err(|e| format!("{e:#}"))?;
@@ -306,6 +469,9 @@ fn vmm_lite_refuses_bad_input() -> Result<(), Failed> {
     let mut bad = good.clone();
     bad[40] ^= 0xff;
     std::fs::write(&corrupted, &bad).map_err(|e| e.to_string())?;
+    let snp_only = dir.join("snp-only.igvm");
+    std::fs::write(&snp_only, snp_only_igvm()).map_err(|e| e.to_string())?;
+    let snp_only = snp_only.display().to_string();
     let igvm = igvm.display().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
@@ -346,6 +512,32 @@ fn vmm_lite_refuses_bad_input() -> Result<(), Failed> {
             "--frobnicate",
         ),
         (vec![], "--igvm"),
+        (
+            vec!["--igvm".into(), snp_only.clone()],
+            "has no native platform",
+        ),
+        (
+            vec!["--igvm".into(), snp_only, "--platform".into(), "vbs".into()],
+            "has no vbs platform",
+        ),
+        (
+            vec![
+                "--igvm".into(),
+                igvm.clone(),
+                "--kvm-device".into(),
+                "/nonexistent-kvm".into(),
+            ],
+            "cannot use /nonexistent-kvm for KVM",
+        ),
+        (
+            vec![
+                "--igvm".into(),
+                igvm.clone(),
+                "--kvm-device".into(),
+                "/dev/null".into(),
+            ],
+            "cannot use /dev/null for KVM",
+        ),
     ];
     for (args, expect) in cases {
         let out = std::process::Command::new(&binary)
@@ -356,8 +548,8 @@ fn vmm_lite_refuses_bad_input() -> Result<(), Failed> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let first = stderr.lines().next().unwrap_or("");
         check(
-            !out.status.success(),
-            &format!("{args:?} succeeded"),
+            out.status.code() == Some(2),
+            &format!("{args:?} exited with {:?}, wanted 2", out.status.code()),
             &stderr,
         )?;
         check(
@@ -399,6 +591,12 @@ fn main() {
         .with_ignored_flag(kvm.is_err()),
         Trial::test("vmm_lite_refuses_bad_input", vmm_lite_refuses_bad_input),
         Trial::test(
+            "vmm_lite_help_documents_every_option",
+            vmm_lite_help_documents_every_option,
+        ),
+        Trial::test("vmm_lite_serial_to_a_file", vmm_lite_serial_to_a_file)
+            .with_ignored_flag(kvm.is_err()),
+        Trial::test(
             "vmm_lite_vbs_platform_offers_the_hv_interface",
             vmm_lite_vbs_selftest,
         )
@@ -420,6 +618,13 @@ fn main() {
         Trial::test("aarch64_panic_exits_with_failure_and_location", || {
             panic_is_a_failure(Arch::Aarch64)
         }),
+        Trial::test("x86_64_early_fault_is_reported_and_fails", || {
+            early_fault_is_reported(Arch::X86_64)
+        }),
+        Trial::test("aarch64_early_fault_is_reported_and_fails", || {
+            early_fault_is_reported(Arch::Aarch64)
+        }),
+        Trial::test("aarch64_below_el2_is_refused", aarch64_below_el2_is_refused),
         Trial::test("x86_64_fatal_exception_is_reported_and_fails", || {
             fatal_exception_is_reported(Arch::X86_64)
         }),

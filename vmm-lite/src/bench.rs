@@ -21,7 +21,7 @@ use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
 use crate::hyperv::{HyperV, VTL_CALL_PORT, VTL_RETURN_PORT};
 use crate::serial::{Com1, SerialBackend};
-use crate::vm::{real_mode_vm, Outcome};
+use crate::vm::{open_kvm, real_mode_vm, Outcome, DEFAULT_KVM_DEVICE};
 use crate::vp::{HostDevices, Vp};
 use crate::vtl0_view::Vtl0Host;
 
@@ -101,11 +101,13 @@ pub fn floor(iterations: u32) -> Result<Duration, VmmError> {
     // VTL2: 1: out VTL_RETURN_PORT, al; jmp 1b
     memory.write(VTL2_CODE, &[0xe6, VTL_RETURN_PORT, 0xeb, 0xfc])?;
     memory.write(VTL0_CODE, &counted_loop(VTL_CALL_PORT, iterations))?;
-    let kvm_fd = kvm_ioctls::Kvm::new().map_err(VmmError::NoKvm)?;
+    let kvm_device = std::path::Path::new(DEFAULT_KVM_DEVICE);
+    let kvm_fd = open_kvm(kvm_device)?;
     let cpuid = kvm_fd
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| VmmError::Kvm("KVM_GET_SUPPORTED_CPUID", e))?;
-    let hv = HyperV::new(1).with_vtl0_host(Vtl0Host::new(Vec::new(), cpuid, 1)?);
+    let vtl0 = Vtl0Host::new(open_kvm(kvm_device)?, Vec::new(), cpuid, 1);
+    let hv = HyperV::new(1).with_vtl0_host(vtl0);
     let status = |result| hvdef::hypercall::parse_result(result).0;
     let enable_partition = Control::new(code::ENABLE_PARTITION_VTL).with_fast(true);
     let enabled = status(hv.hypercall(0, enable_partition.0, PARTITION_SELF, 0, &memory));

@@ -13,8 +13,18 @@ pub enum VmmError {
     BadIgvm { path: String, reason: String },
     #[error("{0} has no {1} platform; vmm-lite runs the native and vbs platforms of IGVM files")]
     UnsupportedPlatform(String, &'static str),
-    #[error("the IGVM file has no native VP context for VP 0")]
+    #[error("the IGVM file has no VP context for VP 0")]
     NoVpContext,
+    #[error("the IGVM file has more than one VP context for VP 0")]
+    DuplicateVpContext,
+    #[error("the IGVM file asks for {0}, which vmm-lite does not support")]
+    UnsupportedDirective(String),
+    #[error("the image places {filler} at {gpa:#x}, where {earlier} already is")]
+    Overlap {
+        gpa: u64,
+        filler: crate::igvm_load::Filler,
+        earlier: crate::igvm_load::Filler,
+    },
     #[error("the image needs memory up to {needed:#x}, but --mem gives {available:#x} bytes")]
     TooLittleMemory { needed: u64, available: u64 },
     #[error("the image places data at {gpa:#x}, outside guest RAM")]
@@ -34,8 +44,8 @@ pub enum VmmError {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot use /dev/kvm: {0} (is KVM available here, and may this user open it?)")]
-    NoKvm(kvm_ioctls::Error),
+    #[error("cannot use {path} for KVM: {reason}")]
+    NoKvm { path: String, reason: String },
     #[error("KVM: {0} failed: {1}")]
     Kvm(&'static str, kvm_ioctls::Error),
     #[error("{path} cannot be the VTL0 payload: {reason}")]

@@ -800,7 +800,7 @@ mod tests {
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .unwrap();
         let paravisor = (0x8000, 0x1000);
-        let host = Vtl0Host::new(vec![paravisor], cpuid, 1).unwrap();
+        let host = Vtl0Host::new(kvm_fd, vec![paravisor], cpuid, 1);
         let hv = HyperV::new(1).with_vtl0_host(host);
         let mem = GuestMemory::new(1 << 20).unwrap();
         mem.write(paravisor.0, &[0xaa]).unwrap();
@@ -853,7 +853,7 @@ mod tests {
         let cpuid = kvm_fd
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .unwrap();
-        let host = Vtl0Host::new(vec![(0x8000, 0x1000)], cpuid, 2).unwrap();
+        let host = Vtl0Host::new(kvm_fd, vec![(0x8000, 0x1000)], cpuid, 2);
         let hv = HyperV::new(2).with_vtl0_host(host);
         let mem = GuestMemory::new(1 << 20).unwrap();
         let enable_partition = Control::new(code::ENABLE_PARTITION_VTL).with_fast(true);

@@ -1,15 +1,16 @@
 //! `vmm-lite`: Parapet's host VMM on Linux KVM.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use vmm_lite::error::VmmError;
 use vmm_lite::guest_memory::GuestMemory;
 
 use vmm_lite::hyperv::HyperV;
 use vmm_lite::igvm_load::{self, LoadConfig, Platform};
 use vmm_lite::serial::{Com1, SerialBackend};
-use vmm_lite::vm::{Outcome, Vm};
+use vmm_lite::vm::{Outcome, Vm, DEFAULT_KVM_DEVICE};
 use vmm_lite::vtl0_payload::Payload;
 
 /// Exit status when the firmware reported failure.
@@ -94,19 +95,19 @@ fn read_igvm(path: &str) -> Result<Vec<u8>, VmmError> {
 #[derive(Args)]
 struct RunOptions {
     /// The IGVM file to load.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     igvm: String,
     /// Guest RAM: a byte count with an optional K, M or G suffix (16M to 3G).
-    #[arg(long, default_value = "256M")]
+    #[arg(long, value_name = "SIZE", default_value = "256M")]
     mem: String,
     /// Number of virtual processors (1 to 64).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     vps: u32,
     /// The firmware command line (e.g. `parapet.log=debug`).
-    #[arg(long, default_value = "")]
+    #[arg(long, value_name = "TEXT", default_value = "")]
     cmdline: String,
     /// Where COM1 goes: `stdio` (output to stdout, input from stdin) or `file:PATH`.
-    #[arg(long, default_value = "stdio")]
+    #[arg(long, value_name = "stdio|file:PATH", default_value = "stdio")]
     serial: String,
     /// Which of the file's platforms to run: `native`, or `vbs` (the firmware in VTL2
     /// behind the Hyper-V interface vmm-lite emulates).
@@ -114,8 +115,11 @@ struct RunOptions {
     platform: String,
     /// A guest for VTL0 (`--platform vbs` only): an ELF the paravisor loads and runs.
     /// It is staged at the top of RAM and named on the firmware command line.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     vtl0: Option<String>,
+    /// The KVM device to run on.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_KVM_DEVICE)]
+    kvm_device: PathBuf,
 }
 
 fn run(o: RunOptions) -> Result<Outcome, VmmError> {
@@ -127,6 +131,7 @@ fn run(o: RunOptions) -> Result<Outcome, VmmError> {
         serial,
         platform,
         vtl0,
+        kvm_device,
     } = o;
     let (igvm, mem, serial) = (igvm.as_str(), mem.as_str(), serial.as_str());
     let platform = if platform == "vbs" {
@@ -162,7 +167,14 @@ fn run(o: RunOptions) -> Result<Outcome, VmmError> {
     if let Some(payload) = &payload {
         payload.stage(&memory, &paravisor_regions)?;
     }
-    let vm = Vm::new(memory, vps, &loaded.context, hyperv, &paravisor_regions)?;
+    let vm = Vm::new(
+        &kvm_device,
+        memory,
+        vps,
+        &loaded.context,
+        hyperv,
+        &paravisor_regions,
+    )?;
     Ok(vm.run(com1))
 }
 
@@ -193,8 +205,28 @@ fn probe() -> ExitCode {
     }
 }
 
+/// The CLI, its top-level help ending with each subcommand's options as the subcommand's own
+/// help renders them: `vmm-lite --help` documents every option, written once.
+fn cli_command() -> clap::Command {
+    let mut cli = Cli::command();
+    cli.build();
+    let mut details = String::new();
+    let with_arguments = |s: &clap::Command| s.get_arguments().any(|a| a.get_id() != "help");
+    for sub in cli.get_subcommands_mut().filter(|s| with_arguments(s)) {
+        let usage = sub.clone().about(None).long_about(None).render_help();
+        details.push_str(&format!(
+            "`vmm-lite {}` in full:\n{usage}\n",
+            sub.get_name()
+        ));
+    }
+    cli.after_help(details.trim_end().to_string())
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = cli_command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e)
             if matches!(
@@ -278,5 +310,21 @@ mod tests {
         ] {
             assert!(parse_memory(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_top_level_help_documents_every_option_of_every_subcommand() {
+        let help = cli_command().render_help().to_string();
+        let mut cli = Cli::command();
+        cli.build();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments().filter_map(|a| a.get_long()) {
+                assert!(
+                    help.contains(&format!("--{arg} ")),
+                    "--{arg} missing:\n{help}"
+                );
+            }
+        }
+        assert!(help.contains("--kvm-device <PATH>"), "{help}");
     }
 }

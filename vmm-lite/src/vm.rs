@@ -1,6 +1,10 @@
 //! A KVM virtual machine running the firmware: one memory slot of guest RAM, the in-kernel
 //! local APICs and PIT, and one host thread per VP.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use igvm_defs::IgvmNativeVpContextX64;
@@ -21,6 +25,43 @@ use crate::vtl0_view::Vtl0Host;
 
 /// Where KVM may put the TSS it needs on Intel hosts: just below the BIOS, outside RAM.
 pub(crate) const TSS_ADDRESS: usize = 0xfffb_d000;
+
+/// Where vmm-lite finds KVM unless `--kvm-device` says otherwise.
+pub const DEFAULT_KVM_DEVICE: &str = "/dev/kvm";
+/// What KVM_GET_API_VERSION answers on every KVM since Linux 2.6.22 (`KVM_API_VERSION` in
+/// Linux `include/uapi/linux/kvm.h`).
+const KVM_API_VERSION: i32 = 12;
+
+/// Opens the KVM device at `path`, checking first that it is a character device (opening a
+/// FIFO would block) and then that it answers as KVM does.
+pub fn open_kvm(path: &Path) -> Result<Kvm, VmmError> {
+    let no_kvm = |reason: String| VmmError::NoKvm {
+        path: path.display().to_string(),
+        reason,
+    };
+    let cannot_open = |e: &dyn std::fmt::Display| {
+        no_kvm(format!(
+            "{e}; is KVM available here, and may this user open it?"
+        ))
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| cannot_open(&e))?;
+    if !metadata.file_type().is_char_device() {
+        return Err(no_kvm("not a character device".into()));
+    }
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| no_kvm("the path holds a NUL byte".into()))?;
+    let kvm = Kvm::new_with_path(&c_path).map_err(|e| cannot_open(&e))?;
+    match kvm.get_api_version() {
+        KVM_API_VERSION => Ok(kvm),
+        v if v < 0 => Err(no_kvm(format!(
+            "KVM_GET_API_VERSION failed: {}",
+            std::io::Error::last_os_error()
+        ))),
+        v => Err(no_kvm(format!(
+            "KVM API version {v}, expected {KVM_API_VERSION}"
+        ))),
+    }
+}
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,15 +141,17 @@ pub(crate) fn segment(base: u64, limit: u32, selector: u16, attributes: u16) -> 
 impl Vm {
     /// Creates the VM with `memory` as its RAM and `vps` VPs, VP 0 set to `context`; with
     /// `hyperv`, the VM offers the Hyper-V interface (CPUID leaves, synthetic MSRs, hypercalls)
-    /// and VTL0, whose view leaves out `paravisor_regions` (start, size).
+    /// and VTL0, whose view leaves out `paravisor_regions` (start, size). KVM is opened at
+    /// `kvm_device`.
     pub fn new(
+        kvm_device: &Path,
         memory: GuestMemory,
         vps: u32,
         context: &IgvmNativeVpContextX64,
         hyperv: Option<HyperV>,
         paravisor_regions: &[(u64, u64)],
     ) -> Result<Self, VmmError> {
-        let kvm_fd = Kvm::new().map_err(VmmError::NoKvm)?;
+        let kvm_fd = open_kvm(kvm_device)?;
         let vm = kvm("KVM_CREATE_VM", kvm_fd.create_vm())?;
         kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(TSS_ADDRESS))?;
         kvm("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
@@ -129,7 +172,12 @@ impl Vm {
             Some(hv) => {
                 cpuid = with_hyperv_leaves(&cpuid, &hv)?;
                 synthetic_msrs_exit_to_user_space(&vm)?;
-                let vtl0 = Vtl0Host::new(paravisor_regions.to_vec(), cpuid.clone(), vps)?;
+                let vtl0 = Vtl0Host::new(
+                    open_kvm(kvm_device)?,
+                    paravisor_regions.to_vec(),
+                    cpuid.clone(),
+                    vps,
+                );
                 Some(Arc::new(hv.with_vtl0_host(vtl0)))
             }
             None => None,
@@ -272,7 +320,7 @@ pub(crate) unsafe fn real_mode_vm(
     memory: &GuestMemory,
     rip: u64,
 ) -> Result<(Kvm, VmFd, VcpuFd), VmmError> {
-    let kvm_fd = Kvm::new().map_err(VmmError::NoKvm)?;
+    let kvm_fd = open_kvm(Path::new(DEFAULT_KVM_DEVICE))?;
     let vm = kvm("KVM_CREATE_VM", kvm_fd.create_vm())?;
     synthetic_msrs_exit_to_user_space(&vm)?;
     // SAFETY: the caller keeps `memory` alive as long as the VM.

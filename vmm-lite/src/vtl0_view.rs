@@ -166,10 +166,11 @@ pub struct Vtl0Host {
 }
 
 impl Vtl0Host {
-    /// `hidden`: the paravisor's (start, size) regions; `cpuid`: VTL0's CPUID table.
-    pub fn new(hidden: Vec<(u64, u64)>, cpuid: CpuId, vps: u32) -> Result<Self, VmmError> {
-        Ok(Self {
-            kvm: Kvm::new().map_err(VmmError::NoKvm)?,
+    /// `kvm`: the KVM device VTL0's VM is made on; `hidden`: the paravisor's (start, size)
+    /// regions; `cpuid`: VTL0's CPUID table.
+    pub fn new(kvm: Kvm, hidden: Vec<(u64, u64)>, cpuid: CpuId, vps: u32) -> Self {
+        Self {
+            kvm,
             hidden,
             cpuid,
             vps,
@@ -177,7 +178,7 @@ impl Vtl0Host {
             vcpus: (0..vps).map(|_| Mutex::new(None)).collect(),
             pending_starts: (0..vps).map(|_| Mutex::new(None)).collect(),
             running: (0..vps).map(|_| AtomicBool::new(false)).collect(),
-        })
+        }
     }
 
     /// Builds the view; the guest RAM's mapping lives as long as the process.

@@ -44,6 +44,44 @@ fn cargo_build(args: &[&str], what: &str) -> Result<()> {
     Ok(())
 }
 
+/// A TOML basic string holding `text`, for cargo's `--config`.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => out.extend(['\\', c]),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A `--config` value giving rustc, for `target`'s code only, `--remap-path-prefix` for the
+/// workspace root, CARGO_HOME and RUSTUP_HOME: the no_std images then hold no host path (panic
+/// locations name crate sources), so checkouts in different places build the same bytes.
+/// Cargo appends these to the target's rustflags in .cargo/config.toml, and host builds keep
+/// theirs, with their cache.
+fn remap_paths_config(target: &str) -> String {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let from_env = |var: &str, default: &str| {
+        std::env::var_os(var).map_or_else(|| home.join(default), PathBuf::from)
+    };
+    let prefixes = [
+        (workspace_root(), "."),
+        (from_env("CARGO_HOME", ".cargo"), "/cargo"),
+        (from_env("RUSTUP_HOME", ".rustup"), "/rustup"),
+    ];
+    let flags: Vec<String> = prefixes
+        .iter()
+        .map(|(from, to)| toml_string(&format!("--remap-path-prefix={}={to}", from.display())))
+        .collect();
+    format!("target.{target}.rustflags=[{}]", flags.join(", "))
+}
+
 /// Builds the firmware for `arch` in `flavor` and writes its image; returns the image path.
 pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
     let root = workspace_root();
@@ -54,8 +92,10 @@ pub fn firmware(arch: Arch, flavor: Flavor) -> Result<PathBuf> {
         Flavor::SelfTest => "selftest",
     });
     let dir_arg = target_dir.display().to_string();
+    let remap = remap_paths_config(arch.rust_target());
     let mut args = vec!["-p", "parapet-boot", "--bin", "parapet"];
     args.extend(["--target", arch.rust_target(), "--target-dir", &dir_arg]);
+    args.extend(["--config", &remap]);
     if flavor == Flavor::SelfTest {
         args.extend(["--features", "selftest"]);
     }
@@ -155,8 +195,8 @@ pub fn vmm_lite() -> Result<PathBuf> {
     Ok(root.join("target/release/vmm-lite"))
 }
 
-/// A VTL0 test guest (qemu-tests/guests).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A test guest (qemu-tests/guests): VTL0 under hv_vtl, the guest under svm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Guest {
     Hello,
     Escape,
@@ -188,6 +228,7 @@ pub fn guests() -> Result<Vec<PathBuf>> {
     let target_dir = root.join("target/guests");
     let dir_arg = target_dir.display().to_string();
     let target = Arch::X86_64.rust_target();
+    let remap = remap_paths_config(target);
     let args = [
         "-p",
         "parapet-test-guests",
@@ -196,6 +237,8 @@ pub fn guests() -> Result<Vec<PathBuf>> {
         target,
         "--target-dir",
         &dir_arg,
+        "--config",
+        &remap,
     ];
     cargo_build(&args, "the test guests")?;
     let objcopy = llvm_tool("llvm-objcopy")?;
@@ -236,4 +279,15 @@ pub fn all() -> Result<Vec<PathBuf>> {
     }
     out.extend(guests()?);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_strings_escape_quotes_backslashes_and_control_characters() {
+        assert_eq!(toml_string(r#"/a "b"\c"#), r#""/a \"b\"\\c""#);
+        assert_eq!(toml_string("x\ny"), r#""x\u000ay""#);
+    }
 }

@@ -43,6 +43,10 @@ enum Cmd {
         /// aarch64: GIC version of QEMU's virt board (2 is QEMU's default).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
         gic: u8,
+        /// A test guest for Parapet to host (x86_64: under the svm backend, which QEMU TCG's
+        /// `-cpu max` offers), passed as the boot module.
+        #[arg(long, value_enum)]
+        guest: Option<build::Guest>,
     },
     /// The demo: vmm-lite boots parapet.igvm on KVM and its console monitor answers
     /// (`--accel tcg`: QEMU TCG with the PVH image instead).
@@ -56,10 +60,11 @@ enum Cmd {
     Setup,
     /// Measure image sizes, memory in use at ready, and TCG boot time to ready.
     Report,
-    /// Run a benchmark: `boot` (vmm-lite + IGVM against QEMU/KVM + PVH, time to ready), or
-    /// `vtl` (round trips: vmm-lite direct, the VTL switch floor, through Parapet).
+    /// Run a benchmark: `boot` (vmm-lite + IGVM against QEMU/KVM + PVH, time to ready),
+    /// `vtl` (round trips: vmm-lite direct, the VTL switch floor, through Parapet), or `svm`
+    /// (the svm backend under QEMU TCG: exit round trip, time to the guest's first line).
     Bench {
-        #[arg(value_parser = ["boot", "vtl"])]
+        #[arg(value_parser = ["boot", "vtl", "svm"])]
         name: String,
     },
     /// Run clippy with the workspace lints (every unsafe block documented) on host crates and
@@ -96,8 +101,17 @@ fn real_main() -> Result<ExitCode> {
             append,
             gdb,
             gic,
+            guest,
         } => {
             setup::all()?;
+            let guest = match guest {
+                Some(guest) if arch == Arch::X86_64 => {
+                    build::guests()?;
+                    Some(build::guest_path(guest))
+                }
+                Some(_) => anyhow::bail!("the test guests exist for x86_64 only so far"),
+                None => None,
+            };
             let flavor = if test {
                 Flavor::SelfTest
             } else {
@@ -113,6 +127,7 @@ fn real_main() -> Result<ExitCode> {
                 cmdline: append,
                 gdb,
                 gic_version: gic,
+                guest,
             };
             if gdb {
                 eprintln!(
@@ -129,6 +144,7 @@ fn real_main() -> Result<ExitCode> {
             match name.as_str() {
                 "boot" => xtask::bench::boot()?,
                 "vtl" => xtask::bench::vtl()?,
+                "svm" => xtask::bench::svm()?,
                 other => anyhow::bail!("no benchmark named {other}"),
             }
             Ok(ExitCode::SUCCESS)
@@ -205,6 +221,7 @@ fn demo(accel: Accel) -> Result<ExitCode> {
         cmdline: None,
         gdb: false,
         gic_version: 3,
+        guest: None,
     };
     if interactive {
         println!(

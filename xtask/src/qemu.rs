@@ -3,7 +3,7 @@
 //! x86_64: `isa-debug-exit` on port 0xf4 turns the firmware's value v into status (v<<1)|1;
 //! Parapet writes 0x10 for success (status 33) and 0x11 for failure (35).
 //! aarch64: PSCI SYSTEM_OFF ends QEMU with status 0 (success); failure goes through the
-//! semihosting SYS_EXIT_EXTENDED call with code 1, so QEMU exits with status 1.
+//! semihosting SYS_EXIT call (0x18) with code 1, so QEMU exits with status 1.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -33,6 +33,8 @@ pub struct Machine {
     pub gdb: bool,
     /// aarch64 only: the GIC version of QEMU's virt board (2 is QEMU's default, 3 ours).
     pub gic_version: u8,
+    /// The guest for Parapet to host, passed as the boot module (`-initrd`).
+    pub guest: Option<PathBuf>,
 }
 
 /// A finished run.
@@ -45,6 +47,15 @@ pub struct Run {
     pub console: String,
     /// Time from starting QEMU to the `parapet: ready` line, if it came.
     pub ready_after: Option<Duration>,
+    /// Time from starting QEMU to the guest's first console line (`vtl0| ` or `guest| `).
+    pub guest_output_after: Option<Duration>,
+}
+
+/// Whether `console` holds a line of the hosted guest's.
+fn has_guest_line(console: &str) -> bool {
+    console
+        .lines()
+        .any(|l| l.starts_with("vtl0| ") || l.starts_with("guest| "))
 }
 
 /// How a run ended, as the firmware reported it through QEMU's exit status.
@@ -125,6 +136,9 @@ impl Machine {
         if let Some(line) = &self.cmdline {
             cmd.arg("-append").arg(line);
         }
+        if let Some(guest) = &self.guest {
+            cmd.arg("-initrd").arg(guest);
+        }
         if self.gdb {
             cmd.args(["-s", "-S"]);
         }
@@ -189,7 +203,7 @@ pub fn run_command(
             }
             output.extend_from_slice(&chunk);
         };
-    let mut ready_after = None;
+    let (mut ready_after, mut guest_output_after) = (None, None);
     let start = Instant::now();
     let status = loop {
         while let Ok(chunk) = rx.try_recv() {
@@ -197,6 +211,12 @@ pub fn run_command(
         }
         if ready_after.is_none() && String::from_utf8_lossy(&console).contains("parapet: ready") {
             ready_after = Some(start.elapsed());
+        }
+        if ready_after.is_some()
+            && guest_output_after.is_none()
+            && has_guest_line(&String::from_utf8_lossy(&console))
+        {
+            guest_output_after = Some(start.elapsed());
         }
         if let (Some(text), Some(pipe), Some(_)) = (input, stdin.as_mut(), ready_after) {
             pipe.write_all(text.as_bytes()).ok();
@@ -226,6 +246,7 @@ pub fn run_command(
         output: text(&output),
         console: text(&console),
         ready_after,
+        guest_output_after,
     })
 }
 

@@ -36,6 +36,7 @@ pub fn run() -> Result<()> {
             cmdline: None,
             gdb: false,
             gic_version: 3,
+            guest: None,
         };
         let mut times = Vec::new();
         let mut memory = String::new();

@@ -11,7 +11,8 @@ const TARGETS: [&str; 3] = [
     "aarch64-unknown-none",
     "aarch64-unknown-none-softfloat",
 ];
-const COMPONENTS: [&str; 2] = ["rust-src", "llvm-tools"];
+/// rust-src and llvm-tools build the firmware; clippy and rustfmt run in `cargo xtask lint`.
+const COMPONENTS: [&str; 4] = ["rust-src", "llvm-tools", "clippy", "rustfmt"];
 
 fn installed(list: &str) -> Result<String> {
     let out = Command::new("rustup")
@@ -50,13 +51,30 @@ pub fn rust() -> Result<()> {
     Ok(())
 }
 
-fn qemu_present(arch: Arch) -> bool {
-    Command::new(format!("qemu-system-{arch}"))
+/// The oldest QEMU the boots are known to work with (bookworm's own 7.2 lacks fixes they
+/// rely on; bookworm-backports has 10.0).
+const MIN_QEMU: (u32, u32) = (10, 0);
+
+/// `qemu-system-<arch> --version`'s (major, minor), or None when it does not run.
+fn qemu_version(arch: Arch) -> Option<(u32, u32)> {
+    let out = Command::new(format!("qemu-system-{arch}"))
         .arg("--version")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    parse_qemu_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// From "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)".
+fn parse_qemu_version(text: &str) -> Option<(u32, u32)> {
+    let version = text.split("version ").nth(1)?.split_whitespace().next()?;
+    let mut numbers = version.split('.').map(|n| n.parse::<u32>().ok());
+    Some((numbers.next()??, numbers.next()??))
+}
+
+fn qemu_present(arch: Arch) -> bool {
+    qemu_version(arch).is_some_and(|v| v >= MIN_QEMU)
 }
 
 fn os_codename() -> String {
@@ -117,8 +135,16 @@ pub fn qemu() -> Result<()> {
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(install.args(["qemu-system-x86", "qemu-system-arm"]))?;
     for arch in Arch::ALL {
-        if !qemu_present(arch) {
-            bail!("qemu-system-{arch} is still missing after installing QEMU");
+        match qemu_version(arch) {
+            None => bail!("qemu-system-{arch} is still missing after installing QEMU"),
+            Some(v) if v < MIN_QEMU => bail!(
+                "qemu-system-{arch} is {}.{} after installing QEMU; Parapet needs {}.{} or newer",
+                v.0,
+                v.1,
+                MIN_QEMU.0,
+                MIN_QEMU.1
+            ),
+            Some(_) => {}
         }
     }
     Ok(())
@@ -127,4 +153,18 @@ pub fn qemu() -> Result<()> {
 pub fn all() -> Result<()> {
     rust()?;
     qemu()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_versions_are_read_from_the_banner() {
+        let backports = "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)\nCopyright";
+        assert_eq!(parse_qemu_version(backports), Some((10, 0)));
+        let bookworm = "QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)";
+        assert!(parse_qemu_version(bookworm).unwrap() < MIN_QEMU);
+        assert_eq!(parse_qemu_version("no version here"), None);
+    }
 }

@@ -8,6 +8,8 @@ use super::fdt::{as_str, cell, cells, is_compatible, Fdt, Token, MAX_DEPTH};
 use crate::memory_map::{MemoryMap, RegionKind};
 
 pub const MAX_CPUS: usize = 64;
+/// Reserved ranges kept; a tree with more is refused rather than half-honoured.
+pub const MAX_RESERVED: usize = 16;
 
 /// How PSCI calls reach the firmware that implements them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +48,10 @@ pub struct Platform<'a> {
     pub psci: Option<PsciConduit>,
     pub bootargs: &'a str,
     pub initrd: Option<(u64, u64)>,
+    /// Memory the loader keeps, (start, size): the reservation block and `/reserved-memory`'s
+    /// children (spec §3.5). Parapet must not hand it out.
+    pub reserved: [(u64, u64); MAX_RESERVED],
+    pub reserved_count: usize,
     /// Size of the blob, to keep it out of the frame allocator.
     pub total_size: usize,
 }
@@ -53,6 +59,20 @@ pub struct Platform<'a> {
 impl Platform<'_> {
     pub fn cpus(&self) -> &[u64] {
         &self.cpus[..self.cpu_count]
+    }
+
+    pub fn reserved(&self) -> &[(u64, u64)] {
+        &self.reserved[..self.reserved_count]
+    }
+
+    fn reserve(&mut self, start: u64, size: u64) -> Result<(), DeviceTreeError> {
+        let slot = self
+            .reserved
+            .get_mut(self.reserved_count)
+            .ok_or(DeviceTreeError::Bad("reserved memory (too many ranges)"))?;
+        *slot = (start, size);
+        self.reserved_count += 1;
+        Ok(())
     }
 }
 
@@ -135,14 +155,22 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
         psci: None,
         bootargs: "",
         initrd: None,
+        reserved: [(0, 0); MAX_RESERVED],
+        reserved_count: 0,
         total_size: fdt.total_size,
     };
+    let mut error = None;
+    fdt.reservations(|start, size| {
+        if let Err(e) = p.reserve(start, size) {
+            error = Some(e);
+        }
+    })
+    .map_err(|_| DeviceTreeError::Malformed)?;
     let mut stack = [Node::default(); MAX_DEPTH + 1];
     let mut depth = 0usize;
     let mut gic_interrupt_cells = 3;
     let mut timer_interrupts: &[u8] = &[];
     let mut have_gic = false;
-    let mut error = None;
 
     fdt.walk(|token| match token {
         Token::Begin(name) => {
@@ -186,7 +214,15 @@ pub fn parse(bytes: &[u8]) -> Result<Platform<'_>, DeviceTreeError> {
             }
             let is_memory =
                 node.device_type == b"memory\0" || (depth == 1 && node.name.starts_with("memory"));
-            if is_memory {
+            if parent == "reserved-memory" && depth == 2 {
+                for i in 0..node.reg_count() {
+                    match node.reg(i).map(|(start, size)| p.reserve(start, size)) {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => error = Some(e),
+                        None => error = Some(DeviceTreeError::Bad("reserved-memory reg")),
+                    }
+                }
+            } else if is_memory {
                 for i in 0..node.reg_count() {
                     match node.reg(i) {
                         Some((start, size)) if p.memory.push(start, size, RegionKind::Ram) => {}
@@ -337,6 +373,26 @@ mod tests {
         );
         assert_eq!(p.hyp_timer_intid, 26);
         assert_eq!(p.cpus(), &[0, 1]);
+    }
+
+    /// QEMU_VIRT decompiled with dtc, given `/memreserve/ 0x48000000 0x10000;` and a
+    /// `/reserved-memory/firmware@4a000000` node of 2 MiB, and compiled again.
+    const QEMU_VIRT_RESERVED: &[u8] =
+        include_bytes!("../../tests/data/qemu-virt-gicv3-reserved.dtb");
+
+    #[test]
+    fn reserved_memory_comes_from_both_places() {
+        let p = parse(QEMU_VIRT_RESERVED).unwrap();
+        assert_eq!(
+            p.reserved(),
+            &[(0x4800_0000, 0x1_0000), (0x4a00_0000, 0x20_0000)]
+        );
+        assert_eq!(
+            p.memory.ram_bytes(),
+            256 << 20,
+            "reserved nodes are not RAM"
+        );
+        assert!(parse(QEMU_VIRT).unwrap().reserved().is_empty());
     }
 
     #[test]

@@ -307,7 +307,8 @@ extern "C" fn parapet_exception_dispatch(frame: &mut TrapFrame) {
 fn fatal(frame: &TrapFrame) -> ! {
     match handlers() {
         Some(h) => (h.fatal)(frame),
-        None => super::registers::halt_forever(),
+        // No handlers yet: nothing to report with, but the run must still fail.
+        None => super::power::exit(crate::ExitStatus::Failure),
     }
 }
 

@@ -28,6 +28,8 @@ fn be32(bytes: &[u8], at: usize) -> Result<u32, Malformed> {
 pub struct Fdt<'a> {
     structure: &'a [u8],
     strings: &'a [u8],
+    /// From the memory reservation block to the end of the blob; its end is the zero entry.
+    reservations: &'a [u8],
     pub total_size: usize,
 }
 
@@ -50,6 +52,7 @@ impl<'a> Fdt<'a> {
         let bytes = &bytes[..total_size.min(bytes.len())];
         let off_struct = be32(bytes, 8)? as usize;
         let off_strings = be32(bytes, 12)? as usize;
+        let off_reservations = be32(bytes, 16)? as usize;
         let size_strings = be32(bytes, 32)? as usize;
         let size_struct = be32(bytes, 36)? as usize;
         let structure = bytes
@@ -58,11 +61,33 @@ impl<'a> Fdt<'a> {
         let strings = bytes
             .get(off_strings..off_strings.checked_add(size_strings).ok_or(Malformed)?)
             .ok_or(Malformed)?;
+        let reservations = bytes.get(off_reservations..).ok_or(Malformed)?;
         Ok(Self {
             structure,
             strings,
+            reservations,
             total_size,
         })
+    }
+
+    /// The memory reservation block's entries, (address, size) (spec §5.3): memory the
+    /// loader keeps for itself. Ends at the zero entry, which must be inside the blob.
+    pub fn reservations(&self, mut visit: impl FnMut(u64, u64)) -> Result<(), Malformed> {
+        let be64 = |at| {
+            Ok::<u64, Malformed>(
+                (u64::from(be32(self.reservations, at)?) << 32)
+                    | u64::from(be32(self.reservations, at + 4)?),
+            )
+        };
+        let mut at = 0;
+        loop {
+            let (address, size) = (be64(at)?, be64(at + 8)?);
+            if address == 0 && size == 0 {
+                return Ok(());
+            }
+            visit(address, size);
+            at += 16;
+        }
     }
 
     /// Walks the structure block, calling `visit` for each token. Stops at the first error.

@@ -104,8 +104,30 @@ primary_entry:
     mov x0, x19
     bl aarch64_start
 9:
+    // Not entered at EL2: Parapet cannot host anything. Say so on QEMU virt's PL011 (the
+    // only console known before the device tree is read) and fail the run through
+    // semihosting SYS_EXIT (0x18) with code 1, as `power::exit` does; then wait forever.
+    adr x1, not_el2_message
+    movz x2, #0x0900, lsl #16
+10:
+    ldrb w3, [x1], #1
+    cbz w3, 11f
+    strb w3, [x2]
+    b 10b
+11:
+    mov x0, #0x18
+    adr x1, exit_failure_block
+    hlt #0xf000
+12:
     wfe
-    b 9b
+    b 12b
+
+    .balign 8
+exit_failure_block:
+    .quad 0x20026, 1
+not_el2_message:
+    .asciz "parapet: fatal: entered below EL2; Parapet needs EL2 (QEMU: -M virt,virtualization=on)\n"
+    .balign 4
 
     .global secondary_entry
 secondary_entry:

@@ -62,9 +62,17 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
         percpu::install(0, registers::mpidr());
     }
     kernel::platform::install(&PLATFORM);
+    // Reported from here on (class, ESR, ELR, FAR) and failing the run; the report reaches
+    // the console once it is up.
+    exception::set_handlers(&EXCEPTION_HANDLERS);
 
-    let (dtb_size, blob) =
-        copy_device_tree(dtb).unwrap_or_else(|| power::exit(ExitStatus::Failure));
+    let (dtb_size, blob) = copy_device_tree(dtb).unwrap_or_else(|| {
+        // No device tree to name a UART: try QEMU virt's so the reason can be seen.
+        serial::init(0x0900_0000);
+        early_fatal(format_args!(
+            "no usable device tree at {dtb:#x} (x0 at entry)"
+        ))
+    });
     let mut dt = match devicetree::parse(blob) {
         Ok(dt) => dt,
         Err(e) => {
@@ -75,6 +83,10 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     };
     if let Some(uart) = dt.uart {
         serial::init(uart);
+    }
+    #[cfg(feature = "selftest")]
+    if crate::selftest::early_fault_requested(dt.bootargs) {
+        crate::selftest::deliberate_fault();
     }
     if dt.psci == Some(PsciConduit::Hvc) {
         // At EL2 an HVC traps to our own vectors, not to the PSCI firmware.
@@ -90,6 +102,9 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     if let Some((s, e)) = dt.initrd {
         reserved.add("initrd", s, e);
     }
+    for &(start, size) in dt.reserved() {
+        reserved.add("device-tree reservation", start, start.saturating_add(size));
+    }
     {
         let mut frames = FRAMES.lock();
         for r in dt.memory.ram() {
@@ -104,7 +119,6 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
         early_fatal(format_args!("heap: {e}"));
     }
 
-    exception::set_handlers(&EXCEPTION_HANDLERS);
     // SAFETY: routes physical interrupts to EL2, where our vectors take them; EL1 runs nothing.
     unsafe { registers::set_hcr_el2(HCR_EL2) };
     registers::isb();

@@ -91,20 +91,31 @@ pub fn heap_round_trips_small_and_large_blocks() -> TestFuture {
 pub fn heap_survives_concurrent_use_from_all_cpus() -> TestFuture {
     Box::pin(async {
         let outcomes = super::on_every_cpu(|cpu| async move {
-            let mut live: Vec<Vec<u64>> = Vec::new();
+            // Each block holds its own tag (CPU, round) in every word: a block handed to two
+            // CPUs at once, or written after it was freed, shows as a foreign word.
+            let tag_of = |round: u64| (cpu as u64) << 32 | round;
+            let check =
+                |round: u64, block: &[u64]| match block.iter().find(|&&x| x != tag_of(round)) {
+                    Some(x) => Err(alloc::format!(
+                        "cpu{cpu}: block of round {round} holds {x:#x}, not its tag {:#x}",
+                        tag_of(round)
+                    )),
+                    None => Ok(()),
+                };
+            let mut live: Vec<(u64, Vec<u64>)> = Vec::new();
             for round in 0..2000u64 {
                 let len = ((round * 7919 + cpu as u64 * 31) % 200 + 1) as usize;
-                let tag = (cpu as u64) << 32 | round;
-                live.push(alloc::vec![tag; len]);
+                live.push((round, alloc::vec![tag_of(round); len]));
                 if live.len() > 16 {
-                    let v = live.swap_remove((round % 16) as usize);
-                    if v.iter().any(|&x| x != v[0]) {
-                        return Err(alloc::format!("cpu{cpu}: a block changed under us"));
-                    }
+                    let (r, block) = live.swap_remove((round % 16) as usize);
+                    check(r, &block)?;
                 }
                 if round % 64 == 0 {
                     yield_now().await;
                 }
+            }
+            for (round, block) in &live {
+                check(*round, block)?;
             }
             Ok(())
         })

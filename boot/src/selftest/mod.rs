@@ -139,7 +139,7 @@ pub async fn run(mode: Option<String>, online: usize) {
 /// Reads an address nothing maps, outside any probe: the fatal exception path must report it
 /// and stop the machine with a failure status.
 #[inline(never)]
-fn deliberate_fault() -> ! {
+pub(crate) fn deliberate_fault() -> ! {
     // SAFETY: not sound to continue past, and it does not: the read faults (nothing maps this
     // address) and the fatal handler stops the machine.
     let value = unsafe { core::ptr::read_volatile(DELIBERATE_FAULT_ADDRESS as *const u64) };
@@ -148,6 +148,12 @@ fn deliberate_fault() -> ! {
 
 /// Mapped by nothing (see `paging::TEST_VA`, far below it).
 const DELIBERATE_FAULT_ADDRESS: u64 = 0x0000_6000_dead_0000;
+
+/// `parapet.test=early-fault`: the deliberate fault while the entry path still runs on the
+/// loader's tables, before the heap, so the early exception handling is what reports it.
+pub(crate) fn early_fault_requested(cmdline: &str) -> bool {
+    kernel::cmdline::option(cmdline, "parapet.test") == Some("early-fault")
+}
 
 /// The negative test's target: the harness checks that this line's location is reported.
 #[inline(never)]

@@ -10,7 +10,7 @@ use arch::memory_map::{MemoryMap, RegionKind};
 use arch::x86_64::pvh::heapless_str::Line;
 use kernel::executor::MAX_CPUS;
 
-use super::start::{early_fatal, init, Discovered};
+use super::start::{early_fatal, init, take_early_exceptions, Discovered};
 use super::{percpu, platform::PLATFORM, serial};
 use crate::boot_info::Reserved;
 
@@ -65,6 +65,7 @@ extern "C" fn x86_64_igvm_start(parameters: u64) -> ! {
     unsafe { percpu::install(0, 0) };
     kernel::platform::install(&PLATFORM);
     serial::init();
+    take_early_exceptions();
     if parameters != VP_COUNT_PAGE {
         early_fatal(format_args!(
             "IGVM entry with parameters at {parameters:#x}, expected {VP_COUNT_PAGE:#x}"
@@ -119,6 +120,7 @@ extern "C" fn x86_64_igvm_start(parameters: u64) -> ! {
     let mut reserved = Reserved::default();
     reserved.add("boot tables and parameters", BOOT_TABLES, BOOT_END);
     init(Discovered {
+        platform: super::start::detect_platform(),
         memory_map,
         own_memory: Some((PARAVISOR_BASE, PARAVISOR_BASE + PARAVISOR_SIZE)),
         reserved,

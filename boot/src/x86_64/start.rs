@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use arch::memory_map::MemoryMap;
+use arch::memory_map::{MemoryMap, RegionKind};
 use arch::phys::{IdentityMapped, ListedOnly};
 use arch::x86_64::{acpi, apic, gdt::CpuTables, instructions, pvh, trap};
 use arch::ExitStatus;
@@ -14,6 +14,7 @@ use super::platform::{PLATFORM, SPURIOUS_VECTOR, TIMER_VECTOR, TRAP_HANDLERS};
 use super::{percpu, serial, smp, time};
 use crate::boot_info::{BootInfo, Reserved};
 use crate::kernel_map;
+use abi::igvm_layout::{PARAVISOR_BASE, PARAVISOR_SIZE};
 
 /// The boot page tables identity-map this much.
 const BOOT_MAPPED: u64 = 4 << 30;
@@ -23,10 +24,29 @@ const LEGACY_PIC_BASE: u8 = 0xe0;
 /// The xAPIC register page, from the MADT.
 static LAPIC_ADDRESS: AtomicU64 = AtomicU64::new(0xfee0_0000);
 
+/// The isolation platform, from CPUID.
+pub(super) fn detect_platform() -> isolation::PlatformKind {
+    isolation::PlatformKind::detect_x86(|leaf| instructions::cpuid(leaf, 0))
+}
+
 /// Reports a failure before the console contract is established, and stops.
 pub(super) fn early_fatal(what: core::fmt::Arguments<'_>) -> ! {
     kernel::console::emergency_write_fmt(format_args!("parapet: fatal: {what}\n"));
     arch::x86_64::power::exit(ExitStatus::Failure)
+}
+
+/// Takes exceptions from the first Rust instructions on: a fault while the boot tables are
+/// parsed is reported (vector, error code, RIP) and fails the run instead of triple-faulting.
+/// The entry code's GDT has the kernel code selector the gates name; the IST stacks come
+/// with this CPU's TSS in `load_cpu_tables`, so until then a double fault still resets.
+pub(super) fn take_early_exceptions() {
+    // SAFETY: the first Rust code on the boot CPU, so no CPU has loaded the IDT yet;
+    // interrupts are masked.
+    unsafe {
+        trap::init_idt();
+        trap::load_idt();
+    }
+    trap::set_handlers(&TRAP_HANDLERS);
 }
 
 /// Loads this CPU's GDT, TSS and IDT.
@@ -42,6 +62,7 @@ fn load_cpu_tables() {
 
 /// What an entry path found out about the machine, for the shared part of x86_64 boot.
 pub(super) struct Discovered<'a> {
+    pub platform: isolation::PlatformKind,
     /// All guest RAM (for the banner and the identity map).
     pub memory_map: MemoryMap,
     /// RAM the frame allocator may hand out; `None` means all of `memory_map`.
@@ -60,10 +81,15 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     unsafe { percpu::install(0, 0) };
     kernel::platform::install(&PLATFORM);
     serial::init();
+    take_early_exceptions();
 
     let phys = IdentityMapped { limit: BOOT_MAPPED };
     let info = pvh::parse(&phys, u64::from(start_info))
         .unwrap_or_else(|e| early_fatal(format_args!("{e}")));
+    #[cfg(feature = "selftest")]
+    if crate::selftest::early_fault_requested(info.cmdline.as_str()) {
+        crate::selftest::deliberate_fault();
+    }
     // Firmware tables are read only where the memory map says memory is, never in holes.
     let tables = ListedOnly {
         map: &info.memory_map,
@@ -87,9 +113,18 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     if let Some((s, size)) = info.module {
         reserved.add("module", s, s.saturating_add(size));
     }
+    // Hosting a guest under SVM, Parapet keeps to the region the IGVM layout gives it and the
+    // guest gets the rest of RAM; otherwise Parapet has all of it.
+    let platform = detect_platform();
+    let own_memory = (platform == isolation::PlatformKind::Svm)
+        .then_some((PARAVISOR_BASE, PARAVISOR_BASE + PARAVISOR_SIZE));
+    if let Some((address, size)) = info.module {
+        super::guest::set_payload(address, size);
+    }
     init(Discovered {
+        platform,
         memory_map: info.memory_map.clone(),
-        own_memory: None,
+        own_memory,
         reserved,
         apic_ids: cpus.apic_ids(),
         ignored_cpus: cpus.ignored,
@@ -101,6 +136,7 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
 /// The shared part of x86_64 boot, from memory set-up to `parapet: ready`.
 pub(super) fn init(machine: Discovered<'_>) -> ! {
     let Discovered {
+        platform,
         memory_map,
         own_memory,
         mut reserved,
@@ -122,6 +158,15 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
         for r in reserved.ranges() {
             frames.reserve(r.start, r.end);
         }
+        // A map may list a reserved range inside a RAM range (firmware tables, a loader's
+        // own data): the narrower claim wins.
+        for r in memory_map
+            .regions()
+            .iter()
+            .filter(|r| r.kind != RegionKind::Ram)
+        {
+            frames.reserve(r.start, r.end);
+        }
     }
     // SAFETY: once, with the frames identity-mapped by the boot tables (RAM below 4 GiB
     // comes first from the allocator).
@@ -129,13 +174,9 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
         early_fatal(format_args!("heap: {e}"));
     }
 
-    // SAFETY: no CPU has loaded the IDT yet; interrupts are masked and nothing else drives
-    // the PICs. Their vectors (0xe0..0xf0) are masked and, if one slips through, reported.
-    unsafe {
-        trap::init_idt();
-        arch::x86_64::pic::remap_and_mask(LEGACY_PIC_BASE);
-    }
-    trap::set_handlers(&TRAP_HANDLERS);
+    // SAFETY: interrupts are masked and nothing else drives the PICs. Their vectors
+    // (0xe0..0xf0) are masked and, if one slips through, reported.
+    unsafe { arch::x86_64::pic::remap_and_mask(LEGACY_PIC_BASE) };
     load_cpu_tables();
     LAPIC_ADDRESS.store(local_apic, Ordering::Relaxed);
     // SAFETY: interrupts are masked; the boot tables map the xAPIC page (below 4 GiB).
@@ -147,7 +188,6 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
     // SAFETY: nothing else uses the PIT; the APIC is enabled.
     unsafe { time::calibrate(TIMER_VECTOR) };
 
-    let platform = isolation::PlatformKind::detect_x86(|leaf| instructions::cpuid(leaf, 0));
     let boot = BootInfo {
         arch: "x86_64",
         platform,
@@ -193,10 +233,10 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
     unsafe { instructions::write_cr3(space.root()) };
     crate::install_kernel_space(space);
     log::info!("page tables: RAM identity-mapped NX, image W^X, page 0 unmapped");
+    if let Some(own) = own_memory {
+        super::guest::memory::record(&memory_map, own);
+    }
     if platform == isolation::PlatformKind::HvVtl {
-        if let Some(own) = own_memory {
-            super::hv_vtl::vtl0_memory::record(&memory_map, own);
-        }
         match super::hv::init() {
             Ok(()) => {}
             Err(e) => early_fatal(format_args!("hv_vtl: {e}")),

@@ -6,11 +6,7 @@
 //! pages). Each VTL entry's intercept message is decoded into the platform-neutral
 //! `isolation::exit::GuestExit`, answered by the VTL0 devices, and VTL0 resumes.
 
-mod exits;
-mod loader;
 mod switch;
-mod vtl0_devices;
-pub mod vtl0_memory;
 mod vtl0_msrs;
 
 use hvdef::hypercall::{
@@ -24,10 +20,14 @@ use isolation::hv_message;
 use kernel::executor::yield_now;
 use spin::Mutex;
 
+use crate::machine::guest::devices::GuestDevices;
+use crate::machine::guest::exits::{self, Verdict};
+use crate::machine::guest::memory::Paging;
+use crate::machine::guest::{loader, Gprs, GuestVp, Names};
 use crate::machine::hv;
-use exits::Verdict;
-use switch::{EntryReason, SharedGprs, VtlSwitch};
-use vtl0_devices::Vtl0Devices;
+use hvdef::registers;
+use hvdef::vtl::InputVtl;
+use switch::{EntryReason, VtlSwitch};
 
 #[derive(Clone, Copy, Debug)]
 pub enum HvVtlError {
@@ -51,20 +51,70 @@ impl core::fmt::Display for HvVtlError {
     }
 }
 
-/// The staged VTL0 payload named by `parapet.vtl0=ADDRESS,SIZE` (hexadecimal with `0x`, or
-/// decimal), as vmm-lite's `--vtl0` passes it.
-pub fn payload_option(cmdline: &str) -> Option<(u64, u64)> {
-    let value = kernel::cmdline::option(cmdline, "parapet.vtl0")?;
-    let number = |s: &str| match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => s.parse().ok(),
-    };
-    let (address, size) = value.split_once(',')?;
-    Some((number(address)?, number(size)?))
+/// VTL0's devices, shared by the VPs that host it.
+static DEVICES: Mutex<Option<GuestDevices>> = Mutex::new(None);
+
+const NAMES: Names = Names {
+    backend: "hv_vtl",
+    guest: "VTL0",
+};
+/// VTL0's console lines are printed as `vtl0| ...`.
+const CONSOLE_PREFIX: &str = "vtl0";
+
+/// VTL0 on this VP, stopped in an intercept: its shared registers as the VTL entry brought
+/// them, the rest through the register page or hypercalls.
+struct Vtl0Vp<'a> {
+    switch: &'a VtlSwitch,
+    gprs: &'a mut Gprs,
 }
 
-/// VTL0's devices, shared by the VPs that host it.
-static DEVICES: Mutex<Option<Vtl0Devices>> = Mutex::new(None);
+impl GuestVp for Vtl0Vp<'_> {
+    fn names(&self) -> Names {
+        NAMES
+    }
+
+    fn gprs(&mut self) -> &mut Gprs {
+        self.gprs
+    }
+
+    fn set_rip(&mut self, rip: u64) {
+        // Through VTL0's register page when the hypervisor offers one: no hypercall, no
+        // second entry into VTL2.
+        if self.switch.set_vtl0_rip(rip) {
+            return;
+        }
+        if let Err(status) = hv::set_register(
+            InputVtl(Some(Vtl::Vtl0)),
+            registers::RIP,
+            registers::u64_value(rip),
+        ) {
+            log::error!(
+                "hv_vtl: cannot move VTL0's RIP to {rip:#x}: status {:#x}",
+                status.0
+            );
+        }
+    }
+
+    fn paging(&mut self) -> Option<Paging> {
+        let names = [
+            registers::CR0,
+            registers::CR3,
+            registers::CR4,
+            registers::EFER,
+        ];
+        let values = hv::get_registers(InputVtl(Some(Vtl::Vtl0)), &names).ok()?;
+        let value = |i: usize| le::u64_at(&values[i], 0);
+        Some(Paging::new(value(0)?, value(1)?, value(2)?, value(3)?))
+    }
+
+    fn read_msr(&mut self, msr: u32) -> u64 {
+        vtl0_msrs::read(msr)
+    }
+
+    fn write_msr(&mut self, msr: u32, value: u64) {
+        vtl0_msrs::write(msr, value)
+    }
+}
 
 /// Loads the guest, enables VTL0 on all `vps` VPs, and hosts it on each: VP 0 runs the guest
 /// from its entry; the others wait, in VTL0, for the guest to start them (INIT-SIPI or
@@ -90,7 +140,7 @@ pub async fn host(address: u64, size: u64, vps: usize) {
 
 fn start(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
     let context = loader::load(address, size).map_err(HvVtlError::Load)?;
-    *DEVICES.lock() = Some(Vtl0Devices::new());
+    *DEVICES.lock() = Some(GuestDevices::new(CONSOLE_PREFIX));
     install_intercepts()?;
     enable_vtl0(&context, vps)
 }
@@ -104,7 +154,7 @@ async fn host_vp(cpu: usize) {
             return;
         }
     };
-    let mut gprs = SharedGprs::default();
+    let mut gprs = Gprs::default();
     let (mut intercepts, mut interrupts) = (0u64, 0u64);
     // TSC cycles spent in intercept round trips: from the VTL return to the exit handled
     // (one rdtsc each side: every instruction counts where VTL2 code is emulated).
@@ -126,7 +176,11 @@ async fn host_vp(cpu: usize) {
             EntryReason::Intercept => match switch.take_message() {
                 Some(message) => match hv_message::decode(&message) {
                     Some((exit, site)) => {
-                        with_devices(|d| exits::handle(&switch, d, exit, &site, &mut gprs))
+                        let mut vp = Vtl0Vp {
+                            switch: &switch,
+                            gprs: &mut gprs,
+                        };
+                        with_devices(|d| exits::handle(&mut vp, d, exit, &site))
                     }
                     None => {
                         log::warn!(
@@ -143,9 +197,13 @@ async fn host_vp(cpu: usize) {
                     Verdict::Resume
                 }
             },
-            EntryReason::VtlCall => with_devices(|d| {
-                exits::handle(&switch, d, GuestExit::Call, &ExitSite::default(), &mut gprs)
-            }),
+            EntryReason::VtlCall => {
+                let mut vp = Vtl0Vp {
+                    switch: &switch,
+                    gprs: &mut gprs,
+                };
+                with_devices(|d| exits::handle(&mut vp, d, GuestExit::Call, &ExitSite::default()))
+            }
             EntryReason::Other(reason) => {
                 log::warn!("hv_vtl: VTL entry for reason {reason} on VP {cpu}; resuming VTL0");
                 Verdict::Resume
@@ -185,9 +243,9 @@ async fn host_vp(cpu: usize) {
 }
 
 /// Runs `f` on VTL0's devices (set up by `start` before any VP hosts VTL0).
-fn with_devices<R>(f: impl FnOnce(&mut Vtl0Devices) -> R) -> R {
+fn with_devices<R>(f: impl FnOnce(&mut GuestDevices) -> R) -> R {
     let mut devices = DEVICES.lock();
-    f(devices.get_or_insert_with(Vtl0Devices::new))
+    f(devices.get_or_insert_with(|| GuestDevices::new(CONSOLE_PREFIX)))
 }
 
 /// Intercepts for the ports Parapet emulates and for VTL0's synthetic MSRs (mediated in
@@ -203,7 +261,7 @@ fn install_intercepts() -> Result<(), HvVtlError> {
         };
         hv::simple_call(code::INSTALL_INTERCEPT, &input.encode())
     };
-    for (first, last) in Vtl0Devices::intercepted_ranges() {
+    for (first, last) in GuestDevices::intercepted_ranges() {
         let parameters = u64::from(first) | (u64::from(last) << 16);
         let status = install(intercept_type::X64_IO_PORT_RANGE, parameters);
         if !status.is_success() {

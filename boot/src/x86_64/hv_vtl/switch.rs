@@ -2,7 +2,7 @@
 //! page where intercepts arrive, and the VTL return that runs VTL0 until it needs us again.
 //!
 //! VTLs share the general-purpose registers other than RSP (TLFS §15.11), so a VTL return
-//! hands VTL0 the values in [`SharedGprs`] and a VTL entry brings VTL0's back in the same
+//! hands VTL0 the values in [`Gprs`] and a VTL entry brings VTL0's back in the same
 //! registers. RAX and RCX carry the call itself, so VTL0's travel through the VP assist page
 //! (VtlReturnX64Rax/Rcx).
 
@@ -20,33 +20,13 @@ use hvdef::vtl::VsmCodePageOffsets;
 use hvdef::vtl::{InputVtl, Vtl};
 
 use super::HvVtlError;
+use crate::machine::guest::Gprs;
 use crate::machine::hv;
 
 /// The vector SINT0 names. vmm-lite delivers no SynIC interrupts (VTL2 learns of a message
 /// from the VTL entry itself), but a valid vector keeps the SINT well-formed for hypervisors
 /// that do; the firmware leaves it unhandled-but-reported like any stray vector.
 const SINT0_VECTOR: u64 = 0x50;
-
-/// VTL0's shared general-purpose registers, in the order the switch code stores them.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SharedGprs {
-    pub rax: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rbx: u64,
-    pub rbp: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub r8: u64,
-    pub r9: u64,
-    pub r10: u64,
-    pub r11: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
-}
 
 /// Why VTL0 came back (VtlEntryReason in the VP assist page).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +113,7 @@ impl VtlSwitch {
 
     /// Runs VTL0 with `gprs` until it enters VTL2 again; `gprs` then holds VTL0's registers
     /// as the entry found them.
-    pub fn run_vtl0(&self, gprs: &mut SharedGprs) -> EntryReason {
+    pub fn run_vtl0(&self, gprs: &mut Gprs) -> EntryReason {
         let field = |offset: usize| (self.assist + offset as u64) as *mut u64;
         // SAFETY: the assist page is this VP's frame, identity-mapped; the hypervisor reads
         // these fields on the return.
@@ -145,7 +125,7 @@ impl VtlSwitch {
         // comes back here, like a call, once VTL0 enters VTL2: with RSP and RIP ours and every
         // other general-purpose register VTL0's. RBX and RBP (which Rust reserves) are saved
         // on the stack, the rest are declared clobbered, and the FPU/SIMD registers, also
-        // shared, are clobbered per the C ABI. `gprs` points at 15 u64s in SharedGprs order.
+        // shared, are clobbered per the C ABI. `gprs` points at 15 u64s in Gprs order.
         unsafe {
             asm!(
                 "push rbp",
@@ -190,7 +170,7 @@ impl VtlSwitch {
                 "add rsp, 16",
                 "pop rbx",
                 "pop rbp",
-                gprs = in(reg) gprs as *mut SharedGprs,
+                gprs = in(reg) gprs as *mut Gprs,
                 target = in(reg) self.vtl_return,
                 lateout("r12") _,
                 lateout("r13") _,

@@ -1,20 +1,18 @@
-//! VTL0's memory as Parapet reaches it: guest-physical RAM outside Parapet's own region
-//! (identity-mapped in Parapet's address space), and guest-linear addresses through VTL0's
-//! own page tables, for the string port I/O Parapet emulates.
+//! The guest's memory as Parapet reaches it: guest-physical RAM is the machine's RAM outside
+//! Parapet's own region, at the same addresses (VTL0's view on hv_vtl, the nested page tables
+//! on svm), identity-mapped in Parapet's address space; guest-linear addresses go through the
+//! guest's own page tables, for the string port I/O Parapet emulates.
 //!
-//! A guest-physical address VTL0 hands us is checked against VTL0's RAM before every use: a
-//! hostile page table or payload must not make Parapet read or write its own memory for it.
+//! A guest-physical address the guest hands us is checked against its RAM before every use:
+//! a hostile page table or payload must not make Parapet read or write its own memory for it.
 
 use alloc::vec::Vec;
 
 use arch::memory_map::MemoryMap;
-use hvdef::registers;
-use hvdef::vtl::{InputVtl, Vtl};
 use spin::Once;
 
-use crate::machine::hv;
-
-static VTL0_RAM: Once<Vec<(u64, u64)>> = Once::new();
+/// The guest's RAM ranges, (start, end), in address order.
+static GUEST_RAM: Once<Vec<(u64, u64)>> = Once::new();
 
 const PAGE: u64 = 4096;
 const CR0_PG: u64 = 1 << 31;
@@ -27,9 +25,9 @@ const USER: u64 = 1 << 2;
 const LARGE: u64 = 1 << 7;
 const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 
-/// Records VTL0's RAM: every RAM range of `map` less Parapet's region `own` (start, end).
+/// Records the guest's RAM: every RAM range of `map` less Parapet's region `own` (start, end).
 pub fn record(map: &MemoryMap, own: (u64, u64)) {
-    VTL0_RAM.call_once(|| {
+    GUEST_RAM.call_once(|| {
         let mut ranges = Vec::new();
         for r in map.ram() {
             for (start, end) in [(r.start, r.end.min(own.0)), (r.start.max(own.1), r.end)] {
@@ -42,57 +40,63 @@ pub fn record(map: &MemoryMap, own: (u64, u64)) {
     });
 }
 
-/// Whether `[gpa, gpa + len)` lies inside one of VTL0's RAM ranges.
+/// The guest's RAM ranges, (start, end); empty before [`record`].
+pub fn ranges() -> &'static [(u64, u64)] {
+    GUEST_RAM.get().map_or(&[], Vec::as_slice)
+}
+
+/// Whether `[gpa, gpa + len)` lies inside one of the guest's RAM ranges.
 pub fn contains(gpa: u64, len: u64) -> bool {
     let Some(end) = gpa.checked_add(len) else {
         return false;
     };
-    VTL0_RAM
+    GUEST_RAM
         .get()
         .is_some_and(|ranges| ranges.iter().any(|&(s, e)| s <= gpa && end <= e))
 }
 
-/// An access outside VTL0's RAM or through an unmapped linear address.
+/// An access outside the guest's RAM or through an unmapped linear address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub address: u64,
 }
 
-/// Copies VTL0 RAM at `gpa` into `out`.
+/// Copies guest RAM at `gpa` into `out`.
 pub fn read(gpa: u64, out: &mut [u8]) -> Result<(), Fault> {
     if !contains(gpa, out.len() as u64) {
         return Err(Fault { address: gpa });
     }
     for (i, byte) in out.iter_mut().enumerate() {
-        // SAFETY: VTL0's RAM is identity-mapped in the kernel space and checked above to lie
-        // outside Parapet's own memory; VTL0 may change it concurrently, so each byte is
-        // read once, volatile.
+        // SAFETY: the guest's RAM is identity-mapped in the kernel space and checked above to
+        // lie outside Parapet's own memory; the guest may change it concurrently, so each
+        // byte is read once, volatile.
         *byte = unsafe { ((gpa + i as u64) as *const u8).read_volatile() };
     }
     Ok(())
 }
 
-/// Copies `bytes` into VTL0 RAM at `gpa`.
+/// Copies `bytes` into guest RAM at `gpa`.
 pub fn write(gpa: u64, bytes: &[u8]) -> Result<(), Fault> {
     if !contains(gpa, bytes.len() as u64) {
         return Err(Fault { address: gpa });
     }
     for (i, &byte) in bytes.iter().enumerate() {
-        // SAFETY: as in `read`: VTL0 RAM, identity-mapped, outside Parapet's memory.
+        // SAFETY: as in `read`: guest RAM, identity-mapped, outside Parapet's memory.
         unsafe { ((gpa + i as u64) as *mut u8).write_volatile(byte) };
     }
     Ok(())
 }
 
-/// Fills VTL0 RAM with `bytes` (`None`: zeros) at `gpa` in bulk, for loading before VTL0
-/// runs: with nothing reading or writing it concurrently, plain copies are sound, and they
+/// Fills guest RAM with `bytes` (`None`: zeros) at `gpa` in bulk, for loading before the
+/// guest runs: with nothing reading or writing it concurrently, plain copies are sound, and they
 /// are one instruction each where every instruction is emulated.
 pub fn load(gpa: u64, bytes: Option<&[u8]>, len: u64) -> Result<(), Fault> {
     if !contains(gpa, len) || bytes.is_some_and(|b| b.len() as u64 != len) {
         return Err(Fault { address: gpa });
     }
-    // SAFETY: `[gpa, gpa + len)` is VTL0 RAM (checked), identity-mapped, outside Parapet's
-    // memory, and VTL0 is not running yet (the caller's contract), so nothing else touches it.
+    // SAFETY: `[gpa, gpa + len)` is guest RAM (checked), identity-mapped, outside Parapet's
+    // memory, and the guest is not running yet (the caller's contract), so nothing else
+    // touches it.
     unsafe {
         match bytes {
             Some(b) => core::ptr::copy_nonoverlapping(b.as_ptr(), gpa as *mut u8, b.len()),
@@ -102,18 +106,18 @@ pub fn load(gpa: u64, bytes: Option<&[u8]>, len: u64) -> Result<(), Fault> {
     Ok(())
 }
 
-/// Copies VTL0 RAM at `gpa` into `out` in bulk, under `load`'s contract: VTL0 is not
+/// Copies guest RAM at `gpa` into `out` in bulk, under `load`'s contract: the guest is not
 /// running yet.
 pub fn load_from(gpa: u64, out: &mut [u8]) -> Result<(), Fault> {
     if !contains(gpa, out.len() as u64) {
         return Err(Fault { address: gpa });
     }
-    // SAFETY: as in `load`: checked VTL0 RAM, identity-mapped, nothing running in VTL0.
+    // SAFETY: as in `load`: checked guest RAM, identity-mapped, the guest not running.
     unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
     Ok(())
 }
 
-/// VTL0's paging state, read from the hypervisor.
+/// The guest's paging registers.
 #[derive(Clone, Copy, Debug)]
 pub struct Paging {
     cr0: u64,
@@ -123,22 +127,13 @@ pub struct Paging {
 }
 
 impl Paging {
-    /// VTL0's paging registers on this VP, in one hypercall.
-    pub fn current() -> Option<Self> {
-        let names = [
-            registers::CR0,
-            registers::CR3,
-            registers::CR4,
-            registers::EFER,
-        ];
-        let values = hv::get_registers(InputVtl(Some(Vtl::Vtl0)), &names).ok()?;
-        let value = |i: usize| le::u64_at(&values[i], 0);
-        Some(Self {
-            cr0: value(0)?,
-            cr3: value(1)?,
-            cr4: value(2)?,
-            efer: value(3)?,
-        })
+    pub fn new(cr0: u64, cr3: u64, cr4: u64, efer: u64) -> Self {
+        Self {
+            cr0,
+            cr3,
+            cr4,
+            efer,
+        }
     }
 
     /// The guest-physical address of `linear` for an access by `user` code, writing or not.

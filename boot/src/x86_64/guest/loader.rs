@@ -1,7 +1,8 @@
-//! Putting the VTL0 guest in place: its ELF payload (staged in VTL0 RAM by the host, named
-//! on the command line) loaded at its physical addresses, and the state it starts in.
+//! Putting the guest in place: its ELF payload (staged in guest RAM by the host: named on the
+//! command line by vmm-lite, or a PVH module) loaded at its physical addresses, and the state
+//! it starts in.
 //!
-//! Parapet's VTL0 boot protocol: 64-bit mode, the first 4 GiB identity-mapped with 2 MiB
+//! Parapet's guest boot protocol: 64-bit mode, the first 4 GiB identity-mapped with 2 MiB
 //! pages (tables at 0x1000-0x6fff), a flat GDT at 0x7000 (code 0x08, data 0x10), RIP the ELF
 //! entry, interrupts off, no IDT and no stack yet — the guest sets up its own, as a kernel
 //! entered from a boot loader does.
@@ -12,9 +13,9 @@ use hvdef::hypercall::InitialVpContext;
 use hvdef::registers::{SegmentRegister, TableRegister};
 use kernel::elf::{self, ElfError};
 
-use super::vtl0_memory;
+use super::memory;
 
-/// Where the boot structures go, in VTL0 RAM; payloads must stay clear of them.
+/// Where the boot structures go, in guest RAM; payloads must stay clear of them.
 const PML4: u64 = 0x1000;
 const PDPT: u64 = 0x2000;
 /// Four page directories, one per GiB.
@@ -32,14 +33,14 @@ const LARGE: u64 = 1 << 7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
-    /// The staged payload is not inside VTL0's RAM.
+    /// The staged payload is not inside the guest's RAM.
     StagingOutsideRam {
         address: u64,
         size: u64,
     },
     TooLarge(u64),
     Elf(ElfError),
-    /// A segment (or the boot structures) falls outside VTL0's RAM, or a segment on the
+    /// A segment (or the boot structures) falls outside the guest's RAM, or a segment on the
     /// boot structures.
     SegmentOutside {
         start: u64,
@@ -52,7 +53,7 @@ impl core::fmt::Display for LoadError {
         match self {
             LoadError::StagingOutsideRam { address, size } => write!(
                 f,
-                "the payload at {address:#x} ({size} bytes) is not in VTL0's RAM"
+                "the payload at {address:#x} ({size} bytes) is not in the guest's RAM"
             ),
             LoadError::TooLarge(size) => {
                 write!(f, "the payload is {size} bytes; at most {MAX_PAYLOAD}")
@@ -60,27 +61,27 @@ impl core::fmt::Display for LoadError {
             LoadError::Elf(e) => write!(f, "the payload is not a usable ELF: {e}"),
             LoadError::SegmentOutside { start, end } => write!(
                 f,
-                "segment {start:#x}..{end:#x} is outside VTL0's RAM or on its boot structures"
+                "segment {start:#x}..{end:#x} is outside the guest's RAM or on its boot structures"
             ),
         }
     }
 }
 
 /// Loads the ELF staged at `address` (`size` bytes) and builds the boot structures; returns
-/// the context VTL0 starts in.
+/// the context the guest starts in.
 pub fn load(address: u64, size: u64) -> Result<InitialVpContext, LoadError> {
     if size > MAX_PAYLOAD {
         return Err(LoadError::TooLarge(size));
     }
-    // One copy, then parse: the staging area is VTL0's memory. VTL0 has not run yet, so the
-    // bulk copies of `vtl0_memory::load*` are sound here.
+    // One copy, then parse: the staging area is the guest's memory. The guest has not run
+    // yet, so the bulk copies of `memory::load*` are sound here.
     let mut payload = vec![0u8; size as usize];
-    vtl0_memory::load_from(address, &mut payload)
+    memory::load_from(address, &mut payload)
         .map_err(|_| LoadError::StagingOutsideRam { address, size })?;
     let executable = elf::parse(&payload, elf::MACHINE_X86_64).map_err(LoadError::Elf)?;
     for segment in &executable.segments {
         let (start, end) = (segment.address, segment.end());
-        if start < BOOT_STRUCTURES_END || !vtl0_memory::contains(start, segment.memory_size) {
+        if start < BOOT_STRUCTURES_END || !memory::contains(start, segment.memory_size) {
             return Err(LoadError::SegmentOutside { start, end });
         }
     }
@@ -91,20 +92,20 @@ pub fn load(address: u64, size: u64) -> Result<InitialVpContext, LoadError> {
             start: segment.address,
             end: segment.end(),
         };
-        vtl0_memory::load(segment.address, Some(file), file_len).map_err(outside)?;
+        memory::load(segment.address, Some(file), file_len).map_err(outside)?;
         let bss = segment.memory_size - file_len;
-        vtl0_memory::load(segment.address + file_len, None, bss).map_err(outside)?;
+        memory::load(segment.address + file_len, None, bss).map_err(outside)?;
     }
     build_boot_structures()?;
     log::info!(
-        "hv_vtl: VTL0 payload loaded: {} segments, entry {:#x}",
+        "guest payload loaded: {} segments, entry {:#x}",
         executable.segments.len(),
         executable.entry
     );
     Ok(boot_context(executable.entry))
 }
 
-/// The identity map of the first 4 GiB and the GDT, built here and copied to VTL0 RAM.
+/// The identity map of the first 4 GiB and the GDT, built here and copied to guest RAM.
 fn build_boot_structures() -> Result<(), LoadError> {
     let mut pages = vec![0u8; (BOOT_STRUCTURES_END - PML4) as usize];
     let mut entry = |gpa: u64, value: u64| {
@@ -123,11 +124,9 @@ fn build_boot_structures() -> Result<(), LoadError> {
     for (i, descriptor) in GDT_ENTRIES.iter().enumerate() {
         entry(GDT + 8 * i as u64, *descriptor);
     }
-    vtl0_memory::load(PML4, Some(&pages), pages.len() as u64).map_err(|_| {
-        LoadError::SegmentOutside {
-            start: PML4,
-            end: BOOT_STRUCTURES_END,
-        }
+    memory::load(PML4, Some(&pages), pages.len() as u64).map_err(|_| LoadError::SegmentOutside {
+        start: PML4,
+        end: BOOT_STRUCTURES_END,
     })
 }
 

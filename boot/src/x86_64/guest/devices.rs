@@ -1,6 +1,6 @@
-//! The devices Parapet emulates for VTL0, behind the intercepts it installs: COM1 (a 16550A,
-//! whose output reaches Parapet's console prefixed `vtl0| `) and the power port, where the
-//! guest reports how it ended in the isa-debug-exit protocol (0x10 success).
+//! The devices Parapet emulates for its guest: COM1 (a 16550A, whose output reaches Parapet's
+//! console with a prefix naming the guest, `vtl0| ` or `guest| `) and the power port, where
+//! the guest reports how it ended in the isa-debug-exit protocol (0x10 success).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -14,8 +14,8 @@ const POWER_SUCCESS: u32 = 0x10;
 /// Guest output lines longer than this are printed in pieces.
 const MAX_LINE: usize = 256;
 
-/// Prints `line` with the guest prefix, unprintable bytes as `.`, and empties it.
-fn print_line(line: &mut Vec<u8>) {
+/// Prints `line` after `prefix`, unprintable bytes as `.`, and empties it.
+fn print_line(prefix: &str, line: &mut Vec<u8>) {
     let text: String = line
         .drain(..)
         .map(|b| {
@@ -26,7 +26,7 @@ fn print_line(line: &mut Vec<u8>) {
             }
         })
         .collect();
-    kernel::println!("vtl0| {text}");
+    kernel::println!("{prefix}| {text}");
 }
 
 /// What the guest asked of the machine by a port write.
@@ -36,20 +36,23 @@ pub enum PortEffect {
     PowerOff { success: bool },
 }
 
-pub struct Vtl0Devices {
+pub struct GuestDevices {
     com1: Uart16550Emulator,
     line: Vec<u8>,
+    /// What the guest's console lines are prefixed with.
+    prefix: &'static str,
 }
 
-impl Vtl0Devices {
-    pub fn new() -> Self {
+impl GuestDevices {
+    pub fn new(prefix: &'static str) -> Self {
         Self {
             com1: Uart16550Emulator::new(),
             line: Vec::new(),
+            prefix,
         }
     }
 
-    /// The ports VTL0 must not reach on the host: (first, last).
+    /// The ports the guest must not reach on the host: (first, last).
     pub fn intercepted_ranges() -> [(u16, u16); 2] {
         [(COM1_BASE, COM1_LAST), (POWER_PORT, POWER_PORT)]
     }
@@ -88,12 +91,12 @@ impl Vtl0Devices {
     fn drain_output(&mut self) {
         for byte in self.com1.drain_transmitted() {
             match byte {
-                b'\n' => print_line(&mut self.line),
+                b'\n' => print_line(self.prefix, &mut self.line),
                 b'\r' => {}
                 b => {
                     self.line.push(b);
                     if self.line.len() >= MAX_LINE {
-                        print_line(&mut self.line);
+                        print_line(self.prefix, &mut self.line);
                     }
                 }
             }
@@ -102,7 +105,7 @@ impl Vtl0Devices {
 
     /// Prints the pending partial line (also on power-off, so nothing is lost).
     pub fn flush_line(&mut self) {
-        print_line(&mut self.line);
+        print_line(self.prefix, &mut self.line);
     }
 
     pub fn has_partial_line(&self) -> bool {

@@ -1,0 +1,318 @@
+//! Answering a guest's exits: the device does the access, and the instruction is completed
+//! the way the CPU would have — the accumulator for IN, RSI/RDI/RCX for string forms, RIP —
+//! through the backend's [`GuestVp`].
+
+use isolation::exit::{merge_in, ExitSite, GuestExit, PortAccess, PortDirection, StringOp};
+use isolation::x86_insn::{self, Access, Destination, Extension};
+
+use super::devices::{GuestDevices, PortEffect, COM1_BASE, COM1_LAST};
+use super::GuestVp;
+
+/// Elements of a REP string instruction emulated per exit; the rest run after the guest
+/// re-executes the instruction (RIP stays, RCX counts down), so a huge RCX cannot hold
+/// Parapet.
+const MAX_ELEMENTS_PER_EXIT: u64 = 4096;
+/// `rdmsr`, `wrmsr` and `cpuid` are two bytes.
+pub const TWO_BYTE_INSTRUCTION: u8 = 2;
+
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// What to do after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Resume,
+    /// The guest waits for an interrupt: resume it after Parapet's next tick.
+    Idle,
+    PowerOff {
+        success: bool,
+    },
+}
+
+/// Moves the guest past the instruction at `site` (`length` bytes when the report has none).
+pub fn step_over(vp: &mut impl GuestVp, site: &ExitSite, length: u8) {
+    let length = if site.instruction_length != 0 {
+        site.instruction_length
+    } else {
+        length
+    };
+    vp.set_rip(site.rip.wrapping_add(u64::from(length)));
+}
+
+pub fn handle(
+    vp: &mut impl GuestVp,
+    devices: &mut GuestDevices,
+    exit: GuestExit,
+    site: &ExitSite,
+) -> Verdict {
+    let names = vp.names();
+    let (backend, guest) = (names.backend, names.guest);
+    match exit {
+        GuestExit::Port(access) => port(vp, devices, access, site),
+        GuestExit::MsrRead { msr } => {
+            let value = vp.read_msr(msr);
+            // rdmsr loads EDX:EAX and clears the upper halves of RDX and RAX.
+            let gprs = vp.gprs();
+            (gprs.rax, gprs.rdx) = (value & 0xffff_ffff, value >> 32);
+            step_over(vp, site, TWO_BYTE_INSTRUCTION);
+            Verdict::Resume
+        }
+        GuestExit::MsrWrite { msr, value } => {
+            vp.write_msr(msr, value);
+            step_over(vp, site, TWO_BYTE_INSTRUCTION);
+            Verdict::Resume
+        }
+        GuestExit::Memory {
+            gpa,
+            write,
+            completed,
+        } => {
+            let what = if write { "write to" } else { "read of" };
+            if completed {
+                log::warn!(
+                    "{backend}: {guest} {what} {gpa:#x}, which it may not access, near RIP {:#x}; the host completed it as an empty bus",
+                    site.rip
+                );
+                Verdict::Resume
+            } else if empty_bus(vp, site) {
+                log::warn!(
+                    "{backend}: {guest} {what} {gpa:#x}, which it may not access, at RIP {:#x}; completed as an empty bus",
+                    site.rip
+                );
+                Verdict::Resume
+            } else {
+                // An instruction the decoder does not know: stopping is safer than guessing.
+                log::error!(
+                    "{backend}: {guest} {what} {gpa:#x} at RIP {:#x} needs emulation of an instruction Parapet does not decode; stopping",
+                    site.rip
+                );
+                Verdict::PowerOff { success: false }
+            }
+        }
+        GuestExit::Cpuid {
+            leaf,
+            subleaf,
+            default,
+        } => {
+            let answer = super::policy::cpuid(leaf, subleaf, default);
+            log::debug!("{backend}: {guest} CPUID {leaf:#x}.{subleaf}: {answer:#x?}");
+            let [eax, ebx, ecx, edx] = answer.map(u64::from);
+            let gprs = vp.gprs();
+            (gprs.rax, gprs.rbx, gprs.rcx, gprs.rdx) = (eax, ebx, ecx, edx);
+            step_over(vp, site, TWO_BYTE_INSTRUCTION);
+            Verdict::Resume
+        }
+        GuestExit::Call => {
+            log::info!(
+                "{backend}: {guest} called its paravisor; nothing is offered on it yet, resuming"
+            );
+            Verdict::Resume
+        }
+        GuestExit::Halt => {
+            step_over(vp, site, 1);
+            if site.rflags & RFLAGS_IF == 0 {
+                // Only an NMI or a reset ends this on hardware; Parapet delivers neither.
+                log::error!(
+                    "{backend}: {guest} halted with interrupts disabled at RIP {:#x}; stopping",
+                    site.rip
+                );
+                Verdict::PowerOff { success: false }
+            } else {
+                Verdict::Idle
+            }
+        }
+        GuestExit::Unrecoverable => {
+            log::error!("{backend}: {guest} cannot continue (triple fault or failed entry)");
+            Verdict::PowerOff { success: false }
+        }
+        GuestExit::Unknown { kind } => {
+            log::warn!("{backend}: {guest} exit of unknown kind {kind:#x}; resuming");
+            Verdict::Resume
+        }
+    }
+}
+
+/// Completes the memory access at `site` as a bus with nothing on it does: a read returns all
+/// ones, a write goes nowhere. False if the instruction cannot be fetched or decoded.
+fn empty_bus(vp: &mut impl GuestVp, site: &ExitSite) -> bool {
+    let Some((mode, cs_base)) = vp.code() else {
+        return false;
+    };
+    let Some(paging) = vp.paging() else {
+        return false;
+    };
+    // Fetch what can be fetched of the longest instruction: the bytes may end at a page the
+    // guest does not map.
+    let at = cs_base.wrapping_add(site.rip);
+    let mut bytes = [0u8; 15];
+    let first_page = (4096 - at % 4096).min(15) as usize;
+    if paging
+        .read_linear(at, &mut bytes[..first_page], site.user_mode)
+        .is_err()
+    {
+        return false;
+    }
+    let fetched = if paging
+        .read_linear(
+            at.wrapping_add(first_page as u64),
+            &mut bytes[first_page..],
+            site.user_mode,
+        )
+        .is_ok()
+    {
+        15
+    } else {
+        first_page
+    };
+    let Some(instruction) = x86_insn::decode(&bytes[..fetched], mode) else {
+        return false;
+    };
+    if let Access::Read {
+        size,
+        destination,
+        extension,
+    } = instruction.access
+    {
+        let (number, shift, width) = match (destination, extension) {
+            (Destination::HighByte(n), _) => (n, 8, 1),
+            (Destination::Register(n), Extension::Merge) => (n, 0, size),
+            (Destination::Register(n), Extension::Zero { to } | Extension::Sign { to }) => {
+                (n, 0, to)
+            }
+        };
+        // All ones, extended either way, is all ones of the destination's width; MOVZX
+        // keeps zeros above the source.
+        let ones = |bytes: u8| u64::MAX >> (64 - 8 * u32::from(bytes));
+        let value = match extension {
+            Extension::Zero { .. } => ones(size),
+            _ => ones(width),
+        };
+        let Some(register) = vp.gprs().by_number(number) else {
+            return false;
+        };
+        *register = match width {
+            // A 32-bit result clears the upper half (Intel SDM Vol. 1 §3.4.1.1).
+            4 | 8 => value,
+            _ => (*register & !(ones(width) << shift)) | (value << shift),
+        };
+    }
+    step_over(vp, site, instruction.length);
+    true
+}
+
+fn port(
+    vp: &mut impl GuestVp,
+    devices: &mut GuestDevices,
+    access: PortAccess,
+    site: &ExitSite,
+) -> Verdict {
+    let PortAccess {
+        port,
+        size,
+        direction,
+        string,
+    } = access;
+    if size != 1 && (COM1_BASE..=COM1_LAST).contains(&port) {
+        let names = vp.names();
+        log::info!(
+            "{}: {} made a {size}-byte access to COM1 port {port:#x} (8-bit registers): one byte per register",
+            names.backend,
+            names.guest
+        );
+    }
+    if let Some(op) = string {
+        return string_port(vp, devices, access, op, site);
+    }
+    let verdict = match direction {
+        PortDirection::In => {
+            vp.gprs().rax = merge_in(site.rax, size, devices.read(port, size));
+            Verdict::Resume
+        }
+        PortDirection::Out(value) => match devices.write(port, size, value) {
+            PortEffect::None => Verdict::Resume,
+            PortEffect::PowerOff { success } => Verdict::PowerOff { success },
+        },
+    };
+    step_over(vp, site, 1);
+    verdict
+}
+
+/// INS/OUTS: each element between the device and the guest's memory at the linear address,
+/// through the guest's page tables.
+fn string_port(
+    vp: &mut impl GuestVp,
+    devices: &mut GuestDevices,
+    access: PortAccess,
+    op: StringOp,
+    site: &ExitSite,
+) -> Verdict {
+    let size = u64::from(access.size);
+    let names = vp.names();
+    let Some(paging) = vp.paging() else {
+        log::error!(
+            "{}: cannot read {}'s paging registers; string I/O at {:#x} skipped",
+            names.backend,
+            names.guest,
+            site.rip
+        );
+        step_over(vp, site, 1);
+        return Verdict::Resume;
+    };
+    let total = op.elements();
+    let now = total.min(MAX_ELEMENTS_PER_EXIT);
+    let mut verdict = Verdict::Resume;
+    let mut done = 0;
+    while done < now {
+        let offset = done * size;
+        let at = if op.down {
+            op.address.wrapping_sub(offset)
+        } else {
+            op.address.wrapping_add(offset)
+        };
+        let mut bytes = [0u8; 4];
+        let element = &mut bytes[..access.size as usize];
+        let result = match access.direction {
+            PortDirection::Out(_) => paging
+                .read_linear(at, element, site.user_mode)
+                .map(|()| devices.write(access.port, access.size, u32::from_le_bytes(bytes))),
+            PortDirection::In => {
+                let value = devices.read(access.port, access.size).to_le_bytes();
+                paging
+                    .write_linear(at, &value[..access.size as usize], site.user_mode)
+                    .map(|()| PortEffect::None)
+            }
+        };
+        match result {
+            Ok(PortEffect::None) => {}
+            Ok(PortEffect::PowerOff { success }) => {
+                verdict = Verdict::PowerOff { success };
+                done += 1;
+                break;
+            }
+            Err(fault) => {
+                // Hardware would raise #PF here; without exception injection the
+                // instruction ends at this element.
+                log::warn!(
+                    "{}: {} string I/O at {:#x} touches unmapped or foreign address {:#x}; stopped there",
+                    names.backend,
+                    names.guest,
+                    site.rip,
+                    fault.address
+                );
+                break;
+            }
+        }
+        done += 1;
+    }
+    let gprs = vp.gprs();
+    let pointer = match access.direction {
+        PortDirection::Out(_) => &mut gprs.rsi,
+        PortDirection::In => &mut gprs.rdi,
+    };
+    let progress = op.progress(*pointer, gprs.rcx, access.size, done, now);
+    (*pointer, gprs.rcx) = (progress.pointer, progress.rcx);
+    if progress.finished {
+        step_over(vp, site, 1);
+    }
+    verdict
+}

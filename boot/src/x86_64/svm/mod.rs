@@ -1,0 +1,413 @@
+//! The `svm` isolation backend: with AMD-V and nested paging and no paravisor interface,
+//! Parapet is the hypervisor. Its guest runs under a VMCB whose nested page tables map the
+//! guest's RAM only (never Parapet's region), with every port and MSR intercepted (all-ones
+//! permission maps) and CPUID, HLT, shutdown and nested page faults too. Exits are decoded by
+//! `isolation::svm_exit` into the platform-neutral exit value and answered by the same
+//! `guest` code the `hv_vtl` backend uses.
+//!
+//! Without NRIPS (QEMU TCG has none) the next RIP comes from EXITINFO2 for IOIO and from the
+//! instruction's fixed length otherwise (rdmsr, wrmsr, cpuid: 2 bytes; hlt: 1).
+
+mod npt;
+mod run;
+mod vmcb;
+
+use arch::x86_64::instructions::{self, disable_interrupts, enable_interrupts};
+use hvdef::hypercall::InitialVpContext;
+use isolation::svm_exit::{self, code, SvmExitState};
+use isolation::x86_insn::CodeMode;
+use kernel::executor::yield_now;
+
+use crate::machine::guest::devices::GuestDevices;
+use crate::machine::guest::exits::{self, Verdict};
+use crate::machine::guest::memory::{self, Paging};
+use crate::machine::guest::{loader, policy, Gprs, GuestVp, Names};
+use vmcb::{control, misc1, misc2, save, Vmcb};
+
+const NAMES: Names = Names {
+    backend: "svm",
+    guest: "the guest",
+};
+/// The guest's console lines are printed as `guest| ...`.
+const CONSOLE_PREFIX: &str = "guest";
+/// The guest's address-space ID; 0 is the host's (APM §15.16).
+const GUEST_ASID: u32 = 1;
+/// I/O permission map: 12 KiB, one bit per port plus the bits an access may spill into;
+/// MSR permission map: 8 KiB, two bits per MSR (APM §15.10.1, §15.11).
+const IOPM_PAGES: u64 = 3;
+const MSRPM_PAGES: u64 = 2;
+/// The PAT's reset value (Intel SDM Vol. 3A §13.12.4), for the guest's G_PAT.
+const PAT_RESET: u64 = 0x0007_0406_0007_0406;
+/// DR6 and DR7 as after reset.
+const DR6_RESET: u64 = 0xffff_0ff0;
+const DR7_RESET: u64 = 0x400;
+/// Event injection: valid, type exception, error code valid (APM §15.20).
+const INJECT_VALID: u64 = 1 << 31;
+const INJECT_EXCEPTION: u64 = 3 << 8;
+const INJECT_ERROR_CODE: u64 = 1 << 11;
+const VECTOR_DB: u64 = 1;
+const VECTOR_UD: u64 = 6;
+const VECTOR_AC: u64 = 17;
+/// Exceptions that can recur without end inside their own delivery (a #DB or #AC raised
+/// while delivering itself), holding the CPU in the guest for good; intercepted so each
+/// one passes through Parapet, which gives them back to the guest and keeps its own time
+/// (the reason KVM intercepts them too: CVE-2015-5307, CVE-2015-8104).
+const LOOPING_EXCEPTIONS: u32 = (1 << VECTOR_DB) | (1 << VECTOR_AC);
+
+/// Why the guest could not be started.
+#[derive(Debug)]
+pub enum SvmError {
+    Enable(&'static str),
+    OutOfFrames,
+    Load(loader::LoadError),
+}
+
+impl core::fmt::Display for SvmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SvmError::Enable(why) => write!(f, "cannot enable SVM: {why}"),
+            SvmError::OutOfFrames => write!(f, "no frames for the VMCB, maps or nested tables"),
+            SvmError::Load(e) => write!(f, "loading the guest: {e}"),
+        }
+    }
+}
+
+impl From<kernel::memory::OutOfFrames> for SvmError {
+    fn from(_: kernel::memory::OutOfFrames) -> Self {
+        SvmError::OutOfFrames
+    }
+}
+
+/// Loads the guest staged at `address` (`size` bytes) and runs it on this CPU until it
+/// powers off; the machine then stops with the guest's verdict, or with failure if the guest
+/// cannot start.
+pub async fn host(address: u64, size: u64) {
+    let mut vp = match start(address, size) {
+        Ok(vp) => vp,
+        Err(e) => {
+            log::error!("svm: guest not started: {e}");
+            kernel::platform::exit(arch::ExitStatus::Failure);
+        }
+    };
+    log::info!("svm: guest running under nested paging");
+    let mut devices = GuestDevices::new(CONSOLE_PREFIX);
+    let (mut exits_seen, mut interrupts) = (0u64, 0u64);
+    // TSC cycles spent in exit round trips: from VMRUN to the exit handled.
+    let mut exit_cycles = 0u64;
+    let mut last_yield = crate::cpus::ticks(0);
+    loop {
+        let round_trip_start = instructions::rdtsc();
+        vp.run();
+        let state = vp.exit_state();
+        let verdict = match state.code {
+            // A physical interrupt ended the run; it was taken when `run` enabled interrupts.
+            code::INTR | code::NMI => {
+                interrupts += 1;
+                Verdict::Resume
+            }
+            code::VMMCALL => {
+                log::info!(
+                    "svm: the guest made a VMMCALL at RIP {:#x}; no hypercalls are offered (#UD)",
+                    state.rip
+                );
+                vp.inject_exception(VECTOR_UD, None);
+                Verdict::Resume
+            }
+            // Given back as they came: the guest's own handlers deal with them.
+            c if c == code::EXCEPTION_BASE + VECTOR_DB => {
+                vp.inject_exception(VECTOR_DB, None);
+                Verdict::Resume
+            }
+            c if c == code::EXCEPTION_BASE + VECTOR_AC => {
+                vp.inject_exception(VECTOR_AC, Some(state.info1 as u32));
+                Verdict::Resume
+            }
+            _ => match svm_exit::decode(&state, 0) {
+                Some((exit, site)) => {
+                    exits_seen += 1;
+                    let verdict = exits::handle(&mut vp, &mut devices, exit, &site);
+                    exit_cycles += instructions::rdtsc().wrapping_sub(round_trip_start);
+                    verdict
+                }
+                None => {
+                    log::error!(
+                        "svm: unexpected exit {:#x} (info {:#x}, {:#x}) at RIP {:#x}; stopping",
+                        state.code,
+                        state.info1,
+                        state.info2,
+                        state.rip
+                    );
+                    Verdict::PowerOff { success: false }
+                }
+            },
+        };
+        match verdict {
+            Verdict::PowerOff { success } => {
+                if devices.has_partial_line() {
+                    devices.flush_line();
+                }
+                let round_trip_ns = exit_cycles * 1_000_000_000
+                    / crate::machine::time::tsc_hz().max(1)
+                    / exits_seen.max(1);
+                log::info!(
+                    "svm: the guest powered off ({}) after {exits_seen} exits and {interrupts} interrupts ({}.{} us per exit round trip)",
+                    if success { "success" } else { "failure" },
+                    round_trip_ns / 1000,
+                    round_trip_ns % 1000 / 100
+                );
+                kernel::platform::exit(if success {
+                    arch::ExitStatus::Success
+                } else {
+                    arch::ExitStatus::Failure
+                });
+            }
+            Verdict::Idle => {
+                // The guest waits for an interrupt and none is delivered to it yet: give the
+                // CPU to Parapet's tasks until the next tick.
+                let tick = crate::cpus::ticks(0);
+                while crate::cpus::ticks(0) == tick {
+                    yield_now().await;
+                }
+            }
+            Verdict::Resume => {}
+        }
+        let tick = crate::cpus::ticks(0);
+        if tick != last_yield {
+            last_yield = tick;
+            yield_now().await;
+        }
+    }
+}
+
+fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
+    let context = loader::load(address, size).map_err(SvmError::Load)?;
+    let host_save_area = kernel::memory::allocate_zeroed_frame()?;
+    // SAFETY: platform svm means CPUID reports SVM; the frame is this CPU's alone.
+    unsafe { run::enable(host_save_area) }.map_err(SvmError::Enable)?;
+    let nested_root = npt::build(memory::ranges())?;
+    let iopm = kernel::memory::allocate_filled_frames(IOPM_PAGES, 0xff)?;
+    let msrpm = kernel::memory::allocate_filled_frames(MSRPM_PAGES, 0xff)?;
+    let host_state = kernel::memory::allocate_zeroed_frame()?;
+    // SAFETY: a zeroed frame this VP owns, used for nothing else.
+    let mut vmcb = unsafe { Vmcb::new(kernel::memory::allocate_zeroed_frame()?) };
+    vmcb.write_u32(
+        control::INTERCEPT_MISC1,
+        misc1::INTR
+            | misc1::NMI
+            | misc1::CPUID
+            | misc1::HLT
+            | misc1::IOIO_PROT
+            | misc1::MSR_PROT
+            | misc1::SHUTDOWN,
+    );
+    vmcb.write_u32(
+        control::INTERCEPT_MISC2,
+        misc2::VMRUN
+            | misc2::VMMCALL
+            | misc2::VMLOAD
+            | misc2::VMSAVE
+            | misc2::STGI
+            | misc2::CLGI
+            | misc2::SKINIT,
+    );
+    vmcb.write_u32(control::INTERCEPT_EXCEPTIONS, LOOPING_EXCEPTIONS);
+    vmcb.write_u64(control::IOPM_BASE, iopm);
+    vmcb.write_u64(control::MSRPM_BASE, msrpm);
+    vmcb.write_u32(control::GUEST_ASID, GUEST_ASID);
+    vmcb.write_u8(control::TLB_CONTROL, vmcb::TLB_FLUSH_ALL);
+    vmcb.write_u64(control::VIRTUAL_INTERRUPTS, vmcb::V_INTR_MASKING);
+    vmcb.write_u64(control::NESTED_CONTROL, 1);
+    vmcb.write_u64(control::NESTED_CR3, nested_root);
+    set_boot_state(&mut vmcb, &context);
+    log::info!(
+        "svm: nested tables at {nested_root:#x} map {} RAM ranges; entry {:#x}",
+        memory::ranges().len(),
+        context.rip
+    );
+    Ok(SvmVp {
+        vmcb,
+        host_state,
+        gprs: Gprs::default(),
+    })
+}
+
+/// The guest's registers at its entry, from the loader's boot state.
+fn set_boot_state(vmcb: &mut Vmcb, context: &InitialVpContext) {
+    let segments = [
+        (save::ES, &context.es),
+        (save::CS, &context.cs),
+        (save::SS, &context.ss),
+        (save::DS, &context.ds),
+        (save::FS, &context.fs),
+        (save::GS, &context.gs),
+        (save::LDTR, &context.ldtr),
+        (save::TR, &context.tr),
+    ];
+    for (offset, segment) in segments {
+        vmcb.set_segment(offset, segment);
+    }
+    vmcb.set_table(save::GDTR, context.gdtr.base, context.gdtr.limit);
+    vmcb.set_table(save::IDTR, context.idtr.base, context.idtr.limit);
+    vmcb.write_u64(save::EFER, context.efer | vmcb::EFER_SVME);
+    vmcb.write_u64(save::CR0, context.cr0);
+    vmcb.write_u64(save::CR3, context.cr3);
+    vmcb.write_u64(save::CR4, context.cr4);
+    vmcb.write_u64(save::DR6, DR6_RESET);
+    vmcb.write_u64(save::DR7, DR7_RESET);
+    vmcb.write_u64(save::RFLAGS, context.rflags);
+    vmcb.write_u64(save::RIP, context.rip);
+    vmcb.write_u64(save::RSP, context.rsp);
+    vmcb.write_u64(save::G_PAT, PAT_RESET);
+}
+
+/// The guest's one VP.
+struct SvmVp {
+    vmcb: Vmcb,
+    /// Where the host's FS/GS/TR/LDTR state waits while the guest runs.
+    host_state: u64,
+    gprs: Gprs,
+}
+
+/// MSRs whose guest values live in the VMCB's save area (loaded by VMRUN or VMLOAD): the
+/// guest reads and writes its own copy.
+const VMCB_MSRS: [(u32, usize); 11] = [
+    (0x0000_0174, 0x628), // SYSENTER_CS
+    (0x0000_0175, 0x630), // SYSENTER_ESP
+    (0x0000_0176, 0x638), // SYSENTER_EIP
+    (0x0000_0277, save::G_PAT),
+    (0xc000_0081, 0x600), // STAR
+    (0xc000_0082, 0x608), // LSTAR
+    (0xc000_0083, 0x610), // CSTAR
+    (0xc000_0084, 0x618), // SFMASK
+    (0xc000_0100, save::FS + 8),
+    (0xc000_0101, save::GS + 8),
+    (0xc000_0102, 0x620), // KERNEL_GS_BASE
+];
+const MSR_EFER: u32 = 0xc000_0080;
+/// EFER bits a guest may set: SCE, LME, LMA, NXE (APM Vol. 2, §3.1.7).
+const EFER_GUEST_BITS: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
+
+impl SvmVp {
+    fn run(&mut self) {
+        self.vmcb.write_u64(save::RAX, self.gprs.rax);
+        disable_interrupts();
+        // SAFETY: SVM is on (start), the VMCB and host-state frames are this VP's and the
+        // VMCB was filled by `start`; interrupts are off.
+        unsafe { run::run(&mut self.gprs, self.vmcb.address(), self.host_state) };
+        self.gprs.rax = self.vmcb.read_u64(save::RAX);
+        // An exit during event delivery (a nested page fault on the guest's IDT, say) leaves
+        // the event in EXITINTINFO: deliver it again at the next run (APM §15.7.2).
+        // What was injected for this run is delivered (or back in EXITINTINFO).
+        let interrupted = self.vmcb.read_u64(control::EXIT_INT_INFO);
+        let reinject = if interrupted & INJECT_VALID != 0 {
+            interrupted
+        } else {
+            0
+        };
+        self.vmcb.write_u64(control::EVENT_INJECTION, reinject);
+        // After the first run the TLB holds nothing stale for this guest.
+        self.vmcb.write_u8(control::TLB_CONTROL, 0);
+        // SAFETY: Parapet runs with interrupts on; a pending one (the reason this run ended,
+        // perhaps) is taken here.
+        unsafe { enable_interrupts() };
+    }
+
+    /// The exit, read once from the VMCB.
+    fn exit_state(&self) -> SvmExitState {
+        let v = &self.vmcb;
+        let code = v.read_u64(control::EXIT_CODE);
+        let (rax, rcx) = (self.gprs.rax, self.gprs.rcx);
+        let cpuid = if code == code::CPUID {
+            let (a, b, c, d) = instructions::cpuid(rax as u32, rcx as u32);
+            [a, b, c, d]
+        } else {
+            [0; 4]
+        };
+        SvmExitState {
+            code,
+            info1: v.read_u64(control::EXIT_INFO1),
+            info2: v.read_u64(control::EXIT_INFO2),
+            rip: v.read_u64(save::RIP),
+            rflags: v.read_u64(save::RFLAGS),
+            rax,
+            rcx,
+            rdx: self.gprs.rdx,
+            rsi: self.gprs.rsi,
+            rdi: self.gprs.rdi,
+            cpl: v.read_u8(save::CPL),
+            segment_bases: vmcb::SEGMENTS.map(|s| v.segment_base(s)),
+            long_mode: v.long_mode(),
+            cpuid,
+        }
+    }
+
+    /// Delivers exception `vector` (with `error_code` if it has one) to the guest at its
+    /// next run.
+    fn inject_exception(&mut self, vector: u64, error_code: Option<u32>) {
+        let error = match error_code {
+            Some(code) => INJECT_ERROR_CODE | (u64::from(code) << 32),
+            None => 0,
+        };
+        self.vmcb.write_u64(
+            control::EVENT_INJECTION,
+            INJECT_VALID | INJECT_EXCEPTION | error | vector,
+        );
+    }
+}
+
+impl GuestVp for SvmVp {
+    fn names(&self) -> Names {
+        NAMES
+    }
+
+    fn gprs(&mut self) -> &mut Gprs {
+        &mut self.gprs
+    }
+
+    fn set_rip(&mut self, rip: u64) {
+        self.vmcb.write_u64(save::RIP, rip);
+    }
+
+    fn paging(&mut self) -> Option<Paging> {
+        let v = &self.vmcb;
+        Some(Paging::new(
+            v.read_u64(save::CR0),
+            v.read_u64(save::CR3),
+            v.read_u64(save::CR4),
+            v.read_u64(save::EFER),
+        ))
+    }
+
+    fn code(&mut self) -> Option<(CodeMode, u64)> {
+        let mode = if self.vmcb.long_mode() {
+            CodeMode::Bits64
+        } else if self.vmcb.code_default_32() {
+            CodeMode::Bits32
+        } else {
+            CodeMode::Bits16
+        };
+        Some((mode, self.vmcb.segment_base(save::CS)))
+    }
+
+    fn read_msr(&mut self, msr: u32) -> u64 {
+        if msr == MSR_EFER {
+            return self.vmcb.read_u64(save::EFER) & !vmcb::EFER_SVME;
+        }
+        match VMCB_MSRS.iter().find(|&&(m, _)| m == msr) {
+            Some(&(_, offset)) => self.vmcb.read_u64(offset),
+            None => policy::unoffered_msr_read(NAMES, msr),
+        }
+    }
+
+    fn write_msr(&mut self, msr: u32, value: u64) {
+        if msr == MSR_EFER {
+            let efer = (value & EFER_GUEST_BITS) | vmcb::EFER_SVME;
+            self.vmcb.write_u64(save::EFER, efer);
+            return;
+        }
+        match VMCB_MSRS.iter().find(|&&(m, _)| m == msr) {
+            Some(&(_, offset)) => self.vmcb.write_u64(offset, value),
+            None => policy::unoffered_msr_write(NAMES, msr, value),
+        }
+    }
+}

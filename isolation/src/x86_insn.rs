@@ -1,0 +1,344 @@
+//! Decoding the x86 instructions a guest uses to touch memory-mapped devices (the MOV family),
+//! so a backend whose platform only reports "this access faulted at this guest-physical
+//! address" (SVM's nested page faults) can complete it: how long it is, whether it reads or
+//! writes, how wide, and which register a read lands in (Intel SDM Vol. 2, ch. 2 for the
+//! encoding; the opcodes from the MOV, MOVZX and MOVSX pages).
+//!
+//! Only 32- and 64-bit addressing is decoded; 16-bit code, and anything else, is `None`: the
+//! caller then stops rather than guess.
+
+/// The code's default sizes: CS.L (64-bit) or CS.D (32-bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeMode {
+    Bits64,
+    Bits32,
+    Bits16,
+}
+
+/// Where a read's value goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// General-purpose register 0-15 (RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8-R15).
+    Register(u8),
+    /// AH, CH, DH or BH: bits 15:8 of register 0-3 (a byte register without REX).
+    HighByte(u8),
+}
+
+/// How a read's value fills the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extension {
+    /// MOV: 8/16-bit results keep the register's other bits, 32-bit ones clear bits 63:32.
+    Merge,
+    /// MOVZX to `to` bytes.
+    Zero { to: u8 },
+    /// MOVSX to `to` bytes.
+    Sign { to: u8 },
+}
+
+/// What the instruction does with memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read {
+        size: u8,
+        destination: Destination,
+        extension: Extension,
+    },
+    /// A write of `size` bytes (its value is not needed to drop it, nor to report it).
+    Write { size: u8 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryInstruction {
+    pub length: u8,
+    pub access: Access,
+}
+
+const MAX_LENGTH: usize = 15;
+
+/// Decodes the instruction at the start of `bytes` (as many as could be fetched).
+pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
+    if mode == CodeMode::Bits16 {
+        return None;
+    }
+    let bytes = &bytes[..bytes.len().min(MAX_LENGTH)];
+    let mut at = 0;
+    let mut operand16 = false;
+    let mut address32 = mode == CodeMode::Bits32;
+    let mut rex = 0u8;
+    loop {
+        match *bytes.get(at)? {
+            0x66 => operand16 = true,
+            0x67 => address32 = true,
+            // Segment overrides, LOCK, REP: no effect on length or direction here.
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0xf0 | 0xf2 | 0xf3 => {}
+            b @ 0x40..=0x4f if mode == CodeMode::Bits64 => {
+                rex = b;
+                at += 1;
+                // REX counts only right before the opcode.
+                if matches!(bytes.get(at)?, 0x40..=0x4f) {
+                    continue;
+                }
+                break;
+            }
+            _ => break,
+        }
+        at += 1;
+        rex = 0;
+    }
+    let wide = rex & 0x08 != 0;
+    let full_size = if wide {
+        8
+    } else if operand16 {
+        2
+    } else {
+        4
+    };
+    let register = |modrm: u8| ((modrm >> 3) & 7) | if rex & 0x04 != 0 { 8 } else { 0 };
+    let byte_register = |number: u8| {
+        if rex == 0 && (4..8).contains(&number) {
+            Destination::HighByte(number - 4)
+        } else {
+            Destination::Register(number)
+        }
+    };
+    let opcode = *bytes.get(at)?;
+    at += 1;
+    let (access, immediate) = match opcode {
+        0x88 => (Access::Write { size: 1 }, 0),
+        0x89 => (Access::Write { size: full_size }, 0),
+        0x8a | 0x8b => {
+            let modrm = *bytes.get(at)?;
+            let size = if opcode == 0x8a { 1 } else { full_size };
+            let destination = if size == 1 {
+                byte_register(register(modrm))
+            } else {
+                Destination::Register(register(modrm))
+            };
+            let read = Access::Read {
+                size,
+                destination,
+                extension: Extension::Merge,
+            };
+            (read, 0)
+        }
+        0xc6 => (Access::Write { size: 1 }, 1),
+        0xc7 => (
+            Access::Write { size: full_size },
+            // A 64-bit MOV takes a sign-extended 32-bit immediate.
+            if full_size == 2 { 2 } else { 4 },
+        ),
+        0xa0..=0xa3 => {
+            // MOV to/from the accumulator at an absolute offset of the address size.
+            let offset = if mode == CodeMode::Bits64 && !address32 {
+                8
+            } else {
+                4
+            };
+            let size = if opcode & 1 == 0 { 1 } else { full_size };
+            let access = if opcode < 0xa2 {
+                Access::Read {
+                    size,
+                    destination: Destination::Register(0),
+                    extension: Extension::Merge,
+                }
+            } else {
+                Access::Write { size }
+            };
+            let length = at + offset;
+            return (length <= bytes.len()).then_some(MemoryInstruction {
+                length: length as u8,
+                access,
+            });
+        }
+        0x0f => {
+            let second = *bytes.get(at)?;
+            at += 1;
+            let modrm = *bytes.get(at)?;
+            let size = match second {
+                0xb6 | 0xbe => 1,
+                0xb7 | 0xbf => 2,
+                _ => return None,
+            };
+            let to = full_size;
+            let extension = if second & 0x08 == 0 {
+                Extension::Zero { to }
+            } else {
+                Extension::Sign { to }
+            };
+            let read = Access::Read {
+                size,
+                destination: Destination::Register(register(modrm)),
+                extension,
+            };
+            (read, 0)
+        }
+        _ => return None,
+    };
+    let modrm = *bytes.get(at)?;
+    at += 1;
+    if matches!(opcode, 0xc6 | 0xc7) && (modrm >> 3) & 7 != 0 {
+        return None;
+    }
+    at += memory_operand_length(bytes.get(at..)?, modrm)?;
+    at += immediate;
+    (at <= bytes.len()).then_some(MemoryInstruction {
+        length: at as u8,
+        access,
+    })
+}
+
+/// Bytes after ModRM for its memory operand (SIB and displacement) with 32/64-bit
+/// addressing; `None` for a register operand (no memory access to complete).
+fn memory_operand_length(rest: &[u8], modrm: u8) -> Option<usize> {
+    let (mode, rm) = (modrm >> 6, modrm & 7);
+    if mode == 3 {
+        return None;
+    }
+    let sib = rm == 4;
+    let base_is_displacement = sib && mode == 0 && rest.first()? & 7 == 5;
+    let displacement = match mode {
+        0 if rm == 5 || base_is_displacement => 4,
+        0 => 0,
+        1 => 1,
+        _ => 4,
+    };
+    Some(usize::from(sib) + displacement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(size: u8, register: u8) -> Access {
+        Access::Read {
+            size,
+            destination: Destination::Register(register),
+            extension: Extension::Merge,
+        }
+    }
+
+    #[test]
+    fn moves_to_and_from_memory() {
+        let d = |bytes: &[u8]| decode(bytes, CodeMode::Bits64);
+        // mov rax, [rcx]
+        assert_eq!(
+            d(&[0x48, 0x8b, 0x01]),
+            Some(MemoryInstruction {
+                length: 3,
+                access: read(8, 0)
+            })
+        );
+        // mov [rcx], rdx
+        assert_eq!(
+            d(&[0x48, 0x89, 0x11]).unwrap().access,
+            Access::Write { size: 8 }
+        );
+        // mov r9d, [rsp + 0x10]: REX.R, SIB, disp8
+        assert_eq!(
+            d(&[0x44, 0x8b, 0x4c, 0x24, 0x10]),
+            Some(MemoryInstruction {
+                length: 5,
+                access: read(4, 9)
+            })
+        );
+        // mov eax, [rip + disp32]
+        assert_eq!(d(&[0x8b, 0x05, 1, 2, 3, 4]).unwrap().length, 6);
+        // mov ax, [rbx + rsi*4 + disp32] with 0x66
+        assert_eq!(
+            d(&[0x66, 0x8b, 0x84, 0xb3, 0, 0, 0, 1]),
+            Some(MemoryInstruction {
+                length: 8,
+                access: read(2, 0)
+            })
+        );
+        // mov byte [rdi], 0x5a; mov dword [rdi + 8], imm32; mov qword [rax], imm32
+        assert_eq!(d(&[0xc6, 0x07, 0x5a]).unwrap().length, 3);
+        assert_eq!(d(&[0xc7, 0x47, 0x08, 1, 2, 3, 4]).unwrap().length, 7);
+        assert_eq!(
+            d(&[0x48, 0xc7, 0x00, 1, 2, 3, 4]),
+            Some(MemoryInstruction {
+                length: 7,
+                access: Access::Write { size: 8 }
+            })
+        );
+        // mov word [rax], imm16
+        assert_eq!(d(&[0x66, 0xc7, 0x00, 1, 2]).unwrap().length, 5);
+    }
+
+    #[test]
+    fn byte_registers_and_extensions() {
+        let d = |bytes: &[u8]| decode(bytes, CodeMode::Bits64).unwrap().access;
+        // mov ah, [rbx] (no REX: register 4 is AH); with REX it is SPL.
+        assert_eq!(
+            d(&[0x8a, 0x23]),
+            Access::Read {
+                size: 1,
+                destination: Destination::HighByte(0),
+                extension: Extension::Merge
+            }
+        );
+        assert_eq!(
+            d(&[0x40, 0x8a, 0x23]),
+            Access::Read {
+                size: 1,
+                destination: Destination::Register(4),
+                extension: Extension::Merge
+            }
+        );
+        // movzx eax, byte [rcx]; movsx rdx, word [rcx]
+        assert_eq!(
+            d(&[0x0f, 0xb6, 0x01]),
+            Access::Read {
+                size: 1,
+                destination: Destination::Register(0),
+                extension: Extension::Zero { to: 4 }
+            }
+        );
+        assert_eq!(
+            d(&[0x48, 0x0f, 0xbf, 0x11]),
+            Access::Read {
+                size: 2,
+                destination: Destination::Register(2),
+                extension: Extension::Sign { to: 8 }
+            }
+        );
+    }
+
+    #[test]
+    fn absolute_offsets_follow_the_address_size() {
+        // mov eax, [moffs64]; with 0x67 the offset is 32 bits; in 32-bit code too.
+        let mut moffs = [0xa1, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(decode(&moffs, CodeMode::Bits64).unwrap().length, 9);
+        assert_eq!(
+            decode(&[0x67, 0xa1, 0, 0, 0, 0], CodeMode::Bits64)
+                .unwrap()
+                .length,
+            6
+        );
+        assert_eq!(decode(&moffs[..5], CodeMode::Bits32).unwrap().length, 5);
+        moffs[0] = 0xa2;
+        assert_eq!(
+            decode(&moffs, CodeMode::Bits64).unwrap().access,
+            Access::Write { size: 1 }
+        );
+    }
+
+    #[test]
+    fn what_it_cannot_complete_is_none() {
+        // Register operands, other opcodes, truncated bytes, 16-bit code, C7 /1.
+        assert_eq!(decode(&[0x89, 0xc8], CodeMode::Bits64), None);
+        assert_eq!(decode(&[0x01, 0x01], CodeMode::Bits64), None);
+        assert_eq!(decode(&[0x8b, 0x05, 1, 2], CodeMode::Bits64), None);
+        assert_eq!(decode(&[0x8b, 0x07], CodeMode::Bits16), None);
+        assert_eq!(decode(&[0xc7, 0x08, 1, 2, 3, 4], CodeMode::Bits64), None);
+        assert_eq!(decode(&[], CodeMode::Bits64), None);
+        assert_eq!(decode(&[0x66; 20], CodeMode::Bits64), None);
+        // No panic on any two-byte or three-byte prefix of junk.
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let _ = decode(&[a, b, 0x24], CodeMode::Bits64);
+                let _ = decode(&[0x48, a, b], CodeMode::Bits32);
+            }
+        }
+    }
+}
