@@ -6,6 +6,7 @@
 //! copy, so a guest cannot change what is decoded while it is decoded.
 
 use crate::exit::{ExitSite, GuestExit, PortAccess, PortDirection, StringOp};
+use crate::x86_insn::{self, CodeMode};
 
 /// Exit codes (APM Vol. 2, Appendix C).
 pub mod code {
@@ -13,12 +14,19 @@ pub mod code {
     pub const INTR: u64 = 0x60;
     pub const NMI: u64 = 0x61;
     pub const CPUID: u64 = 0x72;
+    pub const INVD: u64 = 0x76;
     pub const HLT: u64 = 0x78;
+    pub const INVLPGA: u64 = 0x7a;
     pub const IOIO: u64 = 0x7b;
     pub const MSR: u64 = 0x7c;
     pub const SHUTDOWN: u64 = 0x7f;
     pub const VMRUN: u64 = 0x80;
     pub const VMMCALL: u64 = 0x81;
+    pub const VMLOAD: u64 = 0x82;
+    pub const VMSAVE: u64 = 0x83;
+    pub const STGI: u64 = 0x84;
+    pub const CLGI: u64 = 0x85;
+    pub const SKINIT: u64 = 0x86;
     pub const NPF: u64 = 0x400;
     /// VMRUN refused the VMCB's state (a consistency check failed).
     pub const INVALID: u64 = u64::MAX;
@@ -33,16 +41,20 @@ mod ioio {
     pub const SIZE16: u64 = 1 << 5;
     pub const ADDRESS16: u64 = 1 << 7;
     pub const ADDRESS32: u64 = 1 << 8;
+    pub const ADDRESS64: u64 = 1 << 9;
     pub const SEGMENT_SHIFT: u64 = 10;
     pub const PORT_SHIFT: u64 = 16;
 }
 
-/// Nested page fault EXITINFO1 bit: the access was a write (APM Vol. 2, §15.25.6).
+/// Nested page fault EXITINFO1 bits: the access was a write; the fault hit the guest's own
+/// page-table walk rather than the final access (APM Vol. 2, §15.25.6).
 const NPF_WRITE: u64 = 1 << 1;
+pub const NPF_IN_PAGE_WALK: u64 = 1 << 33;
 /// RFLAGS.DF.
 const RFLAGS_DF: u64 = 1 << 10;
 /// Segment register numbers in the SDM's order, as IOIO's segment field uses them.
 const SEGMENT_ES: usize = 0;
+const SEGMENT_DS: usize = 3;
 const SEGMENT_COUNT: usize = 6;
 
 /// What the backend read from the VMCB (and its own register save) at the exit.
@@ -61,8 +73,17 @@ pub struct SvmExitState {
     pub cpl: u8,
     /// ES, CS, SS, DS, FS, GS bases: string I/O addresses are segment-relative.
     pub segment_bases: [u64; SEGMENT_COUNT],
-    /// Code runs in 64-bit mode (EFER.LMA and CS.L): bases other than FS/GS count as zero.
-    pub long_mode: bool,
+    /// The code's mode (EFER.LMA and CS.L; else CS.D): in 64-bit mode bases other than
+    /// FS/GS count as zero.
+    pub mode: CodeMode,
+    /// The exiting instruction's length when the backend knows it (NRIPS, or decoded from
+    /// its bytes); 0 if not. IOIO exits carry their own.
+    pub instruction_length: u8,
+    /// The instruction's first bytes, as far as they could be fetched (`byte_count`): string
+    /// I/O takes its segment and address size from their prefixes when the CPU (or an
+    /// emulator such as QEMU TCG) leaves EXITINFO1's segment and address-size fields zero.
+    pub bytes: [u8; 15],
+    pub byte_count: u8,
     /// The host's CPUID answer for the leaf in EAX/ECX, for CPUID exits.
     pub cpuid: [u32; 4],
 }
@@ -73,7 +94,7 @@ pub fn decode(state: &SvmExitState, vp: u32) -> Option<(GuestExit, ExitSite)> {
     let site = ExitSite {
         vp,
         rip: state.rip,
-        instruction_length: 0,
+        instruction_length: state.instruction_length,
         rax: state.rax,
         rflags: state.rflags,
         user_mode: state.cpl == 3,
@@ -129,32 +150,49 @@ fn port(state: &SvmExitState) -> GuestExit {
     } else {
         4
     };
-    let mask = if info & ioio::ADDRESS16 != 0 {
-        0xffff
-    } else if info & ioio::ADDRESS32 != 0 {
-        0xffff_ffff
+    // Hardware sets exactly one address-size bit; none set means the reporter did not fill
+    // the field (QEMU TCG), and the instruction's own prefixes tell.
+    let reported = info & (ioio::ADDRESS16 | ioio::ADDRESS32 | ioio::ADDRESS64) != 0;
+    let (override_segment, prefix_67) =
+        x86_insn::prefixes(&state.bytes[..usize::from(state.byte_count).min(15)]);
+    let mask = if reported {
+        if info & ioio::ADDRESS16 != 0 {
+            0xffff
+        } else if info & ioio::ADDRESS32 != 0 {
+            0xffff_ffff
+        } else {
+            u64::MAX
+        }
     } else {
-        u64::MAX
+        match (state.mode, prefix_67) {
+            (CodeMode::Bits64, false) => u64::MAX,
+            (CodeMode::Bits64, true) | (CodeMode::Bits32, false) | (CodeMode::Bits16, true) => {
+                0xffff_ffff
+            }
+            (CodeMode::Bits32, true) | (CodeMode::Bits16, false) => 0xffff,
+        }
     };
     let is_in = info & ioio::TYPE_IN != 0;
     let string = (info & ioio::STRING != 0).then(|| {
         let (segment, index) = if is_in {
             (SEGMENT_ES, state.rdi)
-        } else {
+        } else if reported {
             (((info >> ioio::SEGMENT_SHIFT) & 7) as usize, state.rsi)
+        } else {
+            (
+                usize::from(override_segment.unwrap_or(SEGMENT_DS as u8)),
+                state.rsi,
+            )
         };
         // 64-bit code uses only FS's and GS's bases (SDM Vol. 3A §3.4.4); outside it the
         // linear address wraps at 4 GiB.
+        let long_mode = state.mode == CodeMode::Bits64;
         let base = match segment {
             4 | 5 => state.segment_bases[segment],
-            s if s < SEGMENT_COUNT && !state.long_mode => state.segment_bases[s],
+            s if s < SEGMENT_COUNT && !long_mode => state.segment_bases[s],
             _ => 0,
         };
-        let linear_mask = if state.long_mode {
-            u64::MAX
-        } else {
-            0xffff_ffff
-        };
+        let linear_mask = if long_mode { u64::MAX } else { 0xffff_ffff };
         StringOp {
             rep: info & ioio::REP != 0,
             count: state.rcx & mask,
@@ -191,7 +229,7 @@ mod tests {
             rcx: 3,
             rsi: 0x5000,
             rdi: 0x6000,
-            long_mode: true,
+            mode: CodeMode::Bits64,
             ..Default::default()
         }
     }
@@ -239,7 +277,7 @@ mod tests {
             | ioio::SIZE16
             | ioio::ADDRESS32
             | (4 << ioio::SEGMENT_SHIFT);
-        state.long_mode = false;
+        state.mode = CodeMode::Bits32;
         state.rsi = 0xffff_ffff_9000_0000;
         state.rflags = RFLAGS_DF;
         let (GuestExit::Port(access), _) = decode(&state, 0).unwrap() else {
@@ -250,6 +288,30 @@ mod tests {
         assert_eq!(op.address, (0x7000_0000u64 + 0x9000_0000) & 0xffff_ffff);
         assert!(op.down && !op.rep);
         assert_eq!(op.mask, 0xffff_ffff);
+    }
+
+    #[test]
+    fn without_reported_fields_the_prefixes_say_segment_and_address_size() {
+        // QEMU TCG leaves SEG and A16/A32/A64 zero: `fs outsb` in 64-bit code, then
+        // `67 outsb` in 32-bit code.
+        let mut state = ioio((0x3f8 << 16) | ioio::STRING | ioio::SIZE8, 0x1000, 0x1002);
+        state.segment_bases = [0x100, 0, 0, 0x200, 0x7000_0000, 0];
+        state.bytes[..2].copy_from_slice(&[0x64, 0x6e]);
+        state.byte_count = 2;
+        let (GuestExit::Port(access), _) = decode(&state, 0).unwrap() else {
+            panic!("not a port exit");
+        };
+        let op = access.string.unwrap();
+        assert_eq!((op.address, op.mask), (0x7000_0000 + 0x5000, u64::MAX));
+        state.mode = CodeMode::Bits32;
+        state.bytes[..2].copy_from_slice(&[0x67, 0x6e]);
+        state.rsi = 0x1_0000_5000;
+        let (GuestExit::Port(access), _) = decode(&state, 0).unwrap() else {
+            panic!("not a port exit");
+        };
+        let op = access.string.unwrap();
+        // DS by default, SI only (16-bit addressing).
+        assert_eq!((op.address, op.mask), (0x200 + 0x5000, 0xffff));
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! caller then stops rather than guess.
 
 /// The code's default sizes: CS.L (64-bit) or CS.D (32-bit).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CodeMode {
+    #[default]
     Bits64,
     Bits32,
     Bits16,
@@ -68,9 +69,14 @@ pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
     loop {
         match *bytes.get(at)? {
             0x66 => operand16 = true,
-            0x67 => address32 = true,
-            // Segment overrides, LOCK, REP: no effect on length or direction here.
-            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0xf0 | 0xf2 | 0xf3 => {}
+            // In 64-bit code 0x67 selects 32-bit addressing; in 32-bit code it selects 16-bit
+            // addressing, whose ModRM forms this decoder does not take.
+            0x67 if mode == CodeMode::Bits64 => address32 = true,
+            0x67 => return None,
+            // LOCK on a MOV is #UD on hardware: not something to complete.
+            0xf0 => return None,
+            // Segment overrides, REP: no effect on length or direction here.
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0xf2 | 0xf3 => {}
             b @ 0x40..=0x4f if mode == CodeMode::Bits64 => {
                 rex = b;
                 at += 1;
@@ -185,6 +191,45 @@ pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
         length: at as u8,
         access,
     })
+}
+
+/// The segment override among the legacy prefixes at the start of `bytes` (the SDM's
+/// numbering: 0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS), and whether 0x67 is among them.
+pub fn prefixes(bytes: &[u8]) -> (Option<u8>, bool) {
+    let (mut segment, mut address_size) = (None, false);
+    for &b in bytes.iter().take(MAX_LENGTH) {
+        match b {
+            0x26 => segment = Some(0),
+            0x2e => segment = Some(1),
+            0x36 => segment = Some(2),
+            0x3e => segment = Some(3),
+            0x64 => segment = Some(4),
+            0x65 => segment = Some(5),
+            0x67 => address_size = true,
+            0x66 | 0xf0 | 0xf2 | 0xf3 => {}
+            _ => break,
+        }
+    }
+    (segment, address_size)
+}
+
+/// The length of an instruction whose opcode is known to be `opcode_length` bytes with no
+/// operands (CPUID, RDMSR, WRMSR: 2; HLT, INVD's 0F 08: 1 or 2): its legacy and REX prefixes
+/// plus the opcode. `None` if `bytes` ends first or holds more than an instruction can.
+pub fn length_with_prefixes(bytes: &[u8], opcode_length: usize, mode: CodeMode) -> Option<u8> {
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at) {
+        let prefix = matches!(
+            b,
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3
+        ) || (mode == CodeMode::Bits64 && (0x40..=0x4f).contains(&b));
+        if !prefix {
+            break;
+        }
+        at += 1;
+    }
+    let length = at + opcode_length;
+    (length <= bytes.len() && length <= MAX_LENGTH).then_some(length as u8)
 }
 
 /// Bytes after ModRM for its memory operand (SIB and displacement) with 32/64-bit
@@ -324,6 +369,28 @@ mod tests {
     }
 
     #[test]
+    fn prefixes_and_plain_lengths() {
+        assert_eq!(prefixes(&[0x64, 0x67, 0xf3, 0x6e]), (Some(4), true));
+        assert_eq!(prefixes(&[0x6e]), (None, false));
+        // cpuid with an operand-size prefix; hlt with CS override; a REX only counts in
+        // 64-bit code; too few bytes.
+        assert_eq!(
+            length_with_prefixes(&[0x66, 0x0f, 0xa2], 2, CodeMode::Bits64),
+            Some(3)
+        );
+        assert_eq!(
+            length_with_prefixes(&[0x2e, 0xf4], 1, CodeMode::Bits32),
+            Some(2)
+        );
+        assert_eq!(
+            length_with_prefixes(&[0x48, 0x0f, 0x32], 2, CodeMode::Bits64),
+            Some(3)
+        );
+        assert_eq!(length_with_prefixes(&[0x0f], 2, CodeMode::Bits64), None);
+        assert_eq!(length_with_prefixes(&[0x66; 15], 2, CodeMode::Bits64), None);
+    }
+
+    #[test]
     fn what_it_cannot_complete_is_none() {
         // Register operands, other opcodes, truncated bytes, 16-bit code, C7 /1.
         assert_eq!(decode(&[0x89, 0xc8], CodeMode::Bits64), None);
@@ -333,6 +400,13 @@ mod tests {
         assert_eq!(decode(&[0xc7, 0x08, 1, 2, 3, 4], CodeMode::Bits64), None);
         assert_eq!(decode(&[], CodeMode::Bits64), None);
         assert_eq!(decode(&[0x66; 20], CodeMode::Bits64), None);
+        // 0x67 in 32-bit code means 16-bit addressing; LOCK MOV is #UD.
+        assert_eq!(
+            decode(&[0x67, 0x8b, 0x06, 0x00, 0x10], CodeMode::Bits32),
+            None
+        );
+        assert_eq!(decode(&[0x67, 0xa1, 0x00, 0x10], CodeMode::Bits32), None);
+        assert_eq!(decode(&[0xf0, 0x89, 0x01], CodeMode::Bits64), None);
         // No panic on any two-byte or three-byte prefix of junk.
         for a in 0..=255u8 {
             for b in 0..=255u8 {

@@ -113,10 +113,10 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     if let Some((s, size)) = info.module {
         reserved.add("module", s, s.saturating_add(size));
     }
-    // Hosting a guest under SVM, Parapet keeps to the region the IGVM layout gives it and the
-    // guest gets the rest of RAM; otherwise Parapet has all of it.
+    // Given a guest to host under SVM, Parapet keeps to the region the IGVM layout gives it
+    // and the guest gets the rest of RAM; otherwise Parapet has all of it.
     let platform = detect_platform();
-    let own_memory = (platform == isolation::PlatformKind::Svm)
+    let own_memory = (platform == isolation::PlatformKind::Svm && info.module.is_some())
         .then_some((PARAVISOR_BASE, PARAVISOR_BASE + PARAVISOR_SIZE));
     if let Some((address, size)) = info.module {
         super::guest::set_payload(address, size);
@@ -150,7 +150,13 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
     {
         let mut frames = FRAMES.lock();
         match own_memory {
-            Some((start, end)) => frames.add_ram(start, end),
+            // Only what the map says is RAM: a small machine may not fill the region.
+            Some((start, end)) => memory_map.ram().for_each(|r| {
+                let (s, e) = (r.start.max(start), r.end.min(end));
+                if s < e {
+                    frames.add_ram(s, e);
+                }
+            }),
             None => memory_map
                 .ram()
                 .for_each(|r| frames.add_ram(r.start, r.end)),

@@ -6,6 +6,7 @@ use isolation::exit::{merge_in, ExitSite, GuestExit, PortAccess, PortDirection, 
 use isolation::x86_insn::{self, Access, Destination, Extension};
 
 use super::devices::{GuestDevices, PortEffect, COM1_BASE, COM1_LAST};
+use super::log_budget::LogBudget;
 use super::GuestVp;
 
 /// Elements of a REP string instruction emulated per exit; the rest run after the guest
@@ -14,6 +15,10 @@ use super::GuestVp;
 const MAX_ELEMENTS_PER_EXIT: u64 = 4096;
 /// `rdmsr`, `wrmsr` and `cpuid` are two bytes.
 pub const TWO_BYTE_INSTRUCTION: u8 = 2;
+
+static MEMORY_LOGS: LogBudget = LogBudget::new("accesses outside their RAM");
+static PORT_WIDTH_LOGS: LogBudget = LogBudget::new("odd-width COM1 accesses");
+static STRING_FAULT_LOGS: LogBudget = LogBudget::new("string I/O faults");
 
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
@@ -69,16 +74,16 @@ pub fn handle(
         } => {
             let what = if write { "write to" } else { "read of" };
             if completed {
-                log::warn!(
+                MEMORY_LOGS.take().then(|| log::warn!(
                     "{backend}: {guest} {what} {gpa:#x}, which it may not access, near RIP {:#x}; the host completed it as an empty bus",
                     site.rip
-                );
+                ));
                 Verdict::Resume
             } else if empty_bus(vp, site) {
-                log::warn!(
+                MEMORY_LOGS.take().then(|| log::warn!(
                     "{backend}: {guest} {what} {gpa:#x}, which it may not access, at RIP {:#x}; completed as an empty bus",
                     site.rip
-                );
+                ));
                 Verdict::Resume
             } else {
                 // An instruction the decoder does not know: stopping is safer than guessing.
@@ -143,27 +148,7 @@ fn empty_bus(vp: &mut impl GuestVp, site: &ExitSite) -> bool {
     };
     // Fetch what can be fetched of the longest instruction: the bytes may end at a page the
     // guest does not map.
-    let at = cs_base.wrapping_add(site.rip);
-    let mut bytes = [0u8; 15];
-    let first_page = (4096 - at % 4096).min(15) as usize;
-    if paging
-        .read_linear(at, &mut bytes[..first_page], site.user_mode)
-        .is_err()
-    {
-        return false;
-    }
-    let fetched = if paging
-        .read_linear(
-            at.wrapping_add(first_page as u64),
-            &mut bytes[first_page..],
-            site.user_mode,
-        )
-        .is_ok()
-    {
-        15
-    } else {
-        first_page
-    };
+    let (bytes, fetched) = paging.fetch(cs_base.wrapping_add(site.rip), site.user_mode);
     let Some(instruction) = x86_insn::decode(&bytes[..fetched], mode) else {
         return false;
     };
@@ -187,14 +172,15 @@ fn empty_bus(vp: &mut impl GuestVp, site: &ExitSite) -> bool {
             Extension::Zero { .. } => ones(size),
             _ => ones(width),
         };
-        let Some(register) = vp.gprs().by_number(number) else {
+        let Some(old) = vp.register(number) else {
             return false;
         };
-        *register = match width {
+        let new = match width {
             // A 32-bit result clears the upper half (Intel SDM Vol. 1 §3.4.1.1).
             4 | 8 => value,
-            _ => (*register & !(ones(width) << shift)) | (value << shift),
+            _ => (old & !(ones(width) << shift)) | (value << shift),
         };
+        vp.set_register(number, new);
     }
     step_over(vp, site, instruction.length);
     true
@@ -212,7 +198,7 @@ fn port(
         direction,
         string,
     } = access;
-    if size != 1 && (COM1_BASE..=COM1_LAST).contains(&port) {
+    if size != 1 && (COM1_BASE..=COM1_LAST).contains(&port) && PORT_WIDTH_LOGS.take() {
         let names = vp.names();
         log::info!(
             "{}: {} made a {size}-byte access to COM1 port {port:#x} (8-bit registers): one byte per register",
@@ -292,13 +278,13 @@ fn string_port(
             Err(fault) => {
                 // Hardware would raise #PF here; without exception injection the
                 // instruction ends at this element.
-                log::warn!(
+                STRING_FAULT_LOGS.take().then(|| log::warn!(
                     "{}: {} string I/O at {:#x} touches unmapped or foreign address {:#x}; stopped there",
                     names.backend,
                     names.guest,
                     site.rip,
                     fault.address
-                );
+                ));
                 break;
             }
         }

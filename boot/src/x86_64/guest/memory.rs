@@ -171,6 +171,29 @@ impl Paging {
         None
     }
 
+    /// The first bytes of the instruction at `linear` (an instruction is at most 15): all
+    /// 15 if they can be read, else those up to the end of the first page, else none. The
+    /// count comes back with them.
+    pub fn fetch(&self, linear: u64, user: bool) -> ([u8; 15], usize) {
+        let mut bytes = [0u8; 15];
+        let first_page = (PAGE - linear % PAGE).min(15) as usize;
+        if self
+            .read_linear(linear, &mut bytes[..first_page], user)
+            .is_err()
+        {
+            return (bytes, 0);
+        }
+        let rest = linear.wrapping_add(first_page as u64);
+        if self
+            .read_linear(rest, &mut bytes[first_page..], user)
+            .is_ok()
+        {
+            (bytes, 15)
+        } else {
+            (bytes, first_page)
+        }
+    }
+
     /// Reads `out.len()` bytes at `linear`, page by page.
     pub fn read_linear(&self, linear: u64, out: &mut [u8], user: bool) -> Result<(), Fault> {
         let mut done = 0;

@@ -6,6 +6,7 @@
 pub mod devices;
 pub mod exits;
 pub mod loader;
+pub mod log_budget;
 pub mod memory;
 pub mod policy;
 
@@ -99,6 +100,16 @@ pub trait GuestVp {
     fn gprs(&mut self) -> &mut Gprs;
     /// Moves the guest's RIP to `rip` (past the exiting instruction).
     fn set_rip(&mut self, rip: u64);
+    /// General-purpose register `number` (0 RAX ... 15 R15); RSP only where the backend
+    /// holds it.
+    fn register(&mut self, number: u8) -> Option<u64> {
+        self.gprs().by_number(number).map(|r| *r)
+    }
+    fn set_register(&mut self, number: u8, value: u64) {
+        if let Some(register) = self.gprs().by_number(number) {
+            *register = value;
+        }
+    }
     /// The guest's paging registers, for walking its page tables.
     fn paging(&mut self) -> Option<Paging>;
     /// The code the guest runs (CS.L / CS.D) and CS's base, for fetching and decoding the

@@ -4,25 +4,32 @@
 //! An MSR Parapet does not offer reads 0 and ignores writes, with a log line; hardware would
 //! raise #GP, which waits for exception injection on every backend.
 
+use super::log_budget::LogBudget;
 use super::Names;
+
+static MSR_LOGS: LogBudget = LogBudget::new("accesses to MSRs not offered");
 
 /// The guest's rdmsr of an MSR nobody offers.
 pub fn unoffered_msr_read(names: Names, msr: u32) -> u64 {
-    log::info!(
-        "{}: {} read MSR {msr:#x}, which is not offered; it reads 0",
-        names.backend,
-        names.guest
-    );
+    if MSR_LOGS.take() {
+        log::info!(
+            "{}: {} read MSR {msr:#x}, which is not offered; it reads 0",
+            names.backend,
+            names.guest
+        );
+    }
     0
 }
 
 /// The guest's wrmsr of an MSR nobody offers.
 pub fn unoffered_msr_write(names: Names, msr: u32, value: u64) {
-    log::info!(
-        "{}: {} wrote {value:#x} to MSR {msr:#x}, which is not offered; ignored",
-        names.backend,
-        names.guest
-    );
+    if MSR_LOGS.take() {
+        log::info!(
+            "{}: {} wrote {value:#x} to MSR {msr:#x}, which is not offered; ignored",
+            names.backend,
+            names.guest
+        );
+    }
 }
 
 /// CPUID 0x8000_0001 ECX bit 2: SVM; leaf 0x8000_000A describes it (AMD64 APM Vol. 3,

@@ -219,9 +219,9 @@ async fn host_vp(cpu: usize) {
                 }
             });
             let ran_us = (kernel::platform::now_ns() - started) / 1000;
-            let round_trip_us = intercept_cycles * 1_000_000
-                / crate::machine::time::tsc_hz().max(1)
-                / intercepts.max(1);
+            let round_trip_us = (u128::from(intercept_cycles) * 1_000_000
+                / u128::from(crate::machine::time::tsc_hz().max(1))
+                / u128::from(intercepts.max(1))) as u64;
             log::info!(
                 "hv_vtl: VTL0 powered off ({}) after {intercepts} intercepts and {interrupts} entries for our interrupts on VP {cpu} in {ran_us} us ({round_trip_us} us per intercept round trip)",
                 if success { "success" } else { "failure" },

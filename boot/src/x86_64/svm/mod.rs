@@ -15,14 +15,17 @@ mod vmcb;
 use arch::x86_64::instructions::{self, disable_interrupts, enable_interrupts};
 use hvdef::hypercall::InitialVpContext;
 use isolation::svm_exit::{self, code, SvmExitState};
-use isolation::x86_insn::CodeMode;
+use isolation::x86_insn::{self, CodeMode};
 use kernel::executor::yield_now;
 
 use crate::machine::guest::devices::GuestDevices;
 use crate::machine::guest::exits::{self, Verdict};
+use crate::machine::guest::log_budget::LogBudget;
 use crate::machine::guest::memory::{self, Paging};
 use crate::machine::guest::{loader, policy, Gprs, GuestVp, Names};
 use vmcb::{control, misc1, misc2, save, Vmcb};
+
+static INSTRUCTION_LOGS: LogBudget = LogBudget::new("hypervisor instructions");
 
 const NAMES: Names = Names {
     backend: "svm",
@@ -41,13 +44,19 @@ const PAT_RESET: u64 = 0x0007_0406_0007_0406;
 /// DR6 and DR7 as after reset.
 const DR6_RESET: u64 = 0xffff_0ff0;
 const DR7_RESET: u64 = 0x400;
-/// Event injection: valid, type exception, error code valid (APM §15.20).
+/// Event injection: valid, type exception, error code valid (APM §15.20); the types.
 const INJECT_VALID: u64 = 1 << 31;
-const INJECT_EXCEPTION: u64 = 3 << 8;
+const EVENT_EXCEPTION: u64 = 3;
+const EVENT_SOFTWARE_INTERRUPT: u64 = 4;
+const INJECT_EXCEPTION: u64 = EVENT_EXCEPTION << 8;
 const INJECT_ERROR_CODE: u64 = 1 << 11;
 const VECTOR_DB: u64 = 1;
+const VECTOR_BP: u64 = 3;
+const VECTOR_OF: u64 = 4;
 const VECTOR_UD: u64 = 6;
 const VECTOR_AC: u64 = 17;
+/// IOIO EXITINFO1: a string instruction (APM §15.10.2).
+const IOIO_STRING: u64 = 1 << 2;
 /// Exceptions that can recur without end inside their own delivery (a #DB or #AC raised
 /// while delivering itself), holding the CPU in the guest for good; intercepted so each
 /// one passes through Parapet, which gives them back to the guest and keeps its own time
@@ -106,12 +115,53 @@ pub async fn host(address: u64, size: u64) {
                 Verdict::Resume
             }
             code::VMMCALL => {
-                log::info!(
-                    "svm: the guest made a VMMCALL at RIP {:#x}; no hypercalls are offered (#UD)",
-                    state.rip
-                );
+                INSTRUCTION_LOGS.take().then(|| {
+                    log::info!(
+                        "svm: the guest made a VMMCALL at RIP {:#x}; no hypercalls are offered (#UD)",
+                        state.rip
+                    )
+                });
                 vp.inject_exception(VECTOR_UD, None);
                 Verdict::Resume
+            }
+            // SVM is hidden from the guest (CPUID): its instructions are undefined there.
+            code::VMRUN
+            | code::VMLOAD
+            | code::VMSAVE
+            | code::STGI
+            | code::CLGI
+            | code::SKINIT
+            | code::INVLPGA => {
+                INSTRUCTION_LOGS.take().then(|| {
+                    log::info!(
+                        "svm: the guest ran an SVM instruction (exit {:#x}) at RIP {:#x}; #UD",
+                        state.code,
+                        state.rip
+                    )
+                });
+                vp.inject_exception(VECTOR_UD, None);
+                Verdict::Resume
+            }
+            // INVD would drop dirty cache lines machine-wide, Parapet's too: done as WBINVD
+            // would leave things, that is, nothing to do for a guest that cannot see caches.
+            code::INVD => {
+                let length = if state.instruction_length != 0 {
+                    state.instruction_length
+                } else {
+                    2
+                };
+                vp.set_rip(state.rip.wrapping_add(u64::from(length)));
+                Verdict::Resume
+            }
+            // A nested fault in the guest's own page walk, or while an event was being
+            // delivered, is not the instruction's data access: completing that would skip it.
+            code::NPF if state.info1 & svm_exit::NPF_IN_PAGE_WALK != 0 || vp.delivering_event() => {
+                log::error!(
+                    "svm: the guest's page walk or event delivery touched {:#x}, outside its RAM, at RIP {:#x}; stopping",
+                    state.info2,
+                    state.rip
+                );
+                Verdict::PowerOff { success: false }
             }
             // Given back as they came: the guest's own handlers deal with them.
             c if c == code::EXCEPTION_BASE + VECTOR_DB => {
@@ -146,9 +196,9 @@ pub async fn host(address: u64, size: u64) {
                 if devices.has_partial_line() {
                     devices.flush_line();
                 }
-                let round_trip_ns = exit_cycles * 1_000_000_000
-                    / crate::machine::time::tsc_hz().max(1)
-                    / exits_seen.max(1);
+                let round_trip_ns = (u128::from(exit_cycles) * 1_000_000_000
+                    / u128::from(crate::machine::time::tsc_hz().max(1))
+                    / u128::from(exits_seen.max(1))) as u64;
                 log::info!(
                     "svm: the guest powered off ({}) after {exits_seen} exits and {interrupts} interrupts ({}.{} us per exit round trip)",
                     if success { "success" } else { "failure" },
@@ -195,7 +245,9 @@ fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
         misc1::INTR
             | misc1::NMI
             | misc1::CPUID
+            | misc1::INVD
             | misc1::HLT
+            | misc1::INVLPGA
             | misc1::IOIO_PROT
             | misc1::MSR_PROT
             | misc1::SHUTDOWN,
@@ -224,10 +276,14 @@ fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
         memory::ranges().len(),
         context.rip
     );
+    // Whether the CPU reports the next RIP on exits (CPUID 0x8000_000A EDX bit 3); QEMU TCG
+    // does not.
+    let nrips = instructions::cpuid(0x8000_000a, 0).3 & (1 << 3) != 0;
     Ok(SvmVp {
         vmcb,
         host_state,
         gprs: Gprs::default(),
+        nrips,
     })
 }
 
@@ -266,6 +322,8 @@ struct SvmVp {
     /// Where the host's FS/GS/TR/LDTR state waits while the guest runs.
     host_state: u64,
     gprs: Gprs,
+    /// The CPU fills the VMCB's next-RIP field.
+    nrips: bool,
 }
 
 /// MSRs whose guest values live in the VMCB's save area (loaded by VMRUN or VMLOAD): the
@@ -284,8 +342,25 @@ const VMCB_MSRS: [(u32, usize); 11] = [
     (0xc000_0102, 0x620), // KERNEL_GS_BASE
 ];
 const MSR_EFER: u32 = 0xc000_0080;
-/// EFER bits a guest may set: SCE, LME, LMA, NXE (APM Vol. 2, §3.1.7).
-const EFER_GUEST_BITS: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
+/// EFER bits a guest may set: SCE, LME, NXE (APM Vol. 2, §3.1.7).
+const EFER_GUEST_BITS: u64 = (1 << 0) | (1 << 8) | (1 << 11);
+/// The MSRs of `VMCB_MSRS` that hold linear addresses.
+const ADDRESS_MSRS: [u32; 7] = [
+    0x0000_0175,
+    0x0000_0176,
+    0xc000_0082,
+    0xc000_0083,
+    0xc000_0100,
+    0xc000_0101,
+    0xc000_0102,
+];
+/// RSP's number in the instruction encoding; it lives in the VMCB.
+const REGISTER_RSP: u8 = 4;
+
+/// Whether `address` is canonical for 48-bit linear addresses (bits 63:47 all equal).
+fn canonical(address: u64) -> bool {
+    ((address as i64) << 16 >> 16) as u64 == address
+}
 
 impl SvmVp {
     fn run(&mut self) {
@@ -297,9 +372,15 @@ impl SvmVp {
         self.gprs.rax = self.vmcb.read_u64(save::RAX);
         // An exit during event delivery (a nested page fault on the guest's IDT, say) leaves
         // the event in EXITINTINFO: deliver it again at the next run (APM §15.7.2).
-        // What was injected for this run is delivered (or back in EXITINTINFO).
+        // What was injected for this run is delivered (or back in EXITINTINFO). A software
+        // interrupt (INT n) or an INT3/INTO exception is not given again: RIP still points at
+        // its instruction, which runs again and raises it anew.
         let interrupted = self.vmcb.read_u64(control::EXIT_INT_INFO);
-        let reinject = if interrupted & INJECT_VALID != 0 {
+        let event_type = (interrupted >> 8) & 7;
+        let vector = interrupted & 0xff;
+        let software = event_type == EVENT_SOFTWARE_INTERRUPT
+            || (event_type == EVENT_EXCEPTION && (vector == VECTOR_BP || vector == VECTOR_OF));
+        let reinject = if interrupted & INJECT_VALID != 0 && !software {
             interrupted
         } else {
             0
@@ -313,9 +394,8 @@ impl SvmVp {
     }
 
     /// The exit, read once from the VMCB.
-    fn exit_state(&self) -> SvmExitState {
-        let v = &self.vmcb;
-        let code = v.read_u64(control::EXIT_CODE);
+    fn exit_state(&mut self) -> SvmExitState {
+        let code = self.vmcb.read_u64(control::EXIT_CODE);
         let (rax, rcx) = (self.gprs.rax, self.gprs.rcx);
         let cpuid = if code == code::CPUID {
             let (a, b, c, d) = instructions::cpuid(rax as u32, rcx as u32);
@@ -323,11 +403,40 @@ impl SvmVp {
         } else {
             [0; 4]
         };
+        let rip = self.vmcb.read_u64(save::RIP);
+        let mode = self.code_mode();
+        // The bytes are fetched only for exits that need them: string I/O (segment and
+        // address size when the reporter leaves them out) and the fixed-opcode exits whose
+        // length their prefixes decide.
+        let opcode_length = match code {
+            code::CPUID | code::MSR | code::INVD => Some(2),
+            code::HLT => Some(1),
+            _ => None,
+        };
+        let wants_bytes = opcode_length.is_some()
+            || (code == code::IOIO && self.vmcb.read_u64(control::EXIT_INFO1) & IOIO_STRING != 0);
+        let (bytes, byte_count) = match self.paging() {
+            Some(paging) if wants_bytes => {
+                let cs_base = self.code_base(mode);
+                paging.fetch(cs_base.wrapping_add(rip), self.vmcb.read_u8(save::CPL) == 3)
+            }
+            _ => ([0; 15], 0),
+        };
+        let instruction_length = match opcode_length {
+            Some(_) if self.nrips => {
+                u8::try_from(self.vmcb.read_u64(control::NEXT_RIP).wrapping_sub(rip)).unwrap_or(0)
+            }
+            Some(opcode) => {
+                x86_insn::length_with_prefixes(&bytes[..byte_count], opcode, mode).unwrap_or(0)
+            }
+            None => 0,
+        };
+        let v = &self.vmcb;
         SvmExitState {
             code,
             info1: v.read_u64(control::EXIT_INFO1),
             info2: v.read_u64(control::EXIT_INFO2),
-            rip: v.read_u64(save::RIP),
+            rip,
             rflags: v.read_u64(save::RFLAGS),
             rax,
             rcx,
@@ -336,14 +445,45 @@ impl SvmVp {
             rdi: self.gprs.rdi,
             cpl: v.read_u8(save::CPL),
             segment_bases: vmcb::SEGMENTS.map(|s| v.segment_base(s)),
-            long_mode: v.long_mode(),
+            mode,
+            instruction_length,
+            bytes,
+            byte_count: byte_count as u8,
             cpuid,
         }
     }
 
+    fn code_mode(&self) -> CodeMode {
+        if self.vmcb.long_mode() {
+            CodeMode::Bits64
+        } else if self.vmcb.code_default_32() {
+            CodeMode::Bits32
+        } else {
+            CodeMode::Bits16
+        }
+    }
+
+    /// Whether the exit interrupted an event on its way into the guest (to be delivered
+    /// again at the next run).
+    fn delivering_event(&self) -> bool {
+        self.vmcb.read_u64(control::EVENT_INJECTION) & INJECT_VALID != 0
+    }
+
+    /// CS's base, which 64-bit code ignores.
+    fn code_base(&self, mode: CodeMode) -> u64 {
+        match mode {
+            CodeMode::Bits64 => 0,
+            _ => self.vmcb.segment_base(save::CS),
+        }
+    }
+
     /// Delivers exception `vector` (with `error_code` if it has one) to the guest at its
-    /// next run.
+    /// next run. An event already due again (it was being delivered when the guest exited)
+    /// goes first; the exception recurs afterwards if its cause remains.
     fn inject_exception(&mut self, vector: u64, error_code: Option<u32>) {
+        if self.vmcb.read_u64(control::EVENT_INJECTION) & INJECT_VALID != 0 {
+            return;
+        }
         let error = match error_code {
             Some(code) => INJECT_ERROR_CODE | (u64::from(code) << 32),
             None => 0,
@@ -379,14 +519,26 @@ impl GuestVp for SvmVp {
     }
 
     fn code(&mut self) -> Option<(CodeMode, u64)> {
-        let mode = if self.vmcb.long_mode() {
-            CodeMode::Bits64
-        } else if self.vmcb.code_default_32() {
-            CodeMode::Bits32
-        } else {
-            CodeMode::Bits16
-        };
-        Some((mode, self.vmcb.segment_base(save::CS)))
+        let mode = self.code_mode();
+        Some((mode, self.code_base(mode)))
+    }
+
+    fn register(&mut self, number: u8) -> Option<u64> {
+        match number {
+            REGISTER_RSP => Some(self.vmcb.read_u64(save::RSP)),
+            n => self.gprs.by_number(n).map(|r| *r),
+        }
+    }
+
+    fn set_register(&mut self, number: u8, value: u64) {
+        match number {
+            REGISTER_RSP => self.vmcb.write_u64(save::RSP, value),
+            n => {
+                if let Some(register) = self.gprs.by_number(n) {
+                    *register = value;
+                }
+            }
+        }
     }
 
     fn read_msr(&mut self, msr: u32) -> u64 {
@@ -401,11 +553,17 @@ impl GuestVp for SvmVp {
 
     fn write_msr(&mut self, msr: u32, value: u64) {
         if msr == MSR_EFER {
-            let efer = (value & EFER_GUEST_BITS) | vmcb::EFER_SVME;
+            // LMA is the CPU's to set; SVME stays on for VMRUN's sake.
+            let current = self.vmcb.read_u64(save::EFER);
+            let efer = (value & EFER_GUEST_BITS) | (current & vmcb::EFER_LMA) | vmcb::EFER_SVME;
             self.vmcb.write_u64(save::EFER, efer);
             return;
         }
         match VMCB_MSRS.iter().find(|&&(m, _)| m == msr) {
+            // Addresses VMLOAD puts in the CPU must be canonical (hardware: #GP on WRMSR).
+            Some(&(m, _)) if ADDRESS_MSRS.contains(&m) && !canonical(value) => {
+                log::info!("svm: the guest wrote non-canonical {value:#x} to MSR {msr:#x}; ignored")
+            }
             Some(&(_, offset)) => self.vmcb.write_u64(offset, value),
             None => policy::unoffered_msr_write(NAMES, msr, value),
         }

@@ -27,6 +27,8 @@ pub mod control {
     pub const NESTED_CONTROL: usize = 0x090;
     pub const EVENT_INJECTION: usize = 0x0a8;
     pub const NESTED_CR3: usize = 0x0b0;
+    /// The next instruction's RIP, on CPUs with NRIPS.
+    pub const NEXT_RIP: usize = 0x0c8;
 }
 
 /// INTERCEPT_MISC1 bits.
@@ -34,7 +36,9 @@ pub mod misc1 {
     pub const INTR: u32 = 1 << 0;
     pub const NMI: u32 = 1 << 1;
     pub const CPUID: u32 = 1 << 18;
+    pub const INVD: u32 = 1 << 22;
     pub const HLT: u32 = 1 << 24;
+    pub const INVLPGA: u32 = 1 << 26;
     pub const IOIO_PROT: u32 = 1 << 27;
     pub const MSR_PROT: u32 = 1 << 28;
     pub const SHUTDOWN: u32 = 1 << 31;
