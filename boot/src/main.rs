@@ -21,6 +21,9 @@ mod boot_info;
 #[cfg(target_os = "none")]
 mod cpus;
 #[cfg(target_os = "none")]
+#[cfg_attr(feature = "selftest", allow(dead_code))]
+mod guest;
+#[cfg(target_os = "none")]
 mod kernel_map;
 #[cfg(all(target_os = "none", not(feature = "selftest")))]
 mod monitor;
@@ -106,7 +109,7 @@ mod shared {
         #[cfg(not(feature = "selftest"))]
         bsp.spawn(crate::monitor::run(online, boot.cpus));
         #[cfg(all(target_arch = "x86_64", not(feature = "selftest")))]
-        if let Some((address, size)) = crate::machine::guest::payload(boot.cmdline) {
+        if let Some((address, size)) = crate::guest::payload(boot.cmdline) {
             match boot.platform {
                 isolation::PlatformKind::HvVtl => {
                     bsp.spawn(crate::machine::hv_vtl::host(address, size, online));
@@ -114,10 +117,14 @@ mod shared {
                 isolation::PlatformKind::Svm => {
                     bsp.spawn(crate::machine::svm::host(address, size));
                 }
-                isolation::PlatformKind::Native => log::warn!(
+                isolation::PlatformKind::Native | isolation::PlatformKind::El2 => log::warn!(
                     "a guest payload was given, but this machine offers no way to host it (no VTL interface, no SVM)"
                 ),
             }
+        }
+        #[cfg(all(target_arch = "aarch64", not(feature = "selftest")))]
+        if let Some((address, size)) = crate::guest::payload(boot.cmdline) {
+            bsp.spawn(crate::machine::el2::host(address, size, online));
         }
         bsp.run()
     }

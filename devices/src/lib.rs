@@ -7,5 +7,6 @@
 extern crate alloc;
 
 pub mod pl011;
+pub mod psci;
 pub mod text_output;
 pub mod uart16550;

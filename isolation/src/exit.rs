@@ -27,12 +27,37 @@ pub enum GuestExit {
     },
     /// The guest called its paravisor on purpose (a VTL call).
     Call,
-    /// `hlt`: the guest waits for an interrupt.
+    /// `hlt`, `wfi`: the guest waits for an interrupt.
     Halt,
+    /// A load or store the platform decoded for us (Arm's data-abort syndrome), to
+    /// guest-physical memory that is not the guest's RAM: a device's registers, or nothing.
+    Mmio {
+        gpa: u64,
+        size: u8,
+        access: MmioAccess,
+    },
+    /// A call to the firmware or hypervisor under the Arm SMC Calling Convention (HVC or
+    /// SMC): the function ID in W0 and the first arguments (PSCI travels this way).
+    FirmwareCall { function: u32, args: [u64; 3] },
     /// The guest cannot go on (triple fault, failed entry).
     Unrecoverable,
     /// A report this build does not decode: the platform's kind code.
     Unknown { kind: u32 },
+}
+
+/// The direction of an [`GuestExit::Mmio`] access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioAccess {
+    /// A load into general-purpose register `register` (31: the zero register, which
+    /// discards it), sign-extended from `size` bytes if `sign_extend`, to 64 bits if `wide`
+    /// else to 32 (and then zero-extended).
+    Read {
+        register: u8,
+        sign_extend: bool,
+        wide: bool,
+    },
+    /// A store of this value (the low `size` bytes of the register).
+    Write(u64),
 }
 
 /// A port access of `size` bytes (1, 2 or 4) at `port`.

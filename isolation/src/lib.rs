@@ -5,6 +5,7 @@
 //! never by a cargo feature, so one image serves several platforms.
 #![cfg_attr(not(test), no_std)]
 
+pub mod el2_exit;
 pub mod exit;
 pub mod hv_message;
 pub mod svm_exit;
@@ -22,6 +23,8 @@ pub enum PlatformKind {
     /// AMD-V with nested paging and no paravisor interface: Parapet is the hypervisor and
     /// runs its guest under a VMCB.
     Svm,
+    /// aarch64 at EL2: Parapet is the hypervisor and runs its guest at EL1 behind stage 2.
+    El2,
 }
 
 /// CPUID 0x8000_0001 ECX bit 2: SVM (AMD64 APM Vol. 3, Appendix E.4.2).
@@ -45,6 +48,7 @@ impl PlatformKind {
             PlatformKind::Native => "native",
             PlatformKind::HvVtl => "hv_vtl",
             PlatformKind::Svm => "svm",
+            PlatformKind::El2 => "el2",
         }
     }
 

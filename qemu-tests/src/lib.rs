@@ -67,12 +67,21 @@ pub fn guest_said(console: &str, prefix: &str, line: &str) -> bool {
         .any(|l| l.trim_end().strip_prefix(prefix.as_str()) == Some(line))
 }
 
-/// What the escape guest must find on every backend: the paravisor's memory reads all ones
-/// and keeps none of its writes, Parapet logs each attempt and refuses to write its own
-/// memory for a string IN, the guest's spin does not stop Parapet's clock, odd-width and
-/// string accesses to COM1 are logged and answered per byte lane, and the guest finishes.
-/// `prefix` is how its lines appear (`vtl0`, `guest`); `output` is shown on failure.
-pub fn escape_was_contained(console: &str, prefix: &str, output: &str) -> Result<(), String> {
+/// Where Parapet's memory is, as the escape guest probes it: the IGVM layout's region on
+/// x86_64 (1 MiB up), the first 64 MiB of QEMU virt's RAM on aarch64.
+pub const X86_PARAVISOR_PROBES: [&str; 3] = ["0x100000", "0x101000", "0x300000"];
+pub const AARCH64_PARAVISOR_PROBES: [&str; 3] = ["0x40000000", "0x40001000", "0x40200000"];
+
+/// What the escape guest must find on every backend and architecture: the paravisor's memory
+/// (at `probes`) reads all ones and keeps none of its writes, Parapet logs each attempt, the
+/// guest's spin does not stop Parapet's clock, and the guest finishes. `prefix` is how its
+/// lines appear (`vtl0`, `guest`); `output` is shown on failure.
+pub fn escape_was_contained(
+    console: &str,
+    prefix: &str,
+    output: &str,
+    probes: &[&str; 3],
+) -> Result<(), String> {
     let said = |line: &str| guest_said(console, prefix, line);
     check(said("escape: done"), "the guest did not finish", output)?;
     check(
@@ -80,7 +89,7 @@ pub fn escape_was_contained(console: &str, prefix: &str, output: &str) -> Result
         "the spin did not end",
         output,
     )?;
-    for address in ["0x100000", "0x101000", "0x300000"] {
+    for address in probes {
         let expected = format!(
             "escape: paravisor memory {address}: read 0xffffffffffffffff, after writing read 0xffffffffffffffff"
         );
@@ -96,7 +105,17 @@ pub fn escape_was_contained(console: &str, prefix: &str, output: &str) -> Result
         memory_logs == 9,
         &format!("{memory_logs} memory attempts logged, wanted 9"),
         output,
-    )?;
+    )
+}
+
+/// The x86 escape guest's port attempts: Parapet refuses to write its own memory for a
+/// string IN, and odd-width and string accesses to COM1 are logged and answered per byte lane.
+pub fn escape_ports_were_contained(
+    console: &str,
+    prefix: &str,
+    output: &str,
+) -> Result<(), String> {
+    let said = |line: &str| guest_said(console, prefix, line);
     check(
         console.contains("touches unmapped or foreign address 0x100000; stopped there"),
         "Parapet wrote into its own memory for a string IN, or did not log refusing",

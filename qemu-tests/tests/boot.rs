@@ -55,11 +55,13 @@ fn check(cond: bool, what: &str, output: &str) -> Result<(), Failed> {
 }
 
 /// The platform Parapet finds under QEMU: TCG's `-cpu max` offers AMD-V with nested paging
-/// on x86_64 (the `svm` backend); this host's KVM gives its guests no SVM.
+/// on x86_64 (the `svm` backend), this host's KVM gives its guests no SVM; aarch64 Parapet
+/// runs at EL2 (the `el2` backend).
 fn qemu_platform(arch: Arch, accel: Accel) -> &'static str {
     match (arch, accel) {
         (Arch::X86_64, Accel::Tcg) => "svm",
-        _ => "native",
+        (Arch::X86_64, Accel::Kvm) => "native",
+        (Arch::Aarch64, _) => "el2",
     }
 }
 

@@ -10,7 +10,7 @@ use qemu_tests::banner;
 use xtask::build::{self, Guest};
 use xtask::qemu::{kvm_usable, Verdict};
 use xtask::vmm::VmmLite;
-use xtask::Flavor;
+use xtask::{Arch, Flavor};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -24,7 +24,7 @@ struct Ran {
 
 fn run_guest(guest: Guest) -> Result<Ran, Failed> {
     build::guests().map_err(|e| format!("{e:#}"))?;
-    run_payload(build::guest_path(guest), "vbs")
+    run_payload(build::guest_path(Arch::X86_64, guest), "vbs")
 }
 
 /// vmm-lite on `platform` with `payload` as the VTL0 guest.
@@ -131,7 +131,8 @@ fn escape() -> Result<(), Failed> {
     } = run_guest(Guest::Escape)?;
     // Parapet stays up: the guest gets to its end and powers off cleanly, having seen none
     // of the paravisor's memory.
-    qemu_tests::escape_was_contained(&console, "vtl0", &output)?;
+    qemu_tests::escape_was_contained(&console, "vtl0", &output, &qemu_tests::X86_PARAVISOR_PROBES)?;
+    qemu_tests::escape_ports_were_contained(&console, "vtl0", &output)?;
     check(
         verdict == Verdict::Success,
         &format!("verdict {verdict:?}, wanted Success"),

@@ -195,7 +195,8 @@ pub fn vmm_lite() -> Result<PathBuf> {
     Ok(root.join("target/release/vmm-lite"))
 }
 
-/// A test guest (qemu-tests/guests): VTL0 under hv_vtl, the guest under svm.
+/// A test guest (qemu-tests/guests): VTL0 under hv_vtl, the guest under svm (x86_64), or at
+/// EL1 under the `el2` backend (aarch64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Guest {
     Hello,
@@ -215,40 +216,48 @@ impl Guest {
     }
 }
 
-/// Where the stripped ELF of `guest` goes.
-pub fn guest_path(guest: Guest) -> PathBuf {
-    image_dir(Arch::X86_64)
+/// Where the stripped ELF of `guest` for `arch` goes.
+pub fn guest_path(arch: Arch, guest: Guest) -> PathBuf {
+    image_dir(arch)
         .join("guests")
         .join(format!("{}.elf", guest.name()))
 }
 
-/// Builds the VTL0 test guests (x86_64, no_std) and writes their stripped ELFs.
+/// Builds the test guests (no_std) for every architecture and writes their stripped ELFs.
 pub fn guests() -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for arch in Arch::ALL {
+        out.extend(guests_for(arch)?);
+    }
+    Ok(out)
+}
+
+/// Builds the test guests that exist for `arch` and writes their stripped ELFs.
+pub fn guests_for(arch: Arch) -> Result<Vec<PathBuf>> {
     let root = workspace_root();
     let target_dir = root.join("target/guests");
     let dir_arg = target_dir.display().to_string();
-    let target = Arch::X86_64.rust_target();
+    let target = arch.rust_target();
     let remap = remap_paths_config(target);
-    let args = [
-        "-p",
-        "parapet-test-guests",
-        "--bins",
+    let guests = Guest::ALL;
+    let mut args = vec!["-p", "parapet-test-guests"];
+    for guest in &guests {
+        args.extend(["--bin", guest.name()]);
+    }
+    args.extend([
         "--target",
         target,
         "--target-dir",
         &dir_arg,
         "--config",
         &remap,
-    ];
-    cargo_build(&args, "the test guests")?;
+    ]);
+    cargo_build(&args, &format!("the {arch} test guests"))?;
     let objcopy = llvm_tool("llvm-objcopy")?;
     let mut out = Vec::new();
-    for guest in Guest::ALL {
-        let elf = target_dir
-            .join(Arch::X86_64.rust_target())
-            .join("release")
-            .join(guest.name());
-        let path = guest_path(guest);
+    for guest in guests {
+        let elf = target_dir.join(target).join("release").join(guest.name());
+        let path = guest_path(arch, guest);
         std::fs::create_dir_all(path.parent().unwrap_or(&root))?;
         let staged = staging_path(&path);
         let status = Command::new(&objcopy)

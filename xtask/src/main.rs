@@ -44,7 +44,7 @@ enum Cmd {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
         gic: u8,
         /// A test guest for Parapet to host (x86_64: under the svm backend, which QEMU TCG's
-        /// `-cpu max` offers), passed as the boot module.
+        /// `-cpu max` offers, as the PVH module; aarch64: under the el2 backend, as the initrd).
         #[arg(long, value_enum)]
         guest: Option<build::Guest>,
     },
@@ -61,10 +61,11 @@ enum Cmd {
     /// Measure image sizes, memory in use at ready, and TCG boot time to ready.
     Report,
     /// Run a benchmark: `boot` (vmm-lite + IGVM against QEMU/KVM + PVH, time to ready),
-    /// `vtl` (round trips: vmm-lite direct, the VTL switch floor, through Parapet), or `svm`
-    /// (the svm backend under QEMU TCG: exit round trip, time to the guest's first line).
+    /// `vtl` (round trips: vmm-lite direct, the VTL switch floor, through Parapet), or
+    /// `hosted` (the svm and el2 backends under QEMU TCG: exit round trip, time to the
+    /// guest's first line).
     Bench {
-        #[arg(value_parser = ["boot", "vtl", "svm"])]
+        #[arg(value_parser = ["boot", "vtl", "hosted"])]
         name: String,
     },
     /// Run clippy with the workspace lints (every unsafe block documented) on host crates and
@@ -105,11 +106,10 @@ fn real_main() -> Result<ExitCode> {
         } => {
             setup::all()?;
             let guest = match guest {
-                Some(guest) if arch == Arch::X86_64 => {
-                    build::guests()?;
-                    Some(build::guest_path(guest))
+                Some(guest) => {
+                    build::guests_for(arch)?;
+                    Some(build::guest_path(arch, guest))
                 }
-                Some(_) => anyhow::bail!("the test guests exist for x86_64 only so far"),
                 None => None,
             };
             let flavor = if test {
@@ -144,7 +144,7 @@ fn real_main() -> Result<ExitCode> {
             match name.as_str() {
                 "boot" => xtask::bench::boot()?,
                 "vtl" => xtask::bench::vtl()?,
-                "svm" => xtask::bench::svm()?,
+                "hosted" => xtask::bench::hosted()?,
                 other => anyhow::bail!("no benchmark named {other}"),
             }
             Ok(ExitCode::SUCCESS)
@@ -187,7 +187,7 @@ fn demo(accel: Accel) -> Result<ExitCode> {
     if accel == Accel::Kvm {
         match kvm_usable() {
             Ok(()) => {
-                build::guests()?;
+                build::guests_for(Arch::X86_64)?;
                 let vmm = xtask::vmm::VmmLite {
                     binary: build::vmm_lite()?,
                     igvm: build::igvm(Flavor::Normal)?,
@@ -195,7 +195,7 @@ fn demo(accel: Accel) -> Result<ExitCode> {
                     memory_mib: 256,
                     cmdline: None,
                     platform: "vbs",
-                    vtl0: Some(build::guest_path(build::Guest::Hello)),
+                    vtl0: Some(build::guest_path(Arch::X86_64, build::Guest::Hello)),
                 };
                 println!(
                     "xtask: vmm-lite boots {} in VTL2, with the hello guest in VTL0",
@@ -266,22 +266,24 @@ fn lint() -> Result<bool> {
             runs.push(args);
         }
     }
-    runs.push(
-        [
-            "clippy",
-            "-p",
-            "parapet-test-guests",
-            "--release",
-            "--bins",
-            "--target",
-            Arch::X86_64.rust_target(),
-            "--target-dir",
-        ]
-        .map(String::from)
-        .into_iter()
-        .chain([root.join("target/guests/lint").display().to_string()])
-        .collect(),
-    );
+    for arch in Arch::ALL {
+        runs.push(
+            [
+                "clippy",
+                "-p",
+                "parapet-test-guests",
+                "--release",
+                "--bins",
+                "--target",
+                arch.rust_target(),
+                "--target-dir",
+            ]
+            .map(String::from)
+            .into_iter()
+            .chain([root.join("target/guests/lint").display().to_string()])
+            .collect(),
+        );
+    }
     let mut clean = true;
     let formatted = Command::new(&cargo)
         .current_dir(&root)

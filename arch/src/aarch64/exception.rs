@@ -87,6 +87,15 @@ global_asm!(
     b parapet_exception_common
     .endm
 
+    // From the guest (a lower EL): its registers go to the context its entry named, and
+    // the entry call returns (see guest_entry.rs).
+    .macro guest_vector index
+    .balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x0, #\index
+    b parapet_guest_exit
+    .endm
+
     .section .text.parapet_vectors, "ax"
     .balign 0x800
     .global parapet_exception_vectors
@@ -99,10 +108,10 @@ parapet_exception_vectors:
     vector 5
     vector 6
     vector 7
-    vector 8
-    vector 9
-    vector 10
-    vector 11
+    guest_vector 8
+    guest_vector 9
+    guest_vector 10
+    guest_vector 11
     vector 12
     vector 13
     vector 14

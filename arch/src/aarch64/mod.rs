@@ -10,6 +10,8 @@ pub mod exception;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod gic;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod guest_entry;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod power;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod psci;

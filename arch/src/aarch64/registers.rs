@@ -51,6 +51,18 @@ read_only!(/// FAR_EL2: faulting virtual address.
 read_only!(/// ID_AA64MMFR0_EL1: memory model features (PARange in bits 3:0).
     id_aa64mmfr0, "id_aa64mmfr0_el1");
 
+read_only!(/// HPFAR_EL2: the faulting IPA of a stage-2 abort (bits 43:4 hold IPA bits 51:12).
+    hpfar_el2, "hpfar_el2");
+read_write!(/// VTCR_EL2: stage-2 translation control.
+    vtcr_el2, set_vtcr_el2, "vtcr_el2");
+read_write!(/// VTTBR_EL2: stage-2 table base and VMID.
+    vttbr_el2, set_vttbr_el2, "vttbr_el2");
+read_write!(/// CNTHCTL_EL2: which counter and timer registers EL1/EL0 may use without trapping.
+    cnthctl_el2, set_cnthctl_el2, "cnthctl_el2");
+read_write!(/// VMPIDR_EL2: the MPIDR_EL1 value EL1 reads.
+    vmpidr_el2, set_vmpidr_el2, "vmpidr_el2");
+read_write!(/// SCTLR_EL1: the guest's EL1 system control (MMU, caches, alignment checks).
+    sctlr_el1, set_sctlr_el1, "sctlr_el1");
 read_write!(/// VBAR_EL2: EL2 exception vector base.
     vbar_el2, set_vbar_el2, "vbar_el2");
 read_write!(/// HCR_EL2: hypervisor configuration.
@@ -73,6 +85,23 @@ read_write!(/// CNTHP_CTL_EL2: EL2 physical timer control.
     cnthp_ctl, set_cnthp_ctl, "S3_4_C14_C2_1");
 read_write!(/// CNTHP_CVAL_EL2: EL2 physical timer compare value.
     cnthp_cval, set_cnthp_cval, "S3_4_C14_C2_2");
+
+/// Drops every stage-1 and stage-2 translation of the current VMID, on every CPU of the
+/// inner-shareable domain, and waits for it.
+///
+/// # Safety
+/// VTTBR_EL2 must name the VMID meant; nothing may rely on translations being kept.
+pub unsafe fn invalidate_guest_tlb() {
+    // SAFETY: TLB maintenance has no effect beyond dropping cached translations.
+    unsafe {
+        asm!(
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}
 
 /// Reads ICC_IAR1_EL1, which acknowledges the highest-priority pending Group 1 interrupt:
 /// it becomes active and must later be ended with ICC_EOIR1_EL1.

@@ -26,6 +26,9 @@ const AP_STACK_SIZE: u64 = 64 * 1024;
 /// HCR_EL2: RW (EL1 is AArch64), IMO/FMO/AMO (physical IRQ, FIQ, SError go to EL2, so
 /// Parapet receives its own interrupts while running at EL2). Arm ARM D23.2.53.
 const HCR_EL2: u64 = (1 << 31) | (1 << 5) | (1 << 4) | (1 << 3);
+/// RAM Parapet keeps for itself when it hosts a guest: the start of RAM, where the loader put
+/// its image (as the IGVM layout's region on x86_64).
+const OWN_REGION_SIZE: u64 = 64 << 20;
 
 fn early_fatal(what: core::fmt::Arguments<'_>) -> ! {
     kernel::console::emergency_write_fmt(format_args!("parapet: fatal: {what}\n"));
@@ -105,10 +108,23 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     for &(start, size) in dt.reserved() {
         reserved.add("device-tree reservation", start, start.saturating_add(size));
     }
+    // Given a guest (the device tree's initrd), Parapet keeps to the first 64 MiB of RAM,
+    // where its image is, and the guest gets the rest; otherwise Parapet has all of it.
+    let ram_start = dt.memory.ram().map(|r| r.start).min().unwrap_or(0);
+    let own_memory = dt.initrd.map(|(start, end)| {
+        crate::guest::set_payload(start, end - start);
+        (ram_start, ram_start + OWN_REGION_SIZE)
+    });
     {
         let mut frames = FRAMES.lock();
         for r in dt.memory.ram() {
-            frames.add_ram(r.start, r.end);
+            let (start, end) = match own_memory {
+                Some((s, e)) => (r.start.max(s), r.end.min(e)),
+                None => (r.start, r.end),
+            };
+            if start < end {
+                frames.add_ram(start, end);
+            }
         }
         for r in reserved.ranges() {
             frames.reserve(r.start, r.end);
@@ -129,9 +145,18 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
     unsafe { platform::gic().init_distributor() };
     init_cpu_interrupts();
 
+    if let Some(own) = own_memory {
+        if !(image_start >= own.0 && image_end <= own.1) {
+            early_fatal(format_args!(
+                "the image at {image_start:#x}..{image_end:#x} is outside the first {} MiB of RAM, which Parapet keeps for itself",
+                OWN_REGION_SIZE >> 20
+            ));
+        }
+        crate::guest::ram::record(&dt.memory, own);
+    }
     let boot = BootInfo {
         arch: "aarch64",
-        platform: isolation::PlatformKind::Native,
+        platform: isolation::PlatformKind::El2,
         cpus: dt.cpus().len(),
         ram_bytes: dt.memory.ram_bytes(),
         cmdline: dt.bootargs,

@@ -119,7 +119,7 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     let own_memory = (platform == isolation::PlatformKind::Svm && info.module.is_some())
         .then_some((PARAVISOR_BASE, PARAVISOR_BASE + PARAVISOR_SIZE));
     if let Some((address, size)) = info.module {
-        super::guest::set_payload(address, size);
+        crate::guest::set_payload(address, size);
     }
     init(Discovered {
         platform,
@@ -240,7 +240,7 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
     crate::install_kernel_space(space);
     log::info!("page tables: RAM identity-mapped NX, image W^X, page 0 unmapped");
     if let Some(own) = own_memory {
-        super::guest::memory::record(&memory_map, own);
+        crate::guest::ram::record(&memory_map, own);
     }
     if platform == isolation::PlatformKind::HvVtl {
         match super::hv::init() {

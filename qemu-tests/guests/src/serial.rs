@@ -59,12 +59,3 @@ impl core::fmt::Write for Com1 {
         Ok(())
     }
 }
-
-/// `println!` for guests.
-#[macro_export]
-macro_rules! println {
-    ($($arg:tt)*) => {{
-        use core::fmt::Write as _;
-        let _ = writeln!($crate::serial::Com1, $($arg)*);
-    }};
-}

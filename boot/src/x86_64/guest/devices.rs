@@ -2,32 +2,14 @@
 //! console with a prefix naming the guest, `vtl0| ` or `guest| `) and the power port, where
 //! the guest reports how it ended in the isa-debug-exit protocol (0x10 success).
 
-use alloc::string::String;
-use alloc::vec::Vec;
-
 use devices::uart16550::emulator::Uart16550Emulator;
+
+use crate::guest::console::GuestConsole;
 
 pub const COM1_BASE: u16 = 0x3f8;
 pub const COM1_LAST: u16 = 0x3ff;
 pub const POWER_PORT: u16 = 0xf4;
 const POWER_SUCCESS: u32 = 0x10;
-/// Guest output lines longer than this are printed in pieces.
-const MAX_LINE: usize = 256;
-
-/// Prints `line` after `prefix`, unprintable bytes as `.`, and empties it.
-fn print_line(prefix: &str, line: &mut Vec<u8>) {
-    let text: String = line
-        .drain(..)
-        .map(|b| {
-            if (0x20..0x7f).contains(&b) {
-                char::from(b)
-            } else {
-                '.'
-            }
-        })
-        .collect();
-    kernel::println!("{prefix}| {text}");
-}
 
 /// What the guest asked of the machine by a port write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,17 +20,14 @@ pub enum PortEffect {
 
 pub struct GuestDevices {
     com1: Uart16550Emulator,
-    line: Vec<u8>,
-    /// What the guest's console lines are prefixed with.
-    prefix: &'static str,
+    console: GuestConsole,
 }
 
 impl GuestDevices {
     pub fn new(prefix: &'static str) -> Self {
         Self {
             com1: Uart16550Emulator::new(),
-            line: Vec::new(),
-            prefix,
+            console: GuestConsole::new(prefix),
         }
     }
 
@@ -87,28 +66,19 @@ impl GuestDevices {
         PortEffect::None
     }
 
-    /// Moves what the guest transmitted to the console, a line at a time.
+    /// Moves what the guest transmitted to the console.
     fn drain_output(&mut self) {
         for byte in self.com1.drain_transmitted() {
-            match byte {
-                b'\n' => print_line(self.prefix, &mut self.line),
-                b'\r' => {}
-                b => {
-                    self.line.push(b);
-                    if self.line.len() >= MAX_LINE {
-                        print_line(self.prefix, &mut self.line);
-                    }
-                }
-            }
+            self.console.push(byte);
         }
     }
 
     /// Prints the pending partial line (also on power-off, so nothing is lost).
     pub fn flush_line(&mut self) {
-        print_line(self.prefix, &mut self.line);
+        self.console.flush_line();
     }
 
     pub fn has_partial_line(&self) -> bool {
-        !self.line.is_empty()
+        self.console.has_partial_line()
     }
 }

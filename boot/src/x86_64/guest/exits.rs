@@ -6,8 +6,8 @@ use isolation::exit::{merge_in, ExitSite, GuestExit, PortAccess, PortDirection, 
 use isolation::x86_insn::{self, Access, Destination, Extension};
 
 use super::devices::{GuestDevices, PortEffect, COM1_BASE, COM1_LAST};
-use super::log_budget::LogBudget;
 use super::GuestVp;
+use crate::guest::log_budget::LogBudget;
 
 /// Elements of a REP string instruction emulated per exit; the rest run after the guest
 /// re-executes the instruction (RIP stays, RCX counts down), so a huge RCX cannot hold
@@ -128,6 +128,10 @@ pub fn handle(
         }
         GuestExit::Unrecoverable => {
             log::error!("{backend}: {guest} cannot continue (triple fault or failed entry)");
+            Verdict::PowerOff { success: false }
+        }
+        GuestExit::Mmio { .. } | GuestExit::FirmwareCall { .. } => {
+            log::error!("{backend}: {guest} exit {exit:?} is not one an x86 guest makes; stopping");
             Verdict::PowerOff { success: false }
         }
         GuestExit::Unknown { kind } => {

@@ -11,9 +11,11 @@ use alloc::vec;
 
 use hvdef::hypercall::InitialVpContext;
 use hvdef::registers::{SegmentRegister, TableRegister};
-use kernel::elf::{self, ElfError};
+use kernel::elf;
 
-use super::memory;
+use crate::guest::elf_load;
+pub use crate::guest::elf_load::LoadError;
+use crate::guest::ram;
 
 /// Where the boot structures go, in guest RAM; payloads must stay clear of them.
 const PML4: u64 = 0x1000;
@@ -22,8 +24,6 @@ const PDPT: u64 = 0x2000;
 const PAGE_DIRECTORIES: u64 = 0x3000;
 const GDT: u64 = 0x7000;
 const BOOT_STRUCTURES_END: u64 = 0x8000;
-/// A bound on payload size: it is copied into Parapet's heap to be parsed.
-const MAX_PAYLOAD: u64 = 2 << 20;
 
 /// GDT entries: null, 64-bit code (0x08), data (0x10) (Intel SDM Vol. 3A §3.4.5).
 const GDT_ENTRIES: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
@@ -31,78 +31,13 @@ const GDT_ENTRIES: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
 const PRESENT_WRITABLE: u64 = 0b11;
 const LARGE: u64 = 1 << 7;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoadError {
-    /// The staged payload is not inside the guest's RAM.
-    StagingOutsideRam {
-        address: u64,
-        size: u64,
-    },
-    TooLarge(u64),
-    Elf(ElfError),
-    /// A segment (or the boot structures) falls outside the guest's RAM, or a segment on the
-    /// boot structures.
-    SegmentOutside {
-        start: u64,
-        end: u64,
-    },
-}
-
-impl core::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            LoadError::StagingOutsideRam { address, size } => write!(
-                f,
-                "the payload at {address:#x} ({size} bytes) is not in the guest's RAM"
-            ),
-            LoadError::TooLarge(size) => {
-                write!(f, "the payload is {size} bytes; at most {MAX_PAYLOAD}")
-            }
-            LoadError::Elf(e) => write!(f, "the payload is not a usable ELF: {e}"),
-            LoadError::SegmentOutside { start, end } => write!(
-                f,
-                "segment {start:#x}..{end:#x} is outside the guest's RAM or on its boot structures"
-            ),
-        }
-    }
-}
-
 /// Loads the ELF staged at `address` (`size` bytes) and builds the boot structures; returns
 /// the context the guest starts in.
 pub fn load(address: u64, size: u64) -> Result<InitialVpContext, LoadError> {
-    if size > MAX_PAYLOAD {
-        return Err(LoadError::TooLarge(size));
-    }
-    // One copy, then parse: the staging area is the guest's memory. The guest has not run
-    // yet, so the bulk copies of `memory::load*` are sound here.
-    let mut payload = vec![0u8; size as usize];
-    memory::load_from(address, &mut payload)
-        .map_err(|_| LoadError::StagingOutsideRam { address, size })?;
-    let executable = elf::parse(&payload, elf::MACHINE_X86_64).map_err(LoadError::Elf)?;
-    for segment in &executable.segments {
-        let (start, end) = (segment.address, segment.end());
-        if start < BOOT_STRUCTURES_END || !memory::contains(start, segment.memory_size) {
-            return Err(LoadError::SegmentOutside { start, end });
-        }
-    }
-    for segment in &executable.segments {
-        let file = &payload[segment.file.clone()];
-        let file_len = file.len() as u64;
-        let outside = |_| LoadError::SegmentOutside {
-            start: segment.address,
-            end: segment.end(),
-        };
-        memory::load(segment.address, Some(file), file_len).map_err(outside)?;
-        let bss = segment.memory_size - file_len;
-        memory::load(segment.address + file_len, None, bss).map_err(outside)?;
-    }
+    // Page 0 stays clear too: a payload there is a mistake, not a layout.
+    let entry = elf_load::load(address, size, elf::MACHINE_X86_64, 0..BOOT_STRUCTURES_END)?;
     build_boot_structures()?;
-    log::info!(
-        "guest payload loaded: {} segments, entry {:#x}",
-        executable.segments.len(),
-        executable.entry
-    );
-    Ok(boot_context(executable.entry))
+    Ok(boot_context(entry))
 }
 
 /// The identity map of the first 4 GiB and the GDT, built here and copied to guest RAM.
@@ -124,7 +59,7 @@ fn build_boot_structures() -> Result<(), LoadError> {
     for (i, descriptor) in GDT_ENTRIES.iter().enumerate() {
         entry(GDT + 8 * i as u64, *descriptor);
     }
-    memory::load(PML4, Some(&pages), pages.len() as u64).map_err(|_| LoadError::SegmentOutside {
+    ram::load(PML4, Some(&pages), pages.len() as u64).map_err(|_| LoadError::SegmentOutside {
         start: PML4,
         end: BOOT_STRUCTURES_END,
     })

@@ -1,44 +1,16 @@
-//! The guest Parapet hosts, whatever the isolation backend: its RAM, its loading, the devices
-//! it sees, and the answers to its exits. A backend (`hv_vtl`, `svm`) decodes what its
+//! The x86 guest Parapet hosts, whatever the isolation backend: its boot state, the devices
+//! it sees, and the answers to its exits (its RAM and payload are `crate::guest`'s). A backend (`hv_vtl`, `svm`) decodes what its
 //! platform reports into `isolation::exit::GuestExit` and hands it here with a [`GuestVp`]
 //! that reaches the guest's registers; everything after that is this one copy.
 
 pub mod devices;
 pub mod exits;
 pub mod loader;
-pub mod log_budget;
-pub mod memory;
+pub mod paging;
 pub mod policy;
 
 use isolation::x86_insn::CodeMode;
-use memory::Paging;
-use spin::Once;
-
-/// The guest's payload staged in its RAM by the loader, (address, size): a PVH module.
-static PAYLOAD: Once<(u64, u64)> = Once::new();
-
-/// Records the payload the loader staged.
-pub fn set_payload(address: u64, size: u64) {
-    PAYLOAD.call_once(|| (address, size));
-}
-
-/// The guest's payload: the loader's module, or `parapet.vtl0=ADDRESS,SIZE` on the command
-/// line (how vmm-lite's `--vtl0` names it).
-pub fn payload(cmdline: &str) -> Option<(u64, u64)> {
-    PAYLOAD.get().copied().or_else(|| payload_option(cmdline))
-}
-
-/// `parapet.vtl0=ADDRESS,SIZE` (hexadecimal with `0x`, or decimal).
-fn payload_option(cmdline: &str) -> Option<(u64, u64)> {
-    let value = kernel::cmdline::option(cmdline, "parapet.vtl0")?;
-    let number = |s: &str| match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => s.parse().ok(),
-    };
-    let (address, size) = value.split_once(',')?;
-    Some((number(address)?, number(size)?))
-}
-
+use paging::Paging;
 /// The guest's general-purpose registers other than RSP, in the order the backends' entry
 /// code stores them (RSP lives in the platform's own state: VMCB, or VTL0's vCPU).
 #[repr(C)]

@@ -4,8 +4,8 @@
 //! An MSR Parapet does not offer reads 0 and ignores writes, with a log line; hardware would
 //! raise #GP, which waits for exception injection on every backend.
 
-use super::log_budget::LogBudget;
 use super::Names;
+use crate::guest::log_budget::LogBudget;
 
 static MSR_LOGS: LogBudget = LogBudget::new("accesses to MSRs not offered");
 

@@ -22,7 +22,7 @@ use spin::Mutex;
 
 use crate::machine::guest::devices::GuestDevices;
 use crate::machine::guest::exits::{self, Verdict};
-use crate::machine::guest::memory::Paging;
+use crate::machine::guest::paging::Paging;
 use crate::machine::guest::{loader, Gprs, GuestVp, Names};
 use crate::machine::hv;
 use hvdef::registers;

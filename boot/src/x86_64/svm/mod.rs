@@ -18,10 +18,11 @@ use isolation::svm_exit::{self, code, SvmExitState};
 use isolation::x86_insn::{self, CodeMode};
 use kernel::executor::yield_now;
 
+use crate::guest::log_budget::LogBudget;
+use crate::guest::ram;
 use crate::machine::guest::devices::GuestDevices;
 use crate::machine::guest::exits::{self, Verdict};
-use crate::machine::guest::log_budget::LogBudget;
-use crate::machine::guest::memory::{self, Paging};
+use crate::machine::guest::paging::Paging;
 use crate::machine::guest::{loader, policy, Gprs, GuestVp, Names};
 use vmcb::{control, misc1, misc2, save, Vmcb};
 
@@ -234,7 +235,7 @@ fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
     let host_save_area = kernel::memory::allocate_zeroed_frame()?;
     // SAFETY: platform svm means CPUID reports SVM; the frame is this CPU's alone.
     unsafe { run::enable(host_save_area) }.map_err(SvmError::Enable)?;
-    let nested_root = npt::build(memory::ranges())?;
+    let nested_root = npt::build(ram::ranges())?;
     let iopm = kernel::memory::allocate_filled_frames(IOPM_PAGES, 0xff)?;
     let msrpm = kernel::memory::allocate_filled_frames(MSRPM_PAGES, 0xff)?;
     let host_state = kernel::memory::allocate_zeroed_frame()?;
@@ -273,7 +274,7 @@ fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
     set_boot_state(&mut vmcb, &context);
     log::info!(
         "svm: nested tables at {nested_root:#x} map {} RAM ranges; entry {:#x}",
-        memory::ranges().len(),
+        ram::ranges().len(),
         context.rip
     );
     // Whether the CPU reports the next RIP on exits (CPUID 0x8000_000A EDX bit 3); QEMU TCG

@@ -1,5 +1,4 @@
-//! The escape guest: tries what a hostile VTL0 would and prints what it observed, so a test
-//! can check that the paravisor held.
+//! The escape guest on x86_64, in VTL0 or under the svm backend:
 //!
 //! - reads and writes the paravisor's memory (its first page, 1 MiB), plainly and as the
 //!   destination of a string IN;
@@ -7,24 +6,13 @@
 //!   runs on;
 //! - touches the intercepted COM1 with 16- and 32-bit accesses and string forms;
 //! - spins without exits, as if to starve the paravisor.
-#![cfg_attr(target_os = "none", no_std, no_main)]
 
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("escape is a VTL0 test guest; `cargo xtask build` builds it for x86_64-unknown-none");
-    std::process::exit(2);
-}
-
-#[cfg(target_os = "none")]
-use parapet_test_guests::{exit, hypercall, port, println, serial, smp, EXIT_SUCCESS};
+use parapet_test_guests::{exit, hypercall, port, println, smp};
 
 /// The paravisor's region starts here (abi::igvm_layout::PARAVISOR_BASE).
-#[cfg(target_os = "none")]
 const PARAVISOR: u64 = 0x10_0000;
-#[cfg(target_os = "none")]
 const COM1: u16 = 0x3f8;
 
-#[cfg(target_os = "none")]
 fn memory() {
     for offset in [0u64, 0x1000, 0x20_0000] {
         let address = (PARAVISOR + offset) as *mut u64;
@@ -48,7 +36,6 @@ fn memory() {
     println!("escape: rep insb into paravisor memory done");
 }
 
-#[cfg(target_os = "none")]
 fn hypercalls() {
     if !hypercall::init() {
         println!("escape: no hypercall page");
@@ -98,13 +85,11 @@ fn hypercalls() {
 }
 
 /// Where a successful restart of VP 0 would land.
-#[cfg(target_os = "none")]
 extern "C" fn restart_target() -> ! {
     println!("escape: VP 0 was restarted");
     exit(parapet_test_guests::EXIT_FAILURE)
 }
 
-#[cfg(target_os = "none")]
 fn odd_ports() {
     // SAFETY: COM1 is this guest's (emulated) UART; every access below is legal x86, just
     // unusual for an 8-bit device.
@@ -125,7 +110,6 @@ fn odd_ports() {
 
 /// Spins without a single exit for about 2^29 TSC cycles (a fifth of a second at 2.5 GHz):
 /// the paravisor must keep its own time meanwhile.
-#[cfg(target_os = "none")]
 fn spin() {
     let tsc = || {
         let (low, high): (u32, u32);
@@ -142,15 +126,10 @@ fn spin() {
     println!("escape: spun without exits");
 }
 
-#[cfg(target_os = "none")]
-#[no_mangle]
-extern "C" fn guest_main() -> ! {
-    serial::init();
-    println!("escape: start");
+/// Every attempt, in order.
+pub fn run() {
     memory();
     hypercalls();
     odd_ports();
     spin();
-    println!("escape: done");
-    exit(EXIT_SUCCESS)
 }

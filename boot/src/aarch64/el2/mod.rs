@@ -1,0 +1,354 @@
+//! The `el2` isolation backend: Parapet at EL2 hosts its guest at EL1 behind stage-2
+//! translation over the guest's RAM only (never Parapet's region). The guest's accesses to
+//! anything else are stage-2 data aborts, decoded from their syndrome
+//! (`isolation::el2_exit`) into MMIO exits for the emulated PL011 at the guest's 0x0900_0000
+//! (or an empty bus); its HVC and SMC calls are PSCI (`devices::psci`); Parapet's own timer
+//! keeps running through the guest's runs because physical interrupts go to EL2.
+//!
+//! Guest CPU n runs on Parapet's CPU n: CPU 0 starts at the payload's entry, the others when
+//! the guest starts them with PSCI CPU_ON.
+
+mod devices;
+mod stage2;
+
+use arch::aarch64::guest_entry::{self, GuestContext};
+use arch::aarch64::registers;
+use devices::GuestDevices;
+use isolation::el2_exit::{self, class, El2ExitState};
+use isolation::exit::{GuestExit, MmioAccess};
+use kernel::executor::yield_now;
+use spin::{Mutex, Once};
+
+use ::devices::psci::{self, Effect};
+
+use crate::guest::elf_load::{self, LoadError};
+use crate::guest::log_budget::LogBudget;
+use crate::guest::ram;
+
+/// HCR_EL2 while hosting (Arm ARM D23.2.53): VM (stage 2 on), SWIO, FMO/IMO/AMO (physical
+/// interrupts to EL2, whatever the guest masks), TWI (WFI traps: the guest idles in
+/// Parapet), TSC (SMC traps: PSCI over SMC reaches Parapet, not firmware), RW (EL1 is
+/// AArch64).
+const HCR_HOSTING: u64 =
+    (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 31);
+/// CNTHCTL_EL2: EL1PCTEN and EL1PCEN: the guest reads the physical counter and uses its EL1
+/// physical timer without trapping (D23.2.80).
+const CNTHCTL_EL1_TIMERS: u64 = 0b11;
+/// SCTLR_EL1 as after reset: MMU and caches off, the RES1 bits set (D23.2.161).
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+/// PSTATE for a guest CPU's first instruction: EL1h, DAIF masked (D1.4 / SPSR_EL2 layout).
+const PSTATE_EL1H_MASKED: u64 = 0x3c5;
+/// MPIDR_EL1 bit 31 is RES1.
+const MPIDR_RES1: u64 = 1 << 31;
+/// The only largest guest CPU count Parapet tracks.
+const MAX_CPUS: usize = kernel::executor::MAX_CPUS;
+
+/// What every guest CPU shares.
+struct Guest {
+    stage2_root: u64,
+    cpus: usize,
+    devices: Mutex<GuestDevices>,
+    /// Per guest CPU: its start (entry, context) once the guest asked for it, and whether it
+    /// runs.
+    cpu_state: Mutex<[CpuState; MAX_CPUS]>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct CpuState {
+    start: Option<(u64, u64)>,
+    running: bool,
+}
+
+static GUEST: Once<Guest> = Once::new();
+static MEMORY_LOGS: LogBudget = LogBudget::new("accesses outside their RAM");
+static CALL_LOGS: LogBudget = LogBudget::new("unknown firmware calls");
+
+/// What to do after an exit.
+enum Verdict {
+    Resume,
+    /// Wait for Parapet's next tick, then resume (WFI).
+    Idle,
+    /// This guest CPU is off (CPU_OFF); it may be started again.
+    Off,
+    PowerOff {
+        success: bool,
+    },
+}
+
+/// Loads the guest staged at `address` (`size` bytes) and runs it: CPU 0 here from its
+/// entry, the others on their own CPUs once started. The machine stops with the guest's
+/// verdict, or with failure if it cannot start.
+pub async fn host(address: u64, size: u64, cpus: usize) {
+    let entry = match elf_load::load(address, size, kernel::elf::MACHINE_AARCH64, 0..0) {
+        Ok(entry) => entry,
+        Err(e) => stop_unstarted(e),
+    };
+    let stage2_root = match stage2::build(ram::ranges()) {
+        Ok(root) => root,
+        Err(e) => {
+            log::error!("el2: guest not started: no frames for the stage-2 tables: {e}");
+            kernel::platform::exit(arch::ExitStatus::Failure);
+        }
+    };
+    let cpus = cpus.min(MAX_CPUS);
+    let guest = GUEST.call_once(|| Guest {
+        stage2_root,
+        cpus,
+        devices: Mutex::new(GuestDevices::new()),
+        cpu_state: Mutex::new([CpuState::default(); MAX_CPUS]),
+    });
+    guest.cpu_state.lock()[0] = CpuState {
+        start: Some((entry, 0)),
+        running: true,
+    };
+    log::info!(
+        "el2: guest running behind stage 2 ({} RAM ranges), entry {entry:#x}, {cpus} CPUs",
+        ram::ranges().len()
+    );
+    for cpu in 1..cpus {
+        match kernel::executor::on_cpu(cpu) {
+            Some(executor) => {
+                executor.spawn(host_cpu(guest, cpu));
+            }
+            None => log::error!("el2: cpu{cpu} has no executor; guest CPU {cpu} cannot start"),
+        }
+    }
+    host_cpu(guest, 0).await
+}
+
+fn stop_unstarted(e: LoadError) -> ! {
+    log::error!("el2: guest not started: loading the guest: {e}");
+    kernel::platform::exit(arch::ExitStatus::Failure);
+}
+
+/// Serves guest CPU `cpu` on this CPU: waits until it is started, then runs it.
+async fn host_cpu(guest: &'static Guest, cpu: usize) {
+    prepare_cpu(guest, cpu);
+    let (mut exits, mut interrupts) = (0u64, 0u64);
+    // Counter ticks spent in exit round trips: from entering the guest to its exit handled.
+    let mut exit_ticks = 0u64;
+    loop {
+        let Some((entry, context)) = wait_for_start(guest, cpu).await else {
+            return;
+        };
+        let mut vcpu = GuestContext {
+            pc: entry,
+            pstate: PSTATE_EL1H_MASKED,
+            ..Default::default()
+        };
+        vcpu.x[0] = context;
+        let mut last_yield = crate::cpus::ticks(cpu);
+        loop {
+            let round_trip_start = registers::counter();
+            // SAFETY: HCR_EL2, VTCR/VTTBR and the lower-EL vectors were set for this CPU by
+            // `prepare_cpu`; the context's PSTATE names EL1 (set above, or the guest's own as
+            // its exception left it).
+            let vector = unsafe { guest_entry::enter(&mut vcpu) };
+            // SAFETY: this CPU's vectors handle IRQs; one that ended the run is taken here.
+            unsafe { registers::unmask_irqs() };
+            let verdict = match vector {
+                guest_entry::VECTOR_IRQ => {
+                    interrupts += 1;
+                    Verdict::Resume
+                }
+                guest_entry::VECTOR_SYNC => {
+                    exits += 1;
+                    let verdict = synchronous(guest, cpu, &mut vcpu);
+                    exit_ticks += registers::counter().wrapping_sub(round_trip_start);
+                    verdict
+                }
+                other => {
+                    log::error!(
+                        "el2: guest CPU {cpu} took vector {other} (FIQ or SError) at {:#x}, ESR {:#x}; stopping",
+                        vcpu.pc,
+                        vcpu.esr
+                    );
+                    Verdict::PowerOff { success: false }
+                }
+            };
+            match verdict {
+                Verdict::Resume => {}
+                Verdict::Idle => {
+                    let tick = crate::cpus::ticks(cpu);
+                    while crate::cpus::ticks(cpu) == tick {
+                        yield_now().await;
+                    }
+                }
+                Verdict::Off => {
+                    guest.cpu_state.lock()[cpu] = CpuState::default();
+                    break;
+                }
+                Verdict::PowerOff { success } => {
+                    guest.devices.lock().flush();
+                    let round_trip_ns = (u128::from(exit_ticks) * 1_000_000_000
+                        / u128::from(registers::counter_frequency().max(1))
+                        / u128::from(exits.max(1))) as u64;
+                    log::info!(
+                        "el2: the guest powered off ({}) after {exits} exits and {interrupts} interrupts on CPU {cpu} ({}.{} us per exit round trip)",
+                        if success { "success" } else { "failure" },
+                        round_trip_ns / 1000,
+                        round_trip_ns % 1000 / 100
+                    );
+                    kernel::platform::exit(if success {
+                        arch::ExitStatus::Success
+                    } else {
+                        arch::ExitStatus::Failure
+                    });
+                }
+            }
+            let tick = crate::cpus::ticks(cpu);
+            if tick != last_yield {
+                last_yield = tick;
+                yield_now().await;
+            }
+        }
+    }
+}
+
+/// Waits, a tick at a time, until guest CPU `cpu` is started; `None` if the guest has not
+/// enough CPUs for it.
+async fn wait_for_start(guest: &Guest, cpu: usize) -> Option<(u64, u64)> {
+    if cpu >= guest.cpus {
+        return None;
+    }
+    loop {
+        if let Some(start) = guest.cpu_state.lock()[cpu].start {
+            return Some(start);
+        }
+        kernel::executor::sleep_ms(10).await;
+    }
+}
+
+/// Points this CPU's stage 2 at the guest's tables and sets what the guest's EL1 starts
+/// with.
+fn prepare_cpu(guest: &Guest, cpu: usize) {
+    // SAFETY: the tables map only guest RAM; the guest runs nowhere yet on this CPU, so
+    // nothing depends on the old stage-2 or EL1 state; Parapet itself runs at EL2, which
+    // neither affects.
+    unsafe {
+        registers::set_vtcr_el2(stage2::VTCR);
+        registers::set_vttbr_el2(guest.stage2_root | (stage2::VMID << 48));
+        registers::set_hcr_el2(HCR_HOSTING);
+        registers::set_cnthctl_el2(registers::cnthctl_el2() | CNTHCTL_EL1_TIMERS);
+        registers::set_sctlr_el1(SCTLR_EL1_RESET);
+        registers::set_vmpidr_el2(MPIDR_RES1 | cpu as u64);
+        registers::isb();
+        registers::invalidate_guest_tlb();
+    }
+}
+
+/// A synchronous exception from the guest: decoded, answered, and the guest moved on.
+fn synchronous(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
+    let state = El2ExitState {
+        esr: vcpu.esr,
+        far: vcpu.far,
+        hpfar: vcpu.hpfar,
+        pc: vcpu.pc,
+        x: vcpu.x,
+        pstate: vcpu.pstate,
+    };
+    let Some((exit, site)) = el2_exit::decode(&state, cpu as u32) else {
+        log::error!(
+            "el2: guest CPU {cpu}: unexpected exception class {:#x} (ESR {:#x}) at {:#x}; stopping",
+            state.class(),
+            state.esr,
+            state.pc
+        );
+        return Verdict::PowerOff { success: false };
+    };
+    let step = u64::from(site.instruction_length);
+    match exit {
+        GuestExit::Mmio { gpa, size, access } => {
+            let answered = guest.devices.lock().access(gpa, size, access);
+            if let MmioAccess::Read {
+                register,
+                sign_extend,
+                wide,
+            } = access
+            {
+                // Nothing there: the bus reads all ones. Register 31 is the zero register.
+                let raw = answered.unwrap_or(u64::MAX);
+                if let Some(x) = vcpu.x.get_mut(usize::from(register)) {
+                    *x = el2_exit::loaded_value(raw, size, sign_extend, wide);
+                }
+            }
+            if answered.is_none() && MEMORY_LOGS.take() {
+                log::warn!(
+                    "el2: the guest {} {gpa:#x}, which it may not access, at {:#x}; completed as an empty bus",
+                    if matches!(access, MmioAccess::Write(_)) { "write to" } else { "read of" },
+                    state.pc
+                );
+            }
+            vcpu.pc = vcpu.pc.wrapping_add(step);
+            Verdict::Resume
+        }
+        GuestExit::Memory { gpa, write, .. } => {
+            log::error!(
+                "el2: the guest {} {gpa:#x} at {:#x} with an instruction the syndrome does not describe; stopping",
+                if write { "wrote to" } else { "read" },
+                state.pc
+            );
+            Verdict::PowerOff { success: false }
+        }
+        GuestExit::FirmwareCall { function, args } => {
+            // A trapped SMC returns to itself; an HVC already points past.
+            if state.class() == class::SMC64 {
+                vcpu.pc = vcpu.pc.wrapping_add(step);
+            }
+            firmware_call(guest, cpu, vcpu, function, args)
+        }
+        GuestExit::Halt => {
+            vcpu.pc = vcpu.pc.wrapping_add(step);
+            Verdict::Idle
+        }
+        other => {
+            log::error!("el2: guest CPU {cpu}: exit {other:?} has no answer here; stopping");
+            Verdict::PowerOff { success: false }
+        }
+    }
+}
+
+/// PSCI over HVC/SMC.
+fn firmware_call(
+    guest: &Guest,
+    cpu: usize,
+    vcpu: &mut GuestContext,
+    function: u32,
+    args: [u64; 3],
+) -> Verdict {
+    let (result, effect) = {
+        let states = guest.cpu_state.lock();
+        psci::call(
+            function,
+            args,
+            guest.cpus,
+            |c| states[c].running || states[c].start.is_some(),
+            |address| ram::contains(address, 4),
+        )
+    };
+    vcpu.x[0] = result;
+    if result == psci::NOT_SUPPORTED && function != psci::FEATURES && CALL_LOGS.take() {
+        log::info!("el2: the guest called firmware function {function:#x}; not supported");
+    }
+    match effect {
+        Effect::None => Verdict::Resume,
+        Effect::StartCpu {
+            cpu: target,
+            entry,
+            context,
+        } => {
+            guest.cpu_state.lock()[target] = CpuState {
+                start: Some((entry, context)),
+                running: true,
+            };
+            log::info!("el2: guest CPU {cpu} started CPU {target} at {entry:#x}");
+            Verdict::Resume
+        }
+        Effect::CpuOff => Verdict::Off,
+        Effect::PowerOff => Verdict::PowerOff { success: true },
+        Effect::Reset => {
+            log::info!("el2: the guest asked for a reset; Parapet does not restart guests");
+            Verdict::PowerOff { success: false }
+        }
+    }
+}

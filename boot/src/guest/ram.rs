@@ -1,0 +1,109 @@
+//! The guest's RAM as Parapet reaches it: the machine's RAM outside Parapet's own region, at
+//! the same addresses (VTL0's view on hv_vtl, the nested page tables on svm, stage 2 on el2),
+//! identity-mapped in Parapet's address space.
+//!
+//! A guest-physical address the guest hands us is checked against its RAM before every use:
+//! a hostile page table or payload must not make Parapet read or write its own memory for it.
+
+use alloc::vec::Vec;
+
+use arch::memory_map::MemoryMap;
+use spin::Once;
+
+/// The guest's RAM ranges, (start, end), in address order.
+static GUEST_RAM: Once<Vec<(u64, u64)>> = Once::new();
+
+/// Records the guest's RAM: every RAM range of `map` less Parapet's region `own` (start, end).
+pub fn record(map: &MemoryMap, own: (u64, u64)) {
+    GUEST_RAM.call_once(|| {
+        let mut ranges = Vec::new();
+        for r in map.ram() {
+            for (start, end) in [(r.start, r.end.min(own.0)), (r.start.max(own.1), r.end)] {
+                if start < end {
+                    ranges.push((start, end));
+                }
+            }
+        }
+        ranges
+    });
+}
+
+/// The guest's RAM ranges, (start, end); empty before [`record`].
+pub fn ranges() -> &'static [(u64, u64)] {
+    GUEST_RAM.get().map_or(&[], Vec::as_slice)
+}
+
+/// Whether `[gpa, gpa + len)` lies inside one of the guest's RAM ranges.
+pub fn contains(gpa: u64, len: u64) -> bool {
+    let Some(end) = gpa.checked_add(len) else {
+        return false;
+    };
+    GUEST_RAM
+        .get()
+        .is_some_and(|ranges| ranges.iter().any(|&(s, e)| s <= gpa && end <= e))
+}
+
+/// An access outside the guest's RAM or through an unmapped linear address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub address: u64,
+}
+
+/// Copies guest RAM at `gpa` into `out`. (The x86 page walker's; aarch64 has its guest's
+/// accesses described by syndromes and reads nothing for it yet.)
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub fn read(gpa: u64, out: &mut [u8]) -> Result<(), Fault> {
+    if !contains(gpa, out.len() as u64) {
+        return Err(Fault { address: gpa });
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        // SAFETY: the guest's RAM is identity-mapped in the kernel space and checked above to
+        // lie outside Parapet's own memory; the guest may change it concurrently, so each
+        // byte is read once, volatile.
+        *byte = unsafe { ((gpa + i as u64) as *const u8).read_volatile() };
+    }
+    Ok(())
+}
+
+/// Copies `bytes` into guest RAM at `gpa`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub fn write(gpa: u64, bytes: &[u8]) -> Result<(), Fault> {
+    if !contains(gpa, bytes.len() as u64) {
+        return Err(Fault { address: gpa });
+    }
+    for (i, &byte) in bytes.iter().enumerate() {
+        // SAFETY: as in `read`: guest RAM, identity-mapped, outside Parapet's memory.
+        unsafe { ((gpa + i as u64) as *mut u8).write_volatile(byte) };
+    }
+    Ok(())
+}
+
+/// Fills guest RAM with `bytes` (`None`: zeros) at `gpa` in bulk, for loading before the
+/// guest runs: with nothing reading or writing it concurrently, plain copies are sound, and they
+/// are one instruction each where every instruction is emulated.
+pub fn load(gpa: u64, bytes: Option<&[u8]>, len: u64) -> Result<(), Fault> {
+    if !contains(gpa, len) || bytes.is_some_and(|b| b.len() as u64 != len) {
+        return Err(Fault { address: gpa });
+    }
+    // SAFETY: `[gpa, gpa + len)` is guest RAM (checked), identity-mapped, outside Parapet's
+    // memory, and the guest is not running yet (the caller's contract), so nothing else
+    // touches it.
+    unsafe {
+        match bytes {
+            Some(b) => core::ptr::copy_nonoverlapping(b.as_ptr(), gpa as *mut u8, b.len()),
+            None => core::ptr::write_bytes(gpa as *mut u8, 0, len as usize),
+        }
+    }
+    Ok(())
+}
+
+/// Copies guest RAM at `gpa` into `out` in bulk, under `load`'s contract: the guest is not
+/// running yet.
+pub fn load_from(gpa: u64, out: &mut [u8]) -> Result<(), Fault> {
+    if !contains(gpa, out.len() as u64) {
+        return Err(Fault { address: gpa });
+    }
+    // SAFETY: as in `load`: checked guest RAM, identity-mapped, the guest not running.
+    unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
+    Ok(())
+}
