@@ -23,7 +23,14 @@ const SAS_SHIFT: u64 = 22;
 const SSE: u64 = 1 << 21;
 const SRT_SHIFT: u64 = 16;
 const SF: u64 = 1 << 15;
+/// A cache-maintenance or address-translation instruction, not a load or store.
+const CM: u64 = 1 << 8;
+/// The fault hit the guest's own stage-1 table walk.
+const S1PTW: u64 = 1 << 7;
 const WNR: u64 = 1 << 6;
+/// DFSC 0b0001xx: a translation fault at level xx, what a hole in stage 2 gives.
+const DFSC_MASK: u64 = 0x3f;
+const DFSC_TRANSLATION: u64 = 0b00_0100;
 /// ESR_EL2.IL: the trapped instruction is 32 bits (A64 always is).
 const IL: u64 = 1 << 25;
 
@@ -49,7 +56,8 @@ impl El2ExitState {
     /// The faulting intermediate physical address of a stage-2 abort: HPFAR_EL2.FIPA (bits
     /// 43:4, address bits 51:12) and the page offset from FAR_EL2.
     pub fn fault_ipa(&self) -> u64 {
-        ((self.hpfar >> 4) << 12) | (self.far & 0xfff)
+        let fipa = (self.hpfar >> 4) & ((1 << 40) - 1);
+        (fipa << 12) | (self.far & 0xfff)
     }
 }
 
@@ -80,12 +88,23 @@ pub fn decode(state: &El2ExitState, vp: u32) -> Option<(GuestExit, ExitSite)> {
 }
 
 /// A stage-2 data abort: with a valid syndrome (ISV) the access is fully described; without
-/// it (load/store pair, writeback forms) it can only be reported.
+/// it (load/store pair, writeback forms) it can only be reported. Cache maintenance by
+/// address on something that is not RAM has nothing to maintain: completed as done. Other
+/// fault kinds (not a stage-2 translation fault of the access itself) are reported only;
+/// HPFAR is not defined for them.
 fn data_abort(state: &El2ExitState) -> GuestExit {
     let iss = state.esr;
     let gpa = state.fault_ipa();
     let write = iss & WNR != 0;
-    if iss & ISV == 0 {
+    if iss & CM != 0 {
+        return GuestExit::Memory {
+            gpa,
+            write,
+            completed: true,
+        };
+    }
+    let translation = iss & DFSC_MASK & !0b11 == DFSC_TRANSLATION;
+    if iss & ISV == 0 || iss & S1PTW != 0 || !translation {
         return GuestExit::Memory {
             gpa,
             write,
@@ -135,7 +154,7 @@ mod tests {
 
     fn abort(iss: u64, hpfar: u64, far: u64) -> El2ExitState {
         El2ExitState {
-            esr: (u64::from(class::DATA_ABORT) << 26) | IL | iss,
+            esr: (u64::from(class::DATA_ABORT) << 26) | IL | DFSC_TRANSLATION | iss,
             far,
             hpfar,
             pc: 0x4400_1000,
@@ -202,6 +221,35 @@ mod tests {
                 completed: false
             }
         );
+    }
+
+    #[test]
+    fn walks_permission_faults_and_cache_maintenance() {
+        // The guest's own page walk faulted: not the access, only reported.
+        let walk = abort(ISV | S1PTW | (2 << SAS_SHIFT), 0x0009_0000, 0);
+        assert!(matches!(
+            decode(&walk, 0).unwrap().0,
+            GuestExit::Memory {
+                completed: false,
+                ..
+            }
+        ));
+        // A permission fault (DFSC 0b001111) is not a hole in stage 2.
+        let mut permission = abort(ISV | (2 << SAS_SHIFT), 0x0009_0000, 0);
+        permission.esr = (permission.esr & !DFSC_MASK) | 0b00_1111;
+        assert!(matches!(
+            decode(&permission, 0).unwrap().0,
+            GuestExit::Memory { .. }
+        ));
+        // dc civac on the UART: nothing to maintain.
+        let maintenance = abort(CM | WNR, 0x0009_0000, 0);
+        assert!(matches!(
+            decode(&maintenance, 0).unwrap().0,
+            GuestExit::Memory {
+                completed: true,
+                ..
+            }
+        ));
     }
 
     #[test]

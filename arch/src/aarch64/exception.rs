@@ -112,10 +112,10 @@ parapet_exception_vectors:
     guest_vector 9
     guest_vector 10
     guest_vector 11
-    vector 12
-    vector 13
-    vector 14
-    vector 15
+    guest_vector 12
+    guest_vector 13
+    guest_vector 14
+    guest_vector 15
 
 parapet_exception_common:
     stp x2, x3, [sp, #16]

@@ -20,15 +20,19 @@ pub struct GuestContext {
     pub esr: u64,
     pub far: u64,
     pub hpfar: u64,
-    /// The vector the exit came through: 8 synchronous, 9 IRQ, 10 FIQ, 11 SError.
+    /// The vector the exit came through: 8 synchronous, 9 IRQ, 10 FIQ, 11 SError from
+    /// AArch64; 12-15 the same from AArch32 (the guest's EL0 may run AArch32 code).
     pub vector: u64,
 }
 
-/// Vectors taken from a lower EL using AArch64.
+/// Vectors taken from a lower EL using AArch64 (8-11) and AArch32 (12-15): synchronous,
+/// IRQ, FIQ, SError in each group.
 pub const VECTOR_SYNC: u64 = 8;
 pub const VECTOR_IRQ: u64 = 9;
 pub const VECTOR_FIQ: u64 = 10;
 pub const VECTOR_SERROR: u64 = 11;
+pub const VECTOR_SYNC_AARCH32: u64 = 12;
+pub const VECTOR_IRQ_AARCH32: u64 = 13;
 
 const _: () = assert!(core::mem::size_of::<GuestContext>() == 37 * 8);
 
@@ -37,8 +41,9 @@ extern "C" {
 }
 
 /// Runs the guest of `context` until it next takes an exception to EL2; returns the vector
-/// (also left in `context.vector` with the syndrome). Interrupts are masked on return; one
-/// that ended the run is taken when the caller unmasks them.
+/// (also left in `context.vector` with the syndrome). All of DAIF is masked on return (as
+/// exception entry leaves it); an IRQ that ended the run is taken when the caller unmasks
+/// IRQs, and Parapet never unmasks the others.
 ///
 /// # Safety
 /// HCR_EL2, the stage-2 tables (VTTBR_EL2/VTCR_EL2) and the lower-EL vectors must be set up

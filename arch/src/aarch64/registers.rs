@@ -59,6 +59,18 @@ read_write!(/// VTTBR_EL2: stage-2 table base and VMID.
     vttbr_el2, set_vttbr_el2, "vttbr_el2");
 read_write!(/// CNTHCTL_EL2: which counter and timer registers EL1/EL0 may use without trapping.
     cnthctl_el2, set_cnthctl_el2, "cnthctl_el2");
+read_only!(/// MIDR_EL1: this CPU's part and revision.
+    midr, "midr_el1");
+read_only!(/// PMCR_EL0: the PMU's control; N (bits 15:11) counts its event counters.
+    pmcr, "pmcr_el0");
+read_write!(/// CPTR_EL2: which FP/SIMD, SVE and trace accesses below EL2 trap to EL2.
+    cptr_el2, set_cptr_el2, "cptr_el2");
+read_write!(/// MDCR_EL2: the debug and PMU resources EL2 keeps from lower ELs.
+    mdcr_el2, set_mdcr_el2, "mdcr_el2");
+read_write!(/// CNTVOFF_EL2: the virtual counter's offset from the physical one.
+    cntvoff_el2, set_cntvoff_el2, "cntvoff_el2");
+read_write!(/// VPIDR_EL2: the MIDR_EL1 value EL1 reads.
+    vpidr_el2, set_vpidr_el2, "vpidr_el2");
 read_write!(/// VMPIDR_EL2: the MPIDR_EL1 value EL1 reads.
     vmpidr_el2, set_vmpidr_el2, "vmpidr_el2");
 read_write!(/// SCTLR_EL1: the guest's EL1 system control (MMU, caches, alignment checks).
@@ -101,6 +113,13 @@ pub unsafe fn invalidate_guest_tlb() {
             options(nostack, preserves_flags)
         )
     };
+}
+
+/// Invalidates every instruction cache to the point of unification, in the inner-shareable
+/// domain, and waits for it: code written through the data side becomes fetchable.
+pub fn invalidate_icache_all() {
+    // SAFETY: instruction-cache invalidation changes no data.
+    unsafe { asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
 /// Reads ICC_IAR1_EL1, which acknowledges the highest-priority pending Group 1 interrupt:

@@ -152,7 +152,14 @@ extern "C" fn aarch64_start(dtb: u64) -> ! {
                 OWN_REGION_SIZE >> 20
             ));
         }
-        crate::guest::ram::record(&dt.memory, own);
+        // The guest gets what stage 2 can map and the loader does not keep.
+        let mut excluded: alloc::vec::Vec<(u64, u64)> = alloc::vec![own];
+        excluded.extend(
+            dt.reserved()
+                .iter()
+                .map(|&(s, size)| (s, s.saturating_add(size))),
+        );
+        crate::guest::ram::record(&dt.memory, &excluded, super::el2::IPA_LIMIT);
     }
     let boot = BootInfo {
         arch: "aarch64",

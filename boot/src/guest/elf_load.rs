@@ -48,8 +48,18 @@ impl core::fmt::Display for LoadError {
     }
 }
 
+/// A loaded payload: where it starts, and the guest-physical span its segments cover (for
+/// cache maintenance where the guest starts with caches off).
+#[derive(Clone, Copy, Debug)]
+pub struct Loaded {
+    pub entry: u64,
+    /// (x86 needs no maintenance: its caches are coherent with everything.)
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    pub span: (u64, u64),
+}
+
 /// Loads the ELF for `machine` staged at `address` (`size` bytes), its segments clear of
-/// `boot_structures`; returns its entry point.
+/// `boot_structures`.
 ///
 /// The guest has not run yet, so the bulk copies of `ram::load*` are sound here.
 pub fn load(
@@ -57,7 +67,7 @@ pub fn load(
     size: u64,
     machine: u16,
     boot_structures: Range<u64>,
-) -> Result<u64, LoadError> {
+) -> Result<Loaded, LoadError> {
     if size > MAX_PAYLOAD {
         return Err(LoadError::TooLarge(size));
     }
@@ -88,5 +98,14 @@ pub fn load(
         executable.segments.len(),
         executable.entry
     );
-    Ok(executable.entry)
+    let span = executable
+        .segments
+        .iter()
+        .fold((u64::MAX, 0), |(lo, hi), s| {
+            (lo.min(s.address), hi.max(s.end()))
+        });
+    Ok(Loaded {
+        entry: executable.entry,
+        span,
+    })
 }

@@ -13,18 +13,32 @@ use spin::Once;
 /// The guest's RAM ranges, (start, end), in address order.
 static GUEST_RAM: Once<Vec<(u64, u64)>> = Once::new();
 
-/// Records the guest's RAM: every RAM range of `map` less Parapet's region `own` (start, end).
-pub fn record(map: &MemoryMap, own: (u64, u64)) {
+/// Records the guest's RAM: every RAM range of `map` below `limit`, less the `excluded`
+/// ranges ((start, end): Parapet's own region, memory the loader keeps), sorted and with
+/// overlaps in the map merged away.
+pub fn record(map: &MemoryMap, excluded: &[(u64, u64)], limit: u64) {
     GUEST_RAM.call_once(|| {
-        let mut ranges = Vec::new();
-        for r in map.ram() {
-            for (start, end) in [(r.start, r.end.min(own.0)), (r.start.max(own.1), r.end)] {
-                if start < end {
-                    ranges.push((start, end));
-                }
+        let mut ranges: Vec<(u64, u64)> = map
+            .ram()
+            .map(|r| (r.start, r.end.min(limit)))
+            .filter(|(s, e)| s < e)
+            .collect();
+        for &(cut_start, cut_end) in excluded {
+            ranges = ranges
+                .into_iter()
+                .flat_map(|(s, e)| [(s, e.min(cut_start)), (s.max(cut_end), e)])
+                .filter(|(s, e)| s < e)
+                .collect();
+        }
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in ranges {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
             }
         }
-        ranges
+        merged
     });
 }
 

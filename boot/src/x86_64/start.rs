@@ -240,7 +240,7 @@ pub(super) fn init(machine: Discovered<'_>) -> ! {
     crate::install_kernel_space(space);
     log::info!("page tables: RAM identity-mapped NX, image W^X, page 0 unmapped");
     if let Some(own) = own_memory {
-        crate::guest::ram::record(&memory_map, own);
+        crate::guest::ram::record(&memory_map, &[own], u64::MAX);
     }
     if platform == isolation::PlatformKind::HvVtl {
         match super::hv::init() {

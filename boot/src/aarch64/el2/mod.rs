@@ -11,6 +11,8 @@
 mod devices;
 mod stage2;
 
+pub use stage2::IPA_LIMIT;
+
 use arch::aarch64::guest_entry::{self, GuestContext};
 use arch::aarch64::registers;
 use devices::GuestDevices;
@@ -19,9 +21,9 @@ use isolation::exit::{GuestExit, MmioAccess};
 use kernel::executor::yield_now;
 use spin::{Mutex, Once};
 
-use ::devices::psci::{self, Effect};
+use ::devices::psci::{self, CpuPower, Effect};
 
-use crate::guest::elf_load::{self, LoadError};
+use crate::guest::elf_load::{self, LoadError, Loaded};
 use crate::guest::log_budget::LogBudget;
 use crate::guest::ram;
 
@@ -29,8 +31,25 @@ use crate::guest::ram;
 /// interrupts to EL2, whatever the guest masks), TWI (WFI traps: the guest idles in
 /// Parapet), TSC (SMC traps: PSCI over SMC reaches Parapet, not firmware), RW (EL1 is
 /// AArch64).
-const HCR_HOSTING: u64 =
-    (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 31);
+///
+/// APK and API (bits 40, 41): the guest's pointer-authentication keys and instructions do not
+/// trap; Parapet itself uses no pointer authentication, so the keys the guest sets are only
+/// the guest's.
+const HCR_HOSTING: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 13)
+    | (1 << 19)
+    | (1 << 31)
+    | (1 << 40)
+    | (1 << 41);
+/// CPTR_EL2 with E2H 0 (D23.2.29): no FP/SIMD, SVE or trace traps (TFP, TZ, TTA clear), the
+/// RES1 bits set: FP belongs to the guest (Parapet is soft-float).
+const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
+/// MDCR_EL2.HPMD (bit 17): the guest's PMU counts nothing at EL2.
+const MDCR_EL2_HPMD: u64 = 1 << 17;
 /// CNTHCTL_EL2: EL1PCTEN and EL1PCEN: the guest reads the physical counter and uses its EL1
 /// physical timer without trapping (D23.2.80).
 const CNTHCTL_EL1_TIMERS: u64 = 0b11;
@@ -48,20 +67,27 @@ struct Guest {
     stage2_root: u64,
     cpus: usize,
     devices: Mutex<GuestDevices>,
-    /// Per guest CPU: its start (entry, context) once the guest asked for it, and whether it
-    /// runs.
+    /// Per guest CPU: where it stands and, while pending, where it starts (entry, context).
     cpu_state: Mutex<[CpuState; MAX_CPUS]>,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct CpuState {
-    start: Option<(u64, u64)>,
-    running: bool,
+    power: CpuPower,
+    start: (u64, u64),
+}
+
+impl CpuState {
+    const OFF: CpuState = CpuState {
+        power: CpuPower::Off,
+        start: (0, 0),
+    };
 }
 
 static GUEST: Once<Guest> = Once::new();
 static MEMORY_LOGS: LogBudget = LogBudget::new("accesses outside their RAM");
 static CALL_LOGS: LogBudget = LogBudget::new("unknown firmware calls");
+static CPU_LOGS: LogBudget = LogBudget::new("CPU starts");
 
 /// What to do after an exit.
 enum Verdict {
@@ -79,10 +105,15 @@ enum Verdict {
 /// entry, the others on their own CPUs once started. The machine stops with the guest's
 /// verdict, or with failure if it cannot start.
 pub async fn host(address: u64, size: u64, cpus: usize) {
-    let entry = match elf_load::load(address, size, kernel::elf::MACHINE_AARCH64, 0..0) {
-        Ok(entry) => entry,
-        Err(e) => stop_unstarted(e),
-    };
+    let Loaded { entry, span } =
+        match elf_load::load(address, size, kernel::elf::MACHINE_AARCH64, 0..0) {
+            Ok(loaded) => loaded,
+            Err(e) => stop_unstarted(e),
+        };
+    // The guest starts with its MMU and caches off: what was written through Parapet's
+    // cacheable mapping must be in memory, and no stale instruction may be fetched.
+    registers::clean_dcache_range(span.0, span.1.saturating_sub(span.0));
+    registers::invalidate_icache_all();
     let stage2_root = match stage2::build(ram::ranges()) {
         Ok(root) => root,
         Err(e) => {
@@ -95,11 +126,11 @@ pub async fn host(address: u64, size: u64, cpus: usize) {
         stage2_root,
         cpus,
         devices: Mutex::new(GuestDevices::new()),
-        cpu_state: Mutex::new([CpuState::default(); MAX_CPUS]),
+        cpu_state: Mutex::new([CpuState::OFF; MAX_CPUS]),
     });
     guest.cpu_state.lock()[0] = CpuState {
-        start: Some((entry, 0)),
-        running: true,
+        power: CpuPower::Pending,
+        start: (entry, 0),
     };
     log::info!(
         "el2: guest running behind stage 2 ({} RAM ranges), entry {entry:#x}, {cpus} CPUs",
@@ -131,6 +162,10 @@ async fn host_cpu(guest: &'static Guest, cpu: usize) {
         let Some((entry, context)) = wait_for_start(guest, cpu).await else {
             return;
         };
+        // PSCI: a CPU comes on with its MMU and caches off, whatever it left them as.
+        // SAFETY: the guest's EL1 state; nothing of Parapet's depends on it.
+        unsafe { registers::set_sctlr_el1(SCTLR_EL1_RESET) };
+        registers::isb();
         let mut vcpu = GuestContext {
             pc: entry,
             pstate: PSTATE_EL1H_MASKED,
@@ -147,11 +182,12 @@ async fn host_cpu(guest: &'static Guest, cpu: usize) {
             // SAFETY: this CPU's vectors handle IRQs; one that ended the run is taken here.
             unsafe { registers::unmask_irqs() };
             let verdict = match vector {
-                guest_entry::VECTOR_IRQ => {
+                guest_entry::VECTOR_IRQ | guest_entry::VECTOR_IRQ_AARCH32 => {
                     interrupts += 1;
                     Verdict::Resume
                 }
-                guest_entry::VECTOR_SYNC => {
+                // The guest's EL0 may run AArch32 code; its traps read the same syndromes.
+                guest_entry::VECTOR_SYNC | guest_entry::VECTOR_SYNC_AARCH32 => {
                     exits += 1;
                     let verdict = synchronous(guest, cpu, &mut vcpu);
                     exit_ticks += registers::counter().wrapping_sub(round_trip_start);
@@ -175,7 +211,13 @@ async fn host_cpu(guest: &'static Guest, cpu: usize) {
                     }
                 }
                 Verdict::Off => {
-                    guest.cpu_state.lock()[cpu] = CpuState::default();
+                    let mut states = guest.cpu_state.lock();
+                    states[cpu] = CpuState::OFF;
+                    if states.iter().all(|s| s.power == CpuPower::Off) {
+                        // No CPU left to start another: on hardware the machine would hang.
+                        log::error!("el2: the guest turned off its last CPU; stopping");
+                        kernel::platform::exit(arch::ExitStatus::Failure);
+                    }
                     break;
                 }
                 Verdict::PowerOff { success } => {
@@ -212,8 +254,12 @@ async fn wait_for_start(guest: &Guest, cpu: usize) -> Option<(u64, u64)> {
         return None;
     }
     loop {
-        if let Some(start) = guest.cpu_state.lock()[cpu].start {
-            return Some(start);
+        {
+            let mut states = guest.cpu_state.lock();
+            if states[cpu].power == CpuPower::Pending {
+                states[cpu].power = CpuPower::On;
+                return Some(states[cpu].start);
+            }
         }
         kernel::executor::sleep_ms(10).await;
     }
@@ -226,12 +272,18 @@ fn prepare_cpu(guest: &Guest, cpu: usize) {
     // nothing depends on the old stage-2 or EL1 state; Parapet itself runs at EL2, which
     // neither affects.
     unsafe {
-        registers::set_vtcr_el2(stage2::VTCR);
+        registers::set_vtcr_el2(stage2::vtcr(registers::id_aa64mmfr0()));
         registers::set_vttbr_el2(guest.stage2_root | (stage2::VMID << 48));
         registers::set_hcr_el2(HCR_HOSTING);
         registers::set_cnthctl_el2(registers::cnthctl_el2() | CNTHCTL_EL1_TIMERS);
         registers::set_sctlr_el1(SCTLR_EL1_RESET);
         registers::set_vmpidr_el2(MPIDR_RES1 | cpu as u64);
+        registers::set_vpidr_el2(registers::midr());
+        registers::set_cntvoff_el2(0);
+        registers::set_cptr_el2(CPTR_EL2_NO_TRAPS);
+        // HPMN: every event counter stays the guest's; HPMD: none counts at EL2.
+        let counters = (registers::pmcr() >> 11) & 0x1f;
+        registers::set_mdcr_el2(MDCR_EL2_HPMD | counters);
         registers::isb();
         registers::invalidate_guest_tlb();
     }
@@ -282,6 +334,13 @@ fn synchronous(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
             vcpu.pc = vcpu.pc.wrapping_add(step);
             Verdict::Resume
         }
+        // Cache maintenance on something that is not RAM: nothing to maintain.
+        GuestExit::Memory {
+            completed: true, ..
+        } => {
+            vcpu.pc = vcpu.pc.wrapping_add(step);
+            Verdict::Resume
+        }
         GuestExit::Memory { gpa, write, .. } => {
             log::error!(
                 "el2: the guest {} {gpa:#x} at {:#x} with an instruction the syndrome does not describe; stopping",
@@ -308,7 +367,8 @@ fn synchronous(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
     }
 }
 
-/// PSCI over HVC/SMC.
+/// PSCI over HVC/SMC. The call is answered and a CPU start claimed under one lock, so two
+/// guest CPUs cannot both start a third.
 fn firmware_call(
     guest: &Guest,
     cpu: usize,
@@ -316,32 +376,40 @@ fn firmware_call(
     function: u32,
     args: [u64; 3],
 ) -> Verdict {
-    let (result, effect) = {
-        let states = guest.cpu_state.lock();
-        psci::call(
+    let effect = {
+        let mut states = guest.cpu_state.lock();
+        let (result, effect) = psci::call(
             function,
             args,
             guest.cpus,
-            |c| states[c].running || states[c].start.is_some(),
+            |c| states[c].power,
             |address| ram::contains(address, 4),
-        )
-    };
-    vcpu.x[0] = result;
-    if result == psci::NOT_SUPPORTED && function != psci::FEATURES && CALL_LOGS.take() {
-        log::info!("el2: the guest called firmware function {function:#x}; not supported");
-    }
-    match effect {
-        Effect::None => Verdict::Resume,
-        Effect::StartCpu {
+        );
+        vcpu.x[0] = result;
+        if let Effect::StartCpu {
             cpu: target,
             entry,
             context,
-        } => {
-            guest.cpu_state.lock()[target] = CpuState {
-                start: Some((entry, context)),
-                running: true,
+        } = effect
+        {
+            states[target] = CpuState {
+                power: CpuPower::Pending,
+                start: (entry, context),
             };
-            log::info!("el2: guest CPU {cpu} started CPU {target} at {entry:#x}");
+        }
+        if result == psci::NOT_SUPPORTED && function != psci::FEATURES && CALL_LOGS.take() {
+            log::info!("el2: the guest called firmware function {function:#x}; not supported");
+        }
+        effect
+    };
+    match effect {
+        Effect::None => Verdict::Resume,
+        Effect::StartCpu {
+            cpu: target, entry, ..
+        } => {
+            if CPU_LOGS.take() {
+                log::info!("el2: guest CPU {cpu} started CPU {target} at {entry:#x}");
+            }
             Verdict::Resume
         }
         Effect::CpuOff => Verdict::Off,

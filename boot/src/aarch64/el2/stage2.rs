@@ -19,16 +19,18 @@ const NORMAL_RW: u64 = (0b1111 << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10);
 const ADDRESS_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 /// VTCR_EL2 for these tables (D23.2.186): T0SZ 25, SL0 1 (start at level 1), inner and
-/// outer write-back walks, inner shareable, 4 KiB granule, 40-bit physical addresses, RES1
-/// bit 31.
-/// TG0 (bits 15:14) is 0b00, the 4 KiB granule, so it adds no bits.
-pub const VTCR: u64 =
-    25 | (1 << 6) | (1 << 8) | (1 << 10) | (0b11 << 12) | (0b010 << 16) | (1 << 31);
+/// outer write-back walks, inner shareable, TG0 0b00 (4 KiB granule, no bits), RES1 bit 31,
+/// and PS, the output size, as the CPU implements it (ID_AA64MMFR0_EL1.PARange) up to 40
+/// bits.
+pub fn vtcr(pa_range: u64) -> u64 {
+    let ps = (pa_range & 0xf).min(0b010);
+    25 | (1 << 6) | (1 << 8) | (1 << 10) | (0b11 << 12) | (ps << 16) | (1 << 31)
+}
 /// The guest's VMID (VTTBR_EL2 bits 55:48); 0 would share TLB entries with nothing else but
 /// names "no VM" nowhere, 1 keeps it apart from any other user.
 pub const VMID: u64 = 1;
-/// The IPA space's end: 2^39.
-const IPA_LIMIT: u64 = 1 << 39;
+/// The IPA space's end: 2^39. Guest RAM is recorded below it (`guest::ram`).
+pub const IPA_LIMIT: u64 = 1 << 39;
 
 /// Builds the tables for `ranges` ((start, end)); returns the level-1 table's address.
 pub fn build(ranges: &[(u64, u64)]) -> Result<u64, OutOfFrames> {
@@ -57,7 +59,10 @@ fn map(root: u64, address: u64, block: bool) -> Result<(), OutOfFrames> {
         // SAFETY: `slot` is inside a table frame this module allocated, identity-mapped; no
         // guest runs on these tables while they are built.
         let current = unsafe { slot.read() };
-        table = if current & VALID != 0 {
+        table = if current & VALID != 0 && current & TABLE_OR_PAGE == 0 {
+            // A block already maps this address (ranges that overlap): nothing to add.
+            return Ok(());
+        } else if current & VALID != 0 {
             current & ADDRESS_MASK
         } else {
             let next = allocate_zeroed_frame()?;

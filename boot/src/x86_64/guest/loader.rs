@@ -35,9 +35,9 @@ const LARGE: u64 = 1 << 7;
 /// the context the guest starts in.
 pub fn load(address: u64, size: u64) -> Result<InitialVpContext, LoadError> {
     // Page 0 stays clear too: a payload there is a mistake, not a layout.
-    let entry = elf_load::load(address, size, elf::MACHINE_X86_64, 0..BOOT_STRUCTURES_END)?;
+    let loaded = elf_load::load(address, size, elf::MACHINE_X86_64, 0..BOOT_STRUCTURES_END)?;
     build_boot_structures()?;
-    Ok(boot_context(entry))
+    Ok(boot_context(loaded.entry))
 }
 
 /// The identity map of the first 4 GiB and the GDT, built here and copied to guest RAM.
