@@ -119,7 +119,15 @@ pub unsafe fn invalidate_guest_tlb() {
 /// domain, and waits for it: code written through the data side becomes fetchable.
 pub fn invalidate_icache_all() {
     // SAFETY: instruction-cache invalidation changes no data.
-    unsafe { asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "dsb ish",
+            "ic ialluis",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }
 
 /// Reads ICC_IAR1_EL1, which acknowledges the highest-priority pending Group 1 interrupt:

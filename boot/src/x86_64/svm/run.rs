@@ -58,6 +58,9 @@ pub unsafe fn run(gprs: &mut Gprs, guest_vmcb: u64, host_vmcb: u64) {
 // rdx: host VMCB. GIF is cleared around the switch so nothing interrupts it half-done; IF is
 // set inside it, so that with V_INTR_MASKING a physical interrupt ends the guest's run.
 global_asm!(
+    // Its own section: global_asm blocks share a module's assembly, which may end in another
+    // block's data or .bss section.
+    ".section .text.parapet_svm, \"ax\"",
     ".global parapet_svm_run",
     "parapet_svm_run:",
     "push rbp",
