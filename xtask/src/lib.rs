@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod kernels;
 pub mod qemu;
 pub mod report;
 pub mod setup;

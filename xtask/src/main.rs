@@ -68,6 +68,8 @@ enum Cmd {
         #[arg(value_parser = ["boot", "vtl", "hosted"])]
         name: String,
     },
+    /// Fetch Debian's stock kernels (cached under target/kernels/) and print where they are.
+    Kernels,
     /// Run clippy with the workspace lints (every unsafe block documented) on host crates and
     /// on the firmware for both architectures.
     Lint,
@@ -146,6 +148,14 @@ fn real_main() -> Result<ExitCode> {
                 "vtl" => xtask::bench::vtl()?,
                 "hosted" => xtask::bench::hosted()?,
                 other => anyhow::bail!("no benchmark named {other}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Kernels => {
+            for arch in Arch::ALL {
+                let image = xtask::kernels::debian_kernel(arch)?;
+                let size = std::fs::metadata(&image)?.len();
+                println!("{arch}: {} ({size} bytes)", image.display());
             }
             Ok(ExitCode::SUCCESS)
         }
