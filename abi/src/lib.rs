@@ -1,8 +1,18 @@
-//! The contract between whoever loads Parapet (the IGVM image builder, vmm-lite, Hyper-V) and
-//! the firmware: where things are in guest-physical memory and how parameters are encoded.
-//! One definition, used by both sides (`image/` and `vmm-lite/` on the host, `boot/` in the
-//! firmware), so the two can never disagree.
+//! Binary contracts Parapet shares with the code around it, defined once so no two sides can
+//! disagree:
+//! - with whoever loads Parapet (the IGVM image builder, vmm-lite, Hyper-V): where things are
+//!   in guest-physical memory and how parameters are encoded (`igvm_layout`,
+//!   `igvm_memory_map`), used by `image/` and `vmm-lite/` on the host and `boot/` in the
+//!   firmware;
+//! - with the guests Parapet hosts: the ACPI tables an x86 guest reads (`acpi_tables`) and
+//!   the Linux x86 boot protocol (`linux_boot`), pure builders and parsers that produce and
+//!   check bytes, tested on the host, for the firmware to place in guest RAM (and for host
+//!   tools that boot the same guests).
 #![no_std]
 
+extern crate alloc;
+
+pub mod acpi_tables;
 pub mod igvm_layout;
 pub mod igvm_memory_map;
+pub mod linux_boot;

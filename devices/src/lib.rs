@@ -10,3 +10,4 @@ pub mod pl011;
 pub mod psci;
 pub mod text_output;
 pub mod uart16550;
+pub mod x2apic;

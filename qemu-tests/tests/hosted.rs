@@ -157,6 +157,30 @@ fn escape(arch: Arch) -> Result<(), Failed> {
     }
 }
 
+/// Timer interrupts reach an x86 guest through the x2APIC Parapet emulates under svm: the
+/// ticks guest programs the APIC timer periodic, halts, and counts what its IDT handler saw.
+fn ticks() -> Result<(), Failed> {
+    let run = run_guest(Arch::X86_64, Guest::Ticks)?;
+    let (console, output) = (&run.console, &run.output);
+    let seen = console.lines().find_map(|l| {
+        l.trim_end()
+            .strip_prefix("guest| ticks: ")?
+            .strip_suffix(" timer interrupts through the x2APIC")?
+            .parse::<u32>()
+            .ok()
+    });
+    check(
+        seen.is_some_and(|n| n >= 10),
+        &format!("the guest counted {seen:?} timer interrupts, wanted at least 10"),
+        output,
+    )?;
+    check(
+        run.verdict == Verdict::Success,
+        &format!("verdict {:?}, wanted Success", run.verdict),
+        output,
+    )
+}
+
 /// A payload that is no ELF stops Parapet with failure and a reason.
 fn bad_payload(arch: Arch) -> Result<(), Failed> {
     let not_elf = std::env::temp_dir().join(format!(
@@ -200,5 +224,9 @@ fn main() {
             move || bad_payload(arch),
         ));
     }
+    trials.push(Trial::test(
+        "svm_apic_timer_interrupts_reach_the_guest",
+        ticks,
+    ));
     libtest_mimic::run(&args, trials).exit();
 }

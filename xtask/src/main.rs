@@ -108,6 +108,9 @@ fn real_main() -> Result<ExitCode> {
         } => {
             setup::all()?;
             let guest = match guest {
+                Some(guest) if !guest.exists_for(arch) => {
+                    anyhow::bail!("the {} guest exists for x86_64 only", guest.name())
+                }
                 Some(guest) => {
                     build::guests_for(arch)?;
                     Some(build::guest_path(arch, guest))

@@ -55,16 +55,19 @@ pub fn handle(
     match exit {
         GuestExit::Port(access) => port(vp, devices, access, site),
         GuestExit::MsrRead { msr } => {
-            let value = vp.read_msr(msr);
-            // rdmsr loads EDX:EAX and clears the upper halves of RDX and RAX.
-            let gprs = vp.gprs();
-            (gprs.rax, gprs.rdx) = (value & 0xffff_ffff, value >> 32);
-            step_over(vp, site, TWO_BYTE_INSTRUCTION);
+            // A faulting access (#GP raised by the backend) does not complete.
+            if let Some(value) = vp.read_msr(msr) {
+                // rdmsr loads EDX:EAX and clears the upper halves of RDX and RAX.
+                let gprs = vp.gprs();
+                (gprs.rax, gprs.rdx) = (value & 0xffff_ffff, value >> 32);
+                step_over(vp, site, TWO_BYTE_INSTRUCTION);
+            }
             Verdict::Resume
         }
         GuestExit::MsrWrite { msr, value } => {
-            vp.write_msr(msr, value);
-            step_over(vp, site, TWO_BYTE_INSTRUCTION);
+            if vp.write_msr(msr, value) {
+                step_over(vp, site, TWO_BYTE_INSTRUCTION);
+            }
             Verdict::Resume
         }
         GuestExit::Memory {

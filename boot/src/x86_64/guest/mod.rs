@@ -90,8 +90,9 @@ pub trait GuestVp {
     fn code(&mut self) -> Option<(CodeMode, u64)> {
         None
     }
-    /// The guest's `rdmsr` of an MSR no device owns: the backend's MSR policy.
-    fn read_msr(&mut self, msr: u32) -> u64;
-    /// The guest's `wrmsr`, likewise.
-    fn write_msr(&mut self, msr: u32, value: u64);
+    /// The guest's `rdmsr` of an MSR no device owns: the backend's MSR policy. `None` when
+    /// the backend raised #GP in the guest instead (the instruction then does not complete).
+    fn read_msr(&mut self, msr: u32) -> Option<u64>;
+    /// The guest's `wrmsr`, likewise; false when it raised #GP.
+    fn write_msr(&mut self, msr: u32, value: u64) -> bool;
 }

@@ -107,12 +107,13 @@ impl GuestVp for Vtl0Vp<'_> {
         Some(Paging::new(value(0)?, value(1)?, value(2)?, value(3)?))
     }
 
-    fn read_msr(&mut self, msr: u32) -> u64 {
-        vtl0_msrs::read(msr)
+    fn read_msr(&mut self, msr: u32) -> Option<u64> {
+        Some(vtl0_msrs::read(msr))
     }
 
-    fn write_msr(&mut self, msr: u32, value: u64) {
-        vtl0_msrs::write(msr, value)
+    fn write_msr(&mut self, msr: u32, value: u64) -> bool {
+        vtl0_msrs::write(msr, value);
+        true
     }
 }
 

@@ -24,6 +24,7 @@ use crate::machine::guest::devices::GuestDevices;
 use crate::machine::guest::exits::{self, Verdict};
 use crate::machine::guest::paging::Paging;
 use crate::machine::guest::{loader, policy, Gprs, GuestVp, Names};
+use devices::x2apic::{Delivery, Effect, LocalApic};
 use vmcb::{control, misc1, misc2, save, Vmcb};
 
 static INSTRUCTION_LOGS: LogBudget = LogBudget::new("hypervisor instructions");
@@ -55,6 +56,7 @@ const VECTOR_DB: u64 = 1;
 const VECTOR_BP: u64 = 3;
 const VECTOR_OF: u64 = 4;
 const VECTOR_UD: u64 = 6;
+const VECTOR_GP: u64 = 13;
 const VECTOR_AC: u64 = 17;
 /// IOIO EXITINFO1: a string instruction (APM §15.10.2).
 const IOIO_STRING: u64 = 1 << 2;
@@ -107,6 +109,7 @@ pub async fn host(address: u64, size: u64) {
     let mut last_yield = crate::cpus::ticks(0);
     loop {
         let round_trip_start = instructions::rdtsc();
+        vp.offer_interrupt();
         vp.run();
         let state = vp.exit_state();
         let verdict = match state.code {
@@ -115,6 +118,8 @@ pub async fn host(address: u64, size: u64) {
                 interrupts += 1;
                 Verdict::Resume
             }
+            // The guest can take the interrupt the APIC holds: the next run injects it.
+            code::VINTR => Verdict::Resume,
             code::VMMCALL => {
                 INSTRUCTION_LOGS.take().then(|| {
                     log::info!(
@@ -213,11 +218,13 @@ pub async fn host(address: u64, size: u64) {
                 });
             }
             Verdict::Idle => {
-                // The guest waits for an interrupt and none is delivered to it yet: give the
-                // CPU to Parapet's tasks until the next tick.
-                let tick = crate::cpus::ticks(0);
-                while crate::cpus::ticks(0) == tick {
-                    yield_now().await;
+                // The guest waits for an interrupt: give the CPU to Parapet's tasks, a tick
+                // at a time, until its APIC has one for it.
+                while !vp.interrupt_ready() {
+                    let tick = crate::cpus::ticks(0);
+                    while crate::cpus::ticks(0) == tick {
+                        yield_now().await;
+                    }
                 }
             }
             Verdict::Resume => {}
@@ -285,6 +292,8 @@ fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
         host_state,
         gprs: Gprs::default(),
         nrips,
+        apic: LocalApic::new(0, APIC_TIMER_HZ),
+        apic_base: APIC_BASE_DEFAULT,
     })
 }
 
@@ -325,6 +334,10 @@ struct SvmVp {
     gprs: Gprs,
     /// The CPU fills the VMCB's next-RIP field.
     nrips: bool,
+    /// The guest's local APIC, emulated in x2APIC mode (`devices::x2apic`).
+    apic: LocalApic,
+    /// IA32_APIC_BASE as the guest sees it.
+    apic_base: u64,
 }
 
 /// MSRs whose guest values live in the VMCB's save area (loaded by VMRUN or VMLOAD): the
@@ -343,6 +356,21 @@ const VMCB_MSRS: [(u32, usize); 11] = [
     (0xc000_0102, 0x620), // KERNEL_GS_BASE
 ];
 const MSR_EFER: u32 = 0xc000_0080;
+/// IA32_APIC_BASE and the x2APIC MSR range (Intel SDM Vol. 3A §11.4.4, §11.12.1.2).
+const MSR_APIC_BASE: u32 = 0x1b;
+const X2APIC_MSRS: core::ops::RangeInclusive<u32> = 0x800..=0x8ff;
+/// The APIC at its architectural address, globally enabled (EN, bit 11) in x2APIC mode (EXTD,
+/// bit 10), on the boot processor (BSP, bit 8): the only mode Parapet emulates, so the guest
+/// starts in it and may not leave it.
+const APIC_BASE_DEFAULT: u64 = 0xfee0_0000 | (1 << 11) | (1 << 10) | (1 << 8);
+/// The APIC timer's input clock. Any rate works: guests calibrate it against another clock.
+const APIC_TIMER_HZ: u64 = 1_000_000_000;
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
+/// The VMCB's interrupt-shadow bit (APM §15.21.5).
+const INTERRUPT_SHADOW_ACTIVE: u64 = 1 << 0;
+/// Event injection type 0: an external interrupt.
+const INJECT_INTERRUPT: u64 = 0 << 8;
 /// EFER bits a guest may set: SCE, LME, NXE (APM Vol. 2, §3.1.7).
 const EFER_GUEST_BITS: u64 = (1 << 0) | (1 << 8) | (1 << 11);
 /// The MSRs of `VMCB_MSRS` that hold linear addresses.
@@ -357,6 +385,18 @@ const ADDRESS_MSRS: [u32; 7] = [
 ];
 /// RSP's number in the instruction encoding; it lives in the VMCB.
 const REGISTER_RSP: u8 = 4;
+
+/// What the guest's CPUID says of the local APIC Parapet emulates, over the processor's own
+/// answer: x2APIC (leaf 1 ECX bit 21) and APIC ID 0 (EBX bits 31:24), no TSC-deadline timer
+/// (ECX bit 24, not offered), and an APIC timer that runs in every C-state (ARAT, leaf 6 EAX
+/// bit 2), so a guest need not fall back on a PIT (Intel SDM Vol. 2A, CPUID).
+fn apic_cpuid(leaf: u32, [eax, ebx, ecx, edx]: [u32; 4]) -> [u32; 4] {
+    match leaf {
+        1 => [eax, ebx & 0x00ff_ffff, (ecx | (1 << 21)) & !(1 << 24), edx],
+        6 => [eax | (1 << 2), ebx, ecx, edx],
+        _ => [eax, ebx, ecx, edx],
+    }
+}
 
 /// Whether `address` is canonical for 48-bit linear addresses (bits 63:47 all equal).
 fn canonical(address: u64) -> bool {
@@ -400,7 +440,7 @@ impl SvmVp {
         let (rax, rcx) = (self.gprs.rax, self.gprs.rcx);
         let cpuid = if code == code::CPUID {
             let (a, b, c, d) = instructions::cpuid(rax as u32, rcx as u32);
-            [a, b, c, d]
+            apic_cpuid(rax as u32, [a, b, c, d])
         } else {
             [0; 4]
         };
@@ -464,6 +504,56 @@ impl SvmVp {
         }
     }
 
+    /// Gives the guest the highest interrupt its APIC holds before the next run: injected at
+    /// once if the guest can take it (RFLAGS.IF, no interrupt shadow, no other event going
+    /// in), else an interrupt window asked for (V_IRQ with the VINTR intercept), whose exit
+    /// brings Parapet back the moment the guest can.
+    fn offer_interrupt(&mut self) {
+        self.apic.poll_timer(kernel::platform::now_ns());
+        let misc1 = self.vmcb.read_u32(control::INTERCEPT_MISC1) & !misc1::VINTR;
+        let int_ctl = self.vmcb.read_u64(control::VIRTUAL_INTERRUPTS) & !vmcb::V_IRQ_WINDOW;
+        let guest_if = self.vmcb.read_u64(save::RFLAGS) & RFLAGS_IF != 0;
+        let (misc1, int_ctl) = match self.apic.next_interrupt(guest_if) {
+            None => (misc1, int_ctl),
+            Some(vector) => {
+                let shadow =
+                    self.vmcb.read_u64(control::INTERRUPT_SHADOW) & INTERRUPT_SHADOW_ACTIVE != 0;
+                if guest_if && !shadow && !self.delivering_event() {
+                    self.apic.acknowledge(vector);
+                    self.vmcb.write_u64(
+                        control::EVENT_INJECTION,
+                        INJECT_VALID | INJECT_INTERRUPT | u64::from(vector),
+                    );
+                    (misc1, int_ctl)
+                } else {
+                    (misc1 | misc1::VINTR, int_ctl | vmcb::V_IRQ_WINDOW)
+                }
+            }
+        };
+        self.vmcb.write_u32(control::INTERCEPT_MISC1, misc1);
+        self.vmcb.write_u64(control::VIRTUAL_INTERRUPTS, int_ctl);
+    }
+
+    /// Whether the APIC has an interrupt for a guest that halted with interrupts enabled.
+    fn interrupt_ready(&mut self) -> bool {
+        self.apic.poll_timer(kernel::platform::now_ns());
+        self.apic.next_interrupt(true).is_some()
+    }
+
+    /// A guest access to the x2APIC: carried out, with what it causes (an IPI, which with
+    /// one VP can only be for this APIC).
+    fn apic_effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::SendIpi(ipi) if ipi.reaches(self.apic.id()) => match ipi.delivery {
+                Delivery::Fixed => {
+                    self.apic.accept(ipi.vector);
+                }
+                other => log::info!("svm: the guest sent itself a {other:?} IPI; not delivered"),
+            },
+            Effect::SendIpi(_) | Effect::EoiBroadcast(_) | Effect::None => {}
+        }
+    }
+
     /// Whether the exit interrupted an event on its way into the guest (to be delivered
     /// again at the next run).
     fn delivering_event(&self) -> bool {
@@ -507,6 +597,11 @@ impl GuestVp for SvmVp {
 
     fn set_rip(&mut self, rip: u64) {
         self.vmcb.write_u64(save::RIP, rip);
+        // The instruction completed: an STI or MOV SS shadow that covered it is over (a HLT
+        // right after STI exits inside the shadow).
+        let state = self.vmcb.read_u64(control::INTERRUPT_SHADOW);
+        self.vmcb
+            .write_u64(control::INTERRUPT_SHADOW, state & !INTERRUPT_SHADOW_ACTIVE);
     }
 
     fn paging(&mut self) -> Option<Paging> {
@@ -542,31 +637,66 @@ impl GuestVp for SvmVp {
         }
     }
 
-    fn read_msr(&mut self, msr: u32) -> u64 {
+    fn read_msr(&mut self, msr: u32) -> Option<u64> {
         if msr == MSR_EFER {
-            return self.vmcb.read_u64(save::EFER) & !vmcb::EFER_SVME;
+            return Some(self.vmcb.read_u64(save::EFER) & !vmcb::EFER_SVME);
         }
-        match VMCB_MSRS.iter().find(|&&(m, _)| m == msr) {
+        if msr == MSR_APIC_BASE {
+            return Some(self.apic_base);
+        }
+        if X2APIC_MSRS.contains(&msr) {
+            return match self.apic.read_msr(msr, kernel::platform::now_ns()) {
+                Ok(value) => Some(value),
+                Err(_) => {
+                    self.inject_exception(VECTOR_GP, Some(0));
+                    None
+                }
+            };
+        }
+        Some(match VMCB_MSRS.iter().find(|&&(m, _)| m == msr) {
             Some(&(_, offset)) => self.vmcb.read_u64(offset),
             None => policy::unoffered_msr_read(NAMES, msr),
-        }
+        })
     }
 
-    fn write_msr(&mut self, msr: u32, value: u64) {
+    fn write_msr(&mut self, msr: u32, value: u64) -> bool {
         if msr == MSR_EFER {
             // LMA is the CPU's to set; SVME stays on for VMRUN's sake.
             let current = self.vmcb.read_u64(save::EFER);
             let efer = (value & EFER_GUEST_BITS) | (current & vmcb::EFER_LMA) | vmcb::EFER_SVME;
             self.vmcb.write_u64(save::EFER, efer);
-            return;
+            return true;
+        }
+        if msr == MSR_APIC_BASE {
+            // Only x2APIC mode is emulated: rewriting the same value is all a guest may do
+            // (leaving x2APIC mode straight for xAPIC is #GP on hardware too).
+            if value == self.apic_base {
+                return true;
+            }
+            self.inject_exception(VECTOR_GP, Some(0));
+            return false;
+        }
+        if X2APIC_MSRS.contains(&msr) {
+            return match self.apic.write_msr(msr, value, kernel::platform::now_ns()) {
+                Ok(effect) => {
+                    self.apic_effect(effect);
+                    true
+                }
+                Err(_) => {
+                    self.inject_exception(VECTOR_GP, Some(0));
+                    false
+                }
+            };
         }
         match VMCB_MSRS.iter().find(|&&(m, _)| m == msr) {
-            // Addresses VMLOAD puts in the CPU must be canonical (hardware: #GP on WRMSR).
+            // Addresses VMLOAD puts in the CPU must be canonical: #GP, as on hardware.
             Some(&(m, _)) if ADDRESS_MSRS.contains(&m) && !canonical(value) => {
-                log::info!("svm: the guest wrote non-canonical {value:#x} to MSR {msr:#x}; ignored")
+                self.inject_exception(VECTOR_GP, Some(0));
+                return false;
             }
             Some(&(_, offset)) => self.vmcb.write_u64(offset, value),
             None => policy::unoffered_msr_write(NAMES, msr, value),
         }
+        true
     }
 }

@@ -18,6 +18,8 @@ pub mod control {
     pub const TLB_CONTROL: usize = 0x05c;
     /// V_TPR, V_IRQ, ... V_INTR_MASKING (bit 24).
     pub const VIRTUAL_INTERRUPTS: usize = 0x060;
+    /// Bit 0: the guest is in an interrupt shadow (after STI or MOV SS).
+    pub const INTERRUPT_SHADOW: usize = 0x068;
     pub const EXIT_CODE: usize = 0x070;
     pub const EXIT_INFO1: usize = 0x078;
     pub const EXIT_INFO2: usize = 0x080;
@@ -35,6 +37,8 @@ pub mod control {
 pub mod misc1 {
     pub const INTR: u32 = 1 << 0;
     pub const NMI: u32 = 1 << 1;
+    /// Exit when the guest can take the virtual interrupt V_IRQ asks for.
+    pub const VINTR: u32 = 1 << 4;
     pub const CPUID: u32 = 1 << 18;
     pub const INVD: u32 = 1 << 22;
     pub const HLT: u32 = 1 << 24;
@@ -59,6 +63,10 @@ pub mod misc2 {
 /// VIRTUAL_INTERRUPTS bit 24: the guest's RFLAGS.IF masks only virtual interrupts; physical
 /// ones stay the host's, under the host's IF (APM §15.21.1).
 pub const V_INTR_MASKING: u64 = 1 << 24;
+/// VIRTUAL_INTERRUPTS: V_IRQ (bit 8) asks for an interrupt window, at priority 15 (bits
+/// 19:16), ignoring the virtual TPR (bit 20): only the guest's RFLAGS.IF and shadow hold it
+/// (APM §15.21.4).
+pub const V_IRQ_WINDOW: u64 = (1 << 8) | (0xf << 16) | (1 << 20);
 /// TLB_CONTROL: flush the whole TLB at the next VMRUN (the one value every SVM CPU takes;
 /// flushing by ASID needs the FlushByAsid feature).
 pub const TLB_FLUSH_ALL: u8 = 1;
@@ -135,6 +143,11 @@ impl Vmcb {
     pub fn write_u64(&mut self, offset: usize, value: u64) {
         // SAFETY: as in `read_u64`.
         unsafe { self.at::<u64>(offset).write_volatile(value) }
+    }
+
+    pub fn read_u32(&self, offset: usize) -> u32 {
+        // SAFETY: as in `read_u64`.
+        unsafe { self.at::<u32>(offset).read_volatile() }
     }
 
     pub fn write_u32(&mut self, offset: usize, value: u32) {

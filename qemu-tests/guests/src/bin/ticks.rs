@@ -1,0 +1,168 @@
+//! The ticks guest (x86_64): takes timer interrupts from the local APIC Parapet emulates, as
+//! an OS does — x2APIC mode enabled through IA32_APIC_BASE, the APIC software-enabled
+//! through the spurious-vector register, the LVT timer periodic at vector 0x20, an IDT whose
+//! handler counts and writes EOI — then halts until ten have arrived and powers off. A
+//! guest-visible #GP or a lost interrupt ends it badly (a triple fault, or a hang the test's
+//! timeout catches).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("ticks is a test guest; `cargo xtask build` builds it for x86_64");
+    std::process::exit(2);
+}
+
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+#[no_mangle]
+extern "C" fn guest_main() -> ! {
+    use parapet_test_guests::{exit, println, serial, EXIT_FAILURE};
+
+    serial::init();
+    println!("ticks: x86_64 only");
+    exit(EXIT_FAILURE)
+}
+
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+mod x86 {
+    use core::arch::{asm, global_asm};
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    use parapet_test_guests::{exit, hypercall::rdmsr, println, serial, EXIT_SUCCESS};
+
+    /// MSRs (Intel SDM Vol. 3A §11.4.4, §11.12.1.2).
+    const IA32_APIC_BASE: u32 = 0x1b;
+    const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+    const X2APIC_ENABLE: u64 = 1 << 10;
+    const X2APIC_SVR: u32 = 0x80f;
+    const X2APIC_LVT_TIMER: u32 = 0x832;
+    const X2APIC_INITIAL_COUNT: u32 = 0x838;
+    const X2APIC_DIVIDE: u32 = 0x83e;
+    const TIMER_VECTOR: u8 = 0x20;
+    const SPURIOUS_VECTOR: u8 = 0xff;
+    const LVT_PERIODIC: u64 = 1 << 17;
+    const DIVIDE_BY_1: u64 = 0b1011;
+    const WANTED: u32 = 10;
+
+    /// Incremented by the timer handler.
+    #[no_mangle]
+    static TICKS_SEEN: AtomicU32 = AtomicU32::new(0);
+
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    struct Gate {
+        offset_low: u16,
+        selector: u16,
+        ist: u8,
+        attributes: u8,
+        offset_mid: u16,
+        offset_high: u32,
+        reserved: u32,
+    }
+
+    static mut IDT: [Gate; 256] = [Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        attributes: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    }; 256];
+
+    // The timer handler counts and ends the interrupt (x2APIC EOI: wrmsr 0x80b, 0); the
+    // spurious one just returns (no EOI for spurious interrupts, SDM §11.9).
+    global_asm!(
+        ".section .text.ticks, \"ax\"",
+        ".global ticks_timer_entry",
+        "ticks_timer_entry:",
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "lock inc dword ptr [rip + TICKS_SEEN]",
+        "mov ecx, 0x80b",
+        "xor eax, eax",
+        "xor edx, edx",
+        "wrmsr",
+        "pop rdx",
+        "pop rcx",
+        "pop rax",
+        "iretq",
+        ".global ticks_spurious_entry",
+        "ticks_spurious_entry:",
+        "iretq",
+    );
+
+    extern "C" {
+        fn ticks_timer_entry();
+        fn ticks_spurious_entry();
+    }
+
+    /// An interrupt gate in the loader's 64-bit code segment (0x08).
+    fn gate(handler: unsafe extern "C" fn()) -> Gate {
+        let address = handler as usize as u64;
+        Gate {
+            offset_low: address as u16,
+            selector: 0x08,
+            ist: 0,
+            attributes: 0x8e,
+            offset_mid: (address >> 16) as u16,
+            offset_high: (address >> 32) as u32,
+            reserved: 0,
+        }
+    }
+
+    /// # Safety
+    /// `msr` must be writable with `value`.
+    unsafe fn wrmsr(msr: u32, value: u64) {
+        // SAFETY: the caller vouches for the MSR and value.
+        unsafe {
+            asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
+        };
+    }
+
+    #[no_mangle]
+    extern "C" fn guest_main() -> ! {
+        serial::init();
+        println!("ticks: start");
+        // SAFETY: only this code touches the IDT, before interrupts are enabled.
+        unsafe {
+            let idt = (&raw mut IDT).cast::<Gate>();
+            idt.add(usize::from(TIMER_VECTOR))
+                .write(gate(ticks_timer_entry));
+            idt.add(usize::from(SPURIOUS_VECTOR))
+                .write(gate(ticks_spurious_entry));
+            #[repr(C, packed)]
+            struct Pointer {
+                limit: u16,
+                base: u64,
+            }
+            let pointer = Pointer {
+                limit: (size_of::<[Gate; 256]>() - 1) as u16,
+                base: idt as u64,
+            };
+            asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack));
+        }
+        // SAFETY: the architectural APIC MSRs; the paravisor emulates them (a #GP would show
+        // as a triple fault, which the test reports).
+        unsafe {
+            let base = rdmsr(IA32_APIC_BASE);
+            wrmsr(IA32_APIC_BASE, base | APIC_GLOBAL_ENABLE | X2APIC_ENABLE);
+            wrmsr(X2APIC_SVR, (1 << 8) | u64::from(SPURIOUS_VECTOR));
+            wrmsr(X2APIC_DIVIDE, DIVIDE_BY_1);
+            wrmsr(X2APIC_LVT_TIMER, LVT_PERIODIC | u64::from(TIMER_VECTOR));
+            wrmsr(X2APIC_INITIAL_COUNT, 1_000_000);
+        }
+        while TICKS_SEEN.load(Ordering::Relaxed) < WANTED {
+            // SAFETY: the IDT handles the timer; `sti; hlt` waits for it without a window
+            // where it could arrive unnoticed.
+            unsafe { asm!("sti", "hlt", "cli", options(nostack)) };
+        }
+        // SAFETY: as above; stop the timer before leaving.
+        unsafe { wrmsr(X2APIC_INITIAL_COUNT, 0) };
+        println!(
+            "ticks: {} timer interrupts through the x2APIC",
+            TICKS_SEEN.load(Ordering::Relaxed)
+        );
+        exit(EXIT_SUCCESS)
+    }
+}
