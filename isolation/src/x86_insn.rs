@@ -44,8 +44,17 @@ pub enum Access {
         destination: Destination,
         extension: Extension,
     },
-    /// A write of `size` bytes (its value is not needed to drop it, nor to report it).
-    Write { size: u8 },
+    /// A write of `size` bytes of `source`.
+    Write { size: u8, source: Source },
+}
+
+/// Where a write's value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A register (its low `size` bytes, or AH-BH).
+    Register(Destination),
+    /// An immediate, already sign-extended to 64 bits where the encoding says so.
+    Immediate(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,8 +119,20 @@ pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
     let opcode = *bytes.get(at)?;
     at += 1;
     let (access, immediate) = match opcode {
-        0x88 => (Access::Write { size: 1 }, 0),
-        0x89 => (Access::Write { size: full_size }, 0),
+        0x88 => {
+            let modrm = *bytes.get(at)?;
+            let source = Source::Register(byte_register(register(modrm)));
+            (Access::Write { size: 1, source }, 0)
+        }
+        0x89 => {
+            let modrm = *bytes.get(at)?;
+            let source = Source::Register(Destination::Register(register(modrm)));
+            let write = Access::Write {
+                size: full_size,
+                source,
+            };
+            (write, 0)
+        }
         0x8a | 0x8b => {
             let modrm = *bytes.get(at)?;
             let size = if opcode == 0x8a { 1 } else { full_size };
@@ -127,9 +148,19 @@ pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
             };
             (read, 0)
         }
-        0xc6 => (Access::Write { size: 1 }, 1),
+        // The immediate is read once the operand's length is known (below).
+        0xc6 => (
+            Access::Write {
+                size: 1,
+                source: Source::Immediate(0),
+            },
+            1,
+        ),
         0xc7 => (
-            Access::Write { size: full_size },
+            Access::Write {
+                size: full_size,
+                source: Source::Immediate(0),
+            },
             // A 64-bit MOV takes a sign-extended 32-bit immediate.
             if full_size == 2 { 2 } else { 4 },
         ),
@@ -148,7 +179,10 @@ pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
                     extension: Extension::Merge,
                 }
             } else {
-                Access::Write { size }
+                Access::Write {
+                    size,
+                    source: Source::Register(Destination::Register(0)),
+                }
             };
             let length = at + offset;
             return (length <= bytes.len()).then_some(MemoryInstruction {
@@ -186,6 +220,28 @@ pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
         return None;
     }
     at += memory_operand_length(bytes.get(at..)?, modrm)?;
+    let access = match access {
+        Access::Write {
+            size,
+            source: Source::Immediate(_),
+        } => {
+            let field = bytes.get(at..at + immediate)?;
+            let mut raw = [0u8; 8];
+            raw[..immediate].copy_from_slice(field);
+            let value = u64::from_le_bytes(raw);
+            // imm32 into a 64-bit operand is sign-extended (SDM Vol. 2, MOV C7 /0).
+            let value = if size == 8 {
+                value as u32 as i32 as i64 as u64
+            } else {
+                value
+            };
+            Access::Write {
+                size,
+                source: Source::Immediate(value),
+            }
+        }
+        other => other,
+    };
     at += immediate;
     (at <= bytes.len()).then_some(MemoryInstruction {
         length: at as u8,
@@ -276,7 +332,10 @@ mod tests {
         // mov [rcx], rdx
         assert_eq!(
             d(&[0x48, 0x89, 0x11]).unwrap().access,
-            Access::Write { size: 8 }
+            Access::Write {
+                size: 8,
+                source: Source::Register(Destination::Register(2))
+            }
         );
         // mov r9d, [rsp + 0x10]: REX.R, SIB, disp8
         assert_eq!(
@@ -303,8 +362,35 @@ mod tests {
             d(&[0x48, 0xc7, 0x00, 1, 2, 3, 4]),
             Some(MemoryInstruction {
                 length: 7,
-                access: Access::Write { size: 8 }
+                access: Access::Write {
+                    size: 8,
+                    source: Source::Immediate(0x0403_0201)
+                }
             })
+        );
+        // mov qword [rax], -1 (imm32 sign-extended); mov byte [rdi], 0x5a; mov [rbx], ah.
+        assert_eq!(
+            d(&[0x48, 0xc7, 0x00, 0xff, 0xff, 0xff, 0xff])
+                .unwrap()
+                .access,
+            Access::Write {
+                size: 8,
+                source: Source::Immediate(u64::MAX)
+            }
+        );
+        assert_eq!(
+            d(&[0xc6, 0x07, 0x5a]).unwrap().access,
+            Access::Write {
+                size: 1,
+                source: Source::Immediate(0x5a)
+            }
+        );
+        assert_eq!(
+            d(&[0x88, 0x23]).unwrap().access,
+            Access::Write {
+                size: 1,
+                source: Source::Register(Destination::HighByte(0))
+            }
         );
         // mov word [rax], imm16
         assert_eq!(d(&[0x66, 0xc7, 0x00, 1, 2]).unwrap().length, 5);
@@ -364,7 +450,10 @@ mod tests {
         moffs[0] = 0xa2;
         assert_eq!(
             decode(&moffs, CodeMode::Bits64).unwrap().access,
-            Access::Write { size: 1 }
+            Access::Write {
+                size: 1,
+                source: Source::Register(Destination::Register(0))
+            }
         );
     }
 

@@ -3,7 +3,7 @@
 //! through the backend's [`GuestVp`].
 
 use isolation::exit::{merge_in, ExitSite, GuestExit, PortAccess, PortDirection, StringOp};
-use isolation::x86_insn::{self, Access, Destination, Extension};
+use isolation::x86_insn::{self, Access, Destination, Extension, Source};
 
 use super::devices::{GuestDevices, PortEffect, COM1_BASE, COM1_LAST};
 use super::GuestVp;
@@ -82,11 +82,13 @@ pub fn handle(
                     site.rip
                 ));
                 Verdict::Resume
-            } else if empty_bus(vp, site) {
-                MEMORY_LOGS.take().then(|| log::warn!(
-                    "{backend}: {guest} {what} {gpa:#x}, which it may not access, at RIP {:#x}; completed as an empty bus",
-                    site.rip
-                ));
+            } else if let Some(answered) = complete_access(vp, gpa, site) {
+                if !answered {
+                    MEMORY_LOGS.take().then(|| log::warn!(
+                        "{backend}: {guest} {what} {gpa:#x}, which it may not access, at RIP {:#x}; completed as an empty bus",
+                        site.rip
+                    ));
+                }
                 Verdict::Resume
             } else {
                 // An instruction the decoder does not know: stopping is safer than guessing.
@@ -144,53 +146,67 @@ pub fn handle(
     }
 }
 
-/// Completes the memory access at `site` as a bus with nothing on it does: a read returns all
-/// ones, a write goes nowhere. False if the instruction cannot be fetched or decoded.
-fn empty_bus(vp: &mut impl GuestVp, site: &ExitSite) -> bool {
-    let Some((mode, cs_base)) = vp.code() else {
-        return false;
-    };
-    let Some(paging) = vp.paging() else {
-        return false;
-    };
+/// Completes the memory access at `site` to `gpa`, outside the guest's RAM: a device the
+/// backend emulates there answers it (`GuestVp::mmio_read`/`mmio_write`); with none, it goes
+/// as on a bus with nothing on it: a read returns all ones, a write goes nowhere. `Some(true)`
+/// if a device answered, `Some(false)` for the empty bus, `None` if the instruction cannot be
+/// fetched or decoded.
+fn complete_access(vp: &mut impl GuestVp, gpa: u64, site: &ExitSite) -> Option<bool> {
+    let (mode, cs_base) = vp.code()?;
+    let paging = vp.paging()?;
     // Fetch what can be fetched of the longest instruction: the bytes may end at a page the
     // guest does not map.
     let (bytes, fetched) = paging.fetch(cs_base.wrapping_add(site.rip), site.user_mode);
-    let Some(instruction) = x86_insn::decode(&bytes[..fetched], mode) else {
-        return false;
-    };
-    if let Access::Read {
-        size,
-        destination,
-        extension,
-    } = instruction.access
-    {
-        let (number, shift, width) = match (destination, extension) {
-            (Destination::HighByte(n), _) => (n, 8, 1),
-            (Destination::Register(n), Extension::Merge) => (n, 0, size),
-            (Destination::Register(n), Extension::Zero { to } | Extension::Sign { to }) => {
-                (n, 0, to)
-            }
-        };
-        // All ones, extended either way, is all ones of the destination's width; MOVZX
-        // keeps zeros above the source.
-        let ones = |bytes: u8| u64::MAX >> (64 - 8 * u32::from(bytes));
-        let value = match extension {
-            Extension::Zero { .. } => ones(size),
-            _ => ones(width),
-        };
-        let Some(old) = vp.register(number) else {
-            return false;
-        };
-        let new = match width {
-            // A 32-bit result clears the upper half (Intel SDM Vol. 1 §3.4.1.1).
-            4 | 8 => value,
-            _ => (old & !(ones(width) << shift)) | (value << shift),
-        };
-        vp.set_register(number, new);
+    let instruction = x86_insn::decode(&bytes[..fetched], mode)?;
+    let ones = |bytes: u8| u64::MAX >> (64 - 8 * u32::from(bytes));
+    let mut answered = false;
+    match instruction.access {
+        Access::Write { size, source } => {
+            let value = match source {
+                Source::Immediate(value) => value,
+                Source::Register(Destination::Register(n)) => vp.register(n)?,
+                Source::Register(Destination::HighByte(n)) => vp.register(n)? >> 8,
+            } & ones(size);
+            answered = vp.mmio_write(gpa, size, value);
+        }
+        Access::Read {
+            size,
+            destination,
+            extension,
+        } => {
+            let (number, shift, width) = match (destination, extension) {
+                (Destination::HighByte(n), _) => (n, 8, 1),
+                (Destination::Register(n), Extension::Merge) => (n, 0, size),
+                (Destination::Register(n), Extension::Zero { to } | Extension::Sign { to }) => {
+                    (n, 0, to)
+                }
+            };
+            let raw = match vp.mmio_read(gpa, size) {
+                Some(value) => {
+                    answered = true;
+                    value & ones(size)
+                }
+                None => ones(size),
+            };
+            let value = match extension {
+                Extension::Merge | Extension::Zero { .. } => raw,
+                // Sign-extend the source to the destination's width.
+                Extension::Sign { .. } => {
+                    let bits = 8 * u32::from(size);
+                    ((((raw << (64 - bits)) as i64) >> (64 - bits)) as u64) & ones(width)
+                }
+            };
+            let old = vp.register(number)?;
+            let new = match width {
+                // A 32-bit result clears the upper half (Intel SDM Vol. 1 §3.4.1.1).
+                4 | 8 => value,
+                _ => (old & !(ones(width) << shift)) | (value << shift),
+            };
+            vp.set_register(number, new);
+        }
     }
     step_over(vp, site, instruction.length);
-    true
+    Some(answered)
 }
 
 fn port(

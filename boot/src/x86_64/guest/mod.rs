@@ -90,6 +90,15 @@ pub trait GuestVp {
     fn code(&mut self) -> Option<(CodeMode, u64)> {
         None
     }
+    /// A load of `size` bytes from a device the backend emulates at guest-physical `gpa`
+    /// (outside RAM); `None` when nothing is there.
+    fn mmio_read(&mut self, _gpa: u64, _size: u8) -> Option<u64> {
+        None
+    }
+    /// A store to such a device; false when nothing is there.
+    fn mmio_write(&mut self, _gpa: u64, _size: u8, _value: u64) -> bool {
+        false
+    }
     /// The guest's `rdmsr` of an MSR no device owns: the backend's MSR policy. `None` when
     /// the backend raised #GP in the guest instead (the instruction then does not complete).
     fn read_msr(&mut self, msr: u32) -> Option<u64>;
