@@ -6,6 +6,8 @@
 
 extern crate alloc;
 
+pub mod ioapic;
+pub mod pit;
 pub mod pl011;
 pub mod psci;
 pub mod text_output;

@@ -15,6 +15,11 @@ pub enum Delivery {
     /// Start-up: a target waiting for SIPI starts in real mode at `vector << 12` (CS =
     /// `vector << 8`, IP = 0).
     StartUp,
+    /// Lowest priority (xAPIC mode only; reserved for x2APIC IPIs): a fixed interrupt with
+    /// this vector for exactly **one** of the local APICs reached. Which one is the
+    /// platform's arbitration (§11.6.2.4, model-specific); any of them is correct, e.g. the
+    /// first, or the one with the lowest [`LocalApic::ppr`](super::LocalApic::ppr).
+    LowestPriority,
 }
 
 /// Where an IPI goes (§11.6.2, §11.12.10).
@@ -25,6 +30,15 @@ pub enum Destination {
     /// Logical mode: cluster ID in bits 31:16, a bit per member in 15:0 (matched against
     /// each target's LDR); `BROADCAST` reaches every local APIC, the sender too.
     Logical(u32),
+    /// xAPIC physical mode (§11.6.2.1): the 8-bit APIC ID; `XAPIC_BROADCAST` (0xff) reaches
+    /// every local APIC, the sender too. No APIC with an ID above 0xff matches otherwise.
+    XApicPhysical(u8),
+    /// xAPIC logical mode (§11.6.2.2): the 8-bit message destination address, matched
+    /// against each target's own LDR and DFR (flat: any common bit; cluster: the cluster in
+    /// bits 7:4 equal and a common member bit in 3:0). `XAPIC_BROADCAST` reaches every local
+    /// APIC. **Routing depends on the targets' registers, not their IDs**: use
+    /// [`Ipi::reaches_apic`]; [`Ipi::reaches`] only answers the broadcast.
+    XApicLogical(u8),
     /// Shorthand 01: the sender only.
     ToSelf,
     /// Shorthand 10.
@@ -57,8 +71,15 @@ pub fn logical_id(id: u32) -> u32 {
 impl Ipi {
     /// Whether the local APIC with x2APIC ID `id` is a target. The backend delivers the IPI
     /// to every local APIC (the sender's included) for which this holds.
+    ///
+    /// Exact for every destination except [`Destination::XApicLogical`], whose matching needs
+    /// the target's LDR and DFR: for it this answers only the broadcast (0xff: true) and is
+    /// false otherwise. A backend whose guests may use xAPIC mode routes with
+    /// [`Ipi::reaches_apic`] instead, which is exact for every form.
     pub fn reaches(&self, id: u32) -> bool {
         match self.destination {
+            Destination::XApicPhysical(dest) => dest == XAPIC_BROADCAST || u32::from(dest) == id,
+            Destination::XApicLogical(mda) => mda == XAPIC_BROADCAST,
             Destination::Physical(dest) => dest == BROADCAST || dest == id,
             Destination::Logical(dest) => {
                 let ldr = logical_id(id);
@@ -88,8 +109,18 @@ pub(super) enum NotSent {
 }
 
 /// Decodes an ICR value, already checked for reserved bits, written by the local APIC with
-/// x2APIC ID `source`.
+/// x2APIC ID `source` in x2APIC mode.
 pub(super) fn decode(icr: u64, source: u32) -> Result<Ipi, NotSent> {
+    decode_in(icr, source, false)
+}
+
+/// Decodes an xAPIC-mode ICR (ICR_HIGH in bits 63:32, reserved bits already dropped): the
+/// destination is the 8-bit field in bits 63:56, and lowest-priority delivery is legal.
+pub(super) fn decode_xapic(icr: u64, source: u32) -> Result<Ipi, NotSent> {
+    decode_in(icr, source, true)
+}
+
+fn decode_in(icr: u64, source: u32, xapic: bool) -> Result<Ipi, NotSent> {
     let vector = (icr & ICR_VECTOR) as u8;
     // §11.6.1: on Pentium 4 and later the level bit "has no meaning ... and will always be
     // issued as a 1", and level-triggered IPIs are issued as edge-triggered (the xAPIC ICR
@@ -97,6 +128,7 @@ pub(super) fn decode(icr: u64, source: u32) -> Result<Ipi, NotSent> {
     let deassert = icr & ICR_LEVEL_TRIGGERED != 0 && icr & ICR_LEVEL_ASSERT == 0;
     let delivery = match (icr & ICR_DELIVERY_MODE) >> 8 {
         0b000 => Delivery::Fixed,
+        0b001 if xapic => Delivery::LowestPriority,
         0b001 => return Err(NotSent::LowestPriority),
         0b010 => Delivery::Smi,
         0b100 => Delivery::Nmi,
@@ -105,11 +137,14 @@ pub(super) fn decode(icr: u64, source: u32) -> Result<Ipi, NotSent> {
         0b110 => Delivery::StartUp,
         _ => return Err(NotSent::ReservedMode),
     };
-    if delivery == Delivery::Fixed && vector < 16 {
+    if matches!(delivery, Delivery::Fixed | Delivery::LowestPriority) && vector < 16 {
         return Err(NotSent::IllegalVector);
     }
     let dest = (icr >> 32) as u32;
+    let xapic_dest = (icr >> 56) as u8;
     let destination = match (icr & ICR_SHORTHAND) >> 18 {
+        0b00 if xapic && icr & ICR_LOGICAL != 0 => Destination::XApicLogical(xapic_dest),
+        0b00 if xapic => Destination::XApicPhysical(xapic_dest),
         0b00 if icr & ICR_LOGICAL != 0 => Destination::Logical(dest),
         0b00 => Destination::Physical(dest),
         0b01 => Destination::ToSelf,

@@ -85,26 +85,32 @@
 //!   it obliges the I/O APIC to have an EOI register, and Linux does not use it. An EOI of a
 //!   vector whose TMR bit is set yields [`Effect::EoiBroadcast`].
 //! - **LINT0/LINT1** are edge-triggered here: remote IRR stays 0.
-//! - **IA32_APIC_BASE** is not modelled: this is an x2APIC only, with no xAPIC MMIO page and
-//!   no disabled state. The backend's MSR policy answers it: reads `APIC_BASE_DEFAULT |
-//!   APIC_BASE_EN | APIC_BASE_EXTD` (`| APIC_BASE_BSP` on the boot vCPU), and takes a write of
-//!   that same value. Linux keeps (or enters) x2APIC mode only with interrupt remapping, with
-//!   `x86_init.hyper.x2apic_available()` (a hypervisor it recognises by its CPUID leaves), or
-//!   with the x2APIC locked (CPUID.07H:EDX[29], IA32_ARCH_CAPABILITIES bit 21, MSR 0xbd bit
-//!   0); otherwise it switches to xAPIC MMIO, which this model lacks. See
-//!   `try_to_enable_x2apic` and `x2apic_hw_locked` in arch/x86/kernel/apic/apic.c. The wiring
-//!   must arrange one of them, and start every vCPU with EXTD set.
+//! - **IA32_APIC_BASE and xAPIC mode** are in `xapic.rs` ([`LocalApic::apic_base`],
+//!   [`LocalApic::apic_base_write`], [`LocalApic::set_mode`], [`LocalApic::read_mmio`],
+//!   [`LocalApic::write_mmio`]): the same model seen through the MMIO page, with the
+//!   disabled/xAPIC/x2APIC transitions of §11.12.5. [`LocalApic::new`] starts in x2APIC mode
+//!   and [`LocalApic::new_xapic`] in xAPIC mode. Outside x2APIC mode the x2APIC MSRs raise #GP
+//!   ([`ApicFault::NotX2Apic`]). Linux keeps (or enters) x2APIC mode only with interrupt
+//!   remapping, with `x86_init.hyper.x2apic_available()` (a hypervisor it recognises by its
+//!   CPUID leaves), or with the x2APIC locked (CPUID.07H:EDX[29], IA32_ARCH_CAPABILITIES bit
+//!   21, MSR 0xbd bit 0); otherwise it leaves x2APIC mode through the disabled state
+//!   (`__x2apic_disable`) and drives the MMIO page. See `try_to_enable_x2apic` and
+//!   `x2apic_hw_locked` in arch/x86/kernel/apic/apic.c.
 
 mod ipi;
 mod registers;
 mod timer;
+mod xapic;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod xapic_tests;
 
 pub use ipi::{logical_id, Delivery, Destination, Ipi, BROADCAST};
 pub use registers::*;
 pub use timer::GuestTsc;
+pub use xapic::Mode;
 
 use ipi::NotSent;
 use timer::Timer;
@@ -120,8 +126,18 @@ pub enum ApicFault {
     /// A read of a write-only register (EOI, SELF IPI).
     WriteOnly,
     /// A write with reserved bits set, a non-zero write to EOI or ESR, or reserved timer
-    /// mode 11b.
+    /// mode 11b; an IA32_APIC_BASE write with reserved bits set, or with EXTD set and EN
+    /// clear (§11.12.5).
     Reserved,
+    /// An x2APIC MSR (0x800-0x8ff) while the APIC is not in x2APIC mode (§11.12.1.2: "#GP
+    /// ... if the local APIC is not in x2APIC mode").
+    NotX2Apic,
+    /// An IA32_APIC_BASE write asking for a transition §11.12.5.1 calls
+    /// illegal: x2APIC to xAPIC, or disabled to x2APIC (the state-transition figure there).
+    IllegalTransition,
+    /// An IA32_APIC_BASE write this model does not offer: a base other than
+    /// `APIC_BASE_DEFAULT`, or xAPIC mode for an APIC whose ID does not fit in 8 bits.
+    NotOffered,
 }
 
 /// What a register write asks of the backend.
@@ -242,13 +258,24 @@ pub struct LocalApic {
     /// An error may raise the error interrupt (re-armed by an ESR write).
     error_armed: bool,
     lvt: [u32; LVT_COUNT],
+    /// x2APIC layout: the vector etc. in bits 31:0, the destination in 63:32. In xAPIC mode
+    /// bits 31:0 are ICR_LOW and 63:32 ICR_HIGH (destination in 63:56).
     icr: u64,
     timer: Timer,
     tsc: Option<GuestTsc>,
+    /// IA32_APIC_BASE's EN and EXTD (§11.12.5).
+    mode: Mode,
+    /// IA32_APIC_BASE's BSP flag: fixed at construction.
+    bsp: bool,
+    /// xAPIC mode's LDR (logical ID in bits 31:24) and DFR (model in bits 31:28, the rest
+    /// ones); unused in x2APIC mode, where the LDR derives from the ID and there is no DFR.
+    xapic_ldr: u32,
+    dfr: u32,
 }
 
 impl LocalApic {
-    /// The local APIC of the vCPU with x2APIC ID `apic_id`, as after power-up (§11.4.7.1):
+    /// The local APIC of the vCPU with x2APIC ID `apic_id` in x2APIC mode (IA32_APIC_BASE EN
+    /// and EXTD set, BSP clear), its registers as after power-up (§11.4.7.1):
     /// software-disabled, every LVT entry masked. Its timer counts at `timer_hz` (0 is taken
     /// as 1) before the divider; see the module comment.
     pub fn new(apic_id: u32, timer_hz: u64) -> Self {
@@ -266,6 +293,10 @@ impl LocalApic {
             icr: 0,
             timer: Timer::new(timer_hz),
             tsc: None,
+            mode: Mode::X2Apic,
+            bsp: false,
+            xapic_ldr: 0,
+            dfr: DFR_RESET,
         }
     }
 
@@ -281,10 +312,13 @@ impl LocalApic {
     }
 
     /// INIT (§11.4.7.3): everything back to the power-up state except the ID (and, in x2APIC
-    /// mode, the LDR derived from it); the x2APIC stays in x2APIC mode (§11.12.5.1).
+    /// mode, the LDR derived from it); IA32_APIC_BASE is unchanged, so the mode stays
+    /// (§11.12.5.1). In xAPIC mode the LDR goes back to 0 and the DFR to all ones.
     pub fn init_reset(&mut self) {
         *self = Self {
             tsc: self.tsc,
+            mode: self.mode,
+            bsp: self.bsp,
             ..Self::new(self.id, self.timer.hz())
         };
     }
@@ -293,9 +327,14 @@ impl LocalApic {
         self.id
     }
 
-    /// The LDR: read-only in x2APIC mode, derived from the ID (§11.12.10.2).
+    /// The LDR: read-only in x2APIC mode, derived from the ID (§11.12.10.2); in xAPIC mode
+    /// the register software wrote (logical ID in bits 31:24, §11.6.2.2); 0 while disabled.
     pub fn ldr(&self) -> u32 {
-        logical_id(self.id)
+        match self.mode {
+            Mode::X2Apic => logical_id(self.id),
+            Mode::XApic => self.xapic_ldr,
+            Mode::Disabled => 0,
+        }
     }
 
     pub fn software_enabled(&self) -> bool {
@@ -356,6 +395,9 @@ impl LocalApic {
     }
 
     fn accept_with_trigger(&mut self, vector: u8, level: bool) -> bool {
+        if self.mode == Mode::Disabled {
+            return false; // no APIC on the bus (§11.4.3)
+        }
         if vector < 16 {
             self.record_error(ESR_RECEIVE_ILLEGAL_VECTOR);
             return false;
@@ -439,7 +481,18 @@ impl LocalApic {
     }
 
     /// LINT0 (`lint1 == false`) or LINT1 asserted: delivered as its LVT entry says.
+    ///
+    /// While globally disabled (IA32_APIC_BASE.EN clear) the processor behaves as one without
+    /// an APIC (§11.4.3), whose LINT0 and LINT1 pins are its INTR and NMI inputs: LINT0 is
+    /// `ExtInt` and LINT1 `Nmi`.
     pub fn raise_lint(&mut self, lint1: bool) -> LintDelivery {
+        if self.mode == Mode::Disabled {
+            return if lint1 {
+                LintDelivery::Nmi
+            } else {
+                LintDelivery::ExtInt
+            };
+        }
         let lvt = if lint1 { Lvt::Lint1 } else { Lvt::Lint0 };
         let entry = self.lvt(lvt);
         if entry & LVT_MASKED != 0 {
@@ -489,8 +542,10 @@ impl LocalApic {
         }
     }
 
-    /// The guest's RDMSR of `msr` at `now_ns`.
+    /// The guest's RDMSR of `msr` at `now_ns`. Outside x2APIC mode every x2APIC MSR raises
+    /// #GP ([`ApicFault::NotX2Apic`]); IA32_TSC_DEADLINE, when offered, works in every mode.
     pub fn read_msr(&mut self, msr: u32, now_ns: u64) -> Result<u64, ApicFault> {
+        self.msr_mode_check(msr)?;
         self.poll_timer(now_ns);
         let value = match msr {
             ID => self.id,
@@ -529,11 +584,21 @@ impl LocalApic {
     /// The guest's WRMSR of `value` to `msr` at `now_ns`. A faulting write changes no
     /// register (the timer is still brought up to `now_ns` first, as on any access).
     pub fn write_msr(&mut self, msr: u32, value: u64, now_ns: u64) -> Result<Effect, ApicFault> {
+        self.msr_mode_check(msr)?;
         self.poll_timer(now_ns);
         let effect = self.write_register(msr, value, now_ns)?;
         // A deadline written in the past fires at once.
         self.poll_timer(now_ns);
         Ok(effect)
+    }
+
+    /// The x2APIC MSRs exist only in x2APIC mode (§11.12.1.2); IA32_TSC_DEADLINE is not one
+    /// of them (§11.5.4.1 works in xAPIC mode too).
+    fn msr_mode_check(&self, msr: u32) -> Result<(), ApicFault> {
+        if self.mode != Mode::X2Apic && (MSR_FIRST..=MSR_LAST).contains(&msr) {
+            return Err(ApicFault::NotX2Apic);
+        }
+        Ok(())
     }
 
     fn write_register(&mut self, msr: u32, value: u64, now_ns: u64) -> Result<Effect, ApicFault> {
@@ -654,17 +719,23 @@ impl LocalApic {
             return Err(ApicFault::Reserved);
         }
         self.icr = value & !ICR_BUSY;
-        match ipi::decode(self.icr, self.id) {
-            Ok(ipi) => Ok(Effect::SendIpi(ipi)),
+        let decoded = ipi::decode(self.icr, self.id);
+        Ok(self.send(decoded))
+    }
+
+    /// The ICR write's outcome: the IPI to send, or the error it records.
+    fn send(&mut self, decoded: Result<Ipi, NotSent>) -> Effect {
+        match decoded {
+            Ok(ipi) => Effect::SendIpi(ipi),
             Err(NotSent::IllegalVector) => {
                 self.record_error(ESR_SEND_ILLEGAL_VECTOR);
-                Ok(Effect::None)
+                Effect::None
             }
             Err(NotSent::LowestPriority) => {
                 self.record_error(ESR_REDIRECTABLE_IPI);
-                Ok(Effect::None)
+                Effect::None
             }
-            Err(NotSent::Deassert | NotSent::ReservedMode) => Ok(Effect::None),
+            Err(NotSent::Deassert | NotSent::ReservedMode) => Effect::None,
         }
     }
 }

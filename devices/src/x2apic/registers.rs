@@ -41,8 +41,8 @@ pub const SELF_IPI: u32 = 0x83f;
 /// IA32_TSC_DEADLINE (SDM Vol. 4 Table 2-2; §11.5.4.1), when TSC-deadline mode is offered.
 pub const IA32_TSC_DEADLINE: u32 = 0x6e0;
 
-/// IA32_APIC_BASE (§11.4.4, Figure 11-5): not modelled here (see the module comment), but its
-/// bits are the backend's to answer with.
+/// IA32_APIC_BASE (§11.4.4, Figure 11-5): not one of `read_msr`'s; the backend routes it to
+/// `LocalApic::apic_base` / `LocalApic::apic_base_write`.
 pub const IA32_APIC_BASE: u32 = 0x1b;
 /// BSP flag (bit 8), x2APIC enable EXTD (bit 10), xAPIC global enable EN (bit 11).
 pub const APIC_BASE_BSP: u64 = 1 << 8;
@@ -50,6 +50,11 @@ pub const APIC_BASE_EXTD: u64 = 1 << 10;
 pub const APIC_BASE_EN: u64 = 1 << 11;
 /// The architectural default base of the xAPIC MMIO window (§11.4.1).
 pub const APIC_BASE_DEFAULT: u64 = 0xfee0_0000;
+/// Bits 7:0 and 9 are reserved (Figure 11-5); so is everything above MAXPHYADDR, which this
+/// model does not need to know: only `APIC_BASE_DEFAULT` is offered as a base.
+pub const APIC_BASE_RESERVED: u64 = 0x2ff;
+/// The base address field, bits MAXPHYADDR-1:12.
+pub const APIC_BASE_ADDRESS: u64 = !0xfff;
 
 /// Version register (§11.4.8, Figure 11-7): version in bits 7:0 (0x14: an integrated xAPIC, as
 /// KVM reports and Linux's `APIC_XAPIC()` expects), max LVT entry (entries - 1) in bits 23:16,
@@ -124,3 +129,68 @@ pub const ICR_RESERVED: u64 = (1 << 13) | (0b11 << 16) | (0xfff << 20);
 
 /// SELF IPI (§11.12.11, Figure 11-30): the vector in bits 7:0, the rest reserved.
 pub const SELF_IPI_MASK: u32 = 0xff;
+
+/// ESR bit 7 (§11.5.3, Figure 11-9), xAPIC mode: an access to a reserved register of the MMIO
+/// page (only an aligned 32-bit access to the start of a reserved 16-byte slot, see
+/// `LocalApic::read_mmio`).
+pub const ESR_ILLEGAL_REGISTER: u32 = 1 << 7;
+
+/// xAPIC mode: register offsets in the 4 KiB MMIO page at IA32_APIC_BASE (Table 11-1). Each
+/// register is the first dword of a 16-byte-aligned slot; the x2APIC MSR of the same register
+/// is `MSR_FIRST + (offset >> 4)`.
+pub const XAPIC_PAGE_SIZE: u64 = 0x1000;
+pub const XAPIC_ID: u64 = 0x020;
+pub const XAPIC_VERSION: u64 = 0x030;
+pub const XAPIC_TPR: u64 = 0x080;
+/// Arbitration priority (P6 and Pentium): reads 0 here, as in KVM; writes ignored.
+pub const XAPIC_APR: u64 = 0x090;
+pub const XAPIC_PPR: u64 = 0x0a0;
+pub const XAPIC_EOI: u64 = 0x0b0;
+/// Remote read (P6 and Pentium; remote-read IPIs are not offered): reads 0.
+pub const XAPIC_RRD: u64 = 0x0c0;
+pub const XAPIC_LDR: u64 = 0x0d0;
+pub const XAPIC_DFR: u64 = 0x0e0;
+pub const XAPIC_SVR: u64 = 0x0f0;
+pub const XAPIC_ISR0: u64 = 0x100;
+pub const XAPIC_TMR0: u64 = 0x180;
+pub const XAPIC_IRR0: u64 = 0x200;
+pub const XAPIC_ESR: u64 = 0x280;
+pub const XAPIC_LVT_CMCI: u64 = 0x2f0;
+/// ICR bits 31:0; writing it sends the IPI (§11.6.1).
+pub const XAPIC_ICR_LOW: u64 = 0x300;
+/// ICR bits 63:32: the destination in bits 31:24 (Figure 11-12), the rest reserved.
+pub const XAPIC_ICR_HIGH: u64 = 0x310;
+pub const XAPIC_LVT_TIMER: u64 = 0x320;
+pub const XAPIC_LVT_THERMAL: u64 = 0x330;
+pub const XAPIC_LVT_PERF: u64 = 0x340;
+pub const XAPIC_LVT_LINT0: u64 = 0x350;
+pub const XAPIC_LVT_LINT1: u64 = 0x360;
+pub const XAPIC_LVT_ERROR: u64 = 0x370;
+pub const XAPIC_TIMER_INITIAL_COUNT: u64 = 0x380;
+pub const XAPIC_TIMER_CURRENT_COUNT: u64 = 0x390;
+pub const XAPIC_TIMER_DIVIDE: u64 = 0x3e0;
+
+/// The LDR's logical APIC ID, bits 31:24 (Figure 11-13); bits 23:0 are reserved.
+pub const XAPIC_LDR_MASK: u32 = 0xff00_0000;
+/// DFR (Figure 11-14): the model in bits 31:28 (1111b flat, 0000b cluster); bits 27:0 are
+/// reserved and read as ones.
+pub const DFR_MODEL: u32 = 0xf000_0000;
+pub const DFR_FLAT: u32 = 0xffff_ffff;
+pub const DFR_CLUSTER: u32 = 0x0fff_ffff;
+/// DFR after reset and INIT: flat (§11.4.7.1).
+pub const DFR_RESET: u32 = DFR_FLAT;
+/// The xAPIC ID register: the 8-bit APIC ID in bits 31:24 (Figure 11-6).
+pub const XAPIC_ID_SHIFT: u32 = 24;
+/// ICR_HIGH's destination field, bits 31:24 (bits 63:56 of the ICR).
+pub const XAPIC_ICR_DEST_MASK: u32 = 0xff00_0000;
+/// The ICR_LOW bits a write keeps in xAPIC mode: the x2APIC ones (bit 12, delivery status, is
+/// read-only and reads 0; the rest reserved and ignored).
+pub const XAPIC_ICR_LOW_WRITABLE: u32 = (ICR_VECTOR
+    | ICR_DELIVERY_MODE
+    | ICR_LOGICAL
+    | ICR_LEVEL_ASSERT
+    | ICR_LEVEL_TRIGGERED
+    | ICR_SHORTHAND) as u32;
+/// The 8-bit destination that reaches every local APIC in xAPIC mode, physical or logical
+/// (§11.6.2.1, §11.6.2.2).
+pub const XAPIC_BROADCAST: u8 = 0xff;

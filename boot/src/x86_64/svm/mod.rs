@@ -292,8 +292,8 @@ fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
         host_state,
         gprs: Gprs::default(),
         nrips,
-        apic: LocalApic::new(0, APIC_TIMER_HZ),
-        apic_base: APIC_BASE_DEFAULT,
+        // As after RESET: xAPIC mode, the boot processor; the guest may go on to x2APIC.
+        apic: LocalApic::new_xapic(0, APIC_TIMER_HZ).with_bsp(true),
     })
 }
 
@@ -334,10 +334,8 @@ struct SvmVp {
     gprs: Gprs,
     /// The CPU fills the VMCB's next-RIP field.
     nrips: bool,
-    /// The guest's local APIC, emulated in x2APIC mode (`devices::x2apic`).
+    /// The guest's local APIC (`devices::x2apic`): xAPIC MMIO at 0xFEE00000, or x2APIC MSRs.
     apic: LocalApic,
-    /// IA32_APIC_BASE as the guest sees it.
-    apic_base: u64,
 }
 
 /// MSRs whose guest values live in the VMCB's save area (loaded by VMRUN or VMLOAD): the
@@ -359,10 +357,10 @@ const MSR_EFER: u32 = 0xc000_0080;
 /// IA32_APIC_BASE and the x2APIC MSR range (Intel SDM Vol. 3A §11.4.4, §11.12.1.2).
 const MSR_APIC_BASE: u32 = 0x1b;
 const X2APIC_MSRS: core::ops::RangeInclusive<u32> = 0x800..=0x8ff;
-/// The APIC at its architectural address, globally enabled (EN, bit 11) in x2APIC mode (EXTD,
-/// bit 10), on the boot processor (BSP, bit 8): the only mode Parapet emulates, so the guest
-/// starts in it and may not leave it.
-const APIC_BASE_DEFAULT: u64 = 0xfee0_0000 | (1 << 11) | (1 << 10) | (1 << 8);
+/// The xAPIC register page (Intel SDM Vol. 3A §11.4.1); never guest RAM, so accesses to it
+/// are nested page faults that reach the APIC.
+const XAPIC_PAGE: u64 = 0xfee0_0000;
+const XAPIC_PAGE_SIZE: u64 = 0x1000;
 /// The APIC timer's input clock. Any rate works: guests calibrate it against another clock.
 const APIC_TIMER_HZ: u64 = 1_000_000_000;
 /// RFLAGS.IF.
@@ -544,8 +542,8 @@ impl SvmVp {
     /// one VP can only be for this APIC).
     fn apic_effect(&mut self, effect: Effect) {
         match effect {
-            Effect::SendIpi(ipi) if ipi.reaches(self.apic.id()) => match ipi.delivery {
-                Delivery::Fixed => {
+            Effect::SendIpi(ipi) if ipi.reaches_apic(&self.apic) => match ipi.delivery {
+                Delivery::Fixed | Delivery::LowestPriority => {
                     self.apic.accept(ipi.vector);
                 }
                 other => log::info!("svm: the guest sent itself a {other:?} IPI; not delivered"),
@@ -637,12 +635,38 @@ impl GuestVp for SvmVp {
         }
     }
 
+    fn mmio_read(&mut self, gpa: u64, size: u8) -> Option<u64> {
+        let offset = gpa
+            .checked_sub(XAPIC_PAGE)
+            .filter(|&o| o < XAPIC_PAGE_SIZE)?;
+        self.apic.decodes_mmio().then(|| {
+            u64::from(
+                self.apic
+                    .read_mmio(offset, size, kernel::platform::now_ns()),
+            )
+        })
+    }
+
+    fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) -> bool {
+        let Some(offset) = gpa.checked_sub(XAPIC_PAGE).filter(|&o| o < XAPIC_PAGE_SIZE) else {
+            return false;
+        };
+        if !self.apic.decodes_mmio() {
+            return false;
+        }
+        let effect = self
+            .apic
+            .write_mmio(offset, size, value as u32, kernel::platform::now_ns());
+        self.apic_effect(effect);
+        true
+    }
+
     fn read_msr(&mut self, msr: u32) -> Option<u64> {
         if msr == MSR_EFER {
             return Some(self.vmcb.read_u64(save::EFER) & !vmcb::EFER_SVME);
         }
         if msr == MSR_APIC_BASE {
-            return Some(self.apic_base);
+            return Some(self.apic.apic_base());
         }
         if X2APIC_MSRS.contains(&msr) {
             return match self.apic.read_msr(msr, kernel::platform::now_ns()) {
@@ -668,9 +692,9 @@ impl GuestVp for SvmVp {
             return true;
         }
         if msr == MSR_APIC_BASE {
-            // Only x2APIC mode is emulated: rewriting the same value is all a guest may do
-            // (leaving x2APIC mode straight for xAPIC is #GP on hardware too).
-            if value == self.apic_base {
+            // Mode changes as the SDM allows them (xAPIC to x2APIC, either to disabled and
+            // back through it); anything else is #GP, as on hardware.
+            if self.apic.apic_base_write(value).is_ok() {
                 return true;
             }
             self.inject_exception(VECTOR_GP, Some(0));

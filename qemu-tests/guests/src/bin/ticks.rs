@@ -1,9 +1,10 @@
 //! The ticks guest (x86_64): takes timer interrupts from the local APIC Parapet emulates, as
-//! an OS does — x2APIC mode enabled through IA32_APIC_BASE, the APIC software-enabled
-//! through the spurious-vector register, the LVT timer periodic at vector 0x20, an IDT whose
-//! handler counts and writes EOI — then halts until ten have arrived and powers off. A
-//! guest-visible #GP or a lost interrupt ends it badly (a triple fault, or a hang the test's
-//! timeout catches).
+//! an OS does, in both of its modes: first as it comes out of reset (xAPIC, registers in the
+//! MMIO page at 0xFEE00000), then switched to x2APIC through IA32_APIC_BASE (registers as
+//! MSRs). Each time: the APIC software-enabled through the spurious-vector register, the LVT
+//! timer periodic at vector 0x20, an IDT whose handler counts and writes EOI the mode's way,
+//! halting until five more have arrived. A guest-visible #GP or a lost interrupt ends it
+//! badly (a triple fault, or a hang the test's timeout catches).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -37,15 +38,26 @@ mod x86 {
     const X2APIC_LVT_TIMER: u32 = 0x832;
     const X2APIC_INITIAL_COUNT: u32 = 0x838;
     const X2APIC_DIVIDE: u32 = 0x83e;
+    /// The same registers in the xAPIC page (SDM Vol. 3A Table 11-1): the MSR's low byte
+    /// times 16.
+    const XAPIC_PAGE: u64 = 0xfee0_0000;
+    const XAPIC_SVR: u64 = 0xf0;
+    const XAPIC_LVT_TIMER: u64 = 0x320;
+    const XAPIC_INITIAL_COUNT: u64 = 0x380;
+    const XAPIC_DIVIDE: u64 = 0x3e0;
     const TIMER_VECTOR: u8 = 0x20;
     const SPURIOUS_VECTOR: u8 = 0xff;
     const LVT_PERIODIC: u64 = 1 << 17;
     const DIVIDE_BY_1: u64 = 0b1011;
-    const WANTED: u32 = 10;
+    /// Interrupts wanted in each mode.
+    const WANTED: u32 = 5;
 
     /// Incremented by the timer handler.
     #[no_mangle]
     static TICKS_SEEN: AtomicU32 = AtomicU32::new(0);
+    /// Non-zero once in x2APIC mode: how the handler ends an interrupt.
+    #[no_mangle]
+    static TICKS_X2APIC: AtomicU32 = AtomicU32::new(0);
 
     #[repr(C, packed)]
     #[derive(Clone, Copy)]
@@ -69,8 +81,9 @@ mod x86 {
         reserved: 0,
     }; 256];
 
-    // The timer handler counts and ends the interrupt (x2APIC EOI: wrmsr 0x80b, 0); the
-    // spurious one just returns (no EOI for spurious interrupts, SDM §11.9).
+    // The timer handler counts and ends the interrupt: xAPIC EOI is a write to offset 0xb0 of
+    // the page, x2APIC EOI wrmsr 0x80b, 0. The spurious one just returns (no EOI for spurious
+    // interrupts, SDM §11.9).
     global_asm!(
         ".section .text.ticks, \"ax\"",
         ".global ticks_timer_entry",
@@ -79,10 +92,17 @@ mod x86 {
         "push rcx",
         "push rdx",
         "lock inc dword ptr [rip + TICKS_SEEN]",
+        "cmp dword ptr [rip + TICKS_X2APIC], 0",
+        "jne 2f",
+        "mov eax, 0xfee000b0",
+        "mov dword ptr [rax], 0",
+        "jmp 3f",
+        "2:",
         "mov ecx, 0x80b",
         "xor eax, eax",
         "xor edx, edx",
         "wrmsr",
+        "3:",
         "pop rdx",
         "pop rcx",
         "pop rax",
@@ -142,27 +162,50 @@ mod x86 {
             };
             asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack));
         }
+        // xAPIC mode, as after reset: the registers are the MMIO page's.
+        let xapic = |offset: u64, value: u32| {
+            // SAFETY: the APIC page, which the paravisor emulates; identity-mapped by the
+            // loader's tables.
+            unsafe { ((XAPIC_PAGE + offset) as *mut u32).write_volatile(value) }
+        };
+        xapic(XAPIC_SVR, (1 << 8) | u32::from(SPURIOUS_VECTOR));
+        xapic(XAPIC_DIVIDE, DIVIDE_BY_1 as u32);
+        xapic(
+            XAPIC_LVT_TIMER,
+            (LVT_PERIODIC as u32) | u32::from(TIMER_VECTOR),
+        );
+        xapic(XAPIC_INITIAL_COUNT, 1_000_000);
+        wait_for(WANTED);
+        xapic(XAPIC_INITIAL_COUNT, 0);
+        let in_xapic = TICKS_SEEN.load(Ordering::Relaxed);
+        // x2APIC mode: IA32_APIC_BASE.EXTD, then the registers are MSRs.
         // SAFETY: the architectural APIC MSRs; the paravisor emulates them (a #GP would show
         // as a triple fault, which the test reports).
         unsafe {
             let base = rdmsr(IA32_APIC_BASE);
             wrmsr(IA32_APIC_BASE, base | APIC_GLOBAL_ENABLE | X2APIC_ENABLE);
+            TICKS_X2APIC.store(1, Ordering::Relaxed);
             wrmsr(X2APIC_SVR, (1 << 8) | u64::from(SPURIOUS_VECTOR));
             wrmsr(X2APIC_DIVIDE, DIVIDE_BY_1);
             wrmsr(X2APIC_LVT_TIMER, LVT_PERIODIC | u64::from(TIMER_VECTOR));
             wrmsr(X2APIC_INITIAL_COUNT, 1_000_000);
         }
-        while TICKS_SEEN.load(Ordering::Relaxed) < WANTED {
+        wait_for(in_xapic + WANTED);
+        // SAFETY: as above; stop the timer before leaving.
+        unsafe { wrmsr(X2APIC_INITIAL_COUNT, 0) };
+        let in_x2apic = TICKS_SEEN.load(Ordering::Relaxed) - in_xapic;
+        println!(
+            "ticks: {in_xapic} timer interrupts through the xAPIC, {in_x2apic} through the x2APIC"
+        );
+        exit(EXIT_SUCCESS)
+    }
+
+    /// Halts until `count` timer interrupts have arrived in all.
+    fn wait_for(count: u32) {
+        while TICKS_SEEN.load(Ordering::Relaxed) < count {
             // SAFETY: the IDT handles the timer; `sti; hlt` waits for it without a window
             // where it could arrive unnoticed.
             unsafe { asm!("sti", "hlt", "cli", options(nostack)) };
         }
-        // SAFETY: as above; stop the timer before leaving.
-        unsafe { wrmsr(X2APIC_INITIAL_COUNT, 0) };
-        println!(
-            "ticks: {} timer interrupts through the x2APIC",
-            TICKS_SEEN.load(Ordering::Relaxed)
-        );
-        exit(EXIT_SUCCESS)
     }
 }
