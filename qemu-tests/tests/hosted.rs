@@ -158,8 +158,9 @@ fn escape(arch: Arch) -> Result<(), Failed> {
 }
 
 /// Timer interrupts reach an x86 guest through the local APIC Parapet emulates under svm, in
-/// both modes: the ticks guest programs the timer periodic through the xAPIC page, then
-/// switches to x2APIC and does it again through the MSRs, counting what its IDT handler saw.
+/// both modes: the ticks guest calibrates the APIC timer against PIT channel 2 as Linux does,
+/// programs the timer periodic through the xAPIC page, then switches to x2APIC and does it
+/// again through the MSRs, counting what its IDT handler saw.
 fn ticks() -> Result<(), Failed> {
     let run = run_guest(Arch::X86_64, Guest::Ticks)?;
     let (console, output) = (&run.console, &run.output);
@@ -172,6 +173,21 @@ fn ticks() -> Result<(), Failed> {
     check(
         seen.is_some_and(|(xapic, x2apic)| xapic >= 5 && x2apic >= 5),
         &format!("the guest counted {seen:?} timer interrupts (xAPIC, x2APIC), wanted 5 each"),
+        output,
+    )?;
+    // PIT channel 2 and the APIC timer run on one clock: 0xffff + 1 PIT ticks at
+    // 1,193,182 Hz (54.925 ms) are 54.9 million ticks of the APIC's 1 GHz timer, give or take
+    // the exits the guest's polling takes.
+    let calibration = console.lines().find_map(|l| {
+        l.trim_end()
+            .strip_prefix("guest| ticks: PIT channel 2 counted 0xffff in ")?
+            .strip_suffix(" APIC timer ticks")?
+            .parse::<u64>()
+            .ok()
+    });
+    check(
+        calibration.is_some_and(|t| (52_000_000..=58_000_000).contains(&t)),
+        &format!("PIT channel 2 took {calibration:?} APIC timer ticks, wanted about 54.9 million"),
         output,
     )?;
     check(

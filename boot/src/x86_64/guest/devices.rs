@@ -1,7 +1,10 @@
 //! The devices Parapet emulates for its guest: COM1 (a 16550A, whose output reaches Parapet's
-//! console with a prefix naming the guest, `vtl0| ` or `guest| `) and the power port, where
-//! the guest reports how it ended in the isa-debug-exit protocol (0x10 success).
+//! console with a prefix naming the guest, `vtl0| ` or `guest| `), the power port, where
+//! the guest reports how it ended in the isa-debug-exit protocol (0x10 success), and the 8254
+//! PIT with port 0x61 (what OSes calibrate their clocks against), where the backend sends
+//! the guest every port (svm; under hv_vtl only COM1 and the power port are intercepted).
 
+use devices::pit::Pit;
 use devices::uart16550::emulator::Uart16550Emulator;
 
 use crate::guest::console::GuestConsole;
@@ -21,6 +24,7 @@ pub enum PortEffect {
 pub struct GuestDevices {
     com1: Uart16550Emulator,
     console: GuestConsole,
+    pit: Pit,
 }
 
 impl GuestDevices {
@@ -28,6 +32,7 @@ impl GuestDevices {
         Self {
             com1: Uart16550Emulator::new(),
             console: GuestConsole::new(prefix),
+            pit: Pit::new(),
         }
     }
 
@@ -43,6 +48,7 @@ impl GuestDevices {
         for lane in 0..u16::from(size.min(4)) {
             let byte = match port.checked_add(lane) {
                 Some(p @ COM1_BASE..=COM1_LAST) => self.com1.read((p - COM1_BASE) as u8),
+                Some(p) if Pit::claims(p) => self.pit.read_port(p, kernel::platform::now_ns()),
                 _ => 0xff, // nothing answers: the bus floats high
             };
             value |= u32::from(byte) << (8 * lane);
@@ -57,9 +63,13 @@ impl GuestDevices {
             return PortEffect::PowerOff { success };
         }
         for lane in 0..u16::from(size.min(4)) {
-            if let Some(p @ COM1_BASE..=COM1_LAST) = port.checked_add(lane) {
-                self.com1
-                    .write((p - COM1_BASE) as u8, (value >> (8 * lane)) as u8);
+            let byte = (value >> (8 * lane)) as u8;
+            match port.checked_add(lane) {
+                Some(p @ COM1_BASE..=COM1_LAST) => self.com1.write((p - COM1_BASE) as u8, byte),
+                Some(p) if Pit::claims(p) => {
+                    self.pit.write_port(p, byte, kernel::platform::now_ns())
+                }
+                _ => {}
             }
         }
         self.drain_output();

@@ -28,7 +28,7 @@ mod x86 {
     use core::arch::{asm, global_asm};
     use core::sync::atomic::{AtomicU32, Ordering};
 
-    use parapet_test_guests::{exit, hypercall::rdmsr, println, serial, EXIT_SUCCESS};
+    use parapet_test_guests::{exit, hypercall::rdmsr, port, println, serial, EXIT_SUCCESS};
 
     /// MSRs (Intel SDM Vol. 3A §11.4.4, §11.12.1.2).
     const IA32_APIC_BASE: u32 = 0x1b;
@@ -45,6 +45,16 @@ mod x86 {
     const XAPIC_LVT_TIMER: u64 = 0x320;
     const XAPIC_INITIAL_COUNT: u64 = 0x380;
     const XAPIC_DIVIDE: u64 = 0x3e0;
+    const XAPIC_CURRENT_COUNT: u64 = 0x390;
+    /// LVT mask bit.
+    const LVT_MASKED: u32 = 1 << 16;
+    /// 8254 PIT (Intel 8254 datasheet): channel 2's data port, the mode/command port, and port
+    /// 0x61 with GATE2 (bit 0) and OUT2 (bit 5), as Linux's PIT calibration drives them.
+    const PIT_CHANNEL2: u16 = 0x42;
+    const PIT_COMMAND: u16 = 0x43;
+    const PORT_61: u16 = 0x61;
+    /// Channel 2, both bytes, mode 0 (interrupt on terminal count), binary.
+    const PIT_CHANNEL2_MODE0: u8 = 0b1011_0000;
     const TIMER_VECTOR: u8 = 0x20;
     const SPURIOUS_VECTOR: u8 = 0xff;
     const LVT_PERIODIC: u64 = 1 << 17;
@@ -168,6 +178,27 @@ mod x86 {
             // loader's tables.
             unsafe { ((XAPIC_PAGE + offset) as *mut u32).write_volatile(value) }
         };
+        let xapic_read = |offset: u64| {
+            // SAFETY: as above.
+            unsafe { ((XAPIC_PAGE + offset) as *const u32).read_volatile() }
+        };
+        // Calibrate, as Linux does: PIT channel 2 counting 0xffff in mode 0 (54.9 ms), timed
+        // by the APIC timer counting down from all ones with its interrupt masked.
+        xapic(XAPIC_DIVIDE, DIVIDE_BY_1 as u32);
+        xapic(XAPIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+        xapic(XAPIC_INITIAL_COUNT, u32::MAX);
+        // SAFETY: the PIT ports, which the paravisor emulates.
+        let apic_ticks = unsafe {
+            port::outb(PORT_61, (port::inb(PORT_61) & !0b10) | 0b1);
+            port::outb(PIT_COMMAND, PIT_CHANNEL2_MODE0);
+            port::outb(PIT_CHANNEL2, 0xff);
+            port::outb(PIT_CHANNEL2, 0xff);
+            let start = xapic_read(XAPIC_CURRENT_COUNT);
+            while port::inb(PORT_61) & 0x20 == 0 {}
+            start - xapic_read(XAPIC_CURRENT_COUNT)
+        };
+        xapic(XAPIC_INITIAL_COUNT, 0);
+        println!("ticks: PIT channel 2 counted 0xffff in {apic_ticks} APIC timer ticks");
         xapic(XAPIC_SVR, (1 << 8) | u32::from(SPURIOUS_VECTOR));
         xapic(XAPIC_DIVIDE, DIVIDE_BY_1 as u32);
         xapic(
