@@ -157,10 +157,11 @@ fn escape(arch: Arch) -> Result<(), Failed> {
     }
 }
 
-/// Timer interrupts reach an x86 guest through the local APIC Parapet emulates under svm, in
-/// both modes: the ticks guest calibrates the APIC timer against PIT channel 2 as Linux does,
-/// programs the timer periodic through the xAPIC page, then switches to x2APIC and does it
-/// again through the MSRs, counting what its IDT handler saw.
+/// Interrupts reach an x86 guest through the APICs Parapet emulates under svm: the ticks
+/// guest calibrates the local APIC's timer against PIT channel 2 as Linux does, takes its
+/// periodic interrupts through the xAPIC page, then in x2APIC mode through the MSRs, then
+/// drives COM1 by its THR-empty interrupt through the I/O APIC, counting what its IDT
+/// handlers saw.
 fn ticks() -> Result<(), Failed> {
     let run = run_guest(Arch::X86_64, Guest::Ticks)?;
     let (console, output) = (&run.console, &run.output);
@@ -188,6 +189,19 @@ fn ticks() -> Result<(), Failed> {
     check(
         calibration.is_some_and(|t| (52_000_000..=58_000_000).contains(&t)),
         &format!("PIT channel 2 took {calibration:?} APIC timer ticks, wanted about 54.9 million"),
+        output,
+    )?;
+    // COM1 interrupt-driven: THR-empty through the I/O APIC's pin 4 to the local APIC.
+    let com1 = console.lines().find_map(|l| {
+        l.trim_end()
+            .strip_prefix("guest| ticks: ")?
+            .strip_suffix(" COM1 transmit interrupts through the I/O APIC")?
+            .parse::<u32>()
+            .ok()
+    });
+    check(
+        com1.is_some_and(|n| n >= 5),
+        &format!("the guest counted {com1:?} COM1 interrupts, wanted at least 5"),
         output,
     )?;
     check(

@@ -76,6 +76,11 @@ impl GuestDevices {
         PortEffect::None
     }
 
+    /// Whether COM1's interrupt line is asserted (ISA IRQ 4; OUT2 gates it, as on PCs).
+    pub fn com1_interrupt(&self) -> bool {
+        self.com1.interrupt_asserted()
+    }
+
     /// Moves what the guest transmitted to the console.
     fn drain_output(&mut self) {
         for byte in self.com1.drain_transmitted() {

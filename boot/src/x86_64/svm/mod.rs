@@ -24,6 +24,7 @@ use crate::machine::guest::devices::GuestDevices;
 use crate::machine::guest::exits::{self, Verdict};
 use crate::machine::guest::paging::Paging;
 use crate::machine::guest::{loader, policy, Gprs, GuestVp, Names};
+use devices::ioapic::{self, DeliveryMode as IoApicDelivery, DestinationMode, Interrupts, IoApic};
 use devices::x2apic::{Delivery, Effect, LocalApic};
 use vmcb::{control, misc1, misc2, save, Vmcb};
 
@@ -182,6 +183,8 @@ pub async fn host(address: u64, size: u64) {
                 Some((exit, site)) => {
                     exits_seen += 1;
                     let verdict = exits::handle(&mut vp, &mut devices, exit, &site);
+                    // COM1's line follows what the access did to the UART.
+                    vp.set_irq_line(COM1_GSI, devices.com1_interrupt());
                     exit_cycles += instructions::rdtsc().wrapping_sub(round_trip_start);
                     verdict
                 }
@@ -294,6 +297,7 @@ fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
         nrips,
         // As after RESET: xAPIC mode, the boot processor; the guest may go on to x2APIC.
         apic: LocalApic::new_xapic(0, APIC_TIMER_HZ).with_bsp(true),
+        ioapic: IoApic::new(IOAPIC_ID),
     })
 }
 
@@ -336,6 +340,8 @@ struct SvmVp {
     nrips: bool,
     /// The guest's local APIC (`devices::x2apic`): xAPIC MMIO at 0xFEE00000, or x2APIC MSRs.
     apic: LocalApic,
+    /// The guest's I/O APIC (`devices::ioapic`) at 0xFEC00000: COM1's interrupt on GSI 4.
+    ioapic: IoApic,
 }
 
 /// MSRs whose guest values live in the VMCB's save area (loaded by VMRUN or VMLOAD): the
@@ -361,6 +367,10 @@ const X2APIC_MSRS: core::ops::RangeInclusive<u32> = 0x800..=0x8ff;
 /// are nested page faults that reach the APIC.
 const XAPIC_PAGE: u64 = 0xfee0_0000;
 const XAPIC_PAGE_SIZE: u64 = 0x1000;
+/// The I/O APIC: its ID (the local APIC has 0) and COM1's GSI (ISA IRQ 4, identity-mapped
+/// as on PCs).
+const IOAPIC_ID: u8 = 1;
+const COM1_GSI: u32 = 4;
 /// The APIC timer's input clock. Any rate works: guests calibrate it against another clock.
 const APIC_TIMER_HZ: u64 = 1_000_000_000;
 /// RFLAGS.IF.
@@ -542,13 +552,51 @@ impl SvmVp {
     /// one VP can only be for this APIC).
     fn apic_effect(&mut self, effect: Effect) {
         match effect {
+            // A level-triggered interrupt ended: the I/O APIC may deliver its line again.
+            Effect::EoiBroadcast(vector) => {
+                let again = self.ioapic.eoi(vector);
+                self.deliver(again);
+            }
             Effect::SendIpi(ipi) if ipi.reaches_apic(&self.apic) => match ipi.delivery {
                 Delivery::Fixed | Delivery::LowestPriority => {
                     self.apic.accept(ipi.vector);
                 }
                 other => log::info!("svm: the guest sent itself a {other:?} IPI; not delivered"),
             },
-            Effect::SendIpi(_) | Effect::EoiBroadcast(_) | Effect::None => {}
+            Effect::SendIpi(_) | Effect::None => {}
+        }
+    }
+
+    /// Sets interrupt line `gsi` of the I/O APIC; what it sends goes to the local APIC.
+    fn set_irq_line(&mut self, gsi: u32, level: bool) {
+        let sent = self.ioapic.set_irq_level(gsi, level);
+        self.deliver(sent.into());
+    }
+
+    /// Hands the I/O APIC's messages to the local APIC they name (one VP: APIC ID 0, or a
+    /// logical destination its LDR matches, or everyone).
+    fn deliver(&mut self, interrupts: Interrupts) {
+        for interrupt in interrupts.iter() {
+            let ours = match interrupt.destination_mode {
+                _ if interrupt.destination == 0xff => true,
+                DestinationMode::Physical => u32::from(interrupt.destination) == self.apic.id(),
+                DestinationMode::Logical => {
+                    u32::from(interrupt.destination) & (self.apic.ldr() >> 24) != 0
+                }
+            };
+            match interrupt.delivery {
+                IoApicDelivery::Fixed | IoApicDelivery::LowestPriority if ours => {
+                    if interrupt.level_triggered {
+                        self.apic.accept_level(interrupt.vector);
+                    } else {
+                        self.apic.accept(interrupt.vector);
+                    }
+                }
+                other if ours => {
+                    log::info!("svm: the I/O APIC sent a {other:?} message; not delivered")
+                }
+                _ => {}
+            }
         }
     }
 
@@ -636,6 +684,12 @@ impl GuestVp for SvmVp {
     }
 
     fn mmio_read(&mut self, gpa: u64, size: u8) -> Option<u64> {
+        if let Some(offset) = gpa
+            .checked_sub(ioapic::DEFAULT_BASE)
+            .filter(|&o| o < ioapic::WINDOW_SIZE)
+        {
+            return Some(u64::from(self.ioapic.read(offset, size)));
+        }
         let offset = gpa
             .checked_sub(XAPIC_PAGE)
             .filter(|&o| o < XAPIC_PAGE_SIZE)?;
@@ -648,6 +702,14 @@ impl GuestVp for SvmVp {
     }
 
     fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) -> bool {
+        if let Some(offset) = gpa
+            .checked_sub(ioapic::DEFAULT_BASE)
+            .filter(|&o| o < ioapic::WINDOW_SIZE)
+        {
+            let sent = self.ioapic.write(offset, size, value as u32);
+            self.deliver(sent);
+            return true;
+        }
         let Some(offset) = gpa.checked_sub(XAPIC_PAGE).filter(|&o| o < XAPIC_PAGE_SIZE) else {
             return false;
         };
