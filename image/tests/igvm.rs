@@ -269,35 +269,7 @@ fn a_firmware_outside_the_paravisor_image_area_is_refused() {
     assert!(matches!(err, ImageError::OutsideRegion { .. }), "{err:?}");
 }
 
-/// Recomputes the IGVM fixed header's checksum (IGVM spec, IGVM_FIXED_HEADER: a CRC32 of the
-/// fixed header, taken with its checksum field zero, and the variable headers), so a mutated
-/// file gets past that check to the parser. Files whose header no longer locates the variable
-/// headers are left as they are.
-fn reseal(file: &mut [u8]) {
-    const CHECKSUM: std::ops::Range<usize> = 20..24;
-    let field = |at: usize| {
-        let bytes = file.get(at..at + 4)?;
-        Some(u32::from_le_bytes(bytes.try_into().ok()?) as usize)
-    };
-    let (Some(version), Some(offset), Some(size)) = (field(4), field(8), field(12)) else {
-        return;
-    };
-    // IGVM_FIXED_HEADER is 24 bytes; IGVM_FIXED_HEADER_V2 adds architecture and page size.
-    let fixed_size = if version >= 2 { 32 } else { 24 };
-    let variable = offset
-        .checked_add(size)
-        .and_then(|end| file.get(offset..end));
-    let (Some(fixed), Some(variable)) = (file.get(..fixed_size), variable) else {
-        return;
-    };
-    let mut fixed = fixed.to_vec();
-    fixed[CHECKSUM].fill(0);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&fixed);
-    crc.update(variable);
-    let checksum = crc.finalize();
-    file[CHECKSUM].copy_from_slice(&checksum.to_le_bytes());
-}
+use abi::igvm_checksum::reseal;
 
 #[test]
 fn resealing_an_unchanged_file_keeps_its_checksum() {
