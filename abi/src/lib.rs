@@ -13,6 +13,7 @@
 extern crate alloc;
 
 pub mod acpi_tables;
+#[cfg(feature = "igvm-checksum")]
 pub mod igvm_checksum;
 pub mod igvm_layout;
 pub mod igvm_memory_map;

@@ -32,6 +32,14 @@ pub fn ticks(cpu: usize) -> u64 {
     CPUS.get(cpu).map_or(0, |c| c.ticks.load(Ordering::Relaxed))
 }
 
+/// Gives the CPU to the other tasks on `cpu` until its next timer tick.
+pub async fn next_tick(cpu: usize) {
+    let tick = ticks(cpu);
+    while ticks(cpu) == tick {
+        kernel::executor::yield_now().await;
+    }
+}
+
 /// Counts a timer tick on `cpu` (from the timer interrupt handler).
 pub fn tick(cpu: usize) {
     if let Some(c) = CPUS.get(cpu) {

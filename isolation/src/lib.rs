@@ -28,11 +28,11 @@ pub enum PlatformKind {
 }
 
 /// CPUID 0x8000_0001 ECX bit 2: SVM (AMD64 APM Vol. 3, Appendix E.4.2).
-const EXTENDED_FEATURES: u32 = 0x8000_0001;
-const ECX_SVM: u32 = 1 << 2;
+pub const EXTENDED_FEATURES: u32 = 0x8000_0001;
+pub const ECX_SVM: u32 = 1 << 2;
 /// CPUID 0x8000_000A: SVM revision and features; EDX bit 0 nested paging (APM Vol. 3,
 /// Appendix E.4.9).
-const SVM_FEATURES: u32 = 0x8000_000a;
+pub const SVM_FEATURES: u32 = 0x8000_000a;
 const EDX_NESTED_PAGING: u32 = 1 << 0;
 
 /// What a VTL2 paravisor needs the hypervisor to grant (TLFS web: vsm): VSM itself, access

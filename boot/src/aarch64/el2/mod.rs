@@ -25,7 +25,7 @@ use ::devices::psci::{self, CpuPower, Effect};
 
 use crate::guest::elf_load::{self, LoadError, Loaded};
 use crate::guest::log_budget::LogBudget;
-use crate::guest::ram;
+use crate::guest::{self, ram, PerTrip};
 
 /// HCR_EL2 while hosting (Arm ARM D23.2.53): VM (stage 2 on), SWIO, FMO/IMO/AMO (physical
 /// interrupts to EL2, whatever the guest masks), TWI (WFI traps: the guest idles in
@@ -204,12 +204,7 @@ async fn host_cpu(guest: &'static Guest, cpu: usize) {
             };
             match verdict {
                 Verdict::Resume => {}
-                Verdict::Idle => {
-                    let tick = crate::cpus::ticks(cpu);
-                    while crate::cpus::ticks(cpu) == tick {
-                        yield_now().await;
-                    }
-                }
+                Verdict::Idle => crate::cpus::next_tick(cpu).await,
                 Verdict::Off => {
                     let mut states = guest.cpu_state.lock();
                     states[cpu] = CpuState::OFF;
@@ -222,20 +217,13 @@ async fn host_cpu(guest: &'static Guest, cpu: usize) {
                 }
                 Verdict::PowerOff { success } => {
                     guest.devices.lock().flush();
-                    let round_trip_ns = (u128::from(exit_ticks) * 1_000_000_000
-                        / u128::from(registers::counter_frequency().max(1))
-                        / u128::from(exits.max(1))) as u64;
+                    let round_trip =
+                        PerTrip::new(exit_ticks, registers::counter_frequency(), exits);
                     log::info!(
-                        "el2: the guest powered off ({}) after {exits} exits and {interrupts} interrupts on CPU {cpu} ({}.{} us per exit round trip)",
+                        "el2: the guest powered off ({}) after {exits} exits and {interrupts} interrupts on CPU {cpu} ({round_trip} us per exit round trip)",
                         if success { "success" } else { "failure" },
-                        round_trip_ns / 1000,
-                        round_trip_ns % 1000 / 100
                     );
-                    kernel::platform::exit(if success {
-                        arch::ExitStatus::Success
-                    } else {
-                        arch::ExitStatus::Failure
-                    });
+                    guest::power_off(success);
                 }
             }
             let tick = crate::cpus::ticks(cpu);

@@ -32,11 +32,9 @@ pub fn unoffered_msr_write(names: Names, msr: u32, value: u64) {
     }
 }
 
-/// CPUID 0x8000_0001 ECX bit 2: SVM; leaf 0x8000_000A describes it (AMD64 APM Vol. 3,
-/// Appendix E). The guest runs on Parapet's virtualization and may not nest its own.
-const EXTENDED_FEATURES: u32 = 0x8000_0001;
-const ECX_SVM: u32 = 1 << 2;
-const SVM_FEATURES: u32 = 0x8000_000a;
+// SVM (leaf 0x8000_0001 ECX bit 2, described by leaf 0x8000_000A) is hidden: the guest runs
+// on Parapet's virtualization and may not nest its own.
+use isolation::{ECX_SVM, EXTENDED_FEATURES, SVM_FEATURES};
 
 /// The guest's CPUID answer for `leaf`.`subleaf`, from what the hardware or hypervisor
 /// answered (`default`: EAX, EBX, ECX, EDX).

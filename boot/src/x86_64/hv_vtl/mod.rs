@@ -20,6 +20,7 @@ use isolation::hv_message;
 use kernel::executor::yield_now;
 use spin::Mutex;
 
+use crate::guest::PerTrip;
 use crate::machine::guest::devices::GuestDevices;
 use crate::machine::guest::exits::{self, Verdict};
 use crate::machine::guest::paging::Paging;
@@ -220,18 +221,13 @@ async fn host_vp(cpu: usize) {
                 }
             });
             let ran_us = (kernel::platform::now_ns() - started) / 1000;
-            let round_trip_us = (u128::from(intercept_cycles) * 1_000_000
-                / u128::from(crate::machine::time::tsc_hz().max(1))
-                / u128::from(intercepts.max(1))) as u64;
+            let round_trip_us =
+                PerTrip::new(intercept_cycles, crate::machine::time::tsc_hz(), intercepts).micros();
             log::info!(
                 "hv_vtl: VTL0 powered off ({}) after {intercepts} intercepts and {interrupts} entries for our interrupts on VP {cpu} in {ran_us} us ({round_trip_us} us per intercept round trip)",
                 if success { "success" } else { "failure" },
             );
-            kernel::platform::exit(if success {
-                arch::ExitStatus::Success
-            } else {
-                arch::ExitStatus::Failure
-            });
+            crate::guest::power_off(success);
         }
         // Let the other tasks on this CPU (the monitor) run once a tick has passed: yielding
         // on every exit would cost an executor round each (VTL2 code is slow to run here).

@@ -19,7 +19,7 @@ use isolation::x86_insn::{self, CodeMode};
 use kernel::executor::yield_now;
 
 use crate::guest::log_budget::LogBudget;
-use crate::guest::ram;
+use crate::guest::{self, ram, PerTrip};
 use crate::machine::guest::devices::GuestDevices;
 use crate::machine::guest::exits::{self, Verdict};
 use crate::machine::guest::paging::Paging;
@@ -205,29 +205,19 @@ pub async fn host(address: u64, size: u64) {
                 if devices.has_partial_line() {
                     devices.flush_line();
                 }
-                let round_trip_ns = (u128::from(exit_cycles) * 1_000_000_000
-                    / u128::from(crate::machine::time::tsc_hz().max(1))
-                    / u128::from(exits_seen.max(1))) as u64;
+                let round_trip =
+                    PerTrip::new(exit_cycles, crate::machine::time::tsc_hz(), exits_seen);
                 log::info!(
-                    "svm: the guest powered off ({}) after {exits_seen} exits and {interrupts} interrupts ({}.{} us per exit round trip)",
+                    "svm: the guest powered off ({}) after {exits_seen} exits and {interrupts} interrupts ({round_trip} us per exit round trip)",
                     if success { "success" } else { "failure" },
-                    round_trip_ns / 1000,
-                    round_trip_ns % 1000 / 100
                 );
-                kernel::platform::exit(if success {
-                    arch::ExitStatus::Success
-                } else {
-                    arch::ExitStatus::Failure
-                });
+                guest::power_off(success);
             }
             Verdict::Idle => {
                 // The guest waits for an interrupt: give the CPU to Parapet's tasks, a tick
                 // at a time, until its APIC has one for it.
                 while !vp.interrupt_ready() {
-                    let tick = crate::cpus::ticks(0);
-                    while crate::cpus::ticks(0) == tick {
-                        yield_now().await;
-                    }
+                    crate::cpus::next_tick(0).await;
                 }
             }
             Verdict::Resume => {}

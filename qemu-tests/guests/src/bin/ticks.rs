@@ -120,6 +120,8 @@ mod x86 {
         "push rcx",
         "push rdx",
         "lock inc dword ptr [rip + TICKS_SEEN]",
+        // End the interrupt the mode's way, restore, return (COM1's handler ends here too).
+        "ticks_eoi:",
         "cmp dword ptr [rip + TICKS_X2APIC], 0",
         "jne 2f",
         "mov eax, 0xfee000b0",
@@ -139,7 +141,7 @@ mod x86 {
         "ticks_spurious_entry:",
         "iretq",
         // COM1's: reading IIR acknowledges the THR-empty interrupt (the datasheet's
-        // interrupt reset), then count and EOI (the guest is in x2APIC mode by then).
+        // interrupt reset), then count and EOI as the timer's does.
         ".global ticks_com1_entry",
         "ticks_com1_entry:",
         "push rax",
@@ -148,14 +150,7 @@ mod x86 {
         "mov dx, 0x3fa",
         "in al, dx",
         "lock inc dword ptr [rip + TICKS_COM1]",
-        "mov ecx, 0x80b",
-        "xor eax, eax",
-        "xor edx, edx",
-        "wrmsr",
-        "pop rdx",
-        "pop rcx",
-        "pop rax",
-        "iretq",
+        "jmp ticks_eoi",
     );
 
     extern "C" {
