@@ -7,12 +7,15 @@
 //! - with the guests Parapet hosts: the ACPI tables an x86 guest reads (`acpi_tables`) and
 //!   the Linux x86 boot protocol (`linux_boot`), pure builders and parsers that produce and
 //!   check bytes, tested on the host, for the firmware to place in guest RAM (and for host
-//!   tools that boot the same guests).
+//!   tools that boot the same guests);
+//! - with the tools that hand Parapet a guest to boot: the guest bundle (`guest_bundle`), a
+//!   kernel, initrd and command line in the one blob a boot module or vmm-lite carries.
 #![no_std]
 
 extern crate alloc;
 
 pub mod acpi_tables;
+pub mod guest_bundle;
 #[cfg(feature = "igvm-checksum")]
 pub mod igvm_checksum;
 pub mod igvm_layout;

@@ -10,6 +10,7 @@ pub mod ioapic;
 pub mod pit;
 pub mod pl011;
 pub mod psci;
+pub mod pvclock;
 pub mod text_output;
 pub mod uart16550;
 pub mod x2apic;

@@ -47,6 +47,7 @@ fn run(vp: Vp<'_>, iterations: u32) -> Result<Duration, VmmError> {
     match outcome {
         Outcome::Success => Ok(elapsed / iterations.max(1)),
         Outcome::Failure(why) => Err(VmmError::Benchmark(why)),
+        Outcome::KvmCannotRun(failure) => Err(VmmError::Benchmark(failure.to_string())),
     }
 }
 
@@ -94,6 +95,41 @@ fn real_mode_context(rip: u64) -> InitialVpContext {
     }
 }
 
+/// A one-VP Hyper-V interface with VTL0 enabled on VP 0 in real mode at `vtl0_rip`; VTL0's
+/// view of `memory` leaves out `hidden` (start, size).
+pub(crate) fn one_vp_with_vtl0(
+    memory: &GuestMemory,
+    vtl0_rip: u64,
+    hidden: Vec<(u64, u64)>,
+) -> Result<HyperV, VmmError> {
+    let kvm_device = std::path::Path::new(DEFAULT_KVM_DEVICE);
+    let kvm_fd = open_kvm(kvm_device)?;
+    let cpuid = kvm_fd
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| VmmError::Kvm("KVM_GET_SUPPORTED_CPUID", e))?;
+    let vtl0 = Vtl0Host::new(open_kvm(kvm_device)?, hidden, cpuid, 1);
+    let hv = HyperV::new(1).with_vtl0_host(vtl0);
+    let status = |result| hvdef::hypercall::parse_result(result).0;
+    let enable_partition = Control::new(code::ENABLE_PARTITION_VTL).with_fast(true);
+    let enabled = status(hv.hypercall(0, enable_partition.0, PARTITION_SELF, 0, memory));
+    let input = VpVtlInput {
+        partition_id: PARTITION_SELF,
+        vp_index: VP_INDEX_SELF,
+        target_vtl: Vtl::Vtl0,
+        context: real_mode_context(vtl0_rip),
+    };
+    memory.write(INPUT_PAGE, &input.encode())?;
+    let enable_vp = Control::new(code::ENABLE_VP_VTL);
+    let vp_enabled = status(hv.hypercall(0, enable_vp.0, INPUT_PAGE, 0, memory));
+    if !enabled.is_success() || !vp_enabled.is_success() {
+        return Err(VmmError::Benchmark(format!(
+            "enabling VTL0 failed: {:#x}, {:#x}",
+            enabled.0, vp_enabled.0
+        )));
+    }
+    Ok(hv)
+}
+
 /// A VTL call answered by an immediate VTL return, per round trip: the floor of the
 /// two-view design.
 pub fn floor(iterations: u32) -> Result<Duration, VmmError> {
@@ -101,31 +137,7 @@ pub fn floor(iterations: u32) -> Result<Duration, VmmError> {
     // VTL2: 1: out VTL_RETURN_PORT, al; jmp 1b
     memory.write(VTL2_CODE, &[0xe6, VTL_RETURN_PORT, 0xeb, 0xfc])?;
     memory.write(VTL0_CODE, &counted_loop(VTL_CALL_PORT, iterations))?;
-    let kvm_device = std::path::Path::new(DEFAULT_KVM_DEVICE);
-    let kvm_fd = open_kvm(kvm_device)?;
-    let cpuid = kvm_fd
-        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| VmmError::Kvm("KVM_GET_SUPPORTED_CPUID", e))?;
-    let vtl0 = Vtl0Host::new(open_kvm(kvm_device)?, Vec::new(), cpuid, 1);
-    let hv = HyperV::new(1).with_vtl0_host(vtl0);
-    let status = |result| hvdef::hypercall::parse_result(result).0;
-    let enable_partition = Control::new(code::ENABLE_PARTITION_VTL).with_fast(true);
-    let enabled = status(hv.hypercall(0, enable_partition.0, PARTITION_SELF, 0, &memory));
-    let input = VpVtlInput {
-        partition_id: PARTITION_SELF,
-        vp_index: VP_INDEX_SELF,
-        target_vtl: Vtl::Vtl0,
-        context: real_mode_context(VTL0_CODE),
-    };
-    memory.write(INPUT_PAGE, &input.encode())?;
-    let enable_vp = Control::new(code::ENABLE_VP_VTL);
-    let vp_enabled = status(hv.hypercall(0, enable_vp.0, INPUT_PAGE, 0, &memory));
-    if !enabled.is_success() || !vp_enabled.is_success() {
-        return Err(VmmError::Benchmark(format!(
-            "enabling VTL0 failed: {:#x}, {:#x}",
-            enabled.0, vp_enabled.0
-        )));
-    }
+    let hv = one_vp_with_vtl0(&memory, VTL0_CODE, Vec::new())?;
     // SAFETY: `memory` outlives the VM, which is dropped at the end of this function.
     let (_kvm, _vm, vcpu) = unsafe { real_mode_vm(&memory, VTL2_CODE) }?;
     let com1 = quiet_com1()?;

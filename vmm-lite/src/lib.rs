@@ -7,8 +7,9 @@
 //! uses (`hyperv`, `vp_registers`, `intercepts`, `vsm`), with VTL0 as a second KVM VM over the
 //! same RAM (`vtl0_view`, `vtl_protections`), the VTL switch on each VP's thread (`vp`,
 //! `vcpu_state`), intercept messages (`vtl0_intercept`), VTL2's interrupts while VTL0 runs
-//! (`kick`), and a VTL0 guest given with `--vtl0` (`vtl0_payload`). `vmm-lite bench` times
-//! its own round trips (`bench`).
+//! (`kick`), and a VTL0 guest given with `--vtl0` (`vtl0_payload`). When KVM cannot go on
+//! with a vCPU, `kvm_failure` words the one line printed and sets the exit status.
+//! `vmm-lite bench` times its own round trips (`bench`).
 
 pub mod bench;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod hyperv;
 pub mod igvm_load;
 pub mod intercepts;
 pub mod kick;
+pub mod kvm_failure;
 pub mod memory_map;
 pub mod port_io_decode;
 pub mod probe;

@@ -9,6 +9,7 @@ use vmm_lite::guest_memory::GuestMemory;
 
 use vmm_lite::hyperv::HyperV;
 use vmm_lite::igvm_load::{self, LoadConfig, Platform};
+use vmm_lite::kvm_failure;
 use vmm_lite::serial::{Com1, SerialBackend};
 use vmm_lite::vm::{Outcome, Vm, DEFAULT_KVM_DEVICE};
 use vmm_lite::vtl0_payload::Payload;
@@ -33,7 +34,7 @@ struct Cli {
 enum Command {
     /// Boot an IGVM file on KVM (its native platform, or with `--platform vbs` the paravisor
     /// in VTL2). Exits 0 when the firmware reports success, 1 when it reports failure or the
-    /// VM dies, 2 for bad input or host problems.
+    /// VM dies, 2 for bad input or host problems, 3 when KVM cannot run a vCPU.
     Run(RunOptions),
     /// Check that this host's KVM can run Parapet: open /dev/kvm, create a VM and a vCPU,
     /// and list the capabilities vmm-lite relies on. Exits non-zero if any is missing.
@@ -205,12 +206,23 @@ fn probe() -> ExitCode {
     }
 }
 
-/// The CLI, its top-level help ending with each subcommand's options as the subcommand's own
-/// help renders them: `vmm-lite --help` documents every option, written once.
+/// What `vmm-lite --help` says about exit status 3.
+const KVM_FAILURE_HELP: &str = "\
+When KVM cannot run a vCPU (an instruction it cannot emulate, another KVM internal error, a
+failed VM entry, a failed KVM_RUN), `vmm-lite run` prints one line on stderr and exits 3:
+  vmm-lite: KVM cannot run VTL0 on vCPU 0: emulation failure at RIP 0x1000, instruction bytes d9 05 00 00 00 80 (exit status 3)
+It names the VTL the vCPU was running (the firmware's is VTL2), the vCPU, what KVM reported,
+and RIP; for an emulation failure, the instruction bytes KVM gave, or else guest memory at
+RIP.
+";
+
+/// The CLI, its top-level help ending with what exit status 3 prints, then each
+/// subcommand's options as the subcommand's own help renders them: `vmm-lite --help`
+/// documents every option, written once.
 fn cli_command() -> clap::Command {
     let mut cli = Cli::command();
     cli.build();
-    let mut details = String::new();
+    let mut details = format!("{KVM_FAILURE_HELP}\n");
     let with_arguments = |s: &clap::Command| s.get_arguments().any(|a| a.get_id() != "help");
     for sub in cli.get_subcommands_mut().filter(|s| with_arguments(s)) {
         let usage = sub.clone().about(None).long_about(None).render_help();
@@ -262,6 +274,10 @@ fn main() -> ExitCode {
             Ok(Outcome::Failure(why)) => {
                 eprintln!("vmm-lite: {why}");
                 ExitCode::from(FIRMWARE_FAILED)
+            }
+            Ok(Outcome::KvmCannotRun(failure)) => {
+                eprintln!("{}", failure.line());
+                ExitCode::from(kvm_failure::EXIT_STATUS)
             }
             Err(e) => {
                 eprintln!("vmm-lite: {e}");
@@ -326,5 +342,23 @@ mod tests {
             }
         }
         assert!(help.contains("--kvm-device <PATH>"), "{help}");
+    }
+
+    #[test]
+    fn the_help_documents_every_exit_status_of_run() {
+        let help = cli_command().render_help().to_string();
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for status in [
+            "Exits 0 when",
+            "1 when",
+            "2 for bad input",
+            "3 when KVM cannot run",
+        ] {
+            assert!(flat.contains(status), "{status:?} missing:\n{help}");
+        }
+        assert!(
+            help.contains("vmm-lite: KVM cannot run VTL0 on vCPU 0: emulation failure at RIP 0x"),
+            "{help}"
+        );
     }
 }

@@ -124,6 +124,28 @@ pub fn pending_io_size(vcpu: &mut VcpuFd) -> u8 {
     unsafe { run.__bindgen_anon_1.io }.size
 }
 
+/// What KVM says about the KVM_EXIT_INTERNAL_ERROR the vCPU stopped on (`kvm_run.internal`;
+/// kvm-ioctls reports the exit without it).
+pub fn internal_error(vcpu: &mut VcpuFd) -> crate::kvm_failure::Stop {
+    let run = vcpu.get_kvm_run();
+    if run.exit_reason != kvm_bindings::KVM_EXIT_INTERNAL_ERROR {
+        // Not what the caller saw: say so rather than read another exit's data.
+        return crate::kvm_failure::Stop::Internal {
+            suberror: 0,
+            ndata: 0,
+            data: [0; 16],
+        };
+    }
+    // SAFETY: the vCPU stopped on KVM_EXIT_INTERNAL_ERROR (checked), so `internal` is the
+    // union member KVM filled in; it is plain integers, valid for any bits.
+    let internal = unsafe { run.__bindgen_anon_1.internal };
+    crate::kvm_failure::Stop::Internal {
+        suberror: internal.suberror,
+        ndata: internal.ndata,
+        data: internal.data,
+    }
+}
+
 /// The data buffer of the port I/O exit the vCPU stopped on (what an IN will load).
 pub fn pending_io_data(vcpu: &mut VcpuFd) -> &mut [u8] {
     let run = vcpu.get_kvm_run();

@@ -68,6 +68,8 @@ pub fn open_kvm(path: &Path) -> Result<Kvm, VmmError> {
 pub enum Outcome {
     Success,
     Failure(String),
+    /// KVM could not go on with a vCPU.
+    KvmCannotRun(crate::kvm_failure::KvmFailure),
 }
 
 pub struct Vm {

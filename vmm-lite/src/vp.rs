@@ -13,6 +13,10 @@
 //! - With a VTL0 register page placed, VTL0's registers are written there on entry and the
 //!   ones VTL2 marks dirty (RIP, RFLAGS, RSP) taken from it on return: an intercept is then
 //!   completed without a SetVpRegisters call.
+//! - When KVM cannot go on with the running vCPU (an internal error such as an instruction
+//!   it cannot emulate, a failed VM entry, a failed KVM_RUN), the run ends with
+//!   [`Outcome::KvmCannotRun`], in either VTL. VTL0's is not passed to VTL2 as an
+//!   unrecoverable exception: the fault is the host's, and VTL2 could do nothing about it.
 //!
 //! Only one of the two vCPUs runs at a time, on this thread, so a switch is two register
 //! moves and no thread hand-off (MACHINE-FACTS: a thread hand-off per switch costs ~9×).
@@ -32,11 +36,12 @@ use crate::hyperv::{
     Caller, HyperV, LowerVtlRegisters, HYPERCALL_PORT, VTL_CALL_PORT, VTL_RETURN_PORT,
 };
 use crate::kick::{interrupt_due, Kicker};
+use crate::kvm_failure::{KvmFailure, Stop, MAX_INSTRUCTION_BYTES};
 use crate::port_io_decode::IoAccess;
 use crate::serial::{Com1, COM1_PORTS};
 use crate::vcpu_state::{
-    copy_shared_gprs, exit_regs, pending_io_data, pending_io_size, sanitize_rflags, set_entry_regs,
-    VcpuRegisters,
+    copy_shared_gprs, data_segment_base, exit_regs, internal_error, pending_io_data,
+    pending_io_size, sanitize_rflags, set_entry_regs, LinearMemory, VcpuRegisters,
 };
 use crate::vm::Outcome;
 use crate::vtl0_intercept;
@@ -112,6 +117,8 @@ fn vtl0_may(hv: &HyperV, gpa: u64, wanted: u32) -> bool {
 enum Step {
     Continue,
     Done(Outcome),
+    /// KVM cannot go on with the vCPU that ran.
+    KvmStopped(Stop),
 }
 
 pub struct Vp<'a> {
@@ -193,6 +200,12 @@ impl<'a> Vp<'a> {
                     std::mem::forget(self.vtl0);
                     return outcome;
                 }
+                Ok(Step::KvmStopped(stop)) => {
+                    let failure = self.kvm_failure(stop);
+                    std::mem::forget(self.vtl2);
+                    std::mem::forget(self.vtl0);
+                    return Outcome::KvmCannotRun(failure);
+                }
                 Err(message) => {
                     return Outcome::Failure(format!("VP {}: {message}", self.index));
                 }
@@ -202,6 +215,50 @@ impl<'a> Vp<'a> {
 
     fn failure(&self, what: &str, e: kvm_ioctls::Error) -> String {
         format!("{what} failed: {e}")
+    }
+
+    /// `stop` on the vCPU of the VTL that ran, with its RIP and, for an emulation failure
+    /// KVM gave no instruction bytes for, what guest memory holds at RIP.
+    fn kvm_failure(&self, stop: Stop) -> KvmFailure {
+        let vtl = self.active;
+        let vcpu = match vtl {
+            Vtl::Vtl0 => self.vtl0.as_ref().expect("VTL0 is running"),
+            _ => &self.vtl2,
+        };
+        let rip = vcpu
+            .get_regs()
+            .map(|regs| regs.rip)
+            .map_err(|e| format!("KVM_GET_REGS failed: {e}"));
+        let fetched = match rip {
+            Ok(rip) if stop.wants_guest_bytes() => self.guest_bytes(vcpu, vtl, rip),
+            _ => Vec::new(),
+        };
+        KvmFailure {
+            vtl,
+            vp: self.index,
+            rip,
+            stop,
+            fetched,
+        }
+    }
+
+    /// Up to 15 bytes at `rip` in `vcpu`'s code segment, through its page tables, from memory
+    /// `vtl` may read.
+    fn guest_bytes(&self, vcpu: &VcpuFd, vtl: Vtl, rip: u64) -> Vec<u8> {
+        let Ok(sregs) = vcpu.get_sregs() else {
+            return Vec::new();
+        };
+        let hv = self.hv;
+        let may_read = move |gpa| {
+            vtl != Vtl::Vtl0 || hv.is_some_and(|hv| vtl0_may(hv, gpa, map_flags::READABLE))
+        };
+        let view = LinearMemory {
+            vcpu,
+            memory: self.memory,
+            may_read: &may_read,
+        };
+        let linear = data_segment_base(&sregs, &sregs.cs).wrapping_add(rip);
+        view.read(linear, MAX_INSTRUCTION_BYTES)
     }
 
     /// The VP's VTL0 vCPU, taken from the VTL0 host the first time it is needed.
@@ -267,16 +324,17 @@ impl<'a> Vp<'a> {
                 ))))
             }
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                return Err(format!(
-                    "could not enter the guest (reason {reason:#x}, host CPU {cpu})"
-                ))
+                return Ok(Step::KvmStopped(Stop::FailEntry { reason, cpu }))
             }
             Ok(VcpuExit::InternalError) => {
-                return Err("KVM internal error (emulation failed)".into())
+                return Ok(Step::KvmStopped(internal_error(&mut self.vtl2)))
+            }
+            Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
+                return Ok(Step::KvmStopped(Stop::MemoryFault { gpa, size, flags }))
             }
             Ok(other) => return Err(format!("unexpected exit {other:?}")),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
-            Err(e) => return Err(self.failure("KVM_RUN", e)),
+            Err(e) => return Ok(Step::KvmStopped(Stop::RunError(e.errno()))),
         }
         Ok(Step::Continue)
     }
@@ -521,17 +579,18 @@ impl<'a> Vp<'a> {
                 Then::Nothing
             }
             Ok(VcpuExit::Shutdown) => Then::Unrecoverable("triple fault".into()),
-            Ok(VcpuExit::InternalError) => {
-                Then::Unrecoverable("KVM could not emulate an instruction".into())
+            Ok(VcpuExit::InternalError) => return Ok(Step::KvmStopped(internal_error(vtl0))),
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                return Ok(Step::KvmStopped(Stop::FailEntry { reason, cpu }))
             }
-            Ok(VcpuExit::FailEntry(reason, _)) => {
-                Then::Unrecoverable(format!("entry failed (reason {reason:#x})"))
+            Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
+                return Ok(Step::KvmStopped(Stop::MemoryFault { gpa, size, flags }))
             }
             Ok(other) => Then::Unrecoverable(format!("unexpected exit {other:?}")),
             // The kicker's signal: VTL2 may have an interrupt waiting.
             Err(e) if e.errno() == libc::EINTR => Then::Kicked,
             Err(e) if e.errno() == libc::EAGAIN => Then::Nothing,
-            Err(e) => return Err(format!("KVM_RUN (VTL0) failed: {e}")),
+            Err(e) => return Ok(Step::KvmStopped(Stop::RunError(e.errno()))),
         };
         match then {
             Then::Nothing => {}
@@ -623,5 +682,77 @@ mod tests {
         assert!(!post(&memory, 0x5000, &second), "the slot is taken");
         memory.write(0x5000, &0u32.to_le_bytes()).unwrap(); // VTL2 frees it
         assert!(post(&memory, 0x5000, &second));
+    }
+
+    /// Runs a VP whose firmware vCPU is in real mode at 0x1000 over `memory`, with `hv`.
+    fn run_real_mode(memory: &GuestMemory, hv: Option<&HyperV>) -> Outcome {
+        let (_vm, vcpu) = crate::vm::test_vm::real_mode_vcpu(memory);
+        let com1 =
+            crate::serial::Com1::open(&crate::serial::SerialBackend::File("/dev/null".into()))
+                .unwrap();
+        Vp::new(0, vcpu, HostDevices { com1: &com1 }, memory, hv, None).run()
+    }
+
+    /// `fld dword [addr]`: KVM's emulator has no x87 loads, so on memory it must emulate
+    /// (none mapped there) KVM stops with an emulation failure, as its own selftest relies on.
+    fn fld(addr: u16) -> Vec<u8> {
+        let [lo, hi] = addr.to_le_bytes();
+        vec![0xd9, 0x06, lo, hi]
+    }
+
+    fn kvm_failure(outcome: Outcome) -> KvmFailure {
+        match outcome {
+            Outcome::KvmCannotRun(failure) => failure,
+            other => panic!("expected KVM to stop, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_instruction_kvm_cannot_emulate_in_vtl2_ends_the_run_naming_it() {
+        let memory = GuestMemory::new(32 << 10).unwrap(); // 0x9000 is past RAM
+        memory.write(0x1000, &fld(0x9000)).unwrap();
+        let failure = kvm_failure(run_real_mode(&memory, None));
+        let line = failure.line();
+        assert_eq!(
+            (failure.vtl, failure.vp, failure.rip),
+            (Vtl::Vtl2, 0, Ok(0x1000))
+        );
+        assert!(
+            line.starts_with(
+                "vmm-lite: KVM cannot run VTL2 on vCPU 0: emulation failure at RIP 0x1000, instruction bytes d9 06 00 90"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn code_outside_ram_ends_the_run_without_instruction_bytes() {
+        let memory = GuestMemory::new(64 << 10).unwrap();
+        memory.write(0x1000, &[0xea, 0, 0, 0x00, 0x20]).unwrap(); // jmp 0x2000:0, past RAM
+        let line = kvm_failure(run_real_mode(&memory, None)).line();
+        assert_eq!(
+            line,
+            "vmm-lite: KVM cannot run VTL2 on vCPU 0: emulation failure at RIP 0x0, instruction bytes unavailable (exit status 3)"
+        );
+    }
+
+    #[test]
+    fn an_instruction_kvm_cannot_emulate_in_vtl0_ends_the_run_instead_of_entering_vtl2() {
+        // VTL0 at 0x2000 loads from the paravisor's page at 0x8000, which its view leaves out.
+        let memory = GuestMemory::new(1 << 20).unwrap();
+        memory.write(0x1000, &[0xe6, VTL_RETURN_PORT]).unwrap();
+        // Should VTL2 run again, it reports failure: mov al, 0x11; out 0xf4, al.
+        memory.write(0x1002, &[0xb0, 0x11, 0xe6, 0xf4]).unwrap();
+        memory.write(0x2000, &fld(0x8000)).unwrap();
+        let hv = crate::bench::one_vp_with_vtl0(&memory, 0x2000, vec![(0x8000, 0x1000)]).unwrap();
+        let failure = kvm_failure(run_real_mode(&memory, Some(&hv)));
+        assert_eq!((failure.vtl, &failure.rip), (Vtl::Vtl0, &Ok(0x2000)));
+        assert!(
+            failure.line().starts_with(
+                "vmm-lite: KVM cannot run VTL0 on vCPU 0: emulation failure at RIP 0x2000, instruction bytes d9 06 00 80"
+            ),
+            "{}",
+            failure.line()
+        );
     }
 }

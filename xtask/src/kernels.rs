@@ -58,14 +58,15 @@ fn is_kernel_image(arch: Arch, bytes: &[u8]) -> bool {
     bytes.get(at..at + magic.len()) == Some(magic)
 }
 
-/// apt, either the host's own or a private arm64 state beside the cache.
-struct Apt {
+/// apt, either the host's own or a private arm64 state beside the cache (shared with
+/// `initramfs`, which fetches busybox the same way).
+pub(crate) struct Apt {
     options: Vec<String>,
     arch: &'static str,
 }
 
 impl Apt {
-    fn new(arch: Arch) -> Result<Self> {
+    pub(crate) fn new(arch: Arch) -> Result<Self> {
         let arch_name = debian_arch(arch);
         let host = Command::new("dpkg")
             .arg("--print-architecture")
@@ -98,7 +99,7 @@ impl Apt {
         Ok(apt)
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+    pub(crate) fn run(&self, program: &str, args: &[&str]) -> Result<String> {
         let out = Command::new(program)
             .args(&self.options)
             .args(args)
@@ -130,7 +131,7 @@ impl Apt {
     }
 
     /// Downloads `package`'s .deb into `dir`; returns its path.
-    fn download(&self, package: &str, dir: &Path) -> Result<PathBuf> {
+    pub(crate) fn download(&self, package: &str, dir: &Path) -> Result<PathBuf> {
         let out = Command::new("apt-get")
             .args(&self.options)
             .args(["download", "-q", package])

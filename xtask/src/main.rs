@@ -1,6 +1,7 @@
 //! `cargo xtask`: build Parapet's images, boot them under QEMU, run every test.
 
 use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
@@ -70,6 +71,15 @@ enum Cmd {
     },
     /// Fetch Debian's stock kernels (cached under target/kernels/) and print where they are.
     Kernels,
+    /// Build the initramfs for guests running Debian's stock kernel (its static busybox is
+    /// fetched from Debian and cached under target/initramfs/<arch>/) and print its path.
+    Initramfs {
+        #[arg(long, value_enum)]
+        arch: Arch,
+        /// Where to write it (default: target/initramfs/<arch>/initramfs.cpio).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run clippy with the workspace lints (every unsafe block documented) on host crates and
     /// on the firmware for both architectures.
     Lint,
@@ -160,6 +170,12 @@ fn real_main() -> Result<ExitCode> {
                 let size = std::fs::metadata(&image)?.len();
                 println!("{arch}: {} ({size} bytes)", image.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Initramfs { arch, out } => {
+            let out = out.unwrap_or_else(|| xtask::initramfs::default_out(arch));
+            xtask::initramfs::build(arch, &out)?;
+            println!("{}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lint => Ok(if lint()? {

@@ -121,3 +121,17 @@ pub fn load_from(gpa: u64, out: &mut [u8]) -> Result<(), Fault> {
     unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
     Ok(())
 }
+
+/// Runs `f` over guest RAM at `gpa` (`len` bytes) in place, under `load`'s contract: the guest
+/// is not running yet, so nothing changes the bytes while `f` reads them. For payloads too
+/// large to copy into Parapet's heap (a Linux kernel).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub fn inspect<R>(gpa: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fault> {
+    if !contains(gpa, len) {
+        return Err(Fault { address: gpa });
+    }
+    // SAFETY: as in `load`: checked guest RAM, identity-mapped, the guest not running; the
+    // slice lives only for the call.
+    let bytes = unsafe { core::slice::from_raw_parts(gpa as *const u8, len as usize) };
+    Ok(f(bytes))
+}

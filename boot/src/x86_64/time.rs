@@ -59,6 +59,11 @@ pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
+/// The TSC's value at calibration, where [`now_ns`] counts from.
+pub fn tsc_at_boot() -> u64 {
+    TSC_AT_BOOT.load(Ordering::Relaxed)
+}
+
 /// Nanoseconds since calibration.
 pub fn now_ns() -> u64 {
     let hz = TSC_HZ.load(Ordering::Relaxed);

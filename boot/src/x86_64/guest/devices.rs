@@ -11,8 +11,20 @@ use crate::guest::console::GuestConsole;
 
 pub const COM1_BASE: u16 = 0x3f8;
 pub const COM1_LAST: u16 = 0x3ff;
+/// COM1's ISA IRQ, which is also its I/O APIC input (GSI).
+pub const COM1_IRQ: u8 = 4;
 pub const POWER_PORT: u16 = 0xf4;
 const POWER_SUCCESS: u32 = 0x10;
+/// The I/O APIC, where PCs have it; its ID is the top of the 82093AA's 4-bit ID field, clear
+/// of the CPUs' APIC IDs.
+pub const IOAPIC_BASE: u64 = devices::ioapic::DEFAULT_BASE;
+pub const IOAPIC_ID: u8 = 15;
+/// The ACPI hardware-reduced sleep control and status registers and the reset register
+/// (ACPI 6.5 §4.8.3.6-7) the FADT names (`abi::acpi_tables::PowerPorts`): one byte each,
+/// at ports no PC device uses.
+pub const SLEEP_CONTROL_PORT: u16 = 0x600;
+pub const SLEEP_STATUS_PORT: u16 = 0x601;
+pub const RESET_PORT: u16 = 0x602;
 
 /// What the guest asked of the machine by a port write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +49,12 @@ impl GuestDevices {
     }
 
     /// The ports the guest must not reach on the host: (first, last).
-    pub fn intercepted_ranges() -> [(u16, u16); 2] {
-        [(COM1_BASE, COM1_LAST), (POWER_PORT, POWER_PORT)]
+    pub fn intercepted_ranges() -> [(u16, u16); 3] {
+        [
+            (COM1_BASE, COM1_LAST),
+            (POWER_PORT, POWER_PORT),
+            (SLEEP_CONTROL_PORT, RESET_PORT),
+        ]
     }
 
     /// An IN of `size` bytes at `port`. COM1's registers are 8-bit: a wider access reads
@@ -49,6 +65,8 @@ impl GuestDevices {
             let byte = match port.checked_add(lane) {
                 Some(p @ COM1_BASE..=COM1_LAST) => self.com1.read((p - COM1_BASE) as u8),
                 Some(p) if Pit::claims(p) => self.pit.read_port(p, kernel::platform::now_ns()),
+                // No wake event ever happened: WAK_STS stays clear.
+                Some(SLEEP_STATUS_PORT) => 0,
                 _ => 0xff, // nothing answers: the bus floats high
             };
             value |= u32::from(byte) << (8 * lane);
@@ -61,6 +79,9 @@ impl GuestDevices {
         if port == POWER_PORT {
             let success = value == POWER_SUCCESS;
             return PortEffect::PowerOff { success };
+        }
+        if let Some(effect) = acpi_power(port, value as u8) {
+            return effect;
         }
         for lane in 0..u16::from(size.min(4)) {
             let byte = (value >> (8 * lane)) as u8;
@@ -95,5 +116,32 @@ impl GuestDevices {
 
     pub fn has_partial_line(&self) -> bool {
         self.console.has_partial_line()
+    }
+}
+
+/// A write to the ACPI sleep or reset register: S5 is a power-off the guest chose (success);
+/// a reset ends the run as a failure, since Parapet does not restart its guest and an OS that
+/// resets unasked has usually panicked. Other sleep states are not offered: ignored.
+fn acpi_power(port: u16, value: u8) -> Option<PortEffect> {
+    use abi::acpi_tables::{
+        RESET_VALUE, S5_SLEEP_TYPE, SLEEP_CONTROL_SLP_EN, SLEEP_CONTROL_SLP_TYP_MASK,
+        SLEEP_CONTROL_SLP_TYP_SHIFT,
+    };
+    match port {
+        SLEEP_CONTROL_PORT if value & SLEEP_CONTROL_SLP_EN != 0 => {
+            let sleep_type = (value & SLEEP_CONTROL_SLP_TYP_MASK) >> SLEEP_CONTROL_SLP_TYP_SHIFT;
+            if sleep_type == S5_SLEEP_TYPE {
+                log::info!("the guest entered ACPI S5 (soft off)");
+                return Some(PortEffect::PowerOff { success: true });
+            }
+            log::info!("the guest asked for ACPI sleep type {sleep_type}, not offered; ignored");
+            Some(PortEffect::None)
+        }
+        RESET_PORT if value == RESET_VALUE => {
+            log::warn!("the guest reset the machine through ACPI; Parapet does not restart it");
+            Some(PortEffect::PowerOff { success: false })
+        }
+        SLEEP_CONTROL_PORT..=RESET_PORT => Some(PortEffect::None),
+        _ => None,
     }
 }

@@ -93,8 +93,9 @@ pub fn handle(
             } else {
                 // An instruction the decoder does not know: stopping is safer than guessing.
                 log::error!(
-                    "{backend}: {guest} {what} {gpa:#x} at RIP {:#x} needs emulation of an instruction Parapet does not decode; stopping",
-                    site.rip
+                    "{backend}: {guest} {what} {gpa:#x} at RIP {:#x} needs emulation of an instruction Parapet does not decode ({}); stopping",
+                    site.rip,
+                    InstructionBytes::fetch(vp, site)
                 );
                 Verdict::PowerOff { success: false }
             }
@@ -324,4 +325,35 @@ fn string_port(
         step_over(vp, site, 1);
     }
     verdict
+}
+
+/// The bytes at the guest's RIP, for a log line about an instruction Parapet cannot emulate.
+struct InstructionBytes {
+    bytes: [u8; 15],
+    len: usize,
+}
+
+impl InstructionBytes {
+    fn fetch(vp: &mut impl GuestVp, site: &ExitSite) -> Self {
+        let (bytes, len) = match (vp.code(), vp.paging()) {
+            (Some((_, cs_base)), Some(paging)) => {
+                paging.fetch(cs_base.wrapping_add(site.rip), site.user_mode)
+            }
+            _ => ([0; 15], 0),
+        };
+        Self { bytes, len }
+    }
+}
+
+impl core::fmt::Display for InstructionBytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.len == 0 {
+            return write!(f, "bytes unavailable");
+        }
+        write!(f, "bytes")?;
+        for byte in &self.bytes[..self.len] {
+            write!(f, " {byte:02x}")?;
+        }
+        Ok(())
+    }
 }

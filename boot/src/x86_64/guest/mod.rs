@@ -5,6 +5,7 @@
 
 pub mod devices;
 pub mod exits;
+pub mod linux;
 pub mod loader;
 pub mod paging;
 pub mod policy;

@@ -36,17 +36,18 @@ impl Paging {
 
     /// The guest-physical address of `linear` for an access by `user` code, writing or not.
     /// Without paging it is the same address; with 4-level long-mode paging the walk checks
-    /// presence, and write and user permission at every level. Other modes (legacy 32-bit,
-    /// PAE without long mode, 5-level) are not walked: `None`.
+    /// presence, and write and user permission at every level, with 4 or (CR4.LA57) 5 levels.
+    /// Other modes (legacy 32-bit, PAE without long mode) are not walked: `None`.
     pub fn translate(&self, linear: u64, write: bool, user: bool) -> Option<u64> {
         if self.cr0 & CR0_PG == 0 {
             return Some(linear & 0xffff_ffff);
         }
-        if self.efer & EFER_LMA == 0 || self.cr4 & CR4_LA57 != 0 {
+        if self.efer & EFER_LMA == 0 {
             return None;
         }
+        let levels = if self.cr4 & CR4_LA57 != 0 { 5 } else { 4 };
         let mut table = self.cr3 & ADDRESS_MASK;
-        for level in (0..4).rev() {
+        for level in (0..levels).rev() {
             let index = (linear >> (12 + 9 * level)) & 0x1ff;
             let mut entry = [0u8; 8];
             read(table + index * 8, &mut entry).ok()?;

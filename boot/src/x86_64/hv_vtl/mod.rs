@@ -124,31 +124,37 @@ impl GuestVp for Vtl0Vp<'_> {
 /// with the guest's verdict when it powers off, and with failure if it cannot be started: a
 /// paravisor without its guest serves nothing.
 pub async fn host(address: u64, size: u64, vps: usize) {
-    if let Err(e) = start(address, size, vps) {
-        log::error!("hv_vtl: VTL0 not started: {e}");
-        kernel::platform::exit(arch::ExitStatus::Failure);
-    }
+    let rsi = match start(address, size, vps) {
+        Ok(rsi) => rsi,
+        Err(e) => {
+            log::error!("hv_vtl: VTL0 not started: {e}");
+            kernel::platform::exit(arch::ExitStatus::Failure);
+        }
+    };
     log::info!("hv_vtl: VTL0 enabled on {vps} VPs; its entry runs on VP 0");
     for cpu in 1..vps {
         match kernel::executor::on_cpu(cpu) {
             Some(executor) => {
-                executor.spawn(host_vp(cpu));
+                executor.spawn(host_vp(cpu, 0));
             }
             None => log::error!("hv_vtl: cpu{cpu} has no executor; VTL0's VP {cpu} stays unserved"),
         }
     }
-    host_vp(0).await
+    host_vp(0, rsi).await
 }
 
-fn start(address: u64, size: u64, vps: usize) -> Result<(), HvVtlError> {
-    let context = loader::load(address, size).map_err(HvVtlError::Load)?;
+/// Returns RSI for VP 0's entry (the boot context carries no general registers).
+fn start(address: u64, size: u64, vps: usize) -> Result<u64, HvVtlError> {
+    let start = loader::load(address, size, vps as u32).map_err(HvVtlError::Load)?;
     *DEVICES.lock() = Some(GuestDevices::new(CONSOLE_PREFIX));
     install_intercepts()?;
-    enable_vtl0(&context, vps)
+    enable_vtl0(&start.context, vps)?;
+    Ok(start.rsi)
 }
 
-/// Serves VTL0 on this CPU's VP until the guest powers off.
-async fn host_vp(cpu: usize) {
+/// Serves VTL0 on this CPU's VP until the guest powers off; `rsi` is the VP's RSI at its
+/// first entry.
+async fn host_vp(cpu: usize, rsi: u64) {
     let switch = match VtlSwitch::new() {
         Ok(switch) => switch,
         Err(e) => {
@@ -156,7 +162,10 @@ async fn host_vp(cpu: usize) {
             return;
         }
     };
-    let mut gprs = Gprs::default();
+    let mut gprs = Gprs {
+        rsi,
+        ..Gprs::default()
+    };
     let (mut intercepts, mut interrupts) = (0u64, 0u64);
     // TSC cycles spent in intercept round trips: from the VTL return to the exit handled
     // (one rdtsc each side: every instruction counts where VTL2 code is emulated).

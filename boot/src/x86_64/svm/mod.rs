@@ -20,11 +20,12 @@ use kernel::executor::yield_now;
 
 use crate::guest::log_budget::LogBudget;
 use crate::guest::{self, ram, PerTrip};
-use crate::machine::guest::devices::GuestDevices;
+use crate::machine::guest::devices::{GuestDevices, COM1_IRQ, IOAPIC_ID};
 use crate::machine::guest::exits::{self, Verdict};
 use crate::machine::guest::paging::Paging;
 use crate::machine::guest::{loader, policy, Gprs, GuestVp, Names};
 use devices::ioapic::{self, DeliveryMode as IoApicDelivery, DestinationMode, Interrupts, IoApic};
+use devices::pvclock;
 use devices::x2apic::{Delivery, Effect, LocalApic};
 use vmcb::{control, misc1, misc2, save, Vmcb};
 
@@ -231,11 +232,17 @@ pub async fn host(address: u64, size: u64) {
 }
 
 fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
-    let context = loader::load(address, size).map_err(SvmError::Load)?;
+    let start = loader::load(address, size, 1).map_err(SvmError::Load)?;
+    let context = start.context;
     let host_save_area = kernel::memory::allocate_zeroed_frame()?;
     // SAFETY: platform svm means CPUID reports SVM; the frame is this CPU's alone.
     unsafe { run::enable(host_save_area) }.map_err(SvmError::Enable)?;
-    let nested_root = npt::build(ram::ranges())?;
+    // The first megabyte is mapped whole: the BIOS data and ROM areas a PC's OS scans (the
+    // EBDA, MP floating pointer, option ROMs) read as the machine has them. Parapet keeps
+    // nothing there once it has booted.
+    let mut mapped = ram::ranges().to_vec();
+    mapped.push((0, LEGACY_WINDOW_END));
+    let nested_root = npt::build(&mapped)?;
     let iopm = kernel::memory::allocate_filled_frames(IOPM_PAGES, 0xff)?;
     let msrpm = kernel::memory::allocate_filled_frames(MSRPM_PAGES, 0xff)?;
     let host_state = kernel::memory::allocate_zeroed_frame()?;
@@ -283,11 +290,16 @@ fn start(address: u64, size: u64) -> Result<SvmVp, SvmError> {
     Ok(SvmVp {
         vmcb,
         host_state,
-        gprs: Gprs::default(),
+        gprs: Gprs {
+            rsi: start.rsi,
+            ..Gprs::default()
+        },
         nrips,
         // As after RESET: xAPIC mode, the boot processor; the guest may go on to x2APIC.
         apic: LocalApic::new_xapic(0, APIC_TIMER_HZ).with_bsp(true),
         ioapic: IoApic::new(IOAPIC_ID),
+        system_time_msr: 0,
+        wall_clock_msr: 0,
     })
 }
 
@@ -332,6 +344,9 @@ struct SvmVp {
     apic: LocalApic,
     /// The guest's I/O APIC (`devices::ioapic`) at 0xFEC00000: COM1's interrupt on GSI 4.
     ioapic: IoApic,
+    /// What the guest last wrote to the KVM clock MSRs (`devices::pvclock`).
+    system_time_msr: u64,
+    wall_clock_msr: u64,
 }
 
 /// MSRs whose guest values live in the VMCB's save area (loaded by VMRUN or VMLOAD): the
@@ -357,12 +372,17 @@ const X2APIC_MSRS: core::ops::RangeInclusive<u32> = 0x800..=0x8ff;
 /// are nested page faults that reach the APIC.
 const XAPIC_PAGE: u64 = 0xfee0_0000;
 const XAPIC_PAGE_SIZE: u64 = 0x1000;
+/// The end of the PC's first megabyte.
+const LEGACY_WINDOW_END: u64 = 0x10_0000;
 /// The I/O APIC: its ID (the local APIC has 0) and COM1's GSI (ISA IRQ 4, identity-mapped
 /// as on PCs).
-const IOAPIC_ID: u8 = 1;
-const COM1_GSI: u32 = 4;
+const COM1_GSI: u32 = COM1_IRQ as u32;
 /// The APIC timer's input clock. Any rate works: guests calibrate it against another clock.
 const APIC_TIMER_HZ: u64 = 1_000_000_000;
+/// CPUID's hypervisor range (Intel SDM Vol. 2A: 0x4000_0000-0x4FFF_FFFF are "invalid" on
+/// hardware, so hypervisors answer there).
+const HYPERVISOR_LEAVES_FIRST: u32 = 0x4000_0000;
+const HYPERVISOR_LEAVES_LAST: u32 = 0x4fff_ffff;
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
 /// The VMCB's interrupt-shadow bit (APM §15.21.5).
@@ -384,21 +404,28 @@ const ADDRESS_MSRS: [u32; 7] = [
 /// RSP's number in the instruction encoding; it lives in the VMCB.
 const REGISTER_RSP: u8 = 4;
 
-/// What the guest's CPUID says of the local APIC Parapet emulates, over the processor's own
-/// answer: x2APIC (leaf 1 ECX bit 21) and APIC ID 0 (EBX bits 31:24), no TSC-deadline timer
-/// (ECX bit 24, not offered), and an APIC timer that runs in every C-state (ARAT, leaf 6 EAX
-/// bit 2), so a guest need not fall back on a PIT (Intel SDM Vol. 2A, CPUID).
-fn apic_cpuid(leaf: u32, [eax, ebx, ecx, edx]: [u32; 4]) -> [u32; 4] {
+/// What the guest's CPUID says of the local APIC and clock Parapet emulates, over the
+/// processor's own answer: x2APIC (leaf 1 ECX bit 21) and APIC ID 0 (EBX bits 31:24), no
+/// TSC-deadline timer (ECX bit 24, not offered), and an APIC timer that runs in every C-state
+/// (ARAT, leaf 6 EAX bit 2), so a guest need not fall back on a PIT (Intel SDM Vol. 2A,
+/// CPUID); the hypervisor leaves are Parapet's, KVM's clock ABI (`devices::pvclock`) and
+/// nothing of the machine's own hypervisor.
+fn guest_cpuid(leaf: u32, [eax, ebx, ecx, edx]: [u32; 4]) -> [u32; 4] {
     match leaf {
+        HYPERVISOR_LEAVES_FIRST..=HYPERVISOR_LEAVES_LAST => pvclock::cpuid(leaf).unwrap_or([0; 4]),
         1 => [eax, ebx & 0x00ff_ffff, (ecx | (1 << 21)) & !(1 << 24), edx],
         6 => [eax | (1 << 2), ebx, ecx, edx],
         _ => [eax, ebx, ecx, edx],
     }
 }
 
-/// Whether `address` is canonical for 48-bit linear addresses (bits 63:47 all equal).
+/// Whether `address` is canonical for the processor's linear addresses: 57 bits where it
+/// supports 5-level paging (CPUID 7.0 ECX bit 16), whatever CR4.LA57 says, as WRMSR checks
+/// (Intel SDM Vol. 3A §4.1.1); else 48.
 fn canonical(address: u64) -> bool {
-    ((address as i64) << 16 >> 16) as u64 == address
+    let la57 = instructions::cpuid(7, 0).2 & (1 << 16) != 0;
+    let unused = if la57 { 7 } else { 16 };
+    ((address as i64) << unused >> unused) as u64 == address
 }
 
 impl SvmVp {
@@ -438,7 +465,7 @@ impl SvmVp {
         let (rax, rcx) = (self.gprs.rax, self.gprs.rcx);
         let cpuid = if code == code::CPUID {
             let (a, b, c, d) = instructions::cpuid(rax as u32, rcx as u32);
-            apic_cpuid(rax as u32, [a, b, c, d])
+            guest_cpuid(rax as u32, [a, b, c, d])
         } else {
             [0; 4]
         };
@@ -590,6 +617,34 @@ impl SvmVp {
         }
     }
 
+    /// The guest names where its KVM clock structures go (`devices::pvclock`): Parapet
+    /// fills them in its RAM; an address outside it, misaligned or across a page is refused.
+    fn write_clock_msr(&mut self, msr: u32, value: u64) -> bool {
+        let written = if msr == pvclock::MSR_SYSTEM_TIME {
+            let address = value & !pvclock::SYSTEM_TIME_ENABLE;
+            value & pvclock::SYSTEM_TIME_ENABLE == 0
+                || (pvclock::time_info_address_ok(address)
+                    && ram::write(
+                        address,
+                        &pvclock::time_info(
+                            crate::machine::time::tsc_hz(),
+                            crate::machine::time::tsc_at_boot(),
+                        ),
+                    )
+                    .is_ok())
+        } else {
+            value.is_multiple_of(4) && ram::write(value, &pvclock::wall_clock()).is_ok()
+        };
+        if written {
+            if msr == pvclock::MSR_SYSTEM_TIME {
+                self.system_time_msr = value;
+            } else {
+                self.wall_clock_msr = value;
+            }
+        }
+        written
+    }
+
     /// Whether the exit interrupted an event on its way into the guest (to be delivered
     /// again at the next run).
     fn delivering_event(&self) -> bool {
@@ -720,6 +775,12 @@ impl GuestVp for SvmVp {
         if msr == MSR_APIC_BASE {
             return Some(self.apic.apic_base());
         }
+        if msr == pvclock::MSR_SYSTEM_TIME {
+            return Some(self.system_time_msr);
+        }
+        if msr == pvclock::MSR_WALL_CLOCK {
+            return Some(self.wall_clock_msr);
+        }
         if X2APIC_MSRS.contains(&msr) {
             return match self.apic.read_msr(msr, kernel::platform::now_ns()) {
                 Ok(value) => Some(value),
@@ -747,6 +808,13 @@ impl GuestVp for SvmVp {
             // Mode changes as the SDM allows them (xAPIC to x2APIC, either to disabled and
             // back through it); anything else is #GP, as on hardware.
             if self.apic.apic_base_write(value).is_ok() {
+                return true;
+            }
+            self.inject_exception(VECTOR_GP, Some(0));
+            return false;
+        }
+        if msr == pvclock::MSR_SYSTEM_TIME || msr == pvclock::MSR_WALL_CLOCK {
+            if self.write_clock_msr(msr, value) {
                 return true;
             }
             self.inject_exception(VECTOR_GP, Some(0));

@@ -1,0 +1,234 @@
+//! Booting Linux as the guest, through the x86 64-bit boot protocol (`abi::linux_boot`): the
+//! kernel (a bzImage), its initrd and command line come as a guest bundle
+//! (`abi::guest_bundle`), or as a bare bzImage (no initrd, a console-only command line).
+//!
+//! Where things go, in guest RAM:
+//! - the boot page tables and GDT, as for every guest (`loader`), below 0x8000;
+//! - the zero page at [`ZERO_PAGE`], the command line at [`COMMAND_LINE`], the ACPI tables at
+//!   [`ACPI_TABLES`] (the only range the e820 map marks as not RAM);
+//! - the kernel at the lowest address its header allows above the bundle-free RAM
+//!   (`SetupHeader::place`); Parapet's own region lies below 65 MiB, which is why a
+//!   relocatable kernel is needed: its preferred 16 MiB is Parapet's;
+//! - the initrd stays where the bundle brought it (page-aligned parts of a page-aligned
+//!   module): Linux reserves it itself.
+//!
+//! The bundle lies in guest RAM, staged by the host, and nothing runs in the guest yet: it
+//! is read in place, under `ram::inspect`'s contract, and every part is checked against the
+//! staged size.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use abi::acpi_tables::{self, AcpiConfig, PowerPorts, SerialPort};
+use abi::guest_bundle::{self, BundleError};
+use abi::linux_boot::{
+    self, e820, BootParams, BootParamsError, E820Entry, E820Error, ImageError, SetupHeader,
+};
+
+use super::devices;
+use crate::guest::ram;
+
+/// The zero page (`struct boot_params`, 4 KiB) the kernel's RSI points at.
+const ZERO_PAGE: u64 = 0x8000;
+/// The command line, NUL-terminated, in one page.
+const COMMAND_LINE: u64 = 0x9000;
+const COMMAND_LINE_ROOM: usize = 4096;
+/// The ACPI tables: RSDP first (16-byte aligned), up to the end of this window.
+const ACPI_TABLES: u64 = 0xa000;
+const ACPI_TABLES_END: u64 = 0x1_0000;
+/// A bare bzImage's command line: its console on COM1.
+const DEFAULT_COMMAND_LINE: &str = "console=ttyS0";
+
+#[derive(Clone, Copy, Debug)]
+pub enum LinuxError {
+    StagingOutsideRam,
+    Bundle(BundleError),
+    Image(ImageError),
+    CommandLineTooLong(usize),
+    /// No free RAM at or above the kernel's preferred address holds its `init_size`.
+    NoRoomForKernel {
+        footprint: u64,
+    },
+    Acpi(acpi_tables::AcpiBuildError),
+    E820(E820Error),
+    BootParams(BootParamsError),
+}
+
+impl core::fmt::Display for LinuxError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::StagingOutsideRam => write!(f, "the staged kernel is not in the guest's RAM"),
+            Self::Bundle(e) => write!(f, "guest bundle: {e}"),
+            Self::Image(e) => write!(f, "the kernel is not a usable bzImage: {e:?}"),
+            Self::CommandLineTooLong(n) => {
+                write!(
+                    f,
+                    "a {n}-byte command line; at most {}",
+                    COMMAND_LINE_ROOM - 1
+                )
+            }
+            Self::NoRoomForKernel { footprint } => write!(
+                f,
+                "no free guest RAM holds the kernel's {} MiB from an address it accepts",
+                footprint >> 20
+            ),
+            Self::Acpi(e) => write!(f, "ACPI tables: {e}"),
+            Self::E820(e) => write!(f, "e820 map: {e}"),
+            Self::BootParams(e) => write!(f, "boot parameters: {e}"),
+        }
+    }
+}
+
+/// Whether the payload's first bytes, `head`, are a Linux guest (a bundle or a bzImage).
+pub fn is_linux(head: &[u8]) -> bool {
+    guest_bundle::is_bundle(head) || head.get(0x202..0x206) == Some(b"HdrS".as_slice())
+}
+
+/// A loaded kernel: where it enters and the zero page it takes in RSI.
+pub struct Loaded {
+    pub entry: u64,
+    pub zero_page: u64,
+}
+
+/// Loads the Linux guest staged at `address` (`size` bytes) for `cpus` CPUs.
+pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
+    let staged = address
+        ..address
+            .checked_add(size)
+            .ok_or(LinuxError::StagingOutsideRam)?;
+    let mut head = [0u8; guest_bundle::HEADER_LEN];
+    let head_len = head.len().min(size as usize);
+    ram::load_from(address, &mut head[..head_len]).map_err(|_| LinuxError::StagingOutsideRam)?;
+    let len = usize::try_from(size).map_err(|_| LinuxError::StagingOutsideRam)?;
+    let (kernel, initrd, command_line) = if guest_bundle::is_bundle(&head) {
+        let bundle = guest_bundle::parse(&head, len).map_err(LinuxError::Bundle)?;
+        let at = |r: &core::ops::Range<usize>| (address + r.start as u64, r.len() as u64);
+        let mut line = alloc::vec![0u8; bundle.command_line.len().min(COMMAND_LINE_ROOM)];
+        if bundle.command_line.len() >= COMMAND_LINE_ROOM {
+            return Err(LinuxError::CommandLineTooLong(bundle.command_line.len()));
+        }
+        ram::load_from(at(&bundle.command_line).0, &mut line)
+            .map_err(|_| LinuxError::StagingOutsideRam)?;
+        (at(&bundle.kernel), bundle.initrd.as_ref().map(at), line)
+    } else {
+        (
+            (address, size),
+            None,
+            DEFAULT_COMMAND_LINE.as_bytes().to_vec(),
+        )
+    };
+
+    // The kernel is read in place: parsed, then copied to where it runs.
+    let (header, kernel_address) = ram::inspect(kernel.0, kernel.1, |image| {
+        let header = SetupHeader::parse(image).map_err(LinuxError::Image)?;
+        let free = free_ram(&staged);
+        let kernel_address = header.place(&free).ok_or(LinuxError::NoRoomForKernel {
+            footprint: header.footprint(),
+        })?;
+        ram::load(
+            kernel_address,
+            Some(header.kernel(image)),
+            header.kernel_size as u64,
+        )
+        .map_err(|_| LinuxError::StagingOutsideRam)?;
+        Ok((header, kernel_address))
+    })
+    .map_err(|_| LinuxError::StagingOutsideRam)??;
+
+    let ids: Vec<u32> = (0..cpus.max(1)).collect();
+    let tables = acpi_tables::build(&acpi_config(&ids), ACPI_TABLES).map_err(LinuxError::Acpi)?;
+    if ACPI_TABLES + tables.bytes.len() as u64 > ACPI_TABLES_END {
+        return Err(LinuxError::Acpi(acpi_tables::AcpiBuildError::TooLarge));
+    }
+    let acpi = E820Entry {
+        start: ACPI_TABLES,
+        size: ACPI_TABLES_END - ACPI_TABLES,
+        kind: e820::ACPI,
+    };
+    let map = linux_boot::guest_e820(ram::ranges(), &[], &[acpi]).map_err(LinuxError::E820)?;
+    let zero_page = linux_boot::build_zero_page(
+        &header,
+        &BootParams {
+            kernel_address,
+            command_line_address: COMMAND_LINE,
+            command_line: &command_line,
+            ramdisk: initrd,
+            e820: &map,
+            acpi_rsdp: Some(tables.rsdp_address),
+        },
+    )
+    .map_err(LinuxError::BootParams)?;
+
+    let mut line = command_line.clone();
+    line.push(0);
+    let place = |gpa: u64, bytes: &[u8]| {
+        ram::load(gpa, Some(bytes), bytes.len() as u64).map_err(|_| LinuxError::StagingOutsideRam)
+    };
+    place(COMMAND_LINE, &line)?;
+    place(ACPI_TABLES, &tables.bytes)?;
+    place(ZERO_PAGE, &zero_page)?;
+
+    log::info!(
+        "linux: protocol {}.{:02}, kernel at {kernel_address:#x} ({} KiB, needs {} MiB), initrd {}, {cpus} CPUs, command line \"{}\"",
+        header.version >> 8,
+        header.version & 0xff,
+        header.kernel_size / 1024,
+        header.footprint() >> 20,
+        match initrd {
+            Some((at, len)) => alloc::format!("{len} bytes at {at:#x}"),
+            None => String::from("none"),
+        },
+        String::from_utf8_lossy(&command_line),
+    );
+    // The map as given, for whoever checks what the guest sees against it.
+    for entry in &map {
+        log::info!(
+            "linux: e820 {:#x}-{:#x} type {}",
+            entry.start,
+            entry.start + entry.size - 1,
+            entry.kind
+        );
+    }
+    let entry = header
+        .entry_64(kernel_address)
+        .ok_or(LinuxError::NoRoomForKernel {
+            footprint: header.footprint(),
+        })?;
+    Ok(Loaded {
+        entry,
+        zero_page: ZERO_PAGE,
+    })
+}
+
+/// Guest RAM the kernel may be loaded into: all of it but the staged bundle (whose initrd
+/// stays there) and the first megabyte (the boot structures live there).
+fn free_ram(staged: &core::ops::Range<u64>) -> Vec<(u64, u64)> {
+    ram::ranges()
+        .iter()
+        .flat_map(|&(s, e)| [(s, e.min(staged.start)), (s.max(staged.end), e)])
+        .map(|(s, e)| (s.max(1 << 20), e))
+        .filter(|(s, e)| s < e)
+        .collect()
+}
+
+/// What the guest's ACPI tables describe: its CPUs (`ids`: APIC ID = index), the I/O APIC,
+/// COM1, and the power ports of `devices`.
+fn acpi_config(ids: &[u32]) -> AcpiConfig<'_> {
+    AcpiConfig {
+        x2apic_ids: ids,
+        io_apic: acpi_tables::IoApic {
+            id: devices::IOAPIC_ID,
+            address: devices::IOAPIC_BASE as u32,
+            gsi_base: 0,
+        },
+        serial_ports: &[SerialPort {
+            io_base: devices::COM1_BASE,
+            irq: devices::COM1_IRQ,
+        }],
+        power: Some(PowerPorts {
+            sleep_control: devices::SLEEP_CONTROL_PORT,
+            sleep_status: devices::SLEEP_STATUS_PORT,
+            reset: Some(devices::RESET_PORT),
+        }),
+    }
+}
