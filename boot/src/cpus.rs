@@ -33,6 +33,7 @@ pub fn ticks(cpu: usize) -> u64 {
 }
 
 /// Gives the CPU to the other tasks on `cpu` until its next timer tick.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 pub async fn next_tick(cpu: usize) {
     let tick = ticks(cpu);
     while ticks(cpu) == tick {

@@ -115,7 +115,7 @@ mod shared {
                     bsp.spawn(crate::machine::hv_vtl::host(address, size, online));
                 }
                 isolation::PlatformKind::Svm => {
-                    bsp.spawn(crate::machine::svm::host(address, size));
+                    bsp.spawn(crate::machine::svm::host(address, size, online));
                 }
                 isolation::PlatformKind::Native | isolation::PlatformKind::El2 => log::warn!(
                     "a guest payload was given, but this machine offers no way to host it (no VTL interface, no SVM)"

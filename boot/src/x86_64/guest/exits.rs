@@ -27,8 +27,11 @@ const RFLAGS_IF: u64 = 1 << 9;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Resume,
-    /// The guest waits for an interrupt: resume it after Parapet's next tick.
+    /// The guest waits for an interrupt: resume it once its APIC has one.
     Idle,
+    /// The VP halted with interrupts disabled: only an INIT (or NMI) ends that. A guest whose
+    /// every VP is stopped has died.
+    Stopped,
     PowerOff {
         success: bool,
     },
@@ -122,12 +125,12 @@ pub fn handle(
         GuestExit::Halt => {
             step_over(vp, site, 1);
             if site.rflags & RFLAGS_IF == 0 {
-                // Only an NMI or a reset ends this on hardware; Parapet delivers neither.
-                log::error!(
-                    "{backend}: {guest} halted with interrupts disabled at RIP {:#x}; stopping",
+                // Only an NMI, INIT or reset ends this on hardware.
+                log::info!(
+                    "{backend}: {guest} halted with interrupts disabled at RIP {:#x}",
                     site.rip
                 );
-                Verdict::PowerOff { success: false }
+                Verdict::Stopped
             } else {
                 Verdict::Idle
             }

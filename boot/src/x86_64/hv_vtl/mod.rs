@@ -223,6 +223,14 @@ async fn host_vp(cpu: usize, rsi: u64) {
         if reason == EntryReason::Intercept {
             intercept_cycles += arch::x86_64::instructions::rdtsc().wrapping_sub(round_trip_start);
         }
+        // A stopped VP is taken for a dead guest here: VTL0 gets no INIT from Parapet.
+        let verdict = match verdict {
+            Verdict::Stopped => {
+                log::error!("hv_vtl: VTL0 stopped on VP {cpu}; stopping");
+                Verdict::PowerOff { success: false }
+            }
+            other => other,
+        };
         if let Verdict::PowerOff { success } = verdict {
             with_devices(|d| {
                 if d.has_partial_line() {
