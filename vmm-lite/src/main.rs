@@ -114,8 +114,9 @@ struct RunOptions {
     /// behind the Hyper-V interface vmm-lite emulates).
     #[arg(long, default_value = "native", value_parser = ["native", "vbs"])]
     platform: String,
-    /// A guest for VTL0 (`--platform vbs` only): an ELF the paravisor loads and runs.
-    /// It is staged at the top of RAM and named on the firmware command line.
+    /// A guest for VTL0 (`--platform vbs` only): an ELF, or a Linux guest bundle (kernel,
+    /// initrd and command line, as `cargo xtask qemu --kernel` builds), that the paravisor
+    /// loads and runs. It is staged at the top of RAM and named on the firmware command line.
     #[arg(long, value_name = "FILE")]
     vtl0: Option<String>,
     /// The KVM device to run on.

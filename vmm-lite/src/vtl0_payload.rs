@@ -1,12 +1,14 @@
-//! The VTL0 guest given with `--vtl0 FILE`: staged at the top of guest RAM, where the
+//! The VTL0 guest given with `--vtl0 FILE` (an ELF, or a Linux guest bundle): staged at the top of guest RAM, where the
 //! paravisor finds it through its command line (`parapet.vtl0=ADDRESS,SIZE`), copies it out
 //! and loads it. vmm-lite does not interpret the file: what VTL0 runs is the paravisor's call.
 
 use crate::error::VmmError;
 use crate::guest_memory::GuestMemory;
 
-/// The paravisor copies the payload into its own heap to parse it, so it stays small.
-pub const MAX_PAYLOAD: u64 = 2 << 20;
+/// A bound that keeps a mistaken file from being read whole: a Linux guest bundle (kernel
+/// and initrd, which the paravisor reads in place) fits easily. The paravisor sets its own,
+/// lower bound for ELF payloads, which it copies into its heap.
+pub const MAX_PAYLOAD: u64 = 1 << 30;
 const PAGE: u64 = 4096;
 
 pub struct Payload {
@@ -118,8 +120,14 @@ mod tests {
     fn empty_huge_and_missing_files_are_refused() {
         let (_dir, empty) = file(0);
         assert!(Payload::read(&empty, 1 << 20).is_err());
-        let (_dir2, big) = file(MAX_PAYLOAD as usize + 1);
-        assert!(Payload::read(&big, 1 << 30).is_err());
+        // Sparse: the size is refused before anything is read.
+        let (_dir2, big) = file(0);
+        std::fs::File::options()
+            .write(true)
+            .open(&big)
+            .and_then(|f| f.set_len(MAX_PAYLOAD + 1))
+            .unwrap();
+        assert!(Payload::read(&big, 4 << 30).is_err());
         assert!(Payload::read("/nonexistent/guest.elf", 1 << 20).is_err());
         let (_dir3, small) = file(100);
         assert!(Payload::read(&small, 10).is_err(), "larger than RAM");

@@ -12,9 +12,15 @@ use crate::{build, Arch, Flavor};
 const RUNS: usize = 5;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The middle value, or the mean of the two middle ones when there is an even number.
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    v[v.len() / 2]
+    let mid = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2
+    } else {
+        v[mid]
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -257,9 +263,106 @@ pub fn hosted() -> Result<()> {
     Ok(())
 }
 
+/// Debian's stock kernel with the busybox initramfs, QEMU's start to its /init's first line
+/// (`parapet-init: started`), x86_64 under QEMU TCG with 2 CPUs and 512 MiB, in one run: (a)
+/// under Parapet's svm backend, the kernel, initramfs and command line as one guest bundle;
+/// (b) QEMU booting the same three directly (`-kernel`, `-initrd`, `-append`). Runs alternate,
+/// medians of [`LINUX_ROUNDS`] each; ends `linux ratio=X`, X = (a) / (b).
+pub fn linux() -> Result<()> {
+    const CMDLINE: &str = "console=ttyS0 panic=-1";
+    const STARTED: &str = "parapet-init: started";
+    const LINUX_TIMEOUT: Duration = Duration::from_secs(300);
+    let arch = Arch::X86_64;
+    let (kernel, initramfs) = crate::linux::debian_guest(arch)?;
+    let bundle = crate::linux::bundle_path("bench-linux");
+    crate::linux::write_bundle(arch, &kernel, Some(&initramfs), CMDLINE, &bundle)?;
+    let parapet = Machine {
+        arch,
+        accel: Accel::Tcg,
+        image: build::firmware(arch, Flavor::Normal)?,
+        cpus: 2,
+        memory_mib: 512,
+        cmdline: None,
+        gdb: false,
+        gic_version: 3,
+        guest: Some(bundle),
+    };
+    let direct = || {
+        let mut cmd = std::process::Command::new("qemu-system-x86_64");
+        cmd.args(["-M", "q35", "-accel", "tcg", "-cpu", "max", "-kernel"])
+            .arg(&kernel)
+            .arg("-initrd")
+            .arg(&initramfs)
+            .args(["-append", CMDLINE, "-smp", "2", "-m", "512", "-nodefaults"])
+            .args(["-serial", "stdio", "-display", "none", "-no-reboot"]);
+        cmd
+    };
+    // Linux powers the machine off through ACPI, which ends QEMU with status 0.
+    let direct_verdict = |status: std::process::ExitStatus| match status.code() {
+        Some(0) => Verdict::Success,
+        code => Verdict::Abnormal(code),
+    };
+    let (mut ours, mut reference) = (Vec::new(), Vec::new());
+    for round in 0..LINUX_ROUNDS {
+        let run = parapet.run_watching(Some(STARTED), None, LINUX_TIMEOUT)?;
+        match (run.watched_after, run.verdict) {
+            (Some(t), Verdict::Success) => ours.push(t),
+            _ => bail!(
+                "round {round}: Linux under Parapet ended {:?} (`{STARTED}` after {:?}):\n{}",
+                run.verdict,
+                run.watched_after,
+                run.output
+            ),
+        }
+        let run = crate::qemu::run_command_watching(
+            direct(),
+            direct_verdict,
+            None,
+            LINUX_TIMEOUT,
+            Some(STARTED),
+        )
+        .context("could not start qemu-system-x86_64")?;
+        match (run.watched_after, run.verdict) {
+            (Some(t), Verdict::Success) => reference.push(t),
+            _ => bail!(
+                "round {round}: Linux under QEMU alone ended {:?} (`{STARTED}` after {:?}):\n{}",
+                run.verdict,
+                run.watched_after,
+                run.output
+            ),
+        }
+        println!(
+            "linux round {round}: under Parapet {:.0} ms, QEMU alone {:.0} ms",
+            ms(ours[round]),
+            ms(reference[round])
+        );
+    }
+    let (a, b) = (median(ours), median(reference));
+    println!(
+        "linux: {} to `{STARTED}`, QEMU TCG, -smp 2, 512 MiB, medians of {LINUX_ROUNDS}: \
+         under Parapet (svm) {:.0} ms, QEMU alone {:.0} ms",
+        kernel.display(),
+        ms(a),
+        ms(b)
+    );
+    println!("linux ratio={:.3}", a.as_secs_f64() / b.as_secs_f64());
+    Ok(())
+}
+
+/// Runs of each side in `cargo xtask bench linux`: a boot takes seconds under TCG.
+const LINUX_ROUNDS: usize = 2;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians_of_even_counts_are_the_mean_of_the_middle_two() {
+        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect();
+        assert_eq!(median(ms(&[30, 10, 20])), Duration::from_millis(20));
+        assert_eq!(median(ms(&[40, 10])), Duration::from_millis(25));
+        assert_eq!(median(ms(&[7])), Duration::from_millis(7));
+    }
 
     #[test]
     fn parapets_svm_report_gives_the_round_trip() {

@@ -224,7 +224,7 @@ fn field<const N: usize>(bytes: &[u8], at: u64) -> Result<[u8; N]> {
 
 /// Writes `bytes` to a fresh file beside `path`, then renames it over `path`: readers see the
 /// old file or the new one, never half of one.
-fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -50,7 +50,7 @@ pub fn debian_kernel(arch: Arch) -> Result<PathBuf> {
 /// Whether `bytes` start like the kernel format the boot protocol takes: x86's bzImage
 /// ("HdrS" at 0x202, Documentation/arch/x86/boot.rst), arm64's Image ("ARM\x64" at 0x38,
 /// Documentation/arch/arm64/booting.rst).
-fn is_kernel_image(arch: Arch, bytes: &[u8]) -> bool {
+pub(crate) fn is_kernel_image(arch: Arch, bytes: &[u8]) -> bool {
     let (at, magic): (usize, &[u8]) = match arch {
         Arch::X86_64 => (0x202, b"HdrS"),
         Arch::Aarch64 => (0x38, b"ARM\x64"),

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod build;
 pub mod initramfs;
 pub mod kernels;
+pub mod linux;
 pub mod qemu;
 pub mod report;
 pub mod setup;

@@ -30,14 +30,20 @@ enum Cmd {
         /// Boot the build with the in-firmware test suite.
         #[arg(long)]
         test: bool,
+        /// The machine's CPUs (Parapet's, and with it the guest's).
         #[arg(long, default_value_t = 2)]
         smp: u32,
-        /// Guest RAM in MiB.
-        #[arg(long, default_value_t = 256)]
+        /// The machine's RAM: `512`, `512M` or `1G` (MiB without a unit).
+        #[arg(long, default_value = "256", value_parser = xtask::linux::parse_mib)]
         mem: u32,
-        /// Firmware command line (e.g. `parapet.log=debug`).
+        /// The command line of the kernel QEMU boots: Parapet's (e.g. `parapet.log=debug`), or
+        /// with --kernel the guest kernel's (default `console=ttyS0` on x86_64,
+        /// `console=ttyAMA0` on aarch64).
         #[arg(long)]
         append: Option<String>,
+        /// Parapet's command line when --append is the guest kernel's (with --kernel).
+        #[arg(long, requires = "kernel")]
+        parapet_append: Option<String>,
         /// Stop before the first instruction and wait for gdb on localhost:1234.
         #[arg(long)]
         gdb: bool,
@@ -48,6 +54,14 @@ enum Cmd {
         /// `-cpu max` offers, as the PVH module; aarch64: under the el2 backend, as the initrd).
         #[arg(long, value_enum)]
         guest: Option<build::Guest>,
+        /// A Linux kernel image (x86_64 bzImage, arm64 Image) for Parapet to boot as its guest,
+        /// packed with --initrd and --append into a guest bundle and passed as the boot module
+        /// (aarch64: passed, but the el2 backend does not boot bundles yet).
+        #[arg(long, conflicts_with = "guest")]
+        kernel: Option<PathBuf>,
+        /// The initrd of the --kernel guest (e.g. `cargo xtask initramfs`'s).
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
     },
     /// The demo: vmm-lite boots parapet.igvm on KVM and its console monitor answers
     /// (`--accel tcg`: QEMU TCG with the PVH image instead).
@@ -57,16 +71,18 @@ enum Cmd {
     },
     /// Install what is missing, build, and run every test tier.
     Test,
-    /// Install the Rust targets, components and QEMU the project needs (idempotent).
+    /// Install the Rust targets, components and QEMU the project needs, and fetch the Debian
+    /// kernel and busybox the Linux boot test runs (idempotent, cached).
     Setup,
     /// Measure image sizes, memory in use at ready, and TCG boot time to ready.
     Report,
     /// Run a benchmark: `boot` (vmm-lite + IGVM against QEMU/KVM + PVH, time to ready),
     /// `vtl` (round trips: vmm-lite direct, the VTL switch floor, through Parapet), or
     /// `hosted` (the svm and el2 backends under QEMU TCG: exit round trip, time to the
-    /// guest's first line).
+    /// guest's first line), or `linux` (Debian's kernel to its /init under Parapet's svm
+    /// backend against QEMU TCG booting it directly).
     Bench {
-        #[arg(value_parser = ["boot", "vtl", "hosted"])]
+        #[arg(value_parser = ["boot", "vtl", "hosted", "linux"])]
         name: String,
     },
     /// Fetch Debian's stock kernels (cached under target/kernels/) and print where they are.
@@ -115,17 +131,36 @@ fn real_main() -> Result<ExitCode> {
             gdb,
             gic,
             guest,
+            kernel,
+            initrd,
+            parapet_append,
         } => {
             setup::all()?;
-            let guest = match guest {
-                Some(guest) if !guest.exists_for(arch) => {
+            let (guest, append) = match (guest, kernel) {
+                (Some(guest), _) if !guest.exists_for(arch) => {
                     anyhow::bail!("the {} guest exists for x86_64 only", guest.name())
                 }
-                Some(guest) => {
+                (Some(guest), _) => {
                     build::guests_for(arch)?;
-                    Some(build::guest_path(arch, guest))
+                    (Some(build::guest_path(arch, guest)), append)
                 }
-                None => None,
+                (None, Some(kernel)) => {
+                    let cmdline = append
+                        .as_deref()
+                        .unwrap_or(xtask::linux::default_cmdline(arch));
+                    let bundle = xtask::linux::bundle_path(&format!("qemu-{arch}"));
+                    xtask::linux::write_bundle(arch, &kernel, initrd.as_deref(), cmdline, &bundle)?;
+                    eprintln!(
+                        "xtask: {} with command line {cmdline:?} is the guest, as {}",
+                        kernel.display(),
+                        bundle.display()
+                    );
+                    if arch == Arch::Aarch64 {
+                        eprintln!("xtask: the el2 backend does not boot guest bundles yet");
+                    }
+                    (Some(bundle), parapet_append)
+                }
+                (None, None) => (None, append),
             };
             let flavor = if test {
                 Flavor::SelfTest
@@ -160,6 +195,7 @@ fn real_main() -> Result<ExitCode> {
                 "boot" => xtask::bench::boot()?,
                 "vtl" => xtask::bench::vtl()?,
                 "hosted" => xtask::bench::hosted()?,
+                "linux" => xtask::bench::linux()?,
                 other => anyhow::bail!("no benchmark named {other}"),
             }
             Ok(ExitCode::SUCCESS)
@@ -190,6 +226,7 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::Setup => {
             setup::all()?;
+            setup::linux_guests()?;
             println!("xtask: set-up complete");
             Ok(ExitCode::SUCCESS)
         }
@@ -342,6 +379,7 @@ fn lint() -> Result<bool> {
 /// summary line, in which a lint failure counts as a failed test.
 fn test() -> Result<ExitCode> {
     setup::all()?;
+    setup::linux_guests()?;
     let lint_clean = lint()?;
     build::all()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

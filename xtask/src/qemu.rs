@@ -49,13 +49,14 @@ pub struct Run {
     pub ready_after: Option<Duration>,
     /// Time from starting QEMU to the guest's first console line (`vtl0| ` or `guest| `).
     pub guest_output_after: Option<Duration>,
+    /// Time from starting QEMU to the first console line holding the text the run watched
+    /// for (see [`run_command_watching`]), if it came.
+    pub watched_after: Option<Duration>,
 }
 
-/// Whether `console` holds a line of the hosted guest's.
-fn has_guest_line(console: &str) -> bool {
-    console
-        .lines()
-        .any(|l| l.starts_with("vtl0| ") || l.starts_with("guest| "))
+/// Whether `line` is one of the hosted guest's.
+fn is_guest_line(line: &str) -> bool {
+    line.starts_with("vtl0| ") || line.starts_with("guest| ")
 }
 
 /// How a run ended, as the firmware reported it through QEMU's exit status.
@@ -167,8 +168,19 @@ impl Machine {
 
     /// As [`run_captured`](Self::run_captured), also timing QEMU's start to `parapet: ready`.
     pub fn run_timed(&self, input: Option<&str>, timeout: Duration) -> Result<Run> {
+        self.run_watching(None, input, timeout)
+    }
+
+    /// As [`run_timed`](Self::run_timed), also timing QEMU's start to the first console line
+    /// that contains `watch` ([`Run::watched_after`]).
+    pub fn run_watching(
+        &self,
+        watch: Option<&str>,
+        input: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Run> {
         let arch = self.arch;
-        run_command(self.command(), |s| verdict(arch, s), input, timeout)
+        run_command_watching(self.command(), |s| verdict(arch, s), input, timeout, watch)
             .with_context(|| missing_qemu(arch))
     }
 }
@@ -176,10 +188,23 @@ impl Machine {
 /// Runs `cmd` with its output captured, feeding `input` once `parapet: ready` appears and
 /// killing it after `timeout`; `judge` turns its exit status into a verdict.
 pub fn run_command(
+    cmd: Command,
+    judge: impl Fn(ExitStatus) -> Verdict,
+    input: Option<&str>,
+    timeout: Duration,
+) -> Result<Run> {
+    run_command_watching(cmd, judge, input, timeout, None)
+}
+
+/// As [`run_command`], also timing the start to the first console line containing `watch`.
+/// Console lines are looked at once each, as they complete, so a long console (a Linux boot)
+/// costs no more per line than a short one.
+pub fn run_command_watching(
     mut cmd: Command,
     judge: impl Fn(ExitStatus) -> Verdict,
     input: Option<&str>,
     timeout: Duration,
+    watch: Option<&str>,
 ) -> Result<Run> {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -203,20 +228,28 @@ pub fn run_command(
             }
             output.extend_from_slice(&chunk);
         };
-    let (mut ready_after, mut guest_output_after) = (None, None);
+    let (mut ready_after, mut guest_output_after, mut watched_after) = (None, None, None);
+    // The console's bytes up to here are whole lines already looked at.
+    let mut scanned = 0;
     let start = Instant::now();
     let status = loop {
         while let Ok(chunk) = rx.try_recv() {
             take(&mut output, &mut console, chunk);
         }
-        if ready_after.is_none() && String::from_utf8_lossy(&console).contains("parapet: ready") {
-            ready_after = Some(start.elapsed());
-        }
-        if ready_after.is_some()
-            && guest_output_after.is_none()
-            && has_guest_line(&String::from_utf8_lossy(&console))
-        {
-            guest_output_after = Some(start.elapsed());
+        if let Some(end) = console[scanned..].iter().rposition(|&b| b == b'\n') {
+            let now = start.elapsed();
+            for line in String::from_utf8_lossy(&console[scanned..scanned + end]).lines() {
+                if ready_after.is_none() && line.contains("parapet: ready") {
+                    ready_after = Some(now);
+                }
+                if ready_after.is_some() && guest_output_after.is_none() && is_guest_line(line) {
+                    guest_output_after = Some(now);
+                }
+                if watched_after.is_none() && watch.is_some_and(|w| line.contains(w)) {
+                    watched_after = Some(now);
+                }
+            }
+            scanned += end + 1;
         }
         if let (Some(text), Some(pipe), Some(_)) = (input, stdin.as_mut(), ready_after) {
             pipe.write_all(text.as_bytes()).ok();
@@ -247,6 +280,7 @@ pub fn run_command(
         console: text(&console),
         ready_after,
         guest_output_after,
+        watched_after,
     })
 }
 

@@ -1,4 +1,5 @@
-//! Idempotent set-up of a fresh Debian machine: Rust targets and components, QEMU.
+//! Idempotent set-up of a fresh Debian machine: Rust targets and components, QEMU, and the
+//! Debian kernel and busybox the Linux boot test runs.
 
 use std::process::{Command, Stdio};
 
@@ -153,6 +154,19 @@ pub fn qemu() -> Result<()> {
 pub fn all() -> Result<()> {
     rust()?;
     qemu()
+}
+
+/// What the Linux boot test boots, fetched and built ahead of the tests (`cargo xtask setup`
+/// and `cargo xtask test`) so a fresh machine has it: Debian's x86_64 kernel and busybox, from
+/// Debian's archive the first time, then the cache.
+pub fn linux_guests() -> Result<()> {
+    let (kernel, initramfs) = crate::linux::debian_guest(Arch::X86_64)?;
+    eprintln!(
+        "xtask: the Linux guest: {} and {}",
+        kernel.display(),
+        initramfs.display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]
