@@ -106,8 +106,15 @@ mod shared {
             kernel::cmdline::option(boot.cmdline, "parapet.test").map(alloc::string::String::from),
             online,
         ));
+        // A hosted guest owns the console's input; otherwise the monitor reads it.
         #[cfg(not(feature = "selftest"))]
-        bsp.spawn(crate::monitor::run(online, boot.cpus));
+        if crate::guest::payload(boot.cmdline).is_some() {
+            bsp.spawn(crate::guest::console::forward_input(
+                crate::machine::serial::read_byte,
+            ));
+        } else {
+            bsp.spawn(crate::monitor::run(online, boot.cpus));
+        }
         #[cfg(all(target_arch = "x86_64", not(feature = "selftest")))]
         if let Some((address, size)) = crate::guest::payload(boot.cmdline) {
             match boot.platform {

@@ -13,4 +13,5 @@ pub mod psci;
 pub mod pvclock;
 pub mod text_output;
 pub mod uart16550;
+pub mod vgic;
 pub mod x2apic;

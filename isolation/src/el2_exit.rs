@@ -131,6 +131,47 @@ fn data_abort(state: &El2ExitState) -> GuestExit {
     GuestExit::Mmio { gpa, size, access }
 }
 
+/// A trapped MSR or MRS (exception class 0x18), from its syndrome (Arm ARM D24.2.41,
+/// "ISS encoding for an exception from MSR, MRS, or System instruction execution").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SystemRegisterAccess {
+    /// The register's encoding: op0, op1, CRn, CRm, op2.
+    pub encoding: SystemRegister,
+    /// The general-purpose register moved (31: the zero register).
+    pub register: u8,
+    /// MRS (a read into `register`) rather than MSR.
+    pub read: bool,
+}
+
+/// A system register's encoding (op0, op1, CRn, CRm, op2), as in its `S<op0>_<op1>_C<n>_C<m>_<op2>` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SystemRegister(pub u8, pub u8, pub u8, pub u8, pub u8);
+
+impl SystemRegister {
+    /// ICC_SGI1R_EL1 (S3_0_C12_C11_5): a Group 1 SGI, which EL1 writes trap to EL2 when
+    /// HCR_EL2.IMO is set (GICv3 architecture, IHI 0069, §12.2.21).
+    pub const ICC_SGI1R_EL1: Self = Self(3, 0, 12, 11, 5);
+    /// ICC_ASGI1R_EL1 and ICC_SGI0R_EL1: SGIs to the other Security state, Group 0.
+    pub const ICC_ASGI1R_EL1: Self = Self(3, 0, 12, 11, 6);
+    pub const ICC_SGI0R_EL1: Self = Self(3, 0, 12, 11, 7);
+}
+
+/// The access an exception of class [`class::SYSTEM_REGISTER`] reports in `esr`.
+pub fn system_register(esr: u64) -> SystemRegisterAccess {
+    let field = |shift: u32, bits: u32| ((esr >> shift) & ((1 << bits) - 1)) as u8;
+    SystemRegisterAccess {
+        encoding: SystemRegister(
+            field(20, 2),
+            field(14, 3),
+            field(10, 4),
+            field(1, 4),
+            field(17, 3),
+        ),
+        register: field(5, 5),
+        read: esr & 1 != 0,
+    }
+}
+
 /// The value a load of `size` bytes leaves in its 64-bit register: extended per the
 /// syndrome's SSE and SF bits (a 32-bit destination is zero-extended to 64).
 pub fn loaded_value(value: u64, size: u8, sign_extend: bool, wide: bool) -> u64 {
@@ -151,6 +192,25 @@ pub fn loaded_value(value: u64, size: u8, sign_extend: bool, wide: bool) -> u64 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_icc_sgi1r_write_decodes_from_its_syndrome() {
+        // EC 0x18, IL, then op0 3, op2 5, op1 0 (no bits), CRn 12, Rt 3, CRm 11, write.
+        let esr = (0x18u64 << 26)
+            | IL
+            | (3 << 20)
+            | (5 << 17)
+            | (12 << 10)
+            | (3 << 5)
+            | (11 << 1);
+        let access = system_register(esr);
+        assert_eq!(access.encoding, SystemRegister::ICC_SGI1R_EL1);
+        assert_eq!(access.register, 3);
+        assert!(!access.read);
+        assert!(system_register(esr | 1).read);
+        // Every bit pattern decodes to something, without a panic.
+        assert_eq!(system_register(u64::MAX).register, 31);
+    }
 
     fn abort(iss: u64, hpfar: u64, far: u64) -> El2ExitState {
         El2ExitState {

@@ -93,6 +93,25 @@ read_write!(/// ICC_EOIR1_EL1: end of interrupt, Group 1.
     icc_eoir1, set_icc_eoir1, "S3_0_C12_C12_1");
 read_write!(/// ICC_SGI1R_EL1: generates a Group 1 SGI.
     icc_sgi1r, set_icc_sgi1r, "S3_0_C12_C11_5");
+read_only!(/// ID_AA64PFR0_EL1: SVE in bits 35:32.
+    id_aa64pfr0, "S3_0_C0_C4_0");
+read_only!(/// ID_AA64PFR1_EL1: SME in bits 27:24.
+    id_aa64pfr1, "S3_0_C0_C4_1");
+read_write!(/// ZCR_EL2: the longest SVE vector length lower ELs may use (LEN, bits 3:0).
+    zcr_el2, set_zcr_el2, "S3_4_C1_C2_0");
+read_write!(/// SMCR_EL2: the longest SME streaming vector length lower ELs may use (LEN, bits 3:0).
+    smcr_el2, set_smcr_el2, "S3_4_C1_C2_6");
+read_only!(/// CNTV_CTL_EL0: the guest's virtual timer control (ENABLE bit 0, IMASK 1, ISTATUS 2),
+    /// read at EL2 to see whether its interrupt is due.
+    cntv_ctl_el0, "cntv_ctl_el0");
+read_write!(/// VBAR_EL1: the guest's exception vectors, for exceptions EL2 injects into it.
+    vbar_el1, set_vbar_el1, "vbar_el1");
+read_write!(/// ELR_EL1: where an exception taken to the guest's EL1 returns.
+    elr_el1, set_elr_el1, "elr_el1");
+read_write!(/// SPSR_EL1: the PSTATE an exception taken to the guest's EL1 saved.
+    spsr_el1, set_spsr_el1, "spsr_el1");
+read_write!(/// ESR_EL1: the syndrome of an exception taken to the guest's EL1.
+    esr_el1, set_esr_el1, "esr_el1");
 read_write!(/// CNTHP_CTL_EL2: EL2 physical timer control.
     cnthp_ctl, set_cnthp_ctl, "S3_4_C14_C2_1");
 read_write!(/// CNTHP_CVAL_EL2: EL2 physical timer compare value.

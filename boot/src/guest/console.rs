@@ -1,8 +1,21 @@
 //! What a guest writes to its console UART reaches Parapet's console a line at a time, after
 //! a prefix naming the guest (`vtl0| `, `guest| `), with unprintable bytes shown as `.`.
+//! What is typed on Parapet's console while it hosts a guest goes to the guest's UART
+//! ([`forward_input`], [`take_input`]): the guest owns the console, as on a serial line.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
+
+use spin::Mutex;
+
+/// Typed bytes the guest's UART has not taken yet; beyond this many, more are dropped (a
+/// UART overruns too).
+const INPUT_LIMIT: usize = 4096;
+/// How often Parapet's console is polled for input.
+const INPUT_POLL_MS: u64 = 10;
+
+static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
 
 /// Guest output lines longer than this are printed in pieces.
 const MAX_LINE: usize = 256;
@@ -53,4 +66,32 @@ impl GuestConsole {
     pub fn has_partial_line(&self) -> bool {
         !self.line.is_empty()
     }
+}
+
+/// Moves what is typed on Parapet's console to the guest's input, for good (the task that
+/// replaces the console monitor while a guest is hosted).
+pub async fn forward_input(read_byte: fn() -> Option<u8>) {
+    loop {
+        {
+            let mut input = INPUT.lock();
+            while let Some(byte) = read_byte() {
+                if input.len() < INPUT_LIMIT {
+                    input.push_back(byte);
+                }
+            }
+        }
+        kernel::executor::sleep_ms(INPUT_POLL_MS).await;
+    }
+}
+
+/// Gives `receive` the typed bytes waiting, at most `room` of them.
+pub fn take_input(room: usize, receive: impl FnOnce(&[u8])) {
+    let mut input = INPUT.lock();
+    if room == 0 || input.is_empty() {
+        return;
+    }
+    let n = room.min(input.len());
+    let bytes: Vec<u8> = input.drain(..n).collect();
+    drop(input);
+    receive(&bytes);
 }

@@ -4,6 +4,7 @@
 
 pub mod v2;
 pub mod v3;
+pub mod virtual_cpu;
 
 use crate::aarch64::devicetree::GicDescription;
 

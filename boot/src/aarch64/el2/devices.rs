@@ -1,26 +1,39 @@
-//! The devices Parapet emulates for its aarch64 guest: a PL011 at the guest's 0x0900_0000
-//! (where QEMU's virt board has its own, so guests find it where they expect), whose output
-//! reaches Parapet's console prefixed `guest| `. Everything else the guest touches outside
-//! its RAM has nothing behind it.
+//! The devices Parapet emulates for its aarch64 guest, where QEMU's virt board has its own so
+//! guests find them where they expect (`abi::arm64_boot::qemu_virt`): a PL011 at 0x0900_0000,
+//! whose output reaches Parapet's console prefixed `guest| ` and whose interrupt is SPI 1,
+//! and a GICv3 distributor and redistributors (`devices::vgic`). Everything else the guest
+//! touches outside its RAM has nothing behind it.
 
 use devices::pl011::{self, emulator::Pl011Emulator};
+use devices::vgic::{CpuSet, VGic};
 use isolation::exit::MmioAccess;
 
 use crate::guest::console::GuestConsole;
 
-/// The guest's PL011 frame.
-pub const UART_BASE: u64 = 0x0900_0000;
-const UART_SIZE: u64 = 0x1000;
+/// The guest's PL011 frame and its interrupt (SPI 1, INTID 33).
+pub const UART_BASE: u64 = abi::arm64_boot::qemu_virt::UART_BASE;
+pub const UART_SIZE: u64 = abi::arm64_boot::qemu_virt::UART_SIZE;
+pub const UART_SPI: u32 = abi::arm64_boot::qemu_virt::UART_SPI;
+const UART_INTID: u32 = 32 + UART_SPI;
+/// The guest's GICv3 distributor and first redistributor.
+pub const GICD_BASE: u64 = abi::arm64_boot::qemu_virt::GICD_BASE;
+pub const GICR_BASE: u64 = abi::arm64_boot::qemu_virt::GICR_BASE;
+/// SPIs the guest's distributor implements: one block of 32 holds the UART's.
+const SPI_COUNT: u32 = 32;
 
 pub struct GuestDevices {
     uart: Pl011Emulator,
     console: GuestConsole,
+    vgic: VGic,
+    /// CPUs an access made something deliverable for, to be kicked once the lock is gone.
+    kicks: CpuSet,
 }
 
 impl GuestDevices {
-    /// The UART starts as boot firmware leaves it (enabled, 8 bits, FIFOs on), so a guest
-    /// console that does not set it up itself (Linux's earlycon) can print at once.
-    pub fn new() -> Self {
+    /// For `cpus` guest CPUs, CPU n with affinity n. The UART starts as boot firmware leaves
+    /// it (enabled, 8 bits, FIFOs on), so a guest console that does not set it up itself
+    /// (Linux's earlycon) can print at once.
+    pub fn new(cpus: usize) -> Self {
         let mut uart = Pl011Emulator::new();
         uart.write(
             u64::from(pl011::registers::LCR_H),
@@ -30,26 +43,82 @@ impl GuestDevices {
         let enable =
             pl011::registers::CR_UARTEN | pl011::registers::CR_TXE | pl011::registers::CR_RXE;
         uart.write(u64::from(pl011::registers::CR), 4, enable);
+        let affinities: alloc::vec::Vec<u32> = (0..cpus as u32).collect();
         Self {
             uart,
             console: GuestConsole::new("guest"),
+            vgic: VGic::new(&affinities, SPI_COUNT),
+            kicks: CpuSet::default(),
         }
     }
 
     /// An access of `size` bytes at `gpa`: the value read (or 0 for a write) when a device
     /// answers, `None` when nothing is there.
     pub fn access(&mut self, gpa: u64, size: u8, access: MmioAccess) -> Option<u64> {
+        if let Some(offset) = gpa
+            .checked_sub(GICD_BASE)
+            .filter(|&o| o < abi::arm64_boot::GICD_SIZE)
+        {
+            return Some(match access {
+                MmioAccess::Read { .. } => self.vgic.read_distributor(offset, size),
+                MmioAccess::Write(value) => {
+                    let kicks = self.vgic.write_distributor(offset, size, value);
+                    self.kicks = self.kicks.union(kicks);
+                    0
+                }
+            });
+        }
+        if let Some(offset) = gpa
+            .checked_sub(GICR_BASE)
+            .filter(|&o| o < self.vgic.redistributor_region_size())
+        {
+            return Some(match access {
+                MmioAccess::Read { .. } => self.vgic.read_redistributor(offset, size),
+                MmioAccess::Write(value) => {
+                    let kicks = self.vgic.write_redistributor(offset, size, value);
+                    self.kicks = self.kicks.union(kicks);
+                    0
+                }
+            });
+        }
         let offset = gpa.checked_sub(UART_BASE).filter(|&o| o < UART_SIZE)?;
-        match access {
-            MmioAccess::Read { .. } => Some(u64::from(self.uart.read(offset, size))),
+        let value = match access {
+            MmioAccess::Read { .. } => u64::from(self.uart.read(offset, size)),
             MmioAccess::Write(value) => {
                 self.uart.write(offset, size, value as u32);
                 for byte in self.uart.drain_transmitted() {
                     self.console.push(byte);
                 }
-                Some(0)
+                0
             }
-        }
+        };
+        // The UART's line follows what the access did to it.
+        let kicks = self
+            .vgic
+            .set_spi_level(UART_INTID, self.uart.interrupt_asserted());
+        self.kicks = self.kicks.union(kicks);
+        Some(value)
+    }
+
+    /// Moves what was typed on Parapet's console into the UART's receive FIFO, as far as it
+    /// has room, and updates the UART's interrupt line.
+    pub fn take_input(&mut self) {
+        let room = self.uart.receive_room();
+        crate::guest::console::take_input(room, |bytes| self.uart.receive(bytes));
+        let kicks = self
+            .vgic
+            .set_spi_level(UART_INTID, self.uart.interrupt_asserted());
+        self.kicks = self.kicks.union(kicks);
+    }
+
+    /// The guest's interrupt controller.
+    pub fn vgic(&mut self) -> &mut VGic {
+        &mut self.vgic
+    }
+
+    /// The CPUs accesses since the last call made something deliverable for.
+    pub fn take_kicks(&mut self) -> CpuSet {
+        core::mem::take(&mut self.kicks)
     }
 
     /// Prints a partial last line (at power-off, so nothing is lost).

@@ -9,6 +9,9 @@
 //! the guest starts them with PSCI CPU_ON.
 
 mod devices;
+mod inject;
+mod interrupts;
+mod linux;
 mod stage2;
 
 pub use stage2::IPA_LIMIT;
@@ -16,7 +19,8 @@ pub use stage2::IPA_LIMIT;
 use arch::aarch64::guest_entry::{self, GuestContext};
 use arch::aarch64::registers;
 use devices::GuestDevices;
-use isolation::el2_exit::{self, class, El2ExitState};
+use interrupts::ListRegisters;
+use isolation::el2_exit::{self, class, El2ExitState, SystemRegister};
 use isolation::exit::{GuestExit, MmioAccess};
 use kernel::executor::yield_now;
 use spin::{Mutex, Once};
@@ -45,9 +49,13 @@ const HCR_HOSTING: u64 = (1 << 0)
     | (1 << 31)
     | (1 << 40)
     | (1 << 41);
-/// CPTR_EL2 with E2H 0 (D23.2.29): no FP/SIMD, SVE or trace traps (TFP, TZ, TTA clear), the
-/// RES1 bits set: FP belongs to the guest (Parapet is soft-float).
-const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
+/// CPTR_EL2 with E2H 0 (D23.2.29): no FP/SIMD, SVE, SME or trace traps (TFP 10, TZ 8, TSM 12,
+/// TTA 20 clear), the RES1 bits (13, 9, 7:0) set: FP, SVE and SME belong to the guest
+/// (Parapet is soft-float). Bit 12 is RES1 where SME is not implemented.
+const CPTR_EL2_NO_TRAPS: u64 = 0x22ff;
+const CPTR_EL2_TSM_RES1: u64 = 1 << 12;
+/// ZCR_EL2/SMCR_EL2.LEN at its largest: the guest may use every vector length the CPU has.
+const VECTOR_LENGTH_MAX: u64 = 0xf;
 /// MDCR_EL2.HPMD (bit 17): the guest's PMU counts nothing at EL2.
 const MDCR_EL2_HPMD: u64 = 1 << 17;
 /// CNTHCTL_EL2: EL1PCTEN and EL1PCEN: the guest reads the physical counter and uses its EL1
@@ -88,6 +96,7 @@ static GUEST: Once<Guest> = Once::new();
 static MEMORY_LOGS: LogBudget = LogBudget::new("accesses outside their RAM");
 static CALL_LOGS: LogBudget = LogBudget::new("unknown firmware calls");
 static CPU_LOGS: LogBudget = LogBudget::new("CPU starts");
+static SYSREG_LOGS: LogBudget = LogBudget::new("system-register traps");
 
 /// What to do after an exit.
 enum Verdict {
@@ -105,15 +114,14 @@ enum Verdict {
 /// entry, the others on their own CPUs once started. The machine stops with the guest's
 /// verdict, or with failure if it cannot start.
 pub async fn host(address: u64, size: u64, cpus: usize) {
-    let Loaded { entry, span } =
-        match elf_load::load(address, size, kernel::elf::MACHINE_AARCH64, 0..0) {
-            Ok(loaded) => loaded,
-            Err(e) => stop_unstarted(e),
-        };
-    // The guest starts with its MMU and caches off: what was written through Parapet's
-    // cacheable mapping must be in memory, and no stale instruction may be fetched.
-    registers::clean_dcache_range(span.0, span.1.saturating_sub(span.0));
-    registers::invalidate_icache_all();
+    let cpus = cpus.min(MAX_CPUS);
+    let (entry, context) = match load(address, size, cpus) {
+        Ok(start) => start,
+        Err(e) => {
+            log::error!("el2: guest not started: loading the guest: {e}");
+            kernel::platform::exit(arch::ExitStatus::Failure);
+        }
+    };
     let stage2_root = match stage2::build(ram::ranges()) {
         Ok(root) => root,
         Err(e) => {
@@ -121,16 +129,15 @@ pub async fn host(address: u64, size: u64, cpus: usize) {
             kernel::platform::exit(arch::ExitStatus::Failure);
         }
     };
-    let cpus = cpus.min(MAX_CPUS);
     let guest = GUEST.call_once(|| Guest {
         stage2_root,
         cpus,
-        devices: Mutex::new(GuestDevices::new()),
+        devices: Mutex::new(GuestDevices::new(cpus)),
         cpu_state: Mutex::new([CpuState::OFF; MAX_CPUS]),
     });
     guest.cpu_state.lock()[0] = CpuState {
         power: CpuPower::Pending,
-        start: (entry, 0),
+        start: (entry, context),
     };
     log::info!(
         "el2: guest running behind stage 2 ({} RAM ranges), entry {entry:#x}, {cpus} CPUs",
@@ -147,14 +154,48 @@ pub async fn host(address: u64, size: u64, cpus: usize) {
     host_cpu(guest, 0).await
 }
 
-fn stop_unstarted(e: LoadError) -> ! {
-    log::error!("el2: guest not started: loading the guest: {e}");
-    kernel::platform::exit(arch::ExitStatus::Failure);
+/// Why the payload could not be loaded.
+enum LoadFailure {
+    Elf(LoadError),
+    Linux(linux::LinuxError),
+}
+
+impl core::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LoadFailure::Elf(e) => e.fmt(f),
+            LoadFailure::Linux(e) => write!(f, "Linux guest: {e}"),
+        }
+    }
+}
+
+/// Loads the payload, a Linux guest bundle or an ELF, for `cpus` CPUs; returns CPU 0's entry
+/// and its x0 (the device tree for Linux).
+fn load(address: u64, size: u64, cpus: usize) -> Result<(u64, u64), LoadFailure> {
+    let mut head = [0u8; 8];
+    let head_len = head.len().min(size as usize);
+    // A payload outside RAM fails in either loader with its own message.
+    let _ = ram::load_from(address, &mut head[..head_len]);
+    if linux::is_linux(&head[..head_len]) {
+        let loaded = linux::load(address, size, cpus).map_err(LoadFailure::Linux)?;
+        return Ok((loaded.entry, loaded.device_tree));
+    }
+    let Loaded { entry, span } = elf_load::load(address, size, kernel::elf::MACHINE_AARCH64, 0..0)
+        .map_err(LoadFailure::Elf)?;
+    // The guest starts with its MMU and caches off: what was written through Parapet's
+    // cacheable mapping must be in memory, and no stale instruction may be fetched.
+    registers::clean_dcache_range(span.0, span.1.saturating_sub(span.0));
+    registers::invalidate_icache_all();
+    Ok((entry, 0))
 }
 
 /// Serves guest CPU `cpu` on this CPU: waits until it is started, then runs it.
 async fn host_cpu(guest: &'static Guest, cpu: usize) {
     prepare_cpu(guest, cpu);
+    // The guest's interrupts go through the GICv3 virtual CPU interface; on a GICv2 machine
+    // it gets none (its CPU interface would need emulating).
+    let mut list_registers =
+        (crate::machine::platform::gic().version() == 3).then(|| ListRegisters::new(cpu));
     let (mut exits, mut interrupts) = (0u64, 0u64);
     // Counter ticks spent in exit round trips: from entering the guest to its exit handled.
     let mut exit_ticks = 0u64;
@@ -175,6 +216,10 @@ async fn host_cpu(guest: &'static Guest, cpu: usize) {
         let mut last_yield = crate::cpus::ticks(cpu);
         loop {
             let round_trip_start = registers::counter();
+            if let Some(lrs) = list_registers.as_mut() {
+                let kicks = lrs.sync(&mut guest.devices.lock());
+                interrupts::kick(kicks);
+            }
             // SAFETY: HCR_EL2, VTCR/VTTBR and the lower-EL vectors were set for this CPU by
             // `prepare_cpu`; the context's PSTATE names EL1 (set above, or the guest's own as
             // its exception left it).
@@ -204,7 +249,18 @@ async fn host_cpu(guest: &'static Guest, cpu: usize) {
             };
             match verdict {
                 Verdict::Resume => {}
-                Verdict::Idle => crate::cpus::next_tick(cpu).await,
+                Verdict::Idle => match list_registers.as_mut() {
+                    // The guest waits for an interrupt: until its list registers hold one.
+                    Some(lrs) => loop {
+                        let kicks = lrs.sync(&mut guest.devices.lock());
+                        interrupts::kick(kicks);
+                        if lrs.guest_has_pending() {
+                            break;
+                        }
+                        yield_now().await;
+                    },
+                    None => crate::cpus::next_tick(cpu).await,
+                },
                 Verdict::Off => {
                     let mut states = guest.cpu_state.lock();
                     states[cpu] = CpuState::OFF;
@@ -268,7 +324,17 @@ fn prepare_cpu(guest: &Guest, cpu: usize) {
         registers::set_vmpidr_el2(MPIDR_RES1 | cpu as u64);
         registers::set_vpidr_el2(registers::midr());
         registers::set_cntvoff_el2(0);
-        registers::set_cptr_el2(CPTR_EL2_NO_TRAPS);
+        let sve = (registers::id_aa64pfr0() >> 32) & 0xf != 0;
+        let sme = (registers::id_aa64pfr1() >> 24) & 0xf != 0;
+        let tsm = if sme { 0 } else { CPTR_EL2_TSM_RES1 };
+        registers::set_cptr_el2(CPTR_EL2_NO_TRAPS | tsm);
+        registers::isb();
+        if sve {
+            registers::set_zcr_el2(VECTOR_LENGTH_MAX);
+        }
+        if sme {
+            registers::set_smcr_el2(VECTOR_LENGTH_MAX);
+        }
         // HPMN: every event counter stays the guest's; HPMD: none counts at EL2.
         let counters = (registers::pmcr() >> 11) & 0x1f;
         registers::set_mdcr_el2(MDCR_EL2_HPMD | counters);
@@ -287,6 +353,9 @@ fn synchronous(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
         x: vcpu.x,
         pstate: vcpu.pstate,
     };
+    if state.class() == class::SYSTEM_REGISTER {
+        return system_register(guest, cpu, vcpu);
+    }
     let Some((exit, site)) = el2_exit::decode(&state, cpu as u32) else {
         log::error!(
             "el2: guest CPU {cpu}: unexpected exception class {:#x} (ESR {:#x}) at {:#x}; stopping",
@@ -299,7 +368,11 @@ fn synchronous(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
     let step = u64::from(site.instruction_length);
     match exit {
         GuestExit::Mmio { gpa, size, access } => {
-            let answered = guest.devices.lock().access(gpa, size, access);
+            let (answered, kicks) = {
+                let mut devices = guest.devices.lock();
+                (devices.access(gpa, size, access), devices.take_kicks())
+            };
+            interrupts::kick(kicks);
             if let MmioAccess::Read {
                 register,
                 sign_extend,
@@ -353,6 +426,33 @@ fn synchronous(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
             Verdict::PowerOff { success: false }
         }
     }
+}
+
+/// A trapped system-register access: an SGI the guest sends (ICC_SGI1R_EL1, which traps
+/// because physical interrupts go to EL2) reaches its targets through the vGIC; anything
+/// else gets an Undefined Instruction exception, as for a register its CPU does not have.
+fn system_register(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
+    let access = el2_exit::system_register(vcpu.esr);
+    if access.encoding == SystemRegister::ICC_SGI1R_EL1 && !access.read {
+        let value = match access.register {
+            31 => 0,
+            r => vcpu.x[usize::from(r)],
+        };
+        let kicks = guest.devices.lock().vgic().send_sgi1r(cpu, value);
+        interrupts::kick(kicks);
+        vcpu.pc = vcpu.pc.wrapping_add(4);
+        return Verdict::Resume;
+    }
+    if SYSREG_LOGS.take() {
+        log::info!(
+            "el2: guest CPU {cpu} {} system register {:?} at {:#x}; undefined for it",
+            if access.read { "read" } else { "wrote" },
+            access.encoding,
+            vcpu.pc
+        );
+    }
+    inject::undefined_instruction(vcpu);
+    Verdict::Resume
 }
 
 /// PSCI over HVC/SMC. The call is answered and a CPU start claimed under one lock, so two

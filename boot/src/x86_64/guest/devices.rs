@@ -97,6 +97,13 @@ impl GuestDevices {
         PortEffect::None
     }
 
+    /// Moves what was typed on Parapet's console into COM1's receive FIFO, as far as it has
+    /// room.
+    pub fn take_input(&mut self) {
+        let room = self.com1.receive_room();
+        crate::guest::console::take_input(room, |bytes| self.com1.receive(bytes));
+    }
+
     /// Whether COM1's interrupt line is asserted (ISA IRQ 4; OUT2 gates it, as on PCs).
     pub fn com1_interrupt(&self) -> bool {
         self.com1.interrupt_asserted()

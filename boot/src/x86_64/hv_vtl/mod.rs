@@ -174,6 +174,8 @@ async fn host_vp(cpu: usize, rsi: u64) {
     let mut last_yield = crate::cpus::ticks(cpu);
     loop {
         let round_trip_start = arch::x86_64::instructions::rdtsc();
+        // Typed input reaches COM1 (VTL0 polls it: no interrupt is wired here).
+        with_devices(|d| d.take_input());
         let reason = switch.run_vtl0(&mut gprs);
         match reason {
             EntryReason::Intercept => intercepts += 1,
@@ -183,7 +185,10 @@ async fn host_vp(cpu: usize, rsi: u64) {
         let verdict = match reason {
             // Our interrupt handlers ran as VTL2 resumed; the yield below runs the tasks
             // they woke.
-            EntryReason::Interrupt => Verdict::Resume,
+            EntryReason::Interrupt => {
+                sample_rip(cpu, interrupts);
+                Verdict::Resume
+            }
             EntryReason::Intercept => match switch.take_message() {
                 Some(message) => match hv_message::decode(&message) {
                     Some((exit, site)) => {
@@ -323,4 +328,18 @@ fn enable_vtl0(context: &InitialVpContext, vps: usize) -> Result<(), HvVtlError>
         }
     }
     Ok(())
+}
+
+/// Every few hundred of Parapet's interrupts taken while VTL0 ran, VTL0's RIP at debug level:
+/// where a guest that prints nothing spends its time (`parapet.log=debug`).
+fn sample_rip(cpu: usize, interrupts: u64) {
+    const EVERY: u64 = 500;
+    if !interrupts.is_multiple_of(EVERY) || !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    if let Ok(values) = hv::get_registers(InputVtl(Some(Vtl::Vtl0)), &[registers::RIP]) {
+        if let Some(rip) = le::u64_at(&values[0], 0) {
+            log::debug!("hv_vtl: VTL0 on VP {cpu} is at RIP {rip:#x}");
+        }
+    }
 }

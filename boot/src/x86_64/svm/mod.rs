@@ -168,6 +168,13 @@ async fn serve_vp(index: usize, tables: Tables, boot: Option<GuestStart>) {
     }
 }
 
+/// Typed input goes into COM1, whose interrupt line follows.
+fn take_input(machine: &Machine) {
+    let mut devices = machine.devices.lock();
+    devices.take_input();
+    machine.set_irq_line(COM1_GSI, devices.com1_interrupt());
+}
+
 /// Waits until a start-up IPI reaches VP `index`; returns its vector.
 async fn wait_for_start_up(machine: &Machine, index: usize) -> u8 {
     loop {
@@ -191,6 +198,7 @@ async fn run_until_init(vp: &mut SvmVp, machine: &Machine, index: usize, counts:
             return;
         }
         let round_trip_start = instructions::rdtsc();
+        take_input(machine);
         vp.offer_interrupt();
         vp.run();
         let state = vp.exit_state();
@@ -307,6 +315,7 @@ async fn run_until_init(vp: &mut SvmVp, machine: &Machine, index: usize, counts:
                 // its APIC has one for it (or an INIT comes).
                 while !vp.interrupt_ready() && !vp.init_pending() {
                     yield_now().await;
+                    take_input(machine);
                 }
             }
             Verdict::Stopped => {
