@@ -40,10 +40,12 @@ enum Command {
     /// and list the capabilities vmm-lite relies on. Exits non-zero if any is missing.
     Probe,
     /// Time one of vmm-lite's own round trips with a tiny built-in guest and print the mean
-    /// in microseconds: `direct` (a port write vmm-lite answers) or `floor` (a VTL call from
-    /// VTL0 answered by an immediate VTL return). `cargo xtask bench vtl` uses both.
+    /// in microseconds: `direct` (a port write vmm-lite answers), `floor` (a VTL call from
+    /// VTL0 answered by an immediate VTL return; `cargo xtask bench vtl` uses both), or
+    /// `ring0` (a round of a two-instruction loop in 64-bit mode at CPL 0: how fast this KVM
+    /// runs a kernel's code).
     Bench {
-        #[arg(value_parser = ["direct", "floor"])]
+        #[arg(value_parser = ["direct", "floor", "ring0"])]
         what: String,
         /// Round trips to time.
         #[arg(long, default_value_t = 10_000)]
@@ -287,10 +289,10 @@ fn main() -> ExitCode {
         },
         Command::Probe => probe(),
         Command::Bench { what, iterations } => {
-            let result = if what == "direct" {
-                vmm_lite::bench::direct(iterations)
-            } else {
-                vmm_lite::bench::floor(iterations)
+            let result = match what.as_str() {
+                "direct" => vmm_lite::bench::direct(iterations),
+                "ring0" => vmm_lite::bench::ring0(iterations),
+                _ => vmm_lite::bench::floor(iterations),
             };
             match result {
                 Ok(per_trip) => {

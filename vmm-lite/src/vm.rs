@@ -337,6 +337,43 @@ pub(crate) unsafe fn real_mode_vm(
     Ok((kvm_fd, vm, vcpu))
 }
 
+/// A VM whose one vCPU starts at `rip` in 64-bit mode at CPL 0, flat segments, the first
+/// 2 MiB identity-mapped by tables at `tables` (3 pages, written here into `memory`): what a
+/// kernel runs as, for timing how fast this KVM runs one.
+///
+/// # Safety
+/// As [`real_mode_vm`]: `memory` must outlive the VM.
+pub(crate) unsafe fn long_mode_vm(
+    memory: &GuestMemory,
+    rip: u64,
+    tables: u64,
+) -> Result<(Kvm, VmFd, VcpuFd), VmmError> {
+    const PRESENT_WRITABLE: u64 = 0b11;
+    const LARGE: u64 = 1 << 7;
+    memory.write(tables, &((tables + 0x1000) | PRESENT_WRITABLE).to_le_bytes())?;
+    memory.write(tables + 0x1000, &((tables + 0x2000) | PRESENT_WRITABLE).to_le_bytes())?;
+    memory.write(tables + 0x2000, &(PRESENT_WRITABLE | LARGE).to_le_bytes())?;
+    // SAFETY: the caller's contract.
+    let (kvm_fd, vm, vcpu) = unsafe { real_mode_vm(memory, rip) }?;
+    let mut sregs = kvm("KVM_GET_SREGS", vcpu.get_sregs())?;
+    // Intel SDM Vol. 3A §10.8.5: PE, ET and PG; PAE; LME and LMA.
+    (sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer) = (0x8000_0011, tables, 0x20, 0x500);
+    (sregs.cs.l, sregs.cs.db, sregs.cs.s, sregs.cs.type_) = (1, 0, 1, 0xb);
+    (sregs.cs.present, sregs.cs.selector) = (1, 0x8);
+    for data in [
+        &mut sregs.ds,
+        &mut sregs.es,
+        &mut sregs.ss,
+        &mut sregs.fs,
+        &mut sregs.gs,
+    ] {
+        (data.type_, data.s, data.present, data.db, data.g) = (0x3, 1, 1, 1, 1);
+        (data.selector, data.limit) = (0x10, 0xffff_ffff);
+    }
+    kvm("KVM_SET_SREGS", vcpu.set_sregs(&sregs))?;
+    Ok((kvm_fd, vm, vcpu))
+}
+
 /// A throwaway VM for tests that run a few instructions on KVM.
 #[cfg(test)]
 pub(crate) mod test_vm {

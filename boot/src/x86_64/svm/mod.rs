@@ -101,13 +101,14 @@ pub async fn host(address: u64, size: u64, vps: usize) {
 /// maps and the machine (devices, APICs).
 fn prepare(address: u64, size: u64, vps: usize) -> Result<(GuestStart, Tables), SvmError> {
     let start = loader::load(address, size, vps as u32).map_err(SvmError::Load)?;
-    // The first megabyte is mapped whole: the BIOS data and ROM areas a PC's OS scans (the
-    // EBDA, MP floating pointer, option ROMs) read as the machine has them. Parapet keeps
-    // nothing there once it has booted.
-    let mut mapped = ram::ranges().to_vec();
-    mapped.push((0, LEGACY_WINDOW_END));
+    // What the first megabyte holds beyond guest RAM (the BIOS areas a PC's OS scans for the
+    // EBDA, MP floating pointer, SMBIOS, option ROMs) reads as zeros: the guest finds its
+    // machine in Parapet's ACPI tables, not in the host firmware's.
+    let nested_root = npt::build(ram::ranges())?;
+    let zeros = kernel::memory::allocate_zeroed_frame()?;
+    npt::map_read_only(nested_root, (0, LEGACY_WINDOW_END), zeros)?;
     let tables = Tables {
-        nested_root: npt::build(&mapped)?,
+        nested_root,
         iopm: kernel::memory::allocate_filled_frames(IOPM_PAGES, 0xff)?,
         msrpm: kernel::memory::allocate_filled_frames(MSRPM_PAGES, 0xff)?,
     };

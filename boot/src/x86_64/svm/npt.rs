@@ -31,8 +31,45 @@ pub fn build(ranges: &[(u64, u64)]) -> Result<u64, OutOfFrames> {
     Ok(root)
 }
 
+/// Maps every 4 KiB page of `[start, end)` not mapped yet to the one frame `frame`,
+/// read-only: a window that reads as that frame holds and drops writes (each a nested page
+/// fault, which the exit handlers complete as an empty bus).
+pub fn map_read_only(root: u64, (start, end): (u64, u64), frame: u64) -> Result<(), OutOfFrames> {
+    let mut at = start.next_multiple_of(PAGE);
+    while at < end & !(PAGE - 1) {
+        if !mapped(root, at) {
+            map_leaf(root, at, frame | PRESENT | USER, false)?;
+        }
+        at += PAGE;
+    }
+    Ok(())
+}
+
 /// Maps the page at `address` to itself: 2 MiB when `large`, else 4 KiB.
 fn map(root: u64, address: u64, large: bool) -> Result<(), OutOfFrames> {
+    let leaf = address | TABLE | if large { LARGE } else { 0 };
+    map_leaf(root, address, leaf, large)
+}
+
+/// Whether a 4 KiB page at `address` is mapped already (by a 4 KiB or a 2 MiB leaf).
+fn mapped(root: u64, address: u64) -> bool {
+    let mut table = root;
+    for level in (0..4).rev() {
+        // SAFETY: as in `map_leaf`: table frames this module allocated, identity-mapped.
+        let entry = unsafe { entry(table, address, level).read() };
+        if entry & PRESENT == 0 {
+            return false;
+        }
+        if level == 0 || entry & LARGE != 0 {
+            return true;
+        }
+        table = entry & ADDRESS_MASK;
+    }
+    false
+}
+
+/// Installs `leaf` for `address` at the 2 MiB level when `large`, else the 4 KiB one.
+fn map_leaf(root: u64, address: u64, leaf: u64, large: bool) -> Result<(), OutOfFrames> {
     let leaf_level = if large { 1 } else { 0 };
     let mut table = root;
     for level in (leaf_level + 1..4).rev() {
@@ -49,7 +86,6 @@ fn map(root: u64, address: u64, large: bool) -> Result<(), OutOfFrames> {
             next
         };
     }
-    let leaf = address | TABLE | if large { LARGE } else { 0 };
     // SAFETY: as above.
     unsafe { entry(table, address, leaf_level).write(leaf) };
     Ok(())
