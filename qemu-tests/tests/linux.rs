@@ -1,30 +1,36 @@
-//! Debian's stock Linux kernel as Parapet's guest: the svm backend under QEMU TCG boots it with
-//! the busybox initramfs (`cargo xtask kernels`, `cargo xtask initramfs`; both fetched from
-//! Debian once and cached), handed over as one guest bundle in the PVH module. Its /init
-//! reports what Linux found (`parapet-init: ...` lines) and powers off through ACPI.
+//! Debian's stock Linux kernel as Parapet's guest under QEMU TCG, on both architectures: the
+//! svm backend on x86_64 and the el2 backend on aarch64 boot it with the busybox initramfs
+//! (`cargo xtask kernels`, `cargo xtask initramfs`; both fetched from Debian once and cached),
+//! handed over as one guest bundle (the PVH module; the device tree's initrd). Its /init
+//! reports what Linux found (`parapet-init: ...` lines), reads a line typed on the console,
+//! and powers off (ACPI S5; PSCI SYSTEM_OFF).
 
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use qemu_tests::linux::linux_boot_problems;
+use qemu_tests::linux::{linux_boot_problems, Expected};
 use xtask::build;
-use xtask::qemu::{Accel, Machine, Verdict};
+use xtask::qemu::{Accel, Machine, Verdict, Watch};
 use xtask::{Arch, Flavor};
 
-/// A boot to /init takes some 15 s alone under TCG; the machine may be busy.
+/// A boot to /init takes some 20 s alone under TCG; the machine may be busy.
 const TIMEOUT: Duration = Duration::from_secs(300);
-const CMDLINE: &str = "console=ttyS0 panic=-1";
 const CPUS: u32 = 2;
 /// The CPUs Linux must bring up, as /sys/devices/system/cpu/online lists them: every one the
 /// machine has.
 const EXPECTED_ONLINE: &str = "0-1";
+/// /init's prompt, and what the test types at it.
+const PROMPT: &str = "parapet-init: type a line";
+const TYPED: &str = "hello parapet";
 
-fn svm_boots_debian_linux_to_its_init() -> Result<(), Failed> {
+/// Boots Debian's kernel under Parapet on `arch` and checks the console.
+fn boots_debian_linux_to_its_init(arch: Arch) -> Result<(), Failed> {
     let error = |e: anyhow::Error| format!("{e:#}");
-    let arch = Arch::X86_64;
+    let cmdline = format!("{} panic=-1", xtask::linux::default_cmdline(arch));
     let (kernel, initramfs) = xtask::linux::debian_guest(arch).map_err(error)?;
-    let bundle = xtask::linux::bundle_path("test-svm-linux");
-    xtask::linux::write_bundle(arch, &kernel, Some(&initramfs), CMDLINE, &bundle).map_err(error)?;
+    let bundle = xtask::linux::bundle_path(&format!("test-linux-{arch}"));
+    xtask::linux::write_bundle(arch, &kernel, Some(&initramfs), &cmdline, &bundle)
+        .map_err(error)?;
     let machine = Machine {
         arch,
         accel: Accel::Tcg,
@@ -36,12 +42,22 @@ fn svm_boots_debian_linux_to_its_init() -> Result<(), Failed> {
         gic_version: 3,
         guest: Some(bundle),
     };
-    let run = machine.run_timed(None, TIMEOUT).map_err(error)?;
+    let watch = Watch {
+        input_after: Some(PROMPT),
+        ..Watch::default()
+    };
+    let run = machine
+        .run_watching(watch, Some(&format!("{TYPED}\n")), TIMEOUT)
+        .map_err(error)?;
     let mut problems = Vec::new();
     if run.verdict != Verdict::Success {
         problems.push(format!("verdict {:?}, wanted Success", run.verdict));
     }
-    problems.extend(linux_boot_problems(&run.console, EXPECTED_ONLINE));
+    let expected = Expected {
+        online: EXPECTED_ONLINE,
+        typed: TYPED,
+    };
+    problems.extend(linux_boot_problems(arch, &run.console, &expected));
     if problems.is_empty() {
         return Ok(());
     }
@@ -56,9 +72,13 @@ fn svm_boots_debian_linux_to_its_init() -> Result<(), Failed> {
 
 fn main() {
     let args = Arguments::from_args();
-    let trials = vec![Trial::test(
-        "svm_boots_debian_linux_to_its_init",
-        svm_boots_debian_linux_to_its_init,
-    )];
+    let trials = vec![
+        Trial::test("svm_boots_debian_linux_to_its_init", || {
+            boots_debian_linux_to_its_init(Arch::X86_64)
+        }),
+        Trial::test("el2_boots_debian_linux_to_its_init", || {
+            boots_debian_linux_to_its_init(Arch::Aarch64)
+        }),
+    ];
     libtest_mimic::run(&args, trials).exit();
 }

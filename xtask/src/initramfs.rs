@@ -42,8 +42,7 @@ const INIT: &str = concat!(
     // How many vCPUs Linux brought up.
     "echo \"parapet-init: cpus-online $(cat /sys/devices/system/cpu/online)\"\n",
     // The firmware memory map Linux was handed (e820 on x86), one region a line, in the
-    // glob's lexical order (10 before 2). Without CONFIG_FIRMWARE_MEMMAP the directory is
-    // missing and the loop runs once, on the unexpanded pattern.
+    // glob's lexical order (10 before 2). arm64 has no such map in sysfs: no lines there.
     "if [ -d /sys/firmware/memmap ]; then\n",
     "  for d in /sys/firmware/memmap/*; do\n",
     "    echo \"parapet-init: memmap $(cat $d/start) $(cat $d/end) $(cat $d/type)\"\n",
@@ -521,7 +520,11 @@ mod tests {
             "parapet-init: sleep-returned uptime-after ",
             "parapet-init: cpus-online ",
             "parapet-init: memmap ",
+            "parapet-init: iomem ",
             "parapet-init: meminfo ",
+            "parapet-init: type a line",
+            "parapet-init: read [$line]",
+            "parapet-init: read nothing",
             "parapet-init: serial-irq ",
             "parapet-init: done",
         ] {

@@ -54,9 +54,9 @@ enum Cmd {
         /// `-cpu max` offers, as the PVH module; aarch64: under the el2 backend, as the initrd).
         #[arg(long, value_enum)]
         guest: Option<build::Guest>,
-        /// A Linux kernel image (x86_64 bzImage, arm64 Image) for Parapet to boot as its guest,
-        /// packed with --initrd and --append into a guest bundle and passed as the boot module
-        /// (aarch64: passed, but the el2 backend does not boot bundles yet).
+        /// A Linux kernel image (x86_64 bzImage, arm64 Image) for Parapet to boot as its guest
+        /// (under svm on x86_64, el2 on aarch64), packed with --initrd and --append into a
+        /// guest bundle and passed as the boot module. Console input goes to the guest's UART.
         #[arg(long, conflicts_with = "guest")]
         kernel: Option<PathBuf>,
         /// The initrd of the --kernel guest (e.g. `cargo xtask initramfs`'s).
@@ -72,15 +72,16 @@ enum Cmd {
     /// Install what is missing, build, and run every test tier.
     Test,
     /// Install the Rust targets, components and QEMU the project needs, and fetch the Debian
-    /// kernel and busybox the Linux boot test runs (idempotent, cached).
+    /// kernels and busybox the Linux boot tests run, for both architectures (idempotent,
+    /// cached).
     Setup,
     /// Measure image sizes, memory in use at ready, and TCG boot time to ready.
     Report,
     /// Run a benchmark: `boot` (vmm-lite + IGVM against QEMU/KVM + PVH, time to ready),
     /// `vtl` (round trips: vmm-lite direct, the VTL switch floor, through Parapet), or
     /// `hosted` (the svm and el2 backends under QEMU TCG: exit round trip, time to the
-    /// guest's first line), or `linux` (Debian's kernel to its /init under Parapet's svm
-    /// backend against QEMU TCG booting it directly).
+    /// guest's first line), or `linux` (Debian's kernel to its /init under Parapet's svm and
+    /// el2 backends against QEMU TCG booting it directly, on each architecture).
     Bench {
         #[arg(value_parser = ["boot", "vtl", "hosted", "linux"])]
         name: String,
@@ -155,9 +156,6 @@ fn real_main() -> Result<ExitCode> {
                         kernel.display(),
                         bundle.display()
                     );
-                    if arch == Arch::Aarch64 {
-                        eprintln!("xtask: the el2 backend does not boot guest bundles yet");
-                    }
                     (Some(bundle), parapet_append)
                 }
                 (None, None) => (None, append),

@@ -50,9 +50,27 @@ pub struct Run {
     /// Time from starting QEMU to the guest's first console line (`vtl0| ` or `guest| `).
     pub guest_output_after: Option<Duration>,
     /// Time from starting QEMU to the first console line holding the text the run watched
-    /// for (see [`run_command_watching`]), if it came.
+    /// for ([`Watch::line`]), if it came.
     pub watched_after: Option<Duration>,
+    /// Time from starting QEMU to the input being written to its standard input, if it was.
+    pub input_sent_after: Option<Duration>,
 }
+
+/// What a captured run looks for on the console, beyond `parapet: ready`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watch<'a> {
+    /// Time the first console line containing this ([`Run::watched_after`]).
+    pub line: Option<&'a str>,
+    /// Feed the input once a console line contains this (the guest's prompt, say); `None`
+    /// feeds it once `parapet: ready` appears.
+    pub input_after: Option<&'a str>,
+    /// End the run as soon as [`line`](Self::line) appears, killing QEMU: the verdict is
+    /// [`Verdict::Stopped`]. For timing a boot to a line without waiting for the rest.
+    pub stop_at_line: bool,
+}
+
+/// The line that releases a run's input when [`Watch::input_after`] names none.
+pub const READY: &str = "parapet: ready";
 
 /// Whether `line` is one of the hosted guest's.
 fn is_guest_line(line: &str) -> bool {
@@ -67,6 +85,8 @@ pub enum Verdict {
     /// QEMU ended some other way (crash, bad arguments, killed).
     Abnormal(Option<i32>),
     TimedOut,
+    /// Killed on purpose once the watched line appeared ([`Watch::stop_at_line`]).
+    Stopped,
 }
 
 pub fn verdict(arch: Arch, status: ExitStatus) -> Verdict {
@@ -168,14 +188,15 @@ impl Machine {
 
     /// As [`run_captured`](Self::run_captured), also timing QEMU's start to `parapet: ready`.
     pub fn run_timed(&self, input: Option<&str>, timeout: Duration) -> Result<Run> {
-        self.run_watching(None, input, timeout)
+        self.run_watching(Watch::default(), input, timeout)
     }
 
-    /// As [`run_timed`](Self::run_timed), also timing QEMU's start to the first console line
-    /// that contains `watch` ([`Run::watched_after`]).
+    /// As [`run_timed`](Self::run_timed), as `watch` says: timing QEMU's start to the first
+    /// console line that contains [`Watch::line`], feeding `input` when the line
+    /// [`Watch::input_after`] names appears, ending the run early.
     pub fn run_watching(
         &self,
-        watch: Option<&str>,
+        watch: Watch<'_>,
         input: Option<&str>,
         timeout: Duration,
     ) -> Result<Run> {
@@ -193,18 +214,20 @@ pub fn run_command(
     input: Option<&str>,
     timeout: Duration,
 ) -> Result<Run> {
-    run_command_watching(cmd, judge, input, timeout, None)
+    run_command_watching(cmd, judge, input, timeout, Watch::default())
 }
 
-/// As [`run_command`], also timing the start to the first console line containing `watch`.
-/// Console lines are looked at once each, as they complete, so a long console (a Linux boot)
-/// costs no more per line than a short one.
+/// As [`run_command`], doing what `watch` says: timing the start to the first console line
+/// containing [`Watch::line`] (and stopping there if asked), feeding `input` once a line
+/// contains [`Watch::input_after`] ([`READY`] if it is `None`). Console lines are looked at
+/// once each, as they complete, so a long console (a Linux boot) costs no more per line than
+/// a short one, and the input goes out in the same pass of the loop as its line.
 pub fn run_command_watching(
     mut cmd: Command,
     judge: impl Fn(ExitStatus) -> Verdict,
     input: Option<&str>,
     timeout: Duration,
-    watch: Option<&str>,
+    watch: Watch<'_>,
 ) -> Result<Run> {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -229,10 +252,13 @@ pub fn run_command_watching(
             output.extend_from_slice(&chunk);
         };
     let (mut ready_after, mut guest_output_after, mut watched_after) = (None, None, None);
+    let input_after = watch.input_after.unwrap_or(READY);
+    // Whether the line that releases the input has appeared, and when the input went out.
+    let (mut input_due, mut input_sent_after) = (false, None);
     // The console's bytes up to here are whole lines already looked at.
     let mut scanned = 0;
     let start = Instant::now();
-    let status = loop {
+    let ended = loop {
         while let Ok(chunk) = rx.try_recv() {
             take(&mut output, &mut console, chunk);
         }
@@ -245,24 +271,33 @@ pub fn run_command_watching(
                 if ready_after.is_some() && guest_output_after.is_none() && is_guest_line(line) {
                     guest_output_after = Some(now);
                 }
-                if watched_after.is_none() && watch.is_some_and(|w| line.contains(w)) {
+                if watched_after.is_none() && watch.line.is_some_and(|w| line.contains(w)) {
                     watched_after = Some(now);
+                }
+                if !input_due && line.contains(input_after) {
+                    input_due = true;
                 }
             }
             scanned += end + 1;
         }
-        if let (Some(text), Some(pipe), Some(_)) = (input, stdin.as_mut(), ready_after) {
+        if let (Some(text), Some(pipe), true) = (input, stdin.as_mut(), input_due) {
             pipe.write_all(text.as_bytes()).ok();
             pipe.flush().ok();
             stdin = None;
+            input_sent_after = Some(start.elapsed());
+        }
+        if watch.stop_at_line && watched_after.is_some() {
+            child.kill().ok();
+            child.wait().ok();
+            break Ended::Stopped;
         }
         if let Some(status) = child.try_wait()? {
-            break Some(status);
+            break Ended::Exited(status);
         }
         if start.elapsed() > timeout {
             child.kill().ok();
             child.wait().ok();
-            break None;
+            break Ended::TimedOut;
         }
         // Short: the boot-time report reads the ready line's arrival from this loop.
         std::thread::sleep(Duration::from_millis(1));
@@ -273,7 +308,11 @@ pub fn run_command_watching(
         take(&mut output, &mut console, chunk);
     }
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace('\r', "");
-    let verdict = status.map_or(Verdict::TimedOut, &judge);
+    let verdict = match ended {
+        Ended::Exited(status) => judge(status),
+        Ended::TimedOut => Verdict::TimedOut,
+        Ended::Stopped => Verdict::Stopped,
+    };
     Ok(Run {
         verdict,
         output: text(&output),
@@ -281,7 +320,15 @@ pub fn run_command_watching(
         ready_after,
         guest_output_after,
         watched_after,
+        input_sent_after,
     })
+}
+
+/// How the watching loop left the child.
+enum Ended {
+    Exited(ExitStatus),
+    TimedOut,
+    Stopped,
 }
 
 fn pump(from: &mut impl Read, is_stdout: bool, to: std::sync::mpsc::Sender<(bool, Vec<u8>)>) {
@@ -306,5 +353,81 @@ pub fn check_installed(arch: Arch) -> Result<()> {
     match ok {
         Ok(s) if s.success() => Ok(()),
         _ => bail!("{}", missing_qemu(arch)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// bash, for `read -t`.
+    fn bash(script: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    fn judge(status: ExitStatus) -> Verdict {
+        match status.code() {
+            Some(0) => Verdict::Success,
+            code => Verdict::Abnormal(code),
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn input_waits_for_the_line_it_is_told_to() {
+        // Input sent at `parapet: ready` would be read in the first second, as `early`.
+        let script = "echo 'parapet: ready'; \
+            if read -r -t 1 early; then echo \"early [$early]\"; exit 0; fi; \
+            echo 'type a line'; read -r line; echo \"read [$line]\"";
+        let watch = Watch {
+            input_after: Some("type a line"),
+            ..Watch::default()
+        };
+        let run = run_command_watching(bash(script), judge, Some("hello\n"), LONG, watch).unwrap();
+        assert_eq!(run.verdict, Verdict::Success, "{}", run.output);
+        assert!(
+            run.console.ends_with("type a line\nread [hello]\n"),
+            "{}",
+            run.console
+        );
+        assert!(run.input_sent_after.is_some());
+    }
+
+    #[test]
+    fn input_goes_at_ready_by_default_and_never_without_its_line() {
+        let script = "echo 'parapet: ready'; read -r line; echo \"read [$line]\"";
+        let run = run_command(bash(script), judge, Some("hello\n"), LONG).unwrap();
+        assert!(run.console.contains("read [hello]"), "{}", run.console);
+        assert!(run.ready_after.is_some() && run.input_sent_after.is_some());
+        let watch = Watch {
+            input_after: Some("never printed"),
+            ..Watch::default()
+        };
+        let script = "echo 'parapet: ready'; read -r -t 1 line || echo nothing";
+        let run = run_command_watching(bash(script), judge, Some("x\n"), LONG, watch).unwrap();
+        assert!(run.console.ends_with("nothing\n"), "{}", run.console);
+        assert_eq!(run.input_sent_after, None);
+    }
+
+    #[test]
+    fn a_run_can_stop_at_the_line_it_times() {
+        let watch = Watch {
+            line: Some("started"),
+            stop_at_line: true,
+            ..Watch::default()
+        };
+        let begun = Instant::now();
+        let run =
+            run_command_watching(bash("echo started; sleep 30"), judge, None, LONG, watch).unwrap();
+        assert_eq!(run.verdict, Verdict::Stopped);
+        assert!(run.watched_after.is_some());
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            begun.elapsed()
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Idempotent set-up of a fresh Debian machine: Rust targets and components, QEMU, and the
-//! Debian kernel and busybox the Linux boot test runs.
+//! Debian kernels and busybox builds the Linux boot tests run, for both architectures.
 
 use std::process::{Command, Stdio};
 
@@ -156,16 +156,19 @@ pub fn all() -> Result<()> {
     qemu()
 }
 
-/// What the Linux boot test boots, fetched and built ahead of the tests (`cargo xtask setup`
-/// and `cargo xtask test`) so a fresh machine has it: Debian's x86_64 kernel and busybox, from
-/// Debian's archive the first time, then the cache.
+/// What the Linux boot tests boot, fetched and built ahead of the tests (`cargo xtask setup`
+/// and `cargo xtask test`) so a fresh machine has it: Debian's kernel and static busybox for
+/// each architecture (arm64's through a private apt state, see `kernels`), from Debian's
+/// archive the first time, then the cache, and the initramfs around each busybox.
 pub fn linux_guests() -> Result<()> {
-    let (kernel, initramfs) = crate::linux::debian_guest(Arch::X86_64)?;
-    eprintln!(
-        "xtask: the Linux guest: {} and {}",
-        kernel.display(),
-        initramfs.display()
-    );
+    for arch in Arch::ALL {
+        let (kernel, initramfs) = crate::linux::debian_guest(arch)?;
+        eprintln!(
+            "xtask: the {arch} Linux guest: {} and {}",
+            kernel.display(),
+            initramfs.display()
+        );
+    }
     Ok(())
 }
 
