@@ -490,9 +490,47 @@ fn arm64_problems(problems: &mut Problems, console: &str, init: &InitReport) {
     );
 }
 
+/// vmm-lite's report that KVM cannot run a vCPU (exit status 3 and exactly one line,
+/// `vmm-lite: KVM cannot run VTL0 on vCPU 0: ... at RIP 0x...`), if that is how a run with
+/// `status` and `output` ended; `None` for any other ending, which a test must not excuse.
+pub fn kvm_cannot_run_report(status: Option<i32>, output: &str) -> Option<String> {
+    const STATUS: i32 = 3;
+    let reports: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("vmm-lite: KVM cannot run VTL"))
+        .collect();
+    let [report] = reports.as_slice() else {
+        return None;
+    };
+    let names_the_site = report.contains(" on vCPU ") && report.contains(" at RIP 0x");
+    (status == Some(STATUS) && names_the_site).then(|| report.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_single_kvm_report_with_status_3_excuses_a_run() {
+        let line = "vmm-lite: KVM cannot run VTL0 on vCPU 0: emulation failure at RIP 0xffffffff81000000, instruction bytes cc 0f (exit status 3)";
+        let output = format!("parapet: ready\n{line}\n");
+        assert_eq!(
+            kvm_cannot_run_report(Some(3), &output).as_deref(),
+            Some(line)
+        );
+        // Any other status, a second report, or a line that names no site is not excused.
+        assert_eq!(kvm_cannot_run_report(Some(1), &output), None);
+        assert_eq!(kvm_cannot_run_report(None, &output), None);
+        assert_eq!(
+            kvm_cannot_run_report(Some(3), &format!("{output}{line}\n")),
+            None
+        );
+        assert_eq!(
+            kvm_cannot_run_report(Some(3), "vmm-lite: KVM cannot run VTL0 somehow\n"),
+            None
+        );
+        assert_eq!(kvm_cannot_run_report(Some(3), "parapet: ready\n"), None);
+    }
 
     /// From a boot of Debian's 6.1 kernel under Parapet's svm backend (2 CPUs, 512 MiB), the
     /// typed line `hello parapet` and its echo; most of the guest's kernel log and Parapet's

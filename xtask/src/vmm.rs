@@ -22,7 +22,9 @@ pub struct VmmLite {
     pub vtl0: Option<PathBuf>,
 }
 
-/// vmm-lite exits 0 when the firmware reports success and 1 when it reports failure.
+/// vmm-lite exits 0 when the firmware reports success and 1 when it reports failure; 2 is bad
+/// input or a host problem and 3 a vCPU KVM cannot run (with one line saying which, where),
+/// both `Abnormal`.
 pub fn verdict(status: ExitStatus) -> Verdict {
     match status.code() {
         Some(0) => Verdict::Success,
