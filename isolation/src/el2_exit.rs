@@ -196,13 +196,7 @@ mod tests {
     #[test]
     fn an_icc_sgi1r_write_decodes_from_its_syndrome() {
         // EC 0x18, IL, then op0 3, op2 5, op1 0 (no bits), CRn 12, Rt 3, CRm 11, write.
-        let esr = (0x18u64 << 26)
-            | IL
-            | (3 << 20)
-            | (5 << 17)
-            | (12 << 10)
-            | (3 << 5)
-            | (11 << 1);
+        let esr = (0x18u64 << 26) | IL | (3 << 20) | (5 << 17) | (12 << 10) | (3 << 5) | (11 << 1);
         let access = system_register(esr);
         assert_eq!(access.encoding, SystemRegister::ICC_SGI1R_EL1);
         assert_eq!(access.register, 3);

@@ -350,8 +350,14 @@ pub(crate) unsafe fn long_mode_vm(
 ) -> Result<(Kvm, VmFd, VcpuFd), VmmError> {
     const PRESENT_WRITABLE: u64 = 0b11;
     const LARGE: u64 = 1 << 7;
-    memory.write(tables, &((tables + 0x1000) | PRESENT_WRITABLE).to_le_bytes())?;
-    memory.write(tables + 0x1000, &((tables + 0x2000) | PRESENT_WRITABLE).to_le_bytes())?;
+    memory.write(
+        tables,
+        &((tables + 0x1000) | PRESENT_WRITABLE).to_le_bytes(),
+    )?;
+    memory.write(
+        tables + 0x1000,
+        &((tables + 0x2000) | PRESENT_WRITABLE).to_le_bytes(),
+    )?;
     memory.write(tables + 0x2000, &(PRESENT_WRITABLE | LARGE).to_le_bytes())?;
     // SAFETY: the caller's contract.
     let (kvm_fd, vm, vcpu) = unsafe { real_mode_vm(memory, rip) }?;
