@@ -381,6 +381,14 @@ fn shown<T: ToString>(ranges: impl IntoIterator<Item = T>) -> Vec<String> {
 }
 
 fn x86_problems(problems: &mut Problems, console: &str, init: &InitReport) {
+    // The local APIC in x2APIC mode: Linux moves there only where the hypervisor vouches for
+    // it (no interrupt remapping here), and its IPIs then go through the x2APIC ICR.
+    problems.require(
+        console
+            .lines()
+            .any(|l| l.starts_with("guest| ") && l.ends_with("x2apic enabled")),
+        || "the guest's local APIC never went to x2APIC mode (no `x2apic enabled`)".into(),
+    );
     let serial = init.serial_irq.as_ref();
     problems.require(
         serial.is_some_and(|row| row.count > 0 && row.names("IO-APIC") && row.names("ttyS0")),
@@ -544,6 +552,7 @@ parapet: ready
 [    0.234495] cpu0 INFO  parapet::x86_64::guest::linux: linux: e820 0x10000-0x9efff type 1
 [    0.234696] cpu0 INFO  parapet::x86_64::guest::linux: linux: e820 0x4100000-0x1ffdffff type 1
 [    0.238753] cpu0 INFO  parapet::x86_64::svm: svm: guest running under nested paging on 2 VPs
+guest| [    1.179997] x2apic enabled
 guest| [    0.000000] BIOS-e820: [mem 0x0000000004100000-0x000000001ffdffff] usable
 [   21.507063] cpu1 INFO  parapet::x86_64::svm: svm: VP 1 starts in real mode at 0x99000
 guest| parapet-init: started
@@ -784,6 +793,7 @@ guest| parapet-init: done
         // Truncated hundredths one second apart are a whole second, whatever f64 makes of it.
         assert!(problem("uptime-after 12.15", "uptime-after 12.03").is_empty());
         assert!(problem("IO-APIC   4-edge", "XT-PIC   4-edge")[0].contains("I/O APIC"));
+        assert!(problem("] x2apic enabled", "] x2apic disabled")[0].contains("x2APIC mode"));
         assert!(problem("25:         24", "25:          0")[0].contains("I/O APIC"));
         let map = problem(
             "memmap 0xa000 0xffff ACPI Tables",
