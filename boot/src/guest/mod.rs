@@ -3,6 +3,7 @@
 //! layer (`x86_64::guest`) and the backends build on this.
 
 pub mod console;
+pub mod doorbell;
 pub mod elf_load;
 pub mod log_budget;
 pub mod ram;

@@ -92,13 +92,14 @@ impl ListRegisters {
 }
 
 /// Makes the CPUs in `cpus` (other than this one) look at their list registers: out of the
-/// guest if they are in it.
+/// guest if they are in it, awake if they wait (their doorbells).
 pub fn kick(cpus: CpuSet) {
     let this = kernel::platform::cpu_index();
     let Some(platform) = kernel::platform::get() else {
         return;
     };
     for cpu in cpus.iter().filter(|&c| c != this) {
+        crate::guest::doorbell::ring(cpu);
         (platform.kick)(cpu);
     }
 }

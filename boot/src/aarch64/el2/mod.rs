@@ -67,6 +67,9 @@ const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 const PSTATE_EL1H_MASKED: u64 = 0x3c5;
 /// MPIDR_EL1 bit 31 is RES1.
 const MPIDR_RES1: u64 = 1 << 31;
+/// How long a waiting guest CPU sleeps without its doorbell ringing before it looks at its
+/// virtual timer and input again: Parapet's tick.
+const IDLE_RECHECK_NS: u64 = 10_000_000;
 /// The only largest guest CPU count Parapet tracks.
 const MAX_CPUS: usize = kernel::executor::MAX_CPUS;
 
@@ -257,7 +260,13 @@ async fn host_cpu(guest: &'static Guest, cpu: usize) {
                         if lrs.guest_has_pending() {
                             break;
                         }
-                        yield_now().await;
+                        // Until something rings for this CPU, or a tick on (its virtual
+                        // timer, typed input).
+                        let _ = kernel::executor::timeout_ns(
+                            IDLE_RECHECK_NS,
+                            crate::guest::doorbell::wait(cpu),
+                        )
+                        .await;
                     },
                     None => crate::cpus::next_tick(cpu).await,
                 },
@@ -305,7 +314,9 @@ async fn wait_for_start(guest: &Guest, cpu: usize) -> Option<(u64, u64)> {
                 return Some(states[cpu].start);
             }
         }
-        kernel::executor::sleep_ms(10).await;
+        // CPU_ON rings this CPU's doorbell.
+        let _ = kernel::executor::timeout_ns(IDLE_RECHECK_NS, crate::guest::doorbell::wait(cpu))
+            .await;
     }
 }
 
@@ -498,6 +509,7 @@ fn firmware_call(
             if CPU_LOGS.take() {
                 log::info!("el2: guest CPU {cpu} started CPU {target} at {entry:#x}");
             }
+            crate::guest::doorbell::ring(target);
             Verdict::Resume
         }
         Effect::CpuOff => Verdict::Off,

@@ -162,11 +162,13 @@ impl Machine {
     }
 }
 
-/// Makes the CPU running VP `index` look at its APIC: out of the guest if it is in it.
+/// Makes the CPU running VP `index` look at its APIC: out of the guest if it is in it, awake
+/// if the VP waits (its doorbell).
 fn kick(index: usize) {
     if index == kernel::platform::cpu_index() {
         return;
     }
+    crate::guest::doorbell::ring(index);
     if let Some(platform) = kernel::platform::get() {
         (platform.kick)(index);
     }

@@ -21,11 +21,11 @@ mod vp;
 
 use arch::x86_64::instructions;
 use isolation::svm_exit::{self, code};
-use kernel::executor::yield_now;
+use kernel::executor::{timeout_ns, yield_now};
 use spin::Once;
 
 use crate::guest::log_budget::LogBudget;
-use crate::guest::{self, ram, PerTrip};
+use crate::guest::{self, doorbell, ram, PerTrip};
 use crate::machine::guest::devices::{GuestDevices, COM1_IRQ};
 use crate::machine::guest::exits::{self, Verdict};
 use crate::machine::guest::loader::{self, GuestStart};
@@ -43,6 +43,9 @@ const IOPM_PAGES: u64 = 3;
 const MSRPM_PAGES: u64 = 2;
 /// The end of the PC's first megabyte.
 const LEGACY_WINDOW_END: u64 = 0x10_0000;
+/// How long a waiting VP sleeps without its doorbell ringing before it looks at its APIC
+/// timer and input again: Parapet's tick.
+const IDLE_RECHECK_NS: u64 = 10_000_000;
 /// COM1's I/O APIC input (ISA IRQ 4, identity-mapped as on PCs).
 const COM1_GSI: u32 = COM1_IRQ as u32;
 
@@ -169,6 +172,12 @@ async fn serve_vp(index: usize, tables: Tables, boot: Option<GuestStart>) {
     }
 }
 
+/// Gives the CPU away until VP `index`'s doorbell rings (an IPI or interrupt for it) or a
+/// tick has passed (its APIC timer, typed input).
+async fn idle(index: usize) {
+    let _ = timeout_ns(IDLE_RECHECK_NS, doorbell::wait(index)).await;
+}
+
 /// Typed input goes into COM1, whose interrupt line follows.
 fn take_input(machine: &Machine) {
     let mut devices = machine.devices.lock();
@@ -186,7 +195,7 @@ async fn wait_for_start_up(machine: &Machine, index: usize) -> u8 {
                 return vector;
             }
         }
-        yield_now().await;
+        idle(index).await;
     }
 }
 
@@ -312,10 +321,10 @@ async fn run_until_init(vp: &mut SvmVp, machine: &Machine, index: usize, counts:
                 guest::power_off(success);
             }
             Verdict::Idle => {
-                // The guest waits for an interrupt: give the CPU to Parapet's tasks until
-                // its APIC has one for it (or an INIT comes).
+                // The guest waits for an interrupt: the CPU is Parapet's until its APIC has
+                // one for it (or an INIT comes).
                 while !vp.interrupt_ready() && !vp.init_pending() {
-                    yield_now().await;
+                    idle(index).await;
                     take_input(machine);
                 }
             }
@@ -327,7 +336,7 @@ async fn run_until_init(vp: &mut SvmVp, machine: &Machine, index: usize, counts:
                     guest::power_off(false);
                 }
                 while !vp.init_pending() {
-                    yield_now().await;
+                    idle(index).await;
                 }
             }
             Verdict::Resume => {}

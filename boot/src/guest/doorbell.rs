@@ -1,0 +1,65 @@
+//! A doorbell per guest VP (VP n runs on CPU n, on every backend): a VP with nothing to do
+//! (its guest waits for an interrupt) parks its task on it, so its CPU halts instead of
+//! spinning, and whoever gives the VP something (an IPI, a device interrupt routed to it)
+//! rings it. Ringing wakes the parked task through the executor, whose wake-up of a task on
+//! another CPU sends that CPU an IPI: the VP runs again at once, not at the next tick.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
+
+use kernel::executor::MAX_CPUS;
+use spin::Mutex;
+
+struct Doorbell {
+    rung: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+static DOORBELLS: [Doorbell; MAX_CPUS] = [const {
+    Doorbell {
+        rung: AtomicBool::new(false),
+        waker: Mutex::new(None),
+    }
+}; MAX_CPUS];
+
+/// Rings VP `vp`'s doorbell: its parked task (if any) runs again.
+pub fn ring(vp: usize) {
+    let Some(bell) = DOORBELLS.get(vp) else {
+        return;
+    };
+    bell.rung.store(true, Ordering::Release);
+    let waker = bell.waker.lock().take();
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// Completes once VP `vp`'s doorbell has rung since the last wait completed (at once if it
+/// rang meanwhile).
+pub fn wait(vp: usize) -> impl Future<Output = ()> {
+    Wait { vp }
+}
+
+struct Wait {
+    vp: usize,
+}
+
+impl Future for Wait {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(bell) = DOORBELLS.get(self.vp) else {
+            return Poll::Ready(());
+        };
+        if bell.rung.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        *bell.waker.lock() = Some(cx.waker().clone());
+        // A ring between the check and the registration found no waker: look again.
+        if bell.rung.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
