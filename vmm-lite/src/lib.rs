@@ -9,7 +9,9 @@
 //! `vcpu_state`), intercept messages (`vtl0_intercept`), VTL2's interrupts while VTL0 runs
 //! (`kick`), and a VTL0 guest given with `--vtl0` (`vtl0_payload`). When KVM cannot go on
 //! with a vCPU, `kvm_failure` words the one line printed and sets the exit status.
-//! `vmm-lite bench` times its own round trips (`bench`).
+//! `vmm-lite bench` times its own round trips (`bench`). `tpm_server` serves a TPM
+//! (`tpm_server::CommandProcessor`) over the TPM simulator's TCP protocol, for tpm2-tools'
+//! mssim TCTI.
 
 pub mod bench;
 pub mod error;
@@ -23,6 +25,7 @@ pub mod memory_map;
 pub mod port_io_decode;
 pub mod probe;
 pub mod serial;
+pub mod tpm_server;
 pub mod vcpu_state;
 pub mod vm;
 pub mod vp;
