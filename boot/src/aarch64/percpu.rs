@@ -2,6 +2,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use arch::aarch64::gic::GicCpu;
 use arch::aarch64::registers::{set_tpidr_el2, tpidr_el2};
 use kernel::executor::MAX_CPUS;
 
@@ -10,6 +11,19 @@ pub struct PerCpu {
     pub mpidr: AtomicU64,
     /// How other CPUs address this one with an SGI (see `arch::aarch64::gic::GicCpu`).
     pub sgi_target: AtomicU64,
+}
+
+/// Each CPU's own interface to the GIC, as `init_cpu` described it, by CPU index.
+static GIC_CPUS: [spin::Once<GicCpu>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
+
+/// Records this CPU's GIC interface (once, at its bring-up).
+pub fn set_gic_cpu(cpu: GicCpu) {
+    GIC_CPUS[cpu_index()].call_once(|| cpu);
+}
+
+/// This CPU's GIC interface, once recorded.
+pub fn gic_cpu() -> Option<&'static GicCpu> {
+    GIC_CPUS.get(cpu_index())?.get()
 }
 
 impl PerCpu {

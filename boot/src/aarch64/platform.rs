@@ -103,6 +103,9 @@ fn irq() {
     if intid == timer_intid() {
         crate::cpus::tick(percpu::cpu_index());
         timer::rearm();
+    } else if intid == crate::machine::el2::VIRTUAL_TIMER_INTID {
+        // A hosted guest's timer is due: its CPU goes back to it (`el2::interrupts`).
+        crate::machine::el2::virtual_timer_fired();
     } else if intid != KICK_SGI {
         log::warn!("unexpected interrupt {intid}");
     }

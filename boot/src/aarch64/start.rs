@@ -48,6 +48,7 @@ fn init_cpu_interrupts() {
     percpu::current()
         .sgi_target
         .store(cpu.sgi_target, Ordering::Relaxed);
+    percpu::set_gic_cpu(cpu);
     // SAFETY: `cpu` is this CPU's, and the vectors handle both interrupts.
     unsafe {
         gic.enable_private(&cpu, platform::timer_intid());

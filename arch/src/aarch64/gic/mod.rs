@@ -102,6 +102,20 @@ impl Gic {
         }
     }
 
+    /// Disables SGI/PPI `intid` (0-31) for this CPU, which `cpu` describes.
+    ///
+    /// # Safety
+    /// `cpu` must be what `init_cpu` returned on this CPU.
+    pub unsafe fn disable_private(&self, cpu: &GicCpu, intid: u32) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            match *self {
+                Gic::V2 { distributor, .. } => v2::disable_private(distributor, intid),
+                Gic::V3 { .. } => v3::disable_private(cpu.redistributor, intid),
+            }
+        }
+    }
+
     /// Acknowledges the pending interrupt: its INTID, or [`SPURIOUS`].
     ///
     /// # Safety

@@ -14,6 +14,7 @@ pub const CPU_INTERFACE_SIZE: u64 = 0x2000;
 /// Distributor registers (IHI 0048B §4.3).
 const GICD_CTLR: u64 = 0x000;
 const GICD_ISENABLER0: u64 = 0x100;
+const GICD_ICENABLER0: u64 = 0x180;
 const GICD_IPRIORITYR: u64 = 0x400;
 const GICD_ITARGETSR0: u64 = 0x800;
 const GICD_SGIR: u64 = 0xf00;
@@ -60,6 +61,16 @@ pub unsafe fn init_cpu(distributor: u64, cpu_interface: u64) -> Option<GicCpu> {
             redistributor: 0,
         })
     }
+}
+
+/// # Safety
+/// As [`super::Gic::disable_private`].
+pub unsafe fn disable_private(distributor: u64, intid: u32) {
+    if intid >= 32 {
+        return;
+    }
+    // SAFETY: the banked SGI/PPI enable register of this CPU.
+    unsafe { write32(distributor + GICD_ICENABLER0, 1 << intid) };
 }
 
 /// # Safety

@@ -33,6 +33,7 @@ const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 const GICR_IGROUPR0: u64 = GICR_FRAME + 0x0080;
 const GICR_ISENABLER0: u64 = GICR_FRAME + 0x0100;
+const GICR_ICENABLER0: u64 = GICR_FRAME + 0x0180;
 const GICR_IPRIORITYR: u64 = GICR_FRAME + 0x0400;
 
 /// ICC_SRE_EL2: SRE (use system registers) and Enable (let EL1 use them too).
@@ -141,6 +142,18 @@ pub unsafe fn enable_private(rd: u64, intid: u32) {
         write_volatile((rd + GICR_IPRIORITYR + u64::from(intid)) as *mut u8, 0x80);
         write32(rd + GICR_ISENABLER0, 1 << intid);
     }
+}
+
+/// Disables SGI/PPI `intid` (0-31) on the redistributor `rd`.
+///
+/// # Safety
+/// `rd` must be this CPU's redistributor.
+pub unsafe fn disable_private(rd: u64, intid: u32) {
+    if intid >= 32 {
+        return;
+    }
+    // SAFETY: a register of this CPU's redistributor.
+    unsafe { write32(rd + GICR_ICENABLER0, 1 << intid) };
 }
 
 /// Acknowledges the pending interrupt: its INTID, or [`super::SPURIOUS`].

@@ -5,11 +5,18 @@
 //!
 //! The list registers are brought up to date before every entry into the guest: those the
 //! guest has ended go back to the model (`completed`), the virtual timer's line is sampled,
-//! and free ones are filled, highest priority first. The virtual timer's interrupt (PPI 27)
-//! is seen at the next exit after it fires (Parapet's own tick exits the guest 100 times a
-//! second) or at once while the guest waits in WFI.
+//! and free ones are filled, highest priority first.
+//!
+//! The virtual timer's own interrupt (PPI 27, which the EL1 virtual timer raises on the
+//! physical GIC whatever EL runs) is Parapet's signal that the guest's timer is due: it ends
+//! a run of the guest (physical interrupts go to EL2) or wakes its parked CPU, and is then
+//! disabled until the guest has dealt with its timer (its condition gone), since the line
+//! stays high until then.
+
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use arch::aarch64::gic::virtual_cpu::{self, MAX_LIST_REGISTERS};
+use kernel::executor::MAX_CPUS;
 use arch::aarch64::registers;
 use devices::vgic::CpuSet;
 
@@ -21,6 +28,36 @@ pub const VIRTUAL_TIMER_INTID: u32 = 27;
 const TIMER_ENABLE: u64 = 1 << 0;
 const TIMER_IMASK: u64 = 1 << 1;
 const TIMER_ISTATUS: u64 = 1 << 2;
+
+/// Per CPU: PPI 27 fired and is disabled until the guest's timer condition is gone.
+static TIMER_SIGNAL_OFF: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// From the IRQ handler: this CPU's guest has its virtual timer due. PPI 27 is disabled (its
+/// line stays high until the guest acts) and the CPU's doorbell rung.
+pub fn virtual_timer_fired() {
+    let cpu = kernel::platform::cpu_index();
+    set_timer_signal(false);
+    if let Some(off) = TIMER_SIGNAL_OFF.get(cpu) {
+        off.store(true, Ordering::Relaxed);
+    }
+    crate::guest::doorbell::ring(cpu);
+}
+
+/// Enables or disables PPI 27 on this CPU.
+fn set_timer_signal(on: bool) {
+    let gic = crate::machine::platform::gic();
+    let Some(cpu) = crate::machine::percpu::gic_cpu() else {
+        return;
+    };
+    // SAFETY: this CPU's own interface; the IRQ handler deals with PPI 27.
+    unsafe {
+        if on {
+            gic.enable_private(cpu, VIRTUAL_TIMER_INTID);
+        } else {
+            gic.disable_private(cpu, VIRTUAL_TIMER_INTID);
+        }
+    }
+}
 
 /// What one guest CPU's list registers hold, as Parapet put it there.
 pub struct ListRegisters {
@@ -35,6 +72,7 @@ impl ListRegisters {
         // SAFETY: this CPU hosts guest CPU `cpu` from now on; its GICv3 interface exists (the
         // caller checked the GIC's version).
         unsafe { virtual_cpu::enable() };
+        set_timer_signal(true);
         Self {
             cpu,
             count: virtual_cpu::list_register_count(),
@@ -63,6 +101,10 @@ impl ListRegisters {
         let due =
             timer & (TIMER_ENABLE | TIMER_IMASK | TIMER_ISTATUS) == TIMER_ENABLE | TIMER_ISTATUS;
         kicks = kicks.union(vgic.set_ppi_level(self.cpu, VIRTUAL_TIMER_INTID, due));
+        // The guest dealt with its timer: the next expiry may signal again.
+        if !due && TIMER_SIGNAL_OFF[self.cpu].swap(false, Ordering::Relaxed) {
+            set_timer_signal(true);
+        }
         for (n, slot) in self.listed.iter_mut().enumerate().take(self.count) {
             if slot.is_some() {
                 continue;

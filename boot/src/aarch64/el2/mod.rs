@@ -14,6 +14,7 @@ mod interrupts;
 mod linux;
 mod stage2;
 
+pub use interrupts::{virtual_timer_fired, VIRTUAL_TIMER_INTID};
 pub use stage2::IPA_LIMIT;
 
 use arch::aarch64::guest_entry::{self, GuestContext};
