@@ -192,6 +192,16 @@ pub unsafe fn start_timer(vector: u8, count: u32, periodic: bool, masked: bool) 
     }
 }
 
+/// Restarts a timer [`start_timer`] set up, counting down from `count` (in one-shot mode:
+/// it fires once more, at zero).
+///
+/// # Safety
+/// As [`start_timer`].
+pub unsafe fn restart_timer(count: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write(Register::TimerInitialCount, count) };
+}
+
 /// Current value of the timer's down-counter.
 pub fn timer_current_count() -> u32 {
     read(Register::TimerCurrentCount)

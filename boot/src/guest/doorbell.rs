@@ -3,6 +3,9 @@
 //! spinning, and whoever gives the VP something (an IPI, a device interrupt routed to it)
 //! rings it. Ringing wakes the parked task through the executor, whose wake-up of a task on
 //! another CPU sends that CPU an IPI: the VP runs again at once, not at the next tick.
+//!
+//! Interrupt handlers ring too (a guest's timer falling due), so the waker's lock is only
+//! ever held with interrupts off: a handler cannot find its own CPU holding it.
 
 use core::future::Future;
 use core::pin::Pin;
@@ -30,7 +33,7 @@ pub fn ring(vp: usize) {
         return;
     };
     bell.rung.store(true, Ordering::Release);
-    let waker = bell.waker.lock().take();
+    let waker = kernel::platform::without_interrupts(|| bell.waker.lock().take());
     if let Some(waker) = waker {
         waker.wake();
     }
@@ -55,7 +58,8 @@ impl Future for Wait {
         if bell.rung.swap(false, Ordering::AcqRel) {
             return Poll::Ready(());
         }
-        *bell.waker.lock() = Some(cx.waker().clone());
+        let waker = cx.waker().clone();
+        kernel::platform::without_interrupts(|| *bell.waker.lock() = Some(waker));
         // A ring between the check and the registration found no waker: look again.
         if bell.rung.swap(false, Ordering::AcqRel) {
             return Poll::Ready(());

@@ -136,7 +136,14 @@ pub static PLATFORM: Platform = Platform {
 fn interrupt(vector: u8) {
     match vector {
         TIMER_VECTOR => {
-            crate::cpus::tick(percpu::cpu_index());
+            let fired = time::on_timer_interrupt();
+            if fired.tick {
+                crate::cpus::tick(percpu::cpu_index());
+            }
+            if fired.alarm {
+                // A hosted guest's timer is due: its VP goes back to it.
+                crate::guest::doorbell::ring(percpu::cpu_index());
+            }
             apic::end_of_interrupt();
         }
         KICK_VECTOR => apic::end_of_interrupt(),

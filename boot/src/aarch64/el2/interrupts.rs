@@ -16,9 +16,9 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use arch::aarch64::gic::virtual_cpu::{self, MAX_LIST_REGISTERS};
-use kernel::executor::MAX_CPUS;
 use arch::aarch64::registers;
 use devices::vgic::CpuSet;
+use kernel::executor::MAX_CPUS;
 
 use super::devices::GuestDevices;
 

@@ -316,8 +316,8 @@ async fn wait_for_start(guest: &Guest, cpu: usize) -> Option<(u64, u64)> {
             }
         }
         // CPU_ON rings this CPU's doorbell.
-        let _ = kernel::executor::timeout_ns(IDLE_RECHECK_NS, crate::guest::doorbell::wait(cpu))
-            .await;
+        let _ =
+            kernel::executor::timeout_ns(IDLE_RECHECK_NS, crate::guest::doorbell::wait(cpu)).await;
     }
 }
 

@@ -255,6 +255,10 @@ impl SvmVp {
         let mut apic = self.apic();
         apic.poll_timer(kernel::platform::now_ns());
         let next = apic.next_interrupt(self.vmcb.read_u64(save::RFLAGS) & RFLAGS_IF != 0);
+        // The guest's timer, when due, ends this run (or wakes its parked VP).
+        if let Some(deadline) = apic.next_deadline_ns() {
+            crate::machine::time::set_alarm(deadline);
+        }
         drop(apic);
         let misc1 = self.vmcb.read_u32(control::INTERCEPT_MISC1) & !misc1::VINTR;
         let int_ctl = self.vmcb.read_u64(control::VIRTUAL_INTERRUPTS) & !vmcb::V_IRQ_WINDOW;
@@ -284,6 +288,9 @@ impl SvmVp {
     pub fn interrupt_ready(&mut self) -> bool {
         let mut apic = self.apic();
         apic.poll_timer(kernel::platform::now_ns());
+        if let Some(deadline) = apic.next_deadline_ns() {
+            crate::machine::time::set_alarm(deadline);
+        }
         apic.next_interrupt(true).is_some()
     }
 
