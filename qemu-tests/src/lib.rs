@@ -1,6 +1,7 @@
 //! Checks on what Parapet prints, shared by the boot tests and the guest tests.
 
 pub mod linux;
+pub mod tpm2_tools;
 
 /// The fields of the console contract's first line:
 /// `parapet <version> arch=<arch> platform=<name> cpus=<n> ram=<MiB>`.

@@ -1,5 +1,6 @@
-//! Idempotent set-up of a fresh Debian machine: Rust targets and components, QEMU, and the
-//! Debian kernels and busybox builds the Linux boot tests run, for both architectures.
+//! Idempotent set-up of a fresh Debian machine: Rust targets and components, QEMU, the TPM
+//! tools the vTPM test compares TPMs with, and the Debian kernels and busybox builds the Linux
+//! boot tests run, for both architectures.
 
 use std::process::{Command, Stdio};
 
@@ -151,9 +152,50 @@ pub fn qemu() -> Result<()> {
     Ok(())
 }
 
+/// The Debian packages the vTPM test (qemu-tests/tests/tpm2_tools.rs) needs: tpm2-tools (the
+/// commands it runs, with their TCTIs for swtpm and the TPM simulator's protocol), swtpm (the
+/// reference TPM) and swtpm-tools (swtpm_setup, for provisioning swtpm by hand).
+const TPM_PACKAGES: [&str; 3] = ["tpm2-tools", "swtpm", "swtpm-tools"];
+/// A program from each of `TPM_PACKAGES`, there once the package is installed.
+const TPM_PROGRAMS: [&str; 3] = ["tpm2_startup", "swtpm", "swtpm_setup"];
+
+/// Whether `program` can be started (is on PATH). Only that: swtpm_setup 0.7.1 exits with 1
+/// after printing its `--version`.
+fn on_path(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Installs tpm2-tools, swtpm and swtpm-tools from Debian when any of them is missing.
+pub fn tpm_tools() -> Result<()> {
+    if TPM_PROGRAMS.iter().all(|p| on_path(p)) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {} from Debian packages",
+        TPM_PACKAGES.join(", ")
+    );
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(TPM_PACKAGES))?;
+    for (program, package) in TPM_PROGRAMS.iter().zip(TPM_PACKAGES) {
+        if !on_path(program) {
+            bail!("{program} is still missing after installing {package}");
+        }
+    }
+    Ok(())
+}
+
 pub fn all() -> Result<()> {
     rust()?;
-    qemu()
+    qemu()?;
+    tpm_tools()
 }
 
 /// What the Linux boot tests boot, fetched and built ahead of the tests (`cargo xtask setup`
