@@ -12,6 +12,8 @@ pub mod pl011;
 pub mod psci;
 pub mod pvclock;
 pub mod text_output;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 pub mod uart16550;
 pub mod vgic;
 pub mod x2apic;

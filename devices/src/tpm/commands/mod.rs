@@ -1,0 +1,153 @@
+//! The command table: every implemented command, its handle area, its authorization needs
+//! and the function that unmarshals its parameters and acts (Part 3; the attributes are
+//! Part 3's "Command and Response" tables, as Part 4's CommandAttributeData.h records them).
+//!
+//! A command function reads its parameters with [`Call::param`] (which numbers any error
+//! with the parameter), calls [`Call::end`] (octets left over are TPM_RC_SIZE) and only
+//! then changes state, writing its response parameters into [`Call::out`].
+
+mod capability;
+mod pcr;
+mod random;
+mod startup;
+mod testing;
+
+use super::constants::*;
+use super::handles::HandleKind;
+use super::marshal::{Reader, Writer};
+use super::rc::{self, Rc};
+use super::Tpm;
+
+/// The most handles a Part 3 command has: three (TPM2_PolicyNV, TPM2_NV_Certify; Part 4's
+/// MAX_HANDLE_NUM).
+pub const MAX_HANDLES: usize = 3;
+
+/// One command being executed.
+pub struct Call<'a, 'h> {
+    pub locality: u8,
+    pub handles: &'h [u32],
+    pub params: Reader<'a>,
+    pub out: Writer,
+}
+
+impl<'a> Call<'a, '_> {
+    /// Unmarshals parameter `n` (1-based) with `read`, numbering its error TPM_RC_P + n.
+    pub fn param<T>(
+        &mut self,
+        n: u32,
+        read: impl FnOnce(&mut Reader<'a>) -> Result<T, Rc>,
+    ) -> Result<T, Rc> {
+        read(&mut self.params).map_err(|e| rc::parameter(e, n))
+    }
+
+    /// All parameters are read: anything left is TPM_RC_SIZE (Part 3 §5.8.2).
+    pub fn end(&self) -> Result<(), Rc> {
+        if self.params.is_empty() {
+            Ok(())
+        } else {
+            Err(rc::SIZE)
+        }
+    }
+}
+
+pub type Run = fn(&mut Tpm, &mut Call) -> Result<(), Rc>;
+
+/// An implemented command.
+pub struct CommandDef {
+    pub cc: u32,
+    /// The handle area, in order.
+    pub handles: &'static [HandleKind],
+    /// The first this-many handles need an authorization (Part 3's `@` handles, USER role);
+    /// session i authorizes handle i.
+    pub auth_handles: usize,
+    /// Whether the command may carry sessions at all (TPM2_Startup may not).
+    pub sessions_allowed: bool,
+    /// TPMA_CC.nv: the command may write NV.
+    pub nv: bool,
+    pub run: Run,
+}
+
+impl CommandDef {
+    /// The command's TPMA_CC (Part 2 §8.9, Table 41): commandIndex (15:0), nv (22),
+    /// cHandles (27:25). extensive, flushed, rHandle and V are clear for every command here.
+    pub fn attributes(&self) -> u32 {
+        (self.cc & 0xFFFF) | (u32::from(self.nv) << 22) | ((self.handles.len() as u32) << 25)
+    }
+}
+
+const PCR: &[HandleKind] = &[HandleKind::Pcr { allow_null: false }];
+const PCR_OR_NULL: &[HandleKind] = &[HandleKind::Pcr { allow_null: true }];
+
+const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
+    CommandDef {
+        cc,
+        handles: &[],
+        auth_handles: 0,
+        sessions_allowed: true,
+        nv,
+        run,
+    }
+}
+
+const fn authorized(cc: u32, handles: &'static [HandleKind], run: Run) -> CommandDef {
+    CommandDef {
+        cc,
+        handles,
+        auth_handles: 1,
+        sessions_allowed: true,
+        nv: true,
+        run,
+    }
+}
+
+/// Sorted by command code (GetCapability(TPM_CAP_COMMANDS) lists them in this order).
+pub const COMMANDS: &[CommandDef] = &[
+    authorized(TPM_CC_PCR_EVENT, PCR_OR_NULL, pcr::pcr_event),
+    authorized(TPM_CC_PCR_RESET, PCR, pcr::pcr_reset),
+    def(
+        TPM_CC_INCREMENTAL_SELF_TEST,
+        true,
+        testing::incremental_self_test,
+    ),
+    def(TPM_CC_SELF_TEST, true, testing::self_test),
+    CommandDef {
+        sessions_allowed: false,
+        ..def(TPM_CC_STARTUP, true, startup::startup)
+    },
+    def(TPM_CC_SHUTDOWN, true, startup::shutdown),
+    def(TPM_CC_STIR_RANDOM, true, random::stir_random),
+    def(TPM_CC_GET_CAPABILITY, false, capability::get_capability),
+    def(TPM_CC_GET_RANDOM, false, random::get_random),
+    def(TPM_CC_GET_TEST_RESULT, false, testing::get_test_result),
+    def(TPM_CC_PCR_READ, false, pcr::pcr_read),
+    authorized(TPM_CC_PCR_EXTEND, PCR_OR_NULL, pcr::pcr_extend),
+];
+
+pub fn lookup(cc: u32) -> Option<&'static CommandDef> {
+    COMMANDS.iter().find(|c| c.cc == cc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_unique_and_within_limits() {
+        assert!(COMMANDS.windows(2).all(|w| w[0].cc < w[1].cc));
+        for c in COMMANDS {
+            assert!(c.handles.len() <= MAX_HANDLES);
+            assert!(c.auth_handles <= c.handles.len());
+            assert_eq!(lookup(c.cc).map(|d| d.cc), Some(c.cc));
+        }
+        assert!(
+            lookup(0x0000_0131).is_none(),
+            "CreatePrimary is not implemented yet"
+        );
+        // TPMA_CC of PCR_Extend: index 0x0182, nv, one handle (Part 4 s_ccAttr).
+        assert_eq!(lookup(TPM_CC_PCR_EXTEND).unwrap().attributes(), 0x0240_0182);
+        assert_eq!(
+            lookup(TPM_CC_GET_CAPABILITY).unwrap().attributes(),
+            0x0000_017A
+        );
+    }
+}

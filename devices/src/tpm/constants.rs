@@ -1,0 +1,201 @@
+//! Numeric constants of the TPM 2.0 interface, as TPM 2.0 Library Part 2 ("Structures",
+//! Level 00 Revision 01.59) defines them, and the implementation limits this TPM chose.
+//!
+//! Values were checked against Part 2's tables as transcribed in tpm2-tss's
+//! `tss2_tpm2_types.h` and the TCG reference implementation's `TpmTypes.h`.
+
+// ---------------------------------------------------------------------------------------
+// TPM_ST (Part 2 §6.9, Table 19): structure tags.
+
+/// Response tag when the command's tag was bad: TPM_RC_BAD_TAG carries the TPM 1.2
+/// response tag, so a TPM 1.2 driver can read it too.
+pub const TPM_ST_RSP_COMMAND: u16 = 0x00C4;
+/// Command or response without an authorization area. Every error response uses it.
+pub const TPM_ST_NO_SESSIONS: u16 = 0x8001;
+/// Command or response with an authorization area.
+pub const TPM_ST_SESSIONS: u16 = 0x8002;
+
+// ---------------------------------------------------------------------------------------
+// TPM_CC (Part 2 §6.5.2, Table 12): the command codes this TPM knows by name. Only those in
+// the command table (commands/mod.rs) are implemented.
+
+pub const TPM_CC_PCR_EVENT: u32 = 0x0000_013C;
+pub const TPM_CC_PCR_RESET: u32 = 0x0000_013D;
+pub const TPM_CC_INCREMENTAL_SELF_TEST: u32 = 0x0000_0142;
+pub const TPM_CC_SELF_TEST: u32 = 0x0000_0143;
+pub const TPM_CC_STARTUP: u32 = 0x0000_0144;
+pub const TPM_CC_SHUTDOWN: u32 = 0x0000_0145;
+pub const TPM_CC_STIR_RANDOM: u32 = 0x0000_0146;
+pub const TPM_CC_GET_CAPABILITY: u32 = 0x0000_017A;
+pub const TPM_CC_GET_RANDOM: u32 = 0x0000_017B;
+pub const TPM_CC_GET_TEST_RESULT: u32 = 0x0000_017C;
+pub const TPM_CC_PCR_READ: u32 = 0x0000_017E;
+pub const TPM_CC_PCR_EXTEND: u32 = 0x0000_0182;
+
+// ---------------------------------------------------------------------------------------
+// TPM_ALG_ID (TCG Algorithm Registry, Table 3; Part 2 §6.3).
+
+pub const TPM_ALG_SHA1: u16 = 0x0004;
+pub const TPM_ALG_SHA256: u16 = 0x000B;
+pub const TPM_ALG_SHA384: u16 = 0x000C;
+pub const TPM_ALG_NULL: u16 = 0x0010;
+
+/// TPMA_ALGORITHM (Part 2 §8.2, Table 32): bit 2, a hash algorithm.
+pub const TPMA_ALGORITHM_HASH: u32 = 1 << 2;
+
+// ---------------------------------------------------------------------------------------
+// TPM_SU (Part 2 §6.11, Table 21).
+
+pub const TPM_SU_CLEAR: u16 = 0x0000;
+pub const TPM_SU_STATE: u16 = 0x0001;
+
+// TPMI_YES_NO (Part 2 §9.2, Table 40).
+pub const NO: u8 = 0;
+pub const YES: u8 = 1;
+
+// ---------------------------------------------------------------------------------------
+// TPM_CAP (Part 2 §6.12, Table 22).
+
+pub const TPM_CAP_ALGS: u32 = 0x0000_0000;
+pub const TPM_CAP_HANDLES: u32 = 0x0000_0001;
+pub const TPM_CAP_COMMANDS: u32 = 0x0000_0002;
+pub const TPM_CAP_PP_COMMANDS: u32 = 0x0000_0003;
+pub const TPM_CAP_AUDIT_COMMANDS: u32 = 0x0000_0004;
+pub const TPM_CAP_PCRS: u32 = 0x0000_0005;
+pub const TPM_CAP_TPM_PROPERTIES: u32 = 0x0000_0006;
+pub const TPM_CAP_PCR_PROPERTIES: u32 = 0x0000_0007;
+pub const TPM_CAP_ECC_CURVES: u32 = 0x0000_0008;
+pub const TPM_CAP_AUTH_POLICIES: u32 = 0x0000_0009;
+pub const TPM_CAP_ACT: u32 = 0x0000_000A;
+pub const TPM_CAP_VENDOR_PROPERTY: u32 = 0x0000_0100;
+
+// ---------------------------------------------------------------------------------------
+// TPM_PT (Part 2 §6.13, Table 23): TPM properties. Fixed ones are PT_FIXED + n.
+
+pub const PT_GROUP: u32 = 0x0000_0100;
+pub const PT_FIXED: u32 = PT_GROUP;
+pub const PT_VAR: u32 = PT_GROUP * 2;
+
+pub const TPM_PT_FAMILY_INDICATOR: u32 = PT_FIXED;
+pub const TPM_PT_LEVEL: u32 = PT_FIXED + 1;
+pub const TPM_PT_REVISION: u32 = PT_FIXED + 2;
+pub const TPM_PT_DAY_OF_YEAR: u32 = PT_FIXED + 3;
+pub const TPM_PT_YEAR: u32 = PT_FIXED + 4;
+pub const TPM_PT_MANUFACTURER: u32 = PT_FIXED + 5;
+pub const TPM_PT_VENDOR_STRING_1: u32 = PT_FIXED + 6;
+pub const TPM_PT_VENDOR_STRING_2: u32 = PT_FIXED + 7;
+pub const TPM_PT_VENDOR_STRING_3: u32 = PT_FIXED + 8;
+pub const TPM_PT_VENDOR_STRING_4: u32 = PT_FIXED + 9;
+pub const TPM_PT_VENDOR_TPM_TYPE: u32 = PT_FIXED + 10;
+pub const TPM_PT_FIRMWARE_VERSION_1: u32 = PT_FIXED + 11;
+pub const TPM_PT_FIRMWARE_VERSION_2: u32 = PT_FIXED + 12;
+pub const TPM_PT_INPUT_BUFFER: u32 = PT_FIXED + 13;
+pub const TPM_PT_HR_TRANSIENT_MIN: u32 = PT_FIXED + 14;
+pub const TPM_PT_HR_PERSISTENT_MIN: u32 = PT_FIXED + 15;
+pub const TPM_PT_HR_LOADED_MIN: u32 = PT_FIXED + 16;
+pub const TPM_PT_ACTIVE_SESSIONS_MAX: u32 = PT_FIXED + 17;
+pub const TPM_PT_PCR_COUNT: u32 = PT_FIXED + 18;
+pub const TPM_PT_PCR_SELECT_MIN: u32 = PT_FIXED + 19;
+pub const TPM_PT_MAX_COMMAND_SIZE: u32 = PT_FIXED + 30;
+pub const TPM_PT_MAX_RESPONSE_SIZE: u32 = PT_FIXED + 31;
+pub const TPM_PT_MAX_DIGEST: u32 = PT_FIXED + 32;
+pub const TPM_PT_TOTAL_COMMANDS: u32 = PT_FIXED + 41;
+pub const TPM_PT_LIBRARY_COMMANDS: u32 = PT_FIXED + 42;
+pub const TPM_PT_VENDOR_COMMANDS: u32 = PT_FIXED + 43;
+pub const TPM_PT_MODES: u32 = PT_FIXED + 45;
+pub const TPM_PT_MAX_CAP_BUFFER: u32 = PT_FIXED + 46;
+
+pub const TPM_PT_PERMANENT: u32 = PT_VAR;
+pub const TPM_PT_STARTUP_CLEAR: u32 = PT_VAR + 1;
+pub const TPM_PT_HR_NV_INDEX: u32 = PT_VAR + 2;
+pub const TPM_PT_HR_LOADED: u32 = PT_VAR + 3;
+pub const TPM_PT_HR_LOADED_AVAIL: u32 = PT_VAR + 4;
+pub const TPM_PT_HR_ACTIVE: u32 = PT_VAR + 5;
+pub const TPM_PT_HR_ACTIVE_AVAIL: u32 = PT_VAR + 6;
+pub const TPM_PT_HR_TRANSIENT_AVAIL: u32 = PT_VAR + 7;
+pub const TPM_PT_HR_PERSISTENT: u32 = PT_VAR + 8;
+pub const TPM_PT_HR_PERSISTENT_AVAIL: u32 = PT_VAR + 9;
+
+/// TPMA_PERMANENT (Part 2 §8.6, Table 39) bit 10: the EPS was generated by the TPM.
+pub const TPMA_PERMANENT_TPM_GENERATED_EPS: u32 = 1 << 10;
+/// TPMA_STARTUP_CLEAR (Part 2 §8.7, Table 40): phEnable, shEnable, ehEnable, phEnableNV
+/// (bits 0-3), all SET by TPM2_Startup(CLEAR) and not changeable here yet.
+pub const TPMA_STARTUP_CLEAR_ENABLES: u32 = 0xF;
+/// TPMA_STARTUP_CLEAR bit 31: the last Startup followed a matching Shutdown.
+pub const TPMA_STARTUP_CLEAR_ORDERLY: u32 = 1 << 31;
+
+// TPM_PT_PCR (Part 2 §6.14, Table 24): PCR property tags for TPM_CAP_PCR_PROPERTIES.
+pub const TPM_PT_PCR_SAVE: u32 = 0x00;
+pub const TPM_PT_PCR_EXTEND_L0: u32 = 0x01;
+pub const TPM_PT_PCR_RESET_L0: u32 = 0x02;
+pub const TPM_PT_PCR_NO_INCREMENT: u32 = 0x11;
+pub const TPM_PT_PCR_LAST: u32 = 0x14;
+
+// ---------------------------------------------------------------------------------------
+// Handles (Part 2 §7): the type is the top octet (TPM_HT, Table 27).
+
+pub const HR_SHIFT: u32 = 24;
+pub const TPM_HT_PCR: u8 = 0x00;
+pub const TPM_HT_NV_INDEX: u8 = 0x01;
+pub const TPM_HT_HMAC_SESSION: u8 = 0x02;
+pub const TPM_HT_POLICY_SESSION: u8 = 0x03;
+pub const TPM_HT_PERMANENT: u8 = 0x40;
+pub const TPM_HT_TRANSIENT: u8 = 0x80;
+pub const TPM_HT_PERSISTENT: u8 = 0x81;
+
+// TPM_RH (Part 2 §7.4, Table 28): permanent handles.
+pub const TPM_RH_OWNER: u32 = 0x4000_0001;
+pub const TPM_RH_NULL: u32 = 0x4000_0007;
+/// TPM_RS_PW: the password authorization "session".
+pub const TPM_RS_PW: u32 = 0x4000_0009;
+pub const TPM_RH_LOCKOUT: u32 = 0x4000_000A;
+pub const TPM_RH_ENDORSEMENT: u32 = 0x4000_000B;
+pub const TPM_RH_PLATFORM: u32 = 0x4000_000C;
+pub const TPM_RH_PLATFORM_NV: u32 = 0x4000_000D;
+pub const TPM_RH_ACT_0: u32 = 0x4000_0110;
+pub const TPM_RH_ACT_F: u32 = 0x4000_011F;
+
+// Session handle ranges (Part 2 §7.5, Table 29): HMAC_SESSION_FIRST..+0xFFFFFE and
+// POLICY_SESSION_FIRST..+0xFFFFFE.
+pub const HMAC_SESSION_FIRST: u32 = (TPM_HT_HMAC_SESSION as u32) << HR_SHIFT;
+pub const HMAC_SESSION_LAST: u32 = HMAC_SESSION_FIRST + 0x00FF_FFFE;
+pub const POLICY_SESSION_FIRST: u32 = (TPM_HT_POLICY_SESSION as u32) << HR_SHIFT;
+pub const POLICY_SESSION_LAST: u32 = POLICY_SESSION_FIRST + 0x00FF_FFFE;
+
+// TPMA_SESSION (Part 2 §8.4, Table 37).
+pub const TPMA_SESSION_CONTINUE_SESSION: u8 = 1 << 0;
+/// Bits 3 and 4 are reserved (TPM_RC_RESERVED_BITS when set).
+pub const TPMA_SESSION_RESERVED: u8 = 0x18;
+
+// ---------------------------------------------------------------------------------------
+// Implementation limits (Part 2 §5 "Implementation values"; the values the TCG reference
+// implementation's TpmProfile.h uses for a PC Client TPM where a choice is ours).
+
+/// Command and response buffers: 4096 bytes, the TIS/CRB buffer size Linux uses.
+pub const MAX_COMMAND_SIZE: usize = 4096;
+pub const MAX_RESPONSE_SIZE: usize = 4096;
+/// Octets of the header every command and response starts with (tag, size, code).
+pub const HEADER_SIZE: usize = 10;
+/// Authorization sessions one command may carry (MAX_SESSION_NUM).
+pub const MAX_SESSION_NUM: usize = 3;
+/// The largest TPM2B_MAX_BUFFER (MAX_DIGEST_BUFFER), reported as TPM_PT_INPUT_BUFFER.
+pub const MAX_DIGEST_BUFFER: u32 = 1024;
+/// TPM2B_EVENT's buffer (Part 2 §10.4.7: 1024 octets).
+pub const MAX_EVENT_DATA: usize = 1024;
+/// MAX_SYM_DATA, the bound of TPM2B_SENSITIVE_DATA (Part 2 §11.1.14: 128 is the minimum a
+/// TPM may choose, and what the reference implementation uses).
+pub const MAX_SYM_DATA: usize = 128;
+/// TPML_ALG's bound (MAX_ALG_LIST_SIZE).
+pub const MAX_ALG_LIST_SIZE: usize = 64;
+/// MAX_CAP_BUFFER: TPMS_CAPABILITY_DATA is at most this many octets; the list bounds
+/// below are what fits after `capability` and `count` (Part 2 §10.9 notes).
+pub const MAX_CAP_BUFFER: u32 = 1024;
+pub const MAX_CAP_DATA: u32 = MAX_CAP_BUFFER - 4 - 4;
+/// TPMS_ALG_PROPERTY is 6 octets.
+pub const MAX_CAP_ALGS: u32 = MAX_CAP_DATA / 6;
+pub const MAX_CAP_HANDLES: u32 = MAX_CAP_DATA / 4;
+pub const MAX_CAP_CC: u32 = MAX_CAP_DATA / 4;
+/// TPMS_TAGGED_PROPERTY is 8 octets.
+pub const MAX_TPM_PROPERTIES: u32 = MAX_CAP_DATA / 8;
+/// TPMS_TAGGED_PCR_SELECT is 4 + 1 + PCR_SELECT_MAX octets.
+pub const MAX_PCR_PROPERTIES: u32 = MAX_CAP_DATA / 8;

@@ -1,0 +1,139 @@
+//! The hash algorithms this TPM implements (SHA-1, SHA-256, SHA-384: one PCR bank each) on
+//! RustCrypto's `sha1` and `sha2`, and their known-answer self-tests.
+
+use sha1::Sha1;
+use sha2::{Sha256, Sha384};
+
+use super::constants::{TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384};
+
+/// The largest digest, SHA-384's: sizeof(TPMU_HA), hence TPM_PT_MAX_DIGEST and the bound of
+/// TPM2B_DIGEST, TPM2B_NONCE and TPM2B_AUTH (Part 2 §10.4).
+pub const MAX_DIGEST_SIZE: usize = 48;
+
+/// An implemented hash algorithm (TPMI_ALG_HASH without TPM_ALG_NULL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashAlg {
+    Sha1,
+    Sha256,
+    Sha384,
+}
+
+impl HashAlg {
+    /// Every implemented hash in TPM_ALG_ID order: the PCR banks, GetCapability's order.
+    pub const ALL: [HashAlg; 3] = [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384];
+
+    pub fn from_alg_id(id: u16) -> Option<Self> {
+        match id {
+            TPM_ALG_SHA1 => Some(Self::Sha1),
+            TPM_ALG_SHA256 => Some(Self::Sha256),
+            TPM_ALG_SHA384 => Some(Self::Sha384),
+            _ => None,
+        }
+    }
+
+    pub fn alg_id(self) -> u16 {
+        match self {
+            Self::Sha1 => TPM_ALG_SHA1,
+            Self::Sha256 => TPM_ALG_SHA256,
+            Self::Sha384 => TPM_ALG_SHA384,
+        }
+    }
+
+    /// Position in [`HashAlg::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Self::Sha1 => 0,
+            Self::Sha256 => 1,
+            Self::Sha384 => 2,
+        }
+    }
+
+    pub fn digest_size(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha384 => 48,
+        }
+    }
+
+    /// The digest of the concatenation of `parts`.
+    pub fn digest(self, parts: &[&[u8]]) -> Digest {
+        fn run<D: sha2::Digest>(parts: &[&[u8]], out: &mut [u8]) {
+            let mut d = D::new();
+            for part in parts {
+                d.update(part);
+            }
+            out.copy_from_slice(&d.finalize());
+        }
+        let mut out = Digest {
+            bytes: [0; MAX_DIGEST_SIZE],
+            alg: self,
+        };
+        let size = self.digest_size();
+        match self {
+            Self::Sha1 => run::<Sha1>(parts, &mut out.bytes[..size]),
+            Self::Sha256 => run::<Sha256>(parts, &mut out.bytes[..size]),
+            Self::Sha384 => run::<Sha384>(parts, &mut out.bytes[..size]),
+        }
+        out
+    }
+
+    /// FIPS 180-4 known answer: the digest of "abc" (NIST's SHA examples).
+    pub fn self_test(self) -> bool {
+        const SHA1_ABC: [u8; 20] = [
+            0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
+            0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d,
+        ];
+        const SHA256_ABC: [u8; 32] = [
+            0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
+            0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
+            0xf2, 0x00, 0x15, 0xad,
+        ];
+        const SHA384_ABC: [u8; 48] = [
+            0xcb, 0x00, 0x75, 0x3f, 0x45, 0xa3, 0x5e, 0x8b, 0xb5, 0xa0, 0x3d, 0x69, 0x9a, 0xc6,
+            0x50, 0x07, 0x27, 0x2c, 0x32, 0xab, 0x0e, 0xde, 0xd1, 0x63, 0x1a, 0x8b, 0x60, 0x5a,
+            0x43, 0xff, 0x5b, 0xed, 0x80, 0x86, 0x07, 0x2b, 0xa1, 0xe7, 0xcc, 0x23, 0x58, 0xba,
+            0xec, 0xa1, 0x34, 0xc8, 0x25, 0xa7,
+        ];
+        let expected: &[u8] = match self {
+            Self::Sha1 => &SHA1_ABC,
+            Self::Sha256 => &SHA256_ABC,
+            Self::Sha384 => &SHA384_ABC,
+        };
+        self.digest(&[b"a", b"bc"]).as_bytes() == expected
+    }
+}
+
+/// A digest of one of the implemented algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digest {
+    bytes: [u8; MAX_DIGEST_SIZE],
+    alg: HashAlg,
+}
+
+impl Digest {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.alg.digest_size()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_answers_pass() {
+        for alg in HashAlg::ALL {
+            assert!(alg.self_test(), "{alg:?}");
+            assert_eq!(alg.digest(&[]).as_bytes().len(), alg.digest_size());
+            assert_eq!(HashAlg::from_alg_id(alg.alg_id()), Some(alg));
+            assert_eq!(HashAlg::ALL[alg.index()], alg);
+        }
+        assert_eq!(HashAlg::from_alg_id(0x0010), None, "TPM_ALG_NULL");
+        assert_eq!(
+            HashAlg::from_alg_id(0x000D),
+            None,
+            "SHA-512 is not implemented"
+        );
+    }
+}

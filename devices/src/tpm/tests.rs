@@ -1,0 +1,1039 @@
+//! Whole-command tests: golden byte vectors, PCR values checked against the hash crates,
+//! authorization and locality rules, startup kinds, capabilities, malformed input (every
+//! truncation, lying sizes, bit flips, random bytes), serialisation.
+
+use alloc::vec::Vec;
+
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha384};
+
+use super::constants::*;
+use super::{rc, StateError, Tpm};
+
+/// Bytes from a hex string; spaces are ignored.
+fn h(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(core::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
+}
+
+/// A command with a correct header.
+fn cmd(tag: u16, cc: u32, body: &[u8]) -> Vec<u8> {
+    let mut c = Vec::new();
+    c.extend_from_slice(&tag.to_be_bytes());
+    c.extend_from_slice(&(10 + body.len() as u32).to_be_bytes());
+    c.extend_from_slice(&cc.to_be_bytes());
+    c.extend_from_slice(body);
+    c
+}
+
+/// A command carrying one password session with `password` for the handle(s) in `handles`.
+fn with_pw(cc: u32, handles: &[u8], password: &[u8], params: &[u8]) -> Vec<u8> {
+    let mut body = handles.to_vec();
+    let auth_len = 4 + 2 + 1 + 2 + password.len() as u32;
+    body.extend_from_slice(&auth_len.to_be_bytes());
+    body.extend_from_slice(&TPM_RS_PW.to_be_bytes());
+    body.extend_from_slice(&[0, 0, 1]);
+    body.extend_from_slice(&(password.len() as u16).to_be_bytes());
+    body.extend_from_slice(password);
+    body.extend_from_slice(params);
+    cmd(TPM_ST_SESSIONS, cc, &body)
+}
+
+fn rc_of(response: &[u8]) -> u32 {
+    u32::from_be_bytes(response[6..10].try_into().unwrap())
+}
+
+/// The response is well formed: a known tag, its size field equals its length, and an error
+/// is the header alone.
+fn check_response(response: &[u8]) {
+    assert!(response.len() >= 10 && response.len() <= MAX_RESPONSE_SIZE);
+    let tag = u16::from_be_bytes([response[0], response[1]]);
+    let size = u32::from_be_bytes(response[2..6].try_into().unwrap()) as usize;
+    assert_eq!(size, response.len());
+    if rc_of(response) != 0 {
+        assert_eq!(response.len(), 10);
+        let expected = if rc_of(response) == rc::BAD_TAG {
+            TPM_ST_RSP_COMMAND
+        } else {
+            TPM_ST_NO_SESSIONS
+        };
+        assert_eq!(tag, expected);
+    } else {
+        assert!(tag == TPM_ST_NO_SESSIONS || tag == TPM_ST_SESSIONS);
+    }
+}
+
+fn run(tpm: &mut Tpm, command: &[u8]) -> Vec<u8> {
+    let response = tpm.execute(0, command);
+    check_response(&response);
+    response
+}
+
+fn run_ok(tpm: &mut Tpm, command: &[u8]) -> Vec<u8> {
+    let response = run(tpm, command);
+    assert_eq!(rc_of(&response), 0, "command {command:02x?}");
+    response
+}
+
+const STARTUP_CLEAR: &str = "80 01 00 00 00 0c 00 00 01 44 00 00";
+const STARTUP_STATE: &str = "80 01 00 00 00 0c 00 00 01 44 00 01";
+const SHUTDOWN_CLEAR: &str = "80 01 00 00 00 0c 00 00 01 45 00 00";
+const SHUTDOWN_STATE: &str = "80 01 00 00 00 0c 00 00 01 45 00 01";
+const SUCCESS: &str = "80 01 00 00 00 0a 00 00 00 00";
+
+fn started() -> Tpm {
+    let mut tpm = Tpm::new([0x42; 32]);
+    run_ok(&mut tpm, &h(STARTUP_CLEAR));
+    tpm
+}
+
+fn pcr_read(tpm: &mut Tpm, alg: u16, pcr: usize) -> Vec<u8> {
+    let mut select = [0u8; 3];
+    select[pcr / 8] = 1 << (pcr % 8);
+    let mut body = h("00 00 00 01");
+    body.extend_from_slice(&alg.to_be_bytes());
+    body.push(3);
+    body.extend_from_slice(&select);
+    let r = run_ok(tpm, &cmd(TPM_ST_NO_SESSIONS, TPM_CC_PCR_READ, &body));
+    // counter(4) selection(4 + 6) count(4) size(2) digest
+    assert_eq!(&r[14..24], &body[..]);
+    assert_eq!(&r[24..28], &[0, 0, 0, 1]);
+    let size = usize::from(u16::from_be_bytes([r[28], r[29]]));
+    assert_eq!(r.len(), 30 + size);
+    r[30..].to_vec()
+}
+
+fn update_counter(tpm: &mut Tpm) -> u32 {
+    let r = run_ok(tpm, &h("80 01 00 00 00 0e 00 00 01 7e 00 00 00 00"));
+    u32::from_be_bytes(r[10..14].try_into().unwrap())
+}
+
+fn extend_sha256(tpm: &mut Tpm, locality: u8, pcr: u32, digest: &[u8; 32]) -> Vec<u8> {
+    let mut params = h("00 00 00 01 00 0b");
+    params.extend_from_slice(digest);
+    let command = with_pw(TPM_CC_PCR_EXTEND, &pcr.to_be_bytes(), b"", &params);
+    let response = tpm.execute(locality, &command);
+    check_response(&response);
+    response
+}
+
+// ---------------------------------------------------------------------------------------
+// Framing.
+
+#[test]
+fn startup_golden_vectors_and_initialize() {
+    let mut tpm = Tpm::new([1; 32]);
+    assert!(!tpm.is_started());
+    // Nothing but Startup before Startup.
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0c 00 00 01 7b 00 08")),
+        h("80 01 00 00 00 0a 00 00 01 00")
+    );
+    assert_eq!(tpm.execute(0, &h(STARTUP_CLEAR)), h(SUCCESS));
+    assert!(tpm.is_started());
+    // No Startup after Startup.
+    assert_eq!(
+        tpm.execute(0, &h(STARTUP_CLEAR)),
+        h("80 01 00 00 00 0a 00 00 01 00")
+    );
+    // _TPM_Init: Startup again.
+    tpm.init();
+    assert!(!tpm.is_started());
+    assert_eq!(tpm.execute(0, &h(STARTUP_CLEAR)), h(SUCCESS));
+}
+
+#[test]
+fn header_errors() {
+    let mut tpm = started();
+    // A TPM 1.2 command: TPM_RC_BAD_TAG with the TPM 1.2 response tag.
+    assert_eq!(
+        tpm.execute(0, &h("00 c1 00 00 00 0a 00 00 00 65")),
+        h("00 c4 00 00 00 0a 00 00 00 1e")
+    );
+    // commandSize not the octets received, either way.
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0b 00 00 01 7c")),
+        h("80 01 00 00 00 0a 00 00 01 42")
+    );
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0a 00 00 01 7c 00")),
+        h("80 01 00 00 00 0a 00 00 01 42")
+    );
+    // Over MAX_COMMAND_SIZE, even when consistent.
+    let mut big = cmd(
+        TPM_ST_NO_SESSIONS,
+        TPM_CC_STIR_RANDOM,
+        &[0; MAX_COMMAND_SIZE],
+    );
+    assert_eq!(rc_of(&tpm.execute(0, &big)), rc::COMMAND_SIZE);
+    big.truncate(MAX_COMMAND_SIZE);
+    big[2..6].copy_from_slice(&(MAX_COMMAND_SIZE as u32).to_be_bytes());
+    assert_eq!(
+        rc_of(&tpm.execute(0, &big)),
+        rc::SIZE,
+        "an empty inData, then 4094 octets too many"
+    );
+    // Unimplemented command codes: CreatePrimary, a vendor code, garbage.
+    for cc in [0x0000_0131u32, 0x2000_0000, 0xffff_ffff, 0] {
+        let r = tpm.execute(0, &cmd(TPM_ST_NO_SESSIONS, cc, &[]));
+        assert_eq!(r, h("80 01 00 00 00 0a 00 00 01 43"), "{cc:#x}");
+    }
+    // Shorter than the header: the missing field is TPM_RC_INSUFFICIENT (Part 4).
+    assert_eq!(rc_of(&tpm.execute(0, &[])), rc::INSUFFICIENT);
+    assert_eq!(rc_of(&tpm.execute(0, &h("80"))), rc::INSUFFICIENT);
+    assert_eq!(rc_of(&tpm.execute(0, &h("80 01 00 00"))), rc::INSUFFICIENT);
+    assert_eq!(
+        rc_of(&tpm.execute(0, &h("80 01 00 00 00 08 00 00"))),
+        rc::INSUFFICIENT
+    );
+    assert_eq!(
+        rc_of(&tpm.execute(0, &h("80 01 00 00 00 09 00 00"))),
+        rc::COMMAND_SIZE
+    );
+    // A locality the interface does not have.
+    assert_eq!(
+        rc_of(&tpm.execute(5, &h("80 01 00 00 00 0a 00 00 01 7c"))),
+        rc::LOCALITY
+    );
+}
+
+#[test]
+fn session_area_errors() {
+    let mut tpm = started();
+    let digest = [0u8; 32];
+    let mut params = h("00 00 00 01 00 0b");
+    params.extend_from_slice(&digest);
+    let pcr16 = 16u32.to_be_bytes();
+    // PCR_Extend needs an authorization.
+    let no_session = {
+        let mut body = pcr16.to_vec();
+        body.extend_from_slice(&params);
+        cmd(TPM_ST_NO_SESSIONS, TPM_CC_PCR_EXTEND, &body)
+    };
+    assert_eq!(rc_of(&run(&mut tpm, &no_session)), rc::AUTH_MISSING);
+    // Wrong password on a PCR (DA-exempt): TPM_RC_BAD_AUTH + TPM_RC_S + TPM_RC_1.
+    let wrong = with_pw(TPM_CC_PCR_EXTEND, &pcr16, b"secret", &params);
+    assert_eq!(rc_of(&run(&mut tpm, &wrong)), 0x9A2);
+    // Trailing zeros of a password do not count.
+    let zeros = with_pw(TPM_CC_PCR_EXTEND, &pcr16, &[0, 0, 0], &params);
+    run_ok(&mut tpm, &zeros);
+    // authorizationSize below 9, or past the end.
+    let mut short = with_pw(TPM_CC_PCR_EXTEND, &pcr16, b"", &params);
+    short[17] = 8;
+    assert_eq!(rc_of(&run(&mut tpm, &short)), rc::SIZE);
+    short[17] = 0xff;
+    assert_eq!(rc_of(&run(&mut tpm, &short)), rc::SIZE);
+    // Startup takes no sessions.
+    let mut tpm2 = Tpm::new([2; 32]);
+    let startup = with_pw(TPM_CC_STARTUP, &[], b"", &h("00 00"));
+    assert_eq!(rc_of(&run(&mut tpm2, &startup)), rc::AUTH_CONTEXT);
+    // A session for a command without handles: TPM_RC_HANDLE + TPM_RC_S + TPM_RC_1.
+    let random = with_pw(TPM_CC_GET_RANDOM, &[], b"", &h("00 08"));
+    assert_eq!(rc_of(&run(&mut tpm, &random)), 0x98B);
+    // An HMAC session handle that references nothing: TPM_RC_REFERENCE_S0.
+    let mut hmac = with_pw(TPM_CC_PCR_EXTEND, &pcr16, b"", &params);
+    hmac[18..22].copy_from_slice(&0x0200_0000u32.to_be_bytes());
+    assert_eq!(rc_of(&run(&mut tpm, &hmac)), rc::REFERENCE_S0);
+}
+
+// ---------------------------------------------------------------------------------------
+// PCRs.
+
+#[test]
+fn pcr_extend_golden_vector_and_values_match_the_hash_crates() {
+    let mut tpm = started();
+    let digest: [u8; 32] = Sha256::digest(b"event").into();
+    // PCR_Extend(PCR 16, SHA-256) with a password session:
+    let mut expected = h("80 02 00 00 00 41 00 00 01 82 00 00 00 10 00 00 00 09");
+    expected.extend_from_slice(&h("40 00 00 09 00 00 01 00 00 00 00 00 01 00 0b"));
+    expected.extend_from_slice(&digest);
+    let command = with_pw(TPM_CC_PCR_EXTEND, &16u32.to_be_bytes(), b"", &{
+        let mut p = h("00 00 00 01 00 0b");
+        p.extend_from_slice(&digest);
+        p
+    });
+    assert_eq!(command, expected);
+    // The response: parameterSize 0, one session: empty nonce, continueSession, empty HMAC.
+    assert_eq!(
+        tpm.execute(0, &command),
+        h("80 02 00 00 00 13 00 00 00 00 00 00 00 00 00 00 01 00 00")
+    );
+    let pcr16 = Sha256::new()
+        .chain_update([0u8; 32])
+        .chain_update(digest)
+        .finalize();
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA256, 16), pcr16.to_vec());
+    // The other banks were not extended.
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA1, 16), [0u8; 20]);
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA384, 16), [0u8; 48]);
+
+    // All three banks at once, PCR 0 (extendable from every locality).
+    let d1: [u8; 20] = Sha1::digest(b"one").into();
+    let d2: [u8; 32] = Sha256::digest(b"two").into();
+    let d3: [u8; 48] = Sha384::digest(b"three").into();
+    let mut params = h("00 00 00 03");
+    for (alg, d) in [
+        (TPM_ALG_SHA1, &d1[..]),
+        (TPM_ALG_SHA256, &d2[..]),
+        (TPM_ALG_SHA384, &d3[..]),
+    ] {
+        params.extend_from_slice(&alg.to_be_bytes());
+        params.extend_from_slice(d);
+    }
+    let before = update_counter(&mut tpm);
+    run_ok(
+        &mut tpm,
+        &with_pw(TPM_CC_PCR_EXTEND, &0u32.to_be_bytes(), b"", &params),
+    );
+    assert_eq!(update_counter(&mut tpm), before + 3, "one per bank");
+    let e1 = Sha1::new()
+        .chain_update([0u8; 20])
+        .chain_update(d1)
+        .finalize();
+    let e2 = Sha256::new()
+        .chain_update([0u8; 32])
+        .chain_update(d2)
+        .finalize();
+    let e3 = Sha384::new()
+        .chain_update([0u8; 48])
+        .chain_update(d3)
+        .finalize();
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA1, 0), e1.to_vec());
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA256, 0), e2.to_vec());
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA384, 0), e3.to_vec());
+
+    // TPM_RH_NULL: success, nothing changes.
+    let before = update_counter(&mut tpm);
+    let null = with_pw(TPM_CC_PCR_EXTEND, &TPM_RH_NULL.to_be_bytes(), b"", &params);
+    run_ok(&mut tpm, &null);
+    assert_eq!(update_counter(&mut tpm), before);
+}
+
+#[test]
+fn pcr_read_golden_vector() {
+    let mut tpm = started();
+    // PCR_Read(SHA-256, PCR 16 and 23) right after Startup(CLEAR).
+    let r = run_ok(
+        &mut tpm,
+        &h("80 01 00 00 00 14 00 00 01 7e 00 00 00 01 00 0b 03 00 00 81"),
+    );
+    let mut expected = h("80 01 00 00 00 60 00 00 00 00");
+    expected.extend_from_slice(&h("00 00 00 15")); // 24 PCRs initialised, minus 20-22
+    expected.extend_from_slice(&h("00 00 00 01 00 0b 03 00 00 81"));
+    expected.extend_from_slice(&h("00 00 00 02 00 20"));
+    expected.extend_from_slice(&[0; 32]);
+    expected.extend_from_slice(&h("00 20"));
+    expected.extend_from_slice(&[0; 32]);
+    assert_eq!(r, expected);
+    // DRTM PCRs start as all ones, PCR 0 records the Startup locality.
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA1, 17), [0xff; 20]);
+    let mut tpm3 = Tpm::new([3; 32]);
+    assert_eq!(rc_of(&tpm3.execute(1, &h(STARTUP_CLEAR))), rc::LOCALITY);
+    assert_eq!(tpm3.execute(3, &h(STARTUP_CLEAR)), h(SUCCESS));
+    let mut pcr0 = [0u8; 32];
+    pcr0[31] = 3;
+    assert_eq!(pcr_read(&mut tpm3, TPM_ALG_SHA256, 0), pcr0);
+}
+
+#[test]
+fn pcr_read_returns_at_most_eight_and_checks_its_selection() {
+    let mut tpm = started();
+    let all = h("80 01 00 00 00 1a 00 00 01 7e 00 00 00 02 00 04 03 ff ff ff 00 0c 03 01 00 00");
+    let r = run_ok(&mut tpm, &all);
+    // pcrSelectionOut: SHA-1 PCRs 0-7 only, the SHA-384 selection emptied.
+    assert_eq!(
+        &r[14..30],
+        &h("00 00 00 02 00 04 03 ff 00 00 00 0c 03 00 00 00")[..]
+    );
+    assert_eq!(&r[30..34], &[0, 0, 0, 8]);
+    assert_eq!(r.len(), 34 + 8 * 22);
+    // count above the number of banks, an unimplemented hash, a wrong sizeofSelect.
+    let cases = [
+        ("00 00 00 04", 0x1D5),
+        ("00 00 00 01 00 0d 03 01 00 00", 0x1C3),
+        ("00 00 00 01 00 10 03 01 00 00", 0x1C3),
+        ("00 00 00 01 00 0b 04 01 00 00 00", 0x1C4),
+        ("00 00 00 01 00 0b 02 01 00", 0x1C4),
+        ("00 00 00 01 00 0b 03 01 00", 0x1DA),
+        ("00 00 00 00 00", rc::SIZE),
+    ];
+    for (body, code) in cases {
+        let r = run(
+            &mut tpm,
+            &cmd(TPM_ST_NO_SESSIONS, TPM_CC_PCR_READ, &h(body)),
+        );
+        assert_eq!(rc_of(&r), code, "{body}");
+    }
+    // An empty selection reads nothing.
+    let r = run_ok(&mut tpm, &h("80 01 00 00 00 0e 00 00 01 7e 00 00 00 00"));
+    assert_eq!(&r[14..], &h("00 00 00 00 00 00 00 00")[..]);
+}
+
+#[test]
+fn pcr_extend_errors() {
+    let mut tpm = started();
+    let pcr16 = 16u32.to_be_bytes();
+    let cases: [(&[u8], &str, u32); 6] = [
+        (&pcr16, "00 00 00 04", 0x1D5),
+        (&pcr16, "00 00 00 01 00 0d", 0x1C3),
+        (&pcr16, "00 00 00 01 00 04 00", 0x1DA),
+        (&pcr16, "00 00 00 00 00", rc::SIZE),
+        (&24u32.to_be_bytes(), "00 00 00 00", 0x184),
+        (&TPM_RH_OWNER.to_be_bytes(), "00 00 00 00", 0x184),
+    ];
+    for (handle, params, code) in cases {
+        let r = run(
+            &mut tpm,
+            &with_pw(TPM_CC_PCR_EXTEND, handle, b"", &h(params)),
+        );
+        assert_eq!(rc_of(&r), code, "{params}");
+    }
+    // A missing handle.
+    let r = run(&mut tpm, &cmd(TPM_ST_SESSIONS, TPM_CC_PCR_EXTEND, &[0, 0]));
+    assert_eq!(rc_of(&r), 0x19A, "INSUFFICIENT + H + 1");
+}
+
+#[test]
+fn localities_guard_extend_and_reset() {
+    let mut tpm = started();
+    let d = [7u8; 32];
+    // PCR 21 and 22 only from locality 2; PCR 19 not from locality 4.
+    assert_eq!(rc_of(&extend_sha256(&mut tpm, 0, 21, &d)), rc::LOCALITY);
+    assert_eq!(rc_of(&extend_sha256(&mut tpm, 2, 21, &d)), 0);
+    assert_eq!(rc_of(&extend_sha256(&mut tpm, 4, 19, &d)), rc::LOCALITY);
+    assert_eq!(rc_of(&extend_sha256(&mut tpm, 4, 17, &d)), 0);
+
+    let reset = |pcr: u32| with_pw(TPM_CC_PCR_RESET, &pcr.to_be_bytes(), b"", &[]);
+    // PCR 16 and 23 from localities 0-3, never PCR 0-15.
+    assert_eq!(rc_of(&extend_sha256(&mut tpm, 0, 16, &d)), 0);
+    assert_ne!(pcr_read(&mut tpm, TPM_ALG_SHA256, 16), [0u8; 32]);
+    let before = update_counter(&mut tpm);
+    assert_eq!(
+        tpm.execute(0, &reset(16)),
+        h("80 02 00 00 00 13 00 00 00 00 00 00 00 00 00 00 01 00 00")
+    );
+    assert_eq!(update_counter(&mut tpm), before + 1);
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA256, 16), [0u8; 32]);
+    assert_eq!(rc_of(&tpm.execute(3, &reset(23))), 0);
+    assert_eq!(rc_of(&tpm.execute(4, &reset(23))), rc::LOCALITY);
+    assert_eq!(rc_of(&tpm.execute(0, &reset(0))), rc::LOCALITY);
+    assert_eq!(rc_of(&tpm.execute(0, &reset(15))), rc::LOCALITY);
+    // PCR 20-22 from locality 2: the DRTM values (all ones) become zero.
+    assert_eq!(rc_of(&tpm.execute(0, &reset(20))), rc::LOCALITY);
+    assert_eq!(rc_of(&tpm.execute(2, &reset(20))), 0);
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA1, 20), [0u8; 20]);
+    // PCR_Reset's handle is TPMI_DH_PCR without NULL.
+    assert_eq!(rc_of(&tpm.execute(0, &reset(TPM_RH_NULL))), 0x184);
+    // And takes no parameters.
+    let mut extra = reset(16);
+    extra.push(0);
+    extra[5] += 1;
+    assert_eq!(rc_of(&tpm.execute(0, &extra)), rc::SIZE);
+}
+
+#[test]
+fn pcr_event_hashes_into_every_bank() {
+    let mut tpm = started();
+    let mut params = h("00 05");
+    params.extend_from_slice(b"hello");
+    let r = run_ok(
+        &mut tpm,
+        &with_pw(TPM_CC_PCR_EVENT, &23u32.to_be_bytes(), b"", &params),
+    );
+    // parameterSize, then TPML_DIGEST_VALUES.
+    let param_size = u32::from_be_bytes(r[10..14].try_into().unwrap()) as usize;
+    assert_eq!(param_size, 4 + 3 * 2 + 20 + 32 + 48);
+    let mut expected = h("00 00 00 03 00 04");
+    expected.extend_from_slice(&Sha1::digest(b"hello"));
+    expected.extend_from_slice(&h("00 0b"));
+    expected.extend_from_slice(&Sha256::digest(b"hello"));
+    expected.extend_from_slice(&h("00 0c"));
+    expected.extend_from_slice(&Sha384::digest(b"hello"));
+    assert_eq!(&r[14..14 + param_size], &expected[..]);
+    let e = Sha256::new()
+        .chain_update([0u8; 32])
+        .chain_update(Sha256::digest(b"hello"))
+        .finalize();
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA256, 23), e.to_vec());
+    // eventData over 1024 octets.
+    let mut big = h("04 01");
+    big.extend_from_slice(&[0; 1025]);
+    let r = run(
+        &mut tpm,
+        &with_pw(TPM_CC_PCR_EVENT, &23u32.to_be_bytes(), b"", &big),
+    );
+    assert_eq!(rc_of(&r), 0x1D5);
+}
+
+#[test]
+fn shutdown_and_the_three_kinds_of_startup() {
+    let mut tpm = started();
+    let d = [9u8; 32];
+    extend_sha256(&mut tpm, 0, 0, &d);
+    extend_sha256(&mut tpm, 0, 16, &d);
+    let pcr0 = pcr_read(&mut tpm, TPM_ALG_SHA256, 0);
+    let counter = update_counter(&mut tpm);
+
+    // Resume: Shutdown(STATE), platform reset, Startup(STATE).
+    run_ok(&mut tpm, &h(SHUTDOWN_STATE));
+    tpm.init();
+    run_ok(&mut tpm, &h(STARTUP_STATE));
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA256, 0),
+        pcr0,
+        "state-saved PCR kept"
+    );
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA256, 16),
+        [0u8; 32],
+        "PCR 16 reset"
+    );
+    assert_eq!(
+        update_counter(&mut tpm),
+        counter + 5,
+        "PCRs 16-19 and 23 re-initialised"
+    );
+    assert_eq!(
+        (tpm.reset_count, tpm.restart_count, tpm.clear_count),
+        (1, 1, 0)
+    );
+
+    // Startup(STATE) without a Shutdown(STATE) before it: TPM_RC_VALUE on parameter 1, and
+    // the TPM still waits for Startup(CLEAR).
+    tpm.init();
+    assert_eq!(
+        tpm.execute(0, &h(STARTUP_STATE)),
+        h("80 01 00 00 00 0a 00 00 01 c4")
+    );
+    assert!(!tpm.is_started());
+    run_ok(&mut tpm, &h(STARTUP_CLEAR));
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA256, 0),
+        [0u8; 32],
+        "TPM Reset"
+    );
+    assert_eq!((tpm.reset_count, tpm.restart_count), (2, 0));
+
+    // Restart: Shutdown(STATE), Startup(CLEAR).
+    extend_sha256(&mut tpm, 0, 0, &d);
+    run_ok(&mut tpm, &h(SHUTDOWN_STATE));
+    tpm.init();
+    run_ok(&mut tpm, &h(STARTUP_CLEAR));
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA256, 0), [0u8; 32]);
+    assert_eq!(
+        (tpm.reset_count, tpm.restart_count, tpm.clear_count),
+        (2, 1, 1)
+    );
+
+    // Extending a state-saved PCR after Shutdown(STATE) voids it.
+    run_ok(&mut tpm, &h(SHUTDOWN_STATE));
+    extend_sha256(&mut tpm, 0, 1, &d);
+    tpm.init();
+    assert_eq!(rc_of(&tpm.execute(0, &h(STARTUP_STATE))), 0x1C4);
+
+    // Shutdown(CLEAR) then Startup(CLEAR): an orderly TPM Reset.
+    run_ok(&mut tpm, &h(STARTUP_CLEAR));
+    run_ok(&mut tpm, &h(SHUTDOWN_CLEAR));
+    tpm.init();
+    run_ok(&mut tpm, &h(STARTUP_CLEAR));
+    assert!(tpm.orderly_startup);
+    // A bad TPM_SU.
+    let r = run(&mut tpm, &h("80 01 00 00 00 0c 00 00 01 45 00 02"));
+    assert_eq!(rc_of(&r), 0x1C4);
+}
+
+// ---------------------------------------------------------------------------------------
+// Testing, random numbers.
+
+#[test]
+fn self_test_golden_vectors() {
+    let mut tpm = started();
+    // IncrementalSelfTest(SHA-256): the others are still to do.
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 10 00 00 01 42 00 00 00 01 00 0b")),
+        h("80 01 00 00 00 12 00 00 00 00 00 00 00 02 00 04 00 0c")
+    );
+    // SelfTest(NO) tests what is left.
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0b 00 00 01 43 00")),
+        h(SUCCESS)
+    );
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0e 00 00 01 42 00 00 00 00")),
+        h("80 01 00 00 00 0e 00 00 00 00 00 00 00 00")
+    );
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0b 00 00 01 43 01")),
+        h(SUCCESS)
+    );
+    // GetTestResult: empty outData, TPM_RC_SUCCESS.
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0a 00 00 01 7c")),
+        h("80 01 00 00 00 10 00 00 00 00 00 00 00 00 00 00")
+    );
+    // fullTest must be YES or NO; an unimplemented algorithm; too long a list.
+    assert_eq!(
+        rc_of(&run(&mut tpm, &h("80 01 00 00 00 0b 00 00 01 43 02"))),
+        0x1C4
+    );
+    let r = run(
+        &mut tpm,
+        &h("80 01 00 00 00 10 00 00 01 42 00 00 00 01 00 0d"),
+    );
+    assert_eq!(rc_of(&r), 0x1C4);
+    let r = run(&mut tpm, &h("80 01 00 00 00 0e 00 00 01 42 00 00 00 41"));
+    assert_eq!(rc_of(&r), 0x1D5);
+}
+
+#[test]
+fn failure_mode_answers_only_get_test_result_and_get_capability() {
+    let mut tpm = started();
+    tpm.force_failure_mode();
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0c 00 00 01 7b 00 08")),
+        h("80 01 00 00 00 0a 00 00 01 01")
+    );
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0a 00 00 01 7c")),
+        h("80 01 00 00 00 10 00 00 00 00 00 00 00 00 01 01")
+    );
+    let cap = h("80 01 00 00 00 16 00 00 01 7a 00 00 00 06 00 00 01 05 00 00 00 01");
+    assert_eq!(rc_of(&run(&mut tpm, &cap)), 0);
+    // Even before Startup.
+    tpm.init();
+    tpm.force_failure_mode();
+    assert_eq!(
+        rc_of(&tpm.execute(0, &h("80 01 00 00 00 0a 00 00 01 7c"))),
+        0
+    );
+    assert_eq!(rc_of(&tpm.execute(0, &h(STARTUP_CLEAR))), rc::FAILURE);
+}
+
+#[test]
+fn get_random_and_stir_random() {
+    let mut tpm = started();
+    let a = run_ok(&mut tpm, &h("80 01 00 00 00 0c 00 00 01 7b 00 08"));
+    assert_eq!(&a[..12], &h("80 01 00 00 00 14 00 00 00 00 00 08")[..]);
+    let b = run_ok(&mut tpm, &h("80 01 00 00 00 0c 00 00 01 7b 00 08"));
+    assert_ne!(a, b);
+    // At most the largest digest, 48 octets; 0 gives an empty buffer.
+    let big = run_ok(&mut tpm, &h("80 01 00 00 00 0c 00 00 01 7b ff ff"));
+    assert_eq!(&big[..12], &h("80 01 00 00 00 3c 00 00 00 00 00 30")[..]);
+    let none = run_ok(&mut tpm, &h("80 01 00 00 00 0c 00 00 01 7b 00 00"));
+    assert_eq!(none, h("80 01 00 00 00 0c 00 00 00 00 00 00"));
+    // Same entropy, same stream; StirRandom changes it.
+    let mut x = started();
+    let mut y = started();
+    assert_eq!(
+        run_ok(&mut x, &h("80 01 00 00 00 0c 00 00 01 7b 00 10")),
+        run_ok(&mut y, &h("80 01 00 00 00 0c 00 00 01 7b 00 10"))
+    );
+    assert_eq!(
+        tpm.execute(0, &h("80 01 00 00 00 0d 00 00 01 46 00 01 aa")),
+        h(SUCCESS)
+    );
+    run_ok(&mut x, &h("80 01 00 00 00 0d 00 00 01 46 00 01 aa"));
+    assert_ne!(
+        run_ok(&mut x, &h("80 01 00 00 00 0c 00 00 01 7b 00 10")),
+        run_ok(&mut y, &h("80 01 00 00 00 0c 00 00 01 7b 00 10"))
+    );
+    // inData over MAX_SYM_DATA; GetRandom with a parameter too many or too few.
+    let mut stir = h("00 81");
+    stir.extend_from_slice(&[0; 129]);
+    let r = run(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, TPM_CC_STIR_RANDOM, &stir),
+    );
+    assert_eq!(rc_of(&r), 0x1D5);
+    assert_eq!(
+        rc_of(&run(&mut tpm, &h("80 01 00 00 00 0d 00 00 01 7b 00 08 00"))),
+        rc::SIZE
+    );
+    assert_eq!(
+        rc_of(&run(&mut tpm, &h("80 01 00 00 00 0b 00 00 01 7b 00"))),
+        0x1DA
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// GetCapability.
+
+fn get_cap(tpm: &mut Tpm, capability: u32, property: u32, count: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    for v in [capability, property, count] {
+        body.extend_from_slice(&v.to_be_bytes());
+    }
+    run(tpm, &cmd(TPM_ST_NO_SESSIONS, TPM_CC_GET_CAPABILITY, &body))
+}
+
+fn u32_at(r: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(r[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn get_capability_properties_golden_vector() {
+    let mut tpm = started();
+    // TPM_PT_MANUFACTURER alone: "PRPT", and more properties follow in the group.
+    assert_eq!(
+        tpm.execute(
+            0,
+            &h("80 01 00 00 00 16 00 00 01 7a 00 00 00 06 00 00 01 05 00 00 00 01")
+        ),
+        h("80 01 00 00 00 1b 00 00 00 00 01 00 00 00 06 00 00 00 01 00 00 01 05 50 52 50 54")
+    );
+    // The fixed group from the start.
+    let r = get_cap(&mut tpm, TPM_CAP_TPM_PROPERTIES, 0, 1000);
+    assert_eq!(r[10], NO);
+    let n = u32_at(&r, 15) as usize;
+    let props: Vec<(u32, u32)> = (0..n)
+        .map(|i| (u32_at(&r, 19 + 8 * i), u32_at(&r, 23 + 8 * i)))
+        .collect();
+    let get = |pt: u32| props.iter().find(|p| p.0 == pt).map(|p| p.1);
+    assert_eq!(get(TPM_PT_FAMILY_INDICATOR), Some(0x322E_3000));
+    assert_eq!(get(TPM_PT_LEVEL), Some(0));
+    assert_eq!(get(TPM_PT_REVISION), Some(159));
+    assert_eq!(
+        get(TPM_PT_VENDOR_STRING_1),
+        Some(u32::from_be_bytes(*b"Para"))
+    );
+    assert_eq!(
+        get(TPM_PT_VENDOR_STRING_3),
+        Some(u32::from_be_bytes(*b"vTPM"))
+    );
+    assert_eq!(get(TPM_PT_VENDOR_STRING_4), Some(0));
+    assert_eq!(get(TPM_PT_PCR_COUNT), Some(24));
+    assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
+    assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
+    assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(12));
+    assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(
+        props.iter().all(|p| (PT_FIXED..PT_VAR).contains(&p.0)),
+        "one group only"
+    );
+    // The variable group, and past it nothing.
+    let r = get_cap(&mut tpm, TPM_CAP_TPM_PROPERTIES, PT_VAR, 2);
+    assert_eq!(r[10], YES);
+    assert_eq!(u32_at(&r, 19), TPM_PT_PERMANENT);
+    assert_eq!(u32_at(&r, 27), TPM_PT_STARTUP_CLEAR);
+    assert_eq!(u32_at(&r, 31), 0xF, "not an orderly startup");
+    let r = get_cap(&mut tpm, TPM_CAP_TPM_PROPERTIES, PT_VAR + PT_GROUP, 10);
+    assert_eq!(&r[10..], &h("00 00 00 00 06 00 00 00 00")[..]);
+}
+
+#[test]
+fn get_capability_commands_as_linux_reads_them() {
+    let mut tpm = started();
+    // Linux: TPM_PT_TOTAL_COMMANDS, then that many TPMA_CC from TPM_CC_FIRST (0x11F) in one
+    // response, and it requires exactly that many back.
+    let r = get_cap(&mut tpm, TPM_CAP_TPM_PROPERTIES, TPM_PT_TOTAL_COMMANDS, 1);
+    let total = u32_at(&r, 23);
+    let r = get_cap(&mut tpm, TPM_CAP_COMMANDS, 0x11F, total);
+    assert_eq!(r[10], NO);
+    assert_eq!(u32_at(&r, 15), total);
+    let attrs: Vec<u32> = (0..total as usize)
+        .map(|i| u32_at(&r, 19 + 4 * i))
+        .collect();
+    assert_eq!(attrs[0], 0x0240_013C, "PCR_Event: nv, one handle");
+    assert!(attrs.contains(&0x0000_017E), "PCR_Read");
+    assert!(attrs.contains(&0x0040_0144), "Startup: nv");
+    // From a later code, with fewer asked for: moreData.
+    let r = get_cap(&mut tpm, TPM_CAP_COMMANDS, 0x17A, 2);
+    assert_eq!(r[10], YES);
+    assert_eq!((u32_at(&r, 19), u32_at(&r, 23)), (0x017A, 0x017B));
+}
+
+#[test]
+fn get_capability_pcrs_algs_handles() {
+    let mut tpm = started();
+    // TPM_CAP_PCRS: three full banks.
+    let r = get_cap(&mut tpm, TPM_CAP_PCRS, 0, 1);
+    assert_eq!(
+        &r[10..],
+        &h("00 00 00 00 05 00 00 00 03 00 04 03 ff ff ff 00 0b 03 ff ff ff 00 0c 03 ff ff ff")[..]
+    );
+    assert_eq!(
+        &get_cap(&mut tpm, TPM_CAP_PCRS, 0, 0)[10..],
+        &h("01 00 00 00 05 00 00 00 00")[..]
+    );
+    assert_eq!(rc_of(&get_cap(&mut tpm, TPM_CAP_PCRS, 1, 1)), 0x2C4);
+    // TPM_CAP_ALGS: the hashes, TPMA_ALGORITHM hash.
+    let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0, 100);
+    assert_eq!(
+        &r[10..],
+        &h("00 00 00 00 00 00 00 00 03 00 04 00 00 00 04 00 0b 00 00 00 04 00 0c 00 00 00 04")[..]
+    );
+    let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0x0005, 1);
+    assert_eq!(
+        &r[10..],
+        &h("01 00 00 00 00 00 00 00 01 00 0b 00 00 00 04")[..]
+    );
+    // Handles: PCRs from 20, permanent handles, empty transient list, bad type.
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 20, 3);
+    assert_eq!(
+        &r[10..],
+        &h("01 00 00 00 01 00 00 00 03 00 00 00 14 00 00 00 15 00 00 00 16")[..]
+    );
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 0x4000_0000, 100);
+    assert_eq!(u32_at(&r, 15), 7);
+    assert_eq!(u32_at(&r, 19), TPM_RH_OWNER);
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 0x8000_0000, 100);
+    assert_eq!(&r[10..], &h("00 00 00 00 01 00 00 00 00")[..]);
+    assert_eq!(
+        rc_of(&get_cap(&mut tpm, TPM_CAP_HANDLES, 0x0500_0000, 1)),
+        0x2CB
+    );
+    // PCR properties: RESET_L0 is PCR 16 and 23.
+    let r = get_cap(&mut tpm, TPM_CAP_PCR_PROPERTIES, TPM_PT_PCR_RESET_L0, 1);
+    assert_eq!(
+        &r[10..],
+        &h("01 00 00 00 07 00 00 00 01 00 00 00 02 03 00 00 81")[..]
+    );
+    // Empty lists, bad capabilities and properties.
+    let r = get_cap(&mut tpm, TPM_CAP_ECC_CURVES, 0, 10);
+    assert_eq!(&r[10..], &h("00 00 00 00 08 00 00 00 00")[..]);
+    assert_eq!(
+        rc_of(&get_cap(&mut tpm, TPM_CAP_VENDOR_PROPERTY, 0, 1)),
+        0x1C4
+    );
+    assert_eq!(rc_of(&get_cap(&mut tpm, 0x0B, 0, 1)), 0x1C4);
+    assert_eq!(rc_of(&get_cap(&mut tpm, TPM_CAP_ACT, 0, 1)), 0x2C4);
+    assert_eq!(
+        rc_of(&get_cap(&mut tpm, TPM_CAP_AUTH_POLICIES, 0, 1)),
+        0x2C4
+    );
+    let r = get_cap(&mut tpm, TPM_CAP_AUDIT_COMMANDS, 0, 10);
+    assert_eq!(&r[10..], &h("00 00 00 00 04 00 00 00 00")[..]);
+    // A truncated GetCapability with a bad capability reports the capability first.
+    let r = run(&mut tpm, &h("80 01 00 00 00 0e 00 00 01 7a 00 00 00 0b"));
+    assert_eq!(rc_of(&r), 0x1C4);
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile input.
+
+/// Valid commands of every implemented kind, for the mutation tests.
+fn corpus() -> Vec<Vec<u8>> {
+    let mut extend = h("00 00 00 02 00 04");
+    extend.extend_from_slice(&[1; 20]);
+    extend.extend_from_slice(&h("00 0b"));
+    extend.extend_from_slice(&[2; 32]);
+    vec![
+        h(STARTUP_CLEAR),
+        h(SHUTDOWN_STATE),
+        h("80 01 00 00 00 0b 00 00 01 43 01"),
+        h("80 01 00 00 00 12 00 00 01 42 00 00 00 02 00 04 00 0c"),
+        h("80 01 00 00 00 0a 00 00 01 7c"),
+        h("80 01 00 00 00 0c 00 00 01 7b 00 20"),
+        h("80 01 00 00 00 0e 00 00 01 46 00 02 01 02"),
+        h("80 01 00 00 00 16 00 00 01 7a 00 00 00 06 00 00 01 00 00 00 00 40"),
+        h("80 01 00 00 00 1a 00 00 01 7e 00 00 00 02 00 04 03 ff 00 00 00 0c 03 00 00 81"),
+        with_pw(TPM_CC_PCR_EXTEND, &16u32.to_be_bytes(), b"", &extend),
+        with_pw(
+            TPM_CC_PCR_EVENT,
+            &23u32.to_be_bytes(),
+            &[0, 0],
+            &h("00 03 61 62 63"),
+        ),
+        with_pw(TPM_CC_PCR_RESET, &16u32.to_be_bytes(), b"", &[]),
+    ]
+}
+
+#[test]
+fn every_truncation_of_every_command_is_an_error() {
+    for command in corpus() {
+        for len in 0..command.len() {
+            // As sent: the size field no longer matches (or is missing).
+            let mut tpm = started();
+            let r = run(&mut tpm, &command[..len]);
+            assert_ne!(rc_of(&r), 0, "{:02x?}", &command[..len]);
+            // With the size field made consistent: the unmarshalling finds the gap.
+            if len >= 10 {
+                let mut c = command[..len].to_vec();
+                c[2..6].copy_from_slice(&(len as u32).to_be_bytes());
+                let r = run(&mut tpm, &c);
+                let code = rc_of(&r);
+                assert_ne!(code, 0, "{c:02x?}");
+                if c[6..10] != h("00 00 01 44")[..] {
+                    assert_ne!(code, rc::COMMAND_SIZE);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn lying_sizes_are_command_size_errors() {
+    for command in corpus() {
+        let len = command.len() as u32;
+        for size in [0, 9, 10, len - 1, len + 1, len + 1000, u32::MAX] {
+            if size == len {
+                continue;
+            }
+            let mut c = command.clone();
+            c[2..6].copy_from_slice(&size.to_be_bytes());
+            let mut tpm = started();
+            assert_eq!(rc_of(&run(&mut tpm, &c)), rc::COMMAND_SIZE);
+        }
+        // Trailing parameter octets with a consistent size: TPM_RC_SIZE.
+        let mut c = command.clone();
+        c.push(0);
+        c[2..6].copy_from_slice(&(len + 1).to_be_bytes());
+        let mut tpm = Tpm::new([5; 32]);
+        if c[6..10] != h("00 00 01 44")[..] {
+            run_ok(&mut tpm, &h(STARTUP_CLEAR));
+        }
+        assert_eq!(rc_of(&run(&mut tpm, &c)), rc::SIZE, "{c:02x?}");
+    }
+}
+
+/// xorshift64*: a fixed, dependency-free stream for the fuzz tests.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn bit_flips_of_valid_commands_never_panic() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let corpus = corpus();
+    let mut tpm = started();
+    for i in 0..20_000 {
+        let mut c = corpus[rng.below(corpus.len())].clone();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(c.len());
+            c[at] ^= 1 << rng.below(8);
+        }
+        // Mostly keep the size consistent, so the flips reach the handlers.
+        if rng.below(4) != 0 {
+            let len = c.len() as u32;
+            c[2..6].copy_from_slice(&len.to_be_bytes());
+        }
+        let locality = rng.below(6) as u8;
+        let r = tpm.execute(locality, &c);
+        check_response(&r);
+        if i % 1000 == 0 {
+            // Keep some commands running on a fresh, started TPM.
+            tpm = started();
+        }
+    }
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let codes: Vec<u32> = super::commands::COMMANDS.iter().map(|c| c.cc).collect();
+    let mut tpm = started();
+    for _ in 0..20_000 {
+        let len = rng.below(96);
+        let mut c: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if len >= 10 && rng.below(3) != 0 {
+            let tag = [TPM_ST_NO_SESSIONS, TPM_ST_SESSIONS][rng.below(2)];
+            c[..2].copy_from_slice(&tag.to_be_bytes());
+            c[2..6].copy_from_slice(&(len as u32).to_be_bytes());
+            c[6..10].copy_from_slice(&codes[rng.below(codes.len())].to_be_bytes());
+        }
+        check_response(&tpm.execute(rng.below(5) as u8, &c));
+    }
+    // Whatever happened, the TPM still works.
+    let r = tpm.execute(0, &h("80 01 00 00 00 0a 00 00 01 7c"));
+    check_response(&r);
+}
+
+// ---------------------------------------------------------------------------------------
+// State.
+
+#[test]
+fn state_round_trips_and_continues_identically() {
+    let mut tpm = started();
+    extend_sha256(&mut tpm, 0, 3, &[4; 32]);
+    run_ok(&mut tpm, &h(SHUTDOWN_STATE));
+    tpm.advance_clock(1234);
+    let bytes = tpm.to_bytes();
+    let mut copy = Tpm::from_bytes(&bytes).unwrap();
+    assert_eq!(copy, tpm);
+    assert_eq!(copy.to_bytes(), bytes);
+    // Both produce the same responses from here on...
+    let get_random = h("80 01 00 00 00 0c 00 00 01 7b 00 20");
+    assert_eq!(copy.execute(0, &get_random), tpm.execute(0, &get_random));
+    // ...unless one is reseeded, as a restore of a snapshot should be.
+    copy.reseed(b"fresh entropy");
+    assert_ne!(copy.execute(0, &get_random), tpm.execute(0, &get_random));
+    // Persistent state survives a platform reset and a restore.
+    tpm.init();
+    let mut restored = Tpm::from_bytes(&tpm.to_bytes()).unwrap();
+    run_ok(&mut restored, &h(STARTUP_STATE));
+    let expected = Sha256::new()
+        .chain_update([0u8; 32])
+        .chain_update([4u8; 32])
+        .finalize();
+    assert_eq!(
+        pcr_read(&mut restored, TPM_ALG_SHA256, 3),
+        expected.to_vec()
+    );
+    assert_eq!(restored.clock_ms, 1234);
+    // Debug shows no secret.
+    let debug = alloc::format!("{restored:?}");
+    assert!(
+        debug.contains("started: true") && !debug.contains("eps"),
+        "{debug}"
+    );
+    // A fresh TPM, unstarted, round-trips too.
+    let fresh = Tpm::new([8; 32]);
+    assert_eq!(Tpm::from_bytes(&fresh.to_bytes()), Ok(fresh));
+}
+
+#[test]
+fn corrupt_states_are_rejected_without_panicking() {
+    let mut tpm = started();
+    run_ok(&mut tpm, &h(SHUTDOWN_STATE));
+    let bytes = tpm.to_bytes();
+    for len in 0..bytes.len() {
+        let err = Tpm::from_bytes(&bytes[..len]).unwrap_err();
+        assert!(
+            matches!(err, StateError::Truncated | StateError::NotAState),
+            "{len}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(Tpm::from_bytes(&longer), Err(StateError::TrailingData));
+    let mut magic = bytes.clone();
+    magic[0] = b'X';
+    assert_eq!(Tpm::from_bytes(&magic), Err(StateError::NotAState));
+    let mut version = bytes.clone();
+    version[5] = 2;
+    assert_eq!(
+        Tpm::from_bytes(&version),
+        Err(StateError::UnsupportedVersion(2))
+    );
+    // The orderly tag sits after magic, version, seeds, counters and clock.
+    let orderly_at = 4 + 2 + 96 + 12 + 8;
+    let mut orderly = bytes.clone();
+    orderly[orderly_at] = 3;
+    assert_eq!(
+        Tpm::from_bytes(&orderly),
+        Err(StateError::InvalidField("orderly"))
+    );
+    // Flipping any bit gives a state or an error, never a panic.
+    let mut rng = Rng(77);
+    for _ in 0..2000 {
+        let mut c = bytes.clone();
+        let at = rng.below(c.len());
+        c[at] ^= 1 << rng.below(8);
+        let _ = Tpm::from_bytes(&c);
+    }
+}
