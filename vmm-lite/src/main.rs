@@ -39,6 +39,16 @@ enum Command {
     /// Check that this host's KVM can run Parapet: open /dev/kvm, create a VM and a vCPU,
     /// and list the capabilities vmm-lite relies on. Exits non-zero if any is missing.
     Probe,
+    /// Serve Parapet's TPM 2.0 over the TPM simulator's TCP protocol ("mssim"): TPM commands
+    /// on the given port, platform signals (power, NV) on the next one, one client at a
+    /// time, until a client sends TPM_STOP. tpm2-tools reach it with
+    /// `-T mssim:host=127.0.0.1,port=PORT`. The TPM starts newly manufactured (seeds from
+    /// /dev/urandom) and its state lives as long as the server.
+    TpmServer {
+        /// Where to listen for TPM commands (port 0: any free pair of ports).
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:2321")]
+        listen: std::net::SocketAddr,
+    },
     /// Time one of vmm-lite's own round trips with a tiny built-in guest and print the mean
     /// in microseconds: `direct` (a port write vmm-lite answers), `floor` (a VTL call from
     /// VTL0 answered by an immediate VTL return; `cargo xtask bench vtl` uses both), or
@@ -182,6 +192,37 @@ fn run(o: RunOptions) -> Result<Outcome, VmmError> {
     Ok(vm.run(com1))
 }
 
+fn tpm_server(listen: std::net::SocketAddr) -> ExitCode {
+    use vmm_lite::tpm_server::{new_tpm, TpmServer};
+    let tpm = match new_tpm() {
+        Ok(tpm) => tpm,
+        Err(e) => {
+            eprintln!("vmm-lite: cannot seed the TPM from /dev/urandom: {e}");
+            return ExitCode::from(VMM_ERROR);
+        }
+    };
+    let server = match TpmServer::bind(listen, tpm) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("vmm-lite: {e}");
+            return ExitCode::from(VMM_ERROR);
+        }
+    };
+    // Scripts and tests that asked for port 0 read the ports from this line.
+    println!(
+        "vmm-lite: serving a TPM: commands on {}, platform signals on {}",
+        server.command_addr(),
+        server.platform_addr()
+    );
+    match server.serve() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vmm-lite: {e}");
+            ExitCode::from(VMM_ERROR)
+        }
+    }
+}
+
 fn probe() -> ExitCode {
     match vmm_lite::probe::probe() {
         Ok(report) => {
@@ -288,6 +329,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Probe => probe(),
+        Command::TpmServer { listen } => tpm_server(listen),
         Command::Bench { what, iterations } => {
             let result = match what.as_str() {
                 "direct" => vmm_lite::bench::direct(iterations),

@@ -17,7 +17,10 @@
 //! `TpmServer::serve`; on the platform port it ends the platform service only (as in the
 //! reference).
 
+mod parapet_tpm;
 pub mod protocol;
+
+pub use parapet_tpm::new_tpm;
 
 use std::io::{BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
