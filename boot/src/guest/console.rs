@@ -7,6 +7,8 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use spin::Mutex;
 
 /// Typed bytes the guest's UART has not taken yet; beyond this many, more are dropped (a
@@ -16,6 +18,8 @@ const INPUT_LIMIT: usize = 4096;
 const INPUT_POLL_MS: u64 = 10;
 
 static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
+/// Whether `INPUT` may hold bytes: looked at on every guest entry, without the lock.
+static INPUT_WAITING: AtomicBool = AtomicBool::new(false);
 
 /// Guest output lines longer than this are printed in pieces.
 const MAX_LINE: usize = 256;
@@ -77,6 +81,7 @@ pub async fn forward_input(read_byte: fn() -> Option<u8>) {
             while let Some(byte) = read_byte() {
                 if input.len() < INPUT_LIMIT {
                     input.push_back(byte);
+                    INPUT_WAITING.store(true, Ordering::Release);
                 }
             }
         }
@@ -84,14 +89,20 @@ pub async fn forward_input(read_byte: fn() -> Option<u8>) {
     }
 }
 
+/// Whether typed bytes wait for the guest.
+pub fn input_waiting() -> bool {
+    INPUT_WAITING.load(Ordering::Acquire)
+}
+
 /// Gives `receive` the typed bytes waiting, at most `room` of them.
 pub fn take_input(room: usize, receive: impl FnOnce(&[u8])) {
-    let mut input = INPUT.lock();
-    if room == 0 || input.is_empty() {
+    if room == 0 || !input_waiting() {
         return;
     }
+    let mut input = INPUT.lock();
     let n = room.min(input.len());
     let bytes: Vec<u8> = input.drain(..n).collect();
+    INPUT_WAITING.store(!input.is_empty(), Ordering::Release);
     drop(input);
     receive(&bytes);
 }

@@ -213,9 +213,20 @@ impl CpuSet {
         Self { bits }
     }
 
-    /// The members, lowest first.
+    /// The members, lowest first (only the set bits are visited: a backend walks this on
+    /// every guest entry).
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..MAX_CPUS).filter(|cpu| self.contains(*cpu))
+        self.bits.iter().enumerate().flat_map(|(w, &word)| {
+            let mut rest = word;
+            core::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let bit = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                Some(w * 64 + bit)
+            })
+        })
     }
 }
 

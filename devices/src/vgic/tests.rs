@@ -1240,3 +1240,12 @@ fn odd_constructions() {
     s.insert(usize::MAX);
     assert!(s.is_empty() && !s.contains(usize::MAX));
 }
+
+#[test]
+fn cpu_sets_list_their_members_in_order() {
+    let set: CpuSet = [511, 0, 64, 63].into_iter().collect();
+    assert_eq!(set.iter().collect::<Vec<_>>(), [0, 63, 64, 511]);
+    assert_eq!(CpuSet::default().iter().count(), 0);
+    let both = set.union([1, 64].into_iter().collect());
+    assert_eq!(both.iter().collect::<Vec<_>>(), [0, 1, 63, 64, 511]);
+}

@@ -180,6 +180,9 @@ async fn idle(index: usize) {
 
 /// Typed input goes into COM1, whose interrupt line follows.
 fn take_input(machine: &Machine) {
+    if !crate::guest::console::input_waiting() {
+        return;
+    }
     let mut devices = machine.devices.lock();
     devices.take_input();
     machine.set_irq_line(COM1_GSI, devices.com1_interrupt());
