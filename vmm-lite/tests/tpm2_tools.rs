@@ -1,16 +1,46 @@
 //! Debian's tpm2-tools against `vmm-lite tpm-server`: Parapet's TPM (`devices::tpm`) through
-//! the simulator protocol tcti-mssim speaks, for the commands it has so far (`tpm2_pcrevent`
-//! opens an HMAC session, which waits for StartAuthSession). PCR values are checked against a
-//! hash computed outside any TPM (Python's hashlib): PCR 16 reset, then extended with the
-//! bytes 00..1f, is SHA-256(32 zero bytes || 00..1f).
+//! the simulator protocol tcti-mssim speaks, for the commands it has so far. `tpm2_pcrevent`,
+//! and `tpm2_nvdefine`, `tpm2_nvwrite`, `tpm2_nvread`, `tpm2_nvundefine` (tpm2-tools 5.4)
+//! open an HMAC session first, which waits for StartAuthSession (they fail with 0x143); the
+//! NV index here is defined with a raw TPM2_NV_DefineSpace through `tpm2_send`. PCR values,
+//! digests and Names are checked against hashes computed outside any TPM (Python's
+//! hashlib): PCR 16 reset, then extended with the bytes 00..1f, is SHA-256(32 zero bytes ||
+//! 00..1f).
 //!
 //! Needs tpm2-tools (`cargo xtask setup` installs them).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 
 const EXTENDED: &str = "0xBB2275C49F28AD52CAE6D55E34A974A58C7A3BA26F976E8ECBBE7A536918DC73";
 const DIGEST: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// The text `tpm2_hash` hashes, and its digests: Python's
+/// `hashlib.sha1(b"Parapet TPM 2.0\n").hexdigest()`, and the same with sha256 and sha384.
+const TEXT: &[u8] = b"Parapet TPM 2.0\n";
+const TEXT_SHA1: &str = "9ddb519e1b3ef36a1f26e01b9bf82fcb9575686c";
+const TEXT_SHA256: &str = "de81877ee00e34252d6d78206f899d4bc2a6f09a6a0793ff8aca29bb90c21520";
+const TEXT_SHA384: &str = "4068a6f0aecd73ecdca9825424022c3c2135bb320a17e54c1b5e122d27f92886\
+                           d0d4a5c75fcb27a2bb396db744ea39f7";
+
+/// TPM2_NV_DefineSpace (TPM 2.0 Part 3 §31.3) with TPM_RH_OWNER, an empty password session,
+/// an empty authValue, and the TPMS_NV_PUBLIC of index 0x01500016: nameAlg SHA-256,
+/// attributes ownerwrite|authwrite|ownerread|authread (0x00060006), no policy, 32 octets.
+const DEFINE_SPACE: &str = "8002 0000002d 0000012a 40000001 00000009 40000009 0000 01 0000 \
+                            0000 000e 01500016 000b 00060006 0000 0020";
+/// Its response: success, an empty parameter area and the password session's answer.
+const DEFINE_SPACE_OK: &str = "8002 00000013 00000000 00000000 0000 01 0000";
+/// The index's Name: nameAlg (000b) || SHA-256 of the TPMS_NV_PUBLIC above, Python's
+/// `hashlib.sha256(bytes.fromhex("01500016000b0006000600000020")).hexdigest()`.
+const NV_NAME: &str = "000b5efc224a5ca11f53db485095134d993aa8c24c69fdf17cdc1d38dfa3fec20c80";
+
+fn unhex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).expect("ascii"), 16).expect("hex"))
+        .collect()
+}
 
 /// The server, killed when dropped.
 struct Server {
@@ -47,6 +77,25 @@ impl Server {
             .args(["-T", &self.tcti])
             .output()
             .unwrap_or_else(|e| panic!("{tool}: {e} (install tpm2-tools: cargo xtask setup)"))
+    }
+
+    /// Sends a raw command with `tpm2_send`; the raw response.
+    fn send(&self, command: &[u8]) -> Vec<u8> {
+        let mut child = Command::new("tpm2_send")
+            .args(["-T", &self.tcti])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("tpm2_send: {e} (install tpm2-tools: cargo xtask setup)"));
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(command)
+            .expect("tpm2_send reads the command");
+        let output = child.wait_with_output().expect("tpm2_send runs");
+        assert!(output.status.success(), "tpm2_send failed");
+        output.stdout
     }
 
     /// Runs `tool`, which must succeed; its standard output.
@@ -93,4 +142,43 @@ fn tpm2_tools_start_read_extend_and_query_parapets_tpm() {
     // PCR 0 is not resettable: the TPM refuses (TPM_RC_LOCALITY).
     let refused = tpm.run("tpm2_pcrreset", &["0"]);
     assert!(!refused.status.success());
+}
+
+#[test]
+fn tpm2_tools_hash_and_read_nv_public_areas() {
+    let tpm = Server::start();
+    tpm.ok("tpm2_startup", &["-c"]);
+
+    let file = std::env::temp_dir().join(format!("parapet-tpm2-hash-{}.txt", std::process::id()));
+    std::fs::write(&file, TEXT).expect("temporary file");
+    let path = file.to_str().expect("UTF-8 path");
+    for (alg, expected) in [
+        ("sha1", TEXT_SHA1),
+        ("sha256", TEXT_SHA256),
+        ("sha384", TEXT_SHA384),
+    ] {
+        let digest = tpm.ok("tpm2_hash", &["-g", alg, "--hex", path]);
+        assert_eq!(digest.trim(), expected, "{alg}");
+    }
+    // In the null hierarchy too (a NULL ticket).
+    let digest = tpm.ok("tpm2_hash", &["-g", "sha256", "-C", "n", "--hex", path]);
+    assert_eq!(digest.trim(), TEXT_SHA256);
+    // SHA-512 is not implemented: TPM_RC_HASH + parameter 2.
+    let refused = tpm.run("tpm2_hash", &["-g", "sha512", "--hex", path]);
+    std::fs::remove_file(&file).ok();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("0x2C3"));
+
+    assert_eq!(tpm.send(&unhex(DEFINE_SPACE)), unhex(DEFINE_SPACE_OK));
+    let public = tpm.ok("tpm2_nvreadpublic", &[]);
+    assert!(
+        public.contains(&format!("0x1500016:\n  name: {NV_NAME}")),
+        "{public}"
+    );
+    assert!(
+        public.contains("value: 0x60006") && public.contains("size: 32"),
+        "{public}"
+    );
+    let handles = tpm.ok("tpm2_getcap", &["handles-nv-index"]);
+    assert_eq!(handles.trim(), "- 0x1500016");
 }

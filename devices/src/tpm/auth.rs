@@ -13,10 +13,11 @@ use super::constants::{
     HMAC_SESSION_FIRST, HMAC_SESSION_LAST, MAX_SESSION_NUM, POLICY_SESSION_FIRST,
     POLICY_SESSION_LAST, TPMA_SESSION_CONTINUE_SESSION, TPMA_SESSION_RESERVED, TPM_RS_PW,
 };
-use super::handles::entity_auth_value;
+use super::handles::{entity_auth, EntityAuth};
 use super::hash::MAX_DIGEST_SIZE;
 use super::marshal::{Reader, Writer};
 use super::rc::{self, Rc};
+use super::Tpm;
 
 /// One command session that passed unmarshalling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,9 +69,14 @@ pub fn read_sessions<'a>(mut area: Reader<'a>) -> Result<Vec<PasswordSession<'a>
     Ok(sessions)
 }
 
-/// Checks the sessions against the handles that need authorization: handle i is authorized
-/// by session i. `auth_handles` are those handles, in order.
-pub fn authorize(sessions: &[PasswordSession], auth_handles: &[u32]) -> Result<(), Rc> {
+/// Checks the sessions of command `cc` against the handles that need authorization: handle
+/// i is authorized by session i. `auth_handles` are those handles, in order.
+pub fn authorize(
+    tpm: &Tpm,
+    cc: u32,
+    sessions: &[PasswordSession],
+    auth_handles: &[u32],
+) -> Result<(), Rc> {
     if sessions.len() < auth_handles.len() {
         return Err(rc::AUTH_MISSING);
     }
@@ -80,8 +86,10 @@ pub fn authorize(sessions: &[PasswordSession], auth_handles: &[u32]) -> Result<(
         let Some(&handle) = auth_handles.get(i) else {
             return Err(rc::session(rc::HANDLE, n));
         };
-        let Some((auth_value, da_exempt)) = entity_auth_value(handle) else {
-            return Err(rc::session(rc::HANDLE, n));
+        let (auth_value, da_exempt) = match entity_auth(tpm, cc, handle) {
+            EntityAuth::Value(value, da_exempt) => (value, da_exempt),
+            EntityAuth::Unavailable => return Err(rc::AUTH_UNAVAILABLE),
+            EntityAuth::None => return Err(rc::session(rc::HANDLE, n)),
         };
         // Trailing zeros of a password are not significant (Part 1 §19.6.4.3).
         let end = session
@@ -91,8 +99,10 @@ pub fn authorize(sessions: &[PasswordSession], auth_handles: &[u32]) -> Result<(
             .map_or(0, |p| p + 1);
         if !constant_time_eq(&session.password[..end], auth_value) {
             // A DA-exempt entity answers TPM_RC_BAD_AUTH, any other TPM_RC_AUTH_FAIL (Part 4
-            // IncrementLockout). Every entity so far is DA-exempt; the failure counting of
-            // dictionary-attack protection comes with the first one that is not.
+            // IncrementLockout). NV indices without TPMA_NV_NO_DA are the first entities that
+            // are not DA-exempt: they answer TPM_RC_AUTH_FAIL, but the failure counting and
+            // lockout of dictionary-attack protection (Part 1 §19.8.6) are not implemented
+            // yet.
             let code = if da_exempt {
                 rc::BAD_AUTH
             } else {
@@ -136,16 +146,25 @@ mod tests {
         let area = pw(1, b"");
         let sessions = read_sessions(Reader::new(&area)).unwrap();
         assert_eq!(sessions.len(), 1);
-        assert_eq!(authorize(&sessions, &[3]), Ok(()));
+        let tpm = Tpm::new([0; 32]);
+        assert_eq!(authorize(&tpm, 0, &sessions, &[3]), Ok(()));
         // Trailing zeros do not count.
         let area = pw(0, &[0, 0]);
         let sessions = read_sessions(Reader::new(&area)).unwrap();
-        assert_eq!(authorize(&sessions, &[3]), Ok(()));
+        assert_eq!(authorize(&tpm, 0, &sessions, &[3]), Ok(()));
         let area = pw(0, b"x");
         let sessions = read_sessions(Reader::new(&area)).unwrap();
-        assert_eq!(authorize(&sessions, &[3]), Err(0x9A2), "BAD_AUTH + S + 1");
-        assert_eq!(authorize(&sessions, &[]), Err(0x98B), "HANDLE + S + 1");
-        assert_eq!(authorize(&[], &[3]), Err(rc::AUTH_MISSING));
+        assert_eq!(
+            authorize(&tpm, 0, &sessions, &[3]),
+            Err(0x9A2),
+            "BAD_AUTH + S + 1"
+        );
+        assert_eq!(
+            authorize(&tpm, 0, &sessions, &[]),
+            Err(0x98B),
+            "HANDLE + S + 1"
+        );
+        assert_eq!(authorize(&tpm, 0, &[], &[3]), Err(rc::AUTH_MISSING));
     }
 
     #[test]

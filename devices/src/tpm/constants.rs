@@ -14,11 +14,21 @@ pub const TPM_ST_RSP_COMMAND: u16 = 0x00C4;
 pub const TPM_ST_NO_SESSIONS: u16 = 0x8001;
 /// Command or response with an authorization area.
 pub const TPM_ST_SESSIONS: u16 = 0x8002;
+/// The tag of a TPMT_TK_HASHCHECK ticket (Part 2 §10.7.6).
+pub const TPM_ST_HASHCHECK: u16 = 0x8024;
+
+/// TPM_GENERATED_VALUE (Part 2 §6.2, Table 8): "\xffTCG", the first octets of every
+/// structure the TPM signs. TPM2_Hash gives no ticket for data starting with it (Part 3
+/// §15.4.1).
+pub const TPM_GENERATED_VALUE: u32 = 0xFF54_4347;
 
 // ---------------------------------------------------------------------------------------
 // TPM_CC (Part 2 §6.5.2, Table 12): the command codes this TPM knows by name. Only those in
 // the command table (commands/mod.rs) are implemented.
 
+pub const TPM_CC_NV_UNDEFINE_SPACE: u32 = 0x0000_0122;
+pub const TPM_CC_NV_DEFINE_SPACE: u32 = 0x0000_012A;
+pub const TPM_CC_NV_WRITE: u32 = 0x0000_0137;
 pub const TPM_CC_PCR_EVENT: u32 = 0x0000_013C;
 pub const TPM_CC_PCR_RESET: u32 = 0x0000_013D;
 pub const TPM_CC_INCREMENTAL_SELF_TEST: u32 = 0x0000_0142;
@@ -26,9 +36,12 @@ pub const TPM_CC_SELF_TEST: u32 = 0x0000_0143;
 pub const TPM_CC_STARTUP: u32 = 0x0000_0144;
 pub const TPM_CC_SHUTDOWN: u32 = 0x0000_0145;
 pub const TPM_CC_STIR_RANDOM: u32 = 0x0000_0146;
+pub const TPM_CC_NV_READ: u32 = 0x0000_014E;
+pub const TPM_CC_NV_READ_PUBLIC: u32 = 0x0000_0169;
 pub const TPM_CC_GET_CAPABILITY: u32 = 0x0000_017A;
 pub const TPM_CC_GET_RANDOM: u32 = 0x0000_017B;
 pub const TPM_CC_GET_TEST_RESULT: u32 = 0x0000_017C;
+pub const TPM_CC_HASH: u32 = 0x0000_017D;
 pub const TPM_CC_PCR_READ: u32 = 0x0000_017E;
 pub const TPM_CC_PCR_EXTEND: u32 = 0x0000_0182;
 
@@ -96,12 +109,14 @@ pub const TPM_PT_HR_LOADED_MIN: u32 = PT_FIXED + 16;
 pub const TPM_PT_ACTIVE_SESSIONS_MAX: u32 = PT_FIXED + 17;
 pub const TPM_PT_PCR_COUNT: u32 = PT_FIXED + 18;
 pub const TPM_PT_PCR_SELECT_MIN: u32 = PT_FIXED + 19;
+pub const TPM_PT_NV_INDEX_MAX: u32 = PT_FIXED + 23;
 pub const TPM_PT_MAX_COMMAND_SIZE: u32 = PT_FIXED + 30;
 pub const TPM_PT_MAX_RESPONSE_SIZE: u32 = PT_FIXED + 31;
 pub const TPM_PT_MAX_DIGEST: u32 = PT_FIXED + 32;
 pub const TPM_PT_TOTAL_COMMANDS: u32 = PT_FIXED + 41;
 pub const TPM_PT_LIBRARY_COMMANDS: u32 = PT_FIXED + 42;
 pub const TPM_PT_VENDOR_COMMANDS: u32 = PT_FIXED + 43;
+pub const TPM_PT_NV_BUFFER_MAX: u32 = PT_FIXED + 44;
 pub const TPM_PT_MODES: u32 = PT_FIXED + 45;
 pub const TPM_PT_MAX_CAP_BUFFER: u32 = PT_FIXED + 46;
 
@@ -132,6 +147,38 @@ pub const TPM_PT_PCR_NO_INCREMENT: u32 = 0x11;
 pub const TPM_PT_PCR_LAST: u32 = 0x14;
 
 // ---------------------------------------------------------------------------------------
+// TPMA_NV (Part 2 §13.4, Table 204): NV index attributes.
+
+pub const TPMA_NV_PPWRITE: u32 = 1 << 0;
+pub const TPMA_NV_OWNERWRITE: u32 = 1 << 1;
+pub const TPMA_NV_AUTHWRITE: u32 = 1 << 2;
+pub const TPMA_NV_POLICYWRITE: u32 = 1 << 3;
+/// TPM_NT, bits 7:4 (Part 2 §13.2, Table 202).
+pub const TPMA_NV_TPM_NT_SHIFT: u32 = 4;
+pub const TPMA_NV_TPM_NT_MASK: u32 = 0xF << TPMA_NV_TPM_NT_SHIFT;
+pub const TPMA_NV_POLICY_DELETE: u32 = 1 << 10;
+pub const TPMA_NV_WRITELOCKED: u32 = 1 << 11;
+pub const TPMA_NV_WRITEALL: u32 = 1 << 12;
+pub const TPMA_NV_WRITEDEFINE: u32 = 1 << 13;
+pub const TPMA_NV_WRITE_STCLEAR: u32 = 1 << 14;
+pub const TPMA_NV_GLOBALLOCK: u32 = 1 << 15;
+pub const TPMA_NV_PPREAD: u32 = 1 << 16;
+pub const TPMA_NV_OWNERREAD: u32 = 1 << 17;
+pub const TPMA_NV_AUTHREAD: u32 = 1 << 18;
+pub const TPMA_NV_POLICYREAD: u32 = 1 << 19;
+pub const TPMA_NV_NO_DA: u32 = 1 << 25;
+pub const TPMA_NV_ORDERLY: u32 = 1 << 26;
+pub const TPMA_NV_CLEAR_STCLEAR: u32 = 1 << 27;
+pub const TPMA_NV_READLOCKED: u32 = 1 << 28;
+pub const TPMA_NV_WRITTEN: u32 = 1 << 29;
+pub const TPMA_NV_PLATFORMCREATE: u32 = 1 << 30;
+pub const TPMA_NV_READ_STCLEAR: u32 = 1 << 31;
+/// Reserved: bits 9:8 and 24:20 (TPM_RC_RESERVED_BITS when set).
+pub const TPMA_NV_RESERVED: u32 = 0x0000_0300 | 0x01F0_0000;
+/// TPM_NT_ORDINARY (Part 2 §13.2, Table 202): the only index type implemented.
+pub const TPM_NT_ORDINARY: u32 = 0x0;
+
+// ---------------------------------------------------------------------------------------
 // Handles (Part 2 §7): the type is the top octet (TPM_HT, Table 27).
 
 pub const HR_SHIFT: u32 = 24;
@@ -142,6 +189,10 @@ pub const TPM_HT_POLICY_SESSION: u8 = 0x03;
 pub const TPM_HT_PERMANENT: u8 = 0x40;
 pub const TPM_HT_TRANSIENT: u8 = 0x80;
 pub const TPM_HT_PERSISTENT: u8 = 0x81;
+
+/// NV index handles (Part 2 §7.3, Table 28 / §7.5, Table 29: NV_INDEX_FIRST..NV_INDEX_LAST).
+pub const NV_INDEX_FIRST: u32 = (TPM_HT_NV_INDEX as u32) << HR_SHIFT;
+pub const NV_INDEX_LAST: u32 = NV_INDEX_FIRST + 0x00FF_FFFF;
 
 // TPM_RH (Part 2 §7.4, Table 28): permanent handles.
 pub const TPM_RH_OWNER: u32 = 0x4000_0001;
@@ -182,6 +233,16 @@ pub const MAX_SESSION_NUM: usize = 3;
 pub const MAX_DIGEST_BUFFER: u32 = 1024;
 /// TPM2B_EVENT's buffer (Part 2 §10.4.7: 1024 octets).
 pub const MAX_EVENT_DATA: usize = 1024;
+/// MAX_NV_INDEX_SIZE: the largest dataSize of an ordinary NV index, reported as
+/// TPM_PT_NV_INDEX_MAX (the reference implementation's value).
+pub const MAX_NV_INDEX_SIZE: u16 = 2048;
+/// MAX_NV_BUFFER_SIZE: the bound of TPM2B_MAX_NV_BUFFER, the most one NV_Write or NV_Read
+/// moves, reported as TPM_PT_NV_BUFFER_MAX.
+pub const MAX_NV_BUFFER_SIZE: usize = 1024;
+/// NV index space (Part 1 §37 "NV memory"): at most this many indices, whose data together
+/// fill at most [`NV_INDEX_SPACE`] octets; beyond either NV_DefineSpace is TPM_RC_NV_SPACE.
+pub const MAX_NV_INDICES: usize = 64;
+pub const NV_INDEX_SPACE: usize = 16384;
 /// MAX_SYM_DATA, the bound of TPM2B_SENSITIVE_DATA (Part 2 §11.1.14: 128 is the minimum a
 /// TPM may choose, and what the reference implementation uses).
 pub const MAX_SYM_DATA: usize = 128;

@@ -2,17 +2,22 @@
 //! command is unmarshalled (the TPMI_DH_* / TPMI_RH_* interface types), and the entity
 //! behind a handle when an authorization names it.
 //!
-//! Implemented so far: PCRs (TPM_HT_PCR, 0..23), and the password pseudo-session TPM_RS_PW.
-//! Transient and persistent objects, NV indices and sessions do not exist yet, so the
-//! handle lists GetCapability gives for them are empty. A new entity type adds a
-//! [`HandleKind`] (its unmarshalling rule) and an arm in [`entity_auth_value`].
+//! Implemented so far: PCRs (TPM_HT_PCR, 0..23), NV indices (TPM_HT_NV_INDEX, `nv.rs`), the
+//! owner and platform hierarchies as authorization entities (empty authValues until
+//! HierarchyChangeAuth), and the password pseudo-session TPM_RS_PW. Transient and
+//! persistent objects and sessions do not exist yet, so the handle lists GetCapability
+//! gives for them are empty. A new entity type adds a [`HandleKind`] (its unmarshalling
+//! rule) and an arm in [`entity_auth`].
 
 use super::constants::{
-    HR_SHIFT, TPM_HT_PCR, TPM_RH_ENDORSEMENT, TPM_RH_LOCKOUT, TPM_RH_NULL, TPM_RH_OWNER,
-    TPM_RH_PLATFORM, TPM_RH_PLATFORM_NV, TPM_RS_PW,
+    HR_SHIFT, TPMA_NV_AUTHREAD, TPMA_NV_AUTHWRITE, TPMA_NV_NO_DA, TPM_CC_NV_READ, TPM_CC_NV_WRITE,
+    TPM_HT_PCR, TPM_RH_ENDORSEMENT, TPM_RH_LOCKOUT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM,
+    TPM_RH_PLATFORM_NV, TPM_RS_PW,
 };
+use super::nv::is_nv_index;
 use super::pcr::PCR_COUNT;
 use super::rc::{self, Rc};
+use super::Tpm;
 
 /// The top octet of a handle (TPM_HT).
 pub fn handle_type(handle: u32) -> u8 {
@@ -41,13 +46,38 @@ pub fn pcr_handle(n: usize) -> u32 {
 pub enum HandleKind {
     /// TPMI_DH_PCR (Part 2 §9.6): a PCR handle below PCR_COUNT; `+` allows TPM_RH_NULL.
     Pcr { allow_null: bool },
+    /// TPMI_RH_PROVISION (Part 2 §9.12): TPM_RH_OWNER or TPM_RH_PLATFORM.
+    Provision,
+    /// TPMI_RH_NV_AUTH (Part 2 §9.21): TPM_RH_OWNER, TPM_RH_PLATFORM or an NV index.
+    NvAuth,
+    /// TPMI_RH_NV_INDEX (Part 2 §9.23): an NV index.
+    NvIndex,
 }
 
 impl HandleKind {
-    /// Checks an unmarshalled handle; TPM_RC_VALUE when it is not of the type (numbered by
-    /// the caller with the handle's position).
-    pub fn check(self, handle: u32) -> Result<(), Rc> {
+    /// Checks an unmarshalled handle; TPM_RC_VALUE when it is not of the type, TPM_RC_HANDLE
+    /// when it names an NV index that is not defined (Part 4 `EntityGetLoadStatus`), both
+    /// numbered by the caller with the handle's position.
+    pub fn check(self, tpm: &Tpm, handle: u32) -> Result<(), Rc> {
+        let nv_defined = || {
+            if tpm.nv.get(handle).is_some() {
+                Ok(())
+            } else {
+                Err(rc::HANDLE)
+            }
+        };
         match self {
+            HandleKind::Provision => match handle {
+                TPM_RH_OWNER | TPM_RH_PLATFORM => Ok(()),
+                _ => Err(rc::VALUE),
+            },
+            HandleKind::NvAuth => match handle {
+                TPM_RH_OWNER | TPM_RH_PLATFORM => Ok(()),
+                h if is_nv_index(h) => nv_defined(),
+                _ => Err(rc::VALUE),
+            },
+            HandleKind::NvIndex if is_nv_index(handle) => nv_defined(),
+            HandleKind::NvIndex => Err(rc::VALUE),
             HandleKind::Pcr { allow_null } => {
                 if handle == TPM_RH_NULL {
                     return if allow_null { Ok(()) } else { Err(rc::VALUE) };
@@ -62,17 +92,46 @@ impl HandleKind {
     }
 }
 
-/// The authValue of the entity behind `handle`, for a password authorization (Part 1
-/// §19.8.4), and whether the entity is exempt from dictionary-attack protection (Part 4
-/// `IsDAExempted`). PCRs have an empty authValue (PCR_SetAuthValue is not implemented) and are
-/// always DA-exempt; so is TPM_RH_NULL, which a `+` handle such as PCR_Extend's may name
-/// (Part 4 `EntityGetAuthValue`: empty). `None`: no entity to authorize.
-pub fn entity_auth_value(handle: u32) -> Option<(&'static [u8], bool)> {
-    if handle == TPM_RH_NULL || (handle_type(handle) == TPM_HT_PCR && (handle as usize) < PCR_COUNT)
+/// What a password authorization of an entity is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntityAuth<'t> {
+    /// The entity's authValue, and whether the entity is exempt from dictionary-attack
+    /// protection (Part 4 `IsDAExempted`).
+    Value(&'t [u8], bool),
+    /// The authValue may not be used by this command (Part 4 `IsAuthValueAvailable`): an NV
+    /// index without TPMA_NV_AUTHREAD read, or without TPMA_NV_AUTHWRITE written, through
+    /// its own authorization. TPM_RC_AUTH_UNAVAILABLE.
+    Unavailable,
+    /// No entity to authorize.
+    None,
+}
+
+/// The authValue of the entity behind `handle` for a password authorization of command
+/// `cc` (Part 1 §19.8.4). PCRs have an empty authValue (PCR_SetAuthValue is not implemented)
+/// and are always DA-exempt; so is TPM_RH_NULL, which a `+` handle such as PCR_Extend's may
+/// name (Part 4 `EntityGetAuthValue`: empty). The owner and platform hierarchies have an
+/// empty authValue until HierarchyChangeAuth exists, and like every permanent handle but
+/// TPM_RH_LOCKOUT are DA-exempt. An NV index is DA-exempt with TPMA_NV_NO_DA.
+pub fn entity_auth(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
+    if handle == TPM_RH_NULL
+        || handle == TPM_RH_OWNER
+        || handle == TPM_RH_PLATFORM
+        || (handle_type(handle) == TPM_HT_PCR && (handle as usize) < PCR_COUNT)
     {
-        return Some((&[], true));
+        return EntityAuth::Value(&[], true);
     }
-    None
+    if let Some(index) = tpm.nv.get(handle) {
+        let needed = match cc {
+            TPM_CC_NV_READ => TPMA_NV_AUTHREAD,
+            TPM_CC_NV_WRITE => TPMA_NV_AUTHWRITE,
+            _ => 0,
+        };
+        if needed != 0 && !index.public.has(needed) {
+            return EntityAuth::Unavailable;
+        }
+        return EntityAuth::Value(&index.auth, index.public.has(TPMA_NV_NO_DA));
+    }
+    EntityAuth::None
 }
 
 #[cfg(test)]
@@ -83,17 +142,46 @@ mod tests {
     fn pcr_handles() {
         let pcr = HandleKind::Pcr { allow_null: false };
         let pcr_or_null = HandleKind::Pcr { allow_null: true };
-        assert_eq!(pcr.check(0), Ok(()));
-        assert_eq!(pcr.check(23), Ok(()));
-        assert_eq!(pcr.check(24), Err(rc::VALUE));
-        assert_eq!(pcr.check(TPM_RH_NULL), Err(rc::VALUE));
-        assert_eq!(pcr_or_null.check(TPM_RH_NULL), Ok(()));
-        assert_eq!(pcr_or_null.check(TPM_RH_OWNER), Err(rc::VALUE));
-        assert_eq!(pcr_or_null.check(0x8000_0000), Err(rc::VALUE));
+        let tpm = Tpm::new([0; 32]);
+        assert_eq!(pcr.check(&tpm, 0), Ok(()));
+        assert_eq!(pcr.check(&tpm, 23), Ok(()));
+        assert_eq!(pcr.check(&tpm, 24), Err(rc::VALUE));
+        assert_eq!(pcr.check(&tpm, TPM_RH_NULL), Err(rc::VALUE));
+        assert_eq!(pcr_or_null.check(&tpm, TPM_RH_NULL), Ok(()));
+        assert_eq!(pcr_or_null.check(&tpm, TPM_RH_OWNER), Err(rc::VALUE));
+        assert_eq!(pcr_or_null.check(&tpm, 0x8000_0000), Err(rc::VALUE));
         assert_eq!(pcr_handle(23), 23);
         assert_eq!(handle_type(TPM_RS_PW), 0x40);
-        assert_eq!(entity_auth_value(5), Some((&[][..], true)));
-        assert_eq!(entity_auth_value(TPM_RH_NULL), Some((&[][..], true)));
-        assert_eq!(entity_auth_value(TPM_RH_OWNER), None);
+        let value = EntityAuth::Value(&[], true);
+        assert_eq!(entity_auth(&tpm, 0, 5), value);
+        assert_eq!(entity_auth(&tpm, 0, TPM_RH_NULL), value);
+        assert_eq!(entity_auth(&tpm, 0, TPM_RH_OWNER), value);
+        assert_eq!(entity_auth(&tpm, 0, TPM_RH_LOCKOUT), EntityAuth::None);
+        assert_eq!(entity_auth(&tpm, 0, 0x0100_0000), EntityAuth::None);
+    }
+
+    #[test]
+    fn nv_handles() {
+        let tpm = Tpm::new([0; 32]);
+        let provision = HandleKind::Provision;
+        assert_eq!(provision.check(&tpm, TPM_RH_OWNER), Ok(()));
+        assert_eq!(provision.check(&tpm, TPM_RH_PLATFORM), Ok(()));
+        assert_eq!(provision.check(&tpm, TPM_RH_ENDORSEMENT), Err(rc::VALUE));
+        assert_eq!(provision.check(&tpm, TPM_RH_NULL), Err(rc::VALUE));
+        assert_eq!(HandleKind::NvAuth.check(&tpm, TPM_RH_OWNER), Ok(()));
+        assert_eq!(
+            HandleKind::NvAuth.check(&tpm, TPM_RH_LOCKOUT),
+            Err(rc::VALUE)
+        );
+        assert_eq!(HandleKind::NvAuth.check(&tpm, 0x0100_0001), Err(rc::HANDLE));
+        assert_eq!(
+            HandleKind::NvIndex.check(&tpm, 0x01FF_FFFF),
+            Err(rc::HANDLE)
+        );
+        assert_eq!(HandleKind::NvIndex.check(&tpm, 0x0200_0000), Err(rc::VALUE));
+        assert_eq!(
+            HandleKind::NvIndex.check(&tpm, TPM_RH_OWNER),
+            Err(rc::VALUE)
+        );
     }
 }

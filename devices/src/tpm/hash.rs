@@ -1,6 +1,7 @@
 //! The hash algorithms this TPM implements (SHA-1, SHA-256, SHA-384: one PCR bank each) on
 //! RustCrypto's `sha1` and `sha2`, and their known-answer self-tests.
 
+use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Sha256, Sha384};
 
@@ -78,6 +79,31 @@ impl HashAlg {
         out
     }
 
+    /// HMAC (RFC 2104, FIPS 198-1) with this hash, over the concatenation of `parts`.
+    pub fn hmac(self, key: &[u8], parts: &[&[u8]]) -> Digest {
+        fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]], out: &mut [u8]) {
+            // HMAC takes a key of any length: new_from_slice cannot fail for it.
+            let Ok(mut mac) = <M as KeyInit>::new_from_slice(key) else {
+                return;
+            };
+            for part in parts {
+                mac.update(part);
+            }
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        let mut out = Digest {
+            bytes: [0; MAX_DIGEST_SIZE],
+            alg: self,
+        };
+        let size = self.digest_size();
+        match self {
+            Self::Sha1 => run::<Hmac<Sha1>>(key, parts, &mut out.bytes[..size]),
+            Self::Sha256 => run::<Hmac<Sha256>>(key, parts, &mut out.bytes[..size]),
+            Self::Sha384 => run::<Hmac<Sha384>>(key, parts, &mut out.bytes[..size]),
+        }
+        out
+    }
+
     /// FIPS 180-4 known answer: the digest of "abc" (NIST's SHA examples).
     pub fn self_test(self) -> bool {
         const SHA1_ABC: [u8; 20] = [
@@ -130,6 +156,12 @@ mod tests {
             assert_eq!(HashAlg::ALL[alg.index()], alg);
         }
         assert_eq!(HashAlg::from_alg_id(0x0010), None, "TPM_ALG_NULL");
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let mac = HashAlg::Sha256.hmac(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(
+            mac.as_bytes()[..8],
+            [0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e]
+        );
         assert_eq!(
             HashAlg::from_alg_id(0x000D),
             None,

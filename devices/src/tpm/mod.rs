@@ -13,7 +13,8 @@
 //!
 //! The command table is `commands/mod.rs`. Implemented: Startup, Shutdown, SelfTest,
 //! IncrementalSelfTest, GetTestResult, GetRandom, StirRandom, GetCapability, PCR_Read,
-//! PCR_Extend, PCR_Event, PCR_Reset. Any other command code is TPM_RC_COMMAND_CODE.
+//! PCR_Extend, PCR_Event, PCR_Reset, Hash, NV_DefineSpace, NV_UndefineSpace, NV_ReadPublic,
+//! NV_Write, NV_Read. Any other command code is TPM_RC_COMMAND_CODE.
 //!
 //! # Processing order (Part 3 §5; Part 4 `ExecuteCommand`)
 //!
@@ -26,11 +27,13 @@
 //!    TPM_RC_FAILURE (Part 3 §5.3).
 //! 3. A locality above 4 is TPM_RC_LOCALITY (the interface has localities 0-4 only).
 //! 4. Before Startup only Startup runs, after it Startup may not: TPM_RC_INITIALIZE.
-//! 5. Handles: unmarshalled and checked against their type; errors numbered TPM_RC_H + n.
+//! 5. Handles: unmarshalled and checked against their type (TPM_RC_VALUE) and, for NV
+//!    indices, that they are defined (TPM_RC_HANDLE); errors numbered TPM_RC_H + n.
 //! 6. Sessions (TPM_ST_SESSIONS): authorizationSize below 9 or past the end is TPM_RC_SIZE;
 //!    a command that takes no sessions answers TPM_RC_AUTH_CONTEXT; sessions are unmarshalled
-//!    and checked (`auth.rs`), errors numbered TPM_RC_S + n. Without sessions, a command
-//!    with a handle needing authorization is TPM_RC_AUTH_MISSING.
+//!    and checked (`auth.rs`), errors numbered TPM_RC_S + n (TPM_RC_AUTH_UNAVAILABLE, when
+//!    an NV index's own authValue may not be used for the command, has no number). Without
+//!    sessions, a command with a handle needing authorization is TPM_RC_AUTH_MISSING.
 //! 7. Parameters: unmarshalled by the command, errors numbered TPM_RC_P + n; octets left over
 //!    are TPM_RC_SIZE. Only then does the command act.
 //!
@@ -51,6 +54,7 @@ mod drbg;
 mod handles;
 mod hash;
 mod marshal;
+mod nv;
 mod pcr;
 pub mod rc;
 mod state;
@@ -70,6 +74,7 @@ use constants::{
 };
 use drbg::HmacDrbg;
 use marshal::{Reader, Writer};
+use nv::NvIndices;
 use pcr::Pcrs;
 use rc::Rc;
 
@@ -113,6 +118,8 @@ pub struct Tpm {
     clock_ms: u64,
     orderly: Orderly,
     drbg: HmacDrbg,
+    /// The NV indices (`nv.rs`).
+    nv: NvIndices,
     // --- Volatile: lost at _TPM_Init. ---
     /// Startup has run (and with it the PCR initialisation).
     started: bool,
@@ -166,6 +173,7 @@ impl Tpm {
             clock_ms: 0,
             orderly: Orderly::None,
             drbg,
+            nv: NvIndices::default(),
             started: false,
             orderly_startup: false,
             null_seed: [0; SEED_SIZE],
@@ -244,7 +252,7 @@ impl Tpm {
         for (i, kind) in def.handles.iter().enumerate() {
             let n = i as u32 + 1;
             let handle = r.u32().map_err(|e| rc::handle(e, n))?;
-            kind.check(handle).map_err(|e| rc::handle(e, n))?;
+            kind.check(self, handle).map_err(|e| rc::handle(e, n))?;
             handles[i] = handle;
         }
         let handles = &handles[..def.handles.len()];
@@ -258,7 +266,7 @@ impl Tpm {
                 return Err(rc::AUTH_CONTEXT);
             }
             let sessions = auth::read_sessions(r.sub(auth_size)?)?;
-            auth::authorize(&sessions, &handles[..def.auth_handles])?;
+            auth::authorize(self, code, &sessions, &handles[..def.auth_handles])?;
             Some(sessions)
         } else {
             if def.auth_handles > 0 {

@@ -20,6 +20,14 @@ pub const AUTH_MISSING: Rc = RC_VER1 + 0x025;
 pub const COMMAND_SIZE: Rc = RC_VER1 + 0x042;
 pub const COMMAND_CODE: Rc = RC_VER1 + 0x043;
 pub const AUTH_CONTEXT: Rc = RC_VER1 + 0x045;
+/// The entity's authValue may not be used for this command (Part 4 `IsAuthValueAvailable`).
+pub const AUTH_UNAVAILABLE: Rc = RC_VER1 + 0x02F;
+pub const NV_RANGE: Rc = RC_VER1 + 0x046;
+pub const NV_LOCKED: Rc = RC_VER1 + 0x048;
+pub const NV_AUTHORIZATION: Rc = RC_VER1 + 0x049;
+pub const NV_UNINITIALIZED: Rc = RC_VER1 + 0x04A;
+pub const NV_SPACE: Rc = RC_VER1 + 0x04B;
+pub const NV_DEFINED: Rc = RC_VER1 + 0x04C;
 
 pub const RC_FMT1: Rc = 0x080;
 pub const ATTRIBUTES: Rc = RC_FMT1 + 0x002;

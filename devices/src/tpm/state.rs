@@ -10,7 +10,7 @@
 //! | field | octets |
 //! |---|---|
 //! | magic "PTPM" | 4 |
-//! | format version (1) | 2 |
+//! | format version (2; 1 is still read: it is version 2 without NV indices) | 2 |
 //! | EPS, SPS, PPS | 3 × 32 |
 //! | resetCount, restartCount, clearCount | 3 × 4 |
 //! | clock (ms) | 8 |
@@ -20,6 +20,7 @@
 //! | null seed | 32 |
 //! | PCRs: update counter, then SHA-1, SHA-256, SHA-384 banks, PCR 0 to 23 each | 4 + 24 × (20 + 32 + 48) |
 //! | tested algorithms (bits 0-2), failure mode (0 or 1) | 2 |
+//! | NV indices (version 2): count, then each one's TPMS_NV_PUBLIC, authValue (TPM2B) and dataSize octets of data, ascending handles | 4 + … |
 //!
 //! The blob holds the seeds in clear: whoever stores it must encrypt and authenticate it
 //! (a later issue). Decoding still checks everything — lengths, enumerations, booleans,
@@ -30,11 +31,14 @@ use alloc::vec::Vec;
 
 use super::drbg::HmacDrbg;
 use super::marshal::{Reader, Writer};
+use super::nv::NvIndices;
 use super::pcr::Pcrs;
 use super::{Orderly, Tpm, SEED_SIZE};
 
 const MAGIC: [u8; 4] = *b"PTPM";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// The format before NV indices: the same fields, without the last.
+const VERSION_1: u16 = 1;
 
 /// Why a blob is not a TPM state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +100,7 @@ impl Tpm {
         self.pcrs.write_state(&mut w);
         w.u8(self.tested);
         w.u8(u8::from(self.failure));
+        self.nv.write_state(&mut w);
         w.into_vec()
     }
 
@@ -108,7 +113,7 @@ impl Tpm {
             return Err(StateError::NotAState);
         }
         let version = r.u16().map_err(t)?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(StateError::UnsupportedVersion(version));
         }
         let eps = seed(&mut r)?;
@@ -136,6 +141,14 @@ impl Tpm {
             return Err(StateError::InvalidField("tested"));
         }
         let failure = flag(&mut r, "failure")?;
+        let nv = if version == VERSION_1 {
+            NvIndices::default()
+        } else {
+            NvIndices::read_state(&mut r).map_err(|e| match e {
+                None => StateError::Truncated,
+                Some(field) => StateError::InvalidField(field),
+            })?
+        };
         if !r.is_empty() {
             return Err(StateError::TrailingData);
         }
@@ -149,6 +162,7 @@ impl Tpm {
             clock_ms,
             orderly,
             drbg,
+            nv,
             started,
             orderly_startup,
             null_seed,

@@ -708,7 +708,9 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(12));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(18));
+    assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
+    assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
     assert!(
         props.iter().all(|p| (PT_FIXED..PT_VAR).contains(&p.0)),
@@ -737,7 +739,11 @@ fn get_capability_commands_as_linux_reads_them() {
     let attrs: Vec<u32> = (0..total as usize)
         .map(|i| u32_at(&r, 19 + 4 * i))
         .collect();
-    assert_eq!(attrs[0], 0x0240_013C, "PCR_Event: nv, one handle");
+    assert_eq!(attrs[0], 0x0440_0122, "NV_UndefineSpace: nv, two handles");
+    assert!(attrs.contains(&0x0240_013C), "PCR_Event: nv, one handle");
+    for cc in [0x12A, 0x137, 0x14E, 0x169, 0x17D] {
+        assert!(attrs.iter().any(|a| a & 0xFFFF == cc), "{cc:#x}");
+    }
     assert!(attrs.contains(&0x0000_017E), "PCR_Read");
     assert!(attrs.contains(&0x0040_0144), "Startup: nv");
     // From a later code, with fewer asked for: moreData.
@@ -839,6 +845,17 @@ fn corpus() -> Vec<Vec<u8>> {
             &h("00 03 61 62 63"),
         ),
         with_pw(TPM_CC_PCR_RESET, &16u32.to_be_bytes(), b"", &[]),
+        hash_cmd(b"abc", TPM_ALG_SHA256, TPM_RH_OWNER),
+        define_cmd(
+            TPM_RH_OWNER,
+            b"",
+            b"secret",
+            &nv_public(0x0100_0001, TPM_ALG_SHA256, NV_ATTRS, &[0; 32], 16),
+        ),
+        undefine_cmd(TPM_RH_OWNER, NV_INDEX),
+        read_public_cmd(NV_INDEX),
+        write_cmd(NV_INDEX, NV_INDEX, b"pw", b"abcd", 4),
+        read_cmd(TPM_RH_OWNER, NV_INDEX, b"", 8, 2),
     ]
 }
 
@@ -847,7 +864,7 @@ fn every_truncation_of_every_command_is_an_error() {
     for command in corpus() {
         for len in 0..command.len() {
             // As sent: the size field no longer matches (or is missing).
-            let mut tpm = started();
+            let mut tpm = started_with_nv();
             let r = run(&mut tpm, &command[..len]);
             assert_ne!(rc_of(&r), 0, "{:02x?}", &command[..len]);
             // With the size field made consistent: the unmarshalling finds the gap.
@@ -875,7 +892,7 @@ fn lying_sizes_are_command_size_errors() {
             }
             let mut c = command.clone();
             c[2..6].copy_from_slice(&size.to_be_bytes());
-            let mut tpm = started();
+            let mut tpm = started_with_nv();
             assert_eq!(rc_of(&run(&mut tpm, &c)), rc::COMMAND_SIZE);
         }
         // Trailing parameter octets with a consistent size: TPM_RC_SIZE.
@@ -884,7 +901,7 @@ fn lying_sizes_are_command_size_errors() {
         c[2..6].copy_from_slice(&(len + 1).to_be_bytes());
         let mut tpm = Tpm::new([5; 32]);
         if c[6..10] != h("00 00 01 44")[..] {
-            run_ok(&mut tpm, &h(STARTUP_CLEAR));
+            tpm = started_with_nv();
         }
         assert_eq!(rc_of(&run(&mut tpm, &c)), rc::SIZE, "{c:02x?}");
     }
@@ -910,7 +927,7 @@ impl Rng {
 fn bit_flips_of_valid_commands_never_panic() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let corpus = corpus();
-    let mut tpm = started();
+    let mut tpm = started_with_nv();
     for i in 0..20_000 {
         let mut c = corpus[rng.below(corpus.len())].clone();
         for _ in 0..1 + rng.below(3) {
@@ -927,7 +944,7 @@ fn bit_flips_of_valid_commands_never_panic() {
         check_response(&r);
         if i % 1000 == 0 {
             // Keep some commands running on a fresh, started TPM.
-            tpm = started();
+            tpm = started_with_nv();
         }
     }
 }
@@ -936,7 +953,7 @@ fn bit_flips_of_valid_commands_never_panic() {
 fn random_bytes_never_panic() {
     let mut rng = Rng(0x0123_4567_89ab_cdef);
     let codes: Vec<u32> = super::commands::COMMANDS.iter().map(|c| c.cc).collect();
-    let mut tpm = started();
+    let mut tpm = started_with_nv();
     for _ in 0..20_000 {
         let len = rng.below(96);
         let mut c: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
@@ -1015,10 +1032,10 @@ fn corrupt_states_are_rejected_without_panicking() {
     magic[0] = b'X';
     assert_eq!(Tpm::from_bytes(&magic), Err(StateError::NotAState));
     let mut version = bytes.clone();
-    version[5] = 2;
+    version[5] = 3;
     assert_eq!(
         Tpm::from_bytes(&version),
-        Err(StateError::UnsupportedVersion(2))
+        Err(StateError::UnsupportedVersion(3))
     );
     // The orderly tag sits after magic, version, seeds, counters and clock.
     let orderly_at = 4 + 2 + 96 + 12 + 8;
@@ -1033,6 +1050,658 @@ fn corrupt_states_are_rejected_without_panicking() {
     for _ in 0..2000 {
         let mut c = bytes.clone();
         let at = rng.below(c.len());
+        c[at] ^= 1 << rng.below(8);
+        let _ = Tpm::from_bytes(&c);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TPM2_Hash.
+
+const SHA256_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+fn hash_cmd(data: &[u8], alg: u16, hierarchy: u32) -> Vec<u8> {
+    let mut body = (data.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(data);
+    body.extend_from_slice(&alg.to_be_bytes());
+    body.extend_from_slice(&hierarchy.to_be_bytes());
+    cmd(TPM_ST_NO_SESSIONS, TPM_CC_HASH, &body)
+}
+
+#[test]
+fn hash_golden_vectors_and_null_ticket() {
+    let mut tpm = started();
+    // SHA-256("abc") in the null hierarchy: the NULL ticket.
+    let command = h("80 01 00 00 00 15 00 00 01 7d 00 03 61 62 63 00 0b 40 00 00 07");
+    assert_eq!(command, hash_cmd(b"abc", TPM_ALG_SHA256, TPM_RH_NULL));
+    let expected = h(&alloc::format!(
+        "80 01 00 00 00 34 00 00 00 00 00 20 {SHA256_ABC} 80 24 40 00 00 07 00 00"
+    ));
+    assert_eq!(tpm.execute(0, &command), expected);
+    // SHA-1 and SHA-384 of "abc" (FIPS 180-4 examples), and of nothing.
+    let r = run_ok(&mut tpm, &hash_cmd(b"abc", TPM_ALG_SHA1, TPM_RH_NULL));
+    assert_eq!(
+        &r[10..32],
+        &h("00 14 a9993e364706816aba3e25717850c26c9cd0d89d")[..]
+    );
+    let r = run_ok(&mut tpm, &hash_cmd(b"abc", TPM_ALG_SHA384, TPM_RH_NULL));
+    assert_eq!(&r[12..60], &Sha384::digest(b"abc")[..]);
+    assert_eq!(&r[60..], &h("80 24 40 00 00 07 00 00")[..]);
+    let r = run_ok(&mut tpm, &hash_cmd(b"", TPM_ALG_SHA1, TPM_RH_NULL));
+    assert_eq!(&r[12..32], &Sha1::digest(b"")[..]);
+    // The largest buffer, TPM_PT_INPUT_BUFFER octets.
+    let big = [0x5a; MAX_DIGEST_BUFFER as usize];
+    let r = run_ok(&mut tpm, &hash_cmd(&big, TPM_ALG_SHA256, TPM_RH_NULL));
+    assert_eq!(&r[12..44], &Sha256::digest(big)[..]);
+}
+
+#[test]
+fn hash_tickets_are_hmacs_with_the_hierarchy_proof() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut tpm = started();
+    for (hierarchy, seed) in [
+        (TPM_RH_OWNER, tpm.sps),
+        (TPM_RH_ENDORSEMENT, tpm.eps),
+        (TPM_RH_PLATFORM, tpm.pps),
+    ] {
+        let r = run_ok(&mut tpm, &hash_cmd(b"abc", TPM_ALG_SHA256, hierarchy));
+        let mut proof = <Hmac<Sha256> as KeyInit>::new_from_slice(&seed).unwrap();
+        proof.update(b"Parapet hierarchy proof");
+        let proof = proof.finalize().into_bytes();
+        let mut ticket = <Hmac<Sha256> as KeyInit>::new_from_slice(&proof).unwrap();
+        ticket.update(&h("80 24"));
+        ticket.update(&h(SHA256_ABC));
+        let mut expected = h(&alloc::format!("00 20 {SHA256_ABC} 80 24"));
+        expected.extend_from_slice(&hierarchy.to_be_bytes());
+        expected.extend_from_slice(&h("00 20"));
+        expected.extend_from_slice(&ticket.finalize().into_bytes());
+        assert_eq!(&r[10..], &expected[..], "{hierarchy:#x}");
+    }
+    // SHA-1: a 20-octet HMAC-SHA1 ticket.
+    let r = run_ok(&mut tpm, &hash_cmd(b"abc", TPM_ALG_SHA1, TPM_RH_OWNER));
+    assert_eq!(r.len(), 10 + 22 + 2 + 4 + 22);
+    // Data starting with TPM_GENERATED_VALUE gets the NULL ticket in any hierarchy.
+    let r = run_ok(
+        &mut tpm,
+        &hash_cmd(&h("ff 54 43 47 00"), TPM_ALG_SHA256, TPM_RH_OWNER),
+    );
+    assert_eq!(&r[44..], &h("80 24 40 00 00 07 00 00")[..]);
+    let r = run_ok(
+        &mut tpm,
+        &hash_cmd(&h("ff 54 43"), TPM_ALG_SHA256, TPM_RH_OWNER),
+    );
+    assert_eq!(&r[46..50], &TPM_RH_OWNER.to_be_bytes());
+}
+
+#[test]
+fn hash_errors() {
+    let mut tpm = started();
+    // Unsupported or NULL hashAlg: TPM_RC_HASH + P2.
+    for alg in [TPM_ALG_NULL, 0x000D, 0x0012, 0xFFFF] {
+        let r = run(&mut tpm, &hash_cmd(b"abc", alg, TPM_RH_NULL));
+        assert_eq!(rc_of(&r), 0x2C3, "{alg:#x}");
+    }
+    // Not a TPMI_RH_HIERARCHY+: TPM_RC_VALUE + P3.
+    for hierarchy in [TPM_RH_LOCKOUT, TPM_RS_PW, 0, 0x4000_0008] {
+        let r = run(&mut tpm, &hash_cmd(b"abc", TPM_ALG_SHA256, hierarchy));
+        assert_eq!(rc_of(&r), 0x3C4, "{hierarchy:#x}");
+    }
+    // More than MAX_DIGEST_BUFFER octets: TPM_RC_SIZE + P1.
+    let big = [0; MAX_DIGEST_BUFFER as usize + 1];
+    let r = run(&mut tpm, &hash_cmd(&big, TPM_ALG_SHA256, TPM_RH_NULL));
+    assert_eq!(rc_of(&r), 0x1D5);
+    // A password session is accepted (no handle to authorize: TPM_RC_HANDLE + S1).
+    let mut params = h("00 03 61 62 63 00 0b");
+    params.extend_from_slice(&TPM_RH_NULL.to_be_bytes());
+    let r = run(&mut tpm, &with_pw(TPM_CC_HASH, &[], b"", &params));
+    assert_eq!(rc_of(&r), 0x98B);
+}
+
+// ---------------------------------------------------------------------------------------
+// NV indices.
+
+const NV_INDEX: u32 = 0x0150_0016;
+/// ownerread | ownerwrite | authread | authwrite, TPM_NT_ORDINARY.
+const NV_ATTRS: u32 = 0x0006_0006;
+
+/// A TPM2B_NV_PUBLIC.
+fn nv_public(index: u32, name_alg: u16, attributes: u32, policy: &[u8], size: u16) -> Vec<u8> {
+    let mut p = index.to_be_bytes().to_vec();
+    p.extend_from_slice(&name_alg.to_be_bytes());
+    p.extend_from_slice(&attributes.to_be_bytes());
+    p.extend_from_slice(&(policy.len() as u16).to_be_bytes());
+    p.extend_from_slice(policy);
+    p.extend_from_slice(&size.to_be_bytes());
+    let mut b = (p.len() as u16).to_be_bytes().to_vec();
+    b.extend(p);
+    b
+}
+
+fn define_cmd(auth_handle: u32, password: &[u8], auth: &[u8], public: &[u8]) -> Vec<u8> {
+    let mut params = (auth.len() as u16).to_be_bytes().to_vec();
+    params.extend_from_slice(auth);
+    params.extend_from_slice(public);
+    with_pw(
+        TPM_CC_NV_DEFINE_SPACE,
+        &auth_handle.to_be_bytes(),
+        password,
+        &params,
+    )
+}
+
+fn define(tpm: &mut Tpm, index: u32, attributes: u32, auth: &[u8], size: u16) -> Vec<u8> {
+    let public = nv_public(index, TPM_ALG_SHA256, attributes, &[], size);
+    run(tpm, &define_cmd(TPM_RH_OWNER, b"", auth, &public))
+}
+
+fn two(a: u32, b: u32) -> Vec<u8> {
+    [a.to_be_bytes(), b.to_be_bytes()].concat()
+}
+
+fn write_cmd(auth_handle: u32, index: u32, password: &[u8], data: &[u8], offset: u16) -> Vec<u8> {
+    let mut params = (data.len() as u16).to_be_bytes().to_vec();
+    params.extend_from_slice(data);
+    params.extend_from_slice(&offset.to_be_bytes());
+    with_pw(TPM_CC_NV_WRITE, &two(auth_handle, index), password, &params)
+}
+
+fn read_cmd(auth_handle: u32, index: u32, password: &[u8], size: u16, offset: u16) -> Vec<u8> {
+    let params = [size.to_be_bytes(), offset.to_be_bytes()].concat();
+    with_pw(TPM_CC_NV_READ, &two(auth_handle, index), password, &params)
+}
+
+fn undefine_cmd(auth_handle: u32, index: u32) -> Vec<u8> {
+    with_pw(TPM_CC_NV_UNDEFINE_SPACE, &two(auth_handle, index), b"", &[])
+}
+
+fn read_public_cmd(index: u32) -> Vec<u8> {
+    cmd(
+        TPM_ST_NO_SESSIONS,
+        TPM_CC_NV_READ_PUBLIC,
+        &index.to_be_bytes(),
+    )
+}
+
+/// A started TPM with NV_INDEX defined (32 octets) and written.
+fn started_with_nv() -> Tpm {
+    let mut tpm = started();
+    assert_eq!(rc_of(&define(&mut tpm, NV_INDEX, NV_ATTRS, b"pw", 32)), 0);
+    run_ok(
+        &mut tpm,
+        &write_cmd(TPM_RH_OWNER, NV_INDEX, b"", &[7; 32], 0),
+    );
+    tpm
+}
+
+const PW_SUCCESS: &str = "80 02 00 00 00 13 00 00 00 00 00 00 00 00 00 00 01 00 00";
+
+#[test]
+fn nv_lifecycle_golden_vectors() {
+    let mut tpm = started();
+    // DefineSpace(owner, auth "", 32 octets, ownerread|ownerwrite|authread|authwrite).
+    let define = h(
+        "80 02 00 00 00 2d 00 00 01 2a 40 00 00 01 00 00 00 09 40 00 00 09 00 00 01 00 00
+                    00 00 00 0e 01 50 00 16 00 0b 00 06 00 06 00 00 00 20",
+    );
+    assert_eq!(
+        define,
+        define_cmd(
+            TPM_RH_OWNER,
+            b"",
+            b"",
+            &nv_public(NV_INDEX, TPM_ALG_SHA256, NV_ATTRS, &[], 32)
+        )
+    );
+    assert_eq!(tpm.execute(0, &define), h(PW_SUCCESS));
+
+    // ReadPublic: the public area, and the Name = nameAlg || SHA-256(TPMS_NV_PUBLIC).
+    let read_public = h("80 01 00 00 00 0e 00 00 01 69 01 50 00 16");
+    assert_eq!(read_public, read_public_cmd(NV_INDEX));
+    let public = h("01 50 00 16 00 0b 00 06 00 06 00 00 00 20");
+    let mut expected = h("80 01 00 00 00 3e 00 00 00 00 00 0e");
+    expected.extend_from_slice(&public);
+    expected.extend_from_slice(&h("00 22 00 0b"));
+    expected.extend_from_slice(&Sha256::digest(&public));
+    assert_eq!(tpm.execute(0, &read_public), expected);
+
+    // Read before any write: TPM_RC_NV_UNINITIALIZED.
+    let read = h(
+        "80 02 00 00 00 23 00 00 01 4e 40 00 00 01 01 50 00 16 00 00 00 09 40 00 00 09 00
+                  00 01 00 00 00 04 00 00",
+    );
+    assert_eq!(read, read_cmd(TPM_RH_OWNER, NV_INDEX, b"", 4, 0));
+    assert_eq!(tpm.execute(0, &read), h("80 01 00 00 00 0a 00 00 01 4a"));
+
+    // Write de ad be ef at offset 0.
+    let write = h(
+        "80 02 00 00 00 27 00 00 01 37 40 00 00 01 01 50 00 16 00 00 00 09 40 00 00 09 00
+                   00 01 00 00 00 04 de ad be ef 00 00",
+    );
+    assert_eq!(
+        write,
+        write_cmd(TPM_RH_OWNER, NV_INDEX, b"", &h("de ad be ef"), 0)
+    );
+    assert_eq!(tpm.execute(0, &write), h(PW_SUCCESS));
+
+    // Read it back.
+    assert_eq!(
+        tpm.execute(0, &read),
+        h("80 02 00 00 00 19 00 00 00 00 00 00 00 06 00 04 de ad be ef 00 00 01 00 00")
+    );
+    // The unwritten octets are 0xFF.
+    let r = run_ok(&mut tpm, &read_cmd(TPM_RH_OWNER, NV_INDEX, b"", 32, 0));
+    assert_eq!(
+        &r[14..48],
+        &[&h("00 20 de ad be ef")[..], &[0xff; 28]].concat()[..]
+    );
+
+    // ReadPublic now shows TPMA_NV_WRITTEN, and the Name changed with it.
+    let public = h("01 50 00 16 00 0b 20 06 00 06 00 00 00 20");
+    let mut expected = h("80 01 00 00 00 3e 00 00 00 00 00 0e");
+    expected.extend_from_slice(&public);
+    expected.extend_from_slice(&h("00 22 00 0b"));
+    expected.extend_from_slice(&Sha256::digest(&public));
+    assert_eq!(tpm.execute(0, &read_public), expected);
+
+    // The handle list.
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 0x0100_0000, 10);
+    assert_eq!(&r[10..], &h("00 00 00 00 01 00 00 00 01 01 50 00 16")[..]);
+    let r = get_cap(&mut tpm, TPM_CAP_TPM_PROPERTIES, TPM_PT_HR_NV_INDEX, 1);
+    assert_eq!((u32_at(&r, 19), u32_at(&r, 23)), (TPM_PT_HR_NV_INDEX, 1));
+
+    // Undefine: gone.
+    let undefine = h(
+        "80 02 00 00 00 1f 00 00 01 22 40 00 00 01 01 50 00 16 00 00 00 09 40 00 00 09
+                      00 00 01 00 00",
+    );
+    assert_eq!(undefine, undefine_cmd(TPM_RH_OWNER, NV_INDEX));
+    assert_eq!(tpm.execute(0, &undefine), h(PW_SUCCESS));
+    assert_eq!(
+        tpm.execute(0, &read_public),
+        h("80 01 00 00 00 0a 00 00 01 8b"),
+        "TPM_RC_HANDLE + H1"
+    );
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 0x0100_0000, 10);
+    assert_eq!(&r[10..], &h("00 00 00 00 01 00 00 00 00")[..]);
+}
+
+#[test]
+fn nv_names_of_other_name_algorithms_and_policies() {
+    let mut tpm = started();
+    for (index, alg, policy) in [
+        (0x0100_0001u32, TPM_ALG_SHA1, alloc::vec![0x11; 20]),
+        (0x0100_0002, TPM_ALG_SHA384, alloc::vec![0x22; 48]),
+        (0x01FF_FFFF, TPM_ALG_SHA256, alloc::vec![]),
+    ] {
+        let public = nv_public(index, alg, NV_ATTRS | TPMA_NV_NO_DA, &policy, 0);
+        run_ok(&mut tpm, &define_cmd(TPM_RH_OWNER, b"", b"", &public));
+        let r = run_ok(&mut tpm, &read_public_cmd(index));
+        assert_eq!(&r[10..10 + public.len()], &public[..]);
+        let digest: Vec<u8> = match alg {
+            TPM_ALG_SHA1 => Sha1::digest(&public[2..]).to_vec(),
+            TPM_ALG_SHA384 => Sha384::digest(&public[2..]).to_vec(),
+            _ => Sha256::digest(&public[2..]).to_vec(),
+        };
+        let name = &r[10 + public.len()..];
+        assert_eq!(name[..2], ((digest.len() + 2) as u16).to_be_bytes());
+        assert_eq!(name[2..4], alg.to_be_bytes());
+        assert_eq!(&name[4..], &digest[..]);
+    }
+    // Listed in handle order, from a starting handle, with moreData.
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 0x0100_0002, 1);
+    assert_eq!(&r[10..], &h("01 00 00 00 01 00 00 00 01 01 00 00 02")[..]);
+}
+
+#[test]
+fn nv_define_space_errors() {
+    let mut tpm = started();
+    let ok = nv_public(NV_INDEX, TPM_ALG_SHA256, NV_ATTRS, &[], 32);
+    let attempt = |tpm: &mut Tpm, auth: &[u8], public: &[u8]| {
+        rc_of(&run(tpm, &define_cmd(TPM_RH_OWNER, b"", auth, public)))
+    };
+    // authHandle not a TPMI_RH_PROVISION: TPM_RC_VALUE + H1.
+    for handle in [TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_LOCKOUT, NV_INDEX] {
+        assert_eq!(
+            rc_of(&run(&mut tpm, &define_cmd(handle, b"", b"", &ok))),
+            0x184
+        );
+    }
+    // auth longer than a TPM2B_AUTH (48) or than nameAlg's digest: TPM_RC_SIZE + P1.
+    assert_eq!(attempt(&mut tpm, &[1; 49], &ok), 0x1D5);
+    assert_eq!(attempt(&mut tpm, &[1; 33], &ok), 0x1D5);
+    let sha1 = nv_public(NV_INDEX, TPM_ALG_SHA1, NV_ATTRS, &[], 32);
+    assert_eq!(attempt(&mut tpm, &[1; 21], &sha1), 0x1D5);
+    // publicInfo: empty, size lying either way, bad index handle, hash, reserved bits.
+    assert_eq!(attempt(&mut tpm, b"", &h("00 00")), 0x2D5);
+    let mut longer = ok.clone();
+    longer[1] += 1;
+    longer.push(0);
+    assert_eq!(attempt(&mut tpm, b"", &longer), 0x2D5);
+    let mut shorter = ok.clone();
+    shorter[1] -= 1;
+    assert_eq!(
+        attempt(&mut tpm, b"", &shorter),
+        0x2D5,
+        "leftover in the command"
+    );
+    for index in [0x0000_0001, 0x0200_0000, 0x8100_0000, TPM_RH_OWNER] {
+        let p = nv_public(index, TPM_ALG_SHA256, NV_ATTRS, &[], 32);
+        assert_eq!(attempt(&mut tpm, b"", &p), 0x2C4, "{index:#x}");
+    }
+    for alg in [TPM_ALG_NULL, 0x000D] {
+        let p = nv_public(NV_INDEX, alg, NV_ATTRS, &[], 32);
+        assert_eq!(attempt(&mut tpm, b"", &p), 0x2C3);
+    }
+    for bit in [8, 9, 20, 24] {
+        let p = nv_public(NV_INDEX, TPM_ALG_SHA256, NV_ATTRS | 1 << bit, &[], 32);
+        assert_eq!(attempt(&mut tpm, b"", &p), 0x2E1, "bit {bit}");
+    }
+    // authPolicy neither empty nor a nameAlg digest; dataSize over MAX_NV_INDEX_SIZE.
+    let p = nv_public(NV_INDEX, TPM_ALG_SHA256, NV_ATTRS, &[0; 20], 32);
+    assert_eq!(attempt(&mut tpm, b"", &p), 0x2D5);
+    let p = nv_public(NV_INDEX, TPM_ALG_SHA256, NV_ATTRS, &[], 2049);
+    assert_eq!(attempt(&mut tpm, b"", &p), 0x2D5);
+    // Attributes (TPM_RC_ATTRIBUTES + P2): a type other than ordinary; no way to read or
+    // to write; WRITTEN, WRITELOCKED, READLOCKED; PLATFORMCREATE by the owner;
+    // POLICY_DELETE.
+    for attributes in [
+        NV_ATTRS | 1 << 4,
+        NV_ATTRS | 2 << 4,
+        NV_ATTRS | 4 << 4,
+        NV_ATTRS | 8 << 4,
+        NV_ATTRS | 9 << 4,
+        TPMA_NV_OWNERWRITE | TPMA_NV_AUTHWRITE,
+        TPMA_NV_OWNERREAD | TPMA_NV_AUTHREAD,
+        NV_ATTRS | TPMA_NV_WRITTEN,
+        NV_ATTRS | TPMA_NV_WRITELOCKED,
+        NV_ATTRS | TPMA_NV_READLOCKED,
+        NV_ATTRS | TPMA_NV_PLATFORMCREATE,
+        NV_ATTRS | TPMA_NV_POLICY_DELETE,
+    ] {
+        let p = nv_public(NV_INDEX, TPM_ALG_SHA256, attributes, &[], 32);
+        assert_eq!(attempt(&mut tpm, b"", &p), 0x2C2, "{attributes:#x}");
+    }
+    // The platform must set PLATFORMCREATE.
+    assert_eq!(
+        rc_of(&run(&mut tpm, &define_cmd(TPM_RH_PLATFORM, b"", b"", &ok))),
+        0x2C2
+    );
+    // Authorization: none, a wrong owner password, an HMAC session handle.
+    let mut params = h("00 00");
+    params.extend_from_slice(&ok);
+    let mut body = TPM_RH_OWNER.to_be_bytes().to_vec();
+    body.extend_from_slice(&params);
+    let r = run(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, TPM_CC_NV_DEFINE_SPACE, &body),
+    );
+    assert_eq!(rc_of(&r), rc::AUTH_MISSING);
+    let r = run(&mut tpm, &define_cmd(TPM_RH_OWNER, b"x", b"", &ok));
+    assert_eq!(
+        rc_of(&r),
+        0x9A2,
+        "TPM_RC_BAD_AUTH + S1: the owner is DA-exempt"
+    );
+    let mut hmac = define_cmd(TPM_RH_OWNER, b"", b"", &ok);
+    hmac[18..22].copy_from_slice(&0x0200_0000u32.to_be_bytes());
+    assert_eq!(rc_of(&run(&mut tpm, &hmac)), rc::REFERENCE_S0);
+    // Defined once; the second time TPM_RC_NV_DEFINED.
+    assert_eq!(attempt(&mut tpm, b"", &ok), 0);
+    assert_eq!(attempt(&mut tpm, b"", &ok), 0x14C);
+    // NV space: 16 KiB of data in all, 64 indices.
+    let mut tpm = started();
+    for n in 0..8 {
+        assert_eq!(
+            rc_of(&define(&mut tpm, 0x0100_0000 + n, NV_ATTRS, b"", 2048)),
+            0
+        );
+    }
+    assert_eq!(
+        rc_of(&define(&mut tpm, 0x0100_0100, NV_ATTRS, b"", 1)),
+        0x14B
+    );
+    for n in 0..56 {
+        assert_eq!(
+            rc_of(&define(&mut tpm, 0x0100_0100 + n, NV_ATTRS, b"", 0)),
+            0
+        );
+    }
+    assert_eq!(
+        rc_of(&define(&mut tpm, 0x0100_0200, NV_ATTRS, b"", 0)),
+        0x14B
+    );
+    // Trailing zeros of the authValue do not count.
+    let mut tpm = started();
+    let mut auth = [0u8; 48];
+    auth[..2].copy_from_slice(b"pw");
+    assert_eq!(rc_of(&define(&mut tpm, NV_INDEX, NV_ATTRS, &auth, 32)), 0);
+    run_ok(&mut tpm, &write_cmd(NV_INDEX, NV_INDEX, b"pw", b"x", 0));
+}
+
+#[test]
+fn nv_platform_indices() {
+    let mut tpm = started();
+    let attributes = TPMA_NV_PPREAD | TPMA_NV_PPWRITE | TPMA_NV_PLATFORMCREATE;
+    let p = nv_public(NV_INDEX, TPM_ALG_SHA256, attributes, &[], 8);
+    run_ok(&mut tpm, &define_cmd(TPM_RH_PLATFORM, b"", b"", &p));
+    // The owner may neither write, read nor delete it.
+    let r = run(&mut tpm, &write_cmd(TPM_RH_OWNER, NV_INDEX, b"", b"a", 0));
+    assert_eq!(rc_of(&r), rc::NV_AUTHORIZATION);
+    run_ok(
+        &mut tpm,
+        &write_cmd(TPM_RH_PLATFORM, NV_INDEX, b"", b"a", 0),
+    );
+    let r = run(&mut tpm, &read_cmd(TPM_RH_OWNER, NV_INDEX, b"", 1, 0));
+    assert_eq!(rc_of(&r), rc::NV_AUTHORIZATION);
+    let r = run_ok(&mut tpm, &read_cmd(TPM_RH_PLATFORM, NV_INDEX, b"", 1, 0));
+    assert_eq!(&r[14..17], &h("00 01 61")[..]);
+    let r = run(&mut tpm, &undefine_cmd(TPM_RH_OWNER, NV_INDEX));
+    assert_eq!(rc_of(&r), rc::NV_AUTHORIZATION);
+    run_ok(&mut tpm, &undefine_cmd(TPM_RH_PLATFORM, NV_INDEX));
+}
+
+#[test]
+fn nv_write_and_read_errors() {
+    let mut tpm = started_with_nv();
+    let write = |tpm: &mut Tpm, auth: u32, pw: &[u8], data: &[u8], offset: u16| {
+        rc_of(&run(tpm, &write_cmd(auth, NV_INDEX, pw, data, offset)))
+    };
+    let read = |tpm: &mut Tpm, auth: u32, pw: &[u8], size: u16, offset: u16| {
+        rc_of(&run(tpm, &read_cmd(auth, NV_INDEX, pw, size, offset)))
+    };
+    // Offsets and sizes: offset past the end TPM_RC_VALUE + P2; past the end with the data
+    // TPM_RC_NV_RANGE; exactly to the end is fine.
+    assert_eq!(write(&mut tpm, TPM_RH_OWNER, b"", b"", 32), 0);
+    assert_eq!(write(&mut tpm, TPM_RH_OWNER, b"", b"ab", 30), 0);
+    assert_eq!(write(&mut tpm, TPM_RH_OWNER, b"", b"", 33), 0x2C4);
+    assert_eq!(write(&mut tpm, TPM_RH_OWNER, b"", b"abc", 30), rc::NV_RANGE);
+    assert_eq!(
+        write(&mut tpm, TPM_RH_OWNER, b"", &[0; 33], 0),
+        rc::NV_RANGE
+    );
+    assert_eq!(write(&mut tpm, TPM_RH_OWNER, b"", &[0; 1025], 0), 0x1D5);
+    assert_eq!(read(&mut tpm, TPM_RH_OWNER, b"", 2, 30), 0);
+    assert_eq!(read(&mut tpm, TPM_RH_OWNER, b"", 0, 32), 0);
+    assert_eq!(read(&mut tpm, TPM_RH_OWNER, b"", 0, 33), 0x2C4);
+    assert_eq!(read(&mut tpm, TPM_RH_OWNER, b"", 3, 30), rc::NV_RANGE);
+    assert_eq!(read(&mut tpm, TPM_RH_OWNER, b"", 1025, 0), 0x1C4);
+    // The index's own authValue, "pw" (the index is not DA-exempt: TPM_RC_AUTH_FAIL).
+    assert_eq!(write(&mut tpm, NV_INDEX, b"pw", b"z", 0), 0);
+    assert_eq!(read(&mut tpm, NV_INDEX, b"pw\0", 1, 0), 0);
+    assert_eq!(write(&mut tpm, NV_INDEX, b"", b"z", 0), 0x98E);
+    assert_eq!(read(&mut tpm, NV_INDEX, b"px", 1, 0), 0x98E);
+    assert_eq!(write(&mut tpm, TPM_RH_OWNER, b"pw", b"z", 0), 0x9A2);
+    // Another index's authorization: TPM_RC_NV_AUTHORIZATION.
+    assert_eq!(rc_of(&define(&mut tpm, 0x0100_0000, NV_ATTRS, b"", 1)), 0);
+    let r = run(&mut tpm, &write_cmd(0x0100_0000, NV_INDEX, b"", b"z", 0));
+    assert_eq!(rc_of(&r), rc::NV_AUTHORIZATION);
+    let r = run(&mut tpm, &read_cmd(0x0100_0000, NV_INDEX, b"", 1, 0));
+    assert_eq!(rc_of(&r), rc::NV_AUTHORIZATION);
+    // Undefined indices: TPM_RC_HANDLE + H1 (as authHandle) or H2.
+    let r = run(&mut tpm, &write_cmd(0x0100_0001, NV_INDEX, b"", b"z", 0));
+    assert_eq!(rc_of(&r), 0x18B);
+    let r = run(&mut tpm, &read_cmd(TPM_RH_OWNER, 0x0100_0001, b"", 1, 0));
+    assert_eq!(rc_of(&r), 0x28B);
+    let r = run(&mut tpm, &undefine_cmd(TPM_RH_OWNER, 0x0100_0001));
+    assert_eq!(rc_of(&r), 0x28B);
+    let r = run(
+        &mut tpm,
+        &write_cmd(TPM_RH_ENDORSEMENT, NV_INDEX, b"", b"z", 0),
+    );
+    assert_eq!(rc_of(&r), 0x184, "TPMI_RH_NV_AUTH");
+    assert_eq!(rc_of(&run(&mut tpm, &read_public_cmd(0x4000_0001))), 0x184);
+    assert_eq!(rc_of(&run(&mut tpm, &undefine_cmd(TPM_RH_OWNER, 5))), 0x284);
+
+    // Which authorizations the attributes allow.
+    let mut tpm = started();
+    let owner_only = TPMA_NV_OWNERREAD | TPMA_NV_OWNERWRITE | TPMA_NV_NO_DA;
+    let auth_only = TPMA_NV_AUTHREAD | TPMA_NV_AUTHWRITE | TPMA_NV_NO_DA;
+    assert_eq!(
+        rc_of(&define(&mut tpm, 0x0100_0001, owner_only, b"pw", 4)),
+        0
+    );
+    assert_eq!(
+        rc_of(&define(&mut tpm, 0x0100_0002, auth_only, b"pw", 4)),
+        0
+    );
+    let r = run(
+        &mut tpm,
+        &write_cmd(0x0100_0001, 0x0100_0001, b"pw", b"a", 0),
+    );
+    assert_eq!(rc_of(&r), rc::AUTH_UNAVAILABLE, "no AUTHWRITE");
+    let r = run(
+        &mut tpm,
+        &write_cmd(TPM_RH_OWNER, 0x0100_0002, b"", b"a", 0),
+    );
+    assert_eq!(rc_of(&r), rc::NV_AUTHORIZATION, "no OWNERWRITE");
+    run_ok(
+        &mut tpm,
+        &write_cmd(TPM_RH_OWNER, 0x0100_0001, b"", b"a", 0),
+    );
+    run_ok(
+        &mut tpm,
+        &write_cmd(0x0100_0002, 0x0100_0002, b"pw", b"a", 0),
+    );
+    let r = run(
+        &mut tpm,
+        &write_cmd(0x0100_0002, 0x0100_0002, b"p", b"a", 0),
+    );
+    assert_eq!(rc_of(&r), 0x9A2, "NO_DA: TPM_RC_BAD_AUTH");
+    let r = run(&mut tpm, &read_cmd(0x0100_0001, 0x0100_0001, b"pw", 1, 0));
+    assert_eq!(rc_of(&r), rc::AUTH_UNAVAILABLE, "no AUTHREAD");
+    let r = run(&mut tpm, &read_cmd(TPM_RH_OWNER, 0x0100_0002, b"", 1, 0));
+    assert_eq!(rc_of(&r), rc::NV_AUTHORIZATION, "no OWNERREAD");
+    // Authorization errors come before TPM_RC_NV_UNINITIALIZED.
+    assert_eq!(rc_of(&define(&mut tpm, 0x0100_0003, auth_only, b"", 4)), 0);
+    let r = run(&mut tpm, &read_cmd(TPM_RH_OWNER, 0x0100_0003, b"", 1, 0));
+    assert_eq!(rc_of(&r), rc::NV_AUTHORIZATION);
+    let r = run(&mut tpm, &read_cmd(0x0100_0003, 0x0100_0003, b"", 1, 0));
+    assert_eq!(rc_of(&r), rc::NV_UNINITIALIZED);
+
+    // TPMA_NV_WRITEALL: only whole writes.
+    let write_all = NV_ATTRS | TPMA_NV_WRITEALL;
+    assert_eq!(rc_of(&define(&mut tpm, 0x0100_0004, write_all, b"", 4)), 0);
+    let r = run(
+        &mut tpm,
+        &write_cmd(TPM_RH_OWNER, 0x0100_0004, b"", b"abc", 0),
+    );
+    assert_eq!(rc_of(&r), rc::NV_RANGE);
+    run_ok(
+        &mut tpm,
+        &write_cmd(TPM_RH_OWNER, 0x0100_0004, b"", b"abcd", 0),
+    );
+
+    // A policy-only index cannot be reached with a password.
+    let policy = TPMA_NV_POLICYREAD | TPMA_NV_POLICYWRITE;
+    let p = nv_public(0x0100_0005, TPM_ALG_SHA256, policy, &[0; 32], 4);
+    run_ok(&mut tpm, &define_cmd(TPM_RH_OWNER, b"", b"", &p));
+    let r = run(
+        &mut tpm,
+        &write_cmd(TPM_RH_OWNER, 0x0100_0005, b"", b"a", 0),
+    );
+    assert_eq!(rc_of(&r), rc::NV_AUTHORIZATION);
+    let r = run(&mut tpm, &write_cmd(0x0100_0005, 0x0100_0005, b"", b"a", 0));
+    assert_eq!(rc_of(&r), rc::AUTH_UNAVAILABLE);
+    // ReadPublic takes no session for its handle, and NV_Write needs one.
+    let mut body = two(TPM_RH_OWNER, 0x0100_0001);
+    body.extend_from_slice(&h("00 01 61 00 00"));
+    let r = run(&mut tpm, &cmd(TPM_ST_NO_SESSIONS, TPM_CC_NV_WRITE, &body));
+    assert_eq!(rc_of(&r), rc::AUTH_MISSING);
+}
+
+#[test]
+fn nv_clear_stclear_and_state_round_trip() {
+    let mut tpm = started_with_nv();
+    let clear_stclear = NV_ATTRS | TPMA_NV_CLEAR_STCLEAR;
+    assert_eq!(
+        rc_of(&define(&mut tpm, 0x0100_0000, clear_stclear, b"", 2)),
+        0
+    );
+    run_ok(
+        &mut tpm,
+        &write_cmd(TPM_RH_OWNER, 0x0100_0000, b"", b"hi", 0),
+    );
+    // Saved, restored, both indices as they were.
+    let bytes = tpm.to_bytes();
+    let mut copy = Tpm::from_bytes(&bytes).unwrap();
+    assert_eq!(copy, tpm);
+    assert_eq!(copy.to_bytes(), bytes);
+    let r = run_ok(&mut copy, &read_cmd(NV_INDEX, NV_INDEX, b"pw", 32, 0));
+    assert_eq!(&r[16..48], &[7; 32]);
+    assert_eq!(
+        copy.execute(0, &read_public_cmd(NV_INDEX)),
+        tpm.execute(0, &read_public_cmd(NV_INDEX))
+    );
+    // Resume keeps CLEAR_STCLEAR indices written, Restart and Reset do not.
+    run_ok(&mut copy, &h(SHUTDOWN_STATE));
+    copy.init();
+    run_ok(&mut copy, &h(STARTUP_STATE));
+    run_ok(&mut copy, &read_cmd(TPM_RH_OWNER, 0x0100_0000, b"", 2, 0));
+    run_ok(&mut copy, &h(SHUTDOWN_STATE));
+    copy.init();
+    run_ok(&mut copy, &h(STARTUP_CLEAR));
+    let r = run(&mut copy, &read_cmd(TPM_RH_OWNER, 0x0100_0000, b"", 2, 0));
+    assert_eq!(rc_of(&r), rc::NV_UNINITIALIZED);
+    run_ok(&mut copy, &read_cmd(TPM_RH_OWNER, NV_INDEX, b"", 32, 0));
+    // A version 1 state (before NV indices) is still read: no indices.
+    let fresh = started();
+    let mut v1 = fresh.to_bytes();
+    assert_eq!(v1.split_off(v1.len() - 4), [0, 0, 0, 0]);
+    v1[5] = 1;
+    assert_eq!(Tpm::from_bytes(&v1), Ok(fresh));
+    // Every truncation of a state with NV content is an error.
+    for len in 0..bytes.len() {
+        let err = Tpm::from_bytes(&bytes[..len]).unwrap_err();
+        assert!(
+            matches!(err, StateError::Truncated | StateError::NotAState),
+            "{len}"
+        );
+    }
+    // The NV part is checked: a bad nameAlg, an out-of-order list.
+    let nv_at = bytes.len() - (4 + 14 + 4 + 32 + 14 + 2 + 2);
+    assert_eq!(&bytes[nv_at..nv_at + 4], &[0, 0, 0, 2]);
+    let mut bad = bytes.clone();
+    bad[nv_at + 4 + 5] = 0x10;
+    assert_eq!(
+        Tpm::from_bytes(&bad),
+        Err(StateError::InvalidField("NV nameAlg"))
+    );
+    let mut bad = bytes.clone();
+    bad[nv_at + 4..nv_at + 8].copy_from_slice(&0x0200_0000u32.to_be_bytes());
+    assert_eq!(
+        Tpm::from_bytes(&bad),
+        Err(StateError::InvalidField("NV index"))
+    );
+    let mut bad = bytes.clone();
+    bad[nv_at + 4..nv_at + 8].copy_from_slice(&0x01FF_0000u32.to_be_bytes());
+    assert_eq!(
+        Tpm::from_bytes(&bad),
+        Err(StateError::InvalidField("NV index order"))
+    );
+    let mut rng = Rng(99);
+    for _ in 0..2000 {
+        let mut c = bytes.clone();
+        let at = nv_at + rng.below(c.len() - nv_at);
         c[at] ^= 1 << rng.below(8);
         let _ = Tpm::from_bytes(&c);
     }

@@ -3,7 +3,7 @@
 //! Every list starts at `property` (an algorithm, handle, command code or property tag),
 //! holds at most `propertyCount` entries (capped by what fits MAX_CAP_BUFFER), and
 //! `moreData` is YES when entries of the same kind were left out. Lists of things that do
-//! not exist yet here (loaded objects, NV indices, sessions, ECC curves, audited or
+//! not exist yet here (loaded objects, sessions, ECC curves, audited or
 //! physical-presence commands, policies, ACTs) are empty, with moreData NO.
 
 use super::super::constants::*;
@@ -62,6 +62,8 @@ impl Tpm {
             | TPM_PT_ACTIVE_SESSIONS_MAX => 0,
             TPM_PT_PCR_COUNT => PCR_COUNT as u32,
             TPM_PT_PCR_SELECT_MIN => PCR_SELECT_SIZE as u32,
+            TPM_PT_NV_INDEX_MAX => u32::from(MAX_NV_INDEX_SIZE),
+            TPM_PT_NV_BUFFER_MAX => MAX_NV_BUFFER_SIZE as u32,
             TPM_PT_MAX_COMMAND_SIZE => MAX_COMMAND_SIZE as u32,
             TPM_PT_MAX_RESPONSE_SIZE => MAX_RESPONSE_SIZE as u32,
             TPM_PT_MAX_DIGEST => MAX_DIGEST_SIZE as u32,
@@ -79,8 +81,8 @@ impl Tpm {
                 };
                 TPMA_STARTUP_CLEAR_ENABLES | orderly
             }
-            TPM_PT_HR_NV_INDEX
-            | TPM_PT_HR_LOADED
+            TPM_PT_HR_NV_INDEX => self.nv.len() as u32,
+            TPM_PT_HR_LOADED
             | TPM_PT_HR_LOADED_AVAIL
             | TPM_PT_HR_ACTIVE
             | TPM_PT_HR_ACTIVE_AVAIL
@@ -150,9 +152,12 @@ pub fn get_capability(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
                     let handles = PERMANENT_HANDLES.into_iter().filter(|&h| h >= property);
                     list(&mut data, handles, max, |w, h| w.u32(h))
                 }
+                TPM_HT_NV_INDEX => {
+                    let indices = tpm.nv.handles().filter(|&h| h >= property);
+                    list(&mut data, indices, max, |w, h| w.u32(h))
+                }
                 TPM_HT_TRANSIENT
                 | TPM_HT_PERSISTENT
-                | TPM_HT_NV_INDEX
                 | TPM_HT_HMAC_SESSION
                 | TPM_HT_POLICY_SESSION => {
                     list(&mut data, core::iter::empty::<u32>(), max, |w, h| w.u32(h))

@@ -7,6 +7,8 @@
 //! then changes state, writing its response parameters into [`Call::out`].
 
 mod capability;
+mod hash;
+mod nv;
 mod pcr;
 mod random;
 mod startup;
@@ -76,6 +78,10 @@ impl CommandDef {
 }
 
 const PCR: &[HandleKind] = &[HandleKind::Pcr { allow_null: false }];
+const PROVISION: &[HandleKind] = &[HandleKind::Provision];
+const PROVISION_NV: &[HandleKind] = &[HandleKind::Provision, HandleKind::NvIndex];
+const NV_AUTH_NV: &[HandleKind] = &[HandleKind::NvAuth, HandleKind::NvIndex];
+const NV: &[HandleKind] = &[HandleKind::NvIndex];
 const PCR_OR_NULL: &[HandleKind] = &[HandleKind::Pcr { allow_null: true }];
 
 const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
@@ -102,6 +108,13 @@ const fn authorized(cc: u32, handles: &'static [HandleKind], run: Run) -> Comman
 
 /// Sorted by command code (GetCapability(TPM_CAP_COMMANDS) lists them in this order).
 pub const COMMANDS: &[CommandDef] = &[
+    authorized(
+        TPM_CC_NV_UNDEFINE_SPACE,
+        PROVISION_NV,
+        nv::nv_undefine_space,
+    ),
+    authorized(TPM_CC_NV_DEFINE_SPACE, PROVISION, nv::nv_define_space),
+    authorized(TPM_CC_NV_WRITE, NV_AUTH_NV, nv::nv_write),
     authorized(TPM_CC_PCR_EVENT, PCR_OR_NULL, pcr::pcr_event),
     authorized(TPM_CC_PCR_RESET, PCR, pcr::pcr_reset),
     def(
@@ -116,9 +129,18 @@ pub const COMMANDS: &[CommandDef] = &[
     },
     def(TPM_CC_SHUTDOWN, true, startup::shutdown),
     def(TPM_CC_STIR_RANDOM, true, random::stir_random),
+    CommandDef {
+        nv: false,
+        ..authorized(TPM_CC_NV_READ, NV_AUTH_NV, nv::nv_read)
+    },
+    CommandDef {
+        handles: NV,
+        ..def(TPM_CC_NV_READ_PUBLIC, false, nv::nv_read_public)
+    },
     def(TPM_CC_GET_CAPABILITY, false, capability::get_capability),
     def(TPM_CC_GET_RANDOM, false, random::get_random),
     def(TPM_CC_GET_TEST_RESULT, false, testing::get_test_result),
+    def(TPM_CC_HASH, false, hash::hash),
     def(TPM_CC_PCR_READ, false, pcr::pcr_read),
     authorized(TPM_CC_PCR_EXTEND, PCR_OR_NULL, pcr::pcr_extend),
 ];
@@ -149,5 +171,17 @@ mod tests {
             lookup(TPM_CC_GET_CAPABILITY).unwrap().attributes(),
             0x0000_017A
         );
+        // NV_Write: nv, two handles; NV_Read: two handles; NV_ReadPublic one (Part 4).
+        assert_eq!(lookup(TPM_CC_NV_WRITE).unwrap().attributes(), 0x0440_0137);
+        assert_eq!(lookup(TPM_CC_NV_READ).unwrap().attributes(), 0x0400_014E);
+        assert_eq!(
+            lookup(TPM_CC_NV_READ_PUBLIC).unwrap().attributes(),
+            0x0200_0169
+        );
+        assert_eq!(
+            lookup(TPM_CC_NV_DEFINE_SPACE).unwrap().attributes(),
+            0x0240_012A
+        );
+        assert_eq!(lookup(TPM_CC_HASH).unwrap().attributes(), 0x0000_017D);
     }
 }

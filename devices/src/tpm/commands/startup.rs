@@ -8,7 +8,8 @@
 //! | STATE         | STATE   | TPM Resume   | 0-15 restored, others initialised | restartCount + 1 |
 //! | none or CLEAR | STATE   | TPM_RC_VALUE (parameter 1)                                   ||
 //!
-//! A TPM Reset also draws a new null seed. A PCR_Extend, PCR_Event or PCR_Reset of a
+//! A TPM Reset and a TPM Restart also clear TPMA_NV_WRITTEN of the NV indices with
+//! TPMA_NV_CLEAR_STCLEAR (Part 2 §13.4). A TPM Reset also draws a new null seed. A PCR_Extend, PCR_Event or PCR_Reset of a
 //! state-saved PCR after Shutdown voids the saved state (Part 4 `RETURN_IF_ORDERLY` /
 //! `g_clearOrderly`): the next Startup is a TPM Reset.
 
@@ -55,6 +56,7 @@ pub fn startup(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
             let mut pcrs = *saved;
             pcrs.startup(false, call.locality, None);
             tpm.pcrs = pcrs;
+            tpm.nv.startup_clear();
             tpm.restart_count = tpm.restart_count.wrapping_add(1);
             tpm.clear_count = tpm.clear_count.wrapping_add(1);
             tpm.orderly_startup = true;
@@ -62,6 +64,7 @@ pub fn startup(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
         (_, previous) => {
             // TPM Reset.
             tpm.pcrs.startup(true, call.locality, None);
+            tpm.nv.startup_clear();
             tpm.reset_count = tpm.reset_count.wrapping_add(1);
             tpm.restart_count = 0;
             tpm.clear_count = 0;
