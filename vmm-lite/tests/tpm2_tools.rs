@@ -1,8 +1,9 @@
 //! Debian's tpm2-tools against `vmm-lite tpm-server`: Parapet's TPM (`devices::tpm`) through
 //! the simulator protocol tcti-mssim speaks, for the commands it has so far. `tpm2_pcrevent`,
-//! and `tpm2_nvdefine`, `tpm2_nvwrite`, `tpm2_nvread`, `tpm2_nvundefine` (tpm2-tools 5.4)
-//! open an HMAC session first, which waits for StartAuthSession (they fail with 0x143); the
-//! NV index here is defined with a raw TPM2_NV_DefineSpace through `tpm2_send`. PCR values,
+//! and `tpm2_nvdefine`, `tpm2_nvwrite`, `tpm2_nvread` (tpm2-tools 5.4) authorize through an
+//! unbound, unsalted SHA-256 HMAC session (symmetric TPM_ALG_NULL) they start first;
+//! `tpm2_createpolicy --policy-pcr` runs a trial policy session. `tpm2_startauthsession -S`
+//! still fails: it saves the session with TPM2_ContextSave, not implemented (0x143). PCR values,
 //! digests and Names are checked against hashes computed outside any TPM (Python's
 //! hashlib): PCR 16 reset, then extended with the bytes 00..1f, is SHA-256(32 zero bytes ||
 //! 00..1f).
@@ -22,6 +23,14 @@ const TEXT_SHA1: &str = "9ddb519e1b3ef36a1f26e01b9bf82fcb9575686c";
 const TEXT_SHA256: &str = "de81877ee00e34252d6d78206f899d4bc2a6f09a6a0793ff8aca29bb90c21520";
 const TEXT_SHA384: &str = "4068a6f0aecd73ecdca9825424022c3c2135bb320a17e54c1b5e122d27f92886\
                            d0d4a5c75fcb27a2bb396db744ea39f7";
+
+/// PCR 16 after `tpm2_pcrevent 16` of TEXT on a reset PCR: SHA-256(32 zero octets ||
+/// TEXT_SHA256), Python's `hashlib.sha256(bytes(32) + bytes.fromhex(TEXT_SHA256))`.
+const PCR16_EVENT: &str = "0xD3DBD6614CF15689BB265911B8D19153072D8BCC9E7B3B7CD5E8BCCAB662539C";
+/// The PolicyPCR digest of SHA-256 PCRs 0 (zeros) and 16 (PCR16_EVENT), Part 3 §23.7:
+/// `sha256(bytes(32) + bytes.fromhex("0000017f" "00000001000b03010001") +
+/// sha256(bytes(32) + pcr16))` in Python's hashlib.
+const POLICY_PCR_0_16: &str = "fbf175cf9532a08ff5881f364bfc249a49a088a5a99d4ce336d26cb08c980d7c";
 
 /// TPM2_NV_DefineSpace (TPM 2.0 Part 3 §31.3) with TPM_RH_OWNER, an empty password session,
 /// an empty authValue, and the TPMS_NV_PUBLIC of index 0x01500016: nameAlg SHA-256,
@@ -181,4 +190,71 @@ fn tpm2_tools_hash_and_read_nv_public_areas() {
     );
     let handles = tpm.ok("tpm2_getcap", &["handles-nv-index"]);
     assert_eq!(handles.trim(), "- 0x1500016");
+}
+
+#[test]
+fn tpm2_tools_authorize_with_hmac_sessions_and_compute_a_pcr_policy() {
+    let tpm = Server::start();
+    tpm.ok("tpm2_startup", &["-c"]);
+    let dir = std::env::temp_dir().join(format!("parapet-tpm2-sessions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = |name: &str| dir.join(name).to_str().expect("UTF-8 path").to_owned();
+
+    // NV through HMAC sessions (the owner's empty authValue).
+    tpm.ok(
+        "tpm2_nvdefine",
+        &[
+            "0x1500016",
+            "-C",
+            "o",
+            "-s",
+            "32",
+            "-a",
+            "ownerread|ownerwrite|authread|authwrite",
+        ],
+    );
+    let public = tpm.ok("tpm2_nvreadpublic", &[]);
+    assert!(
+        public.contains(&format!("0x1500016:\n  name: {NV_NAME}")),
+        "{public}"
+    );
+    let data: Vec<u8> = (0..32u8).map(|i| b'A' + i % 26).collect();
+    std::fs::write(file("data.bin"), &data).expect("data file");
+    tpm.ok(
+        "tpm2_nvwrite",
+        &["0x1500016", "-C", "o", "-i", &file("data.bin")],
+    );
+    let read = tpm.ok("tpm2_nvread", &["0x1500016", "-C", "o", "-s", "32"]);
+    assert_eq!(read.as_bytes(), &data[..]);
+
+    // PCR_Event through an HMAC session.
+    std::fs::write(file("event.txt"), TEXT).expect("event file");
+    tpm.ok("tpm2_pcrreset", &["16"]);
+    let event = tpm.ok("tpm2_pcrevent", &["16", &file("event.txt")]);
+    assert!(event.contains(&format!("sha256: {TEXT_SHA256}")), "{event}");
+    let pcr = tpm.ok("tpm2_pcrread", &["sha256:16"]);
+    assert!(pcr.contains(PCR16_EVENT), "{pcr}");
+
+    // A trial policy session: PolicyPCR, PolicyGetDigest, FlushContext.
+    tpm.ok(
+        "tpm2_createpolicy",
+        &[
+            "--policy-pcr",
+            "-l",
+            "sha256:0,16",
+            "-L",
+            &file("policy.dat"),
+        ],
+    );
+    let policy = std::fs::read(file("policy.dat")).expect("policy digest");
+    assert_eq!(policy, unhex(POLICY_PCR_0_16));
+
+    // tpm2_startauthsession saves its session with TPM2_ContextSave: TPM_RC_COMMAND_CODE.
+    let saved = tpm.run(
+        "tpm2_startauthsession",
+        &["--policy-session", "-S", &file("session.ctx")],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!saved.status.success());
+    assert!(String::from_utf8_lossy(&saved.stderr).contains("Esys_ContextSave(0x143)"));
 }

@@ -37,13 +37,17 @@ pub const TPM_CC_STARTUP: u32 = 0x0000_0144;
 pub const TPM_CC_SHUTDOWN: u32 = 0x0000_0145;
 pub const TPM_CC_STIR_RANDOM: u32 = 0x0000_0146;
 pub const TPM_CC_NV_READ: u32 = 0x0000_014E;
+pub const TPM_CC_FLUSH_CONTEXT: u32 = 0x0000_0165;
 pub const TPM_CC_NV_READ_PUBLIC: u32 = 0x0000_0169;
+pub const TPM_CC_START_AUTH_SESSION: u32 = 0x0000_0176;
 pub const TPM_CC_GET_CAPABILITY: u32 = 0x0000_017A;
 pub const TPM_CC_GET_RANDOM: u32 = 0x0000_017B;
 pub const TPM_CC_GET_TEST_RESULT: u32 = 0x0000_017C;
 pub const TPM_CC_HASH: u32 = 0x0000_017D;
 pub const TPM_CC_PCR_READ: u32 = 0x0000_017E;
+pub const TPM_CC_POLICY_PCR: u32 = 0x0000_017F;
 pub const TPM_CC_PCR_EXTEND: u32 = 0x0000_0182;
+pub const TPM_CC_POLICY_GET_DIGEST: u32 = 0x0000_0189;
 
 // ---------------------------------------------------------------------------------------
 // TPM_ALG_ID (TCG Algorithm Registry, Table 3; Part 2 §6.3).
@@ -52,6 +56,13 @@ pub const TPM_ALG_SHA1: u16 = 0x0004;
 pub const TPM_ALG_SHA256: u16 = 0x000B;
 pub const TPM_ALG_SHA384: u16 = 0x000C;
 pub const TPM_ALG_NULL: u16 = 0x0010;
+pub const TPM_ALG_AES: u16 = 0x0006;
+pub const TPM_ALG_CFB: u16 = 0x0043;
+
+// TPM_SE (Part 2, the TPM_SE table after TPM_SU): the session types of TPM2_StartAuthSession.
+pub const TPM_SE_HMAC: u8 = 0x00;
+pub const TPM_SE_POLICY: u8 = 0x01;
+pub const TPM_SE_TRIAL: u8 = 0x03;
 
 /// TPMA_ALGORITHM (Part 2 §8.2, Table 32): bit 2, a hash algorithm.
 pub const TPMA_ALGORITHM_HASH: u32 = 1 << 2;
@@ -215,8 +226,15 @@ pub const POLICY_SESSION_LAST: u32 = POLICY_SESSION_FIRST + 0x00FF_FFFE;
 
 // TPMA_SESSION (Part 2 §8.4, Table 37).
 pub const TPMA_SESSION_CONTINUE_SESSION: u8 = 1 << 0;
+/// auditExclusive, auditReset (bits 1, 2).
+pub const TPMA_SESSION_AUDIT_EXCLUSIVE: u8 = 1 << 1;
+pub const TPMA_SESSION_AUDIT_RESET: u8 = 1 << 2;
 /// Bits 3 and 4 are reserved (TPM_RC_RESERVED_BITS when set).
 pub const TPMA_SESSION_RESERVED: u8 = 0x18;
+/// decrypt, encrypt, audit (bits 5-7).
+pub const TPMA_SESSION_DECRYPT: u8 = 1 << 5;
+pub const TPMA_SESSION_ENCRYPT: u8 = 1 << 6;
+pub const TPMA_SESSION_AUDIT: u8 = 1 << 7;
 
 // ---------------------------------------------------------------------------------------
 // Implementation limits (Part 2 §5 "Implementation values"; the values the TCG reference
@@ -229,6 +247,12 @@ pub const MAX_RESPONSE_SIZE: usize = 4096;
 pub const HEADER_SIZE: usize = 10;
 /// Authorization sessions one command may carry (MAX_SESSION_NUM).
 pub const MAX_SESSION_NUM: usize = 3;
+/// Session slots: HMAC and policy sessions loaded at once (MAX_LOADED_SESSIONS; the
+/// reference implementation's value is 3, the PC Client minimum). StartAuthSession beyond
+/// it is TPM_RC_SESSION_MEMORY. There is no ContextSave, so active = loaded.
+pub const MAX_LOADED_SESSIONS: usize = 3;
+/// The smallest nonceCaller StartAuthSession accepts (Part 3 §11.1: 16 octets).
+pub const MIN_NONCE_SIZE: usize = 16;
 /// The largest TPM2B_MAX_BUFFER (MAX_DIGEST_BUFFER), reported as TPM_PT_INPUT_BUFFER.
 pub const MAX_DIGEST_BUFFER: u32 = 1024;
 /// TPM2B_EVENT's buffer (Part 2 §10.4.7: 1024 octets).

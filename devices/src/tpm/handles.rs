@@ -4,16 +4,19 @@
 //!
 //! Implemented so far: PCRs (TPM_HT_PCR, 0..23), NV indices (TPM_HT_NV_INDEX, `nv.rs`), the
 //! owner and platform hierarchies as authorization entities (empty authValues until
-//! HierarchyChangeAuth), and the password pseudo-session TPM_RS_PW. Transient and
-//! persistent objects and sessions do not exist yet, so the handle lists GetCapability
-//! gives for them are empty. A new entity type adds a [`HandleKind`] (its unmarshalling
-//! rule) and an arm in [`entity_auth`].
+//! HierarchyChangeAuth), the password pseudo-session TPM_RS_PW, and policy session handles
+//! in the handle area (PolicyPCR, PolicyGetDigest). Transient and persistent objects do not
+//! exist yet. A new entity type adds a [`HandleKind`] (its unmarshalling rule) and an arm in
+//! [`entity_auth`].
 
 use super::constants::{
-    HR_SHIFT, TPMA_NV_AUTHREAD, TPMA_NV_AUTHWRITE, TPMA_NV_NO_DA, TPM_CC_NV_READ, TPM_CC_NV_WRITE,
-    TPM_HT_PCR, TPM_RH_ENDORSEMENT, TPM_RH_LOCKOUT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM,
-    TPM_RH_PLATFORM_NV, TPM_RS_PW,
+    HR_SHIFT, POLICY_SESSION_FIRST, POLICY_SESSION_LAST, TPMA_NV_AUTHREAD, TPMA_NV_AUTHWRITE,
+    TPMA_NV_NO_DA, TPMA_NV_POLICYREAD, TPMA_NV_POLICYWRITE, TPM_CC_NV_READ, TPM_CC_NV_WRITE,
+    TPM_HT_PCR, TPM_HT_PERSISTENT, TPM_HT_TRANSIENT, TPM_RH_ENDORSEMENT, TPM_RH_LOCKOUT,
+    TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM, TPM_RH_PLATFORM_NV, TPM_RS_PW,
 };
+use alloc::vec::Vec;
+
 use super::nv::is_nv_index;
 use super::pcr::PCR_COUNT;
 use super::rc::{self, Rc};
@@ -52,6 +55,16 @@ pub enum HandleKind {
     NvAuth,
     /// TPMI_RH_NV_INDEX (Part 2 §9.23): an NV index.
     NvIndex,
+    /// TPMI_DH_OBJECT+ (Part 2 §9.3): a transient or persistent object, or TPM_RH_NULL.
+    /// No objects exist yet, so an object handle is TPM_RC_HANDLE (not loaded).
+    ObjectOrNull,
+    /// TPMI_DH_ENTITY+ (Part 2 §9.4): StartAuthSession's bind. TPM_RH_NULL and the entities
+    /// [`entity_auth`] knows (owner, platform, PCRs, defined NV indices); any other handle
+    /// is TPM_RC_VALUE (undefined NV index: TPM_RC_HANDLE).
+    EntityOrNull,
+    /// TPMI_SH_POLICY (Part 2 §9.8): a policy session handle; one not loaded is
+    /// TPM_RC_REFERENCE_H0 (Part 4 `EntityGetLoadStatus`).
+    PolicySession,
 }
 
 impl HandleKind {
@@ -78,6 +91,29 @@ impl HandleKind {
             },
             HandleKind::NvIndex if is_nv_index(handle) => nv_defined(),
             HandleKind::NvIndex => Err(rc::VALUE),
+            HandleKind::ObjectOrNull => match handle_type(handle) {
+                _ if handle == TPM_RH_NULL => Ok(()),
+                TPM_HT_TRANSIENT | TPM_HT_PERSISTENT => Err(rc::HANDLE),
+                _ => Err(rc::VALUE),
+            },
+            HandleKind::EntityOrNull => {
+                if is_nv_index(handle) {
+                    return nv_defined();
+                }
+                match entity_auth(tpm, 0, handle) {
+                    EntityAuth::Value(..) => Ok(()),
+                    _ => Err(rc::VALUE),
+                }
+            }
+            HandleKind::PolicySession => {
+                if !(POLICY_SESSION_FIRST..=POLICY_SESSION_LAST).contains(&handle) {
+                    Err(rc::VALUE)
+                } else if tpm.sessions.get(handle).is_some() {
+                    Ok(())
+                } else {
+                    Err(rc::REFERENCE_H0)
+                }
+            }
             HandleKind::Pcr { allow_null } => {
                 if handle == TPM_RH_NULL {
                     return if allow_null { Ok(()) } else { Err(rc::VALUE) };
@@ -132,6 +168,39 @@ pub fn entity_auth(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
         return EntityAuth::Value(&index.auth, index.public.has(TPMA_NV_NO_DA));
     }
     EntityAuth::None
+}
+
+/// The authPolicy a policy session must match to authorize `handle` for command `cc`
+/// (Part 1 §19.7.3): an NV index's, when it has TPMA_NV_POLICYREAD (NV_Read) or
+/// TPMA_NV_POLICYWRITE (NV_Write), else the policy may not be used
+/// ([`EntityAuth::Unavailable`], TPM_RC_AUTH_UNAVAILABLE as Part 4 `IsPolicySessionValid`
+/// answers). The hierarchies and PCRs have an empty authPolicy (SetPrimaryPolicy and
+/// PCR_SetAuthPolicy are not implemented), which no policyDigest matches.
+pub fn entity_policy(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
+    if let Some(index) = tpm.nv.get(handle) {
+        let needed = match cc {
+            TPM_CC_NV_READ => TPMA_NV_POLICYREAD,
+            TPM_CC_NV_WRITE => TPMA_NV_POLICYWRITE,
+            _ => 0,
+        };
+        if needed != 0 && !index.public.has(needed) {
+            return EntityAuth::Unavailable;
+        }
+        return EntityAuth::Value(&index.public.auth_policy, index.public.has(TPMA_NV_NO_DA));
+    }
+    match entity_auth(tpm, cc, handle) {
+        EntityAuth::Value(_, da_exempt) => EntityAuth::Value(&[], da_exempt),
+        other => other,
+    }
+}
+
+/// The Name of the entity behind a handle of the handle area (Part 1 §16): an NV index's
+/// is its nameAlg and the digest of its public area, every other handle's is the handle.
+pub fn name(tpm: &Tpm, handle: u32) -> Vec<u8> {
+    match tpm.nv.get(handle) {
+        Some(index) => index.public.name(),
+        None => handle.to_be_bytes().to_vec(),
+    }
 }
 
 #[cfg(test)]

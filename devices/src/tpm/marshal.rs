@@ -70,6 +70,11 @@ impl<'a> Reader<'a> {
         self.bytes(size)
     }
 
+    /// The octets not read yet, without consuming them.
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// Splits off the next `n` octets as a reader of their own.
     pub fn sub(&mut self, n: usize) -> Result<Reader<'a>, Rc> {
         Ok(Reader::new(self.bytes(n)?))

@@ -14,7 +14,16 @@
 //! The command table is `commands/mod.rs`. Implemented: Startup, Shutdown, SelfTest,
 //! IncrementalSelfTest, GetTestResult, GetRandom, StirRandom, GetCapability, PCR_Read,
 //! PCR_Extend, PCR_Event, PCR_Reset, Hash, NV_DefineSpace, NV_UndefineSpace, NV_ReadPublic,
-//! NV_Write, NV_Read. Any other command code is TPM_RC_COMMAND_CODE.
+//! NV_Write, NV_Read, StartAuthSession, FlushContext (sessions), PolicyPCR, PolicyGetDigest.
+//! Any other command code is TPM_RC_COMMAND_CODE.
+//!
+//! # Sessions
+//!
+//! Password, HMAC and policy authorizations (`auth.rs`); HMAC and policy sessions are
+//! unsalted, bound or unbound, with SHA-1, SHA-256 or SHA-384 (`session.rs`). Not yet:
+//! salted sessions (no objects), parameter encryption (a session may be started with
+//! AES-128-CFB, but decrypt/encrypt on a command is refused), audit, ContextSave/ContextLoad,
+//! policy commands other than PolicyPCR and PolicyGetDigest.
 //!
 //! # Processing order (Part 3 §5; Part 4 `ExecuteCommand`)
 //!
@@ -31,13 +40,19 @@
 //!    indices, that they are defined (TPM_RC_HANDLE); errors numbered TPM_RC_H + n.
 //! 6. Sessions (TPM_ST_SESSIONS): authorizationSize below 9 or past the end is TPM_RC_SIZE;
 //!    a command that takes no sessions answers TPM_RC_AUTH_CONTEXT; sessions are unmarshalled
-//!    and checked (`auth.rs`), errors numbered TPM_RC_S + n (TPM_RC_AUTH_UNAVAILABLE, when
+//!    and checked (`auth.rs`: passwords, command HMACs over cpHash, policy digests), errors
+//!    numbered TPM_RC_S + n (TPM_RC_AUTH_UNAVAILABLE, when
 //!    an NV index's own authValue may not be used for the command, has no number). Without
 //!    sessions, a command with a handle needing authorization is TPM_RC_AUTH_MISSING.
 //! 7. Parameters: unmarshalled by the command, errors numbered TPM_RC_P + n; octets left over
 //!    are TPM_RC_SIZE. Only then does the command act.
 //!
-//! Every error response is the 10-octet header alone. No input can make the processor
+//! 8. The response: a response handle (StartAuthSession), then with sessions the parameter
+//!    size, parameters and one TPMS_AUTH_RESPONSE per session (new nonceTPM, response HMAC
+//!    over rpHash); a session without continueSession is flushed.
+//!
+//! Every error response is the 10-octet header alone; an error leaves every session as it
+//! was (no nonce rolls). No input can make the processor
 //! panic: reads are bounds-checked (`marshal.rs`), and an internal inconsistency puts the TPM
 //! in failure mode instead.
 //!
@@ -57,6 +72,7 @@ mod marshal;
 mod nv;
 mod pcr;
 pub mod rc;
+mod session;
 mod state;
 
 #[cfg(test)]
@@ -77,6 +93,7 @@ use marshal::{Reader, Writer};
 use nv::NvIndices;
 use pcr::Pcrs;
 use rc::Rc;
+use session::Sessions;
 
 /// Octets of each primary seed (Part 1 §14.3.3: at least the security strength of the
 /// strongest algorithm; the reference implementation's PRIMARY_SEED_SIZE is 32).
@@ -130,6 +147,8 @@ pub struct Tpm {
     pcrs: Pcrs,
     /// Algorithms whose self-test passed, bit `HashAlg::index()`.
     tested: u8,
+    /// The loaded HMAC and policy sessions (`session.rs`). Not in the state blob.
+    sessions: Sessions,
     /// A self-test or an internal check failed (Part 1 §12.2.3 failure mode).
     failure: bool,
 }
@@ -179,6 +198,7 @@ impl Tpm {
             null_seed: [0; SEED_SIZE],
             pcrs: Pcrs::default(),
             tested: 0,
+            sessions: Sessions::default(),
             failure: false,
         }
     }
@@ -191,6 +211,7 @@ impl Tpm {
         self.null_seed = [0; SEED_SIZE];
         self.pcrs = Pcrs::default();
         self.tested = 0;
+        self.sessions.clear();
         self.failure = false;
     }
 
@@ -257,7 +278,7 @@ impl Tpm {
         }
         let handles = &handles[..def.handles.len()];
 
-        let sessions = if tag == TPM_ST_SESSIONS {
+        let authorized = if tag == TPM_ST_SESSIONS {
             let auth_size = r.u32()? as usize;
             if auth_size < 9 || auth_size > r.remaining() {
                 return Err(rc::SIZE);
@@ -265,9 +286,15 @@ impl Tpm {
             if !def.sessions_allowed {
                 return Err(rc::AUTH_CONTEXT);
             }
-            let sessions = auth::read_sessions(r.sub(auth_size)?)?;
-            auth::authorize(self, code, &sessions, &handles[..def.auth_handles])?;
-            Some(sessions)
+            let sessions = auth::read_sessions(self, r.sub(auth_size)?)?;
+            Some(auth::authorize(
+                self,
+                code,
+                &sessions,
+                handles,
+                def.auth_handles,
+                r.rest(),
+            )?)
         } else {
             if def.auth_handles > 0 {
                 return Err(rc::AUTH_MISSING);
@@ -280,24 +307,33 @@ impl Tpm {
             handles,
             params: r,
             out: Writer::new(),
+            out_handle: None,
         };
         (def.run)(self, &mut call)?;
+        let out_handle = call.out_handle;
         let params = call.out.into_vec();
 
         let mut w = Writer::new();
-        match sessions {
+        match authorized {
             None => {
                 w.u16(TPM_ST_NO_SESSIONS);
-                w.count(HEADER_SIZE + params.len());
+                w.count(HEADER_SIZE + 4 * usize::from(out_handle.is_some()) + params.len());
                 w.u32(rc::SUCCESS);
+                if let Some(handle) = out_handle {
+                    w.u32(handle);
+                }
                 w.bytes(&params);
             }
-            Some(sessions) => {
+            Some(authorized) => {
                 let mut auth = Writer::new();
-                auth::write_responses(&mut auth, &sessions);
+                auth::write_responses(self, code, &authorized, &params, &mut auth);
                 w.u16(TPM_ST_SESSIONS);
-                w.count(HEADER_SIZE + 4 + params.len() + auth.len());
+                let handle_size = 4 * usize::from(out_handle.is_some());
+                w.count(HEADER_SIZE + handle_size + 4 + params.len() + auth.len());
                 w.u32(rc::SUCCESS);
+                if let Some(handle) = out_handle {
+                    w.u32(handle);
+                }
                 w.count(params.len());
                 w.bytes(&params);
                 w.bytes(auth.as_slice());

@@ -22,6 +22,9 @@ pub const COMMAND_CODE: Rc = RC_VER1 + 0x043;
 pub const AUTH_CONTEXT: Rc = RC_VER1 + 0x045;
 /// The entity's authValue may not be used for this command (Part 4 `IsAuthValueAvailable`).
 pub const AUTH_UNAVAILABLE: Rc = RC_VER1 + 0x02F;
+/// A policy session is used when the PCRs changed since its PolicyPCR (Part 4
+/// `CheckPolicyAuthSession`).
+pub const PCR_CHANGED: Rc = RC_VER1 + 0x028;
 pub const NV_RANGE: Rc = RC_VER1 + 0x046;
 pub const NV_LOCKED: Rc = RC_VER1 + 0x048;
 pub const NV_AUTHORIZATION: Rc = RC_VER1 + 0x049;
@@ -33,16 +36,25 @@ pub const RC_FMT1: Rc = 0x080;
 pub const ATTRIBUTES: Rc = RC_FMT1 + 0x002;
 pub const HASH: Rc = RC_FMT1 + 0x003;
 pub const VALUE: Rc = RC_FMT1 + 0x004;
+pub const MODE: Rc = RC_FMT1 + 0x009;
 pub const HANDLE: Rc = RC_FMT1 + 0x00B;
 pub const AUTH_FAIL: Rc = RC_FMT1 + 0x00E;
 pub const NONCE: Rc = RC_FMT1 + 0x00F;
+pub const KEY_SIZE: Rc = RC_FMT1 + 0x007;
 pub const SIZE: Rc = RC_FMT1 + 0x015;
+pub const SYMMETRIC: Rc = RC_FMT1 + 0x016;
+pub const POLICY_FAIL: Rc = RC_FMT1 + 0x01D;
 pub const INSUFFICIENT: Rc = RC_FMT1 + 0x01A;
 pub const RESERVED_BITS: Rc = RC_FMT1 + 0x021;
 pub const BAD_AUTH: Rc = RC_FMT1 + 0x022;
 
 pub const RC_WARN: Rc = 0x900;
 pub const LOCALITY: Rc = RC_WARN + 0x007;
+/// No slot for another session (TPM2_StartAuthSession).
+pub const SESSION_MEMORY: Rc = RC_WARN + 0x003;
+/// TPM_RC_REFERENCE_H0: the handle in handle slot 0 references no loaded session or
+/// object; slot n is REFERENCE_H0 + n.
+pub const REFERENCE_H0: Rc = RC_WARN + 0x010;
 /// TPM_RC_REFERENCE_S0: the session handle in session slot 0 references no loaded session;
 /// slot n is REFERENCE_S0 + n.
 pub const REFERENCE_S0: Rc = RC_WARN + 0x018;

@@ -22,6 +22,9 @@
 //! | tested algorithms (bits 0-2), failure mode (0 or 1) | 2 |
 //! | NV indices (version 2): count, then each one's TPMS_NV_PUBLIC, authValue (TPM2B) and dataSize octets of data, ascending handles | 4 + … |
 //!
+//! Loaded HMAC and policy sessions are not in the blob: like _TPM_Init, a restore starts
+//! with none (there is no ContextSave to keep them).
+//!
 //! The blob holds the seeds in clear: whoever stores it must encrypt and authenticate it
 //! (a later issue). Decoding still checks everything — lengths, enumerations, booleans,
 //! trailing bytes — and never panics, since storage can be corrupted.
@@ -168,6 +171,7 @@ impl Tpm {
             null_seed,
             pcrs,
             tested,
+            sessions: Default::default(),
             failure,
         })
     }

@@ -708,7 +708,7 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(18));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(22));
     assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
     assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
@@ -856,6 +856,17 @@ fn corpus() -> Vec<Vec<u8>> {
         read_public_cmd(NV_INDEX),
         write_cmd(NV_INDEX, NV_INDEX, b"pw", b"abcd", 4),
         read_cmd(TPM_RH_OWNER, NV_INDEX, b"", 8, 2),
+        start_cmd(
+            NV_INDEX,
+            &[1; 16],
+            1,
+            &h("00 06 00 80 00 43"),
+            TPM_ALG_SHA256,
+        ),
+        start_cmd(TPM_RH_NULL, &[1; 20], 0, &h("00 10"), TPM_ALG_SHA1),
+        cmd(TPM_ST_NO_SESSIONS, FLUSH_CONTEXT, &h("02 00 00 00")),
+        policy_pcr_cmd(0x0300_0000, &[2; 32], &h(SEL_0_16)),
+        cmd(TPM_ST_NO_SESSIONS, POLICY_GET_DIGEST, &h("03 00 00 00")),
     ]
 }
 
@@ -902,6 +913,8 @@ fn lying_sizes_are_command_size_errors() {
         let mut tpm = Tpm::new([5; 32]);
         if c[6..10] != h("00 00 01 44")[..] {
             tpm = started_with_nv();
+            // The policy commands' session, 0x03000000.
+            start(&mut tpm, TPM_RH_NULL, 1);
         }
         assert_eq!(rc_of(&run(&mut tpm, &c)), rc::SIZE, "{c:02x?}");
     }
@@ -1705,4 +1718,830 @@ fn nv_clear_stclear_and_state_round_trip() {
         c[at] ^= 1 << rng.below(8);
         let _ = Tpm::from_bytes(&c);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions. Every HMAC, cpHash, rpHash, sessionKey and policyDigest here is computed from
+// the Part 1 formulas written out with the `sha2` and `hmac` crates, not with the TPM's own
+// code.
+
+use hmac::{Hmac, KeyInit, Mac};
+
+const POLICY_PCR: u32 = 0x0000_017F;
+const POLICY_GET_DIGEST: u32 = 0x0000_0189;
+const START_AUTH_SESSION: u32 = 0x0000_0176;
+const FLUSH_CONTEXT: u32 = 0x0000_0165;
+
+fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn sha256(parts: &[&[u8]]) -> Vec<u8> {
+    let mut d = Sha256::new();
+    for p in parts {
+        d.update(p);
+    }
+    d.finalize().to_vec()
+}
+
+/// TPM2_StartAuthSession(tpmKey = TPM_RH_NULL, bind) body: nonceCaller, an empty salt,
+/// sessionType, symmetric (the raw TPMT_SYM_DEF octets), authHash.
+fn start_cmd(bind: u32, nonce: &[u8], session_type: u8, symmetric: &[u8], hash: u16) -> Vec<u8> {
+    let mut body = two(TPM_RH_NULL, bind);
+    body.extend_from_slice(&(nonce.len() as u16).to_be_bytes());
+    body.extend_from_slice(nonce);
+    body.extend_from_slice(&[0, 0, session_type]);
+    body.extend_from_slice(symmetric);
+    body.extend_from_slice(&hash.to_be_bytes());
+    cmd(TPM_ST_NO_SESSIONS, START_AUTH_SESSION, &body)
+}
+
+/// A client's view of one session: what it needs to compute HMACs.
+struct Client {
+    handle: u32,
+    nonce_tpm: Vec<u8>,
+    nonce_caller: Vec<u8>,
+    session_key: Vec<u8>,
+}
+
+/// Starts an unsalted SHA-256 session with symmetric TPM_ALG_NULL.
+fn start(tpm: &mut Tpm, bind: u32, session_type: u8) -> Client {
+    let nonce_caller = [0x5a; 32].to_vec();
+    let r = run_ok(
+        tpm,
+        &start_cmd(
+            bind,
+            &nonce_caller,
+            session_type,
+            &h("00 10"),
+            TPM_ALG_SHA256,
+        ),
+    );
+    // tag, size 48, success, sessionHandle, nonceTPM (TPM2B, 32 octets).
+    assert_eq!(&r[..10], &h("80 01 00 00 00 30 00 00 00 00")[..]);
+    assert_eq!(&r[14..16], &[0, 32]);
+    Client {
+        handle: u32_at(&r, 10),
+        nonce_tpm: r[16..48].to_vec(),
+        nonce_caller,
+        session_key: Vec::new(),
+    }
+}
+
+/// A command authorized by one HMAC or policy session: the command HMAC is
+/// HMAC-SHA256(sessionKey || authValue, cpHash || nonceCaller || nonceTPM || attributes),
+/// cpHash = SHA-256(commandCode || Names || parameters) (Part 1 §19.6.5, §18.7).
+fn with_session(
+    c: &Client,
+    cc: u32,
+    handles: &[u32],
+    names: &[Vec<u8>],
+    auth_value: &[u8],
+    attributes: u8,
+    params: &[u8],
+) -> Vec<u8> {
+    let mut cp_parts: Vec<&[u8]> = Vec::new();
+    let cc_bytes = cc.to_be_bytes();
+    cp_parts.push(&cc_bytes);
+    for n in names {
+        cp_parts.push(n);
+    }
+    cp_parts.push(params);
+    let cp_hash = sha256(&cp_parts);
+    let key = [&c.session_key[..], auth_value].concat();
+    let hmac = hmac256(
+        &key,
+        &[&cp_hash, &c.nonce_caller, &c.nonce_tpm, &[attributes]],
+    );
+    let mut body: Vec<u8> = handles.iter().flat_map(|h| h.to_be_bytes()).collect();
+    let mut area = c.handle.to_be_bytes().to_vec();
+    area.extend_from_slice(&(c.nonce_caller.len() as u16).to_be_bytes());
+    area.extend_from_slice(&c.nonce_caller);
+    area.push(attributes);
+    area.extend_from_slice(&(hmac.len() as u16).to_be_bytes());
+    area.extend_from_slice(&hmac);
+    body.extend_from_slice(&(area.len() as u32).to_be_bytes());
+    body.extend(area);
+    body.extend_from_slice(params);
+    cmd(TPM_ST_SESSIONS, cc, &body)
+}
+
+/// Checks a session response's HMAC, HMAC-SHA256(key, rpHash || nonceTPM || nonceCaller ||
+/// attributes) with rpHash = SHA-256(TPM_RC_SUCCESS || commandCode || parameters) (Part 1
+/// §19.6.9), and takes the rolled nonceTPM. Returns the response parameters.
+fn check_session_response(
+    c: &mut Client,
+    cc: u32,
+    auth_value: &[u8],
+    attributes: u8,
+    r: &[u8],
+) -> Vec<u8> {
+    assert_eq!(rc_of(r), 0, "{r:02x?}");
+    assert_eq!(&r[..2], &[0x80, 0x02]);
+    let psize = u32_at(r, 10) as usize;
+    let params = r[14..14 + psize].to_vec();
+    let auth = &r[14 + psize..];
+    assert_eq!(&auth[..2], &[0, 32]);
+    let nonce = auth[2..34].to_vec();
+    assert_ne!(nonce, c.nonce_tpm, "nonceTPM rolls");
+    assert_eq!(auth[34], attributes);
+    assert_eq!(&auth[35..37], &[0, 32]);
+    let rp_hash = sha256(&[&[0, 0, 0, 0], &cc.to_be_bytes(), &params]);
+    let key = [&c.session_key[..], auth_value].concat();
+    let want = hmac256(&key, &[&rp_hash, &nonce, &c.nonce_caller, &[attributes]]);
+    assert_eq!(&auth[37..], &want[..]);
+    assert_eq!(auth.len(), 69);
+    c.nonce_tpm = nonce;
+    params
+}
+
+/// The Name of an NV index from its TPMS_NV_PUBLIC: 000b || SHA-256(public).
+fn nv_name(index: u32, attributes: u32, policy: &[u8], size: u16) -> Vec<u8> {
+    let public = nv_public(index, TPM_ALG_SHA256, attributes, policy, size);
+    [&[0x00, 0x0b][..], &sha256(&[&public[2..]])].concat()
+}
+
+fn nv_write_params(data: &[u8], offset: u16) -> Vec<u8> {
+    let mut p = (data.len() as u16).to_be_bytes().to_vec();
+    p.extend_from_slice(data);
+    p.extend_from_slice(&offset.to_be_bytes());
+    p
+}
+
+fn flush(tpm: &mut Tpm, handle: u32) -> Vec<u8> {
+    run(
+        tpm,
+        &cmd(TPM_ST_NO_SESSIONS, FLUSH_CONTEXT, &handle.to_be_bytes()),
+    )
+}
+
+#[test]
+fn start_auth_session_slots_handles_and_flush() {
+    let mut tpm = started();
+    let a = start(&mut tpm, TPM_RH_NULL, 0);
+    assert_eq!(a.handle, 0x0200_0000, "HMAC session, slot 0");
+    let b = start(&mut tpm, TPM_RH_NULL, 1);
+    assert_eq!(b.handle, 0x0300_0001, "policy session, slot 1");
+    let c = start(&mut tpm, TPM_RH_NULL, 3);
+    assert_eq!(c.handle, 0x0300_0002, "trial session, slot 2");
+    assert_ne!(a.nonce_tpm, b.nonce_tpm);
+    // Every slot taken: TPM_RC_SESSION_MEMORY.
+    let again = start_cmd(TPM_RH_NULL, &[1; 16], 0, &h("00 10"), TPM_ALG_SHA256);
+    assert_eq!(rc_of(&run(&mut tpm, &again)), 0x903);
+    // Loaded-session properties.
+    let r = get_cap(&mut tpm, TPM_CAP_TPM_PROPERTIES, TPM_PT_HR_LOADED, 2);
+    assert_eq!(
+        (u32_at(&r, 23), u32_at(&r, 27), u32_at(&r, 31)),
+        (3, TPM_PT_HR_LOADED_AVAIL, 0)
+    );
+    // GetCapability(TPM_CAP_HANDLES, TPM_HT_LOADED_SESSION) lists them, by slot.
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 0x0200_0001, 8);
+    assert_eq!(
+        &r[10..],
+        &h("00 00 00 00 01 00 00 00 02 03 00 00 01 03 00 00 02")[..]
+    );
+    // FlushContext frees a slot; a flushed or never loaded handle is TPM_RC_HANDLE + P1; a
+    // handle of no context type TPM_RC_VALUE + P1.
+    assert_eq!(flush(&mut tpm, b.handle), h(SUCCESS));
+    assert_eq!(rc_of(&flush(&mut tpm, b.handle)), 0x1CB);
+    assert_eq!(
+        rc_of(&flush(&mut tpm, 0x0200_0001)),
+        0x1CB,
+        "slot 1 is free"
+    );
+    assert_eq!(
+        rc_of(&flush(&mut tpm, 0x0300_0000)),
+        0x1CB,
+        "slot 0 is HMAC"
+    );
+    assert_eq!(rc_of(&flush(&mut tpm, 0x8000_0000)), 0x1CB);
+    assert_eq!(rc_of(&flush(&mut tpm, TPM_RH_OWNER)), 0x1C4);
+    assert_eq!(rc_of(&flush(&mut tpm, 0x02FF_FFFF)), 0x1C4);
+    let d = start(&mut tpm, TPM_RH_NULL, 0);
+    assert_eq!(d.handle, 0x0200_0001);
+    // FlushContext takes no sessions.
+    let with = with_pw(FLUSH_CONTEXT, &[], b"", &d.handle.to_be_bytes());
+    assert_eq!(rc_of(&run(&mut tpm, &with)), rc::AUTH_CONTEXT);
+    // _TPM_Init drops every session.
+    tpm.init();
+    run_ok(&mut tpm, &h(STARTUP_CLEAR));
+    assert_eq!(rc_of(&flush(&mut tpm, a.handle)), 0x1CB);
+}
+
+#[test]
+fn start_auth_session_errors() {
+    let mut tpm = started();
+    let null = h("00 10");
+    let aes = h("00 06 00 80 00 43");
+    let e = |tpm: &mut Tpm, c: Vec<u8>| rc_of(&run(tpm, &c));
+    // nonceCaller: 16 octets up to the digest size (TPM_RC_SIZE + P1).
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(TPM_RH_NULL, &[1; 15], 0, &null, TPM_ALG_SHA256)
+        ),
+        0x1D5
+    );
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(TPM_RH_NULL, &[1; 33], 0, &null, TPM_ALG_SHA256)
+        ),
+        0x1D5
+    );
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(TPM_RH_NULL, &[1; 21], 0, &null, TPM_ALG_SHA1)
+        ),
+        0x1D5
+    );
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(TPM_RH_NULL, &[1; 49], 0, &null, TPM_ALG_SHA384)
+        ),
+        0x1D5
+    );
+    // sessionType 2 (none), symmetric XOR, AES-256, AES-128-CBC, authHash SM3.
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(TPM_RH_NULL, &[1; 16], 2, &null, TPM_ALG_SHA256)
+        ),
+        0x3C4
+    );
+    let xor = h("00 0a 00 0b");
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(TPM_RH_NULL, &[1; 16], 0, &xor, TPM_ALG_SHA256)
+        ),
+        0x4D6
+    );
+    let aes256 = h("00 06 01 00 00 43");
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(TPM_RH_NULL, &[1; 16], 0, &aes256, TPM_ALG_SHA256)
+        ),
+        0x4C4
+    );
+    let cbc = h("00 06 00 80 00 42");
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(TPM_RH_NULL, &[1; 16], 0, &cbc, TPM_ALG_SHA256)
+        ),
+        0x4C9
+    );
+    assert_eq!(
+        e(&mut tpm, start_cmd(TPM_RH_NULL, &[1; 16], 0, &null, 0x0012)),
+        0x5C3
+    );
+    // An encrypted salt without tpmKey: TPM_RC_VALUE + P2.
+    let mut salted = start_cmd(TPM_RH_NULL, &[1; 16], 0, &null, TPM_ALG_SHA256);
+    salted.splice(36..38, h("00 01 ff"));
+    let len = salted.len() as u32;
+    salted[2..6].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(e(&mut tpm, salted), 0x2C4);
+    // tpmKey: an object that is not loaded (TPM_RC_HANDLE + H1), not an object (VALUE + H1).
+    let mut key = start_cmd(TPM_RH_NULL, &[1; 16], 0, &null, TPM_ALG_SHA256);
+    key[10..14].copy_from_slice(&0x8000_0000u32.to_be_bytes());
+    assert_eq!(e(&mut tpm, key.clone()), 0x18B);
+    key[10..14].copy_from_slice(&TPM_RH_OWNER.to_be_bytes());
+    assert_eq!(e(&mut tpm, key), 0x184);
+    // bind: an undefined NV index (HANDLE + H2), an entity this TPM cannot bind to.
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(0x0100_0000, &[1; 16], 0, &null, TPM_ALG_SHA256)
+        ),
+        0x28B
+    );
+    assert_eq!(
+        e(
+            &mut tpm,
+            start_cmd(TPM_RH_LOCKOUT, &[1; 16], 0, &null, TPM_ALG_SHA256)
+        ),
+        0x284
+    );
+    // Nothing was loaded by the failures; SHA-1, SHA-384 and AES-128-CFB are accepted.
+    run_ok(
+        &mut tpm,
+        &start_cmd(TPM_RH_NULL, &[1; 20], 0, &null, TPM_ALG_SHA1),
+    );
+    let r = run_ok(
+        &mut tpm,
+        &start_cmd(TPM_RH_OWNER, &[1; 48], 1, &aes, TPM_ALG_SHA384),
+    );
+    assert_eq!(r.len(), 10 + 4 + 2 + 48);
+    assert_eq!(u32_at(&r, 10), 0x0300_0001);
+    run_ok(
+        &mut tpm,
+        &start_cmd(TPM_RH_NULL, &[1; 16], 3, &aes, TPM_ALG_SHA256),
+    );
+}
+
+#[test]
+fn hmac_sessions_authorize_nv_and_pcrs_and_roll_nonces() {
+    let mut tpm = started();
+    // An index with authValue "secret", not NO_DA.
+    let attrs = NV_ATTRS;
+    assert_eq!(rc_of(&define(&mut tpm, NV_INDEX, attrs, b"secret", 32)), 0);
+    let mut s = start(&mut tpm, TPM_RH_NULL, 0);
+    let first_nonce = s.nonce_tpm.clone();
+    let name = nv_name(NV_INDEX, attrs, &[], 32);
+    let names = [name.clone(), name];
+    let params = nv_write_params(b"parapet", 3);
+    let write = with_session(
+        &s,
+        TPM_CC_NV_WRITE,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"secret",
+        1,
+        &params,
+    );
+    let r = run(&mut tpm, &write);
+    let out = check_session_response(&mut s, TPM_CC_NV_WRITE, b"secret", 1, &r);
+    assert!(out.is_empty());
+    // The same command again: the nonce rolled, the old HMAC fails (TPM_RC_AUTH_FAIL + S1).
+    assert_eq!(rc_of(&run(&mut tpm, &write)), 0x98E);
+    // Read it back with the new nonce; the index is now written, so its Name changed.
+    let name = nv_name(NV_INDEX, attrs | TPMA_NV_WRITTEN, &[], 32);
+    let names = [name.clone(), name];
+    let read_params = [7u16.to_be_bytes(), 3u16.to_be_bytes()].concat();
+    let read = with_session(
+        &s,
+        TPM_CC_NV_READ,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"secret",
+        1,
+        &read_params,
+    );
+    let r = run(&mut tpm, &read);
+    let out = check_session_response(&mut s, TPM_CC_NV_READ, b"secret", 1, &r);
+    assert_eq!(out, h("00 07 70 61 72 61 70 65 74"));
+    assert_ne!(s.nonce_tpm, first_nonce);
+    // A wrong authValue, the old nonce, and the owner's (empty, DA-exempt) authorization
+    // with a wrong key: TPM_RC_AUTH_FAIL + S1 for the index, TPM_RC_BAD_AUTH + S1 for the
+    // owner.
+    let wrong = with_session(
+        &s,
+        TPM_CC_NV_READ,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"x",
+        1,
+        &read_params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &wrong)), 0x98E);
+    let owner_names = [TPM_RH_OWNER.to_be_bytes().to_vec(), names[1].clone()];
+    let owner = with_session(
+        &s,
+        TPM_CC_NV_READ,
+        &[TPM_RH_OWNER, NV_INDEX],
+        &owner_names,
+        b"x",
+        1,
+        &read_params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &owner)), 0x9A2);
+    let owner = with_session(
+        &s,
+        TPM_CC_NV_READ,
+        &[TPM_RH_OWNER, NV_INDEX],
+        &owner_names,
+        b"",
+        1,
+        &read_params,
+    );
+    let out = check_session_response(&mut s, TPM_CC_NV_READ, b"", 1, &run(&mut tpm, &owner));
+    assert_eq!(out, h("00 07 70 61 72 61 70 65 74"));
+    // PCR_Extend of PCR 16 with the session (a PCR's Name is its handle).
+    let mut extend = h("00 00 00 01 00 0b");
+    extend.extend_from_slice(&[9; 32]);
+    let c = with_session(
+        &s,
+        TPM_CC_PCR_EXTEND,
+        &[16],
+        &[h("00 00 00 10")],
+        b"",
+        1,
+        &extend,
+    );
+    check_session_response(&mut s, TPM_CC_PCR_EXTEND, b"", 1, &run(&mut tpm, &c));
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA256, 16),
+        sha256(&[&[0; 32], &[9; 32]])
+    );
+    // A wrong HMAC on a PCR (DA-exempt): TPM_RC_BAD_AUTH + S1, and the PCR is unchanged.
+    let mut bad = with_session(
+        &s,
+        TPM_CC_PCR_EXTEND,
+        &[16],
+        &[h("00 00 00 10")],
+        b"",
+        1,
+        &extend,
+    );
+    let at = bad.len() - extend.len() - 1;
+    bad[at] ^= 1;
+    assert_eq!(rc_of(&run(&mut tpm, &bad)), 0x9A2);
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA256, 16),
+        sha256(&[&[0; 32], &[9; 32]])
+    );
+    // continueSession clear: the command runs, then the session is gone.
+    let c = with_session(
+        &s,
+        TPM_CC_PCR_EXTEND,
+        &[16],
+        &[h("00 00 00 10")],
+        b"",
+        0,
+        &extend,
+    );
+    check_session_response(&mut s, TPM_CC_PCR_EXTEND, b"", 0, &run(&mut tpm, &c));
+    let c = with_session(
+        &s,
+        TPM_CC_PCR_EXTEND,
+        &[16],
+        &[h("00 00 00 10")],
+        b"",
+        1,
+        &extend,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &c)), rc::REFERENCE_S0);
+    assert_eq!(rc_of(&flush(&mut tpm, s.handle)), 0x1CB);
+}
+
+#[test]
+fn bound_sessions_use_kdfa_session_keys() {
+    let mut tpm = started();
+    assert_eq!(
+        rc_of(&define(&mut tpm, NV_INDEX, NV_ATTRS, b"secret", 32)),
+        0
+    );
+    let mut s = start(&mut tpm, NV_INDEX, 0);
+    // sessionKey = KDFa(SHA-256, "secret", "ATH", nonceTPM, nonceCaller, 256): one block,
+    // HMAC-SHA256("secret", 00000001 || "ATH" 00 || nonceTPM || nonceCaller || 00000100).
+    s.session_key = hmac256(
+        b"secret",
+        &[
+            &[0, 0, 0, 1],
+            b"ATH\0",
+            &s.nonce_tpm,
+            &s.nonce_caller,
+            &[0, 0, 1, 0],
+        ],
+    );
+    // Authorizing the bind entity: the key is sessionKey alone.
+    let name = nv_name(NV_INDEX, NV_ATTRS, &[], 32);
+    let names = [name.clone(), name];
+    let params = nv_write_params(b"bound", 0);
+    let c = with_session(
+        &s,
+        TPM_CC_NV_WRITE,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"",
+        1,
+        &params,
+    );
+    check_session_response(&mut s, TPM_CC_NV_WRITE, b"", 1, &run(&mut tpm, &c));
+    // Another entity (the owner, empty authValue): sessionKey || authValue.
+    let owner_names = [
+        TPM_RH_OWNER.to_be_bytes().to_vec(),
+        nv_name(NV_INDEX, NV_ATTRS | TPMA_NV_WRITTEN, &[], 32),
+    ];
+    let read_params = [5u16.to_be_bytes(), 0u16.to_be_bytes()].concat();
+    let c = with_session(
+        &s,
+        TPM_CC_NV_READ,
+        &[TPM_RH_OWNER, NV_INDEX],
+        &owner_names,
+        b"",
+        1,
+        &read_params,
+    );
+    let out = check_session_response(&mut s, TPM_CC_NV_READ, b"", 1, &run(&mut tpm, &c));
+    assert_eq!(out, [&[0, 5][..], b"bound"].concat());
+    // The bound entity with its authValue appended is wrong.
+    let names = [owner_names[1].clone(), owner_names[1].clone()];
+    let c = with_session(
+        &s,
+        TPM_CC_NV_READ,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"secret",
+        1,
+        &read_params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x98E);
+}
+
+/// The TPML_PCR_SELECTION of SHA-256 PCRs 0 and 16.
+const SEL_0_16: &str = "00 00 00 01 00 0b 03 01 00 01";
+
+fn policy_pcr_cmd(session: u32, pcr_digest: &[u8], selection: &[u8]) -> Vec<u8> {
+    let mut body = session.to_be_bytes().to_vec();
+    body.extend_from_slice(&(pcr_digest.len() as u16).to_be_bytes());
+    body.extend_from_slice(pcr_digest);
+    body.extend_from_slice(selection);
+    cmd(TPM_ST_NO_SESSIONS, POLICY_PCR, &body)
+}
+
+fn policy_digest(tpm: &mut Tpm, session: u32) -> Vec<u8> {
+    let r = run_ok(
+        tpm,
+        &cmd(
+            TPM_ST_NO_SESSIONS,
+            POLICY_GET_DIGEST,
+            &session.to_be_bytes(),
+        ),
+    );
+    assert_eq!(&r[10..12], &[0, 32]);
+    r[12..].to_vec()
+}
+
+#[test]
+fn policy_pcr_digest_and_policy_authorized_nv() {
+    let mut tpm = started();
+    assert_eq!(
+        extend_sha256(&mut tpm, 0, 16, &[3; 32])[6..10],
+        [0, 0, 0, 0]
+    );
+    // PCR 0 after Startup at locality 0 is zeros; PCR 16 is SHA-256(0^32 || 03^32).
+    let pcr16 = sha256(&[&[0; 32], &[3; 32]]);
+    let pcr_digest = sha256(&[&[0; 32], &pcr16]);
+    // Part 3 §23.7: policyDigest = SHA-256(0^32 || TPM_CC_PolicyPCR || pcrs || digestTPM).
+    let expected = sha256(&[
+        &[0; 32],
+        &POLICY_PCR.to_be_bytes(),
+        &h(SEL_0_16),
+        &pcr_digest,
+    ]);
+
+    let p = start(&mut tpm, TPM_RH_NULL, 1);
+    assert_eq!(policy_digest(&mut tpm, p.handle), [0; 32]);
+    run_ok(&mut tpm, &policy_pcr_cmd(p.handle, &[], &h(SEL_0_16)));
+    assert_eq!(policy_digest(&mut tpm, p.handle), expected);
+    // With the PCR digest given: it must match (TPM_RC_VALUE + P1).
+    let q = start(&mut tpm, TPM_RH_NULL, 1);
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &policy_pcr_cmd(q.handle, &[1; 32], &h(SEL_0_16))
+        )),
+        0x1C4
+    );
+    run_ok(
+        &mut tpm,
+        &policy_pcr_cmd(q.handle, &pcr_digest, &h(SEL_0_16)),
+    );
+    assert_eq!(policy_digest(&mut tpm, q.handle), expected);
+    // A trial session takes the digest as given.
+    let t = start(&mut tpm, TPM_RH_NULL, 3);
+    run_ok(
+        &mut tpm,
+        &policy_pcr_cmd(t.handle, &pcr_digest, &h(SEL_0_16)),
+    );
+    assert_eq!(policy_digest(&mut tpm, t.handle), expected);
+    assert_eq!(flush(&mut tpm, t.handle), h(SUCCESS));
+    assert_eq!(flush(&mut tpm, q.handle), h(SUCCESS));
+    // Handle errors: an HMAC session handle (VALUE + H1), no session (REFERENCE_H0).
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &policy_pcr_cmd(0x0200_0000, &[], &h(SEL_0_16))
+        )),
+        0x184
+    );
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &policy_pcr_cmd(0x0300_0001, &[], &h(SEL_0_16))
+        )),
+        0x910
+    );
+
+    // An index readable and writable only with that policy.
+    let attrs = TPMA_NV_POLICYWRITE | TPMA_NV_POLICYREAD | TPMA_NV_AUTHREAD;
+    let public = nv_public(NV_INDEX, TPM_ALG_SHA256, attrs, &expected, 8);
+    run_ok(&mut tpm, &define_cmd(TPM_RH_OWNER, b"", b"", &public));
+    let mut p = p;
+    let name = nv_name(NV_INDEX, attrs, &expected, 8);
+    let params = nv_write_params(b"policy!!", 0);
+    // A policy session without PolicyAuthValue: the HMAC key is the (empty) sessionKey.
+    let c = with_session(
+        &p,
+        TPM_CC_NV_WRITE,
+        &[NV_INDEX, NV_INDEX],
+        &[name.clone(), name],
+        b"",
+        1,
+        &params,
+    );
+    check_session_response(&mut p, TPM_CC_NV_WRITE, b"", 1, &run(&mut tpm, &c));
+    let name = nv_name(NV_INDEX, attrs | TPMA_NV_WRITTEN, &expected, 8);
+    let names = [name.clone(), name];
+    let read_params = [8u16.to_be_bytes(), 0u16.to_be_bytes()].concat();
+    let c = with_session(
+        &p,
+        TPM_CC_NV_READ,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"",
+        1,
+        &read_params,
+    );
+    let out = check_session_response(&mut p, TPM_CC_NV_READ, b"", 1, &run(&mut tpm, &c));
+    assert_eq!(out, [&[0, 8][..], b"policy!!"].concat());
+    // A wrong HMAC still fails (the index is not NO_DA: TPM_RC_AUTH_FAIL + S1).
+    let c = with_session(
+        &p,
+        TPM_CC_NV_READ,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"x",
+        1,
+        &read_params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x98E);
+    // A session with another policyDigest: TPM_RC_POLICY_FAIL + S1.
+    let fresh = start(&mut tpm, TPM_RH_NULL, 1);
+    let c = with_session(
+        &fresh,
+        TPM_CC_NV_READ,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"",
+        1,
+        &read_params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x99D);
+    // A policy on the owner (empty authPolicy): TPM_RC_POLICY_FAIL + S1.
+    let owner_names = [TPM_RH_OWNER.to_be_bytes().to_vec(), names[1].clone()];
+    let c = with_session(
+        &p,
+        TPM_CC_NV_READ,
+        &[TPM_RH_OWNER, NV_INDEX],
+        &owner_names,
+        b"",
+        1,
+        &read_params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x99D);
+    // The PCRs changed after PolicyPCR: TPM_RC_PCR_CHANGED.
+    assert_eq!(
+        extend_sha256(&mut tpm, 0, 23, &[1; 32])[6..10],
+        [0, 0, 0, 0]
+    );
+    let c = with_session(
+        &p,
+        TPM_CC_NV_READ,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"",
+        1,
+        &read_params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x128);
+    assert_eq!(
+        rc_of(&run(&mut tpm, &policy_pcr_cmd(p.handle, &[], &h(SEL_0_16)))),
+        0x128
+    );
+    // A trial session cannot authorize (TPM_RC_ATTRIBUTES + S1); an index without
+    // TPMA_NV_POLICYWRITE may not be written with a policy (TPM_RC_AUTH_UNAVAILABLE).
+    assert_eq!(flush(&mut tpm, fresh.handle), h(SUCCESS));
+    let t = start(&mut tpm, TPM_RH_NULL, 3);
+    let c = with_session(
+        &t,
+        TPM_CC_NV_READ,
+        &[NV_INDEX, NV_INDEX],
+        &names,
+        b"",
+        1,
+        &read_params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x982);
+    assert_eq!(flush(&mut tpm, p.handle), h(SUCCESS));
+    assert_eq!(flush(&mut tpm, t.handle), h(SUCCESS));
+    let other = 0x0150_0017;
+    assert_eq!(rc_of(&define(&mut tpm, other, NV_ATTRS, b"", 8)), 0);
+    let p = start(&mut tpm, TPM_RH_NULL, 1);
+    let name = nv_name(other, NV_ATTRS, &[], 8);
+    let c = with_session(
+        &p,
+        TPM_CC_NV_WRITE,
+        &[other, other],
+        &[name.clone(), name],
+        b"",
+        1,
+        &params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &c)), rc::AUTH_UNAVAILABLE);
+}
+
+#[test]
+fn session_attribute_and_nonce_errors() {
+    let mut tpm = started();
+    let s = start(&mut tpm, TPM_RH_NULL, 0);
+    let aes = h("00 06 00 80 00 43");
+    let r = run_ok(
+        &mut tpm,
+        &start_cmd(TPM_RH_NULL, &[1; 32], 0, &aes, TPM_ALG_SHA256),
+    );
+    let a = Client {
+        handle: u32_at(&r, 10),
+        nonce_tpm: r[16..48].to_vec(),
+        nonce_caller: [1; 32].to_vec(),
+        session_key: Vec::new(),
+    };
+    let mut extend = h("00 00 00 01 00 0b");
+    extend.extend_from_slice(&[9; 32]);
+    let pcr = [h("00 00 00 10")];
+    let e = |tpm: &mut Tpm, c: &Client, attrs: u8| {
+        rc_of(&run(
+            tpm,
+            &with_session(c, TPM_CC_PCR_EXTEND, &[16], &pcr, b"", attrs, &extend),
+        ))
+    };
+    // decrypt/encrypt without a symmetric algorithm: TPM_RC_SYMMETRIC + S1; with AES-CFB
+    // (parameter encryption is not implemented): TPM_RC_ATTRIBUTES + S1; audit: ATTRIBUTES.
+    assert_eq!(e(&mut tpm, &s, 0x21), 0x996);
+    assert_eq!(e(&mut tpm, &s, 0x41), 0x996);
+    assert_eq!(e(&mut tpm, &a, 0x21), 0x982);
+    assert_eq!(e(&mut tpm, &a, 0x41), 0x982);
+    assert_eq!(e(&mut tpm, &s, 0x81), 0x982);
+    assert_eq!(e(&mut tpm, &s, 0x03), 0x982);
+    assert_eq!(
+        e(&mut tpm, &s, 0x09),
+        0x9A1,
+        "reserved bit: RESERVED_BITS + S1"
+    );
+    // The AES session without decrypt/encrypt authorizes normally.
+    assert_eq!(e(&mut tpm, &a, 1), 0);
+    // nonceCaller shorter than 16 octets: TPM_RC_NONCE + S1.
+    let short = Client {
+        nonce_caller: vec![1; 15],
+        ..start(&mut tpm, TPM_RH_NULL, 0)
+    };
+    assert_eq!(e(&mut tpm, &short, 1), 0x98F);
+    // The same session twice: TPM_RC_HANDLE + S2.
+    let c = with_session(&s, TPM_CC_PCR_EXTEND, &[16], &pcr, b"", 1, &extend);
+    let area_len = u32_at(&c, 14) as usize;
+    let area = c[18..18 + area_len].to_vec();
+    let mut body = c[10..14].to_vec();
+    body.extend_from_slice(&(2 * area_len as u32).to_be_bytes());
+    body.extend_from_slice(&area);
+    body.extend_from_slice(&area);
+    body.extend_from_slice(&extend);
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &cmd(TPM_ST_SESSIONS, TPM_CC_PCR_EXTEND, &body)
+        )),
+        0xA8B
+    );
+    // A session that authorizes no handle: TPM_RC_HANDLE + S1.
+    let c = with_session(&s, TPM_CC_GET_RANDOM, &[], &[], b"", 1, &h("00 08"));
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x98B);
+}
+
+#[test]
+fn every_bit_flip_of_an_hmac_authorized_command_fails() {
+    let mut tpm = started_with_nv();
+    let mut s = start(&mut tpm, TPM_RH_NULL, 0);
+    let name = tpm_name_written();
+    let params = nv_write_params(b"abcd", 4);
+    let c = with_session(
+        &s,
+        TPM_CC_NV_WRITE,
+        &[NV_INDEX, NV_INDEX],
+        &[name.clone(), name],
+        b"pw",
+        1,
+        &params,
+    );
+    for bit in 0..c.len() * 8 {
+        let mut m = c.clone();
+        m[bit / 8] ^= 1 << (bit % 8);
+        let r = run(&mut tpm, &m);
+        assert_ne!(rc_of(&r), 0, "bit {bit}");
+    }
+    // Nothing rolled: the original still works.
+    check_session_response(&mut s, TPM_CC_NV_WRITE, b"pw", 1, &run(&mut tpm, &c));
+}
+
+/// The Name of `started_with_nv`'s index once written.
+fn tpm_name_written() -> Vec<u8> {
+    nv_name(NV_INDEX, NV_ATTRS | TPMA_NV_WRITTEN, &[], 32)
 }

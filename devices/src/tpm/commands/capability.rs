@@ -3,7 +3,7 @@
 //! Every list starts at `property` (an algorithm, handle, command code or property tag),
 //! holds at most `propertyCount` entries (capped by what fits MAX_CAP_BUFFER), and
 //! `moreData` is YES when entries of the same kind were left out. Lists of things that do
-//! not exist yet here (loaded objects, sessions, ECC curves, audited or
+//! not exist yet here (loaded objects, saved sessions, ECC curves, audited or
 //! physical-presence commands, policies, ACTs) are empty, with moreData NO.
 
 use super::super::constants::*;
@@ -55,11 +55,10 @@ impl Tpm {
             TPM_PT_FIRMWARE_VERSION_1 => FIRMWARE_VERSION.0,
             TPM_PT_FIRMWARE_VERSION_2 => FIRMWARE_VERSION.1,
             TPM_PT_INPUT_BUFFER => MAX_DIGEST_BUFFER,
-            // No objects or sessions can be loaded yet.
-            TPM_PT_HR_TRANSIENT_MIN
-            | TPM_PT_HR_PERSISTENT_MIN
-            | TPM_PT_HR_LOADED_MIN
-            | TPM_PT_ACTIVE_SESSIONS_MAX => 0,
+            // No objects can be loaded yet.
+            TPM_PT_HR_TRANSIENT_MIN | TPM_PT_HR_PERSISTENT_MIN => 0,
+            // Sessions: the slots of `session.rs`; no ContextSave, so active = loaded.
+            TPM_PT_HR_LOADED_MIN | TPM_PT_ACTIVE_SESSIONS_MAX => MAX_LOADED_SESSIONS as u32,
             TPM_PT_PCR_COUNT => PCR_COUNT as u32,
             TPM_PT_PCR_SELECT_MIN => PCR_SELECT_SIZE as u32,
             TPM_PT_NV_INDEX_MAX => u32::from(MAX_NV_INDEX_SIZE),
@@ -82,13 +81,11 @@ impl Tpm {
                 TPMA_STARTUP_CLEAR_ENABLES | orderly
             }
             TPM_PT_HR_NV_INDEX => self.nv.len() as u32,
-            TPM_PT_HR_LOADED
-            | TPM_PT_HR_LOADED_AVAIL
-            | TPM_PT_HR_ACTIVE
-            | TPM_PT_HR_ACTIVE_AVAIL
-            | TPM_PT_HR_TRANSIENT_AVAIL
-            | TPM_PT_HR_PERSISTENT
-            | TPM_PT_HR_PERSISTENT_AVAIL => 0,
+            TPM_PT_HR_LOADED | TPM_PT_HR_ACTIVE => self.sessions.len() as u32,
+            TPM_PT_HR_LOADED_AVAIL | TPM_PT_HR_ACTIVE_AVAIL => {
+                (MAX_LOADED_SESSIONS - self.sessions.len()) as u32
+            }
+            TPM_PT_HR_TRANSIENT_AVAIL | TPM_PT_HR_PERSISTENT | TPM_PT_HR_PERSISTENT_AVAIL => 0,
             _ => return None,
         })
     }
@@ -156,10 +153,15 @@ pub fn get_capability(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
                     let indices = tpm.nv.handles().filter(|&h| h >= property);
                     list(&mut data, indices, max, |w, h| w.u32(h))
                 }
-                TPM_HT_TRANSIENT
-                | TPM_HT_PERSISTENT
-                | TPM_HT_HMAC_SESSION
-                | TPM_HT_POLICY_SESSION => {
+                // TPM_HT_LOADED_SESSION (= TPM_HT_HMAC_SESSION): every loaded session, HMAC
+                // and policy, by slot (Part 4 `SessionCapGetLoaded`).
+                TPM_HT_HMAC_SESSION => {
+                    let slot = property & 0x00FF_FFFF;
+                    let loaded = tpm.sessions.handles().filter(|&h| h & 0x00FF_FFFF >= slot);
+                    list(&mut data, loaded, max, |w, h| w.u32(h))
+                }
+                // TPM_HT_SAVED_SESSION (= TPM_HT_POLICY_SESSION): no ContextSave, none saved.
+                TPM_HT_TRANSIENT | TPM_HT_PERSISTENT | TPM_HT_POLICY_SESSION => {
                     list(&mut data, core::iter::empty::<u32>(), max, |w, h| w.u32(h))
                 }
                 _ => return Err(rc::parameter(rc::HANDLE, 2)),

@@ -11,6 +11,7 @@ mod hash;
 mod nv;
 mod pcr;
 mod random;
+mod session;
 mod startup;
 mod testing;
 
@@ -30,6 +31,8 @@ pub struct Call<'a, 'h> {
     pub handles: &'h [u32],
     pub params: Reader<'a>,
     pub out: Writer,
+    /// The response's handle, for the commands that return one (StartAuthSession).
+    pub out_handle: Option<u32>,
 }
 
 impl<'a> Call<'a, '_> {
@@ -66,14 +69,20 @@ pub struct CommandDef {
     pub sessions_allowed: bool,
     /// TPMA_CC.nv: the command may write NV.
     pub nv: bool,
+    /// TPMA_CC.rHandle: the response has a handle (set in [`Call::out_handle`]).
+    pub r_handle: bool,
     pub run: Run,
 }
 
 impl CommandDef {
     /// The command's TPMA_CC (Part 2 §8.9, Table 41): commandIndex (15:0), nv (22),
-    /// cHandles (27:25). extensive, flushed, rHandle and V are clear for every command here.
+    /// cHandles (27:25), rHandle (28). extensive, flushed and V are clear for every command
+    /// here.
     pub fn attributes(&self) -> u32 {
-        (self.cc & 0xFFFF) | (u32::from(self.nv) << 22) | ((self.handles.len() as u32) << 25)
+        (self.cc & 0xFFFF)
+            | (u32::from(self.nv) << 22)
+            | ((self.handles.len() as u32) << 25)
+            | (u32::from(self.r_handle) << 28)
     }
 }
 
@@ -83,6 +92,8 @@ const PROVISION_NV: &[HandleKind] = &[HandleKind::Provision, HandleKind::NvIndex
 const NV_AUTH_NV: &[HandleKind] = &[HandleKind::NvAuth, HandleKind::NvIndex];
 const NV: &[HandleKind] = &[HandleKind::NvIndex];
 const PCR_OR_NULL: &[HandleKind] = &[HandleKind::Pcr { allow_null: true }];
+const KEY_AND_BIND: &[HandleKind] = &[HandleKind::ObjectOrNull, HandleKind::EntityOrNull];
+const POLICY_SESSION: &[HandleKind] = &[HandleKind::PolicySession];
 
 const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
     CommandDef {
@@ -91,6 +102,7 @@ const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
         auth_handles: 0,
         sessions_allowed: true,
         nv,
+        r_handle: false,
         run,
     }
 }
@@ -102,6 +114,7 @@ const fn authorized(cc: u32, handles: &'static [HandleKind], run: Run) -> Comman
         auth_handles: 1,
         sessions_allowed: true,
         nv: true,
+        r_handle: false,
         run,
     }
 }
@@ -134,15 +147,36 @@ pub const COMMANDS: &[CommandDef] = &[
         ..authorized(TPM_CC_NV_READ, NV_AUTH_NV, nv::nv_read)
     },
     CommandDef {
+        sessions_allowed: false,
+        ..def(TPM_CC_FLUSH_CONTEXT, false, session::flush_context)
+    },
+    CommandDef {
         handles: NV,
         ..def(TPM_CC_NV_READ_PUBLIC, false, nv::nv_read_public)
+    },
+    CommandDef {
+        handles: KEY_AND_BIND,
+        r_handle: true,
+        ..def(
+            TPM_CC_START_AUTH_SESSION,
+            false,
+            session::start_auth_session,
+        )
     },
     def(TPM_CC_GET_CAPABILITY, false, capability::get_capability),
     def(TPM_CC_GET_RANDOM, false, random::get_random),
     def(TPM_CC_GET_TEST_RESULT, false, testing::get_test_result),
     def(TPM_CC_HASH, false, hash::hash),
     def(TPM_CC_PCR_READ, false, pcr::pcr_read),
+    CommandDef {
+        handles: POLICY_SESSION,
+        ..def(TPM_CC_POLICY_PCR, false, session::policy_pcr)
+    },
     authorized(TPM_CC_PCR_EXTEND, PCR_OR_NULL, pcr::pcr_extend),
+    CommandDef {
+        handles: POLICY_SESSION,
+        ..def(TPM_CC_POLICY_GET_DIGEST, false, session::policy_get_digest)
+    },
 ];
 
 pub fn lookup(cc: u32) -> Option<&'static CommandDef> {
@@ -183,5 +217,15 @@ mod tests {
             0x0240_012A
         );
         assert_eq!(lookup(TPM_CC_HASH).unwrap().attributes(), 0x0000_017D);
+        // StartAuthSession: two handles and a response handle; PolicyPCR one handle.
+        assert_eq!(
+            lookup(TPM_CC_START_AUTH_SESSION).unwrap().attributes(),
+            0x1400_0176
+        );
+        assert_eq!(lookup(TPM_CC_POLICY_PCR).unwrap().attributes(), 0x0200_017F);
+        assert_eq!(
+            lookup(TPM_CC_FLUSH_CONTEXT).unwrap().attributes(),
+            0x0000_0165
+        );
     }
 }

@@ -5,9 +5,9 @@
 //!
 //! Authorization is by the owner or platform hierarchy (TPMA_NV_OWNERWRITE/OWNERREAD,
 //! TPMA_NV_PPWRITE/PPREAD) or by the index's own authValue (TPMA_NV_AUTHWRITE/AUTHREAD,
-//! checked with the session: `handles::entity_auth`), through a password session. Policy
-//! authorization (TPMA_NV_POLICYWRITE/POLICYREAD) needs policy sessions, which do not
-//! exist yet. The lock attributes may be defined but nothing sets them: NV_WriteLock,
+//! checked with the session: `handles::entity_auth`), through a password or HMAC session,
+//! or by the index's authPolicy through a policy session (TPMA_NV_POLICYWRITE/POLICYREAD:
+//! `handles::entity_policy`). The lock attributes may be defined but nothing sets them: NV_WriteLock,
 //! NV_ReadLock and NV_GlobalWriteLock are not implemented.
 
 use super::super::constants::*;
