@@ -2,8 +2,9 @@
 //! the simulator protocol tcti-mssim speaks, for the commands it has so far. `tpm2_pcrevent`,
 //! and `tpm2_nvdefine`, `tpm2_nvwrite`, `tpm2_nvread` (tpm2-tools 5.4) authorize through an
 //! unbound, unsalted SHA-256 HMAC session (symmetric TPM_ALG_NULL) they start first;
-//! `tpm2_createpolicy --policy-pcr` runs a trial policy session. `tpm2_startauthsession -S`
-//! still fails: it saves the session with TPM2_ContextSave, not implemented (0x143). PCR values,
+//! `tpm2_createpolicy --policy-pcr` runs a trial policy session. `tpm2_startauthsession -S`,
+//! `tpm2_policypcr -S` and `tpm2_flushcontext` keep a policy session in a file between them
+//! with TPM2_ContextSave and TPM2_ContextLoad. PCR values,
 //! digests and Names are checked against hashes computed outside any TPM (Python's
 //! hashlib): PCR 16 reset, then extended with the bytes 00..1f, is SHA-256(32 zero bytes ||
 //! 00..1f).
@@ -31,6 +32,10 @@ const PCR16_EVENT: &str = "0xD3DBD6614CF15689BB265911B8D19153072D8BCC9E7B3B7CD5E
 /// `sha256(bytes(32) + bytes.fromhex("0000017f" "00000001000b03010001") +
 /// sha256(bytes(32) + pcr16))` in Python's hashlib.
 const POLICY_PCR_0_16: &str = "fbf175cf9532a08ff5881f364bfc249a49a088a5a99d4ce336d26cb08c980d7c";
+/// The same policy right after Startup, both PCRs zero: `sha256(bytes(32) +
+/// bytes.fromhex("0000017f" "00000001000b03010001") + sha256(bytes(64)))` in Python.
+const POLICY_PCR_0_16_AT_STARTUP: &str =
+    "eaba795a1470d109ab9532d03d4eeec2ebcd8dff15bb650343d1edd10cfb8d5c";
 
 /// TPM2_NV_DefineSpace (TPM 2.0 Part 3 §31.3) with TPM_RH_OWNER, an empty password session,
 /// an empty authValue, and the TPMS_NV_PUBLIC of index 0x01500016: nameAlg SHA-256,
@@ -249,12 +254,61 @@ fn tpm2_tools_authorize_with_hmac_sessions_and_compute_a_pcr_policy() {
     let policy = std::fs::read(file("policy.dat")).expect("policy digest");
     assert_eq!(policy, unhex(POLICY_PCR_0_16));
 
-    // tpm2_startauthsession saves its session with TPM2_ContextSave: TPM_RC_COMMAND_CODE.
-    let saved = tpm.run(
+    // A real policy session kept between tools with TPM2_ContextSave / TPM2_ContextLoad:
+    // each tool loads session.ctx, uses the session and saves it again. PolicyPCR in a
+    // policy session (not a trial) checks the PCRs as they are, so its digest is the one
+    // computed outside the TPM for the same values.
+    let session = file("session.ctx");
+    tpm.ok(
         "tpm2_startauthsession",
-        &["--policy-session", "-S", &file("session.ctx")],
+        &["--policy-session", "-S", &session],
     );
+    tpm.ok(
+        "tpm2_policypcr",
+        &[
+            "-S",
+            &session,
+            "-l",
+            "sha256:0,16",
+            "-L",
+            &file("session-policy.dat"),
+        ],
+    );
+    let policy = std::fs::read(file("session-policy.dat")).expect("policy digest");
+    assert_eq!(policy, unhex(POLICY_PCR_0_16));
+    tpm.ok("tpm2_flushcontext", &[&session]);
+    // Flushed: the saved context no longer loads.
+    let again = tpm.run("tpm2_flushcontext", &[&session]);
     std::fs::remove_dir_all(&dir).ok();
-    assert!(!saved.status.success());
-    assert!(String::from_utf8_lossy(&saved.stderr).contains("Esys_ContextSave(0x143)"));
+    assert!(!again.status.success());
+}
+
+#[test]
+fn tpm2_tools_policy_session_saved_between_tools_after_startup() {
+    let tpm = Server::start();
+    let dir = std::env::temp_dir().join(format!("parapet-tpm2-context-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = |name: &str| dir.join(name).to_str().expect("UTF-8 path").to_owned();
+    let (session, policy) = (file("s.ctx"), file("p.dat"));
+    tpm.ok("tpm2_startup", &["-c"]);
+    tpm.ok(
+        "tpm2_startauthsession",
+        &["--policy-session", "-S", &session],
+    );
+    let saved = tpm.ok("tpm2_getcap", &["handles-saved-session"]);
+    assert_eq!(saved.trim(), "- 0x3000000");
+    tpm.ok(
+        "tpm2_policypcr",
+        &["-S", &session, "-l", "sha256:0,16", "-L", &policy],
+    );
+    let digest = std::fs::read(&policy).expect("policy digest");
+    assert_eq!(digest, unhex(POLICY_PCR_0_16_AT_STARTUP));
+    tpm.ok("tpm2_flushcontext", &[&session]);
+    let saved = tpm.ok("tpm2_getcap", &["handles-saved-session"]);
+    // A second flush loads the context again: TPM_RC_HANDLE + P1, the session is gone.
+    let again = tpm.run("tpm2_flushcontext", &[&session]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(saved.trim(), "");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("Esys_ContextLoad(0x1CB)"));
 }

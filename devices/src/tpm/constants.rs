@@ -37,6 +37,8 @@ pub const TPM_CC_STARTUP: u32 = 0x0000_0144;
 pub const TPM_CC_SHUTDOWN: u32 = 0x0000_0145;
 pub const TPM_CC_STIR_RANDOM: u32 = 0x0000_0146;
 pub const TPM_CC_NV_READ: u32 = 0x0000_014E;
+pub const TPM_CC_CONTEXT_LOAD: u32 = 0x0000_0161;
+pub const TPM_CC_CONTEXT_SAVE: u32 = 0x0000_0162;
 pub const TPM_CC_FLUSH_CONTEXT: u32 = 0x0000_0165;
 pub const TPM_CC_NV_READ_PUBLIC: u32 = 0x0000_0169;
 pub const TPM_CC_START_AUTH_SESSION: u32 = 0x0000_0176;
@@ -249,8 +251,16 @@ pub const HEADER_SIZE: usize = 10;
 pub const MAX_SESSION_NUM: usize = 3;
 /// Session slots: HMAC and policy sessions loaded at once (MAX_LOADED_SESSIONS; the
 /// reference implementation's value is 3, the PC Client minimum). StartAuthSession beyond
-/// it is TPM_RC_SESSION_MEMORY. There is no ContextSave, so active = loaded.
+/// it is TPM_RC_SESSION_MEMORY. A saved session keeps its slot, so this also bounds the
+/// active (loaded + saved) sessions.
 pub const MAX_LOADED_SESSIONS: usize = 3;
+/// The buffer of TPM2B_CONTEXT_DATA (Part 2 §14.5, MAX_CONTEXT_SIZE): a session context
+/// blob here is under 250 octets.
+pub const MAX_CONTEXT_SIZE: usize = 1024;
+/// TPMI_DH_SAVED's transient-object values (Part 2 §15.3): an ordinary object, a sequence
+/// object, and an object with TPMA_OBJECT_stClear.
+pub const SAVED_OBJECT: u32 = 0x8000_0000;
+pub const SAVED_STCLEAR: u32 = 0x8000_0002;
 /// The smallest nonceCaller StartAuthSession accepts (Part 3 §11.1: 16 octets).
 pub const MIN_NONCE_SIZE: usize = 16;
 /// The largest TPM2B_MAX_BUFFER (MAX_DIGEST_BUFFER), reported as TPM_PT_INPUT_BUFFER.

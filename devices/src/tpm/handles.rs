@@ -10,10 +10,11 @@
 //! [`entity_auth`].
 
 use super::constants::{
-    HR_SHIFT, POLICY_SESSION_FIRST, POLICY_SESSION_LAST, TPMA_NV_AUTHREAD, TPMA_NV_AUTHWRITE,
-    TPMA_NV_NO_DA, TPMA_NV_POLICYREAD, TPMA_NV_POLICYWRITE, TPM_CC_NV_READ, TPM_CC_NV_WRITE,
-    TPM_HT_PCR, TPM_HT_PERSISTENT, TPM_HT_TRANSIENT, TPM_RH_ENDORSEMENT, TPM_RH_LOCKOUT,
-    TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM, TPM_RH_PLATFORM_NV, TPM_RS_PW,
+    HMAC_SESSION_FIRST, HMAC_SESSION_LAST, HR_SHIFT, POLICY_SESSION_FIRST, POLICY_SESSION_LAST,
+    TPMA_NV_AUTHREAD, TPMA_NV_AUTHWRITE, TPMA_NV_NO_DA, TPMA_NV_POLICYREAD, TPMA_NV_POLICYWRITE,
+    TPM_CC_NV_READ, TPM_CC_NV_WRITE, TPM_HT_PCR, TPM_HT_PERSISTENT, TPM_HT_TRANSIENT,
+    TPM_RH_ENDORSEMENT, TPM_RH_LOCKOUT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM,
+    TPM_RH_PLATFORM_NV, TPM_RS_PW,
 };
 use alloc::vec::Vec;
 
@@ -65,6 +66,10 @@ pub enum HandleKind {
     /// TPMI_SH_POLICY (Part 2 §9.8): a policy session handle; one not loaded is
     /// TPM_RC_REFERENCE_H0 (Part 4 `EntityGetLoadStatus`).
     PolicySession,
+    /// TPMI_DH_CONTEXT (Part 2 §9.10): ContextSave's saveHandle, an HMAC or policy session
+    /// or a transient object; one not loaded is TPM_RC_REFERENCE_H0 (Part 4
+    /// `EntityGetLoadStatus`; no transient object is ever loaded yet).
+    Context,
 }
 
 impl HandleKind {
@@ -107,6 +112,17 @@ impl HandleKind {
             }
             HandleKind::PolicySession => {
                 if !(POLICY_SESSION_FIRST..=POLICY_SESSION_LAST).contains(&handle) {
+                    Err(rc::VALUE)
+                } else if tpm.sessions.get(handle).is_some() {
+                    Ok(())
+                } else {
+                    Err(rc::REFERENCE_H0)
+                }
+            }
+            HandleKind::Context => {
+                let session = (HMAC_SESSION_FIRST..=HMAC_SESSION_LAST).contains(&handle)
+                    || (POLICY_SESSION_FIRST..=POLICY_SESSION_LAST).contains(&handle);
+                if !session && handle_type(handle) != TPM_HT_TRANSIENT {
                     Err(rc::VALUE)
                 } else if tpm.sessions.get(handle).is_some() {
                     Ok(())

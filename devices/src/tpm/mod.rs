@@ -14,7 +14,8 @@
 //! The command table is `commands/mod.rs`. Implemented: Startup, Shutdown, SelfTest,
 //! IncrementalSelfTest, GetTestResult, GetRandom, StirRandom, GetCapability, PCR_Read,
 //! PCR_Extend, PCR_Event, PCR_Reset, Hash, NV_DefineSpace, NV_UndefineSpace, NV_ReadPublic,
-//! NV_Write, NV_Read, StartAuthSession, FlushContext (sessions), PolicyPCR, PolicyGetDigest.
+//! NV_Write, NV_Read, StartAuthSession, ContextSave and ContextLoad (sessions), FlushContext
+//! (sessions), PolicyPCR, PolicyGetDigest.
 //! Any other command code is TPM_RC_COMMAND_CODE.
 //!
 //! # Sessions
@@ -22,8 +23,9 @@
 //! Password, HMAC and policy authorizations (`auth.rs`); HMAC and policy sessions are
 //! unsalted, bound or unbound, with SHA-1, SHA-256 or SHA-384 (`session.rs`). Not yet:
 //! salted sessions (no objects), parameter encryption (a session may be started with
-//! AES-128-CFB, but decrypt/encrypt on a command is refused), audit, ContextSave/ContextLoad,
-//! policy commands other than PolicyPCR and PolicyGetDigest.
+//! AES-128-CFB, but decrypt/encrypt on a command is refused), audit, policy commands other
+//! than PolicyPCR and PolicyGetDigest. ContextSave/ContextLoad save and load sessions
+//! (`commands/context.rs`: integrity HMAC and AES-128-CFB with keys from KDFa, Part 1 §30).
 //!
 //! # Processing order (Part 3 §5; Part 4 `ExecuteCommand`)
 //!
@@ -47,7 +49,7 @@
 //! 7. Parameters: unmarshalled by the command, errors numbered TPM_RC_P + n; octets left over
 //!    are TPM_RC_SIZE. Only then does the command act.
 //!
-//! 8. The response: a response handle (StartAuthSession), then with sessions the parameter
+//! 8. The response: a response handle (StartAuthSession, ContextLoad), then with sessions the parameter
 //!    size, parameters and one TPMS_AUTH_RESPONSE per session (new nonceTPM, response HMAC
 //!    over rpHash); a session without continueSession is flushed.
 //!

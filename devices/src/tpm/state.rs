@@ -22,8 +22,9 @@
 //! | tested algorithms (bits 0-2), failure mode (0 or 1) | 2 |
 //! | NV indices (version 2): count, then each one's TPMS_NV_PUBLIC, authValue (TPM2B) and dataSize octets of data, ascending handles | 4 + … |
 //!
-//! Loaded HMAC and policy sessions are not in the blob: like _TPM_Init, a restore starts
-//! with none (there is no ContextSave to keep them).
+//! Loaded and saved HMAC and policy sessions are not in the blob: like _TPM_Init, a restore
+//! starts with none, and a context saved before it does not load after it (a new context
+//! epoch, `commands/context.rs`).
 //!
 //! The blob holds the seeds in clear: whoever stores it must encrypt and authenticate it
 //! (a later issue). Decoding still checks everything — lengths, enumerations, booleans,

@@ -708,7 +708,7 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(22));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(24));
     assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
     assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
@@ -2544,4 +2544,323 @@ fn every_bit_flip_of_an_hmac_authorized_command_fails() {
 /// The Name of `started_with_nv`'s index once written.
 fn tpm_name_written() -> Vec<u8> {
     nv_name(NV_INDEX, NV_ATTRS | TPMA_NV_WRITTEN, &[], 32)
+}
+
+// --- ContextSave / ContextLoad (Part 3 §28.2, §28.3) ---
+
+const CONTEXT_LOAD: u32 = 0x0000_0161;
+const CONTEXT_SAVE: u32 = 0x0000_0162;
+
+/// ContextSave(handle); the TPMS_CONTEXT of the response.
+fn context_save(tpm: &mut Tpm, handle: u32) -> Vec<u8> {
+    let r = run_ok(
+        tpm,
+        &cmd(TPM_ST_NO_SESSIONS, CONTEXT_SAVE, &handle.to_be_bytes()),
+    );
+    r[10..].to_vec()
+}
+
+fn context_load_cmd(context: &[u8]) -> Vec<u8> {
+    cmd(TPM_ST_NO_SESSIONS, CONTEXT_LOAD, context)
+}
+
+/// Checks a saved session context from the outside: the layout, the integrity HMAC and
+/// the decryption written out from Part 1 §30.3 with the hmac, aes and cfb-mode crates.
+/// Returns the decrypted session (after the fingerprint).
+fn open_context(tpm: &Tpm, context: &[u8], sequence: u64, handle: u32) -> Vec<u8> {
+    use cfb_mode::cipher::KeyIvInit;
+    assert_eq!(&context[..8], &sequence.to_be_bytes());
+    assert_eq!(u32_at(context, 8), handle);
+    assert_eq!(u32_at(context, 12), TPM_RH_NULL);
+    let size = usize::from(u16::from_be_bytes([context[16], context[17]]));
+    assert_eq!(context.len(), 18 + size);
+    let blob = &context[18..];
+    assert_eq!(&blob[..2], &[0, 32]);
+    let encrypted = &blob[34..];
+    // The null hierarchy's proof: HMAC-SHA256(nullSeed, "Parapet hierarchy proof").
+    let proof = hmac256(&tpm.null_seed, &[b"Parapet hierarchy proof"]);
+    let epoch = tpm.sessions.current_epoch().unwrap();
+    let reset = u64::from(tpm.reset_count).to_be_bytes();
+    let want = hmac256(
+        &proof,
+        &[
+            &reset,
+            &epoch,
+            &sequence.to_be_bytes(),
+            &handle.to_be_bytes(),
+            encrypted,
+        ],
+    );
+    assert_eq!(&blob[2..34], &want[..]);
+    // KDFa(SHA-256, proof, "CONTEXT", sequence, handle, 256): one HMAC block.
+    let kdf = hmac256(
+        &proof,
+        &[
+            &[0, 0, 0, 1],
+            b"CONTEXT\0",
+            &sequence.to_be_bytes(),
+            &handle.to_be_bytes(),
+            &[0, 0, 1, 0],
+        ],
+    );
+    let mut plain = encrypted.to_vec();
+    let (key, iv): ([u8; 16], [u8; 16]) =
+        (kdf[..16].try_into().unwrap(), kdf[16..].try_into().unwrap());
+    cfb_mode::Decryptor::<aes::Aes128>::new(&key.into(), &iv.into()).decrypt(&mut plain);
+    assert_eq!(&plain[..8], &sequence.to_be_bytes(), "fingerprint");
+    plain[8..].to_vec()
+}
+
+#[test]
+fn context_save_load_round_trip_continues_hmac_session() {
+    let mut tpm = started_with_nv();
+    let mut s = start(&mut tpm, TPM_RH_NULL, 0);
+    let name = tpm_name_written();
+    let names = [name.clone(), name];
+    let write = |s: &Client, data: &[u8]| {
+        with_session(
+            s,
+            TPM_CC_NV_WRITE,
+            &[NV_INDEX, NV_INDEX],
+            &names,
+            b"pw",
+            1,
+            &nv_write_params(data, 0),
+        )
+    };
+    let r = run(&mut tpm, &write(&s, b"one"));
+    check_session_response(&mut s, TPM_CC_NV_WRITE, b"pw", 1, &r);
+
+    let context = context_save(&mut tpm, s.handle);
+    let session = open_context(&tpm, &context, 1, s.handle);
+    // HMAC session, SHA-256, TPM_ALG_NULL, empty sessionKey, unbound, nonceTPM, a zero
+    // policyDigest, no PolicyPCR.
+    let mut want = h("00 00 0b 00 10 00 00 00 00 20");
+    want.extend_from_slice(&s.nonce_tpm);
+    want.extend_from_slice(&h("00 20"));
+    want.extend_from_slice(&[0; 32]);
+    want.push(0);
+    assert_eq!(session, want);
+    // Saved: not loaded, listed as a saved session, and not usable.
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 0x0200_0000, 8);
+    assert_eq!(u32_at(&r, 15), 0, "no loaded session");
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 0x0300_0000, 8);
+    assert_eq!((u32_at(&r, 15), u32_at(&r, 19)), (1, s.handle));
+    let r = get_cap(&mut tpm, TPM_CAP_TPM_PROPERTIES, TPM_PT_HR_LOADED, 4);
+    // HR_LOADED 0, HR_LOADED_AVAIL 2, HR_ACTIVE 1, HR_ACTIVE_AVAIL 2.
+    assert_eq!(
+        (
+            u32_at(&r, 23),
+            u32_at(&r, 31),
+            u32_at(&r, 39),
+            u32_at(&r, 47)
+        ),
+        (0, 2, 1, 2)
+    );
+    assert_ne!(rc_of(&run(&mut tpm, &write(&s, b"two"))), 0);
+    // Saving it again: not loaded, TPM_RC_REFERENCE_H0.
+    let again = cmd(TPM_ST_NO_SESSIONS, CONTEXT_SAVE, &s.handle.to_be_bytes());
+    assert_eq!(rc_of(&run(&mut tpm, &again)), 0x910);
+
+    // Load: the same handle back, and the session continues with its nonces.
+    let r = run_ok(&mut tpm, &context_load_cmd(&context));
+    assert_eq!(
+        r,
+        [
+            &h("80 01 00 00 00 0e 00 00 00 00")[..],
+            &s.handle.to_be_bytes()
+        ]
+        .concat()
+    );
+    let r = run(&mut tpm, &write(&s, b"two"));
+    check_session_response(&mut s, TPM_CC_NV_WRITE, b"pw", 1, &r);
+    // Replay of the loaded blob: its session is not saved under that sequence any more,
+    // TPM_RC_HANDLE + P1 (Part 4 SequenceNumberForSavedContextIsValid).
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&context))), 0x1CB);
+    // Save again: sequence 2; the first blob stays dead, the second loads once.
+    let second = context_save(&mut tpm, s.handle);
+    open_context(&tpm, &second, 2, s.handle);
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&context))), 0x1CB);
+    // The old blob relabelled with the new sequence: TPM_RC_INTEGRITY + P1.
+    let mut relabelled = context.clone();
+    relabelled[..8].copy_from_slice(&2u64.to_be_bytes());
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&relabelled))), 0x1DF);
+    run_ok(&mut tpm, &context_load_cmd(&second));
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&second))), 0x1CB);
+    let r = run(&mut tpm, &write(&s, b"three"));
+    check_session_response(&mut s, TPM_CC_NV_WRITE, b"pw", 1, &r);
+}
+
+#[test]
+fn policy_session_context_keeps_its_digest_and_pcr_check() {
+    let mut tpm = started();
+    let s = start(&mut tpm, TPM_RH_NULL, 1);
+    run_ok(
+        &mut tpm,
+        &policy_pcr_cmd(s.handle, &[], &h("00 00 00 01 00 0b 03 01 00 01")),
+    );
+    let digest = policy_digest(&mut tpm, s.handle);
+    let context = context_save(&mut tpm, s.handle);
+    let session = open_context(&tpm, &context, 1, s.handle);
+    // Policy session type, and pcrUpdateCounter recorded at the end.
+    assert_eq!(session[0], 1);
+    assert_eq!(session[session.len() - 5], 1);
+    let get = cmd(
+        TPM_ST_NO_SESSIONS,
+        POLICY_GET_DIGEST,
+        &s.handle.to_be_bytes(),
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &get)), 0x910, "saved: not loaded");
+    run_ok(&mut tpm, &context_load_cmd(&context));
+    assert_eq!(policy_digest(&mut tpm, s.handle), digest);
+}
+
+#[test]
+fn context_blobs_are_tamper_evident() {
+    let mut tpm = started();
+    let s = start(&mut tpm, TPM_RH_NULL, 0);
+    let context = context_save(&mut tpm, s.handle);
+    let load = context_load_cmd(&context);
+    // Every bit of the command flipped: never a success, never a panic, nothing changes.
+    for bit in 0..load.len() * 8 {
+        let mut m = load.clone();
+        m[bit / 8] ^= 1 << (bit % 8);
+        let r = run(&mut tpm, &m);
+        assert_ne!(rc_of(&r), 0, "bit {bit}");
+        if bit / 8 >= 10 + 18 {
+            // Inside the blob past its size: the integrity octets or the ciphertext.
+            let at = bit / 8 - 28;
+            // The integrity's size: TPM_RC_SIZE + P1, or TPM_RC_INSUFFICIENT + P1 when it
+            // runs past the blob.
+            let ok = if at < 2 {
+                [0x1D5, 0x1DA].contains(&rc_of(&r))
+            } else {
+                rc_of(&r) == 0x1DF
+            };
+            assert!(ok, "blob octet {at}: {:#x}", rc_of(&r));
+        }
+    }
+    assert!(!tpm.failure);
+    // The header fields: another sequence or handle of the same type fails integrity;
+    // another hierarchy too (another proof); a value outside the types is TPM_RC_VALUE.
+    let with = |at: usize, bytes: &[u8]| {
+        let mut c = context.clone();
+        c[at..at + bytes.len()].copy_from_slice(bytes);
+        context_load_cmd(&c)
+    };
+    assert_eq!(rc_of(&run(&mut tpm, &with(0, &[0; 8]))), 0x1DF);
+    assert_eq!(rc_of(&run(&mut tpm, &with(8, &h("02 00 00 01")))), 0x1DF);
+    assert_eq!(rc_of(&run(&mut tpm, &with(8, &h("03 00 00 00")))), 0x1DF);
+    assert_eq!(rc_of(&run(&mut tpm, &with(8, &h("80 00 00 00")))), 0x1DF);
+    assert_eq!(rc_of(&run(&mut tpm, &with(8, &h("80 00 00 03")))), 0x1C4);
+    assert_eq!(rc_of(&run(&mut tpm, &with(8, &h("01 00 00 00")))), 0x1C4);
+    for hierarchy in [TPM_RH_OWNER, TPM_RH_ENDORSEMENT, TPM_RH_PLATFORM] {
+        let r = run(&mut tpm, &with(12, &hierarchy.to_be_bytes()));
+        assert_eq!(rc_of(&r), 0x1DF);
+    }
+    assert_eq!(rc_of(&run(&mut tpm, &with(12, &h("40 00 00 0a")))), 0x1C4);
+    // Every truncation of the blob (its size field kept consistent).
+    let blob = &context[18..];
+    for n in 0..blob.len() {
+        let mut c = context[..16].to_vec();
+        c.extend_from_slice(&(n as u16).to_be_bytes());
+        c.extend_from_slice(&blob[..n]);
+        let want = match n {
+            0..=1 => 0x1DA, // the integrity's size: TPM_RC_INSUFFICIENT + P1
+            2..=33 => 0x1DA,
+            34..=41 => 0x1D5, // fewer than 8 octets after the integrity: TPM_RC_SIZE
+            _ => 0x1DF,
+        };
+        assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&c))), want, "{n}");
+    }
+    // An over-long contextBlob: TPM_RC_SIZE + P1 before its octets are looked for.
+    let mut c = context[..16].to_vec();
+    c.extend_from_slice(&h("04 01"));
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&c))), 0x1D5);
+    // Trailing octets: TPM_RC_SIZE.
+    let mut c = context.clone();
+    c.push(0);
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&c))), 0x095);
+    // After all of it the original loads.
+    run_ok(&mut tpm, &load);
+    assert!(!tpm.failure);
+}
+
+#[test]
+fn context_save_errors_slots_flush_and_init() {
+    let mut tpm = started();
+    let save = |h: u32| cmd(TPM_ST_NO_SESSIONS, CONTEXT_SAVE, &h.to_be_bytes());
+    // Not loaded: TPM_RC_REFERENCE_H0; not a TPMI_DH_CONTEXT: TPM_RC_VALUE + H1.
+    assert_eq!(rc_of(&run(&mut tpm, &save(0x0200_0000))), 0x910);
+    assert_eq!(rc_of(&run(&mut tpm, &save(0x8000_0000))), 0x910);
+    assert_eq!(rc_of(&run(&mut tpm, &save(0))), 0x184);
+    assert_eq!(rc_of(&run(&mut tpm, &save(TPM_RH_OWNER))), 0x184);
+    // Parameters where there are none: TPM_RC_SIZE.
+    let s = start(&mut tpm, TPM_RH_NULL, 0);
+    let mut extra = save(s.handle);
+    extra.push(0);
+    extra[5] += 1;
+    assert_eq!(rc_of(&run(&mut tpm, &extra)), 0x095);
+    // A context load before any save in this epoch: TPM_RC_INTEGRITY.
+    let mut fresh = started();
+    let a = start(&mut fresh, TPM_RH_NULL, 0);
+    let context = context_save(&mut fresh, a.handle);
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&context))), 0x1DF);
+
+    // Slots: one saved and two loaded fill them: TPM_RC_SESSION_HANDLES; flushing the
+    // saved one makes room, and its context no longer loads.
+    let context = context_save(&mut tpm, s.handle);
+    let b = start(&mut tpm, TPM_RH_NULL, 0);
+    start(&mut tpm, TPM_RH_NULL, 1);
+    let another = start_cmd(TPM_RH_NULL, &[1; 16], 0, &h("00 10"), TPM_ALG_SHA256);
+    assert_eq!(rc_of(&run(&mut tpm, &another)), 0x902);
+    assert_eq!(rc_of(&flush(&mut tpm, s.handle)), 0);
+    assert_eq!(rc_of(&flush(&mut tpm, s.handle)), 0x1CB);
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&context))), 0x1CB);
+    let c = start(&mut tpm, TPM_RH_NULL, 0);
+    assert_eq!(c.handle, s.handle, "the freed slot");
+    // A blob saved before _TPM_Init does not load after it (a new epoch), even once the
+    // same sequence number is reached again.
+    let context = context_save(&mut tpm, b.handle);
+    tpm.init();
+    run_ok(&mut tpm, &h(STARTUP_CLEAR));
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&context))), 0x1DF);
+    let s = start(&mut tpm, TPM_RH_NULL, 0);
+    let s2 = start(&mut tpm, TPM_RH_NULL, 0);
+    assert_eq!(s2.handle, b.handle);
+    context_save(&mut tpm, s.handle);
+    context_save(&mut tpm, s2.handle);
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&context))), 0x1DF);
+}
+
+#[test]
+fn context_load_hostile_sweep() {
+    let mut tpm = started();
+    let s = start(&mut tpm, TPM_RH_NULL, 1);
+    let context = context_save(&mut tpm, s.handle);
+    let load = context_load_cmd(&context);
+    // Every truncation (with a consistent commandSize).
+    for n in 10..load.len() {
+        let mut m = load[..n].to_vec();
+        m[2..6].copy_from_slice(&(n as u32).to_be_bytes());
+        assert_ne!(rc_of(&run(&mut tpm, &m)), 0, "{n}");
+    }
+    // Random parameters, and random blobs behind a valid header.
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    for i in 0..3000 {
+        let len = rng.below(300);
+        let mut body: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if i % 2 == 0 {
+            let mut c = context[..16].to_vec();
+            c.extend_from_slice(&(len as u16).to_be_bytes());
+            c.append(&mut body);
+            body = c;
+        }
+        let r = run(&mut tpm, &context_load_cmd(&body));
+        assert_ne!(rc_of(&r), 0);
+        let r = run(&mut tpm, &cmd(TPM_ST_NO_SESSIONS, CONTEXT_SAVE, &body));
+        assert_ne!(rc_of(&r), 0);
+    }
+    assert!(!tpm.failure);
+    run_ok(&mut tpm, &load);
 }

@@ -57,7 +57,7 @@ impl Tpm {
             TPM_PT_INPUT_BUFFER => MAX_DIGEST_BUFFER,
             // No objects can be loaded yet.
             TPM_PT_HR_TRANSIENT_MIN | TPM_PT_HR_PERSISTENT_MIN => 0,
-            // Sessions: the slots of `session.rs`; no ContextSave, so active = loaded.
+            // Sessions: the slots of `session.rs`; a saved session keeps its slot.
             TPM_PT_HR_LOADED_MIN | TPM_PT_ACTIVE_SESSIONS_MAX => MAX_LOADED_SESSIONS as u32,
             TPM_PT_PCR_COUNT => PCR_COUNT as u32,
             TPM_PT_PCR_SELECT_MIN => PCR_SELECT_SIZE as u32,
@@ -81,9 +81,10 @@ impl Tpm {
                 TPMA_STARTUP_CLEAR_ENABLES | orderly
             }
             TPM_PT_HR_NV_INDEX => self.nv.len() as u32,
-            TPM_PT_HR_LOADED | TPM_PT_HR_ACTIVE => self.sessions.len() as u32,
+            TPM_PT_HR_LOADED => self.sessions.len() as u32,
+            TPM_PT_HR_ACTIVE => self.sessions.active() as u32,
             TPM_PT_HR_LOADED_AVAIL | TPM_PT_HR_ACTIVE_AVAIL => {
-                (MAX_LOADED_SESSIONS - self.sessions.len()) as u32
+                MAX_LOADED_SESSIONS.saturating_sub(self.sessions.active()) as u32
             }
             TPM_PT_HR_TRANSIENT_AVAIL | TPM_PT_HR_PERSISTENT | TPM_PT_HR_PERSISTENT_AVAIL => 0,
             _ => return None,
@@ -160,8 +161,15 @@ pub fn get_capability(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
                     let loaded = tpm.sessions.handles().filter(|&h| h & 0x00FF_FFFF >= slot);
                     list(&mut data, loaded, max, |w, h| w.u32(h))
                 }
-                // TPM_HT_SAVED_SESSION (= TPM_HT_POLICY_SESSION): no ContextSave, none saved.
-                TPM_HT_TRANSIENT | TPM_HT_PERSISTENT | TPM_HT_POLICY_SESSION => {
+                // TPM_HT_SAVED_SESSION (= TPM_HT_POLICY_SESSION): the saved sessions, by slot
+                // (Part 4 `SessionCapGetSaved`).
+                TPM_HT_POLICY_SESSION => {
+                    let slot = property & 0x00FF_FFFF;
+                    let saved = tpm.sessions.saved_handles();
+                    let saved = saved.filter(|&h| h & 0x00FF_FFFF >= slot);
+                    list(&mut data, saved, max, |w, h| w.u32(h))
+                }
+                TPM_HT_TRANSIENT | TPM_HT_PERSISTENT => {
                     list(&mut data, core::iter::empty::<u32>(), max, |w, h| w.u32(h))
                 }
                 _ => return Err(rc::parameter(rc::HANDLE, 2)),

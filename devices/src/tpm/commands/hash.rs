@@ -20,12 +20,12 @@ use super::super::Tpm;
 use super::Call;
 
 /// Label of the proof derivation.
-const PROOF_LABEL: &[u8] = b"Parapet hierarchy proof";
+pub(super) const PROOF_LABEL: &[u8] = b"Parapet hierarchy proof";
 
 impl Tpm {
     /// The proof value of a hierarchy (TPM_RH_OWNER, TPM_RH_ENDORSEMENT, TPM_RH_PLATFORM):
     /// HMAC-SHA256(primary seed, label).
-    fn proof(&self, hierarchy: u32) -> Option<Digest> {
+    pub(super) fn proof(&self, hierarchy: u32) -> Option<Digest> {
         let seed = match hierarchy {
             TPM_RH_OWNER => &self.sps,
             TPM_RH_ENDORSEMENT => &self.eps,

@@ -7,6 +7,7 @@
 //! then changes state, writing its response parameters into [`Call::out`].
 
 mod capability;
+mod context;
 mod hash;
 mod nv;
 mod pcr;
@@ -94,6 +95,7 @@ const NV: &[HandleKind] = &[HandleKind::NvIndex];
 const PCR_OR_NULL: &[HandleKind] = &[HandleKind::Pcr { allow_null: true }];
 const KEY_AND_BIND: &[HandleKind] = &[HandleKind::ObjectOrNull, HandleKind::EntityOrNull];
 const POLICY_SESSION: &[HandleKind] = &[HandleKind::PolicySession];
+const CONTEXT: &[HandleKind] = &[HandleKind::Context];
 
 const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
     CommandDef {
@@ -145,6 +147,14 @@ pub const COMMANDS: &[CommandDef] = &[
     CommandDef {
         nv: false,
         ..authorized(TPM_CC_NV_READ, NV_AUTH_NV, nv::nv_read)
+    },
+    CommandDef {
+        r_handle: true,
+        ..def(TPM_CC_CONTEXT_LOAD, false, context::context_load)
+    },
+    CommandDef {
+        handles: CONTEXT,
+        ..def(TPM_CC_CONTEXT_SAVE, false, context::context_save)
     },
     CommandDef {
         sessions_allowed: false,
@@ -226,6 +236,15 @@ mod tests {
         assert_eq!(
             lookup(TPM_CC_FLUSH_CONTEXT).unwrap().attributes(),
             0x0000_0165
+        );
+        // ContextLoad: a response handle; ContextSave: one handle (Part 4 s_ccAttr).
+        assert_eq!(
+            lookup(TPM_CC_CONTEXT_LOAD).unwrap().attributes(),
+            0x1000_0161
+        );
+        assert_eq!(
+            lookup(TPM_CC_CONTEXT_SAVE).unwrap().attributes(),
+            0x0200_0162
         );
     }
 }

@@ -57,7 +57,7 @@ fn read_sym_def(r: &mut Reader) -> Result<Symmetric, Rc> {
 /// (TPM_RC_SIZE, parameter 1). nonceTPM is a new DRBG output of the digest size. A bound
 /// session's sessionKey is KDFa(authHash, bind.authValue, "ATH", nonceTPM, nonceCaller,
 /// digest bits) (Part 1 §19.6.8), an unbound one's empty. TPM_RC_SESSION_MEMORY when every
-/// slot is taken.
+/// slot holds a loaded session, TPM_RC_SESSION_HANDLES when saved sessions take some.
 pub fn start_auth_session(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let nonce_caller = call.param(1, |r| r.tpm2b(MAX_DIGEST_SIZE))?;
     let salt = call.param(2, |r| r.tpm2b(MAX_ENCRYPTED_SECRET))?;
@@ -84,8 +84,8 @@ pub fn start_auth_session(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
             _ => return Err(rc::handle(rc::HANDLE, 2)),
         }
     };
-    if tpm.sessions.is_full() {
-        return Err(rc::SESSION_MEMORY);
+    if let Some(code) = tpm.sessions.no_room() {
+        return Err(code);
     }
     let mut nonce_tpm = [0u8; MAX_DIGEST_SIZE];
     let nonce_tpm = &mut nonce_tpm[..size];
@@ -119,7 +119,8 @@ pub fn start_auth_session(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
 }
 
 /// FlushContext: flushHandle (TPMI_DH_CONTEXT, a parameter): an HMAC or policy session, or a
-/// transient object (none exist). Not loaded: TPM_RC_HANDLE; another type: TPM_RC_VALUE.
+/// transient object (none exist). A saved session is flushed too (its context no longer
+/// loads). Neither loaded nor saved: TPM_RC_HANDLE; another type: TPM_RC_VALUE.
 pub fn flush_context(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let handle = call.param(1, |r| {
         let h = r.u32()?;

@@ -1,0 +1,224 @@
+//! TPM2_ContextSave and TPM2_ContextLoad for sessions (Part 3 §28.2, §28.3; Part 1 §30
+//! "Context Management"; checks and their order from Part 4's `TPM2_ContextSave`,
+//! `TPM2_ContextLoad`, `ComputeContextProtectionKey`, `ComputeContextIntegrity` and
+//! `SequenceNumberForSavedContextIsValid`).
+//!
+//! A saved context is a TPMS_CONTEXT (Part 2 §14.5): sequence (UINT64), savedHandle (the
+//! session's own handle, 0x02xxxxxx or 0x03xxxxxx), hierarchy (TPM_RH_NULL for a session)
+//! and contextBlob = integrity (TPM2B_DIGEST) || encrypted, as Part 4 lays it out:
+//!
+//! - encrypted = AES-128-CFB(symKey, iv, sequence (the "fingerprint", 8 octets) || session),
+//!   the session in `session::write_session`'s format;
+//! - symKey || iv = KDFa(SHA-256, proof, "CONTEXT", sequence, savedHandle, 256) (Part 1
+//!   §30.3.2; 16 octets each: CONTEXT_ENCRYPT_ALG AES-128, CONTEXT_INTEGRITY_HASH_ALG
+//!   SHA-256 as in the reference implementation);
+//! - integrity = HMAC-SHA256(proof, totalResetCount (UINT64) || epoch || sequence ||
+//!   savedHandle || encrypted) (Part 1 §30.3.3).
+//!
+//! proof is the hierarchy's proof value (`Tpm::proof` for owner, endorsement, platform;
+//! for TPM_RH_NULL the same derivation from the null seed, which is new at every TPM
+//! Reset, as the reference's nullProof is). resetCount stands in for totalResetCount.
+//!
+//! Deviations, all simplifications: the reference keeps saved sessions (its contextArray)
+//! across TPM Restart and Resume; here _TPM_Init drops them, and `epoch` (16 random octets
+//! drawn at the first ContextSave after _TPM_Init or a state restore) makes a context of an
+//! earlier epoch fail integrity, so a sequence number reused after the counter restarts can
+//! never load an old blob. A saved session keeps its slot (`session.rs`), and the slot keeps
+//! the whole 64-bit sequence, so there is no TPM_RC_CONTEXT_GAP or TPM_RC_TOO_MANY_CONTEXTS.
+//! No transient objects exist yet, so a transient saveHandle is TPM_RC_REFERENCE_H0.
+//!
+//! ContextLoad errors, all numbered with parameter 1 (`context`): a savedHandle that is not
+//! TPMI_DH_SAVED, a hierarchy not TPMI_RH_HIERARCHY+: TPM_RC_VALUE; a contextBlob over
+//! MAX_CONTEXT_SIZE, an integrity not 32 octets, fewer than 8 octets after it: TPM_RC_SIZE;
+//! a wrong HMAC (a changed octet, sequence, handle or hierarchy, another epoch or TPM
+//! Reset): TPM_RC_INTEGRITY; a context whose session is not saved under that sequence (a
+//! replay of a blob already loaded, a flushed session): TPM_RC_HANDLE, as Part 4's
+//! `SequenceNumberForSavedContextIsValid`. The integrity check protects what follows: a
+//! fingerprint or session that does not decode after it is an internal fault (failure mode,
+//! as Part 4's FAIL).
+
+use aes::Aes128;
+use cfb_mode::cipher::KeyIvInit;
+use cfb_mode::{Decryptor, Encryptor};
+
+use super::super::constants::{
+    HMAC_SESSION_FIRST, HMAC_SESSION_LAST, MAX_CONTEXT_SIZE, POLICY_SESSION_FIRST,
+    POLICY_SESSION_LAST, SAVED_OBJECT, SAVED_STCLEAR, TPM_RH_ENDORSEMENT, TPM_RH_NULL,
+    TPM_RH_OWNER, TPM_RH_PLATFORM,
+};
+use super::super::hash::{Digest, HashAlg};
+use super::super::marshal::{Reader, Writer};
+use super::super::rc::{self, Rc};
+use super::super::session::{kdfa, read_session, write_session};
+use super::super::Tpm;
+use super::Call;
+
+/// CONTEXT_INTEGRITY_HASH_ALG: SHA-256, 32-octet integrity values.
+const INTEGRITY_ALG: HashAlg = HashAlg::Sha256;
+const INTEGRITY_SIZE: usize = 32;
+/// The fingerprint (the sequence) heading the encrypted part.
+const FINGERPRINT_SIZE: usize = 8;
+
+impl Tpm {
+    /// The proof value that protects a context of `hierarchy` (Part 1 §30.3.1).
+    fn context_proof(&self, hierarchy: u32) -> Option<Digest> {
+        if hierarchy == TPM_RH_NULL {
+            Some(INTEGRITY_ALG.hmac(&self.null_seed, &[super::hash::PROOF_LABEL]))
+        } else {
+            self.proof(hierarchy)
+        }
+    }
+}
+
+/// symKey and iv (Part 4 `ComputeContextProtectionKey`).
+fn protection_key(proof: &[u8], sequence: u64, handle: u32) -> ([u8; 16], [u8; 16]) {
+    let bits = kdfa(
+        INTEGRITY_ALG,
+        proof,
+        b"CONTEXT",
+        &sequence.to_be_bytes(),
+        &handle.to_be_bytes(),
+        256,
+    );
+    let (mut key, mut iv) = ([0u8; 16], [0u8; 16]);
+    if let (Some(k), Some(v)) = (bits.get(..16), bits.get(16..32)) {
+        key.copy_from_slice(k);
+        iv.copy_from_slice(v);
+    }
+    (key, iv)
+}
+
+/// The integrity HMAC (Part 4 `ComputeContextIntegrity`, plus the epoch).
+fn integrity(
+    tpm: &Tpm,
+    proof: &[u8],
+    epoch: &[u8; 16],
+    sequence: u64,
+    handle: u32,
+    encrypted: &[u8],
+) -> Digest {
+    INTEGRITY_ALG.hmac(
+        proof,
+        &[
+            &u64::from(tpm.reset_count).to_be_bytes(),
+            epoch,
+            &sequence.to_be_bytes(),
+            &handle.to_be_bytes(),
+            encrypted,
+        ],
+    )
+}
+
+/// ContextSave: saveHandle (TPMI_DH_CONTEXT, a loaded session) → context (TPMS_CONTEXT).
+/// The session leaves the loaded set and its slot becomes saved under the new sequence.
+pub fn context_save(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
+    call.end()?;
+    let handle = call.handles.first().copied().unwrap_or(0);
+    let hierarchy = TPM_RH_NULL;
+    let Some(proof) = tpm.context_proof(hierarchy) else {
+        tpm.failure = true;
+        return Err(rc::FAILURE);
+    };
+    let drbg = &mut tpm.drbg;
+    let epoch = tpm.sessions.epoch(|e| drbg.generate(e, &[]));
+    let (sequence, session) = tpm.sessions.save(handle).ok_or(rc::REFERENCE_H0)?;
+    let mut plain = Writer::new();
+    plain.u64(sequence);
+    write_session(&mut plain, &session);
+    let mut encrypted = plain.into_vec();
+    let (key, iv) = protection_key(proof.as_bytes(), sequence, handle);
+    Encryptor::<Aes128>::new(&key.into(), &iv.into()).encrypt(&mut encrypted);
+    let mac = integrity(tpm, proof.as_bytes(), &epoch, sequence, handle, &encrypted);
+    let mut blob = Writer::new();
+    blob.tpm2b(mac.as_bytes());
+    blob.bytes(&encrypted);
+    call.out.u64(sequence);
+    call.out.u32(handle);
+    call.out.u32(hierarchy);
+    call.out.tpm2b(blob.as_slice());
+    Ok(())
+}
+
+/// TPMI_DH_SAVED (Part 2 §9.10): a session handle or one of the three transient values.
+fn read_saved_handle(r: &mut Reader) -> Result<u32, Rc> {
+    match r.u32()? {
+        h @ (HMAC_SESSION_FIRST..=HMAC_SESSION_LAST
+        | POLICY_SESSION_FIRST..=POLICY_SESSION_LAST
+        | SAVED_OBJECT..=SAVED_STCLEAR) => Ok(h),
+        _ => Err(rc::VALUE),
+    }
+}
+
+/// TPMI_RH_HIERARCHY+ (Part 2 §9.13).
+fn read_hierarchy(r: &mut Reader) -> Result<u32, Rc> {
+    match r.u32()? {
+        h @ (TPM_RH_OWNER | TPM_RH_ENDORSEMENT | TPM_RH_PLATFORM | TPM_RH_NULL) => Ok(h),
+        _ => Err(rc::VALUE),
+    }
+}
+
+/// A TPMS_CONTEXT as ContextLoad reads it.
+struct Context<'a> {
+    sequence: u64,
+    handle: u32,
+    hierarchy: u32,
+    blob: &'a [u8],
+}
+
+fn read_context<'a>(r: &mut Reader<'a>) -> Result<Context<'a>, Rc> {
+    Ok(Context {
+        sequence: r.u64()?,
+        handle: read_saved_handle(r)?,
+        hierarchy: read_hierarchy(r)?,
+        blob: r.tpm2b(MAX_CONTEXT_SIZE)?,
+    })
+}
+
+/// ContextLoad: context (TPMS_CONTEXT) → loadedHandle (response handle, the savedHandle).
+pub fn context_load(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
+    let context = call.param(1, read_context)?;
+    call.end()?;
+    let p1 = |code| rc::parameter(code, 1);
+    let mut blob = Reader::new(context.blob);
+    let given = blob.tpm2b(MAX_CONTEXT_SIZE).map_err(p1)?;
+    if given.len() != INTEGRITY_SIZE || blob.remaining() < FINGERPRINT_SIZE {
+        return Err(p1(rc::SIZE));
+    }
+    let encrypted = blob.rest();
+    let (Some(proof), Some(epoch)) = (
+        tpm.context_proof(context.hierarchy),
+        tpm.sessions.current_epoch(),
+    ) else {
+        // No context was saved since _TPM_Init: none can be valid.
+        return Err(p1(rc::INTEGRITY));
+    };
+    let (sequence, handle) = (context.sequence, context.handle);
+    let mac = integrity(tpm, proof.as_bytes(), &epoch, sequence, handle, encrypted);
+    if !super::super::auth::constant_time_eq(mac.as_bytes(), given) {
+        return Err(p1(rc::INTEGRITY));
+    }
+    // Sessions only: a transient value never passed integrity, since no object context
+    // is ever produced.
+    if tpm.sessions.saved_sequence(handle) != Some(sequence) {
+        return Err(p1(rc::HANDLE));
+    }
+    let mut plain = encrypted.to_vec();
+    let (key, iv) = protection_key(proof.as_bytes(), sequence, handle);
+    Decryptor::<Aes128>::new(&key.into(), &iv.into()).decrypt(&mut plain);
+    let session = match plain.split_at_checked(FINGERPRINT_SIZE) {
+        Some((fingerprint, rest)) if fingerprint == sequence.to_be_bytes() => {
+            read_session(Reader::new(rest))
+        }
+        _ => None,
+    };
+    match session.map(|s| tpm.sessions.restore(handle, sequence, s)) {
+        Some(true) => {
+            call.out_handle = Some(handle);
+            Ok(())
+        }
+        _ => {
+            tpm.failure = true;
+            Err(rc::FAILURE)
+        }
+    }
+}
