@@ -312,3 +312,50 @@ fn tpm2_tools_policy_session_saved_between_tools_after_startup() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("Esys_ContextLoad(0x1CB)"));
 }
+
+#[test]
+fn tpm2_tools_create_read_and_flush_an_ecc_storage_primary() {
+    let tpm = Server::start();
+    let dir = std::env::temp_dir().join(format!("parapet-tpm2-primary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = |name: &str| dir.join(name).to_str().expect("UTF-8 path").to_owned();
+    let (owner, endorsement) = (file("o.ctx"), file("e.ctx"));
+    tpm.ok("tpm2_startup", &["-c"]);
+    let created = tpm.ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-g", "sha256", "-G", "ecc256", "-c", &owner],
+    );
+    // The object is saved into the file (ContextSave) and loaded again by ReadPublic.
+    let public = tpm.ok("tpm2_readpublic", &["-c", &owner]);
+    tpm.ok(
+        "tpm2_createprimary",
+        &[
+            "-C",
+            "e",
+            "-g",
+            "sha256",
+            "-G",
+            "ecc256",
+            "-c",
+            &endorsement,
+        ],
+    );
+    let transient = tpm.ok("tpm2_getcap", &["handles-transient"]);
+    tpm.ok("tpm2_flushcontext", &["-t"]);
+    let after = tpm.ok("tpm2_getcap", &["handles-transient"]);
+    // The same template under the same seed: the same key again.
+    let again = tpm.ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-g", "sha256", "-G", "ecc256", "-c", &owner],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    let x = |s: &str| s.lines().find(|l| l.starts_with("x: ")).map(str::to_owned);
+    assert!(x(&created).is_some(), "{created}");
+    assert_eq!(x(&created), x(&public));
+    assert_eq!(x(&created), x(&again));
+    assert!(public.contains("sym-keybits: 128"), "{public}");
+    // The owner key, its copy tpm2_readpublic loaded from the file (and left loaded), the
+    // endorsement key.
+    assert_eq!(transient.trim(), "- 0x80000000\n- 0x80000001\n- 0x80000002");
+    assert_eq!(after.trim(), "");
+}

@@ -27,6 +27,7 @@ pub const TPM_GENERATED_VALUE: u32 = 0xFF54_4347;
 // the command table (commands/mod.rs) are implemented.
 
 pub const TPM_CC_NV_UNDEFINE_SPACE: u32 = 0x0000_0122;
+pub const TPM_CC_CREATE_PRIMARY: u32 = 0x0000_0131;
 pub const TPM_CC_NV_DEFINE_SPACE: u32 = 0x0000_012A;
 pub const TPM_CC_NV_WRITE: u32 = 0x0000_0137;
 pub const TPM_CC_PCR_EVENT: u32 = 0x0000_013C;
@@ -41,6 +42,7 @@ pub const TPM_CC_CONTEXT_LOAD: u32 = 0x0000_0161;
 pub const TPM_CC_CONTEXT_SAVE: u32 = 0x0000_0162;
 pub const TPM_CC_FLUSH_CONTEXT: u32 = 0x0000_0165;
 pub const TPM_CC_NV_READ_PUBLIC: u32 = 0x0000_0169;
+pub const TPM_CC_READ_PUBLIC: u32 = 0x0000_0173;
 pub const TPM_CC_START_AUTH_SESSION: u32 = 0x0000_0176;
 pub const TPM_CC_GET_CAPABILITY: u32 = 0x0000_017A;
 pub const TPM_CC_GET_RANDOM: u32 = 0x0000_017B;
@@ -60,6 +62,44 @@ pub const TPM_ALG_SHA384: u16 = 0x000C;
 pub const TPM_ALG_NULL: u16 = 0x0010;
 pub const TPM_ALG_AES: u16 = 0x0006;
 pub const TPM_ALG_CFB: u16 = 0x0043;
+pub const TPM_ALG_ECC: u16 = 0x0023;
+pub const TPM_ALG_ECDSA: u16 = 0x0018;
+pub const TPM_ALG_ECDH: u16 = 0x0019;
+pub const TPM_ALG_ECDAA: u16 = 0x001A;
+pub const TPM_ALG_SM2: u16 = 0x001B;
+pub const TPM_ALG_ECSCHNORR: u16 = 0x001C;
+pub const TPM_ALG_ECMQV: u16 = 0x001D;
+pub const TPM_ALG_MGF1: u16 = 0x0007;
+pub const TPM_ALG_KDF1_SP800_56A: u16 = 0x0020;
+pub const TPM_ALG_KDF2: u16 = 0x0021;
+pub const TPM_ALG_KDF1_SP800_108: u16 = 0x0022;
+
+/// TPM_ECC_NIST_P256 (Part 2 §6.4, TPM_ECC_CURVE).
+pub const TPM_ECC_NIST_P256: u16 = 0x0003;
+
+/// The tag of a TPMT_TK_CREATION ticket (Part 2 §6.9).
+pub const TPM_ST_CREATION: u16 = 0x8021;
+
+// TPMA_OBJECT (Part 2 §8.3, Table 31).
+pub const TPMA_OBJECT_FIXED_TPM: u32 = 1 << 1;
+pub const TPMA_OBJECT_ST_CLEAR: u32 = 1 << 2;
+pub const TPMA_OBJECT_FIXED_PARENT: u32 = 1 << 4;
+pub const TPMA_OBJECT_SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
+pub const TPMA_OBJECT_USER_WITH_AUTH: u32 = 1 << 6;
+pub const TPMA_OBJECT_ADMIN_WITH_POLICY: u32 = 1 << 7;
+pub const TPMA_OBJECT_NO_DA: u32 = 1 << 10;
+pub const TPMA_OBJECT_ENCRYPTED_DUPLICATION: u32 = 1 << 11;
+pub const TPMA_OBJECT_RESTRICTED: u32 = 1 << 16;
+pub const TPMA_OBJECT_DECRYPT: u32 = 1 << 17;
+pub const TPMA_OBJECT_SIGN: u32 = 1 << 18;
+pub const TPMA_OBJECT_X509_SIGN: u32 = 1 << 19;
+/// The reserved bits of TPMA_OBJECT: 0, 3, 8, 9, 12-15, 20-31.
+pub const TPMA_OBJECT_RESERVED: u32 = 0xFFF0_F309;
+
+/// Transient object slots (MAX_LOADED_OBJECTS; the reference implementation has 3).
+pub const MAX_LOADED_OBJECTS: usize = 3;
+/// The first transient object handle (TRANSIENT_FIRST, Part 2 §7.5).
+pub const TRANSIENT_FIRST: u32 = (TPM_HT_TRANSIENT as u32) << HR_SHIFT;
 
 // TPM_SE (Part 2, the TPM_SE table after TPM_SU): the session types of TPM2_StartAuthSession.
 pub const TPM_SE_HMAC: u8 = 0x00;

@@ -66,6 +66,13 @@ pub enum HandleKind {
     /// TPMI_SH_POLICY (Part 2 §9.8): a policy session handle; one not loaded is
     /// TPM_RC_REFERENCE_H0 (Part 4 `EntityGetLoadStatus`).
     PolicySession,
+    /// TPMI_RH_HIERARCHY+ (Part 2 §9.13): CreatePrimary's primaryHandle: owner,
+    /// endorsement, platform or null; anything else TPM_RC_VALUE.
+    Hierarchy,
+    /// TPMI_DH_OBJECT (Part 2 §9.3): a loaded transient object (one not loaded:
+    /// TPM_RC_REFERENCE_H0, Part 4 `EntityGetLoadStatus`); a persistent handle is
+    /// TPM_RC_HANDLE (none exist); anything else TPM_RC_VALUE.
+    Object,
     /// TPMI_DH_CONTEXT (Part 2 §9.10): ContextSave's saveHandle, an HMAC or policy session
     /// or a transient object; one not loaded is TPM_RC_REFERENCE_H0 (Part 4
     /// `EntityGetLoadStatus`; no transient object is ever loaded yet).
@@ -119,12 +126,22 @@ impl HandleKind {
                     Err(rc::REFERENCE_H0)
                 }
             }
+            HandleKind::Hierarchy => match handle {
+                TPM_RH_OWNER | TPM_RH_ENDORSEMENT | TPM_RH_PLATFORM | TPM_RH_NULL => Ok(()),
+                _ => Err(rc::VALUE),
+            },
+            HandleKind::Object => match handle_type(handle) {
+                TPM_HT_TRANSIENT if tpm.objects.get(handle).is_some() => Ok(()),
+                TPM_HT_TRANSIENT => Err(rc::REFERENCE_H0),
+                TPM_HT_PERSISTENT => Err(rc::HANDLE),
+                _ => Err(rc::VALUE),
+            },
             HandleKind::Context => {
                 let session = (HMAC_SESSION_FIRST..=HMAC_SESSION_LAST).contains(&handle)
                     || (POLICY_SESSION_FIRST..=POLICY_SESSION_LAST).contains(&handle);
                 if !session && handle_type(handle) != TPM_HT_TRANSIENT {
                     Err(rc::VALUE)
-                } else if tpm.sessions.get(handle).is_some() {
+                } else if tpm.sessions.get(handle).is_some() || tpm.objects.get(handle).is_some() {
                     Ok(())
                 } else {
                     Err(rc::REFERENCE_H0)
@@ -161,13 +178,14 @@ pub enum EntityAuth<'t> {
 /// The authValue of the entity behind `handle` for a password authorization of command
 /// `cc` (Part 1 §19.8.4). PCRs have an empty authValue (PCR_SetAuthValue is not implemented)
 /// and are always DA-exempt; so is TPM_RH_NULL, which a `+` handle such as PCR_Extend's may
-/// name (Part 4 `EntityGetAuthValue`: empty). The owner and platform hierarchies have an
+/// name (Part 4 `EntityGetAuthValue`: empty). The owner, endorsement and platform hierarchies have an
 /// empty authValue until HierarchyChangeAuth exists, and like every permanent handle but
 /// TPM_RH_LOCKOUT are DA-exempt. An NV index is DA-exempt with TPMA_NV_NO_DA.
 pub fn entity_auth(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
     if handle == TPM_RH_NULL
         || handle == TPM_RH_OWNER
         || handle == TPM_RH_PLATFORM
+        || handle == TPM_RH_ENDORSEMENT
         || (handle_type(handle) == TPM_HT_PCR && (handle as usize) < PCR_COUNT)
     {
         return EntityAuth::Value(&[], true);
@@ -213,6 +231,9 @@ pub fn entity_policy(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
 /// The Name of the entity behind a handle of the handle area (Part 1 §16): an NV index's
 /// is its nameAlg and the digest of its public area, every other handle's is the handle.
 pub fn name(tpm: &Tpm, handle: u32) -> Vec<u8> {
+    if let Some(object) = tpm.objects.get(handle) {
+        return object.name();
+    }
     match tpm.nv.get(handle) {
         Some(index) => index.public.name(),
         None => handle.to_be_bytes().to_vec(),
@@ -241,6 +262,7 @@ mod tests {
         assert_eq!(entity_auth(&tpm, 0, 5), value);
         assert_eq!(entity_auth(&tpm, 0, TPM_RH_NULL), value);
         assert_eq!(entity_auth(&tpm, 0, TPM_RH_OWNER), value);
+        assert_eq!(entity_auth(&tpm, 0, TPM_RH_ENDORSEMENT), value);
         assert_eq!(entity_auth(&tpm, 0, TPM_RH_LOCKOUT), EntityAuth::None);
         assert_eq!(entity_auth(&tpm, 0, 0x0100_0000), EntityAuth::None);
     }

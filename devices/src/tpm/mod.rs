@@ -15,7 +15,8 @@
 //! IncrementalSelfTest, GetTestResult, GetRandom, StirRandom, GetCapability, PCR_Read,
 //! PCR_Extend, PCR_Event, PCR_Reset, Hash, NV_DefineSpace, NV_UndefineSpace, NV_ReadPublic,
 //! NV_Write, NV_Read, StartAuthSession, ContextSave and ContextLoad (sessions), FlushContext
-//! (sessions), PolicyPCR, PolicyGetDigest.
+//! (sessions and objects), PolicyPCR, PolicyGetDigest, CreatePrimary (ECC P-256,
+//! `object.rs`), ReadPublic.
 //! Any other command code is TPM_RC_COMMAND_CODE.
 //!
 //! # Sessions
@@ -72,6 +73,7 @@ mod handles;
 mod hash;
 mod marshal;
 mod nv;
+mod object;
 mod pcr;
 pub mod rc;
 mod session;
@@ -93,6 +95,7 @@ use constants::{
 use drbg::HmacDrbg;
 use marshal::{Reader, Writer};
 use nv::NvIndices;
+use object::Objects;
 use pcr::Pcrs;
 use rc::Rc;
 use session::Sessions;
@@ -151,6 +154,8 @@ pub struct Tpm {
     tested: u8,
     /// The loaded HMAC and policy sessions (`session.rs`). Not in the state blob.
     sessions: Sessions,
+    /// The loaded transient objects (`object.rs`). Not in the state blob.
+    objects: Objects,
     /// A self-test or an internal check failed (Part 1 §12.2.3 failure mode).
     failure: bool,
 }
@@ -201,6 +206,7 @@ impl Tpm {
             pcrs: Pcrs::default(),
             tested: 0,
             sessions: Sessions::default(),
+            objects: Objects::default(),
             failure: false,
         }
     }
@@ -214,6 +220,7 @@ impl Tpm {
         self.pcrs = Pcrs::default();
         self.tested = 0;
         self.sessions.clear();
+        self.objects.clear();
         self.failure = false;
     }
 

@@ -43,6 +43,11 @@ pub const NONCE: Rc = RC_FMT1 + 0x00F;
 pub const KEY_SIZE: Rc = RC_FMT1 + 0x007;
 pub const SIZE: Rc = RC_FMT1 + 0x015;
 pub const SYMMETRIC: Rc = RC_FMT1 + 0x016;
+pub const ASYMMETRIC: Rc = RC_FMT1 + 0x001;
+pub const TYPE: Rc = RC_FMT1 + 0x00A;
+pub const KDF: Rc = RC_FMT1 + 0x00C;
+pub const SCHEME: Rc = RC_FMT1 + 0x012;
+pub const CURVE: Rc = RC_FMT1 + 0x026;
 pub const POLICY_FAIL: Rc = RC_FMT1 + 0x01D;
 /// A context blob failed its integrity check (TPM2_ContextLoad).
 pub const INTEGRITY: Rc = RC_FMT1 + 0x01F;
@@ -54,8 +59,10 @@ pub const RC_WARN: Rc = 0x900;
 pub const LOCALITY: Rc = RC_WARN + 0x007;
 /// No slot for another session (TPM2_StartAuthSession).
 pub const SESSION_MEMORY: Rc = RC_WARN + 0x003;
+/// No slot for another transient object (TPM2_CreatePrimary, TPM2_ContextLoad).
+pub const OBJECT_MEMORY: Rc = RC_WARN + 0x002;
 /// No session handle left: the active (loaded and saved) sessions fill every slot.
-pub const SESSION_HANDLES: Rc = RC_WARN + 0x002;
+pub const SESSION_HANDLES: Rc = RC_WARN + 0x005;
 /// TPM_RC_REFERENCE_H0: the handle in handle slot 0 references no loaded session or
 /// object; slot n is REFERENCE_H0 + n.
 pub const REFERENCE_H0: Rc = RC_WARN + 0x010;

@@ -263,6 +263,13 @@ impl Sessions {
         }
     }
 
+    /// The next context sequence number, for a ContextSave of an object (which keeps no
+    /// slot here); `None` when the 64-bit counter is exhausted (never in practice).
+    pub fn next_sequence(&mut self) -> Option<u64> {
+        self.context_counter = self.context_counter.checked_add(1)?;
+        Some(self.context_counter)
+    }
+
     /// ContextLoad: puts `session` back in the slot of `handle`, which must be saved under
     /// `sequence` and be a handle of the session's type; whether it was.
     pub fn restore(&mut self, handle: u32, sequence: u64, session: Session) -> bool {

@@ -22,7 +22,7 @@
 //! | tested algorithms (bits 0-2), failure mode (0 or 1) | 2 |
 //! | NV indices (version 2): count, then each one's TPMS_NV_PUBLIC, authValue (TPM2B) and dataSize octets of data, ascending handles | 4 + … |
 //!
-//! Loaded and saved HMAC and policy sessions are not in the blob: like _TPM_Init, a restore
+//! Loaded and saved HMAC and policy sessions and transient objects are not in the blob: like _TPM_Init, a restore
 //! starts with none, and a context saved before it does not load after it (a new context
 //! epoch, `commands/context.rs`).
 //!
@@ -173,6 +173,7 @@ impl Tpm {
             pcrs,
             tested,
             sessions: Default::default(),
+            objects: Default::default(),
             failure,
         })
     }

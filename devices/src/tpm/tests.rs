@@ -176,8 +176,8 @@ fn header_errors() {
         rc::SIZE,
         "an empty inData, then 4094 octets too many"
     );
-    // Unimplemented command codes: CreatePrimary, a vendor code, garbage.
-    for cc in [0x0000_0131u32, 0x2000_0000, 0xffff_ffff, 0] {
+    // Unimplemented command codes: Create, a vendor code, garbage.
+    for cc in [0x0000_0153u32, 0x2000_0000, 0xffff_ffff, 0] {
         let r = tpm.execute(0, &cmd(TPM_ST_NO_SESSIONS, cc, &[]));
         assert_eq!(r, h("80 01 00 00 00 0a 00 00 01 43"), "{cc:#x}");
     }
@@ -708,7 +708,7 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(24));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(26));
     assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
     assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
@@ -2813,7 +2813,7 @@ fn context_save_errors_slots_flush_and_init() {
     let b = start(&mut tpm, TPM_RH_NULL, 0);
     start(&mut tpm, TPM_RH_NULL, 1);
     let another = start_cmd(TPM_RH_NULL, &[1; 16], 0, &h("00 10"), TPM_ALG_SHA256);
-    assert_eq!(rc_of(&run(&mut tpm, &another)), 0x902);
+    assert_eq!(rc_of(&run(&mut tpm, &another)), 0x905);
     assert_eq!(rc_of(&flush(&mut tpm, s.handle)), 0);
     assert_eq!(rc_of(&flush(&mut tpm, s.handle)), 0x1CB);
     assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&context))), 0x1CB);
@@ -2863,4 +2863,393 @@ fn context_load_hostile_sweep() {
     }
     assert!(!tpm.failure);
     run_ok(&mut tpm, &load);
+}
+
+// --- Objects: CreatePrimary, ReadPublic, FlushContext, ContextSave/ContextLoad. ---
+
+/// An ECC P-256 template (TPMT_PUBLIC) with nameAlg SHA-256 and empty unique.
+fn ecc_template(attributes: u32, sym: &[u8], scheme: &[u8], curve: u16, kdf: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&TPM_ALG_ECC.to_be_bytes());
+    t.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes());
+    t.extend_from_slice(&attributes.to_be_bytes());
+    t.extend_from_slice(&[0, 0]); // authPolicy
+    t.extend_from_slice(sym);
+    t.extend_from_slice(scheme);
+    t.extend_from_slice(&curve.to_be_bytes());
+    t.extend_from_slice(kdf);
+    t.extend_from_slice(&[0, 0, 0, 0]); // unique x, y
+    t
+}
+
+/// tpm2_createprimary's default: fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth,
+/// restricted, decrypt (0x00030072), AES-128-CFB, scheme NULL.
+const STORAGE_ATTRS: u32 = 0x0003_0072;
+const SIGNING_ATTRS: u32 = 0x0004_0072;
+fn storage_template() -> Vec<u8> {
+    ecc_template(
+        STORAGE_ATTRS,
+        &h("0006 0080 0043"),
+        &h("0010"),
+        TPM_ECC_NIST_P256,
+        &h("0010"),
+    )
+}
+fn signing_template() -> Vec<u8> {
+    ecc_template(
+        SIGNING_ATTRS,
+        &h("0010"),
+        &h("0018 000B"),
+        TPM_ECC_NIST_P256,
+        &h("0010"),
+    )
+}
+
+fn create_primary_cmd(hierarchy: u32, template: &[u8]) -> Vec<u8> {
+    let mut p = h("0004 0000 0000"); // inSensitive: empty userAuth and data
+    p.extend_from_slice(&(template.len() as u16).to_be_bytes());
+    p.extend_from_slice(template);
+    p.extend_from_slice(&h("0000 00000000")); // outsideInfo, creationPCR
+    with_pw(0x131, &hierarchy.to_be_bytes(), b"", &p)
+}
+
+/// Reads a TPM2B at `*at`.
+fn take2b<'a>(r: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let n = usize::from(u16::from_be_bytes([r[*at], r[*at + 1]]));
+    let v = &r[*at + 2..*at + 2 + n];
+    *at += 2 + n;
+    v
+}
+
+struct Primary {
+    handle: u32,
+    public: Vec<u8>,
+    name: Vec<u8>,
+}
+
+fn create_primary(tpm: &mut Tpm, hierarchy: u32, template: &[u8]) -> Primary {
+    let r = run_ok(tpm, &create_primary_cmd(hierarchy, template));
+    let handle = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    let mut at = 18; // after the parameterSize
+    let public = take2b(&r, &mut at).to_vec();
+    let creation = take2b(&r, &mut at).to_vec();
+    let creation_hash = take2b(&r, &mut at).to_vec();
+    assert_eq!(creation_hash, Sha256::digest(&creation).to_vec());
+    assert_eq!(&r[at..at + 2], &TPM_ST_CREATION.to_be_bytes());
+    let ticket_hierarchy = u32::from_be_bytes(r[at + 2..at + 6].try_into().unwrap());
+    at += 6;
+    let ticket = take2b(&r, &mut at).to_vec();
+    if hierarchy == TPM_RH_NULL {
+        assert_eq!((ticket_hierarchy, ticket.len()), (TPM_RH_NULL, 0));
+    } else {
+        assert_eq!((ticket_hierarchy, ticket.len()), (hierarchy, 32));
+    }
+    let name = take2b(&r, &mut at).to_vec();
+    // The Name, computed here: nameAlg || SHA-256(TPMT_PUBLIC).
+    let mut expected = TPM_ALG_SHA256.to_be_bytes().to_vec();
+    expected.extend_from_slice(&Sha256::digest(&public));
+    assert_eq!(name, expected);
+    Primary {
+        handle,
+        public,
+        name,
+    }
+}
+
+/// The unique x || y of an outPublic.
+fn unique(public: &[u8]) -> Vec<u8> {
+    public[public.len() - 68..].to_vec()
+}
+
+#[test]
+fn create_primary_is_deterministic_per_seed_and_hierarchy() {
+    let mut tpm = started();
+    let a = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    assert_eq!(a.handle, 0x8000_0000);
+    // The point is on P-256 (p256 checks the SEC1 encoding).
+    let mut sec1 = alloc::vec![4u8];
+    sec1.extend_from_slice(&a.public[a.public.len() - 66..a.public.len() - 34]);
+    sec1.extend_from_slice(&a.public[a.public.len() - 32..]);
+    assert!(p256::PublicKey::from_sec1_bytes(&sec1).is_ok());
+    let b = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    assert_eq!((b.handle, &b.public), (0x8000_0001, &a.public));
+    assert_eq!(rc_of(&flush(&mut tpm, a.handle)), 0);
+    assert_eq!(rc_of(&flush(&mut tpm, b.handle)), 0);
+    let again = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    assert_eq!(again.public, a.public);
+    let e = create_primary(&mut tpm, TPM_RH_ENDORSEMENT, &storage_template());
+    let n = create_primary(&mut tpm, TPM_RH_NULL, &storage_template());
+    assert_ne!(unique(&e.public), unique(&a.public));
+    assert_ne!(unique(&n.public), unique(&a.public));
+    assert_ne!(unique(&n.public), unique(&e.public));
+    // Slots: three objects fill them: TPM_RC_OBJECT_MEMORY.
+    let full = run(
+        &mut tpm,
+        &create_primary_cmd(TPM_RH_OWNER, &signing_template()),
+    );
+    assert_eq!(rc_of(&full), 0x902);
+    for h in [again.handle, e.handle, n.handle] {
+        assert_eq!(rc_of(&flush(&mut tpm, h)), 0);
+    }
+    assert_eq!(rc_of(&flush(&mut tpm, n.handle)), 0x1CB);
+    // A signing key of the same seed differs; another TPM's seed gives another key.
+    let s = create_primary(&mut tpm, TPM_RH_OWNER, &signing_template());
+    assert_ne!(unique(&s.public), unique(&a.public));
+    let mut other = Tpm::new([9; 32]);
+    run_ok(
+        &mut other,
+        &cmd(TPM_ST_NO_SESSIONS, TPM_CC_STARTUP, &h("0000")),
+    );
+    let o = create_primary(&mut other, TPM_RH_OWNER, &storage_template());
+    assert_ne!(unique(&o.public), unique(&a.public));
+    // The null seed is new at every TPM Reset.
+    let mut reset = started();
+    let n1 = create_primary(&mut reset, TPM_RH_NULL, &storage_template());
+    reset.init();
+    run_ok(
+        &mut reset,
+        &cmd(TPM_ST_NO_SESSIONS, TPM_CC_STARTUP, &h("0000")),
+    );
+    let n2 = create_primary(&mut reset, TPM_RH_NULL, &storage_template());
+    assert_ne!(unique(&n1.public), unique(&n2.public));
+}
+
+#[test]
+fn read_public_returns_public_name_and_qualified_name() {
+    let mut tpm = started();
+    let p = create_primary(&mut tpm, TPM_RH_ENDORSEMENT, &signing_template());
+    let r = run_ok(
+        &mut tpm,
+        &cmd(
+            TPM_ST_NO_SESSIONS,
+            TPM_CC_READ_PUBLIC,
+            &p.handle.to_be_bytes(),
+        ),
+    );
+    let mut at = 10;
+    assert_eq!(take2b(&r, &mut at), p.public.as_slice());
+    assert_eq!(take2b(&r, &mut at), p.name.as_slice());
+    let mut qn = TPM_ALG_SHA256.to_be_bytes().to_vec();
+    let mut hasher = Sha256::new();
+    hasher.update(TPM_RH_ENDORSEMENT.to_be_bytes());
+    hasher.update(&p.name);
+    qn.extend_from_slice(&hasher.finalize());
+    assert_eq!(take2b(&r, &mut at), qn.as_slice());
+    assert_eq!(at, r.len());
+    // Not loaded: TPM_RC_REFERENCE_H0; persistent: TPM_RC_HANDLE + H1; other: VALUE + H1.
+    let read = |h: u32| cmd(TPM_ST_NO_SESSIONS, TPM_CC_READ_PUBLIC, &h.to_be_bytes());
+    assert_eq!(rc_of(&run(&mut tpm, &read(0x8000_0002))), 0x910);
+    assert_eq!(rc_of(&run(&mut tpm, &read(0x8100_0001))), 0x18B);
+    assert_eq!(rc_of(&run(&mut tpm, &read(TPM_RH_OWNER))), 0x184);
+    // Capabilities list the object.
+    let cap = run_ok(
+        &mut tpm,
+        &cmd(
+            TPM_ST_NO_SESSIONS,
+            TPM_CC_GET_CAPABILITY,
+            &h("00000001 80000000 00000010"),
+        ),
+    );
+    assert_eq!(&cap[15..], &h("00000001 80000000"));
+}
+
+#[test]
+fn create_primary_template_errors_have_their_codes() {
+    let mut tpm = started();
+    let null = h("0010");
+    let aes = h("0006 0080 0043");
+    let ecdsa = h("0018 000B");
+    let p256 = TPM_ECC_NIST_P256;
+    let cases: &[(Vec<u8>, u32)] = &[
+        // Parameter 2 (inPublic).
+        (
+            ecc_template(STORAGE_ATTRS, &aes, &null, 0x0004, &null),
+            0x2E6,
+        ), // CURVE
+        (
+            ecc_template(STORAGE_ATTRS, &aes, &null, p256, &h("0020 000B")),
+            0x2CC,
+        ), // KDF
+        (
+            ecc_template(STORAGE_ATTRS, &aes, &h("0019 000B"), p256, &null),
+            0x2D2,
+        ), // SCHEME
+        (
+            ecc_template(STORAGE_ATTRS, &aes, &ecdsa, p256, &null),
+            0x2D2,
+        ), // storage: NULL scheme
+        (
+            ecc_template(SIGNING_ATTRS, &null, &null, p256, &null),
+            0x2D2,
+        ), // signing: ECDSA
+        (
+            ecc_template(SIGNING_ATTRS, &null, &h("0018 0004"), p256, &null),
+            0x2D2,
+        ),
+        (
+            ecc_template(SIGNING_ATTRS, &null, &h("0018 0005"), p256, &null),
+            0x2C3,
+        ), // HASH
+        (
+            ecc_template(STORAGE_ATTRS, &null, &null, p256, &null),
+            0x2D6,
+        ), // SYMMETRIC
+        (
+            ecc_template(SIGNING_ATTRS, &aes, &ecdsa, p256, &null),
+            0x2D6,
+        ),
+        (
+            ecc_template(STORAGE_ATTRS, &h("0025"), &null, p256, &null),
+            0x2D6,
+        ),
+        (
+            ecc_template(STORAGE_ATTRS, &h("0006 0100 0043"), &null, p256, &null),
+            0x2C4,
+        ), // VALUE
+        (
+            ecc_template(STORAGE_ATTRS, &h("0006 0080 0044"), &null, p256, &null),
+            0x2C9,
+        ), // MODE
+        (
+            ecc_template(STORAGE_ATTRS | 1, &aes, &null, p256, &null),
+            0x2E1,
+        ), // RESERVED_BITS
+        (
+            ecc_template(STORAGE_ATTRS & !0x10, &aes, &null, p256, &null),
+            0x2C2,
+        ), // fixedParent
+        (
+            ecc_template(STORAGE_ATTRS & !0x20, &aes, &null, p256, &null),
+            0x2C2,
+        ), // sDO
+        (
+            ecc_template(STORAGE_ATTRS | 0x800, &aes, &null, p256, &null),
+            0x2C2,
+        ), // encDup
+        (
+            ecc_template(STORAGE_ATTRS | 0x8_0000, &aes, &null, p256, &null),
+            0x2C2,
+        ), // x509
+        (
+            ecc_template(STORAGE_ATTRS | 0x4_0000, &aes, &null, p256, &null),
+            0x2C2,
+        ), // both
+        (ecc_template(0x0002_0072, &null, &null, p256, &null), 0x2C2), // unrestricted decrypt
+        (ecc_template(0x0000_0072, &null, &null, p256, &null), 0x2C2), // neither
+    ];
+    for (template, code) in cases {
+        let r = run(&mut tpm, &create_primary_cmd(TPM_RH_OWNER, template));
+        assert_eq!(rc_of(&r), *code, "template {template:02x?}");
+    }
+    // Type RSA: TPM_RC_TYPE; nameAlg NULL: TPM_RC_HASH; authPolicy of 5 octets: SIZE.
+    let mut rsa = storage_template();
+    rsa[1] = 0x01;
+    assert_eq!(
+        rc_of(&run(&mut tpm, &create_primary_cmd(TPM_RH_OWNER, &rsa))),
+        0x2CA
+    );
+    let mut null_alg = storage_template();
+    null_alg[3] = 0x10;
+    assert_eq!(
+        rc_of(&run(&mut tpm, &create_primary_cmd(TPM_RH_OWNER, &null_alg))),
+        0x2C3
+    );
+    let mut policy = storage_template();
+    policy.splice(8..10, h("0005 0102030405"));
+    assert_eq!(
+        rc_of(&run(&mut tpm, &create_primary_cmd(TPM_RH_OWNER, &policy))),
+        0x2D5
+    );
+    // inSensitive with data: SIZE + P1; a lockout or PCR handle: VALUE + H1.
+    let mut c = create_primary_cmd(TPM_RH_OWNER, &storage_template());
+    c.splice(27..33, h("0005 0000 0001 AA"));
+    c[5] += 1;
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x1D5);
+    let c = create_primary_cmd(0x4000_000A, &storage_template());
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x184);
+    // No sessions: TPM_RC_AUTH_MISSING.
+    let mut c = create_primary_cmd(TPM_RH_OWNER, &storage_template());
+    c.splice(14..27, []);
+    c[0..2].copy_from_slice(&TPM_ST_NO_SESSIONS.to_be_bytes());
+    let len = c.len() as u32;
+    c[2..6].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(rc_of(&run(&mut tpm, &c)), rc::AUTH_MISSING);
+    assert_eq!(tpm.objects.len(), 0);
+}
+
+#[test]
+fn object_context_save_load_round_trip() {
+    let mut tpm = started();
+    let p = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let context = context_save(&mut tpm, p.handle);
+    assert_eq!(&context[8..16], &h("80000000 40000001"));
+    // Still loaded; the context loads into another slot, as often as there is room.
+    let r = run_ok(&mut tpm, &context_load_cmd(&context));
+    assert_eq!(&r[10..14], &h("80000001"));
+    let r = run_ok(&mut tpm, &context_load_cmd(&context));
+    assert_eq!(&r[10..14], &h("80000002"));
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&context))), 0x902);
+    let read = run_ok(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, TPM_CC_READ_PUBLIC, &h("80000002")),
+    );
+    assert_eq!(&read[12..12 + p.public.len()], p.public.as_slice());
+    // A changed octet anywhere: TPM_RC_INTEGRITY + P1 (or the hierarchy: VALUE/INTEGRITY).
+    run_ok(&mut tpm, &flush_cmd(0x8000_0001));
+    for i in 0..context.len() {
+        let mut bad = context.clone();
+        bad[i] ^= 1;
+        let r = run(&mut tpm, &context_load_cmd(&bad));
+        assert_ne!(rc_of(&r), 0, "octet {i}");
+        assert!(!tpm.failure);
+    }
+    // After _TPM_Init the context no longer loads.
+    tpm.init();
+    run_ok(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, TPM_CC_STARTUP, &h("0000")),
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &context_load_cmd(&context))), 0x1DF);
+}
+
+fn flush_cmd(handle: u32) -> Vec<u8> {
+    cmd(
+        TPM_ST_NO_SESSIONS,
+        TPM_CC_FLUSH_CONTEXT,
+        &handle.to_be_bytes(),
+    )
+}
+
+#[test]
+fn hostile_create_primary_inputs_never_panic() {
+    let mut tpm = started();
+    let good = create_primary_cmd(TPM_RH_OWNER, &storage_template());
+    for len in 0..good.len() {
+        let mut c = good[..len].to_vec();
+        if c.len() >= 6 {
+            c[2..6].copy_from_slice(&(len as u32).to_be_bytes());
+        }
+        assert_ne!(rc_of(&run(&mut tpm, &c)), 0);
+    }
+    let mut x = 0x1234_5678u32;
+    for i in 14..good.len() {
+        for bit in 0..8 {
+            let mut c = good.clone();
+            c[i] ^= 1 << bit;
+            let r = run(&mut tpm, &c);
+            if rc_of(&r) == 0 {
+                let handle = u32::from_be_bytes(r[10..14].try_into().unwrap());
+                run_ok(&mut tpm, &flush_cmd(handle));
+            }
+        }
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let mut c = good.clone();
+        c[i] = (x >> 16) as u8;
+        let r = run(&mut tpm, &c);
+        if rc_of(&r) == 0 {
+            let handle = u32::from_be_bytes(r[10..14].try_into().unwrap());
+            run_ok(&mut tpm, &flush_cmd(handle));
+        }
+    }
+    assert!(!tpm.failure);
 }

@@ -56,7 +56,8 @@ impl Tpm {
             TPM_PT_FIRMWARE_VERSION_2 => FIRMWARE_VERSION.1,
             TPM_PT_INPUT_BUFFER => MAX_DIGEST_BUFFER,
             // No objects can be loaded yet.
-            TPM_PT_HR_TRANSIENT_MIN | TPM_PT_HR_PERSISTENT_MIN => 0,
+            TPM_PT_HR_TRANSIENT_MIN => MAX_LOADED_OBJECTS as u32,
+            TPM_PT_HR_PERSISTENT_MIN => 0,
             // Sessions: the slots of `session.rs`; a saved session keeps its slot.
             TPM_PT_HR_LOADED_MIN | TPM_PT_ACTIVE_SESSIONS_MAX => MAX_LOADED_SESSIONS as u32,
             TPM_PT_PCR_COUNT => PCR_COUNT as u32,
@@ -86,7 +87,10 @@ impl Tpm {
             TPM_PT_HR_LOADED_AVAIL | TPM_PT_HR_ACTIVE_AVAIL => {
                 MAX_LOADED_SESSIONS.saturating_sub(self.sessions.active()) as u32
             }
-            TPM_PT_HR_TRANSIENT_AVAIL | TPM_PT_HR_PERSISTENT | TPM_PT_HR_PERSISTENT_AVAIL => 0,
+            TPM_PT_HR_TRANSIENT_AVAIL => {
+                MAX_LOADED_OBJECTS.saturating_sub(self.objects.len()) as u32
+            }
+            TPM_PT_HR_PERSISTENT | TPM_PT_HR_PERSISTENT_AVAIL => 0,
             _ => return None,
         })
     }
@@ -169,7 +173,11 @@ pub fn get_capability(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
                     let saved = saved.filter(|&h| h & 0x00FF_FFFF >= slot);
                     list(&mut data, saved, max, |w, h| w.u32(h))
                 }
-                TPM_HT_TRANSIENT | TPM_HT_PERSISTENT => {
+                TPM_HT_TRANSIENT => {
+                    let loaded = tpm.objects.handles().filter(|&h| h >= property);
+                    list(&mut data, loaded, max, |w, h| w.u32(h))
+                }
+                TPM_HT_PERSISTENT => {
                     list(&mut data, core::iter::empty::<u32>(), max, |w, h| w.u32(h))
                 }
                 _ => return Err(rc::parameter(rc::HANDLE, 2)),

@@ -1,4 +1,4 @@
-//! TPM2_ContextSave and TPM2_ContextLoad for sessions (Part 3 §28.2, §28.3; Part 1 §30
+//! TPM2_ContextSave and TPM2_ContextLoad for sessions and transient objects (Part 3 §28.2, §28.3; Part 1 §30
 //! "Context Management"; checks and their order from Part 4's `TPM2_ContextSave`,
 //! `TPM2_ContextLoad`, `ComputeContextProtectionKey`, `ComputeContextIntegrity` and
 //! `SequenceNumberForSavedContextIsValid`).
@@ -25,7 +25,13 @@
 //! earlier epoch fail integrity, so a sequence number reused after the counter restarts can
 //! never load an old blob. A saved session keeps its slot (`session.rs`), and the slot keeps
 //! the whole 64-bit sequence, so there is no TPM_RC_CONTEXT_GAP or TPM_RC_TOO_MANY_CONTEXTS.
-//! No transient objects exist yet, so a transient saveHandle is TPM_RC_REFERENCE_H0.
+//!
+//! Transient objects (`object.rs`): savedHandle is SAVED_OBJECT (0x80000000; no stClear
+//! objects are made here, so never 0x80000002 in practice), hierarchy the object's, and the
+//! encrypted part holds `Object::write`'s format. The object stays loaded after ContextSave
+//! (Part 3 §28.2) and its context may be loaded any number of times (each ContextLoad takes
+//! a new slot and handle, TPM_RC_OBJECT_MEMORY when there is none); a TPM_RH_NULL object's
+//! context stops loading at the next TPM Reset (the null seed, hence its proof, changes).
 //!
 //! ContextLoad errors, all numbered with parameter 1 (`context`): a savedHandle that is not
 //! TPMI_DH_SAVED, a hierarchy not TPMI_RH_HIERARCHY+: TPM_RC_VALUE; a contextBlob over
@@ -48,6 +54,7 @@ use super::super::constants::{
 };
 use super::super::hash::{Digest, HashAlg};
 use super::super::marshal::{Reader, Writer};
+use super::super::object::Object;
 use super::super::rc::{self, Rc};
 use super::super::session::{kdfa, read_session, write_session};
 use super::super::Tpm;
@@ -109,22 +116,38 @@ fn integrity(
     )
 }
 
-/// ContextSave: saveHandle (TPMI_DH_CONTEXT, a loaded session) → context (TPMS_CONTEXT).
-/// The session leaves the loaded set and its slot becomes saved under the new sequence.
+/// ContextSave: saveHandle (TPMI_DH_CONTEXT, a loaded session or object) → context
+/// (TPMS_CONTEXT). A session leaves the loaded set and its slot becomes saved under the new
+/// sequence; an object stays loaded.
 pub fn context_save(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     call.end()?;
-    let handle = call.handles.first().copied().unwrap_or(0);
-    let hierarchy = TPM_RH_NULL;
+    let loaded = call.handles.first().copied().unwrap_or(0);
+    let object = tpm.objects.get(loaded).cloned();
+    let (handle, hierarchy) = match &object {
+        Some(object) => (SAVED_OBJECT, object.hierarchy),
+        None => (loaded, TPM_RH_NULL),
+    };
     let Some(proof) = tpm.context_proof(hierarchy) else {
         tpm.failure = true;
         return Err(rc::FAILURE);
     };
     let drbg = &mut tpm.drbg;
     let epoch = tpm.sessions.epoch(|e| drbg.generate(e, &[]));
-    let (sequence, session) = tpm.sessions.save(handle).ok_or(rc::REFERENCE_H0)?;
     let mut plain = Writer::new();
-    plain.u64(sequence);
-    write_session(&mut plain, &session);
+    let sequence = match &object {
+        Some(object) => {
+            let sequence = tpm.sessions.next_sequence().ok_or(rc::REFERENCE_H0)?;
+            plain.u64(sequence);
+            object.write(&mut plain);
+            sequence
+        }
+        None => {
+            let (sequence, session) = tpm.sessions.save(loaded).ok_or(rc::REFERENCE_H0)?;
+            plain.u64(sequence);
+            write_session(&mut plain, &session);
+            sequence
+        }
+    };
     let mut encrypted = plain.into_vec();
     let (key, iv) = protection_key(proof.as_bytes(), sequence, handle);
     Encryptor::<Aes128>::new(&key.into(), &iv.into()).encrypt(&mut encrypted);
@@ -197,14 +220,31 @@ pub fn context_load(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     if !super::super::auth::constant_time_eq(mac.as_bytes(), given) {
         return Err(p1(rc::INTEGRITY));
     }
-    // Sessions only: a transient value never passed integrity, since no object context
-    // is ever produced.
-    if tpm.sessions.saved_sequence(handle) != Some(sequence) {
+    let is_object = (SAVED_OBJECT..=SAVED_STCLEAR).contains(&handle);
+    if is_object {
+        if !tpm.objects.has_room() {
+            return Err(rc::OBJECT_MEMORY);
+        }
+    } else if tpm.sessions.saved_sequence(handle) != Some(sequence) {
         return Err(p1(rc::HANDLE));
     }
     let mut plain = encrypted.to_vec();
     let (key, iv) = protection_key(proof.as_bytes(), sequence, handle);
     Decryptor::<Aes128>::new(&key.into(), &iv.into()).decrypt(&mut plain);
+    if is_object {
+        let object = match plain.split_at_checked(FINGERPRINT_SIZE) {
+            Some((fingerprint, rest)) if fingerprint == sequence.to_be_bytes() => {
+                Object::read(Reader::new(rest)).filter(|o| o.hierarchy == context.hierarchy)
+            }
+            _ => None,
+        };
+        let Some(object) = object else {
+            tpm.failure = true;
+            return Err(rc::FAILURE);
+        };
+        call.out_handle = Some(tpm.objects.insert(object)?);
+        return Ok(());
+    }
     let session = match plain.split_at_checked(FINGERPRINT_SIZE) {
         Some((fingerprint, rest)) if fingerprint == sequence.to_be_bytes() => {
             read_session(Reader::new(rest))

@@ -10,6 +10,7 @@ mod capability;
 mod context;
 mod hash;
 mod nv;
+mod object;
 mod pcr;
 mod random;
 mod session;
@@ -96,6 +97,8 @@ const PCR_OR_NULL: &[HandleKind] = &[HandleKind::Pcr { allow_null: true }];
 const KEY_AND_BIND: &[HandleKind] = &[HandleKind::ObjectOrNull, HandleKind::EntityOrNull];
 const POLICY_SESSION: &[HandleKind] = &[HandleKind::PolicySession];
 const CONTEXT: &[HandleKind] = &[HandleKind::Context];
+const HIERARCHY: &[HandleKind] = &[HandleKind::Hierarchy];
+const OBJECT: &[HandleKind] = &[HandleKind::Object];
 
 const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
     CommandDef {
@@ -129,6 +132,11 @@ pub const COMMANDS: &[CommandDef] = &[
         nv::nv_undefine_space,
     ),
     authorized(TPM_CC_NV_DEFINE_SPACE, PROVISION, nv::nv_define_space),
+    CommandDef {
+        nv: false,
+        r_handle: true,
+        ..authorized(TPM_CC_CREATE_PRIMARY, HIERARCHY, object::create_primary)
+    },
     authorized(TPM_CC_NV_WRITE, NV_AUTH_NV, nv::nv_write),
     authorized(TPM_CC_PCR_EVENT, PCR_OR_NULL, pcr::pcr_event),
     authorized(TPM_CC_PCR_RESET, PCR, pcr::pcr_reset),
@@ -163,6 +171,10 @@ pub const COMMANDS: &[CommandDef] = &[
     CommandDef {
         handles: NV,
         ..def(TPM_CC_NV_READ_PUBLIC, false, nv::nv_read_public)
+    },
+    CommandDef {
+        handles: OBJECT,
+        ..def(TPM_CC_READ_PUBLIC, false, object::read_public)
     },
     CommandDef {
         handles: KEY_AND_BIND,
@@ -205,9 +217,15 @@ mod tests {
             assert!(c.auth_handles <= c.handles.len());
             assert_eq!(lookup(c.cc).map(|d| d.cc), Some(c.cc));
         }
-        assert!(
-            lookup(0x0000_0131).is_none(),
-            "CreatePrimary is not implemented yet"
+        // CreatePrimary: one handle, a response handle (Part 4 s_ccAttr: 0x12000131);
+        // ReadPublic one handle.
+        assert_eq!(
+            lookup(TPM_CC_CREATE_PRIMARY).unwrap().attributes(),
+            0x1200_0131
+        );
+        assert_eq!(
+            lookup(TPM_CC_READ_PUBLIC).unwrap().attributes(),
+            0x0200_0173
         );
         // TPMA_CC of PCR_Extend: index 0x0182, nv, one handle (Part 4 s_ccAttr).
         assert_eq!(lookup(TPM_CC_PCR_EXTEND).unwrap().attributes(), 0x0240_0182);

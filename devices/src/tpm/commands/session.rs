@@ -133,7 +133,7 @@ pub fn flush_context(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
         }
     })?;
     call.end()?;
-    if tpm.sessions.remove(handle) {
+    if tpm.sessions.remove(handle) || tpm.objects.remove(handle) {
         Ok(())
     } else {
         Err(rc::parameter(rc::HANDLE, 1))
@@ -146,7 +146,7 @@ fn policy_session(call: &Call) -> u32 {
 
 /// The digest of the selected PCRs (Part 4 `PCRComputeCurrentDigest`): H_alg of their
 /// values, selection by selection, each in PCR order.
-fn pcr_digest(tpm: &Tpm, alg: HashAlg, selections: &[Selection]) -> Vec<u8> {
+pub(super) fn pcr_digest(tpm: &Tpm, alg: HashAlg, selections: &[Selection]) -> Vec<u8> {
     let values: Vec<&[u8]> = selections
         .iter()
         .flat_map(|s| {
