@@ -9,6 +9,11 @@
 //! hashlib): PCR 16 reset, then extended with the bytes 00..1f, is SHA-256(32 zero bytes ||
 //! 00..1f).
 //!
+//! A restricted ECDSA P-256 signing primary signs through `tpm2_sign` (TPM2_Hash's ticket,
+//! then TPM2_Sign), is checked by `tpm2_verifysignature` (TPM2_VerifySignature), and quotes
+//! PCRs with `tpm2_quote`; `tpm2_checkquote` verifies the quote in software with OpenSSL
+//! against the PEM public key `tpm2_readpublic` wrote, an independent verifier.
+//!
 //! Needs tpm2-tools (`cargo xtask setup` installs them).
 
 use std::io::{BufRead, BufReader, Write};
@@ -358,4 +363,153 @@ fn tpm2_tools_create_read_and_flush_an_ecc_storage_primary() {
     // endorsement key.
     assert_eq!(transient.trim(), "- 0x80000000\n- 0x80000001\n- 0x80000002");
     assert_eq!(after.trim(), "");
+}
+
+#[test]
+fn tpm2_tools_sign_verify_and_quote_with_a_restricted_ecdsa_primary() {
+    let tpm = Server::start();
+    let dir = std::env::temp_dir().join(format!("parapet-tpm2-sign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = |name: &str| dir.join(name).to_str().expect("UTF-8 path").to_owned();
+    let (key, pem, msg, sig, bad, der) = (
+        file("key.ctx"),
+        file("key.pem"),
+        file("msg"),
+        file("sig.bin"),
+        file("bad.bin"),
+        file("sig.der"),
+    );
+    let (quote, quote_sig, quote_pcrs) = (file("quote.msg"), file("quote.sig"), file("quote.pcrs"));
+    std::fs::write(&msg, TEXT).expect("message");
+    tpm.ok("tpm2_startup", &["-c"]);
+    // A signing key's symmetric must be TPM_ALG_NULL (Part 2 §12.2.3.6): ":null".
+    tpm.ok(
+        "tpm2_createprimary",
+        &[
+            "-C",
+            "o",
+            "-G",
+            "ecc256:ecdsa-sha256:null",
+            "-c",
+            &key,
+            "-a",
+            "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign",
+        ],
+    );
+    // Without a resource manager every tool leaves what it loaded: flush after each.
+    let flush = || tpm.ok("tpm2_flushcontext", &["-t"]);
+    flush();
+    tpm.ok("tpm2_readpublic", &["-c", &key, "-f", "pem", "-o", &pem]);
+    flush();
+    tpm.ok("tpm2_sign", &["-c", &key, "-g", "sha256", "-o", &sig, &msg]);
+    flush();
+    tpm.ok(
+        "tpm2_verifysignature",
+        &["-c", &key, "-g", "sha256", "-m", &msg, "-s", &sig],
+    );
+    flush();
+    // One flipped bit of r: TPM_RC_SIGNATURE + TPM_RC_P + TPM_RC_2.
+    let mut flipped = std::fs::read(&sig).expect("signature");
+    flipped[10] ^= 1;
+    std::fs::write(&bad, &flipped).expect("bad signature");
+    let refused = tpm.run(
+        "tpm2_verifysignature",
+        &["-c", &key, "-g", "sha256", "-m", &msg, "-s", &bad],
+    );
+    flush();
+    // The signature as DER, for OpenSSL's own ECDSA verification (when the CLI is there).
+    tpm.ok(
+        "tpm2_sign",
+        &["-c", &key, "-g", "sha256", "-f", "plain", "-o", &der, &msg],
+    );
+    flush();
+    let openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify", &pem, "-signature", &der, &msg])
+        .output();
+    // PCR 16 extended, so the quoted digest is not all zeros.
+    tpm.ok("tpm2_pcrextend", &[&format!("16:sha256={DIGEST}")]);
+    let quoted = tpm.ok(
+        "tpm2_quote",
+        &[
+            "-c",
+            &key,
+            "-l",
+            "sha256:0,1,16",
+            "-q",
+            "0102030405060708",
+            "-m",
+            &quote,
+            "-s",
+            &quote_sig,
+            "-o",
+            &quote_pcrs,
+            "-g",
+            "sha256",
+        ],
+    );
+    flush();
+    // tpm2_checkquote talks to no TPM (it refuses -T).
+    let checkquote = |args: &[&str]| {
+        Command::new("tpm2_checkquote")
+            .args(args)
+            .output()
+            .expect("tpm2_checkquote runs")
+    };
+    let checked = checkquote(&[
+        "-u",
+        &pem,
+        "-m",
+        &quote,
+        "-s",
+        &quote_sig,
+        "-f",
+        &quote_pcrs,
+        "-g",
+        "sha256",
+        "-q",
+        "0102030405060708",
+    ]);
+    let wrong_nonce = checkquote(&[
+        "-u",
+        &pem,
+        "-m",
+        &quote,
+        "-s",
+        &quote_sig,
+        "-f",
+        &quote_pcrs,
+        "-g",
+        "sha256",
+        "-q",
+        "0102030405060709",
+    ]);
+    let attest = std::fs::read(&quote).expect("quote");
+    std::fs::remove_dir_all(&dir).ok();
+
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("0x2DB"), "{stderr}");
+    if let Ok(out) = openssl {
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        checked.status.success(),
+        "tpm2_checkquote: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(!wrong_nonce.status.success());
+    let stderr = String::from_utf8_lossy(&wrong_nonce.stderr);
+    assert!(!stderr.contains("TCTI"), "{stderr}");
+    // TPMS_ATTEST: TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE, a SHA-256 qualified name,
+    // extraData 0102030405060708; it ends with the selection of PCRs 0, 1, 16 and their
+    // digest: `hashlib.sha256(bytes(64) + bytes.fromhex(EXTENDED[2:])).hexdigest()`.
+    assert_eq!(&attest[..10], &unhex("ff544347 8018 0022 000b")[..]);
+    assert_eq!(&attest[42..52], &unhex("0008 0102030405060708")[..]);
+    let pcr_digest = "35ec2b53c6a4055c3eae29c5185aea946755f0bdf42bf2295653cec848acb954";
+    let tail = unhex(&format!("00000001 000b 03 030001 0020 {pcr_digest}"));
+    assert_eq!(&attest[attest.len() - tail.len()..], &tail[..], "{quoted}");
 }

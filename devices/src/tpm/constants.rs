@@ -38,12 +38,15 @@ pub const TPM_CC_STARTUP: u32 = 0x0000_0144;
 pub const TPM_CC_SHUTDOWN: u32 = 0x0000_0145;
 pub const TPM_CC_STIR_RANDOM: u32 = 0x0000_0146;
 pub const TPM_CC_NV_READ: u32 = 0x0000_014E;
+pub const TPM_CC_QUOTE: u32 = 0x0000_0158;
+pub const TPM_CC_SIGN: u32 = 0x0000_015D;
 pub const TPM_CC_CONTEXT_LOAD: u32 = 0x0000_0161;
 pub const TPM_CC_CONTEXT_SAVE: u32 = 0x0000_0162;
 pub const TPM_CC_FLUSH_CONTEXT: u32 = 0x0000_0165;
 pub const TPM_CC_NV_READ_PUBLIC: u32 = 0x0000_0169;
 pub const TPM_CC_READ_PUBLIC: u32 = 0x0000_0173;
 pub const TPM_CC_START_AUTH_SESSION: u32 = 0x0000_0176;
+pub const TPM_CC_VERIFY_SIGNATURE: u32 = 0x0000_0177;
 pub const TPM_CC_GET_CAPABILITY: u32 = 0x0000_017A;
 pub const TPM_CC_GET_RANDOM: u32 = 0x0000_017B;
 pub const TPM_CC_GET_TEST_RESULT: u32 = 0x0000_017C;
@@ -79,6 +82,10 @@ pub const TPM_ECC_NIST_P256: u16 = 0x0003;
 
 /// The tag of a TPMT_TK_CREATION ticket (Part 2 §6.9).
 pub const TPM_ST_CREATION: u16 = 0x8021;
+/// The tag of a TPMT_TK_VERIFIED ticket (Part 2 §6.9).
+pub const TPM_ST_VERIFIED: u16 = 0x8022;
+/// TPMS_ATTEST.type of a TPM2_Quote (Part 2 §6.9).
+pub const TPM_ST_ATTEST_QUOTE: u16 = 0x8018;
 
 // TPMA_OBJECT (Part 2 §8.3, Table 31).
 pub const TPMA_OBJECT_FIXED_TPM: u32 = 1 << 1;

@@ -5,16 +5,17 @@
 //! Implemented so far: PCRs (TPM_HT_PCR, 0..23), NV indices (TPM_HT_NV_INDEX, `nv.rs`), the
 //! owner and platform hierarchies as authorization entities (empty authValues until
 //! HierarchyChangeAuth), the password pseudo-session TPM_RS_PW, and policy session handles
-//! in the handle area (PolicyPCR, PolicyGetDigest). Transient and persistent objects do not
-//! exist yet. A new entity type adds a [`HandleKind`] (its unmarshalling rule) and an arm in
-//! [`entity_auth`].
+//! in the handle area (PolicyPCR, PolicyGetDigest), and loaded transient objects (USER role:
+//! their authValue with userWithAuth, their authPolicy; Sign, Quote). Persistent objects do
+//! not exist yet. A new entity type adds a [`HandleKind`] (its unmarshalling rule) and an
+//! arm in [`entity_auth`].
 
 use super::constants::{
     HMAC_SESSION_FIRST, HMAC_SESSION_LAST, HR_SHIFT, POLICY_SESSION_FIRST, POLICY_SESSION_LAST,
     TPMA_NV_AUTHREAD, TPMA_NV_AUTHWRITE, TPMA_NV_NO_DA, TPMA_NV_POLICYREAD, TPMA_NV_POLICYWRITE,
-    TPM_CC_NV_READ, TPM_CC_NV_WRITE, TPM_HT_PCR, TPM_HT_PERSISTENT, TPM_HT_TRANSIENT,
-    TPM_RH_ENDORSEMENT, TPM_RH_LOCKOUT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM,
-    TPM_RH_PLATFORM_NV, TPM_RS_PW,
+    TPMA_OBJECT_NO_DA, TPMA_OBJECT_USER_WITH_AUTH, TPM_CC_NV_READ, TPM_CC_NV_WRITE, TPM_HT_PCR,
+    TPM_HT_PERSISTENT, TPM_HT_TRANSIENT, TPM_RH_ENDORSEMENT, TPM_RH_LOCKOUT, TPM_RH_NULL,
+    TPM_RH_OWNER, TPM_RH_PLATFORM, TPM_RH_PLATFORM_NV, TPM_RS_PW,
 };
 use alloc::vec::Vec;
 
@@ -109,6 +110,10 @@ impl HandleKind {
                 _ => Err(rc::VALUE),
             },
             HandleKind::EntityOrNull => {
+                if handle_type(handle) == TPM_HT_TRANSIENT {
+                    // Binding a session to an object is not implemented.
+                    return Err(rc::VALUE);
+                }
                 if is_nv_index(handle) {
                     return nv_defined();
                 }
@@ -201,6 +206,16 @@ pub fn entity_auth(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
         }
         return EntityAuth::Value(&index.auth, index.public.has(TPMA_NV_NO_DA));
     }
+    if let Some(object) = tpm.objects.get(handle) {
+        // Every command here that authorizes an object (Sign, Quote) asks for the USER
+        // role: the authValue serves only with userWithAuth (Part 1 §19.7.1; Part 4
+        // `IsAuthValueAvailable`; a loaded object always has its sensitive part).
+        let attributes = object.public.attributes;
+        if attributes & TPMA_OBJECT_USER_WITH_AUTH == 0 {
+            return EntityAuth::Unavailable;
+        }
+        return EntityAuth::Value(&object.auth, attributes & TPMA_OBJECT_NO_DA != 0);
+    }
     EntityAuth::None
 }
 
@@ -211,6 +226,14 @@ pub fn entity_auth(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
 /// answers). The hierarchies and PCRs have an empty authPolicy (SetPrimaryPolicy and
 /// PCR_SetAuthPolicy are not implemented), which no policyDigest matches.
 pub fn entity_policy(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
+    if let Some(object) = tpm.objects.get(handle) {
+        // USER role: a policy session always may (Part 1 §19.7.1), against authPolicy.
+        let public = &object.public;
+        return EntityAuth::Value(
+            &public.auth_policy,
+            public.attributes & TPMA_OBJECT_NO_DA != 0,
+        );
+    }
     if let Some(index) = tpm.nv.get(handle) {
         let needed = match cc {
             TPM_CC_NV_READ => TPMA_NV_POLICYREAD,

@@ -19,9 +19,13 @@
 
 use alloc::vec::Vec;
 
+use p256::ecdsa::signature::hazmat::{PrehashVerifier, RandomizedPrehashSigner};
+use p256::ecdsa::signature::rand_core::{TryCryptoRng, TryRng};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::point::AffineCoordinates;
 
 use super::constants::*;
+use super::drbg::HmacDrbg;
 use super::hash::HashAlg;
 use super::marshal::{Reader, Writer};
 use super::rc::{self, Rc};
@@ -241,6 +245,35 @@ pub fn derive_primary(seed: &[u8], template: &mut Public, data: &[u8]) -> Option
     None
 }
 
+/// The DRBG as the random source `ecdsa` takes (rand_core's `TryRng`; it cannot fail).
+struct DrbgRng<'a>(&'a mut HmacDrbg);
+
+impl TryRng for DrbgRng<'_> {
+    type Error = core::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.0.generate(&mut b, &[]);
+        Ok(u32::from_be_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.0.generate(&mut b, &[]);
+        Ok(u64::from_be_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.generate(dst, &[]);
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for DrbgRng<'_> {}
+
+/// An ECDSA signature's (r, s), each 32 octets big-endian.
+pub type EcdsaSignature = ([u8; ECC_KEY_BYTES], [u8; ECC_KEY_BYTES]);
+
 /// A loaded transient object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -265,6 +298,49 @@ impl Object {
             &self.hierarchy.to_be_bytes(),
             &self.name(),
         )
+    }
+
+    /// ECDSA over P-256 of `digest` (the caller checked it is a SHA-256 digest) with the
+    /// private key (FIPS 186-5 §6.4.1). The per-signature secret k is RFC 6979's
+    /// deterministic k with 32 octets of DRBG output as its additional data (RFC 6979
+    /// §3.6, "hedged" signatures; `ecdsa`'s `sign_prehash_with_rng`): k is never the same
+    /// for two signatures of the same digest, and stays safe if the DRBG were predictable.
+    /// `None` only if the stored private key or the digest were refused (internal error).
+    pub fn sign(&self, digest: &[u8], drbg: &mut HmacDrbg) -> Option<EcdsaSignature> {
+        let key = SigningKey::from_slice(&self.private).ok()?;
+        let signature: Signature = key.sign_prehash_with_rng(&mut DrbgRng(drbg), digest).ok()?;
+        let (r, s) = signature.split_bytes();
+        let (mut rr, mut ss) = ([0u8; ECC_KEY_BYTES], [0u8; ECC_KEY_BYTES]);
+        rr.copy_from_slice(&r);
+        ss.copy_from_slice(&s);
+        Some((rr, ss))
+    }
+
+    /// Whether (r, s) (each at most 32 octets, big-endian) is a valid ECDSA signature of
+    /// `digest` under the public key (FIPS 186-5 §6.4.2; r, s in [1, n-1], else invalid).
+    pub fn verify(&self, digest: &[u8], r: &[u8], s: &[u8]) -> bool {
+        let pad = |v: &[u8]| {
+            let mut out = [0u8; ECC_KEY_BYTES];
+            let start = ECC_KEY_BYTES.saturating_sub(v.len());
+            if v.len() <= ECC_KEY_BYTES {
+                out[start..].copy_from_slice(v);
+            }
+            out
+        };
+        if r.len() > ECC_KEY_BYTES || s.len() > ECC_KEY_BYTES {
+            return false;
+        }
+        let Ok(signature) = Signature::from_scalars(pad(r), pad(s)) else {
+            return false;
+        };
+        let mut sec1 = Vec::with_capacity(1 + 2 * ECC_KEY_BYTES);
+        sec1.push(4);
+        sec1.extend_from_slice(&pad(&self.public.x));
+        sec1.extend_from_slice(&pad(&self.public.y));
+        let Ok(key) = VerifyingKey::from_sec1_bytes(&sec1) else {
+            return false;
+        };
+        key.verify_prehash(digest, &signature).is_ok()
     }
 
     /// The object inside a context blob (our format, as the reference's OBJECT is its

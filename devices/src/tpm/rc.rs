@@ -52,6 +52,14 @@ pub const POLICY_FAIL: Rc = RC_FMT1 + 0x01D;
 /// A context blob failed its integrity check (TPM2_ContextLoad).
 pub const INTEGRITY: Rc = RC_FMT1 + 0x01F;
 pub const INSUFFICIENT: Rc = RC_FMT1 + 0x01A;
+/// A signature did not verify (TPM2_VerifySignature).
+pub const SIGNATURE: Rc = RC_FMT1 + 0x01B;
+/// The key cannot do this (a storage key asked to sign).
+pub const KEY: Rc = RC_FMT1 + 0x01C;
+/// A ticket did not verify (TPM2_Sign's hashcheck ticket).
+pub const TICKET: Rc = RC_FMT1 + 0x020;
+/// A structure tag is not the one expected.
+pub const TAG: Rc = RC_FMT1 + 0x017;
 pub const RESERVED_BITS: Rc = RC_FMT1 + 0x021;
 pub const BAD_AUTH: Rc = RC_FMT1 + 0x022;
 

@@ -708,7 +708,7 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(26));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(29));
     assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
     assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
@@ -3252,4 +3252,594 @@ fn hostile_create_primary_inputs_never_panic() {
         }
     }
     assert!(!tpm.failure);
+}
+
+// --- Signing: object authorization, Sign, VerifySignature, Quote. ---
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+
+const SIGN: u32 = 0x0000_015D;
+const VERIFY_SIGNATURE: u32 = 0x0000_0177;
+const QUOTE: u32 = 0x0000_0158;
+/// fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|restricted|sign.
+const RESTRICTED_SIGNING_ATTRS: u32 = 0x0005_0072;
+/// The NULL hashcheck ticket (Part 2 §10.7.1).
+const NULL_HASHCHECK: &str = "8024 40000007 0000";
+const SCHEME_NULL: &str = "0010";
+const SCHEME_ECDSA_SHA256: &str = "0018 000b";
+
+fn signing_template_with(attributes: u32) -> Vec<u8> {
+    ecc_template(
+        attributes,
+        &h("0010"),
+        &h("0018 000B"),
+        TPM_ECC_NIST_P256,
+        &h("0010"),
+    )
+}
+
+/// CreatePrimary in the owner hierarchy with inSensitive.userAuth = `auth`.
+fn create_primary_with_auth(tpm: &mut Tpm, template: &[u8], auth: &[u8]) -> Primary {
+    let mut c = create_primary_cmd(TPM_RH_OWNER, template);
+    // inSensitive sits after header(10), handle(4), authSize(4), the empty password (9).
+    let mut sensitive = ((4 + auth.len()) as u16).to_be_bytes().to_vec();
+    sensitive.extend_from_slice(&(auth.len() as u16).to_be_bytes());
+    sensitive.extend_from_slice(auth);
+    sensitive.extend_from_slice(&[0, 0]);
+    c.splice(27..33, sensitive);
+    let len = c.len() as u32;
+    c[2..6].copy_from_slice(&len.to_be_bytes());
+    let r = run_ok(tpm, &c);
+    let mut at = 18;
+    let public = take2b(&r, &mut at).to_vec();
+    let handle = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    let name = [&h("000b")[..], &sha256(&[&public])].concat();
+    Primary {
+        handle,
+        public,
+        name,
+    }
+}
+
+/// The p256 verifying key of an outPublic's unique point.
+fn verifying_key(public: &[u8]) -> p256::ecdsa::VerifyingKey {
+    let u = unique(public);
+    assert_eq!((&u[..2], &u[34..36]), (&[0, 32][..], &[0, 32][..]));
+    let mut sec1 = alloc::vec![4u8];
+    sec1.extend_from_slice(&u[2..34]);
+    sec1.extend_from_slice(&u[36..68]);
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).unwrap()
+}
+
+fn sign_params(digest: &[u8], scheme: &[u8], ticket: &[u8]) -> Vec<u8> {
+    let mut p = (digest.len() as u16).to_be_bytes().to_vec();
+    p.extend_from_slice(digest);
+    p.extend_from_slice(scheme);
+    p.extend_from_slice(ticket);
+    p
+}
+
+fn sign_cmd(handle: u32, password: &[u8], digest: &[u8], scheme: &str, ticket: &[u8]) -> Vec<u8> {
+    with_pw(
+        SIGN,
+        &handle.to_be_bytes(),
+        password,
+        &sign_params(digest, &h(scheme), ticket),
+    )
+}
+
+/// A TPMT_SIGNATURE (ECDSA, SHA-256, r and s of 32 octets) at the start of `r`: the
+/// marshalled signature and the p256 signature.
+fn take_signature(r: &[u8]) -> (Vec<u8>, p256::ecdsa::Signature) {
+    assert_eq!(&r[..6], &h("0018 000b 0020")[..]);
+    assert_eq!(&r[38..40], &[0, 32]);
+    let r32: [u8; 32] = r[6..38].try_into().unwrap();
+    let s32: [u8; 32] = r[40..72].try_into().unwrap();
+    (
+        r[..72].to_vec(),
+        p256::ecdsa::Signature::from_scalars(r32, s32).unwrap(),
+    )
+}
+
+/// Sign's response parameters (after the parameterSize) with a password session.
+fn signed(r: &[u8]) -> (Vec<u8>, p256::ecdsa::Signature) {
+    assert_eq!(u32_at(r, 10) as usize, 72);
+    let sig = take_signature(&r[14..]);
+    assert_eq!(&r[86..], &h("0000 01 0000")[..]);
+    sig
+}
+
+/// TPM2_Hash's digest and its ticket octets.
+fn hash_ticket(tpm: &mut Tpm, data: &[u8], alg: u16, hierarchy: u32) -> (Vec<u8>, Vec<u8>) {
+    let r = run_ok(tpm, &hash_cmd(data, alg, hierarchy));
+    let mut at = 10;
+    let digest = take2b(&r, &mut at).to_vec();
+    (digest, r[at..].to_vec())
+}
+
+fn proof(seed: &[u8]) -> Vec<u8> {
+    hmac256(seed, &[b"Parapet hierarchy proof"])
+}
+
+#[test]
+fn sign_unrestricted_key_signatures_verify_with_p256() {
+    let mut tpm = started();
+    let key = create_primary(&mut tpm, TPM_RH_OWNER, &signing_template());
+    let vk = verifying_key(&key.public);
+    let digest = sha256(&[b"message"]);
+    let null = h(NULL_HASHCHECK);
+    let a = signed(&run_ok(
+        &mut tpm,
+        &sign_cmd(key.handle, b"", &digest, SCHEME_NULL, &null),
+    ));
+    assert!(vk.verify_prehash(&digest, &a.1).is_ok());
+    // Hedged k: the same digest signs differently, and both verify; the explicit scheme too.
+    let b = signed(&run_ok(
+        &mut tpm,
+        &sign_cmd(key.handle, b"", &digest, SCHEME_ECDSA_SHA256, &null),
+    ));
+    assert_ne!(a.0, b.0);
+    assert!(vk.verify_prehash(&digest, &b.1).is_ok());
+    // Not over another digest.
+    assert!(vk.verify_prehash(&sha256(&[b"other"]), &a.1).is_err());
+    // A good ticket for an unrestricted key is checked and accepted.
+    let (d, ticket) = hash_ticket(&mut tpm, b"message", TPM_ALG_SHA256, TPM_RH_ENDORSEMENT);
+    assert_eq!(d, digest);
+    let c = signed(&run_ok(
+        &mut tpm,
+        &sign_cmd(key.handle, b"", &digest, SCHEME_NULL, &ticket),
+    ));
+    assert!(vk.verify_prehash(&digest, &c.1).is_ok());
+
+    let sign = |digest: &[u8], scheme: &str, ticket: &[u8]| {
+        sign_cmd(key.handle, b"", digest, scheme, ticket)
+    };
+    let cases: &[(Vec<u8>, u32)] = &[
+        // Digest of the wrong size: TPM_RC_SIZE + P1.
+        (sign(&digest[..20], SCHEME_NULL, &null), 0x1D5),
+        (sign(&[], SCHEME_NULL, &null), 0x1D5),
+        // ECDSA-SHA1 (not the key's scheme), RSASSA: SCHEME + P2; hash 0005: HASH + P2.
+        (sign(&digest, "0018 0004", &null), 0x2D2),
+        (sign(&digest, "0014 000b", &null), 0x2D2),
+        (sign(&digest, "0018 0005", &null), 0x2C3),
+        // A non-empty ticket that is not the TPM's: TICKET + P3; bad tag: TAG + P3;
+        // bad hierarchy: VALUE + P3.
+        (
+            sign(&digest, SCHEME_NULL, &h("8024 40000001 0001 00")),
+            0x3E0,
+        ),
+        (sign(&digest, SCHEME_NULL, &h("8021 40000007 0000")), 0x3D7),
+        (sign(&digest, SCHEME_NULL, &h("8024 4000000A 0000")), 0x3C4),
+    ];
+    for (c, code) in cases {
+        assert_eq!(rc_of(&run(&mut tpm, c)), *code, "{c:02x?}");
+    }
+    // A ticket for another digest.
+    let mut t = ticket.clone();
+    let last = t.len() - 1;
+    t[last] ^= 1;
+    assert_eq!(
+        rc_of(&run(&mut tpm, &sign(&digest, SCHEME_NULL, &t))),
+        0x3E0
+    );
+    // A storage key cannot sign: TPM_RC_KEY + H1; no session: AUTH_MISSING.
+    let storage = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let c = sign_cmd(storage.handle, b"", &digest, SCHEME_NULL, &null);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x19C);
+    let mut body = key.handle.to_be_bytes().to_vec();
+    body.extend(sign_params(&digest, &h(SCHEME_NULL), &null));
+    let c = cmd(TPM_ST_NO_SESSIONS, SIGN, &body);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), rc::AUTH_MISSING);
+    // Not loaded: REFERENCE_H0.
+    let c = sign_cmd(0x8000_0002, b"", &digest, SCHEME_NULL, &null);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x910);
+    assert!(!tpm.failure);
+}
+
+#[test]
+fn restricted_keys_sign_only_digests_with_a_hashcheck_ticket() {
+    let mut tpm = started();
+    let key = create_primary(
+        &mut tpm,
+        TPM_RH_OWNER,
+        &signing_template_with(RESTRICTED_SIGNING_ATTRS),
+    );
+    let vk = verifying_key(&key.public);
+    let digest = sha256(&[b"message"]);
+    let null = h(NULL_HASHCHECK);
+    let sign =
+        |digest: &[u8], ticket: &[u8]| sign_cmd(key.handle, b"", digest, SCHEME_NULL, ticket);
+    // No ticket (the NULL ticket): TPM_RC_TICKET + P3.
+    assert_eq!(rc_of(&run(&mut tpm, &sign(&digest, &null))), 0x3E0);
+    // TPM2_Hash's ticket, in any hierarchy but NULL; computed here independently too.
+    for (hierarchy, seed) in [
+        (TPM_RH_OWNER, tpm.sps),
+        (TPM_RH_ENDORSEMENT, tpm.eps),
+        (TPM_RH_PLATFORM, tpm.pps),
+    ] {
+        let (d, ticket) = hash_ticket(&mut tpm, b"message", TPM_ALG_SHA256, hierarchy);
+        assert_eq!(d, digest);
+        let mut expected = h("8024");
+        expected.extend_from_slice(&hierarchy.to_be_bytes());
+        expected.extend_from_slice(&h("0020"));
+        expected.extend(hmac256(&proof(&seed), &[&h("8024"), &digest]));
+        assert_eq!(ticket, expected);
+        let s = signed(&run_ok(&mut tpm, &sign(&digest, &ticket)));
+        assert!(vk.verify_prehash(&digest, &s.1).is_ok());
+        // The ticket does not carry over to another digest.
+        let other = sha256(&[b"messagf"]);
+        assert_eq!(rc_of(&run(&mut tpm, &sign(&other, &ticket))), 0x3E0);
+    }
+    // The null hierarchy's ticket is the NULL ticket.
+    let (_, ticket) = hash_ticket(&mut tpm, b"message", TPM_ALG_SHA256, TPM_RH_NULL);
+    assert_eq!(ticket, null);
+    assert_eq!(rc_of(&run(&mut tpm, &sign(&digest, &ticket))), 0x3E0);
+    // Data starting with TPM_GENERATED_VALUE (a forged TPMS_ATTEST) gets no ticket, so a
+    // restricted key never signs its digest.
+    let forged = h("ff544347 8018 0000");
+    let (d, ticket) = hash_ticket(&mut tpm, &forged, TPM_ALG_SHA256, TPM_RH_OWNER);
+    assert_eq!(d, sha256(&[&forged]));
+    assert_eq!(ticket, null);
+    assert_eq!(rc_of(&run(&mut tpm, &sign(&d, &ticket))), 0x3E0);
+    // A SHA-1 ticket does not do for the SHA-256 scheme.
+    let (d, ticket) = hash_ticket(&mut tpm, b"message", TPM_ALG_SHA1, TPM_RH_OWNER);
+    assert_eq!(rc_of(&run(&mut tpm, &sign(&d, &ticket))), 0x3E0);
+    // A ticket made up with another key: TICKET.
+    let mut fake = h("8024 40000001 0020");
+    fake.extend(hmac256(&[0; 32], &[&h("8024"), &digest]));
+    assert_eq!(rc_of(&run(&mut tpm, &sign(&digest, &fake))), 0x3E0);
+    assert!(!tpm.failure);
+}
+
+#[test]
+fn objects_authorize_with_their_auth_value_password_and_hmac() {
+    let mut tpm = started();
+    let key = create_primary_with_auth(&mut tpm, &signing_template(), b"secret");
+    let digest = sha256(&[b"m"]);
+    let null = h(NULL_HASHCHECK);
+    let c = sign_cmd(key.handle, b"secret", &digest, SCHEME_NULL, &null);
+    run_ok(&mut tpm, &c);
+    // Trailing zeros do not count; a wrong password is AUTH_FAIL + S1 (not noDA).
+    run_ok(
+        &mut tpm,
+        &sign_cmd(key.handle, b"secret\0", &digest, SCHEME_NULL, &null),
+    );
+    let c = sign_cmd(key.handle, b"secreT", &digest, SCHEME_NULL, &null);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x98E);
+    let c = sign_cmd(key.handle, b"", &digest, SCHEME_NULL, &null);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x98E);
+    // HMAC session: cpHash has the object's Name (nameAlg || SHA-256(TPMT_PUBLIC)).
+    let mut s = start(&mut tpm, TPM_RH_NULL, 0);
+    let params = sign_params(&digest, &h(SCHEME_NULL), &null);
+    let c = with_session(
+        &s,
+        SIGN,
+        &[key.handle],
+        core::slice::from_ref(&key.name),
+        b"secret",
+        1,
+        &params,
+    );
+    let r = run(&mut tpm, &c);
+    let out = check_session_response(&mut s, SIGN, b"secret", 1, &r);
+    let sig = take_signature(&out);
+    assert!(verifying_key(&key.public)
+        .verify_prehash(&digest, &sig.1)
+        .is_ok());
+    // The handle instead of the Name in cpHash, or a wrong authValue: AUTH_FAIL + S1.
+    let handle_name = key.handle.to_be_bytes().to_vec();
+    let c = with_session(
+        &s,
+        SIGN,
+        &[key.handle],
+        &[handle_name],
+        b"secret",
+        1,
+        &params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x98E);
+    let names = [key.name.clone()];
+    let c = with_session(&s, SIGN, &[key.handle], &names, b"secreT", 1, &params);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x98E);
+    // A policy session: the empty authPolicy matches no policyDigest (POLICY_FAIL + S1).
+    let p = start(&mut tpm, TPM_RH_NULL, 1);
+    let c = with_session(&p, SIGN, &[key.handle], &names, b"", 1, &params);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x99D);
+    // noDA: BAD_AUTH + S1. Without userWithAuth the authValue may not serve (USER role):
+    // TPM_RC_AUTH_UNAVAILABLE, for the password and for an HMAC session.
+    let no_da = create_primary_with_auth(
+        &mut tpm,
+        &signing_template_with(SIGNING_ATTRS | 0x400),
+        b"x",
+    );
+    let c = sign_cmd(no_da.handle, b"y", &digest, SCHEME_NULL, &null);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x9A2);
+    run_ok(&mut tpm, &flush_cmd(no_da.handle));
+    let policy_only = create_primary(
+        &mut tpm,
+        TPM_RH_OWNER,
+        &signing_template_with(SIGNING_ATTRS & !0x40),
+    );
+    let c = sign_cmd(policy_only.handle, b"", &digest, SCHEME_NULL, &null);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), rc::AUTH_UNAVAILABLE);
+    let names = [policy_only.name.clone()];
+    let c = with_session(&s, SIGN, &[policy_only.handle], &names, b"", 1, &params);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), rc::AUTH_UNAVAILABLE);
+    // StartAuthSession may still not bind to an object: VALUE + H2.
+    let c = start_cmd(key.handle, &[0x5a; 32], 0, &h("0010"), TPM_ALG_SHA256);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x284);
+    assert!(!tpm.failure);
+}
+
+fn verify_cmd(handle: u32, digest: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut body = handle.to_be_bytes().to_vec();
+    body.extend_from_slice(&(digest.len() as u16).to_be_bytes());
+    body.extend_from_slice(digest);
+    body.extend_from_slice(signature);
+    cmd(TPM_ST_NO_SESSIONS, VERIFY_SIGNATURE, &body)
+}
+
+#[test]
+fn verify_signature_accepts_good_signatures_with_a_ticket_and_rejects_flipped_bits() {
+    let mut tpm = started();
+    let key = create_primary(&mut tpm, TPM_RH_OWNER, &signing_template());
+    let digest = sha256(&[b"message"]);
+    let (sig, _) = signed(&run_ok(
+        &mut tpm,
+        &sign_cmd(key.handle, b"", &digest, SCHEME_NULL, &h(NULL_HASHCHECK)),
+    ));
+    let r = run_ok(&mut tpm, &verify_cmd(key.handle, &digest, &sig));
+    // TPMT_TK_VERIFIED: HMAC-SHA256(proof, TPM_ST_VERIFIED || digest || keyName).
+    let mut expected = h("8022 40000001 0020");
+    expected.extend(hmac256(&proof(&tpm.sps), &[&h("8022"), &digest, &key.name]));
+    assert_eq!(&r[10..], &expected[..]);
+    // Every flipped bit of r or s, or of the digest: TPM_RC_SIGNATURE + P2.
+    for i in (6..38).chain(40..72) {
+        for bit in [0, 7] {
+            let mut bad = sig.clone();
+            bad[i] ^= 1 << bit;
+            let r = run(&mut tpm, &verify_cmd(key.handle, &digest, &bad));
+            assert_eq!(rc_of(&r), 0x2DB, "octet {i} bit {bit}");
+        }
+    }
+    let mut other = digest.clone();
+    other[31] ^= 1;
+    assert_eq!(
+        rc_of(&run(&mut tpm, &verify_cmd(key.handle, &other, &sig))),
+        0x2DB
+    );
+    // A signature by another key (p256 signs independently) fails; r = 0, s = n fail.
+    let foreign = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+    let fs: p256::ecdsa::Signature =
+        p256::ecdsa::signature::hazmat::PrehashSigner::sign_prehash(&foreign, &digest).unwrap();
+    let (fr, fs) = fs.split_bytes();
+    let mut foreign_sig = h("0018 000b 0020");
+    foreign_sig.extend_from_slice(&fr);
+    foreign_sig.extend_from_slice(&h("0020"));
+    foreign_sig.extend_from_slice(&fs);
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &verify_cmd(key.handle, &digest, &foreign_sig)
+        )),
+        0x2DB
+    );
+    let mut zero_r = sig.clone();
+    zero_r[6..38].fill(0);
+    assert_eq!(
+        rc_of(&run(&mut tpm, &verify_cmd(key.handle, &digest, &zero_r))),
+        0x2DB
+    );
+    let n = h("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+    let mut big_s = sig.clone();
+    big_s[40..72].copy_from_slice(&n);
+    assert_eq!(
+        rc_of(&run(&mut tpm, &verify_cmd(key.handle, &digest, &big_s))),
+        0x2DB
+    );
+    // Short r (leading zeros dropped) is the same number: r = 0x01 fails as a signature only.
+    let short = h("0018 000b 0001 01 0001 01");
+    assert_eq!(
+        rc_of(&run(&mut tpm, &verify_cmd(key.handle, &digest, &short))),
+        0x2DB
+    );
+    // Unmarshalling: NULL or RSASSA: SCHEME + P2; hash 0005: HASH + P2; r of 33: SIZE + P2.
+    let cases: &[(&str, u32)] = &[
+        ("0010", 0x2D2),
+        ("0014 000b 0000", 0x2D2),
+        ("0018 0005 0000 0000", 0x2C3),
+        ("0018 000b 0021 00", 0x2D5),
+    ];
+    for (s, code) in cases {
+        let r = run(&mut tpm, &verify_cmd(key.handle, &digest, &h(s)));
+        assert_eq!(rc_of(&r), *code, "{s}");
+    }
+    // A storage key cannot verify: ATTRIBUTES + H1.
+    let storage = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let r = run(&mut tpm, &verify_cmd(storage.handle, &digest, &sig));
+    assert_eq!(rc_of(&r), 0x182);
+    // A null-hierarchy key's ticket is the NULL ticket.
+    run_ok(&mut tpm, &flush_cmd(storage.handle));
+    let null_key = create_primary(&mut tpm, TPM_RH_NULL, &signing_template());
+    let (sig, _) = signed(&run_ok(
+        &mut tpm,
+        &sign_cmd(
+            null_key.handle,
+            b"",
+            &digest,
+            SCHEME_NULL,
+            &h(NULL_HASHCHECK),
+        ),
+    ));
+    let r = run_ok(&mut tpm, &verify_cmd(null_key.handle, &digest, &sig));
+    assert_eq!(&r[10..], &h("8022 40000007 0000")[..]);
+    assert!(!tpm.failure);
+}
+
+fn quote_cmd(handle: u32, qualifying: &[u8], scheme: &str, selection: &str) -> Vec<u8> {
+    let mut p = (qualifying.len() as u16).to_be_bytes().to_vec();
+    p.extend_from_slice(qualifying);
+    p.extend(h(scheme));
+    p.extend(h(selection));
+    with_pw(QUOTE, &handle.to_be_bytes(), b"", &p)
+}
+
+/// SHA-256 PCRs 0, 1 and 16.
+const SEL_0_1_16: &str = "00000001 000b 03 030001";
+
+/// Checks a quote response against values computed here; returns the TPMS_ATTEST.
+fn check_quote(tpm: &Tpm, key: &Primary, hierarchy: u32, r: &[u8], pcrs: &[&[u8]]) -> Vec<u8> {
+    let mut at = 14;
+    let attest = take2b(r, &mut at).to_vec();
+    let (_, sig) = take_signature(&r[at..]);
+    assert_eq!(&r[at + 72..], &h("0000 01 0000")[..]);
+    assert!(verifying_key(&key.public)
+        .verify_prehash(&sha256(&[&attest]), &sig)
+        .is_ok());
+    let qn = [
+        &h("000b")[..],
+        &sha256(&[&hierarchy.to_be_bytes(), &key.name]),
+    ]
+    .concat();
+    let mut expected = h("ff544347 8018 0022");
+    expected.extend_from_slice(&qn);
+    expected.extend(h("0008 0102030405060708"));
+    expected.extend_from_slice(&tpm.clock_ms.to_be_bytes());
+    let mut firmware: u64 = 0x0001_0000_0000_0000;
+    let (mut reset, mut restart) = (tpm.reset_count, tpm.restart_count);
+    if hierarchy == TPM_RH_OWNER || hierarchy == TPM_RH_NULL {
+        // KDFa(SHA-256, shProof, "OBFUSCATE", QN, "", 128): one HMAC block (Part 1 §11.4.10.2).
+        let block = hmac256(
+            &proof(&tpm.sps),
+            &[
+                &1u32.to_be_bytes(),
+                b"OBFUSCATE\0",
+                &qn,
+                &128u32.to_be_bytes(),
+            ],
+        );
+        let first = u64::from_be_bytes(block[..8].try_into().unwrap());
+        let second = u64::from_be_bytes(block[8..16].try_into().unwrap());
+        firmware = firmware.wrapping_add(first);
+        reset = reset.wrapping_add((second >> 32) as u32);
+        restart = restart.wrapping_add(second as u32);
+    }
+    expected.extend_from_slice(&reset.to_be_bytes());
+    expected.extend_from_slice(&restart.to_be_bytes());
+    expected.push(1);
+    expected.extend_from_slice(&firmware.to_be_bytes());
+    expected.extend(h(SEL_0_1_16));
+    expected.extend(h("0020"));
+    expected.extend(sha256(pcrs));
+    assert_eq!(attest, expected);
+    attest
+}
+
+#[test]
+fn quote_attests_pcrs_clock_and_qualifying_data() {
+    let mut tpm = started();
+    tpm.advance_clock(123_456);
+    // PCR 16 extended once: SHA-256(zeros || 00..1f).
+    let extend: [u8; 32] = core::array::from_fn(|i| i as u8);
+    assert_eq!(rc_of(&extend_sha256(&mut tpm, 0, 16, &extend)), 0);
+    let pcr16 = sha256(&[&[0; 32], &extend]);
+    assert_eq!(pcr_read(&mut tpm, TPM_ALG_SHA256, 16), pcr16);
+    let pcrs: [&[u8]; 3] = [&[0; 32], &[0; 32], &pcr16];
+
+    // Endorsement key: clockInfo and firmwareVersion in the clear.
+    let ek = create_primary(
+        &mut tpm,
+        TPM_RH_ENDORSEMENT,
+        &signing_template_with(RESTRICTED_SIGNING_ATTRS),
+    );
+    let q = h("0102030405060708");
+    let r = run_ok(&mut tpm, &quote_cmd(ek.handle, &q, SCHEME_NULL, SEL_0_1_16));
+    let attest = check_quote(&tpm, &ek, TPM_RH_ENDORSEMENT, &r, &pcrs);
+    assert_eq!(&attest[0x34..0x3c], &123_456u64.to_be_bytes());
+    run_ok(&mut tpm, &flush_cmd(ek.handle));
+    // An owner key (unrestricted too may quote): obfuscated counts, after a restart.
+    run_ok(&mut tpm, &h(SHUTDOWN_STATE));
+    tpm.init();
+    run_ok(&mut tpm, &h(STARTUP_CLEAR));
+    assert_eq!(tpm.restart_count, 1);
+    assert_eq!(rc_of(&extend_sha256(&mut tpm, 0, 16, &extend)), 0);
+    let key = create_primary(&mut tpm, TPM_RH_OWNER, &signing_template());
+    let r = run_ok(
+        &mut tpm,
+        &quote_cmd(key.handle, &q, SCHEME_ECDSA_SHA256, SEL_0_1_16),
+    );
+    check_quote(&tpm, &key, TPM_RH_OWNER, &r, &pcrs);
+    // Null-hierarchy keys are obfuscated too.
+    let null_key = create_primary(&mut tpm, TPM_RH_NULL, &signing_template());
+    let r = run_ok(
+        &mut tpm,
+        &quote_cmd(null_key.handle, &q, SCHEME_NULL, SEL_0_1_16),
+    );
+    check_quote(&tpm, &null_key, TPM_RH_NULL, &r, &pcrs);
+    // Errors: storage key (KEY + H1), ECDSA-SHA384 (SCHEME + P2), bad bank (HASH + P3),
+    // qualifyingData over 66 octets (SIZE + P1), TPM_RH_NULL signHandle (VALUE + H1).
+    run_ok(&mut tpm, &flush_cmd(null_key.handle));
+    let storage = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let cases: &[(Vec<u8>, u32)] = &[
+        (
+            quote_cmd(storage.handle, &q, SCHEME_NULL, SEL_0_1_16),
+            0x19C,
+        ),
+        (quote_cmd(key.handle, &q, "0018 000c", SEL_0_1_16), 0x2D2),
+        (
+            quote_cmd(key.handle, &q, SCHEME_NULL, "00000001 0005 03 030001"),
+            0x3C3,
+        ),
+        (
+            quote_cmd(key.handle, &[0; 67], SCHEME_NULL, SEL_0_1_16),
+            0x1D5,
+        ),
+        (quote_cmd(TPM_RH_NULL, &q, SCHEME_NULL, SEL_0_1_16), 0x184),
+    ];
+    for (c, code) in cases {
+        assert_eq!(rc_of(&run(&mut tpm, c)), *code, "{c:02x?}");
+    }
+    assert!(!tpm.failure);
+}
+
+#[test]
+fn hostile_sign_verify_and_quote_inputs_never_panic() {
+    let mut tpm = started();
+    let key = create_primary(
+        &mut tpm,
+        TPM_RH_OWNER,
+        &signing_template_with(RESTRICTED_SIGNING_ATTRS),
+    );
+    let (digest, ticket) = hash_ticket(&mut tpm, b"message", TPM_ALG_SHA256, TPM_RH_OWNER);
+    let sign = sign_cmd(key.handle, b"", &digest, SCHEME_NULL, &ticket);
+    let (sig, _) = signed(&run_ok(&mut tpm, &sign));
+    let verify = verify_cmd(key.handle, &digest, &sig);
+    run_ok(&mut tpm, &verify);
+    let quote = quote_cmd(key.handle, &h("0102"), SCHEME_NULL, SEL_0_1_16);
+    run_ok(&mut tpm, &quote);
+    let mut x = 0x9e37_79b9u32;
+    for good in [&sign, &verify, &quote] {
+        for len in 0..good.len() {
+            let mut c = good[..len].to_vec();
+            if c.len() >= 6 {
+                c[2..6].copy_from_slice(&(len as u32).to_be_bytes());
+            }
+            assert_ne!(rc_of(&run(&mut tpm, &c)), 0);
+        }
+        for i in 10..good.len() {
+            for bit in 0..8 {
+                let mut c = good.clone();
+                c[i] ^= 1 << bit;
+                run(&mut tpm, &c);
+            }
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let mut c = good.clone();
+            c[i] = (x >> 16) as u8;
+            run(&mut tpm, &c);
+        }
+    }
+    assert!(!tpm.failure);
+    assert_eq!(tpm.objects.len(), 1);
+    // Still signs afterwards.
+    run_ok(&mut tpm, &sign);
 }

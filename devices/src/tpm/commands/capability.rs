@@ -21,7 +21,7 @@ const MANUFACTURER: [u8; 4] = *b"PRPT";
 /// TPM_PT_VENDOR_STRING_1..4: "Parapet vTPM", NUL-padded.
 const VENDOR_STRING: [u8; 16] = *b"Parapet vTPM\0\0\0\0";
 /// TPM_PT_FIRMWARE_VERSION_1/2: version 1.0 of this implementation's behaviour.
-const FIRMWARE_VERSION: (u32, u32) = (0x0001_0000, 0);
+pub(super) const FIRMWARE_VERSION: (u32, u32) = (0x0001_0000, 0);
 /// TPM_PT_REVISION etc.: the specification followed, Level 00 Revision 01.59 of
 /// November 8, 2019 (day 312).
 const SPEC_REVISION: u32 = 159;

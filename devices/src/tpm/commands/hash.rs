@@ -6,8 +6,8 @@
 //! Part 4 `TicketComputeHashCheck`). The reference implementation keeps phProof, shProof
 //! and ehProof as random values renewed with the primary seed of their hierarchy; here each
 //! is derived from that seed (`Tpm::proof`), which renews them at the same moments
-//! (ChangePPS, Clear, ChangeEPS) without more persistent state. No command checks a
-//! hashcheck ticket yet (Sign will).
+//! (ChangePPS, Clear, ChangeEPS) without more persistent state. TPM2_Sign checks the
+//! tickets (`commands/signing.rs`).
 
 use super::super::constants::{
     MAX_DIGEST_BUFFER, TPM_GENERATED_VALUE, TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER,
@@ -43,7 +43,7 @@ fn read_hash_alg(r: &mut Reader) -> Result<HashAlg, Rc> {
 
 /// TPMI_RH_HIERARCHY+ (Part 2 §9.13): owner, platform, endorsement or (with `+`) null;
 /// anything else TPM_RC_VALUE.
-fn read_hierarchy(r: &mut Reader) -> Result<u32, Rc> {
+pub(super) fn read_hierarchy(r: &mut Reader) -> Result<u32, Rc> {
     match r.u32()? {
         h @ (TPM_RH_OWNER | TPM_RH_ENDORSEMENT | TPM_RH_PLATFORM | TPM_RH_NULL) => Ok(h),
         _ => Err(rc::VALUE),

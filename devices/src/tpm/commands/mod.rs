@@ -14,6 +14,7 @@ mod object;
 mod pcr;
 mod random;
 mod session;
+mod signing;
 mod startup;
 mod testing;
 
@@ -157,6 +158,14 @@ pub const COMMANDS: &[CommandDef] = &[
         ..authorized(TPM_CC_NV_READ, NV_AUTH_NV, nv::nv_read)
     },
     CommandDef {
+        nv: false,
+        ..authorized(TPM_CC_QUOTE, OBJECT, signing::quote)
+    },
+    CommandDef {
+        nv: false,
+        ..authorized(TPM_CC_SIGN, OBJECT, signing::sign)
+    },
+    CommandDef {
         r_handle: true,
         ..def(TPM_CC_CONTEXT_LOAD, false, context::context_load)
     },
@@ -184,6 +193,10 @@ pub const COMMANDS: &[CommandDef] = &[
             false,
             session::start_auth_session,
         )
+    },
+    CommandDef {
+        handles: OBJECT,
+        ..def(TPM_CC_VERIFY_SIGNATURE, false, signing::verify_signature)
     },
     def(TPM_CC_GET_CAPABILITY, false, capability::get_capability),
     def(TPM_CC_GET_RANDOM, false, random::get_random),
@@ -254,6 +267,13 @@ mod tests {
         assert_eq!(
             lookup(TPM_CC_FLUSH_CONTEXT).unwrap().attributes(),
             0x0000_0165
+        );
+        // Sign, Quote, VerifySignature: one handle each (Part 4 s_ccAttr).
+        assert_eq!(lookup(TPM_CC_SIGN).unwrap().attributes(), 0x0200_015D);
+        assert_eq!(lookup(TPM_CC_QUOTE).unwrap().attributes(), 0x0200_0158);
+        assert_eq!(
+            lookup(TPM_CC_VERIFY_SIGNATURE).unwrap().attributes(),
+            0x0200_0177
         );
         // ContextLoad: a response handle; ContextSave: one handle (Part 4 s_ccAttr).
         assert_eq!(
