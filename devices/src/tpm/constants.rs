@@ -115,6 +115,11 @@ pub const TPM_SE_TRIAL: u8 = 0x03;
 
 /// TPMA_ALGORITHM (Part 2 §8.2, Table 32): bit 2, a hash algorithm.
 pub const TPMA_ALGORITHM_HASH: u32 = 1 << 2;
+pub const TPMA_ALGORITHM_ASYMMETRIC: u32 = 1 << 0;
+pub const TPMA_ALGORITHM_SYMMETRIC: u32 = 1 << 1;
+pub const TPMA_ALGORITHM_OBJECT: u32 = 1 << 3;
+pub const TPMA_ALGORITHM_SIGNING: u32 = 1 << 8;
+pub const TPMA_ALGORITHM_ENCRYPTING: u32 = 1 << 9;
 
 // ---------------------------------------------------------------------------------------
 // TPM_SU (Part 2 §6.11, Table 21).

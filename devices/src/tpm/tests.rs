@@ -766,16 +766,19 @@ fn get_capability_pcrs_algs_handles() {
         &h("01 00 00 00 05 00 00 00 00")[..]
     );
     assert_eq!(rc_of(&get_cap(&mut tpm, TPM_CAP_PCRS, 1, 1)), 0x2C4);
-    // TPM_CAP_ALGS: the hashes, TPMA_ALGORITHM hash.
+    // TPM_CAP_ALGS: the hashes (TPMA_ALGORITHM hash), AES (symmetric), ECDSA (asymmetric,
+    // signing), ECC (asymmetric, object), CFB (encrypting), in TPM_ALG_ID order.
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0, 100);
     assert_eq!(
         &r[10..],
-        &h("00 00 00 00 00 00 00 00 03 00 04 00 00 00 04 00 0b 00 00 00 04 00 0c 00 00 00 04")[..]
+        &h("00 00 00 00 00 00 00 00 07 \
+            00 04 00 00 00 04  00 06 00 00 00 02  00 0b 00 00 00 04  00 0c 00 00 00 04 \
+            00 18 00 00 01 01  00 23 00 00 00 09  00 43 00 00 02 00")[..]
     );
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0x0005, 1);
     assert_eq!(
         &r[10..],
-        &h("01 00 00 00 00 00 00 00 01 00 0b 00 00 00 04")[..]
+        &h("01 00 00 00 00 00 00 00 01 00 06 00 00 00 02")[..]
     );
     // Handles: PCRs from 20, permanent handles, empty transient list, bad type.
     let r = get_cap(&mut tpm, TPM_CAP_HANDLES, 20, 3);
@@ -798,9 +801,9 @@ fn get_capability_pcrs_algs_handles() {
         &r[10..],
         &h("01 00 00 00 07 00 00 00 01 00 00 00 02 03 00 00 81")[..]
     );
-    // Empty lists, bad capabilities and properties.
+    // ECC curves: NIST P-256 only. Bad capabilities and properties.
     let r = get_cap(&mut tpm, TPM_CAP_ECC_CURVES, 0, 10);
-    assert_eq!(&r[10..], &h("00 00 00 00 08 00 00 00 00")[..]);
+    assert_eq!(&r[10..], &h("00 00 00 00 08 00 00 00 01 00 03")[..]);
     assert_eq!(
         rc_of(&get_cap(&mut tpm, TPM_CAP_VENDOR_PROPERTY, 0, 1)),
         0x1C4

@@ -8,7 +8,7 @@
 
 use super::super::constants::*;
 use super::super::handles::{handle_type, pcr_handle, PERMANENT_HANDLES};
-use super::super::hash::{HashAlg, MAX_DIGEST_SIZE};
+use super::super::hash::MAX_DIGEST_SIZE;
 use super::super::marshal::Writer;
 use super::super::pcr::{self, PCR_COUNT, PCR_SELECT_SIZE};
 use super::super::rc::{self, Rc};
@@ -18,6 +18,24 @@ use super::{Call, COMMANDS};
 /// TPM_PT_MANUFACTURER: "PRPT", not a TCG-registered vendor ID (the registry has none for
 /// software TPMs of this project), chosen not to collide with one.
 const MANUFACTURER: [u8; 4] = *b"PRPT";
+/// The algorithms implemented, in TPM_ALG_ID order, with their TPMA_ALGORITHM bits (Part 2
+/// §8.2, Table 32: asymmetric 0, symmetric 1, hash 2, object 3, signing 8, encrypting 9), as
+/// the reference implementation's table gives them for each.
+const ALGORITHMS: [(u16, u32); 7] = [
+    (TPM_ALG_SHA1, TPMA_ALGORITHM_HASH),
+    (TPM_ALG_AES, TPMA_ALGORITHM_SYMMETRIC),
+    (TPM_ALG_SHA256, TPMA_ALGORITHM_HASH),
+    (TPM_ALG_SHA384, TPMA_ALGORITHM_HASH),
+    (
+        TPM_ALG_ECDSA,
+        TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_SIGNING,
+    ),
+    (
+        TPM_ALG_ECC,
+        TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_OBJECT,
+    ),
+    (TPM_ALG_CFB, TPMA_ALGORITHM_ENCRYPTING),
+];
 /// TPM_PT_VENDOR_STRING_1..4: "Parapet vTPM", NUL-padded.
 const VENDOR_STRING: [u8; 16] = *b"Parapet vTPM\0\0\0\0";
 /// TPM_PT_FIRMWARE_VERSION_1/2: version 1.0 of this implementation's behaviour.
@@ -135,13 +153,18 @@ pub fn get_capability(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
         TPM_CAP_ALGS => {
             // TPML_ALG_PROPERTY: algorithms ≥ property (a TPM_ALG_ID in the low 16 bits;
             // a larger property is past every algorithm).
-            let algs = HashAlg::ALL
+            let algs = ALGORITHMS
                 .into_iter()
-                .filter(|a| u32::from(a.alg_id()) >= property);
-            list(&mut data, algs, count.min(MAX_CAP_ALGS), |w, a| {
-                w.u16(a.alg_id());
-                w.u32(TPMA_ALGORITHM_HASH);
-            })
+                .filter(|&(id, _)| u32::from(id) >= property);
+            list(
+                &mut data,
+                algs,
+                count.min(MAX_CAP_ALGS),
+                |w, (id, attributes)| {
+                    w.u16(id);
+                    w.u32(attributes);
+                },
+            )
         }
         TPM_CAP_HANDLES => {
             let max = count.min(MAX_CAP_HANDLES);
@@ -237,7 +260,12 @@ pub fn get_capability(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
                 },
             )
         }
-        TPM_CAP_ECC_CURVES => list(&mut data, core::iter::empty::<u16>(), 0, |w, c| w.u16(c)),
+        TPM_CAP_ECC_CURVES => {
+            let curves = [TPM_ECC_NIST_P256]
+                .into_iter()
+                .filter(|&c| u32::from(c) >= property);
+            list(&mut data, curves, count.min(MAX_CAP_ALGS), |w, c| w.u16(c))
+        }
         TPM_CAP_AUTH_POLICIES => {
             if handle_type(property) != TPM_HT_PERMANENT {
                 return Err(rc::parameter(rc::VALUE, 2));
