@@ -513,3 +513,143 @@ fn tpm2_tools_sign_verify_and_quote_with_a_restricted_ecdsa_primary() {
     let tail = unhex(&format!("00000001 000b 03 030001 0020 {pcr_digest}"));
     assert_eq!(&attest[attest.len() - tail.len()..], &tail[..], "{quoted}");
 }
+
+#[test]
+fn tpm2_tools_create_load_sign_and_unseal_under_a_storage_primary() {
+    let tpm = Server::start();
+    let dir = std::env::temp_dir().join(format!("parapet-tpm2-create-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = |name: &str| dir.join(name).to_str().expect("UTF-8 path").to_owned();
+    let (primary, secret, msg, sig) = (
+        file("primary.ctx"),
+        file("secret.txt"),
+        file("msg"),
+        file("sig"),
+    );
+    std::fs::write(&secret, b"sealed by parapet\n").expect("secret");
+    std::fs::write(&msg, b"signed by a child key\n").expect("message");
+    tpm.ok("tpm2_startup", &["-c"]);
+    // Without a resource manager every tool leaves what it loaded: flush after each.
+    let flush = || tpm.ok("tpm2_flushcontext", &["-t"]);
+    tpm.ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-g", "sha256", "-G", "ecc256", "-c", &primary],
+    );
+    flush();
+
+    // An ECDSA child key. tpm2_create's default ECC attributes ask for sign and decrypt
+    // (an unrestricted dual-use key, not implemented): the signing attributes are given.
+    let (key_pub, key_priv, key) = (file("key.pub"), file("key.priv"), file("key.ctx"));
+    let attributes = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign";
+    let created = [
+        "-C",
+        &primary,
+        "-G",
+        "ecc256:ecdsa-sha256",
+        "-a",
+        attributes,
+        "-u",
+        &key_pub,
+        "-r",
+        &key_priv,
+    ];
+    tpm.ok("tpm2_create", &created);
+    flush();
+    tpm.ok(
+        "tpm2_load",
+        &["-C", &primary, "-u", &key_pub, "-r", &key_priv, "-c", &key],
+    );
+    flush();
+    tpm.ok("tpm2_sign", &["-c", &key, "-g", "sha256", "-o", &sig, &msg]);
+    flush();
+    tpm.ok(
+        "tpm2_verifysignature",
+        &["-c", &key, "-g", "sha256", "-m", &msg, "-s", &sig],
+    );
+    flush();
+
+    // Sealed data: with an empty authValue, with a password, and under a PCR policy.
+    let (seal_pub, seal_priv, seal) = (file("seal.pub"), file("seal.priv"), file("seal.ctx"));
+    tpm.ok(
+        "tpm2_create",
+        &[
+            "-C", &primary, "-i", &secret, "-u", &seal_pub, "-r", &seal_priv,
+        ],
+    );
+    flush();
+    tpm.ok(
+        "tpm2_load",
+        &[
+            "-C", &primary, "-u", &seal_pub, "-r", &seal_priv, "-c", &seal,
+        ],
+    );
+    flush();
+    let unsealed = tpm.ok("tpm2_unseal", &["-c", &seal]);
+    flush();
+    let (pw_pub, pw_priv, pw) = (file("pw.pub"), file("pw.priv"), file("pw.ctx"));
+    tpm.ok(
+        "tpm2_create",
+        &[
+            "-C", &primary, "-p", "pw", "-i", &secret, "-u", &pw_pub, "-r", &pw_priv,
+        ],
+    );
+    flush();
+    tpm.ok(
+        "tpm2_load",
+        &["-C", &primary, "-u", &pw_pub, "-r", &pw_priv, "-c", &pw],
+    );
+    flush();
+    let with_password = tpm.ok("tpm2_unseal", &["-c", &pw, "-p", "pw"]);
+    flush();
+    let wrong_password = tpm.run("tpm2_unseal", &["-c", &pw, "-p", "nope"]);
+    flush();
+    let (pcrs, policy) = (file("pcrs.bin"), file("pcr.policy"));
+    tpm.ok("tpm2_pcrread", &["-o", &pcrs, "sha256:0,16"]);
+    tpm.ok(
+        "tpm2_createpolicy",
+        &[
+            "--policy-pcr",
+            "-l",
+            "sha256:0,16",
+            "-f",
+            &pcrs,
+            "-L",
+            &policy,
+        ],
+    );
+    flush();
+    let (pol_pub, pol_priv, pol) = (file("pol.pub"), file("pol.priv"), file("pol.ctx"));
+    let sealed_with_policy = [
+        "-C",
+        &primary,
+        "-L",
+        &policy,
+        "-a",
+        "fixedtpm|fixedparent",
+        "-i",
+        &secret,
+        "-u",
+        &pol_pub,
+        "-r",
+        &pol_priv,
+    ];
+    tpm.ok("tpm2_create", &sealed_with_policy);
+    flush();
+    tpm.ok(
+        "tpm2_load",
+        &["-C", &primary, "-u", &pol_pub, "-r", &pol_priv, "-c", &pol],
+    );
+    flush();
+    let with_policy = tpm.ok("tpm2_unseal", &["-c", &pol, "-p", "pcr:sha256:0,16"]);
+    flush();
+    tpm.ok("tpm2_pcrextend", &[&format!("16:sha256={DIGEST}")]);
+    let moved = tpm.run("tpm2_unseal", &["-c", &pol, "-p", "pcr:sha256:0,16"]);
+    flush();
+    std::fs::remove_dir_all(&dir).ok();
+
+    assert_eq!(unsealed, "sealed by parapet\n");
+    assert_eq!(with_password, "sealed by parapet\n");
+    assert!(!wrong_password.status.success());
+    assert_eq!(with_policy, "sealed by parapet\n");
+    assert!(!moved.status.success());
+}

@@ -16,8 +16,9 @@
 //! PCR_Extend, PCR_Event, PCR_Reset, Hash, NV_DefineSpace, NV_UndefineSpace, NV_ReadPublic,
 //! NV_Write, NV_Read, StartAuthSession, ContextSave and ContextLoad (sessions), FlushContext
 //! (sessions and objects), PolicyPCR, PolicyGetDigest, CreatePrimary (ECC P-256,
-//! `object.rs`), ReadPublic, Sign, VerifySignature and Quote (ECDSA P-256 / SHA-256,
-//! `commands/signing.rs`).
+//! `object.rs`), Create and Load (ECC P-256 keys and sealed data objects under a storage
+//! key, protected as Part 1 §23 says: `object::wrap`), Unseal, ReadPublic, Sign,
+//! VerifySignature and Quote (ECDSA P-256 / SHA-256, `commands/signing.rs`).
 //! Any other command code is TPM_RC_COMMAND_CODE.
 //!
 //! # Sessions

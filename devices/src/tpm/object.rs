@@ -1,6 +1,8 @@
 //! Transient objects (Part 1 §27, §28; Part 2 §12.2): ECC NIST P-256 keys made by
-//! TPM2_CreatePrimary, their TPMT_PUBLIC template rules, Names, and the slots they are
-//! loaded in (handles TRANSIENT_FIRST + slot, TPM_RC_OBJECT_MEMORY when every slot is full).
+//! TPM2_CreatePrimary or TPM2_Create, sealed data objects made by TPM2_Create, their
+//! TPMT_PUBLIC template rules, Names, the protection of a child's sensitive area under its
+//! storage parent (Part 1 §23: [`wrap`], [`unwrap`]), and the slots they are loaded in
+//! (handles TRANSIENT_FIRST + slot, TPM_RC_OBJECT_MEMORY when every slot is full).
 //!
 //! Supported templates (everything else is refused with the code Part 4 would give, or the
 //! code of the first unsupported choice): type TPM_ALG_ECC, curve TPM_ECC_NIST_P256, kdf
@@ -24,15 +26,24 @@ use p256::ecdsa::signature::rand_core::{TryCryptoRng, TryRng};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::point::AffineCoordinates;
 
+use aes::Aes128;
+use cfb_mode::cipher::KeyIvInit;
+use cfb_mode::{Decryptor, Encryptor};
+
+use super::auth::constant_time_eq;
 use super::constants::*;
 use super::drbg::HmacDrbg;
-use super::hash::HashAlg;
+use super::hash::{HashAlg, MAX_DIGEST_SIZE};
 use super::marshal::{Reader, Writer};
 use super::rc::{self, Rc};
 use super::session::kdfa;
 
 /// Octets of a P-256 coordinate or private key (MAX_ECC_KEY_BYTES here).
 pub const ECC_KEY_BYTES: usize = 32;
+
+/// The most data a sealed object holds (TPM2B_SENSITIVE_DATA, Part 2 §11.1.14:
+/// MAX_SYM_DATA, 128 in the reference implementation).
+pub const MAX_SEALED_DATA: usize = 128;
 
 /// Label of primary key derivation (Part 4 PRIMARY_OBJECT_CREATION, with its NUL).
 const PRIMARY_OBJECT_CREATION: &[u8] = b"Primary Object Creation\0";
@@ -44,9 +55,13 @@ pub enum KeyKind {
     Signing,
     /// Restricted decryption key with AES-128-CFB: a storage parent.
     Storage,
+    /// A sealed data object (Part 1 §27.7.4): TPM_ALG_KEYEDHASH with scheme NULL, neither
+    /// sign nor decrypt, its data from the caller. Only made by TPM2_Create.
+    Sealed,
 }
 
-/// A validated TPMT_PUBLIC of an ECC P-256 key. `x`, `y` are the unique field.
+/// A validated TPMT_PUBLIC of an ECC P-256 key or a sealed data object. `x`, `y` are an ECC
+/// key's unique field; a sealed object's unique (TPM2B_DIGEST) is `x`, `y` is empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Public {
     pub name_alg: HashAlg,
@@ -60,6 +75,15 @@ pub struct Public {
 impl Public {
     /// The marshalled TPMT_PUBLIC (Part 2 §12.2.4).
     pub fn write(&self, w: &mut Writer) {
+        if self.kind == KeyKind::Sealed {
+            w.u16(TPM_ALG_KEYEDHASH);
+            w.u16(self.name_alg.alg_id());
+            w.u32(self.attributes);
+            w.tpm2b(&self.auth_policy);
+            w.u16(TPM_ALG_NULL);
+            w.tpm2b(&self.x);
+            return;
+        }
         w.u16(TPM_ALG_ECC);
         w.u16(self.name_alg.alg_id());
         w.u32(self.attributes);
@@ -76,6 +100,7 @@ impl Public {
                 w.u16(TPM_ALG_CFB);
                 w.u16(TPM_ALG_NULL);
             }
+            KeyKind::Sealed => {}
         }
         w.u16(TPM_ECC_NIST_P256);
         w.u16(TPM_ALG_NULL);
@@ -154,9 +179,20 @@ fn read_scheme(r: &mut Reader) -> Result<bool, Rc> {
 ///   decryption keys are not implemented);
 /// - a storage key needs AES-128-CFB (TPM_RC_SYMMETRIC) and scheme NULL (TPM_RC_SCHEME);
 ///   a signing key symmetric NULL (TPM_RC_SYMMETRIC) and ECDSA-SHA256 (TPM_RC_SCHEME).
+///
+/// A TPM_ALG_KEYEDHASH template (Part 2 §12.2.3.3) is a sealed data object: scheme NULL
+/// (HMAC and XOR are not implemented: TPM_RC_SCHEME; another value TPM_RC_VALUE), unique
+/// at most 48 octets (TPM_RC_SIZE); the attribute rules above except that
+/// sensitiveDataOrigin, sign, decrypt and restricted must all be CLEAR (TPM_RC_ATTRIBUTES:
+/// the data comes from the caller, and keyed-hash keys are not implemented).
 pub fn read_template(r: &mut Reader) -> Result<Public, Rc> {
-    if r.u16()? != TPM_ALG_ECC {
-        return Err(rc::TYPE);
+    let sealed = match r.u16()? {
+        TPM_ALG_ECC => false,
+        TPM_ALG_KEYEDHASH => true,
+        _ => return Err(rc::TYPE),
+    };
+    if sealed {
+        return read_sealed_template(r);
     }
     let name_alg = HashAlg::from_alg_id(r.u16()?).ok_or(rc::HASH)?;
     let attributes = r.u32()?;
@@ -216,11 +252,82 @@ pub fn read_template(r: &mut Reader) -> Result<Public, Rc> {
     })
 }
 
+/// The part of [`read_template`] after a TPM_ALG_KEYEDHASH type.
+fn read_sealed_template(r: &mut Reader) -> Result<Public, Rc> {
+    let name_alg = HashAlg::from_alg_id(r.u16()?).ok_or(rc::HASH)?;
+    let attributes = r.u32()?;
+    if attributes & TPMA_OBJECT_RESERVED != 0 {
+        return Err(rc::RESERVED_BITS);
+    }
+    let auth_policy = r.tpm2b(MAX_DIGEST_SIZE)?.to_vec();
+    match r.u16()? {
+        TPM_ALG_NULL => {}
+        TPM_ALG_HMAC | TPM_ALG_XOR => return Err(rc::SCHEME),
+        _ => return Err(rc::VALUE),
+    }
+    let unique = r.tpm2b(MAX_DIGEST_SIZE)?.to_vec();
+    if !auth_policy.is_empty() && auth_policy.len() != name_alg.digest_size() {
+        return Err(rc::SIZE);
+    }
+    let has = |bit| attributes & bit != 0;
+    let fixed_tpm = has(TPMA_OBJECT_FIXED_TPM);
+    let fixed_parent = has(TPMA_OBJECT_FIXED_PARENT);
+    if has(TPMA_OBJECT_X509_SIGN)
+        || fixed_tpm != fixed_parent
+        || (has(TPMA_OBJECT_ENCRYPTED_DUPLICATION) && (fixed_tpm || fixed_parent))
+        || has(TPMA_OBJECT_SENSITIVE_DATA_ORIGIN)
+        || has(TPMA_OBJECT_SIGN)
+        || has(TPMA_OBJECT_DECRYPT)
+        || has(TPMA_OBJECT_RESTRICTED)
+    {
+        return Err(rc::ATTRIBUTES);
+    }
+    Ok(Public {
+        name_alg,
+        attributes,
+        auth_policy,
+        kind: KeyKind::Sealed,
+        x: unique,
+        y: Vec::new(),
+    })
+}
+
+/// A sealed object's unique field: H_nameAlg(seedValue || data) (Part 1 §27.7.4; Part 4
+/// `CryptComputeSymmetricUnique`), the seedValue (nameAlg's digest size, random) keeping
+/// the data from being guessed from its public digest.
+pub fn sealed_unique(name_alg: HashAlg, seed_value: &[u8], data: &[u8]) -> Vec<u8> {
+    name_alg.digest(&[seed_value, data]).as_bytes().to_vec()
+}
+
 /// Derives the primary key of `template` from `seed` (see the module documentation) and
-/// fills in its unique field; the private key is returned. `None` only if 255 candidates
-/// in a row were out of range (probability about 2^-8160).
-pub fn derive_primary(seed: &[u8], template: &mut Public, data: &[u8]) -> Option<[u8; 32]> {
+/// fills in its unique field; the private key and, for a storage key, the seedValue are
+/// returned. The seedValue is KDFa(SHA-256, seed, "Primary Object Creation",
+/// Name(template), sensitive.data || 0x00000000, nameAlg's digest bits): counter 0, which
+/// no private key candidate uses, so the same template under the same seed always gives
+/// the same storage parent, children included. `None` only if 255 candidates in a row were
+/// out of range (probability about 2^-8160).
+pub fn derive_primary(
+    seed: &[u8],
+    template: &mut Public,
+    data: &[u8],
+) -> Option<([u8; 32], Vec<u8>)> {
     let name = template.name();
+    let seed_value = match template.kind {
+        KeyKind::Storage => {
+            let mut context = data.to_vec();
+            context.extend_from_slice(&0u32.to_be_bytes());
+            let bits = (template.name_alg.digest_size() * 8) as u32;
+            kdfa(
+                HashAlg::Sha256,
+                seed,
+                PRIMARY_OBJECT_CREATION,
+                &name,
+                &context,
+                bits,
+            )
+        }
+        KeyKind::Signing | KeyKind::Sealed => Vec::new(),
+    };
     for counter in 1u32..256 {
         let mut context = data.to_vec();
         context.extend_from_slice(&counter.to_be_bytes());
@@ -239,10 +346,181 @@ pub fn derive_primary(seed: &[u8], template: &mut Public, data: &[u8]) -> Option
             template.y = affine.y().to_vec();
             let mut d = [0u8; 32];
             d.copy_from_slice(&secret.to_bytes());
-            return Some(d);
+            return Some((d, seed_value));
         }
     }
     None
+}
+
+/// Generates an ordinary (non-primary) key for `template` with the DRBG (TPM2_Create; Part
+/// 1 §27.3: FIPS 186-5 A.4.2, candidates until 0 < d < n) and fills in its unique field;
+/// the private key and, for a storage key, a random seedValue of nameAlg's digest size.
+/// `None` only if 255 candidates in a row were out of range.
+pub fn generate_key(template: &mut Public, drbg: &mut HmacDrbg) -> Option<([u8; 32], Vec<u8>)> {
+    let seed_value = match template.kind {
+        KeyKind::Storage => {
+            let mut v = alloc::vec![0u8; template.name_alg.digest_size()];
+            drbg.generate(&mut v, &[]);
+            v
+        }
+        KeyKind::Signing | KeyKind::Sealed => Vec::new(),
+    };
+    for _ in 0..255 {
+        let mut candidate = [0u8; 32];
+        drbg.generate(&mut candidate, &[]);
+        if let Ok(secret) = p256::SecretKey::from_slice(&candidate) {
+            let point = secret.public_key();
+            let affine = point.as_affine();
+            template.x = affine.x().to_vec();
+            template.y = affine.y().to_vec();
+            return Some((candidate, seed_value));
+        }
+    }
+    None
+}
+
+/// Protection key label (Part 1 §23.4 "Symmetric Encryption": symKey = KDFa(pNameAlg,
+/// seedValue, "STORAGE", Name, NULL, keyBits)).
+const STORAGE: &[u8] = b"STORAGE";
+/// Integrity key label (Part 1 §23.3 "Integrity": HMACkey = KDFa(pNameAlg, seedValue,
+/// "INTEGRITY", NULL, NULL, digestBits)).
+const INTEGRITY: &[u8] = b"INTEGRITY";
+
+/// The storage parent's AES-128 key for the child named `name`.
+fn storage_key(parent: &Object, name: &[u8]) -> [u8; 16] {
+    let bits = kdfa(
+        parent.public.name_alg,
+        &parent.seed_value,
+        STORAGE,
+        name,
+        &[],
+        128,
+    );
+    let mut key = [0u8; 16];
+    if let Some(k) = bits.get(..16) {
+        key.copy_from_slice(k);
+    }
+    key
+}
+
+/// outerHMAC = HMAC_pNameAlg(HMACkey, encSensitive || Name) (Part 1 §23.3; Part 4
+/// `ComputeOuterIntegrity`).
+fn outer_integrity(parent: &Object, name: &[u8], encrypted: &[u8]) -> super::hash::Digest {
+    let alg = parent.public.name_alg;
+    let bits = (alg.digest_size() * 8) as u32;
+    let key = kdfa(alg, &parent.seed_value, INTEGRITY, &[], &[], bits);
+    alg.hmac(&key, &[encrypted, name])
+}
+
+/// TPM2B_PRIVATE's buffer for a child of the storage key `parent` (Part 1 §23; Part 4
+/// `SensitiveToPrivate`, `ProduceOuterWrap`): integrityHMAC as TPM2B_DIGEST, then the
+/// TPM2B_SENSITIVE (size-prefixed TPMT_SENSITIVE) encrypted with AES-128-CFB under the
+/// storage key, IV zero (Part 1 §23.4: the key is unique to the Name).
+pub fn wrap(parent: &Object, name: &[u8], sensitive: &[u8]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.tpm2b(sensitive);
+    let mut encrypted = w.into_vec();
+    let key = storage_key(parent, name);
+    Encryptor::<Aes128>::new(&key.into(), &[0u8; 16].into()).encrypt(&mut encrypted);
+    let mut out = Writer::new();
+    out.tpm2b(outer_integrity(parent, name, &encrypted).as_bytes());
+    let mut out = out.into_vec();
+    out.extend_from_slice(&encrypted);
+    out
+}
+
+/// The TPMT_SENSITIVE octets of a TPM2B_PRIVATE buffer made by [`wrap`] (Part 4
+/// `UnwrapOuter`): an integrity size other than pNameAlg's digest size, an HMAC that does
+/// not match, or a decrypted TPM2B_SENSITIVE whose size is not the rest, is TPM_RC_INTEGRITY
+/// (unnumbered; TPM2_Load numbers it with inPrivate).
+pub fn unwrap(parent: &Object, name: &[u8], private: &[u8]) -> Result<Vec<u8>, Rc> {
+    let mut r = Reader::new(private);
+    let integrity = r.tpm2b(MAX_DIGEST_SIZE).map_err(|_| rc::INTEGRITY)?;
+    let encrypted = r.rest();
+    if integrity.len() != parent.public.name_alg.digest_size()
+        || !constant_time_eq(
+            outer_integrity(parent, name, encrypted).as_bytes(),
+            integrity,
+        )
+    {
+        return Err(rc::INTEGRITY);
+    }
+    let mut plain = encrypted.to_vec();
+    let key = storage_key(parent, name);
+    Decryptor::<Aes128>::new(&key.into(), &[0u8; 16].into()).decrypt(&mut plain);
+    let mut inner = Reader::new(&plain);
+    let sensitive = inner.tpm2b(MAX_COMMAND_SIZE).map_err(|_| rc::INTEGRITY)?;
+    if !inner.is_empty() {
+        return Err(rc::INTEGRITY);
+    }
+    Ok(sensitive.to_vec())
+}
+
+/// A TPMT_SENSITIVE's (authValue, seedValue, d or data).
+pub type Sensitive = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// TPMT_SENSITIVE (Part 2 §12.3.2.4): sensitiveType (TPM_ALG_ECC, or TPM_ALG_KEYEDHASH for
+/// a sealed object), authValue, seedValue, sensitive (TPM2B_ECC_PARAMETER d, or
+/// TPM2B_SENSITIVE_DATA).
+pub fn sensitive_bytes(kind: KeyKind, auth: &[u8], seed_value: &[u8], private: &[u8]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u16(match kind {
+        KeyKind::Sealed => TPM_ALG_KEYEDHASH,
+        _ => TPM_ALG_ECC,
+    });
+    w.tpm2b(auth);
+    w.tpm2b(seed_value);
+    w.tpm2b(private);
+    w.into_vec()
+}
+
+/// Reads a TPMT_SENSITIVE for `public` and checks they belong together (Part 4
+/// `ObjectLoad`, `CryptValidateKeys`): type ECC, authValue at most nameAlg's digest,
+/// seedValue of nameAlg's digest size for a storage key and empty otherwise, d a valid
+/// P-256 private key whose public point is the unique field, nothing left over. Any failure
+/// is TPM_RC_BINDING (unnumbered). Returns (authValue, seedValue, d).
+pub fn read_sensitive(bytes: &[u8], public: &Public) -> Result<Sensitive, Rc> {
+    let bad = |_| rc::BINDING;
+    let mut r = Reader::new(bytes);
+    let sealed = public.kind == KeyKind::Sealed;
+    let expected_type = if sealed {
+        TPM_ALG_KEYEDHASH
+    } else {
+        TPM_ALG_ECC
+    };
+    if r.u16().map_err(bad)? != expected_type {
+        return Err(rc::BINDING);
+    }
+    let auth = r.tpm2b(MAX_DIGEST_SIZE).map_err(bad)?.to_vec();
+    let seed_value = r.tpm2b(MAX_DIGEST_SIZE).map_err(bad)?.to_vec();
+    let d = r.tpm2b(MAX_SEALED_DATA).map_err(bad)?;
+    let seed_size = match public.kind {
+        KeyKind::Storage | KeyKind::Sealed => public.name_alg.digest_size(),
+        KeyKind::Signing => 0,
+    };
+    if !r.is_empty() || auth.len() > public.name_alg.digest_size() || seed_value.len() != seed_size
+    {
+        return Err(rc::BINDING);
+    }
+    if sealed {
+        if sealed_unique(public.name_alg, &seed_value, d) != public.x {
+            return Err(rc::BINDING);
+        }
+        return Ok((auth, seed_value, d.to_vec()));
+    }
+    if d.len() > ECC_KEY_BYTES {
+        return Err(rc::BINDING);
+    }
+    let mut private = [0u8; 32];
+    private[ECC_KEY_BYTES - d.len()..].copy_from_slice(d);
+    let secret = p256::SecretKey::from_slice(&private).map_err(|_| rc::BINDING)?;
+    let point = secret.public_key();
+    let affine = point.as_affine();
+    if affine.x().as_slice() != public.x.as_slice() || affine.y().as_slice() != public.y.as_slice()
+    {
+        return Err(rc::BINDING);
+    }
+    Ok((auth, seed_value, private.to_vec()))
 }
 
 /// The DRBG as the random source `ecdsa` takes (rand_core's `TryRng`; it cannot fail).
@@ -280,10 +558,16 @@ pub struct Object {
     pub public: Public,
     /// The hierarchy it belongs to (its primary seed's).
     pub hierarchy: u32,
-    /// The private key d.
-    pub private: [u8; 32],
+    /// The private key d (32 octets), or a sealed object's data.
+    pub private: Vec<u8>,
     /// The authValue from inSensitive.userAuth.
     pub auth: Vec<u8>,
+    /// TPMT_SENSITIVE.seedValue: a storage key's secret protecting its children (Part 1
+    /// §23.2), nameAlg's digest size; empty for a signing key.
+    pub seed_value: Vec<u8>,
+    /// The parent's qualified name; empty for a primary object (its parent is the
+    /// hierarchy, whose qualified name is its handle).
+    pub parent_qn: Vec<u8>,
 }
 
 impl Object {
@@ -293,11 +577,13 @@ impl Object {
 
     /// A primary object's qualified name: its parent is the hierarchy handle.
     pub fn qualified_name(&self) -> Vec<u8> {
-        qualified_name(
-            self.public.name_alg,
-            &self.hierarchy.to_be_bytes(),
-            &self.name(),
-        )
+        let hierarchy = self.hierarchy.to_be_bytes();
+        let parent: &[u8] = if self.parent_qn.is_empty() {
+            &hierarchy
+        } else {
+            &self.parent_qn
+        };
+        qualified_name(self.public.name_alg, parent, &self.name())
     }
 
     /// ECDSA over P-256 of `digest` (the caller checked it is a SHA-256 digest) with the
@@ -344,12 +630,15 @@ impl Object {
     }
 
     /// The object inside a context blob (our format, as the reference's OBJECT is its
-    /// own): hierarchy, TPMT_PUBLIC as TPM2B, private key as TPM2B, authValue as TPM2B.
+    /// own): hierarchy, TPMT_PUBLIC as TPM2B, private key, authValue, seedValue and the
+    /// parent's qualified name, each as TPM2B.
     pub fn write(&self, w: &mut Writer) {
         w.u32(self.hierarchy);
         w.tpm2b(&self.public.to_bytes());
         w.tpm2b(&self.private);
         w.tpm2b(&self.auth);
+        w.tpm2b(&self.seed_value);
+        w.tpm2b(&self.parent_qn);
     }
 
     /// Reads what [`Object::write`] wrote; `None` if it does not decode exactly.
@@ -357,8 +646,10 @@ impl Object {
         let hierarchy = r.u32().ok()?;
         let mut public = Reader::new(r.tpm2b(MAX_CONTEXT_SIZE).ok()?);
         let public_area = read_template(&mut public).ok()?;
-        let private: [u8; 32] = r.tpm2b(32).ok()?.try_into().ok()?;
+        let private = r.tpm2b(MAX_SEALED_DATA).ok()?.to_vec();
         let auth = r.tpm2b(super::hash::MAX_DIGEST_SIZE).ok()?.to_vec();
+        let seed_value = r.tpm2b(super::hash::MAX_DIGEST_SIZE).ok()?.to_vec();
+        let parent_qn = r.tpm2b(2 + super::hash::MAX_DIGEST_SIZE).ok()?.to_vec();
         if !public.is_empty() || !r.is_empty() {
             return None;
         }
@@ -367,6 +658,8 @@ impl Object {
             hierarchy,
             private,
             auth,
+            seed_value,
+            parent_qn,
         })
     }
 }

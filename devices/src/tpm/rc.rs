@@ -61,6 +61,8 @@ pub const TICKET: Rc = RC_FMT1 + 0x020;
 /// A structure tag is not the one expected.
 pub const TAG: Rc = RC_FMT1 + 0x017;
 pub const RESERVED_BITS: Rc = RC_FMT1 + 0x021;
+/// The public and sensitive parts of a loaded object do not belong together (TPM2_Load).
+pub const BINDING: Rc = RC_FMT1 + 0x025;
 pub const BAD_AUTH: Rc = RC_FMT1 + 0x022;
 
 pub const RC_WARN: Rc = 0x900;

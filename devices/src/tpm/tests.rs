@@ -176,8 +176,8 @@ fn header_errors() {
         rc::SIZE,
         "an empty inData, then 4094 octets too many"
     );
-    // Unimplemented command codes: Create, a vendor code, garbage.
-    for cc in [0x0000_0153u32, 0x2000_0000, 0xffff_ffff, 0] {
+    // Unimplemented command codes: CreateLoaded, a vendor code, garbage.
+    for cc in [0x0000_0191u32, 0x2000_0000, 0xffff_ffff, 0] {
         let r = tpm.execute(0, &cmd(TPM_ST_NO_SESSIONS, cc, &[]));
         assert_eq!(r, h("80 01 00 00 00 0a 00 00 01 43"), "{cc:#x}");
     }
@@ -708,7 +708,7 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(29));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(32));
     assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
     assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
@@ -767,12 +767,14 @@ fn get_capability_pcrs_algs_handles() {
     );
     assert_eq!(rc_of(&get_cap(&mut tpm, TPM_CAP_PCRS, 1, 1)), 0x2C4);
     // TPM_CAP_ALGS: the hashes (TPMA_ALGORITHM hash), AES (symmetric), ECDSA (asymmetric,
-    // signing), ECC (asymmetric, object), CFB (encrypting), in TPM_ALG_ID order.
+    // signing), ECC (asymmetric, object), CFB (encrypting), KEYEDHASH (hash, object,
+    // signing, encrypting: 0x30C), in TPM_ALG_ID order.
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0, 100);
     assert_eq!(
         &r[10..],
-        &h("00 00 00 00 00 00 00 00 07 \
-            00 04 00 00 00 04  00 06 00 00 00 02  00 0b 00 00 00 04  00 0c 00 00 00 04 \
+        &h("00 00 00 00 00 00 00 00 08 \
+            00 04 00 00 00 04  00 06 00 00 00 02  00 08 00 00 03 0c \
+            00 0b 00 00 00 04  00 0c 00 00 00 04 \
             00 18 00 00 01 01  00 23 00 00 00 09  00 43 00 00 02 00")[..]
     );
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0x0005, 1);
@@ -3845,4 +3847,411 @@ fn hostile_sign_verify_and_quote_inputs_never_panic() {
     assert_eq!(tpm.objects.len(), 1);
     // Still signs afterwards.
     run_ok(&mut tpm, &sign);
+}
+
+// --- TPM2_Create and TPM2_Load: protected storage (Part 1 §23) ---
+
+const CREATE: u32 = 0x0000_0153;
+const LOAD: u32 = 0x0000_0157;
+
+/// KDFa (Part 1 §11.4.10.2, SP 800-108 counter mode with HMAC-SHA256) for at most 256
+/// bits, written out here: one block HMAC(key, 00000001 || label || 00 || u || v || bits).
+fn kdfa_sha256(key: &[u8], label: &[u8], u: &[u8], v: &[u8], bits: u32) -> Vec<u8> {
+    assert!(bits <= 256 && bits.is_multiple_of(8));
+    let mut block = hmac256(
+        key,
+        &[&1u32.to_be_bytes(), label, &[0], u, v, &bits.to_be_bytes()],
+    );
+    block.truncate(bits as usize / 8);
+    block
+}
+
+fn create_cmd(parent: u32, template: &[u8]) -> Vec<u8> {
+    let mut p = h("0004 0000 0000");
+    p.extend_from_slice(&(template.len() as u16).to_be_bytes());
+    p.extend_from_slice(template);
+    p.extend_from_slice(&h("0000 00000000"));
+    with_pw(CREATE, &parent.to_be_bytes(), b"", &p)
+}
+
+fn load_cmd(parent: u32, private: &[u8], public: &[u8]) -> Vec<u8> {
+    let mut p = (private.len() as u16).to_be_bytes().to_vec();
+    p.extend_from_slice(private);
+    p.extend_from_slice(&(public.len() as u16).to_be_bytes());
+    p.extend_from_slice(public);
+    with_pw(LOAD, &parent.to_be_bytes(), b"", &p)
+}
+
+/// Create's outPrivate and outPublic; checks creationData names the parent.
+fn create(tpm: &mut Tpm, parent: &Primary, template: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let r = run_ok(tpm, &create_cmd(parent.handle, template));
+    let mut at = 14;
+    let private = take2b(&r, &mut at).to_vec();
+    let public = take2b(&r, &mut at).to_vec();
+    let creation = take2b(&r, &mut at).to_vec();
+    let creation_hash = take2b(&r, &mut at).to_vec();
+    assert_eq!(creation_hash, Sha256::digest(&creation).to_vec());
+    // pcrSelect (count 0), pcrDigest (SHA-256 of nothing), locality 0, parentNameAlg.
+    let mut c = 0usize;
+    assert_eq!(&creation[..4], &[0, 0, 0, 0]);
+    c += 4;
+    assert_eq!(take2b(&creation, &mut c), &Sha256::digest(b"")[..]);
+    assert_eq!(creation[c], 1);
+    c += 1;
+    assert_eq!(&creation[c..c + 2], &TPM_ALG_SHA256.to_be_bytes());
+    c += 2;
+    assert_eq!(take2b(&creation, &mut c), &parent.name[..]);
+    (private, public)
+}
+
+fn name_of(public: &[u8]) -> Vec<u8> {
+    let mut name = TPM_ALG_SHA256.to_be_bytes().to_vec();
+    name.extend_from_slice(&Sha256::digest(public));
+    name
+}
+
+#[test]
+fn create_wraps_under_the_storage_seed_and_load_sign_verify() {
+    use cfb_mode::cipher::KeyIvInit;
+    let mut tpm = started();
+    let parent = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let (private, public) = create(&mut tpm, &parent, &signing_template());
+    let name = name_of(&public);
+
+    // The parent's seedValue, computed here from the SPS (see `object::derive_primary`).
+    let template_name = name_of(&storage_template());
+    let seed = kdfa_sha256(
+        &tpm.sps,
+        b"Primary Object Creation\0",
+        &template_name,
+        &0u32.to_be_bytes(),
+        256,
+    );
+    // integrityHMAC (TPM2B_DIGEST) || AES-128-CFB(IV 0) of TPM2B_SENSITIVE.
+    assert_eq!(&private[..2], &[0, 32]);
+    let (integrity, encrypted) = (&private[2..34], &private[34..]);
+    let hmac_key = kdfa_sha256(&seed, b"INTEGRITY", b"", b"", 256);
+    assert_eq!(integrity, &hmac256(&hmac_key, &[encrypted, &name])[..]);
+    let sym = kdfa_sha256(&seed, b"STORAGE", &name, b"", 128);
+    let mut plain = encrypted.to_vec();
+    cfb_mode::Decryptor::<aes::Aes128>::new(
+        &<[u8; 16]>::try_from(&sym[..]).unwrap().into(),
+        &[0u8; 16].into(),
+    )
+    .decrypt(&mut plain);
+    // TPM2B_SENSITIVE: size, TPM_ALG_ECC, empty authValue, empty seedValue, d (32 octets).
+    assert_eq!(&plain[..10], &h("0028 0023 0000 0000 0020")[..]);
+    assert_eq!(plain.len(), 42);
+    let d = p256::SecretKey::from_slice(&plain[10..42]).unwrap();
+    assert_eq!(
+        d.public_key(),
+        p256::PublicKey::from(verifying_key(&public))
+    );
+
+    // Load: the handle and the Name.
+    let r = run_ok(&mut tpm, &load_cmd(parent.handle, &private, &public));
+    let handle = u32_at(&r, 10);
+    assert_eq!(handle, 0x8000_0001);
+    let mut at = 18;
+    assert_eq!(take2b(&r, &mut at), &name[..]);
+    // ReadPublic's qualifiedName: QN = nameAlg || H(QN(parent) || Name), QN(parent) =
+    // nameAlg || H(TPM_RH_OWNER || Name(parent)).
+    let read_public = cmd(TPM_ST_NO_SESSIONS, 0x173, &handle.to_be_bytes());
+    let r = run_ok(&mut tpm, &read_public);
+    let mut at = 10;
+    assert_eq!(take2b(&r, &mut at), &public[..]);
+    assert_eq!(take2b(&r, &mut at), &name[..]);
+    let mut parent_qn = TPM_ALG_SHA256.to_be_bytes().to_vec();
+    parent_qn.extend_from_slice(&sha256(&[&TPM_RH_OWNER.to_be_bytes(), &parent.name]));
+    let mut qn = TPM_ALG_SHA256.to_be_bytes().to_vec();
+    qn.extend_from_slice(&sha256(&[&parent_qn, &name]));
+    assert_eq!(take2b(&r, &mut at), &qn[..]);
+
+    // Sign with the loaded child, verify with p256 and with VerifySignature.
+    let digest = sha256(&[b"child"]);
+    let (sig, p256_sig) = signed(&run_ok(
+        &mut tpm,
+        &sign_cmd(handle, b"", &digest, "0010", &h("8024 40000007 0000")),
+    ));
+    verifying_key(&public)
+        .verify_prehash(&digest, &p256_sig)
+        .unwrap();
+    run_ok(&mut tpm, &verify_cmd(handle, &digest, &sig));
+
+    // Two Creates of the same template give different keys.
+    let (_, other) = create(&mut tpm, &parent, &signing_template());
+    assert_ne!(unique(&other), unique(&public));
+}
+
+#[test]
+fn load_refuses_any_flipped_byte_and_foreign_parts() {
+    let mut tpm = started();
+    let parent = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let (private, public) = create(&mut tpm, &parent, &signing_template());
+    let integrity_p1 = rc::INTEGRITY + 0x140;
+    for i in 0..private.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut p = private.clone();
+            p[i] ^= bit;
+            let r = run(&mut tpm, &load_cmd(parent.handle, &p, &public));
+            assert_eq!(rc_of(&r), integrity_p1, "octet {i}");
+        }
+    }
+    // Truncated or extended private, another key's public: integrity.
+    let r = run(&mut tpm, &load_cmd(parent.handle, &private[..40], &public));
+    assert_eq!(rc_of(&r), integrity_p1);
+    let mut longer = private.clone();
+    longer.push(0);
+    let r = run(&mut tpm, &load_cmd(parent.handle, &longer, &public));
+    assert_eq!(rc_of(&r), integrity_p1);
+    let (_, other_public) = create(&mut tpm, &parent, &signing_template());
+    let r = run(&mut tpm, &load_cmd(parent.handle, &private, &other_public));
+    assert_eq!(rc_of(&r), integrity_p1);
+    // Another storage parent (the endorsement hierarchy's): a different seedValue.
+    let other_parent = create_primary(&mut tpm, TPM_RH_ENDORSEMENT, &storage_template());
+    let r = run(&mut tpm, &load_cmd(other_parent.handle, &private, &public));
+    assert_eq!(rc_of(&r), integrity_p1);
+    // A signing key as parent: TPM_RC_TYPE + handle 1, for Create and Load.
+    assert_eq!(rc_of(&flush(&mut tpm, other_parent.handle)), 0);
+    let signer = create_primary(&mut tpm, TPM_RH_OWNER, &signing_template());
+    let r = run(&mut tpm, &create_cmd(signer.handle, &signing_template()));
+    assert_eq!(rc_of(&r), rc::TYPE + 0x100);
+    let r = run(&mut tpm, &load_cmd(signer.handle, &private, &public));
+    assert_eq!(rc_of(&r), rc::TYPE + 0x100);
+    // Still loadable under the right parent.
+    assert_eq!(rc_of(&flush(&mut tpm, signer.handle)), 0);
+    run_ok(&mut tpm, &load_cmd(parent.handle, &private, &public));
+}
+
+#[test]
+fn storage_children_are_parents_and_create_load_never_panic() {
+    let mut tpm = started();
+    let parent = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let (private, public) = create(&mut tpm, &parent, &storage_template());
+    let r = run_ok(&mut tpm, &load_cmd(parent.handle, &private, &public));
+    let child = Primary {
+        handle: u32_at(&r, 10),
+        name: name_of(&public),
+        public: public.clone(),
+    };
+    let (gp, gpub) = create(&mut tpm, &child, &signing_template());
+    // The grandchild loads under the child only.
+    let r = run(&mut tpm, &load_cmd(parent.handle, &gp, &gpub));
+    assert_eq!(rc_of(&r), rc::INTEGRITY + 0x140);
+    let r = run_ok(&mut tpm, &load_cmd(child.handle, &gp, &gpub));
+    let grandchild = u32_at(&r, 10);
+    assert_eq!(rc_of(&flush(&mut tpm, grandchild)), 0);
+
+    // Every truncation of Create and Load is an error; random flips never panic.
+    let commands = [
+        create_cmd(parent.handle, &signing_template()),
+        load_cmd(child.handle, &gp, &gpub),
+    ];
+    for c in &commands {
+        for n in 0..c.len() {
+            assert_ne!(rc_of(&run(&mut tpm, &c[..n])), 0);
+        }
+    }
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    for _ in 0..3000 {
+        let mut c = commands[rng.below(2)].clone();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(c.len());
+            c[at] ^= 1 << rng.below(8);
+        }
+        if rng.below(4) != 0 {
+            let len = c.len() as u32;
+            c[2..6].copy_from_slice(&len.to_be_bytes());
+        }
+        let r = run(&mut tpm, &c);
+        if rc_of(&r) == 0 && u32::from_be_bytes(c[6..10].try_into().unwrap()) == LOAD {
+            // A flip outside the private and public (e.g. in the session) may load.
+            assert_eq!(rc_of(&flush(&mut tpm, u32_at(&r, 10))), 0);
+        }
+    }
+}
+
+const UNSEAL: u32 = 0x0000_015E;
+
+/// A sealed data object's TPMT_PUBLIC template: KEYEDHASH, SHA-256, scheme NULL, empty unique.
+fn sealed_template(attributes: u32, policy: &[u8]) -> Vec<u8> {
+    let mut t = h("0008 000b");
+    t.extend_from_slice(&attributes.to_be_bytes());
+    t.extend_from_slice(&(policy.len() as u16).to_be_bytes());
+    t.extend_from_slice(policy);
+    t.extend_from_slice(&h("0010 0000"));
+    t
+}
+
+fn create_sealed_cmd(parent: u32, auth: &[u8], data: &[u8], template: &[u8]) -> Vec<u8> {
+    let mut sensitive = (auth.len() as u16).to_be_bytes().to_vec();
+    sensitive.extend_from_slice(auth);
+    sensitive.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    sensitive.extend_from_slice(data);
+    let mut p = (sensitive.len() as u16).to_be_bytes().to_vec();
+    p.extend(sensitive);
+    p.extend_from_slice(&(template.len() as u16).to_be_bytes());
+    p.extend_from_slice(template);
+    p.extend_from_slice(&h("0000 00000000"));
+    with_pw(CREATE, &parent.to_be_bytes(), b"", &p)
+}
+
+/// Create's outPrivate and outPublic from a response.
+fn created(r: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut at = 14;
+    let private = take2b(r, &mut at).to_vec();
+    let public = take2b(r, &mut at).to_vec();
+    (private, public)
+}
+
+/// The TPMT_SENSITIVE inside an outPrivate made under the owner's default storage primary,
+/// decrypted here (seedValue from the SPS, KDFa, AES-128-CFB with IV 0).
+fn open_private(tpm: &Tpm, private: &[u8], name: &[u8]) -> Vec<u8> {
+    use cfb_mode::cipher::KeyIvInit;
+    let seed = kdfa_sha256(
+        &tpm.sps,
+        b"Primary Object Creation\0",
+        &name_of(&storage_template()),
+        &0u32.to_be_bytes(),
+        256,
+    );
+    let hmac_key = kdfa_sha256(&seed, b"INTEGRITY", b"", b"", 256);
+    assert_eq!(
+        &private[2..34],
+        &hmac256(&hmac_key, &[&private[34..], name])[..]
+    );
+    let sym = kdfa_sha256(&seed, b"STORAGE", name, b"", 128);
+    let mut plain = private[34..].to_vec();
+    cfb_mode::Decryptor::<aes::Aes128>::new(
+        &<[u8; 16]>::try_from(&sym[..]).unwrap().into(),
+        &[0u8; 16].into(),
+    )
+    .decrypt(&mut plain);
+    assert_eq!(
+        usize::from(u16::from_be_bytes([plain[0], plain[1]])),
+        plain.len() - 2
+    );
+    plain[2..].to_vec()
+}
+
+fn unseal_pw(handle: u32, password: &[u8]) -> Vec<u8> {
+    with_pw(UNSEAL, &handle.to_be_bytes(), password, &[])
+}
+
+#[test]
+fn sealed_data_create_load_unseal_with_a_password() {
+    let mut tpm = started();
+    let parent = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    // fixedTPM | fixedParent | userWithAuth: what `tpm2_create -i` asks for.
+    let template = sealed_template(0x52, &[]);
+    let data = b"the sealed secret";
+    let r = run_ok(
+        &mut tpm,
+        &create_sealed_cmd(parent.handle, b"pw", data, &template),
+    );
+    let (private, public) = created(&r);
+    let name = name_of(&public);
+    // TPMT_SENSITIVE: KEYEDHASH, authValue "pw", seedValue (32), data; unique =
+    // SHA-256(seedValue || data).
+    let sensitive = open_private(&tpm, &private, &name);
+    assert_eq!(&sensitive[..6], &h("0008 0002 7077")[..]);
+    assert_eq!(&sensitive[6..8], &[0, 32]);
+    let seed_value = &sensitive[8..40];
+    assert_eq!(&sensitive[40..42], &(data.len() as u16).to_be_bytes());
+    assert_eq!(&sensitive[42..], data);
+    let mut expected_public = template[..template.len() - 2].to_vec();
+    expected_public.extend_from_slice(&[0, 32]);
+    expected_public.extend_from_slice(&sha256(&[seed_value, data]));
+    assert_eq!(public, expected_public);
+
+    let r = run_ok(&mut tpm, &load_cmd(parent.handle, &private, &public));
+    let handle = u32_at(&r, 10);
+    let r = run_ok(&mut tpm, &unseal_pw(handle, b"pw"));
+    // parameterSize, TPM2B data, the password response session.
+    assert_eq!(u32_at(&r, 10) as usize, 2 + data.len());
+    assert_eq!(&r[14..16], &(data.len() as u16).to_be_bytes());
+    assert_eq!(&r[16..16 + data.len()], data);
+    assert_eq!(&r[16 + data.len()..], &h("0000 01 0000")[..]);
+    assert_ne!(rc_of(&run(&mut tpm, &unseal_pw(handle, b"no"))), 0);
+    // A signing key, the storage parent: not sealed data (TPM_RC_TYPE + handle 1).
+    assert_eq!(rc_of(&run(&mut tpm, &unseal_pw(parent.handle, b""))), 0x18A);
+    // Sign refuses the sealed object (TPM_RC_KEY + handle 1).
+    let r = run(
+        &mut tpm,
+        &sign_cmd(handle, b"pw", &[0; 32], "0010", &h("8024 40000007 0000")),
+    );
+    assert_eq!(rc_of(&r), rc::KEY + 0x100);
+    // Any flipped byte of the private: TPM_RC_INTEGRITY + P1.
+    for i in 0..private.len() {
+        let mut p = private.clone();
+        p[i] ^= 0x10;
+        let r = run(&mut tpm, &load_cmd(parent.handle, &p, &public));
+        assert_eq!(rc_of(&r), rc::INTEGRITY + 0x140);
+    }
+    // Template errors: sensitiveDataOrigin or sign set, HMAC scheme, too much data;
+    // CreatePrimary of sealed data is not implemented (TPM_RC_TYPE + P2).
+    let bad = |tpm: &mut Tpm, data: &[u8], t: &[u8]| {
+        rc_of(&run(tpm, &create_sealed_cmd(parent.handle, b"", data, t)))
+    };
+    assert_eq!(bad(&mut tpm, b"x", &sealed_template(0x72, &[])), 0x2C2);
+    assert_eq!(bad(&mut tpm, b"x", &sealed_template(0x4_0052, &[])), 0x2C2);
+    let mut hmac_scheme = sealed_template(0x52, &[]);
+    let n = hmac_scheme.len();
+    hmac_scheme[n - 4..n - 2].copy_from_slice(&TPM_ALG_HMAC.to_be_bytes());
+    assert_eq!(bad(&mut tpm, b"x", &hmac_scheme), 0x2D2);
+    assert_eq!(bad(&mut tpm, &[0; 129], &sealed_template(0x52, &[])), 0x1D5);
+    let r = run(&mut tpm, &create_primary_cmd(TPM_RH_OWNER, &template));
+    assert_eq!(rc_of(&r), 0x2CA);
+}
+
+#[test]
+fn sealed_data_unseals_with_a_pcr_policy_session_only() {
+    let mut tpm = started();
+    extend_sha256(&mut tpm, 0, 16, &[3; 32]);
+    // The policy, computed here: SHA-256(0^32 || TPM_CC_PolicyPCR || selection || pcrDigest).
+    let pcr16 = sha256(&[&[0; 32], &[3; 32]]);
+    let pcr_digest = sha256(&[&[0; 32], &pcr16]);
+    let policy = sha256(&[
+        &[0; 32],
+        &POLICY_PCR.to_be_bytes(),
+        &h(SEL_0_16),
+        &pcr_digest,
+    ]);
+    let parent = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    // fixedTPM | fixedParent, no userWithAuth: a policy session is the only way.
+    let data = b"policy-sealed";
+    let r = run_ok(
+        &mut tpm,
+        &create_sealed_cmd(parent.handle, b"", data, &sealed_template(0x12, &policy)),
+    );
+    let (private, public) = created(&r);
+    let name = name_of(&public);
+    let r = run_ok(&mut tpm, &load_cmd(parent.handle, &private, &public));
+    let handle = u32_at(&r, 10);
+    // A password is refused: TPM_RC_AUTH_UNAVAILABLE.
+    assert_eq!(rc_of(&run(&mut tpm, &unseal_pw(handle, b""))), 0x12F);
+
+    let mut p = start(&mut tpm, TPM_RH_NULL, 1);
+    run_ok(&mut tpm, &policy_pcr_cmd(p.handle, &[], &h(SEL_0_16)));
+    let unseal = with_session(
+        &p,
+        UNSEAL,
+        &[handle],
+        core::slice::from_ref(&name),
+        b"",
+        1,
+        &[],
+    );
+    let r = run(&mut tpm, &unseal);
+    let params = check_session_response(&mut p, UNSEAL, b"", 1, &r);
+    assert_eq!(&params[..2], &(data.len() as u16).to_be_bytes());
+    assert_eq!(&params[2..], data);
+    assert_eq!(flush(&mut tpm, p.handle), h(SUCCESS));
+
+    // PCR 16 moves: the policy no longer matches (TPM_RC_POLICY_FAIL + session 1).
+    extend_sha256(&mut tpm, 0, 16, &[4; 32]);
+    let q = start(&mut tpm, TPM_RH_NULL, 1);
+    run_ok(&mut tpm, &policy_pcr_cmd(q.handle, &[], &h(SEL_0_16)));
+    let unseal = with_session(&q, UNSEAL, &[handle], &[name], b"", 1, &[]);
+    assert_eq!(rc_of(&run(&mut tpm, &unseal)), 0x99D);
 }

@@ -21,9 +21,19 @@ const MANUFACTURER: [u8; 4] = *b"PRPT";
 /// The algorithms implemented, in TPM_ALG_ID order, with their TPMA_ALGORITHM bits (Part 2
 /// §8.2, Table 32: asymmetric 0, symmetric 1, hash 2, object 3, signing 8, encrypting 9), as
 /// the reference implementation's table gives them for each.
-const ALGORITHMS: [(u16, u32); 7] = [
+///
+/// TPM_ALG_KEYEDHASH is hash, object, signing and encrypting, as the reference's
+/// AlgorithmCap.c lists it (sealed data objects are its only use here).
+const ALGORITHMS: [(u16, u32); 8] = [
     (TPM_ALG_SHA1, TPMA_ALGORITHM_HASH),
     (TPM_ALG_AES, TPMA_ALGORITHM_SYMMETRIC),
+    (
+        TPM_ALG_KEYEDHASH,
+        TPMA_ALGORITHM_HASH
+            | TPMA_ALGORITHM_OBJECT
+            | TPMA_ALGORITHM_SIGNING
+            | TPMA_ALGORITHM_ENCRYPTING,
+    ),
     (TPM_ALG_SHA256, TPMA_ALGORITHM_HASH),
     (TPM_ALG_SHA384, TPMA_ALGORITHM_HASH),
     (

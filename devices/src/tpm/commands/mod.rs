@@ -159,11 +159,24 @@ pub const COMMANDS: &[CommandDef] = &[
     },
     CommandDef {
         nv: false,
+        ..authorized(TPM_CC_CREATE, OBJECT, object::create)
+    },
+    CommandDef {
+        nv: false,
+        r_handle: true,
+        ..authorized(TPM_CC_LOAD, OBJECT, object::load)
+    },
+    CommandDef {
+        nv: false,
         ..authorized(TPM_CC_QUOTE, OBJECT, signing::quote)
     },
     CommandDef {
         nv: false,
         ..authorized(TPM_CC_SIGN, OBJECT, signing::sign)
+    },
+    CommandDef {
+        nv: false,
+        ..authorized(TPM_CC_UNSEAL, OBJECT, object::unseal)
     },
     CommandDef {
         r_handle: true,
@@ -275,6 +288,10 @@ mod tests {
             lookup(TPM_CC_VERIFY_SIGNATURE).unwrap().attributes(),
             0x0200_0177
         );
+        // Create: one handle; Load: one handle and a response handle (Part 4 s_ccAttr).
+        assert_eq!(lookup(TPM_CC_CREATE).unwrap().attributes(), 0x0200_0153);
+        assert_eq!(lookup(TPM_CC_LOAD).unwrap().attributes(), 0x1200_0157);
+        assert_eq!(lookup(TPM_CC_UNSEAL).unwrap().attributes(), 0x0200_015E);
         // ContextLoad: a response handle; ContextSave: one handle (Part 4 s_ccAttr).
         assert_eq!(
             lookup(TPM_CC_CONTEXT_LOAD).unwrap().attributes(),
