@@ -653,3 +653,47 @@ fn tpm2_tools_create_load_sign_and_unseal_under_a_storage_primary() {
     assert_eq!(with_policy, "sealed by parapet\n");
     assert!(!moved.status.success());
 }
+
+#[test]
+fn tpm2_tools_evictcontrol_persists_reads_and_evicts_a_primary() {
+    let tpm = Server::start();
+    let dir = std::env::temp_dir().join(format!("parapet-tpm2-evict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let primary = dir
+        .join("primary.ctx")
+        .to_str()
+        .expect("UTF-8 path")
+        .to_owned();
+    tpm.ok("tpm2_startup", &["-c"]);
+    tpm.ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-g", "sha256", "-G", "ecc256", "-c", &primary],
+    );
+    let transient = tpm.ok("tpm2_readpublic", &["-c", &primary]);
+    let persisted = tpm.ok(
+        "tpm2_evictcontrol",
+        &["-C", "o", "-c", &primary, "0x81000001"],
+    );
+    let handles = tpm.ok("tpm2_getcap", &["handles-persistent"]);
+    let public = tpm.ok("tpm2_readpublic", &["-c", "0x81000001"]);
+    // The same handle twice: TPM_RC_NV_DEFINED.
+    let again = tpm.run(
+        "tpm2_evictcontrol",
+        &["-C", "o", "-c", &primary, "0x81000001"],
+    );
+    let evicted = tpm.ok("tpm2_evictcontrol", &["-C", "o", "-c", "0x81000001"]);
+    let after = tpm.ok("tpm2_getcap", &["handles-persistent"]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(persisted.contains("action: persisted"), "{persisted}");
+    assert_eq!(handles.trim(), "- 0x81000001");
+    let name = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("name: "))
+            .map(str::to_owned)
+    };
+    assert!(name(&public).is_some(), "{public}");
+    assert_eq!(name(&public), name(&transient));
+    assert!(!again.status.success());
+    assert!(evicted.contains("action: evicted"), "{evicted}");
+    assert_eq!(after.trim(), "");
+}

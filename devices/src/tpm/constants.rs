@@ -26,6 +26,7 @@ pub const TPM_GENERATED_VALUE: u32 = 0xFF54_4347;
 // TPM_CC (Part 2 §6.5.2, Table 12): the command codes this TPM knows by name. Only those in
 // the command table (commands/mod.rs) are implemented.
 
+pub const TPM_CC_EVICT_CONTROL: u32 = 0x0000_0120;
 pub const TPM_CC_NV_UNDEFINE_SPACE: u32 = 0x0000_0122;
 pub const TPM_CC_CREATE_PRIMARY: u32 = 0x0000_0131;
 pub const TPM_CC_NV_DEFINE_SPACE: u32 = 0x0000_012A;
@@ -113,6 +114,14 @@ pub const TPMA_OBJECT_RESERVED: u32 = 0xFFF0_F309;
 pub const MAX_LOADED_OBJECTS: usize = 3;
 /// The first transient object handle (TRANSIENT_FIRST, Part 2 §7.5).
 pub const TRANSIENT_FIRST: u32 = (TPM_HT_TRANSIENT as u32) << HR_SHIFT;
+/// Persistent object handles (Part 2 §7.5, PERSISTENT_FIRST): the owner's range
+/// 0x81000000-0x817FFFFF, then the platform's 0x81800000-0x81FFFFFF (PLATFORM_PERSISTENT,
+/// Part 4 `NvIsOwnerPersistentHandle` / `NvIsPlatformPersistentHandle`).
+pub const PERSISTENT_FIRST: u32 = (TPM_HT_PERSISTENT as u32) << HR_SHIFT;
+pub const PLATFORM_PERSISTENT: u32 = PERSISTENT_FIRST + 0x0080_0000;
+pub const PERSISTENT_LAST: u32 = PERSISTENT_FIRST + 0x00FF_FFFF;
+/// Persistent object slots (TPM_PT_HR_PERSISTENT_MIN; the PC Client profile asks for 7).
+pub const MAX_PERSISTENT_OBJECTS: usize = 7;
 
 // TPM_SE (Part 2, the TPM_SE table after TPM_SU): the session types of TPM2_StartAuthSession.
 pub const TPM_SE_HMAC: u8 = 0x00;

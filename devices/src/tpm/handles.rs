@@ -6,8 +6,8 @@
 //! owner and platform hierarchies as authorization entities (empty authValues until
 //! HierarchyChangeAuth), the password pseudo-session TPM_RS_PW, and policy session handles
 //! in the handle area (PolicyPCR, PolicyGetDigest), and loaded transient objects (USER role:
-//! their authValue with userWithAuth, their authPolicy; Sign, Quote). Persistent objects do
-//! not exist yet. A new entity type adds a [`HandleKind`] (its unmarshalling rule) and an
+//! their authValue with userWithAuth, their authPolicy; Sign, Quote), and persistent objects (TPM2_EvictControl), which
+//! every TPMI_DH_OBJECT handle may name as it names a loaded one. A new entity type adds a [`HandleKind`] (its unmarshalling rule) and an
 //! arm in [`entity_auth`].
 
 use super::constants::{
@@ -71,8 +71,8 @@ pub enum HandleKind {
     /// endorsement, platform or null; anything else TPM_RC_VALUE.
     Hierarchy,
     /// TPMI_DH_OBJECT (Part 2 §9.3): a loaded transient object (one not loaded:
-    /// TPM_RC_REFERENCE_H0, Part 4 `EntityGetLoadStatus`); a persistent handle is
-    /// TPM_RC_HANDLE (none exist); anything else TPM_RC_VALUE.
+    /// TPM_RC_REFERENCE_H0, Part 4 `EntityGetLoadStatus`) or a persistent object (one not
+    /// there: TPM_RC_HANDLE, Part 4 `NvLoadObject`); anything else TPM_RC_VALUE.
     Object,
     /// TPMI_DH_CONTEXT (Part 2 §9.10): ContextSave's saveHandle, an HMAC or policy session
     /// or a transient object; one not loaded is TPM_RC_REFERENCE_H0 (Part 4
@@ -138,6 +138,7 @@ impl HandleKind {
             HandleKind::Object => match handle_type(handle) {
                 TPM_HT_TRANSIENT if tpm.objects.get(handle).is_some() => Ok(()),
                 TPM_HT_TRANSIENT => Err(rc::REFERENCE_H0),
+                TPM_HT_PERSISTENT if tpm.persistent.contains_key(&handle) => Ok(()),
                 TPM_HT_PERSISTENT => Err(rc::HANDLE),
                 _ => Err(rc::VALUE),
             },
@@ -206,7 +207,7 @@ pub fn entity_auth(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
         }
         return EntityAuth::Value(&index.auth, index.public.has(TPMA_NV_NO_DA));
     }
-    if let Some(object) = tpm.objects.get(handle) {
+    if let Some(object) = tpm.object(handle) {
         // Every command here that authorizes an object (Sign, Quote) asks for the USER
         // role: the authValue serves only with userWithAuth (Part 1 §19.7.1; Part 4
         // `IsAuthValueAvailable`; a loaded object always has its sensitive part).
@@ -226,7 +227,7 @@ pub fn entity_auth(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
 /// answers). The hierarchies and PCRs have an empty authPolicy (SetPrimaryPolicy and
 /// PCR_SetAuthPolicy are not implemented), which no policyDigest matches.
 pub fn entity_policy(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
-    if let Some(object) = tpm.objects.get(handle) {
+    if let Some(object) = tpm.object(handle) {
         // USER role: a policy session always may (Part 1 §19.7.1), against authPolicy.
         let public = &object.public;
         return EntityAuth::Value(
@@ -254,7 +255,7 @@ pub fn entity_policy(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
 /// The Name of the entity behind a handle of the handle area (Part 1 §16): an NV index's
 /// is its nameAlg and the digest of its public area, every other handle's is the handle.
 pub fn name(tpm: &Tpm, handle: u32) -> Vec<u8> {
-    if let Some(object) = tpm.objects.get(handle) {
+    if let Some(object) = tpm.object(handle) {
         return object.name();
     }
     match tpm.nv.get(handle) {

@@ -18,7 +18,8 @@
 //! (sessions and objects), PolicyPCR, PolicyGetDigest, CreatePrimary (ECC P-256,
 //! `object.rs`), Create and Load (ECC P-256 keys and sealed data objects under a storage
 //! key, protected as Part 1 §23 says: `object::wrap`), Unseal, ReadPublic, Sign,
-//! VerifySignature and Quote (ECDSA P-256 / SHA-256, `commands/signing.rs`).
+//! VerifySignature and Quote (ECDSA P-256 / SHA-256, `commands/signing.rs`), EvictControl
+//! (persistent objects, kept in the state and usable wherever a loaded object is).
 //! Any other command code is TPM_RC_COMMAND_CODE.
 //!
 //! # Sessions
@@ -85,6 +86,7 @@ mod state;
 mod tests;
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 pub use constants::{MAX_COMMAND_SIZE, MAX_RESPONSE_SIZE};
@@ -97,7 +99,7 @@ use constants::{
 use drbg::HmacDrbg;
 use marshal::{Reader, Writer};
 use nv::NvIndices;
-use object::Objects;
+use object::{Object, Objects};
 use pcr::Pcrs;
 use rc::Rc;
 use session::Sessions;
@@ -144,6 +146,8 @@ pub struct Tpm {
     drbg: HmacDrbg,
     /// The NV indices (`nv.rs`).
     nv: NvIndices,
+    /// The persistent objects (TPM2_EvictControl, `commands/object.rs`), by handle.
+    persistent: BTreeMap<u32, Object>,
     // --- Volatile: lost at _TPM_Init. ---
     /// Startup has run (and with it the PCR initialisation).
     started: bool,
@@ -202,6 +206,7 @@ impl Tpm {
             orderly: Orderly::None,
             drbg,
             nv: NvIndices::default(),
+            persistent: BTreeMap::new(),
             started: false,
             orderly_startup: false,
             null_seed: [0; SEED_SIZE],
@@ -236,6 +241,13 @@ impl Tpm {
     /// Advances the TPM's clock by `ms` milliseconds of powered time.
     pub fn advance_clock(&mut self, ms: u64) {
         self.clock_ms = self.clock_ms.saturating_add(ms);
+    }
+
+    /// The object behind `handle`: a loaded transient object or a persistent one.
+    fn object(&self, handle: u32) -> Option<&Object> {
+        self.objects
+            .get(handle)
+            .or_else(|| self.persistent.get(&handle))
     }
 
     /// Whether Startup has run since power-on or the last [`Tpm::init`].

@@ -10,7 +10,7 @@
 //! | field | octets |
 //! |---|---|
 //! | magic "PTPM" | 4 |
-//! | format version (2; 1 is still read: it is version 2 without NV indices) | 2 |
+//! | format version (3; 2 is still read: version 3 without persistent objects; so is 1, version 2 without NV indices) | 2 |
 //! | EPS, SPS, PPS | 3 × 32 |
 //! | resetCount, restartCount, clearCount | 3 × 4 |
 //! | clock (ms) | 8 |
@@ -21,6 +21,7 @@
 //! | PCRs: update counter, then SHA-1, SHA-256, SHA-384 banks, PCR 0 to 23 each | 4 + 24 × (20 + 32 + 48) |
 //! | tested algorithms (bits 0-2), failure mode (0 or 1) | 2 |
 //! | NV indices (version 2): count, then each one's TPMS_NV_PUBLIC, authValue (TPM2B) and dataSize octets of data, ascending handles | 4 + … |
+//! | persistent objects (version 3): count, then each one's handle and the object as a TPM2B of `Object::write`'s format, ascending handles | 4 + … |
 //!
 //! Loaded and saved HMAC and policy sessions and transient objects are not in the blob: like _TPM_Init, a restore
 //! starts with none, and a context saved before it does not load after it (a new context
@@ -31,18 +32,25 @@
 //! trailing bytes — and never panics, since storage can be corrupted.
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::constants::{
+    MAX_CONTEXT_SIZE, MAX_PERSISTENT_OBJECTS, PERSISTENT_FIRST, PERSISTENT_LAST,
+};
 use super::drbg::HmacDrbg;
 use super::marshal::{Reader, Writer};
 use super::nv::NvIndices;
+use super::object::Object;
 use super::pcr::Pcrs;
 use super::{Orderly, Tpm, SEED_SIZE};
 
 const MAGIC: [u8; 4] = *b"PTPM";
-const VERSION: u16 = 2;
-/// The format before NV indices: the same fields, without the last.
+const VERSION: u16 = 3;
+/// The format before NV indices: version 2 without its last field.
 const VERSION_1: u16 = 1;
+/// The format before persistent objects: version 3 without its last field.
+const VERSION_2: u16 = 2;
 
 /// Why a blob is not a TPM state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +113,13 @@ impl Tpm {
         w.u8(self.tested);
         w.u8(u8::from(self.failure));
         self.nv.write_state(&mut w);
+        w.count(self.persistent.len());
+        for (&handle, object) in &self.persistent {
+            w.u32(handle);
+            let mut body = Writer::new();
+            object.write(&mut body);
+            w.tpm2b(body.as_slice());
+        }
         w.into_vec()
     }
 
@@ -117,7 +132,7 @@ impl Tpm {
             return Err(StateError::NotAState);
         }
         let version = r.u16().map_err(t)?;
-        if version != VERSION && version != VERSION_1 {
+        if version != VERSION && version != VERSION_2 && version != VERSION_1 {
             return Err(StateError::UnsupportedVersion(version));
         }
         let eps = seed(&mut r)?;
@@ -153,6 +168,27 @@ impl Tpm {
                 Some(field) => StateError::InvalidField(field),
             })?
         };
+        let mut persistent = BTreeMap::new();
+        if version == VERSION {
+            let count = r.u32().map_err(t)? as usize;
+            if count > MAX_PERSISTENT_OBJECTS {
+                return Err(StateError::InvalidField("persistent objects"));
+            }
+            let mut last = None;
+            for _ in 0..count {
+                let handle = r.u32().map_err(t)?;
+                if !(PERSISTENT_FIRST..=PERSISTENT_LAST).contains(&handle)
+                    || last.is_some_and(|l| handle <= l)
+                {
+                    return Err(StateError::InvalidField("persistent handle"));
+                }
+                last = Some(handle);
+                let body = r.tpm2b(MAX_CONTEXT_SIZE).map_err(t)?;
+                let object = Object::read(Reader::new(body))
+                    .ok_or(StateError::InvalidField("persistent object"))?;
+                persistent.insert(handle, object);
+            }
+        }
         if !r.is_empty() {
             return Err(StateError::TrailingData);
         }
@@ -167,6 +203,7 @@ impl Tpm {
             orderly,
             drbg,
             nv,
+            persistent,
             started,
             orderly_startup,
             null_seed,

@@ -708,7 +708,7 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(32));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(33));
     assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
     assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
@@ -739,7 +739,8 @@ fn get_capability_commands_as_linux_reads_them() {
     let attrs: Vec<u32> = (0..total as usize)
         .map(|i| u32_at(&r, 19 + 4 * i))
         .collect();
-    assert_eq!(attrs[0], 0x0440_0122, "NV_UndefineSpace: nv, two handles");
+    assert_eq!(attrs[0], 0x0440_0120, "EvictControl: nv, two handles");
+    assert_eq!(attrs[1], 0x0440_0122, "NV_UndefineSpace: nv, two handles");
     assert!(attrs.contains(&0x0240_013C), "PCR_Event: nv, one handle");
     for cc in [0x12A, 0x137, 0x14E, 0x169, 0x17D] {
         assert!(attrs.iter().any(|a| a & 0xFFFF == cc), "{cc:#x}");
@@ -1050,10 +1051,10 @@ fn corrupt_states_are_rejected_without_panicking() {
     magic[0] = b'X';
     assert_eq!(Tpm::from_bytes(&magic), Err(StateError::NotAState));
     let mut version = bytes.clone();
-    version[5] = 3;
+    version[5] = 4;
     assert_eq!(
         Tpm::from_bytes(&version),
-        Err(StateError::UnsupportedVersion(3))
+        Err(StateError::UnsupportedVersion(4))
     );
     // The orderly tag sits after magic, version, seeds, counters and clock.
     let orderly_at = 4 + 2 + 96 + 12 + 8;
@@ -1684,7 +1685,8 @@ fn nv_clear_stclear_and_state_round_trip() {
     // A version 1 state (before NV indices) is still read: no indices.
     let fresh = started();
     let mut v1 = fresh.to_bytes();
-    assert_eq!(v1.split_off(v1.len() - 4), [0, 0, 0, 0]);
+    // No NV indices, no persistent objects (version 3's last field).
+    assert_eq!(v1.split_off(v1.len() - 8), [0; 8]);
     v1[5] = 1;
     assert_eq!(Tpm::from_bytes(&v1), Ok(fresh));
     // Every truncation of a state with NV content is an error.
@@ -1696,7 +1698,7 @@ fn nv_clear_stclear_and_state_round_trip() {
         );
     }
     // The NV part is checked: a bad nameAlg, an out-of-order list.
-    let nv_at = bytes.len() - (4 + 14 + 4 + 32 + 14 + 2 + 2);
+    let nv_at = bytes.len() - 4 - (4 + 14 + 4 + 32 + 14 + 2 + 2);
     assert_eq!(&bytes[nv_at..nv_at + 4], &[0, 0, 0, 2]);
     let mut bad = bytes.clone();
     bad[nv_at + 4 + 5] = 0x10;
@@ -4254,4 +4256,199 @@ fn sealed_data_unseals_with_a_pcr_policy_session_only() {
     run_ok(&mut tpm, &policy_pcr_cmd(q.handle, &[], &h(SEL_0_16)));
     let unseal = with_session(&q, UNSEAL, &[handle], &[name], b"", 1, &[]);
     assert_eq!(rc_of(&run(&mut tpm, &unseal)), 0x99D);
+}
+
+const EVICT_CONTROL: u32 = 0x0000_0120;
+
+fn evict_cmd(auth: u32, object: u32, persistent: u32) -> Vec<u8> {
+    with_pw(
+        EVICT_CONTROL,
+        &two(auth, object),
+        b"",
+        &persistent.to_be_bytes(),
+    )
+}
+
+#[test]
+fn evict_control_makes_objects_persistent_and_removes_them() {
+    let mut tpm = started();
+    let p1 = 0x8100_0001u32;
+    let p2 = 0x8100_0002u32;
+    // Part 3 §28.5 errors, numbered as Part 3 §5.8.2 says (handle 2 = objectHandle).
+    let h2 = |e: u32| e + 0x200;
+    let flush = |h: u32| cmd(TPM_ST_NO_SESSIONS, TPM_CC_FLUSH_CONTEXT, &h.to_be_bytes());
+    // A null-hierarchy object is temporary (Part 4): TPM_RC_ATTRIBUTES.
+    let null = create_primary(&mut tpm, TPM_RH_NULL, &signing_template());
+    assert_eq!(
+        rc_of(&run(&mut tpm, &evict_cmd(TPM_RH_OWNER, null.handle, p1))),
+        h2(0x082)
+    );
+    run_ok(&mut tpm, &flush(null.handle));
+    let srk = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let key = create_primary(&mut tpm, TPM_RH_OWNER, &signing_template());
+    let platform = create_primary(&mut tpm, TPM_RH_PLATFORM, &signing_template());
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &evict_cmd(TPM_RH_OWNER, platform.handle, 0x8180_0000)
+        )),
+        h2(0x085)
+    );
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &evict_cmd(TPM_RH_PLATFORM, key.handle, 0x8180_0000)
+        )),
+        h2(0x085)
+    );
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &evict_cmd(TPM_RH_OWNER, key.handle, 0x8180_0000)
+        )),
+        0x1CD
+    ); // RANGE + P1
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &evict_cmd(TPM_RH_PLATFORM, platform.handle, p1)
+        )),
+        0x1CD
+    );
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &evict_cmd(TPM_RH_OWNER, key.handle, 0x8200_0000)
+        )),
+        0x1C4
+    ); // VALUE + P1
+    assert_eq!(
+        rc_of(&run(&mut tpm, &evict_cmd(TPM_RH_OWNER, p1, p1))),
+        0x28B
+    ); // HANDLE + H2
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &evict_cmd(TPM_RH_ENDORSEMENT, key.handle, p1)
+        )),
+        0x184
+    ); // VALUE + H1
+
+    run_ok(&mut tpm, &evict_cmd(TPM_RH_OWNER, srk.handle, p1));
+    run_ok(
+        &mut tpm,
+        &evict_cmd(TPM_RH_PLATFORM, platform.handle, 0x81FF_FFFF),
+    );
+    assert_eq!(
+        rc_of(&run(&mut tpm, &evict_cmd(TPM_RH_OWNER, key.handle, p1))),
+        0x14C
+    ); // NV_DEFINED
+       // The owner may not remove a platform object; a persistent handle must match.
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &evict_cmd(TPM_RH_OWNER, 0x81FF_FFFF, 0x81FF_FFFF)
+        )),
+        h2(0x085)
+    );
+    assert_eq!(
+        rc_of(&run(&mut tpm, &evict_cmd(TPM_RH_OWNER, p1, p2))),
+        h2(0x08B)
+    );
+
+    // The persistent SRK: ReadPublic names it as the loaded one; Create and Load under it.
+    let read = |h: u32| cmd(TPM_ST_NO_SESSIONS, TPM_CC_READ_PUBLIC, &h.to_be_bytes());
+    assert_eq!(
+        run_ok(&mut tpm, &read(p1)),
+        run_ok(&mut tpm, &read(srk.handle))
+    );
+    run_ok(&mut tpm, &flush(srk.handle));
+    run_ok(&mut tpm, &flush(platform.handle));
+    let persistent_srk = Primary {
+        handle: p1,
+        public: srk.public.clone(),
+        name: srk.name.clone(),
+    };
+    let (private, public) = create(&mut tpm, &persistent_srk, &signing_template());
+    let r = run_ok(&mut tpm, &load_cmd(p1, &private, &public));
+    let child = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    // The child signs once persistent, too; the signature verifies with p256.
+    run_ok(&mut tpm, &evict_cmd(TPM_RH_OWNER, child, p2));
+    let digest = Sha256::digest(b"persistent");
+    let r = run_ok(
+        &mut tpm,
+        &sign_cmd(p2, b"", &digest, "0010", &h("8024 40000007 0000")),
+    );
+    let (_, signature) = signed(&r);
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(
+        &[&[4u8][..], &unique(&public)[2..34], &unique(&public)[36..]].concat(),
+    );
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    assert!(key.unwrap().verify_prehash(&digest, &signature).is_ok());
+
+    // GetCapability: the handles in order, the counts.
+    let r = get_cap(&mut tpm, 1, 0x8100_0000, 8);
+    assert_eq!(
+        &r[10..],
+        &h("00 00000001 00000003 81000001 81000002 81FFFFFF")[..]
+    );
+    let r = get_cap(&mut tpm, 1, 0x8100_0002, 1);
+    assert_eq!(&r[10..], &h("01 00000001 00000001 81000002")[..]);
+    let prop = |tpm: &mut Tpm, p: u32| u32_at(&get_cap(tpm, 6, p, 1), 23);
+    assert_eq!(prop(&mut tpm, TPM_PT_HR_PERSISTENT), 3);
+    assert_eq!(prop(&mut tpm, TPM_PT_HR_PERSISTENT_AVAIL), 4);
+    assert_eq!(prop(&mut tpm, TPM_PT_HR_PERSISTENT_MIN), 7);
+
+    // They survive _TPM_Init and the state blob; a version-2 blob loads with none.
+    tpm.init();
+    run_ok(&mut tpm, &cmd(TPM_ST_NO_SESSIONS, 0x144, &h("0000")));
+    let bytes = tpm.to_bytes();
+    let mut restored = Tpm::from_bytes(&bytes).unwrap();
+    assert_eq!(restored, tpm);
+    assert_eq!(
+        run_ok(&mut restored, &read(p1)),
+        run_ok(&mut tpm, &read(p1))
+    );
+    let mut v2 = bytes.clone();
+    v2[4..6].copy_from_slice(&2u16.to_be_bytes());
+    let persistent_len = v2.len()
+        - tpm
+            .persistent
+            .values()
+            .map(|o| {
+                let mut w = super::marshal::Writer::new();
+                o.write(&mut w);
+                4 + 2 + w.as_slice().len()
+            })
+            .sum::<usize>()
+        - 4;
+    v2.truncate(persistent_len);
+    let old = Tpm::from_bytes(&v2).unwrap();
+    assert!(old.persistent.is_empty());
+    let mut bad = bytes.clone();
+    let at = persistent_len + 4;
+    bad[at] = 0x80; // a handle outside the persistent range
+    assert!(Tpm::from_bytes(&bad).is_err());
+
+    // Removing: the platform may remove any; then the handles are free again.
+    run_ok(&mut tpm, &evict_cmd(TPM_RH_PLATFORM, p2, p2));
+    run_ok(&mut tpm, &evict_cmd(TPM_RH_OWNER, p1, p1));
+    assert_eq!(rc_of(&run(&mut tpm, &read(p1))), 0x18B);
+    assert_eq!(prop(&mut tpm, TPM_PT_HR_PERSISTENT), 1);
+
+    // TPM_RC_NV_SPACE once MAX_PERSISTENT_OBJECTS are taken.
+    let key = create_primary(&mut tpm, TPM_RH_OWNER, &signing_template());
+    for i in 0..6 {
+        run_ok(
+            &mut tpm,
+            &evict_cmd(TPM_RH_OWNER, key.handle, 0x8100_0010 + i),
+        );
+    }
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &evict_cmd(TPM_RH_OWNER, key.handle, 0x8100_0020)
+        )),
+        0x14B
+    );
 }

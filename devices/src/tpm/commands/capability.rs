@@ -85,7 +85,7 @@ impl Tpm {
             TPM_PT_INPUT_BUFFER => MAX_DIGEST_BUFFER,
             // No objects can be loaded yet.
             TPM_PT_HR_TRANSIENT_MIN => MAX_LOADED_OBJECTS as u32,
-            TPM_PT_HR_PERSISTENT_MIN => 0,
+            TPM_PT_HR_PERSISTENT_MIN => MAX_PERSISTENT_OBJECTS as u32,
             // Sessions: the slots of `session.rs`; a saved session keeps its slot.
             TPM_PT_HR_LOADED_MIN | TPM_PT_ACTIVE_SESSIONS_MAX => MAX_LOADED_SESSIONS as u32,
             TPM_PT_PCR_COUNT => PCR_COUNT as u32,
@@ -118,7 +118,10 @@ impl Tpm {
             TPM_PT_HR_TRANSIENT_AVAIL => {
                 MAX_LOADED_OBJECTS.saturating_sub(self.objects.len()) as u32
             }
-            TPM_PT_HR_PERSISTENT | TPM_PT_HR_PERSISTENT_AVAIL => 0,
+            TPM_PT_HR_PERSISTENT => self.persistent.len() as u32,
+            TPM_PT_HR_PERSISTENT_AVAIL => {
+                MAX_PERSISTENT_OBJECTS.saturating_sub(self.persistent.len()) as u32
+            }
             _ => return None,
         })
     }
@@ -211,7 +214,8 @@ pub fn get_capability(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
                     list(&mut data, loaded, max, |w, h| w.u32(h))
                 }
                 TPM_HT_PERSISTENT => {
-                    list(&mut data, core::iter::empty::<u32>(), max, |w, h| w.u32(h))
+                    let persistent = tpm.persistent.range(property..).map(|(&h, _)| h);
+                    list(&mut data, persistent, max, |w, h| w.u32(h))
                 }
                 _ => return Err(rc::parameter(rc::HANDLE, 2)),
             }

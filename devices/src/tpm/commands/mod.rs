@@ -100,6 +100,7 @@ const POLICY_SESSION: &[HandleKind] = &[HandleKind::PolicySession];
 const CONTEXT: &[HandleKind] = &[HandleKind::Context];
 const HIERARCHY: &[HandleKind] = &[HandleKind::Hierarchy];
 const OBJECT: &[HandleKind] = &[HandleKind::Object];
+const PROVISION_OBJECT: &[HandleKind] = &[HandleKind::Provision, HandleKind::Object];
 
 const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
     CommandDef {
@@ -127,6 +128,11 @@ const fn authorized(cc: u32, handles: &'static [HandleKind], run: Run) -> Comman
 
 /// Sorted by command code (GetCapability(TPM_CAP_COMMANDS) lists them in this order).
 pub const COMMANDS: &[CommandDef] = &[
+    authorized(
+        TPM_CC_EVICT_CONTROL,
+        PROVISION_OBJECT,
+        object::evict_control,
+    ),
     authorized(
         TPM_CC_NV_UNDEFINE_SPACE,
         PROVISION_NV,
@@ -292,6 +298,11 @@ mod tests {
         assert_eq!(lookup(TPM_CC_CREATE).unwrap().attributes(), 0x0200_0153);
         assert_eq!(lookup(TPM_CC_LOAD).unwrap().attributes(), 0x1200_0157);
         assert_eq!(lookup(TPM_CC_UNSEAL).unwrap().attributes(), 0x0200_015E);
+        // EvictControl: nv, two handles (Part 4 s_ccAttr).
+        assert_eq!(
+            lookup(TPM_CC_EVICT_CONTROL).unwrap().attributes(),
+            0x0440_0120
+        );
         // ContextLoad: a response handle; ContextSave: one handle (Part 4 s_ccAttr).
         assert_eq!(
             lookup(TPM_CC_CONTEXT_LOAD).unwrap().attributes(),

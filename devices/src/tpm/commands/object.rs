@@ -1,10 +1,12 @@
-//! TPM2_CreatePrimary (Part 3 §24.1) and TPM2_ReadPublic (Part 3 §12.4); checks and their
-//! order from Part 4's `TPM2_CreatePrimary`, `TPM2_ReadPublic`, `FillInCreationData` and
+//! TPM2_CreatePrimary (Part 3 §24.1), TPM2_Create, TPM2_Load, TPM2_Unseal, TPM2_ReadPublic
+//! (Part 3 §12) and TPM2_EvictControl (Part 3 §28.5); checks and their order from Part 4's
+//! `TPM2_CreatePrimary`, `TPM2_ReadPublic`, `TPM2_EvictControl`, `FillInCreationData` and
 //! `TicketComputeCreation`. The objects and their template rules are `tpm/object.rs`.
 
 use alloc::vec::Vec;
 
 use super::super::constants::*;
+use super::super::handles::handle_type;
 use super::super::hash::{HashAlg, MAX_DIGEST_SIZE};
 use super::super::marshal::{Reader, Writer};
 use super::super::object::{
@@ -190,7 +192,7 @@ pub fn create_primary(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
 /// key; anything else is TPM_RC_TYPE + handle 1, as Part 3 §12.1 and §12.2 answer).
 fn storage_parent(tpm: &Tpm, call: &Call) -> Result<Object, Rc> {
     let handle = call.handles.first().copied().unwrap_or(0);
-    let parent = tpm.objects.get(handle).ok_or(rc::handle(rc::HANDLE, 1))?;
+    let parent = tpm.object(handle).ok_or(rc::handle(rc::HANDLE, 1))?;
     if parent.public.kind != KeyKind::Storage {
         return Err(rc::handle(rc::TYPE, 1));
     }
@@ -329,7 +331,7 @@ pub fn load(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
 pub fn unseal(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     call.end()?;
     let handle = call.handles.first().copied().unwrap_or(0);
-    let object = tpm.objects.get(handle).ok_or(rc::handle(rc::HANDLE, 1))?;
+    let object = tpm.object(handle).ok_or(rc::handle(rc::HANDLE, 1))?;
     if object.public.kind != KeyKind::Sealed {
         return Err(rc::handle(rc::TYPE, 1));
     }
@@ -342,9 +344,79 @@ pub fn unseal(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
 pub fn read_public(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     call.end()?;
     let handle = call.handles.first().copied().unwrap_or(0);
-    let object = tpm.objects.get(handle).ok_or(rc::handle(rc::HANDLE, 1))?;
+    let object = tpm.object(handle).ok_or(rc::handle(rc::HANDLE, 1))?;
     call.out.tpm2b(&object.public.to_bytes());
     call.out.tpm2b(&object.name());
     call.out.tpm2b(&object.qualified_name());
+    Ok(())
+}
+
+/// TPMI_DH_PERSISTENT (Part 2 §9.7): PERSISTENT_FIRST to PERSISTENT_LAST, else TPM_RC_VALUE.
+fn read_persistent_handle(r: &mut Reader) -> Result<u32, Rc> {
+    let handle = r.u32()?;
+    if (PERSISTENT_FIRST..=PERSISTENT_LAST).contains(&handle) {
+        Ok(handle)
+    } else {
+        Err(rc::VALUE)
+    }
+}
+
+/// EvictControl: auth (TPMI_RH_PROVISION, USER auth), objectHandle (TPMI_DH_OBJECT);
+/// persistentHandle (TPMI_DH_PERSISTENT) (Part 3 §28.5). A transient object is copied to
+/// persistentHandle (it stays loaded); a persistent object is removed.
+///
+/// In Part 4 `TPM2_EvictControl`'s order: an object of the null hierarchy (which the
+/// reference marks temporary) or with stClear is TPM_RC_ATTRIBUTES + handle 2 (publicOnly
+/// objects do not exist here); a persistent objectHandle other than persistentHandle is
+/// TPM_RC_HANDLE + handle 2. Platform authorization may make persistent only platform
+/// objects (else TPM_RC_HIERARCHY + handle 2) in the platform range (else TPM_RC_RANGE +
+/// parameter 1), and may remove any persistent object; owner authorization may neither make
+/// nor remove a platform object (TPM_RC_HIERARCHY + handle 2) and makes them persistent in
+/// the owner range only (TPM_RC_RANGE + parameter 1). Then an occupied persistentHandle is
+/// TPM_RC_NV_DEFINED, and no room left ([`MAX_PERSISTENT_OBJECTS`]) TPM_RC_NV_SPACE.
+pub fn evict_control(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
+    let persistent = call.param(1, read_persistent_handle)?;
+    call.end()?;
+    let (auth, handle) = match call.handles {
+        [auth, handle] => (*auth, *handle),
+        _ => return Err(rc::FAILURE),
+    };
+    let object = tpm.object(handle).ok_or(rc::handle(rc::HANDLE, 2))?;
+    if object.hierarchy == TPM_RH_NULL || object.public.attributes & TPMA_OBJECT_ST_CLEAR != 0 {
+        return Err(rc::handle(rc::ATTRIBUTES, 2));
+    }
+    let evict = handle_type(handle) == TPM_HT_PERSISTENT;
+    if evict && handle != persistent {
+        return Err(rc::handle(rc::HANDLE, 2));
+    }
+    let platform_object = object.hierarchy == TPM_RH_PLATFORM;
+    let platform_range = persistent >= PLATFORM_PERSISTENT;
+    if auth == TPM_RH_PLATFORM {
+        if !evict && !platform_object {
+            return Err(rc::handle(rc::HIERARCHY, 2));
+        }
+        if !evict && !platform_range {
+            return Err(rc::parameter(rc::RANGE, 1));
+        }
+    } else {
+        if platform_object {
+            return Err(rc::handle(rc::HIERARCHY, 2));
+        }
+        if !evict && platform_range {
+            return Err(rc::parameter(rc::RANGE, 1));
+        }
+    }
+    if evict {
+        tpm.persistent.remove(&handle);
+        return Ok(());
+    }
+    if tpm.persistent.contains_key(&persistent) {
+        return Err(rc::NV_DEFINED);
+    }
+    if tpm.persistent.len() >= MAX_PERSISTENT_OBJECTS {
+        return Err(rc::NV_SPACE);
+    }
+    let object = object.clone();
+    tpm.persistent.insert(persistent, object);
     Ok(())
 }

@@ -69,10 +69,7 @@ fn read_signature<'a>(r: &mut Reader<'a>) -> Result<(&'a [u8], &'a [u8]), Rc> {
 /// The loaded object behind the command's first handle (the handle area checked it).
 fn key(tpm: &Tpm, call: &Call) -> Result<Object, Rc> {
     let handle = call.handles.first().copied().unwrap_or(0);
-    tpm.objects
-        .get(handle)
-        .cloned()
-        .ok_or(rc::handle(rc::HANDLE, 1))
+    tpm.object(handle).cloned().ok_or(rc::handle(rc::HANDLE, 1))
 }
 
 /// Part 4 `IsSigningObject` then `CryptSelectSignScheme` for the one key scheme here
