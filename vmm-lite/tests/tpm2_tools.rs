@@ -697,3 +697,67 @@ fn tpm2_tools_evictcontrol_persists_reads_and_evicts_a_primary() {
     assert!(evicted.contains("action: evicted"), "{evicted}");
     assert_eq!(after.trim(), "");
 }
+
+#[test]
+fn tpm2_tools_changeauth_clear_and_testparms() {
+    let tpm = Server::start();
+    let dir = std::env::temp_dir().join(format!("parapet-tpm2-clear-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let path = |name: &str| dir.join(name).to_str().expect("UTF-8 path").to_owned();
+    let (before, after) = (path("before.ctx"), path("after.ctx"));
+    tpm.ok("tpm2_startup", &["-c"]);
+    // TPM2_HierarchyChangeAuth: the owner password is needed, then removed again.
+    tpm.ok("tpm2_changeauth", &["-c", "o", "newpass"]);
+    let no_password = tpm.run(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "ecc256", "-c", &before],
+    );
+    tpm.ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "ecc256", "-P", "newpass", "-c", &before],
+    );
+    let srk_before = tpm.ok("tpm2_readpublic", &["-c", &before]);
+    tpm.ok("tpm2_flushcontext", &["-t"]);
+    tpm.ok("tpm2_changeauth", &["-c", "o", "-p", "newpass"]);
+    // TPM2_Clear under the (empty) lockout authorization: a new storage primary seed.
+    tpm.ok("tpm2_clear", &[]);
+    tpm.ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "ecc256", "-c", &after],
+    );
+    let srk_after = tpm.ok("tpm2_readpublic", &["-c", &after]);
+    tpm.ok("tpm2_flushcontext", &["-t"]);
+    // A lockout password guards TPM2_Clear.
+    tpm.ok("tpm2_changeauth", &["-c", "l", "lockpw"]);
+    let clear_without = tpm.run("tpm2_clear", &[]);
+    tpm.ok("tpm2_clear", &["-c", "l", "lockpw"]);
+    // TPM2_TestParms: ECC P-256 with ECDSA is supported, RSA (TPM_RC_TYPE + P + 1) not.
+    let ecc = tpm.run("tpm2_testparms", &["ecc256:ecdsa"]);
+    let rsa = tpm.run("tpm2_testparms", &["rsa2048"]);
+    std::fs::remove_dir_all(&dir).ok();
+
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!no_password.status.success());
+    assert!(
+        stderr(&no_password).contains("0x9A2"),
+        "{}",
+        stderr(&no_password)
+    );
+    let name = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("name: "))
+            .map(str::to_owned)
+    };
+    assert!(name(&srk_before).is_some(), "{srk_before}");
+    assert!(name(&srk_after).is_some(), "{srk_after}");
+    assert_ne!(name(&srk_before), name(&srk_after));
+    assert!(!clear_without.status.success());
+    assert!(
+        stderr(&clear_without).contains("0x0000098e"),
+        "{}",
+        stderr(&clear_without)
+    );
+    assert!(ecc.status.success(), "{}", stderr(&ecc));
+    assert!(!rsa.status.success());
+    assert!(stderr(&rsa).contains("0x000001ca"), "{}", stderr(&rsa));
+}

@@ -12,7 +12,8 @@ use super::constants::{
     HMAC_SESSION_FIRST, HMAC_SESSION_LAST, MAX_SESSION_NUM, MIN_NONCE_SIZE, POLICY_SESSION_FIRST,
     POLICY_SESSION_LAST, TPMA_SESSION_AUDIT, TPMA_SESSION_AUDIT_EXCLUSIVE,
     TPMA_SESSION_AUDIT_RESET, TPMA_SESSION_CONTINUE_SESSION, TPMA_SESSION_DECRYPT,
-    TPMA_SESSION_ENCRYPT, TPMA_SESSION_RESERVED, TPM_RS_PW,
+    TPMA_SESSION_ENCRYPT, TPMA_SESSION_RESERVED, TPM_CC_CLEAR, TPM_CC_HIERARCHY_CHANGE_AUTH,
+    TPM_RS_PW,
 };
 use super::handles::{entity_auth, entity_policy, name, EntityAuth};
 use super::hash::{HashAlg, MAX_DIGEST_SIZE};
@@ -238,6 +239,35 @@ pub fn authorize(
         });
     }
     Ok(authorized)
+}
+
+/// After a command that changed the authValue of the entity a session authorized
+/// (TPM2_HierarchyChangeAuth; TPM2_Clear, which empties lockoutAuth), an HMAC session's
+/// response HMAC is keyed with the authValue as it is now (Part 4 `ComputeResponseHMAC`
+/// reads it after the command ran; a session bound to the old value is no longer bound to
+/// the entity). Every other command leaves the keys as authorization made them.
+pub fn rekey_changed_auth(tpm: &Tpm, cc: u32, authorized: &mut [Authorized], handles: &[u32]) {
+    if cc != TPM_CC_HIERARCHY_CHANGE_AUTH && cc != TPM_CC_CLEAR {
+        return;
+    }
+    for (a, &handle) in authorized.iter_mut().zip(handles) {
+        let Some(session) = tpm.sessions.get(a.handle) else {
+            continue;
+        };
+        if session.session_type != SessionType::Hmac {
+            continue;
+        }
+        if let EntityAuth::Value(value, _) = entity_auth(tpm, cc, handle) {
+            let bound_here = session
+                .bound
+                .as_ref()
+                .is_some_and(|(h, v)| *h == handle && v.as_slice() == value);
+            a.key = session.session_key.clone();
+            if !bound_here {
+                a.key.extend_from_slice(value);
+            }
+        }
+    }
 }
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

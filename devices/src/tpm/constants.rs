@@ -29,6 +29,9 @@ pub const TPM_GENERATED_VALUE: u32 = 0xFF54_4347;
 pub const TPM_CC_EVICT_CONTROL: u32 = 0x0000_0120;
 pub const TPM_CC_NV_UNDEFINE_SPACE: u32 = 0x0000_0122;
 pub const TPM_CC_CREATE_PRIMARY: u32 = 0x0000_0131;
+pub const TPM_CC_CLEAR: u32 = 0x0000_0126;
+pub const TPM_CC_CLEAR_CONTROL: u32 = 0x0000_0127;
+pub const TPM_CC_HIERARCHY_CHANGE_AUTH: u32 = 0x0000_0129;
 pub const TPM_CC_NV_DEFINE_SPACE: u32 = 0x0000_012A;
 pub const TPM_CC_NV_WRITE: u32 = 0x0000_0137;
 pub const TPM_CC_PCR_EVENT: u32 = 0x0000_013C;
@@ -59,6 +62,7 @@ pub const TPM_CC_PCR_READ: u32 = 0x0000_017E;
 pub const TPM_CC_POLICY_PCR: u32 = 0x0000_017F;
 pub const TPM_CC_PCR_EXTEND: u32 = 0x0000_0182;
 pub const TPM_CC_POLICY_GET_DIGEST: u32 = 0x0000_0189;
+pub const TPM_CC_TEST_PARMS: u32 = 0x0000_018A;
 
 // ---------------------------------------------------------------------------------------
 // TPM_ALG_ID (TCG Algorithm Registry, Table 3; Part 2 §6.3).

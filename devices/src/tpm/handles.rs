@@ -3,8 +3,8 @@
 //! behind a handle when an authorization names it.
 //!
 //! Implemented so far: PCRs (TPM_HT_PCR, 0..23), NV indices (TPM_HT_NV_INDEX, `nv.rs`), the
-//! owner and platform hierarchies as authorization entities (empty authValues until
-//! HierarchyChangeAuth), the password pseudo-session TPM_RS_PW, and policy session handles
+//! owner, endorsement, lockout and platform hierarchies as authorization entities (their
+//! authValues from TPM2_HierarchyChangeAuth), the password pseudo-session TPM_RS_PW, and policy session handles
 //! in the handle area (PolicyPCR, PolicyGetDigest), and loaded transient objects (USER role:
 //! their authValue with userWithAuth, their authPolicy; Sign, Quote), and persistent objects (TPM2_EvictControl), which
 //! every TPMI_DH_OBJECT handle may name as it names a loaded one. A new entity type adds a [`HandleKind`] (its unmarshalling rule) and an
@@ -78,6 +78,12 @@ pub enum HandleKind {
     /// or a transient object; one not loaded is TPM_RC_REFERENCE_H0 (Part 4
     /// `EntityGetLoadStatus`; no transient object is ever loaded yet).
     Context,
+    /// TPMI_RH_HIERARCHY_AUTH (Part 2 §9.14): TPM_RH_OWNER, TPM_RH_ENDORSEMENT,
+    /// TPM_RH_LOCKOUT or TPM_RH_PLATFORM; anything else TPM_RC_VALUE.
+    HierarchyAuth,
+    /// TPMI_RH_CLEAR (Part 2 §9.19): TPM_RH_LOCKOUT or TPM_RH_PLATFORM; anything else
+    /// TPM_RC_VALUE.
+    Clear,
 }
 
 impl HandleKind {
@@ -131,6 +137,14 @@ impl HandleKind {
                     Err(rc::REFERENCE_H0)
                 }
             }
+            HandleKind::HierarchyAuth => match handle {
+                TPM_RH_OWNER | TPM_RH_ENDORSEMENT | TPM_RH_LOCKOUT | TPM_RH_PLATFORM => Ok(()),
+                _ => Err(rc::VALUE),
+            },
+            HandleKind::Clear => match handle {
+                TPM_RH_LOCKOUT | TPM_RH_PLATFORM => Ok(()),
+                _ => Err(rc::VALUE),
+            },
             HandleKind::Hierarchy => match handle {
                 TPM_RH_OWNER | TPM_RH_ENDORSEMENT | TPM_RH_PLATFORM | TPM_RH_NULL => Ok(()),
                 _ => Err(rc::VALUE),
@@ -184,15 +198,19 @@ pub enum EntityAuth<'t> {
 /// The authValue of the entity behind `handle` for a password authorization of command
 /// `cc` (Part 1 §19.8.4). PCRs have an empty authValue (PCR_SetAuthValue is not implemented)
 /// and are always DA-exempt; so is TPM_RH_NULL, which a `+` handle such as PCR_Extend's may
-/// name (Part 4 `EntityGetAuthValue`: empty). The owner, endorsement and platform hierarchies have an
-/// empty authValue until HierarchyChangeAuth exists, and like every permanent handle but
-/// TPM_RH_LOCKOUT are DA-exempt. An NV index is DA-exempt with TPMA_NV_NO_DA.
+/// name (Part 4 `EntityGetAuthValue`: empty). The owner, endorsement, lockout and platform
+/// hierarchies have the authValue TPM2_HierarchyChangeAuth set (empty at first); every
+/// permanent handle but TPM_RH_LOCKOUT is DA-exempt (Part 4 `IsDAExempted`). An NV index is
+/// DA-exempt with TPMA_NV_NO_DA.
 pub fn entity_auth(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
-    if handle == TPM_RH_NULL
-        || handle == TPM_RH_OWNER
-        || handle == TPM_RH_PLATFORM
-        || handle == TPM_RH_ENDORSEMENT
-        || (handle_type(handle) == TPM_HT_PCR && (handle as usize) < PCR_COUNT)
+    match handle {
+        TPM_RH_OWNER => return EntityAuth::Value(&tpm.owner_auth, true),
+        TPM_RH_ENDORSEMENT => return EntityAuth::Value(&tpm.endorsement_auth, true),
+        TPM_RH_PLATFORM => return EntityAuth::Value(&tpm.platform_auth, true),
+        TPM_RH_LOCKOUT => return EntityAuth::Value(&tpm.lockout_auth, false),
+        _ => {}
+    }
+    if handle == TPM_RH_NULL || (handle_type(handle) == TPM_HT_PCR && (handle as usize) < PCR_COUNT)
     {
         return EntityAuth::Value(&[], true);
     }
@@ -287,7 +305,11 @@ mod tests {
         assert_eq!(entity_auth(&tpm, 0, TPM_RH_NULL), value);
         assert_eq!(entity_auth(&tpm, 0, TPM_RH_OWNER), value);
         assert_eq!(entity_auth(&tpm, 0, TPM_RH_ENDORSEMENT), value);
-        assert_eq!(entity_auth(&tpm, 0, TPM_RH_LOCKOUT), EntityAuth::None);
+        assert_eq!(
+            entity_auth(&tpm, 0, TPM_RH_LOCKOUT),
+            EntityAuth::Value(&[], false),
+            "lockoutAuth is not DA-exempt"
+        );
         assert_eq!(entity_auth(&tpm, 0, 0x0100_0000), EntityAuth::None);
     }
 

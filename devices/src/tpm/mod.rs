@@ -19,7 +19,8 @@
 //! `object.rs`), Create and Load (ECC P-256 keys and sealed data objects under a storage
 //! key, protected as Part 1 §23 says: `object::wrap`), Unseal, ReadPublic, Sign,
 //! VerifySignature and Quote (ECDSA P-256 / SHA-256, `commands/signing.rs`), EvictControl
-//! (persistent objects, kept in the state and usable wherever a loaded object is).
+//! (persistent objects, kept in the state and usable wherever a loaded object is),
+//! HierarchyChangeAuth, Clear and ClearControl (`commands/hierarchy.rs`), TestParms.
 //! Any other command code is TPM_RC_COMMAND_CODE.
 //!
 //! # Sessions
@@ -148,6 +149,15 @@ pub struct Tpm {
     nv: NvIndices,
     /// The persistent objects (TPM2_EvictControl, `commands/object.rs`), by handle.
     persistent: BTreeMap<u32, Object>,
+    /// ownerAuth, endorsementAuth, lockoutAuth (TPM2_HierarchyChangeAuth, emptied by
+    /// TPM2_Clear) and platformAuth (emptied by every Startup(CLEAR), Part 1 §13.8), without
+    /// trailing zeros.
+    owner_auth: Vec<u8>,
+    endorsement_auth: Vec<u8>,
+    lockout_auth: Vec<u8>,
+    platform_auth: Vec<u8>,
+    /// disableClear (TPM2_ClearControl): TPM2_Clear is TPM_RC_DISABLED.
+    disable_clear: bool,
     // --- Volatile: lost at _TPM_Init. ---
     /// Startup has run (and with it the PCR initialisation).
     started: bool,
@@ -207,6 +217,11 @@ impl Tpm {
             drbg,
             nv: NvIndices::default(),
             persistent: BTreeMap::new(),
+            owner_auth: Vec::new(),
+            endorsement_auth: Vec::new(),
+            lockout_auth: Vec::new(),
+            platform_auth: Vec::new(),
+            disable_clear: false,
             started: false,
             orderly_startup: false,
             null_seed: [0; SEED_SIZE],
@@ -333,6 +348,10 @@ impl Tpm {
             out_handle: None,
         };
         (def.run)(self, &mut call)?;
+        let mut authorized = authorized;
+        if let Some(authorized) = authorized.as_mut() {
+            auth::rekey_changed_auth(self, code, authorized, handles);
+        }
         let out_handle = call.out_handle;
         let params = call.out.into_vec();
 

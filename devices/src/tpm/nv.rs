@@ -174,6 +174,13 @@ impl NvIndices {
         self.indices.retain(|i| i.public.index != handle);
     }
 
+    /// TPM2_Clear (Part 3 §24.6): releases every index the owner defined (those without
+    /// TPMA_NV_PLATFORMCREATE).
+    pub fn clear_owner(&mut self) {
+        self.indices
+            .retain(|i| i.public.has(super::constants::TPMA_NV_PLATFORMCREATE));
+    }
+
     /// TPM Reset and TPM Restart (Part 1 §37.3.3, Part 2 §13.4 TPMA_NV_CLEAR_STCLEAR): an
     /// index with TPMA_NV_CLEAR_STCLEAR reads as unwritten again.
     pub fn startup_clear(&mut self) {

@@ -133,7 +133,7 @@ pub fn qualified_name(alg: HashAlg, parent_qn: &[u8], name: &[u8]) -> Vec<u8> {
 /// TPMT_SYM_DEF_OBJECT+ (Part 2 §11.1.7): NULL, or AES (TPMI_AES_KEY_BITS 128, else
 /// TPM_RC_VALUE; mode TPMI_ALG_SYM_MODE, CFB the only one implemented, else TPM_RC_MODE).
 /// Any other algorithm: TPM_RC_SYMMETRIC. Returns whether it is AES-128-CFB.
-fn read_symmetric(r: &mut Reader) -> Result<bool, Rc> {
+pub fn read_symmetric(r: &mut Reader) -> Result<bool, Rc> {
     match r.u16()? {
         TPM_ALG_NULL => Ok(false),
         TPM_ALG_AES => {
@@ -152,7 +152,7 @@ fn read_symmetric(r: &mut Reader) -> Result<bool, Rc> {
 /// TPMT_ECC_SCHEME+ (Part 2 §11.2.5.6): NULL, or an ECC scheme with its hash
 /// (TPMI_ALG_HASH: TPM_RC_HASH). Only ECDSA with SHA-256 is implemented: another scheme
 /// ID, or ECDSA with another hash, is TPM_RC_SCHEME. Returns whether it is ECDSA-SHA256.
-fn read_scheme(r: &mut Reader) -> Result<bool, Rc> {
+pub fn read_scheme(r: &mut Reader) -> Result<bool, Rc> {
     match r.u16()? {
         TPM_ALG_NULL => Ok(false),
         TPM_ALG_ECDSA => match HashAlg::from_alg_id(r.u16()?).ok_or(rc::HASH)? {
@@ -252,6 +252,16 @@ pub fn read_template(r: &mut Reader) -> Result<Public, Rc> {
     })
 }
 
+/// TPMT_KEYEDHASH_SCHEME+ (Part 2 §11.1.23): NULL; HMAC and XOR are not implemented
+/// (TPM_RC_SCHEME); any other value TPM_RC_VALUE.
+pub fn read_keyedhash_scheme(r: &mut Reader) -> Result<(), Rc> {
+    match r.u16()? {
+        TPM_ALG_NULL => Ok(()),
+        TPM_ALG_HMAC | TPM_ALG_XOR => Err(rc::SCHEME),
+        _ => Err(rc::VALUE),
+    }
+}
+
 /// The part of [`read_template`] after a TPM_ALG_KEYEDHASH type.
 fn read_sealed_template(r: &mut Reader) -> Result<Public, Rc> {
     let name_alg = HashAlg::from_alg_id(r.u16()?).ok_or(rc::HASH)?;
@@ -260,11 +270,7 @@ fn read_sealed_template(r: &mut Reader) -> Result<Public, Rc> {
         return Err(rc::RESERVED_BITS);
     }
     let auth_policy = r.tpm2b(MAX_DIGEST_SIZE)?.to_vec();
-    match r.u16()? {
-        TPM_ALG_NULL => {}
-        TPM_ALG_HMAC | TPM_ALG_XOR => return Err(rc::SCHEME),
-        _ => return Err(rc::VALUE),
-    }
+    read_keyedhash_scheme(r)?;
     let unique = r.tpm2b(MAX_DIGEST_SIZE)?.to_vec();
     if !auth_policy.is_empty() && auth_policy.len() != name_alg.digest_size() {
         return Err(rc::SIZE);
@@ -718,5 +724,14 @@ impl Objects {
 
     pub fn clear(&mut self) {
         *self = Self::default();
+    }
+
+    /// Flushes every object of `hierarchy` (TPM2_Clear; Part 4 `ObjectFlushHierarchy`).
+    pub fn flush_hierarchy(&mut self, hierarchy: u32) {
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|o| o.hierarchy == hierarchy) {
+                *slot = None;
+            }
+        }
     }
 }

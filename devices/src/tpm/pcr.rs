@@ -219,6 +219,11 @@ impl Pcrs {
         self.update_counter
     }
 
+    /// TPM2_Clear increments pcrUpdateCounter (Part 3 §24.6).
+    pub fn bump_update_counter(&mut self) {
+        self.update_counter = self.update_counter.wrapping_add(1);
+    }
+
     fn changed(&mut self, pcr: usize) {
         if counts_changes(pcr) {
             self.update_counter = self.update_counter.wrapping_add(1);

@@ -25,6 +25,8 @@ pub const AUTH_UNAVAILABLE: Rc = RC_VER1 + 0x02F;
 /// A policy session is used when the PCRs changed since its PolicyPCR (Part 4
 /// `CheckPolicyAuthSession`).
 pub const PCR_CHANGED: Rc = RC_VER1 + 0x028;
+/// The command is disabled (TPM2_Clear after TPM2_ClearControl(YES)).
+pub const DISABLED: Rc = RC_VER1 + 0x020;
 pub const NV_RANGE: Rc = RC_VER1 + 0x046;
 pub const NV_LOCKED: Rc = RC_VER1 + 0x048;
 pub const NV_AUTHORIZATION: Rc = RC_VER1 + 0x049;

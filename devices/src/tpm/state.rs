@@ -10,7 +10,7 @@
 //! | field | octets |
 //! |---|---|
 //! | magic "PTPM" | 4 |
-//! | format version (3; 2 is still read: version 3 without persistent objects; so is 1, version 2 without NV indices) | 2 |
+//! | format version (4; 3 is still read: version 4 without the hierarchy authorizations; so is 2, version 3 without persistent objects, and 1, version 2 without NV indices) | 2 |
 //! | EPS, SPS, PPS | 3 × 32 |
 //! | resetCount, restartCount, clearCount | 3 × 4 |
 //! | clock (ms) | 8 |
@@ -22,6 +22,7 @@
 //! | tested algorithms (bits 0-2), failure mode (0 or 1) | 2 |
 //! | NV indices (version 2): count, then each one's TPMS_NV_PUBLIC, authValue (TPM2B) and dataSize octets of data, ascending handles | 4 + … |
 //! | persistent objects (version 3): count, then each one's handle and the object as a TPM2B of `Object::write`'s format, ascending handles | 4 + … |
+//! | ownerAuth, endorsementAuth, lockoutAuth, platformAuth (version 4): TPM2B each, ≤ 32 octets without trailing zeros; disableClear (0 or 1) | 4 × (2 + …) + 1 |
 //!
 //! Loaded and saved HMAC and policy sessions and transient objects are not in the blob: like _TPM_Init, a restore
 //! starts with none, and a context saved before it does not load after it (a new context
@@ -46,11 +47,24 @@ use super::pcr::Pcrs;
 use super::{Orderly, Tpm, SEED_SIZE};
 
 const MAGIC: [u8; 4] = *b"PTPM";
-const VERSION: u16 = 3;
+const VERSION: u16 = 4;
 /// The format before NV indices: version 2 without its last field.
 const VERSION_1: u16 = 1;
-/// The format before persistent objects: version 3 without its last field.
-const VERSION_2: u16 = 2;
+/// The format before the hierarchy authorizations: version 4 without its last fields.
+const VERSION_3: u16 = 3;
+
+/// The longest hierarchy authValue (TPM2_HierarchyChangeAuth).
+const MAX_HIERARCHY_AUTH: usize = 32;
+
+fn hierarchy_auth(r: &mut Reader) -> Result<Vec<u8>, StateError> {
+    let value = r
+        .tpm2b(MAX_HIERARCHY_AUTH)
+        .map_err(|_| StateError::Truncated)?;
+    if value.last() == Some(&0) {
+        return Err(StateError::InvalidField("hierarchy authValue"));
+    }
+    Ok(value.to_vec())
+}
 
 /// Why a blob is not a TPM state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +134,15 @@ impl Tpm {
             object.write(&mut body);
             w.tpm2b(body.as_slice());
         }
+        for auth in [
+            &self.owner_auth,
+            &self.endorsement_auth,
+            &self.lockout_auth,
+            &self.platform_auth,
+        ] {
+            w.tpm2b(auth);
+        }
+        w.u8(u8::from(self.disable_clear));
         w.into_vec()
     }
 
@@ -132,7 +155,7 @@ impl Tpm {
             return Err(StateError::NotAState);
         }
         let version = r.u16().map_err(t)?;
-        if version != VERSION && version != VERSION_2 && version != VERSION_1 {
+        if !(VERSION_1..=VERSION).contains(&version) {
             return Err(StateError::UnsupportedVersion(version));
         }
         let eps = seed(&mut r)?;
@@ -169,7 +192,7 @@ impl Tpm {
             })?
         };
         let mut persistent = BTreeMap::new();
-        if version == VERSION {
+        if version >= VERSION_3 {
             let count = r.u32().map_err(t)? as usize;
             if count > MAX_PERSISTENT_OBJECTS {
                 return Err(StateError::InvalidField("persistent objects"));
@@ -189,6 +212,15 @@ impl Tpm {
                 persistent.insert(handle, object);
             }
         }
+        let mut auths: [Vec<u8>; 4] = Default::default();
+        let mut disable_clear = false;
+        if version == VERSION {
+            for auth in &mut auths {
+                *auth = hierarchy_auth(&mut r)?;
+            }
+            disable_clear = flag(&mut r, "disableClear")?;
+        }
+        let [owner_auth, endorsement_auth, lockout_auth, platform_auth] = auths;
         if !r.is_empty() {
             return Err(StateError::TrailingData);
         }
@@ -204,6 +236,11 @@ impl Tpm {
             drbg,
             nv,
             persistent,
+            owner_auth,
+            endorsement_auth,
+            lockout_auth,
+            platform_auth,
+            disable_clear,
             started,
             orderly_startup,
             null_seed,

@@ -708,7 +708,7 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(33));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(37));
     assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
     assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
@@ -1051,10 +1051,10 @@ fn corrupt_states_are_rejected_without_panicking() {
     magic[0] = b'X';
     assert_eq!(Tpm::from_bytes(&magic), Err(StateError::NotAState));
     let mut version = bytes.clone();
-    version[5] = 4;
+    version[5] = 5;
     assert_eq!(
         Tpm::from_bytes(&version),
-        Err(StateError::UnsupportedVersion(4))
+        Err(StateError::UnsupportedVersion(5))
     );
     // The orderly tag sits after magic, version, seeds, counters and clock.
     let orderly_at = 4 + 2 + 96 + 12 + 8;
@@ -1685,8 +1685,9 @@ fn nv_clear_stclear_and_state_round_trip() {
     // A version 1 state (before NV indices) is still read: no indices.
     let fresh = started();
     let mut v1 = fresh.to_bytes();
-    // No NV indices, no persistent objects (version 3's last field).
-    assert_eq!(v1.split_off(v1.len() - 8), [0; 8]);
+    // No NV indices, no persistent objects (version 3's last field), empty hierarchy
+    // authorizations and disableClear CLEAR (version 4's).
+    assert_eq!(v1.split_off(v1.len() - 17), [0; 17]);
     v1[5] = 1;
     assert_eq!(Tpm::from_bytes(&v1), Ok(fresh));
     // Every truncation of a state with NV content is an error.
@@ -1698,7 +1699,8 @@ fn nv_clear_stclear_and_state_round_trip() {
         );
     }
     // The NV part is checked: a bad nameAlg, an out-of-order list.
-    let nv_at = bytes.len() - 4 - (4 + 14 + 4 + 32 + 14 + 2 + 2);
+    // (Before the persistent objects' count and version 4's 9 octets of authorizations.)
+    let nv_at = bytes.len() - 9 - 4 - (4 + 14 + 4 + 32 + 14 + 2 + 2);
     assert_eq!(&bytes[nv_at..nv_at + 4], &[0, 0, 0, 2]);
     let mut bad = bytes.clone();
     bad[nv_at + 4 + 5] = 0x10;
@@ -2033,7 +2035,7 @@ fn start_auth_session_errors() {
     assert_eq!(
         e(
             &mut tpm,
-            start_cmd(TPM_RH_LOCKOUT, &[1; 16], 0, &null, TPM_ALG_SHA256)
+            start_cmd(TPM_RS_PW, &[1; 16], 0, &null, TPM_ALG_SHA256)
         ),
         0x284
     );
@@ -4421,7 +4423,8 @@ fn evict_control_makes_objects_persistent_and_removes_them() {
                 4 + 2 + w.as_slice().len()
             })
             .sum::<usize>()
-        - 4;
+        - 4
+        - 9; // version 4's hierarchy authorizations and disableClear
     v2.truncate(persistent_len);
     let old = Tpm::from_bytes(&v2).unwrap();
     assert!(old.persistent.is_empty());
@@ -4451,4 +4454,373 @@ fn evict_control_makes_objects_persistent_and_removes_them() {
         )),
         0x14B
     );
+}
+
+// --- TPM2_HierarchyChangeAuth, TPM2_Clear, TPM2_ClearControl, TPM2_TestParms ---
+
+fn change_auth_cmd(hierarchy: u32, password: &[u8], new_auth: &[u8]) -> Vec<u8> {
+    let mut params = (new_auth.len() as u16).to_be_bytes().to_vec();
+    params.extend_from_slice(new_auth);
+    with_pw(
+        TPM_CC_HIERARCHY_CHANGE_AUTH,
+        &hierarchy.to_be_bytes(),
+        password,
+        &params,
+    )
+}
+
+/// CreatePrimary as `create_primary_cmd`, authorized with `password`.
+fn create_primary_pw(hierarchy: u32, password: &[u8], template: &[u8]) -> Vec<u8> {
+    let mut p = h("0004 0000 0000");
+    p.extend_from_slice(&(template.len() as u16).to_be_bytes());
+    p.extend_from_slice(template);
+    p.extend_from_slice(&h("0000 00000000"));
+    with_pw(
+        TPM_CC_CREATE_PRIMARY,
+        &hierarchy.to_be_bytes(),
+        password,
+        &p,
+    )
+}
+
+fn clear_cmd(auth: u32, password: &[u8]) -> Vec<u8> {
+    with_pw(TPM_CC_CLEAR, &auth.to_be_bytes(), password, &[])
+}
+
+fn clear_control_cmd(auth: u32, disable: u8) -> Vec<u8> {
+    with_pw(TPM_CC_CLEAR_CONTROL, &auth.to_be_bytes(), b"", &[disable])
+}
+
+#[test]
+fn hierarchy_change_auth_sets_the_password_of_each_hierarchy() {
+    let mut tpm = started();
+    // BAD_AUTH + S + 1 (DA-exempt hierarchies) and AUTH_FAIL + S + 1 (lockout).
+    let (bad_auth, auth_fail) = (0x9A2, 0x98E);
+    for hierarchy in [
+        TPM_RH_OWNER,
+        TPM_RH_ENDORSEMENT,
+        TPM_RH_LOCKOUT,
+        TPM_RH_PLATFORM,
+    ] {
+        let r = run_ok(&mut tpm, &change_auth_cmd(hierarchy, b"", b"newpass"));
+        assert_eq!(r, h(PW_SUCCESS));
+        // The old (empty) password is refused, the new one works, trailing zeros or not.
+        let refused = if hierarchy == TPM_RH_LOCKOUT {
+            auth_fail
+        } else {
+            bad_auth
+        };
+        let r = run(&mut tpm, &change_auth_cmd(hierarchy, b"", b"x"));
+        assert_eq!(rc_of(&r), refused);
+        run_ok(
+            &mut tpm,
+            &change_auth_cmd(hierarchy, b"newpass\0\0", b"second"),
+        );
+        let r = run(&mut tpm, &change_auth_cmd(hierarchy, b"newpass", b""));
+        assert_eq!(rc_of(&r), refused);
+        // A new authValue's trailing zeros are dropped.
+        run_ok(&mut tpm, &change_auth_cmd(hierarchy, b"second", b"p\0\0"));
+        run_ok(&mut tpm, &change_auth_cmd(hierarchy, b"p", b""));
+    }
+    // The owner's password authorizes what the owner authorizes.
+    run_ok(&mut tpm, &change_auth_cmd(TPM_RH_OWNER, b"", b"newpass"));
+    let r = run(
+        &mut tpm,
+        &create_primary_pw(TPM_RH_OWNER, b"", &storage_template()),
+    );
+    assert_eq!(rc_of(&r), bad_auth);
+    run_ok(
+        &mut tpm,
+        &create_primary_pw(TPM_RH_OWNER, b"newpass", &storage_template()),
+    );
+    let public = nv_public(NV_INDEX, TPM_ALG_SHA256, NV_ATTRS, &[], 8);
+    let r = run(&mut tpm, &define_cmd(TPM_RH_OWNER, b"", b"", &public));
+    assert_eq!(rc_of(&r), bad_auth);
+    run_ok(
+        &mut tpm,
+        &define_cmd(TPM_RH_OWNER, b"newpass", b"", &public),
+    );
+
+    // newAuth: 32 octets (SHA-256, the context integrity hash) after trailing zeros are
+    // removed; longer is TPM_RC_SIZE + TPM_RC_P + TPM_RC_1, also from unmarshalling (> 48).
+    let mut long = [0x61u8; 33].to_vec();
+    let r = run(&mut tpm, &change_auth_cmd(TPM_RH_OWNER, b"newpass", &long));
+    assert_eq!(rc_of(&r), 0x1D5);
+    long[32] = 0;
+    run_ok(&mut tpm, &change_auth_cmd(TPM_RH_OWNER, b"newpass", &long));
+    assert_eq!(tpm.owner_auth, [0x61u8; 32].to_vec());
+    let r = run(&mut tpm, &change_auth_cmd(TPM_RH_OWNER, &long, &[0; 49]));
+    assert_eq!(rc_of(&r), 0x1D5);
+    // TPMI_RH_HIERARCHY_AUTH: TPM_RC_VALUE + TPM_RC_H + TPM_RC_1.
+    for handle in [TPM_RH_NULL, TPM_RS_PW, NV_INDEX, 0] {
+        let r = run(&mut tpm, &change_auth_cmd(handle, b"", b""));
+        assert_eq!(rc_of(&r), 0x184, "{handle:#x}");
+    }
+    // Without a session: TPM_RC_AUTH_MISSING.
+    let mut body = TPM_RH_OWNER.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 0]);
+    let r = run(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, TPM_CC_HIERARCHY_CHANGE_AUTH, &body),
+    );
+    assert_eq!(rc_of(&r), rc::AUTH_MISSING);
+}
+
+#[test]
+fn hierarchy_change_auth_with_an_hmac_session_answers_under_the_new_auth() {
+    let mut tpm = started();
+    run_ok(&mut tpm, &change_auth_cmd(TPM_RH_OWNER, b"", b"old"));
+    let mut c = start(&mut tpm, TPM_RH_NULL, 0);
+    let params = h("0003 6e6577"); // newAuth "new"
+    let owner = TPM_RH_OWNER.to_be_bytes().to_vec();
+    let command = with_session(
+        &c,
+        TPM_CC_HIERARCHY_CHANGE_AUTH,
+        &[TPM_RH_OWNER],
+        core::slice::from_ref(&owner),
+        b"old",
+        1,
+        &params,
+    );
+    let r = run(&mut tpm, &command);
+    // The response HMAC is keyed with the new authValue.
+    let out = check_session_response(&mut c, TPM_CC_HIERARCHY_CHANGE_AUTH, b"new", 1, &r);
+    assert!(out.is_empty());
+    // The old value no longer authorizes, the new one does.
+    let command = with_session(
+        &c,
+        TPM_CC_HIERARCHY_CHANGE_AUTH,
+        &[TPM_RH_OWNER],
+        core::slice::from_ref(&owner),
+        b"old",
+        1,
+        &params,
+    );
+    assert_eq!(rc_of(&run(&mut tpm, &command)), 0x9A2);
+    let command = with_session(
+        &c,
+        TPM_CC_HIERARCHY_CHANGE_AUTH,
+        &[TPM_RH_OWNER],
+        core::slice::from_ref(&owner),
+        b"new",
+        1,
+        &params,
+    );
+    let r = run(&mut tpm, &command);
+    check_session_response(&mut c, TPM_CC_HIERARCHY_CHANGE_AUTH, b"new", 1, &r);
+}
+
+#[test]
+fn hierarchy_auths_persist_in_the_state_and_platform_auth_ends_at_startup_clear() {
+    let mut tpm = started();
+    for (hierarchy, auth) in [
+        (TPM_RH_OWNER, &b"o"[..]),
+        (TPM_RH_ENDORSEMENT, b"e"),
+        (TPM_RH_LOCKOUT, b"l"),
+        (TPM_RH_PLATFORM, b"p"),
+    ] {
+        run_ok(&mut tpm, &change_auth_cmd(hierarchy, b"", auth));
+    }
+    run_ok(&mut tpm, &clear_control_cmd_pw(TPM_RH_PLATFORM, b"p", 1));
+    let bytes = tpm.to_bytes();
+    assert_eq!(&bytes[4..6], &[0, 4], "format version 4");
+    // The tail: four TPM2Bs and disableClear.
+    assert_eq!(
+        &bytes[bytes.len() - 13..],
+        &h("0001 6f 0001 65 0001 6c 0001 70 01")[..]
+    );
+    let mut restored = Tpm::from_bytes(&bytes).unwrap();
+    assert_eq!(restored, tpm);
+    for (hierarchy, auth) in [(TPM_RH_OWNER, &b"o"[..]), (TPM_RH_ENDORSEMENT, b"e")] {
+        run_ok(&mut restored, &change_auth_cmd(hierarchy, auth, auth));
+    }
+    // A version 3 state (no authorizations) loads with empty ones and disableClear CLEAR.
+    let fresh = started();
+    let mut v3 = fresh.to_bytes();
+    v3.truncate(v3.len() - 9);
+    v3[5] = 3;
+    assert_eq!(Tpm::from_bytes(&v3), Ok(fresh));
+    // Corrupt tails: a trailing zero, an overlong value, a bad flag, a missing octet.
+    let tail = bytes.len() - 13;
+    let mut bad = bytes.clone();
+    bad[tail + 2] = 0;
+    assert_eq!(
+        Tpm::from_bytes(&bad),
+        Err(StateError::InvalidField("hierarchy authValue"))
+    );
+    let mut bad = bytes.clone();
+    bad[tail + 1] = 33;
+    assert!(Tpm::from_bytes(&bad).is_err());
+    let mut bad = bytes.clone();
+    *bad.last_mut().unwrap() = 2;
+    assert_eq!(
+        Tpm::from_bytes(&bad),
+        Err(StateError::InvalidField("disableClear"))
+    );
+    assert_eq!(
+        Tpm::from_bytes(&bytes[..bytes.len() - 1]),
+        Err(StateError::Truncated)
+    );
+    // platformAuth lasts until the next Startup(CLEAR); the others stay.
+    run_ok(&mut tpm, &h(SHUTDOWN_CLEAR));
+    tpm.init();
+    run_ok(&mut tpm, &h(STARTUP_CLEAR));
+    run_ok(&mut tpm, &change_auth_cmd(TPM_RH_PLATFORM, b"", b""));
+    run_ok(&mut tpm, &change_auth_cmd(TPM_RH_OWNER, b"o", b"o"));
+}
+
+fn clear_control_cmd_pw(auth: u32, password: &[u8], disable: u8) -> Vec<u8> {
+    with_pw(
+        TPM_CC_CLEAR_CONTROL,
+        &auth.to_be_bytes(),
+        password,
+        &[disable],
+    )
+}
+
+#[test]
+fn clear_makes_a_new_storage_hierarchy() {
+    let mut tpm = started();
+    let srk = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let ek = create_primary(&mut tpm, TPM_RH_ENDORSEMENT, &storage_template());
+    let pk = create_primary(&mut tpm, TPM_RH_PLATFORM, &storage_template());
+    let persistent_owner = 0x8100_0001u32;
+    let persistent_platform = 0x8180_0001u32;
+    run_ok(
+        &mut tpm,
+        &evict_cmd(TPM_RH_OWNER, srk.handle, persistent_owner),
+    );
+    run_ok(
+        &mut tpm,
+        &evict_cmd(TPM_RH_PLATFORM, pk.handle, persistent_platform),
+    );
+    assert_eq!(rc_of(&define(&mut tpm, NV_INDEX, NV_ATTRS, b"", 8)), 0);
+    let platform_index = NV_INDEX + 1;
+    let attributes = TPMA_NV_PPREAD | TPMA_NV_PPWRITE | TPMA_NV_PLATFORMCREATE;
+    let p = nv_public(platform_index, TPM_ALG_SHA256, attributes, &[], 8);
+    run_ok(&mut tpm, &define_cmd(TPM_RH_PLATFORM, b"", b"", &p));
+    for (hierarchy, auth) in [
+        (TPM_RH_OWNER, &b"o"[..]),
+        (TPM_RH_ENDORSEMENT, b"e"),
+        (TPM_RH_LOCKOUT, b"l"),
+        (TPM_RH_PLATFORM, b"p"),
+    ] {
+        run_ok(&mut tpm, &change_auth_cmd(hierarchy, b"", auth));
+    }
+    tpm.advance_clock(5000);
+    let sps = tpm.sps;
+    let counter = update_counter(&mut tpm);
+
+    // TPMI_RH_CLEAR: lockout or platform; the lockout password is needed.
+    let r = run(&mut tpm, &clear_cmd(TPM_RH_OWNER, b"o"));
+    assert_eq!(rc_of(&r), 0x184);
+    let r = run(&mut tpm, &clear_cmd(TPM_RH_LOCKOUT, b""));
+    assert_eq!(rc_of(&r), 0x98E, "AUTH_FAIL + S + 1");
+    let r = run_ok(&mut tpm, &clear_cmd(TPM_RH_LOCKOUT, b"l"));
+    assert_eq!(r, h(PW_SUCCESS));
+
+    assert_ne!(tpm.sps, sps);
+    assert_eq!(update_counter(&mut tpm), counter + 1);
+    assert_eq!(
+        (
+            tpm.clock_ms,
+            tpm.reset_count,
+            tpm.restart_count,
+            tpm.clear_count
+        ),
+        (0, 0, 0, 0)
+    );
+    // Owner, endorsement and lockout authValues are empty again; platform's stays.
+    for hierarchy in [TPM_RH_OWNER, TPM_RH_ENDORSEMENT, TPM_RH_LOCKOUT] {
+        run_ok(&mut tpm, &change_auth_cmd(hierarchy, b"", b""));
+    }
+    let r = run(&mut tpm, &change_auth_cmd(TPM_RH_PLATFORM, b"", b""));
+    assert_eq!(rc_of(&r), 0x9A2);
+    // Owner and endorsement objects are flushed, platform ones stay; owner indices go.
+    let read_public = |h: u32| cmd(TPM_ST_NO_SESSIONS, TPM_CC_READ_PUBLIC, &h.to_be_bytes());
+    assert_eq!(rc_of(&run(&mut tpm, &read_public(srk.handle))), 0x910);
+    assert_eq!(rc_of(&run(&mut tpm, &read_public(ek.handle))), 0x910);
+    run_ok(&mut tpm, &read_public(pk.handle));
+    assert_eq!(rc_of(&run(&mut tpm, &read_public(persistent_owner))), 0x18B);
+    run_ok(&mut tpm, &read_public(persistent_platform));
+    assert_eq!(
+        rc_of(&run(&mut tpm, &read_public_cmd(NV_INDEX))),
+        0x18B,
+        "HANDLE + H + 1"
+    );
+    run_ok(&mut tpm, &read_public_cmd(platform_index));
+    // The same template gives a different storage primary key, the same endorsement one.
+    let srk2 = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    assert_ne!(unique(&srk2.public), unique(&srk.public));
+    let ek2 = create_primary(&mut tpm, TPM_RH_ENDORSEMENT, &storage_template());
+    assert_eq!(unique(&ek2.public), unique(&ek.public));
+    // ... and it is what KDFa(SHA-256, new SPS, ...) gives: the same as a TPM with that SPS.
+    let mut other = started();
+    other.sps = tpm.sps;
+    let srk3 = create_primary(&mut other, TPM_RH_OWNER, &storage_template());
+    assert_eq!(unique(&srk3.public), unique(&srk2.public));
+    // The platform may clear too.
+    run_ok(&mut tpm, &clear_cmd(TPM_RH_PLATFORM, b"p"));
+}
+
+#[test]
+fn clear_control_disables_clear() {
+    let mut tpm = started();
+    // Lockout may set disableClear but not clear it (TPM_RC_AUTH_FAIL); platform may.
+    run_ok(&mut tpm, &clear_control_cmd(TPM_RH_LOCKOUT, 1));
+    assert!(tpm.disable_clear);
+    let r = run(&mut tpm, &clear_cmd(TPM_RH_LOCKOUT, b""));
+    assert_eq!(rc_of(&r), rc::DISABLED);
+    assert_eq!(rc::DISABLED, 0x120);
+    let r = run(&mut tpm, &clear_cmd(TPM_RH_PLATFORM, b""));
+    assert_eq!(rc_of(&r), 0x120);
+    let r = run(&mut tpm, &clear_control_cmd(TPM_RH_LOCKOUT, 0));
+    assert_eq!(rc_of(&r), 0x08E);
+    // TPMI_YES_NO: TPM_RC_VALUE + TPM_RC_P + TPM_RC_1; TPMI_RH_CLEAR: VALUE + H + 1.
+    let r = run(&mut tpm, &clear_control_cmd(TPM_RH_PLATFORM, 2));
+    assert_eq!(rc_of(&r), 0x1C4);
+    let r = run(&mut tpm, &clear_control_cmd(TPM_RH_OWNER, 0));
+    assert_eq!(rc_of(&r), 0x184);
+    run_ok(&mut tpm, &clear_control_cmd(TPM_RH_PLATFORM, 0));
+    assert!(!tpm.disable_clear);
+    run_ok(&mut tpm, &clear_cmd(TPM_RH_LOCKOUT, b""));
+}
+
+fn test_parms_cmd(parms: &str) -> Vec<u8> {
+    cmd(TPM_ST_NO_SESSIONS, TPM_CC_TEST_PARMS, &h(parms))
+}
+
+#[test]
+fn test_parms_accepts_what_is_implemented() {
+    let mut tpm = started();
+    for ok in [
+        "0023 0010 0018 000b 0003 0010",      // ECC P-256, ECDSA-SHA256
+        "0023 0010 0010 0003 0010",           // ECC P-256, scheme NULL
+        "0023 0006 0080 0043 0010 0003 0010", // storage: AES-128-CFB
+        "0008 0010",                          // keyedhash, scheme NULL
+    ] {
+        assert_eq!(run(&mut tpm, &test_parms_cmd(ok)), h(SUCCESS), "{ok}");
+    }
+    // Errors are parameter 1's: TPM_RC_P + TPM_RC_1 = 0x140.
+    for (parms, rc) in [
+        ("0001 0010 0010 0800 00000000", 0x1CA),  // RSA: TPM_RC_TYPE
+        ("0025 0010", 0x1CA),                     // SYMCIPHER: TPM_RC_TYPE
+        ("0023 0010 0018 000b 0004 0010", 0x1E6), // P-384: TPM_RC_CURVE
+        ("0023 0010 0018 000c 0003 0010", 0x1D2), // ECDSA-SHA384: TPM_RC_SCHEME
+        ("0023 0010 0018 0099 0003 0010", 0x1C3), // unknown hash: TPM_RC_HASH
+        ("0023 0010 001a 000b 0003 0010", 0x1D2), // ECDAA: TPM_RC_SCHEME
+        ("0023 0006 0100 0043 0010 0003 0010", 0x1C4), // AES-256: TPM_RC_VALUE
+        ("0023 0006 0080 0040 0010 0003 0010", 0x1C9), // AES-128-CTR: TPM_RC_MODE
+        ("0023 0025 0010 0003 0010", 0x1D6),      // TPM_RC_SYMMETRIC
+        ("0023 0010 0010 0003 0022 000b", 0x1CC), // a KDF: TPM_RC_KDF
+        ("0008 0005 000b", 0x1D2),                // keyedhash HMAC: TPM_RC_SCHEME
+        ("0008 0099", 0x1C4),                     // TPM_RC_VALUE
+        ("0023 0010 0018 000b 0003", 0x1DA),      // truncated: TPM_RC_INSUFFICIENT
+        ("", 0x1DA),
+    ] {
+        assert_eq!(rc_of(&run(&mut tpm, &test_parms_cmd(parms))), rc, "{parms}");
+    }
+    // Octets after the parameters: TPM_RC_SIZE.
+    let r = run(&mut tpm, &test_parms_cmd("0008 0010 00"));
+    assert_eq!(rc_of(&r), rc::SIZE);
 }

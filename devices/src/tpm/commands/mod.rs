@@ -9,6 +9,7 @@
 mod capability;
 mod context;
 mod hash;
+mod hierarchy;
 mod nv;
 mod object;
 mod pcr;
@@ -101,6 +102,8 @@ const CONTEXT: &[HandleKind] = &[HandleKind::Context];
 const HIERARCHY: &[HandleKind] = &[HandleKind::Hierarchy];
 const OBJECT: &[HandleKind] = &[HandleKind::Object];
 const PROVISION_OBJECT: &[HandleKind] = &[HandleKind::Provision, HandleKind::Object];
+const HIERARCHY_AUTH: &[HandleKind] = &[HandleKind::HierarchyAuth];
+const CLEAR: &[HandleKind] = &[HandleKind::Clear];
 
 const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
     CommandDef {
@@ -137,6 +140,13 @@ pub const COMMANDS: &[CommandDef] = &[
         TPM_CC_NV_UNDEFINE_SPACE,
         PROVISION_NV,
         nv::nv_undefine_space,
+    ),
+    authorized(TPM_CC_CLEAR, CLEAR, hierarchy::clear),
+    authorized(TPM_CC_CLEAR_CONTROL, CLEAR, hierarchy::clear_control),
+    authorized(
+        TPM_CC_HIERARCHY_CHANGE_AUTH,
+        HIERARCHY_AUTH,
+        hierarchy::hierarchy_change_auth,
     ),
     authorized(TPM_CC_NV_DEFINE_SPACE, PROVISION, nv::nv_define_space),
     CommandDef {
@@ -231,6 +241,7 @@ pub const COMMANDS: &[CommandDef] = &[
         handles: POLICY_SESSION,
         ..def(TPM_CC_POLICY_GET_DIGEST, false, session::policy_get_digest)
     },
+    def(TPM_CC_TEST_PARMS, false, testing::test_parms),
 ];
 
 pub fn lookup(cc: u32) -> Option<&'static CommandDef> {
@@ -303,6 +314,18 @@ mod tests {
             lookup(TPM_CC_EVICT_CONTROL).unwrap().attributes(),
             0x0440_0120
         );
+        // Clear, ClearControl, HierarchyChangeAuth: nv, one handle; TestParms: none (Part 4
+        // s_ccAttr).
+        assert_eq!(lookup(TPM_CC_CLEAR).unwrap().attributes(), 0x0240_0126);
+        assert_eq!(
+            lookup(TPM_CC_CLEAR_CONTROL).unwrap().attributes(),
+            0x0240_0127
+        );
+        assert_eq!(
+            lookup(TPM_CC_HIERARCHY_CHANGE_AUTH).unwrap().attributes(),
+            0x0240_0129
+        );
+        assert_eq!(lookup(TPM_CC_TEST_PARMS).unwrap().attributes(), 0x0000_018A);
         // ContextLoad: a response handle; ContextSave: one handle (Part 4 s_ccAttr).
         assert_eq!(
             lookup(TPM_CC_CONTEXT_LOAD).unwrap().attributes(),

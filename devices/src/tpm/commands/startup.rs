@@ -9,7 +9,8 @@
 //! | none or CLEAR | STATE   | TPM_RC_VALUE (parameter 1)                                   ||
 //!
 //! A TPM Reset and a TPM Restart also clear TPMA_NV_WRITTEN of the NV indices with
-//! TPMA_NV_CLEAR_STCLEAR (Part 2 §13.4). A TPM Reset also draws a new null seed. A PCR_Extend, PCR_Event or PCR_Reset of a
+//! TPMA_NV_CLEAR_STCLEAR (Part 2 §13.4) and set platformAuth to the Empty Buffer (Part 1
+//! §13.8: the platform hierarchy's authorization lasts until the next Startup(CLEAR)). A TPM Reset also draws a new null seed. A PCR_Extend, PCR_Event or PCR_Reset of a
 //! state-saved PCR after Shutdown voids the saved state (Part 4 `RETURN_IF_ORDERLY` /
 //! `g_clearOrderly`): the next Startup is a TPM Reset.
 
@@ -57,6 +58,7 @@ pub fn startup(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
             pcrs.startup(false, call.locality, None);
             tpm.pcrs = pcrs;
             tpm.nv.startup_clear();
+            tpm.platform_auth.clear();
             tpm.restart_count = tpm.restart_count.wrapping_add(1);
             tpm.clear_count = tpm.clear_count.wrapping_add(1);
             tpm.orderly_startup = true;
@@ -65,6 +67,7 @@ pub fn startup(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
             // TPM Reset.
             tpm.pcrs.startup(true, call.locality, None);
             tpm.nv.startup_clear();
+            tpm.platform_auth.clear();
             tpm.reset_count = tpm.reset_count.wrapping_add(1);
             tpm.restart_count = 0;
             tpm.clear_count = 0;

@@ -1,5 +1,5 @@
-//! TPM2_SelfTest, TPM2_IncrementalSelfTest and TPM2_GetTestResult (Part 3 §10; Part 4
-//! `CryptSelfTest`, `CryptIncrementalSelfTest`).
+//! TPM2_SelfTest, TPM2_IncrementalSelfTest, TPM2_GetTestResult and TPM2_TestParms (Part 3
+//! §10; Part 4 `CryptSelfTest`, `CryptIncrementalSelfTest`, `TPM2_TestParms`).
 //!
 //! The testable algorithms are the implemented ones GetCapability(TPM_CAP_ALGS) lists: SHA-1,
 //! SHA-256 and SHA-384, each tested by its FIPS 180-4 known answer. A full SelfTest also runs
@@ -11,9 +11,11 @@
 use alloc::vec::Vec;
 
 use super::super::constants::{MAX_ALG_LIST_SIZE, NO, YES};
+use super::super::constants::{TPM_ALG_ECC, TPM_ALG_KEYEDHASH, TPM_ALG_NULL, TPM_ECC_NIST_P256};
 use super::super::drbg::HmacDrbg;
 use super::super::hash::HashAlg;
 use super::super::marshal::Reader;
+use super::super::object::{read_keyedhash_scheme, read_scheme, read_symmetric};
 use super::super::rc::{self, Rc};
 use super::super::Tpm;
 use super::Call;
@@ -52,7 +54,7 @@ impl Tpm {
 }
 
 /// TPMI_YES_NO (Part 2 §9.2): 0 or 1, otherwise TPM_RC_VALUE.
-fn read_yes_no(r: &mut Reader) -> Result<bool, Rc> {
+pub(super) fn read_yes_no(r: &mut Reader) -> Result<bool, Rc> {
     match r.u8()? {
         NO => Ok(false),
         YES => Ok(true),
@@ -108,4 +110,39 @@ pub fn get_test_result(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
         rc::SUCCESS
     });
     Ok(())
+}
+
+/// TPMT_PUBLIC_PARMS (Part 2 §12.2.3.8) with what this TPM implements:
+///
+/// - type (TPMI_ALG_PUBLIC): TPM_ALG_ECC or TPM_ALG_KEYEDHASH; RSA, SYMCIPHER and anything
+///   else TPM_RC_TYPE;
+/// - TPMS_ECC_PARMS: symmetric TPMT_SYM_DEF_OBJECT+ (NULL or AES-128-CFB: another
+///   algorithm TPM_RC_SYMMETRIC, key size TPM_RC_VALUE, mode TPM_RC_MODE), scheme
+///   TPMT_ECC_SCHEME+ (NULL or ECDSA-SHA256: TPM_RC_HASH for an unknown hash, TPM_RC_SCHEME
+///   otherwise), curveID P-256 (TPM_RC_CURVE), kdf NULL (TPM_RC_KDF);
+/// - TPMS_KEYEDHASH_PARMS: scheme NULL (HMAC, XOR TPM_RC_SCHEME; else TPM_RC_VALUE).
+fn read_public_parms(r: &mut Reader) -> Result<(), Rc> {
+    match r.u16()? {
+        TPM_ALG_ECC => {
+            read_symmetric(r)?;
+            read_scheme(r)?;
+            if r.u16()? != TPM_ECC_NIST_P256 {
+                return Err(rc::CURVE);
+            }
+            if r.u16()? != TPM_ALG_NULL {
+                return Err(rc::KDF);
+            }
+            Ok(())
+        }
+        TPM_ALG_KEYEDHASH => read_keyedhash_scheme(r),
+        _ => Err(rc::TYPE),
+    }
+}
+
+/// TestParms: parameters (TPMT_PUBLIC_PARMS). As in Part 4, the test is the unmarshalling
+/// (`read_public_parms`): errors are numbered parameter 1, and parameters that unmarshal
+/// are supported.
+pub fn test_parms(_tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
+    call.param(1, read_public_parms)?;
+    call.end()
 }
