@@ -39,9 +39,18 @@ pub fn ring(vp: usize) {
     }
 }
 
+/// How long a parked VP sleeps without its doorbell ringing before it looks again at what
+/// nobody rings for (typed input, timers Parapet's tick serves): one tick.
+const PARK_LIMIT_NS: u64 = 10_000_000;
+
+/// Parks VP `vp`'s task until its doorbell rings or a tick has passed.
+pub async fn park(vp: usize) {
+    let _ = kernel::executor::timeout_ns(PARK_LIMIT_NS, wait(vp)).await;
+}
+
 /// Completes once VP `vp`'s doorbell has rung since the last wait completed (at once if it
 /// rang meanwhile).
-pub fn wait(vp: usize) -> impl Future<Output = ()> {
+fn wait(vp: usize) -> impl Future<Output = ()> {
     Wait { vp }
 }
 

@@ -2,6 +2,7 @@
 //! payload, its console output, and the log lines it may cause. The architecture's own guest
 //! layer (`x86_64::guest`) and the backends build on this.
 
+pub mod bundle;
 pub mod console;
 pub mod doorbell;
 pub mod elf_load;

@@ -23,12 +23,8 @@ pub fn record(map: &MemoryMap, excluded: &[(u64, u64)], limit: u64) {
             .map(|r| (r.start, r.end.min(limit)))
             .filter(|(s, e)| s < e)
             .collect();
-        for &(cut_start, cut_end) in excluded {
-            ranges = ranges
-                .into_iter()
-                .flat_map(|(s, e)| [(s, e.min(cut_start)), (s.max(cut_end), e)])
-                .filter(|(s, e)| s < e)
-                .collect();
+        for &cut in excluded {
+            ranges = subtract(ranges, cut);
         }
         ranges.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::new();
@@ -40,6 +36,22 @@ pub fn record(map: &MemoryMap, excluded: &[(u64, u64)], limit: u64) {
         }
         merged
     });
+}
+
+/// `ranges` less `[cut.0, cut.1)`.
+fn subtract(ranges: Vec<(u64, u64)>, (cut_start, cut_end): (u64, u64)) -> Vec<(u64, u64)> {
+    ranges
+        .into_iter()
+        .flat_map(|(s, e)| [(s, e.min(cut_start)), (s.max(cut_end), e)])
+        .filter(|(s, e)| s < e)
+        .collect()
+}
+
+/// The guest's RAM less the `cuts` ((start, end): what a loader has put there already), for
+/// a loader looking for room.
+pub fn without(cuts: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    cuts.iter()
+        .fold(ranges().to_vec(), |free, &cut| subtract(free, cut))
 }
 
 /// The guest's RAM ranges, (start, end); empty before [`record`].

@@ -212,17 +212,9 @@ pub fn read_template(r: &mut Reader) -> Result<Public, Rc> {
     let x = r.tpm2b(ECC_KEY_BYTES)?.to_vec();
     let y = r.tpm2b(ECC_KEY_BYTES)?.to_vec();
 
-    if !auth_policy.is_empty() && auth_policy.len() != name_alg.digest_size() {
-        return Err(rc::SIZE);
-    }
+    check_auth_policy(name_alg, &auth_policy)?;
     let has = |bit| attributes & bit != 0;
-    let fixed_tpm = has(TPMA_OBJECT_FIXED_TPM);
-    let fixed_parent = has(TPMA_OBJECT_FIXED_PARENT);
-    if has(TPMA_OBJECT_X509_SIGN)
-        || fixed_tpm != fixed_parent
-        || (has(TPMA_OBJECT_ENCRYPTED_DUPLICATION) && (fixed_tpm || fixed_parent))
-        || !has(TPMA_OBJECT_SENSITIVE_DATA_ORIGIN)
-    {
+    if !shared_attributes_ok(attributes) || !has(TPMA_OBJECT_SENSITIVE_DATA_ORIGIN) {
         return Err(rc::ATTRIBUTES);
     }
     let (restricted, decrypt, sign) = (
@@ -252,6 +244,24 @@ pub fn read_template(r: &mut Reader) -> Result<Public, Rc> {
     })
 }
 
+/// An authPolicy is empty or a digest of the object's nameAlg (TPM_RC_SIZE).
+fn check_auth_policy(name_alg: HashAlg, auth_policy: &[u8]) -> Result<(), Rc> {
+    if !auth_policy.is_empty() && auth_policy.len() != name_alg.digest_size() {
+        return Err(rc::SIZE);
+    }
+    Ok(())
+}
+
+/// The attribute rules every object type here shares (Part 1 §27.2): x509sign clear,
+/// fixedTPM and fixedParent equal, encryptedDuplication only on an object with neither.
+fn shared_attributes_ok(attributes: u32) -> bool {
+    let has = |bit| attributes & bit != 0;
+    let (fixed_tpm, fixed_parent) = (has(TPMA_OBJECT_FIXED_TPM), has(TPMA_OBJECT_FIXED_PARENT));
+    !has(TPMA_OBJECT_X509_SIGN)
+        && fixed_tpm == fixed_parent
+        && !(has(TPMA_OBJECT_ENCRYPTED_DUPLICATION) && (fixed_tpm || fixed_parent))
+}
+
 /// TPMT_KEYEDHASH_SCHEME+ (Part 2 §11.1.23): NULL; HMAC and XOR are not implemented
 /// (TPM_RC_SCHEME); any other value TPM_RC_VALUE.
 pub fn read_keyedhash_scheme(r: &mut Reader) -> Result<(), Rc> {
@@ -272,15 +282,9 @@ fn read_sealed_template(r: &mut Reader) -> Result<Public, Rc> {
     let auth_policy = r.tpm2b(MAX_DIGEST_SIZE)?.to_vec();
     read_keyedhash_scheme(r)?;
     let unique = r.tpm2b(MAX_DIGEST_SIZE)?.to_vec();
-    if !auth_policy.is_empty() && auth_policy.len() != name_alg.digest_size() {
-        return Err(rc::SIZE);
-    }
+    check_auth_policy(name_alg, &auth_policy)?;
     let has = |bit| attributes & bit != 0;
-    let fixed_tpm = has(TPMA_OBJECT_FIXED_TPM);
-    let fixed_parent = has(TPMA_OBJECT_FIXED_PARENT);
-    if has(TPMA_OBJECT_X509_SIGN)
-        || fixed_tpm != fixed_parent
-        || (has(TPMA_OBJECT_ENCRYPTED_DUPLICATION) && (fixed_tpm || fixed_parent))
+    if !shared_attributes_ok(attributes)
         || has(TPMA_OBJECT_SENSITIVE_DATA_ORIGIN)
         || has(TPMA_OBJECT_SIGN)
         || has(TPMA_OBJECT_DECRYPT)

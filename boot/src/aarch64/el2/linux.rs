@@ -20,6 +20,7 @@ use abi::guest_bundle::{self, BundleError};
 use arch::aarch64::registers;
 
 use super::devices;
+use crate::guest::bundle::{self, StagedError};
 use crate::guest::ram;
 
 /// The device tree's block at the start of guest RAM (booting.rst: the tree must not share a
@@ -34,7 +35,8 @@ pub enum LinuxError {
     NoRam,
     Bundle(BundleError),
     Image(ImageError),
-    CommandLine,
+    CommandLineTooLong(usize),
+    CommandLineNotUtf8,
     NoRoomForKernel { size: u64 },
     InitrdOutOfReach,
     Tree(TreeError),
@@ -47,10 +49,10 @@ impl core::fmt::Display for LinuxError {
             Self::NoRam => write!(f, "the guest has no RAM"),
             Self::Bundle(e) => write!(f, "guest bundle: {e}"),
             Self::Image(e) => write!(f, "the kernel is not a usable arm64 Image: {e:?}"),
-            Self::CommandLine => write!(
-                f,
-                "the command line is not UTF-8 or longer than {MAX_COMMAND_LINE} bytes"
-            ),
+            Self::CommandLineTooLong(n) => {
+                write!(f, "a {n}-byte command line; at most {MAX_COMMAND_LINE}")
+            }
+            Self::CommandLineNotUtf8 => write!(f, "the command line is not UTF-8"),
             Self::NoRoomForKernel { size } => write!(
                 f,
                 "no free guest RAM holds the kernel's {} MiB at an address it accepts",
@@ -77,34 +79,26 @@ pub struct Loaded {
 
 /// Loads the bundle staged at `address` (`size` bytes) for `cpus` CPUs.
 pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> {
-    let staged = (
-        address,
-        address
-            .checked_add(size)
-            .ok_or(LinuxError::StagingOutsideRam)?,
-    );
-    let mut head = [0u8; guest_bundle::HEADER_LEN];
-    let head_len = head.len().min(size as usize);
-    ram::load_from(address, &mut head[..head_len]).map_err(|_| LinuxError::StagingOutsideRam)?;
-    let len = usize::try_from(size).map_err(|_| LinuxError::StagingOutsideRam)?;
-    let bundle = guest_bundle::parse(&head, len).map_err(LinuxError::Bundle)?;
-    let at = |r: &core::ops::Range<usize>| (address + r.start as u64, r.len() as u64);
-    if bundle.command_line.len() > MAX_COMMAND_LINE {
-        return Err(LinuxError::CommandLine);
-    }
-    let mut line = alloc::vec![0u8; bundle.command_line.len()];
-    ram::load_from(at(&bundle.command_line).0, &mut line)
-        .map_err(|_| LinuxError::StagingOutsideRam)?;
-    let command_line = String::from_utf8(line).map_err(|_| LinuxError::CommandLine)?;
-    let initrd = bundle.initrd.as_ref().map(at).map(|(s, l)| (s, s + l));
-    let (kernel_at, kernel_len) = at(&bundle.kernel);
+    let staged = bundle::read(address, size, MAX_COMMAND_LINE)
+        .map_err(|e| match e {
+            StagedError::OutsideRam => LinuxError::StagingOutsideRam,
+            StagedError::Bundle(e) => LinuxError::Bundle(e),
+            StagedError::CommandLineTooLong(n) => LinuxError::CommandLineTooLong(n),
+        })?
+        .ok_or(LinuxError::Bundle(BundleError::BadMagic))?;
+    let command_line =
+        String::from_utf8(staged.command_line).map_err(|_| LinuxError::CommandLineNotUtf8)?;
+    let initrd = staged.initrd;
+    let (kernel_at, kernel_len) = (staged.kernel.0, staged.kernel.1 - staged.kernel.0);
 
     let ram_ranges = ram::ranges();
     let ram_base = ram_ranges.first().ok_or(LinuxError::NoRam)?.0;
     let device_tree = ram_base.next_multiple_of(DTB_BLOCK);
     let (header, load_address) = ram::inspect(kernel_at, kernel_len, |image| {
         let header = ImageHeader::parse(image).map_err(LinuxError::Image)?;
-        let free = free_ram(staged, (device_tree, device_tree + DTB_BLOCK));
+        // Clear of the bundle (its initrd stays there) and the device tree's block.
+        let staged_range = (address, address.saturating_add(size));
+        let free = ram::without(&[staged_range, (device_tree, device_tree + DTB_BLOCK)]);
         let load_address = header
             .place(&free, ram_base)
             .ok_or(LinuxError::NoRoomForKernel {
@@ -181,18 +175,4 @@ pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> 
         entry: load_address,
         device_tree,
     })
-}
-
-/// Guest RAM the kernel may be loaded into: all of it but the staged bundle (whose initrd
-/// stays there) and the device tree's block.
-fn free_ram(staged: (u64, u64), tree: (u64, u64)) -> Vec<(u64, u64)> {
-    let mut free: Vec<(u64, u64)> = ram::ranges().to_vec();
-    for cut in [staged, tree] {
-        free = free
-            .into_iter()
-            .flat_map(|(s, e)| [(s, e.min(cut.0)), (s.max(cut.1), e)])
-            .filter(|(s, e)| s < e)
-            .collect();
-    }
-    free
 }

@@ -68,9 +68,6 @@ const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 const PSTATE_EL1H_MASKED: u64 = 0x3c5;
 /// MPIDR_EL1 bit 31 is RES1.
 const MPIDR_RES1: u64 = 1 << 31;
-/// How long a waiting guest CPU sleeps without its doorbell ringing before it looks at its
-/// virtual timer and input again: Parapet's tick.
-const IDLE_RECHECK_NS: u64 = 10_000_000;
 /// The only largest guest CPU count Parapet tracks.
 const MAX_CPUS: usize = kernel::executor::MAX_CPUS;
 
@@ -263,11 +260,7 @@ async fn host_cpu(guest: &'static Guest, cpu: usize) {
                         }
                         // Until something rings for this CPU, or a tick on (its virtual
                         // timer, typed input).
-                        let _ = kernel::executor::timeout_ns(
-                            IDLE_RECHECK_NS,
-                            crate::guest::doorbell::wait(cpu),
-                        )
-                        .await;
+                        crate::guest::doorbell::park(cpu).await;
                     },
                     None => crate::cpus::next_tick(cpu).await,
                 },
@@ -316,8 +309,7 @@ async fn wait_for_start(guest: &Guest, cpu: usize) -> Option<(u64, u64)> {
             }
         }
         // CPU_ON rings this CPU's doorbell.
-        let _ =
-            kernel::executor::timeout_ns(IDLE_RECHECK_NS, crate::guest::doorbell::wait(cpu)).await;
+        crate::guest::doorbell::park(cpu).await;
     }
 }
 

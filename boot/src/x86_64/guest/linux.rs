@@ -26,6 +26,7 @@ use abi::linux_boot::{
 };
 
 use super::devices;
+use crate::guest::bundle::{self, StagedError};
 use crate::guest::ram;
 
 /// The zero page (`struct boot_params`, 4 KiB) the kernel's RSI points at.
@@ -92,36 +93,31 @@ pub struct Loaded {
 
 /// Loads the Linux guest staged at `address` (`size` bytes) for `cpus` CPUs.
 pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
-    let staged = address
-        ..address
-            .checked_add(size)
-            .ok_or(LinuxError::StagingOutsideRam)?;
-    let mut head = [0u8; guest_bundle::HEADER_LEN];
-    let head_len = head.len().min(size as usize);
-    ram::load_from(address, &mut head[..head_len]).map_err(|_| LinuxError::StagingOutsideRam)?;
-    let len = usize::try_from(size).map_err(|_| LinuxError::StagingOutsideRam)?;
-    let (kernel, initrd, command_line) = if guest_bundle::is_bundle(&head) {
-        let bundle = guest_bundle::parse(&head, len).map_err(LinuxError::Bundle)?;
-        let at = |r: &core::ops::Range<usize>| (address + r.start as u64, r.len() as u64);
-        let mut line = alloc::vec![0u8; bundle.command_line.len().min(COMMAND_LINE_ROOM)];
-        if bundle.command_line.len() >= COMMAND_LINE_ROOM {
-            return Err(LinuxError::CommandLineTooLong(bundle.command_line.len()));
-        }
-        ram::load_from(at(&bundle.command_line).0, &mut line)
-            .map_err(|_| LinuxError::StagingOutsideRam)?;
-        (at(&bundle.kernel), bundle.initrd.as_ref().map(at), line)
-    } else {
-        (
+    let staged = bundle::read(address, size, COMMAND_LINE_ROOM - 1).map_err(|e| match e {
+        StagedError::OutsideRam => LinuxError::StagingOutsideRam,
+        StagedError::Bundle(e) => LinuxError::Bundle(e),
+        StagedError::CommandLineTooLong(n) => LinuxError::CommandLineTooLong(n),
+    })?;
+    let staged_range = (address, address.saturating_add(size));
+    let (kernel, initrd, command_line) = match staged {
+        Some(b) => (
+            (b.kernel.0, b.kernel.1 - b.kernel.0),
+            b.initrd.map(|(s, e)| (s, e - s)),
+            b.command_line,
+        ),
+        None => (
             (address, size),
             None,
             DEFAULT_COMMAND_LINE.as_bytes().to_vec(),
-        )
+        ),
     };
 
     // The kernel is read in place: parsed, then copied to where it runs.
     let (header, kernel_address) = ram::inspect(kernel.0, kernel.1, |image| {
         let header = SetupHeader::parse(image).map_err(LinuxError::Image)?;
-        let free = free_ram(&staged);
+        // Clear of the bundle (its initrd stays there) and of the first megabyte (the boot
+        // structures).
+        let free = ram::without(&[staged_range, (0, 1 << 20)]);
         let kernel_address = header.place(&free).ok_or(LinuxError::NoRoomForKernel {
             footprint: header.footprint(),
         })?;
@@ -198,17 +194,6 @@ pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
         entry,
         zero_page: ZERO_PAGE,
     })
-}
-
-/// Guest RAM the kernel may be loaded into: all of it but the staged bundle (whose initrd
-/// stays there) and the first megabyte (the boot structures live there).
-fn free_ram(staged: &core::ops::Range<u64>) -> Vec<(u64, u64)> {
-    ram::ranges()
-        .iter()
-        .flat_map(|&(s, e)| [(s, e.min(staged.start)), (s.max(staged.end), e)])
-        .map(|(s, e)| (s.max(1 << 20), e))
-        .filter(|(s, e)| s < e)
-        .collect()
 }
 
 /// What the guest's ACPI tables describe: its CPUs (`ids`: APIC ID = index), the I/O APIC,

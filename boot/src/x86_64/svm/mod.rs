@@ -21,7 +21,7 @@ mod vp;
 
 use arch::x86_64::instructions;
 use isolation::svm_exit::{self, code};
-use kernel::executor::{timeout_ns, yield_now};
+use kernel::executor::yield_now;
 use spin::Once;
 
 use crate::guest::log_budget::LogBudget;
@@ -43,9 +43,6 @@ const IOPM_PAGES: u64 = 3;
 const MSRPM_PAGES: u64 = 2;
 /// The end of the PC's first megabyte.
 const LEGACY_WINDOW_END: u64 = 0x10_0000;
-/// How long a waiting VP sleeps without its doorbell ringing before it looks at its APIC
-/// timer and input again: Parapet's tick.
-const IDLE_RECHECK_NS: u64 = 10_000_000;
 /// COM1's I/O APIC input (ISA IRQ 4, identity-mapped as on PCs).
 const COM1_GSI: u32 = COM1_IRQ as u32;
 
@@ -175,7 +172,7 @@ async fn serve_vp(index: usize, tables: Tables, boot: Option<GuestStart>) {
 /// Gives the CPU away until VP `index`'s doorbell rings (an IPI or interrupt for it) or a
 /// tick has passed (its APIC timer, typed input).
 async fn idle(index: usize) {
-    let _ = timeout_ns(IDLE_RECHECK_NS, doorbell::wait(index)).await;
+    doorbell::park(index).await;
 }
 
 /// Typed input goes into COM1, whose interrupt line follows.

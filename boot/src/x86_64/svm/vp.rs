@@ -64,6 +64,10 @@ pub struct SvmVp {
     gprs: Gprs,
     /// The CPU fills the VMCB's next-RIP field.
     nrips: bool,
+    /// The processor's linear-address width, which WRMSR's canonical checks use whatever
+    /// CR4.LA57 says (Intel SDM Vol. 3A §4.1.1): 57 where it supports 5-level paging (CPUID
+    /// 7.0 ECX bit 16), else 48.
+    linear_bits: u32,
     /// What the guest last wrote to the KVM clock MSRs (`devices::pvclock`).
     system_time_msr: u64,
     wall_clock_msr: u64,
@@ -137,12 +141,9 @@ fn guest_cpuid(leaf: u32, [eax, ebx, ecx, edx]: [u32; 4], apic_id: u32) -> [u32;
     }
 }
 
-/// Whether `address` is canonical for the processor's linear addresses: 57 bits where it
-/// supports 5-level paging (CPUID 7.0 ECX bit 16), whatever CR4.LA57 says, as WRMSR checks
-/// (Intel SDM Vol. 3A §4.1.1); else 48.
-fn canonical(address: u64) -> bool {
-    let la57 = instructions::cpuid(7, 0).2 & (1 << 16) != 0;
-    let unused = if la57 { 7 } else { 16 };
+/// Whether `address` is canonical for linear addresses of `linear_bits` bits.
+fn canonical(address: u64, linear_bits: u32) -> bool {
+    let unused = 64 - linear_bits;
     ((address as i64) << unused >> unused) as u64 == address
 }
 
@@ -529,7 +530,7 @@ impl GuestVp for SvmVp {
         }
         match VMCB_MSRS.iter().find(|&&(m, _)| m == msr) {
             // Addresses VMLOAD puts in the CPU must be canonical: #GP, as on hardware.
-            Some(&(m, _)) if ADDRESS_MSRS.contains(&m) && !canonical(value) => {
+            Some(&(m, _)) if ADDRESS_MSRS.contains(&m) && !canonical(value, self.linear_bits) => {
                 self.inject_exception(VECTOR_GP, Some(0));
                 return false;
             }
@@ -586,6 +587,11 @@ impl SvmVp {
             host_state,
             gprs: Gprs::default(),
             nrips,
+            linear_bits: if instructions::cpuid(7, 0).2 & (1 << 16) != 0 {
+                57
+            } else {
+                48
+            },
             system_time_msr: 0,
             wall_clock_msr: 0,
         })
