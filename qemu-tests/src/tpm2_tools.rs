@@ -151,25 +151,19 @@ impl TpmUnderTest {
     }
 }
 
-/// Parapet's own TPM, when there is one to test: the TPM that `ours` returns is side B of
-/// the comparison, against swtpm. Returns None while Parapet has no TPM to serve; the test
-/// then compares swtpm with a second, independent swtpm and says so.
-///
-/// Once `vmm-lite tpm-server` serves Parapet's TPM, this is the one place to change, to
-/// something like:
-///
-/// ```text
-/// let vmm_lite = xtask::build::vmm_lite().ok()?;
-/// let server = |port: u16| {
-///     let mut command = Command::new(&vmm_lite);
-///     command.args(["tpm-server", "--listen", &format!("127.0.0.1:{port}")]);
-///     command
-/// };
-/// let tcti = |port| Tcti::Mssim { port };
-/// spawn_on_free_ports("Parapet's TPM (vmm-lite tpm-server)", server, tcti).ok()
-/// ```
-pub fn ours() -> Option<TpmUnderTest> {
-    None
+/// Parapet's own TPM (`devices::tpm`), served by `vmm-lite tpm-server` over the simulator
+/// protocol (tcti-mssim) on two free loopback ports: side B of the comparison, against
+/// swtpm. Builds vmm-lite first (`xtask::build::vmm_lite`, release); an error says why it
+/// could not be built or started.
+pub fn ours() -> Result<TpmUnderTest, String> {
+    let vmm_lite = xtask::build::vmm_lite().map_err(|e| format!("building vmm-lite: {e:#}"))?;
+    let server = |port: u16| {
+        let mut command = Command::new(&vmm_lite);
+        command.args(["tpm-server", "--listen", &format!("127.0.0.1:{port}")]);
+        command
+    };
+    let tcti = |port| Tcti::Mssim { port };
+    spawn_on_free_ports("Parapet's TPM (vmm-lite tpm-server)", server, tcti)
 }
 
 /// A port P such that P and P + 1 were both free on the loopback interface just now (the

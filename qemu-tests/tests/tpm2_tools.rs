@@ -2,17 +2,17 @@
 //! swtpm and against the TPM under test, in the same run, and every fact that any correct TPM
 //! reports identically must agree (PCR values, digests, spec-fixed capabilities, NV contents,
 //! public areas' template fields, policy digests, verification results, response codes of
-//! the deliberate failures). The TPM under test is `tpm2_tools::ours()`; while that is None
-//! it is a second swtpm with a state (and seeds) of its own, and the test's name says so.
+//! the deliberate failures). The TPM under test is `tpm2_tools::ours()`: Parapet's TPM served
+//! by `vmm-lite tpm-server` (built first, release).
 //!
-//! Needs tpm2-tools, swtpm and swtpm-tools (`cargo xtask setup` installs them). Every swtpm
+//! Needs tpm2-tools, swtpm and swtpm-tools (`cargo xtask setup` installs them). Every server
 //! the test starts is killed when the test ends, whether it passes, fails or panics.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use qemu_tests::tpm2_tools::{self, TpmUnderTest};
+use qemu_tests::tpm2_tools;
 
 /// Programs the test runs, and the Debian package each comes from.
 const NEEDED: [(&str, &str); 3] = [
@@ -38,25 +38,13 @@ fn tools_present() -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the sequence against swtpm (side A) and `ours` (side B; a second swtpm when None)
+/// Runs the sequence against swtpm (side A) and Parapet's TPM (side B, `tpm2_tools::ours`)
 /// at the same time, and compares.
-fn deterministic_facts_agree(ours: Option<TpmUnderTest>) -> Result<(), Failed> {
+fn deterministic_facts_agree() -> Result<(), Failed> {
     tools_present()?;
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tpm2-tools");
+    let under_test = tpm2_tools::ours()?;
     let reference = tpm2_tools::swtpm("swtpm", &base.join("swtpm-a-state"))?;
-    let under_test = match ours {
-        Some(tpm) => tpm,
-        None => {
-            println!(
-                "tpm2_tools::ours() is None: Parapet has no TPM to test yet, so side B is a \
-                 second swtpm with its own state and seeds"
-            );
-            tpm2_tools::swtpm(
-                "second swtpm (stand-in for Parapet's TPM)",
-                &base.join("swtpm-b-state"),
-            )?
-        }
-    };
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| tpm2_tools::run_sequence(&reference, &base.join("a")));
         let b = tpm2_tools::run_sequence(&under_test, &base.join("b"));
@@ -85,12 +73,9 @@ fn deterministic_facts_agree(ours: Option<TpmUnderTest>) -> Result<(), Failed> {
 
 fn main() {
     let args = Arguments::from_args();
-    let ours = tpm2_tools::ours();
-    let name = if ours.is_some() {
-        "swtpm_and_parapets_tpm_agree_on_deterministic_tpm2_tools_results"
-    } else {
-        "swtpm_and_a_second_swtpm_standing_in_for_parapets_tpm_agree_on_deterministic_tpm2_tools_results"
-    };
-    let trials = vec![Trial::test(name, move || deterministic_facts_agree(ours))];
+    let trials = vec![Trial::test(
+        "swtpm_and_parapets_tpm_agree_on_deterministic_tpm2_tools_results",
+        deterministic_facts_agree,
+    )];
     libtest_mimic::run(&args, trials).exit();
 }

@@ -537,8 +537,7 @@ fn tpm2_tools_create_load_sign_and_unseal_under_a_storage_primary() {
     );
     flush();
 
-    // An ECDSA child key. tpm2_create's default ECC attributes ask for sign and decrypt
-    // (an unrestricted dual-use key, not implemented): the signing attributes are given.
+    // An ECDSA child key, its signing attributes and scheme given.
     let (key_pub, key_priv, key) = (file("key.pub"), file("key.priv"), file("key.ctx"));
     let attributes = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign";
     let created = [
@@ -565,6 +564,36 @@ fn tpm2_tools_create_load_sign_and_unseal_under_a_storage_primary() {
     tpm.ok(
         "tpm2_verifysignature",
         &["-c", &key, "-g", "sha256", "-m", &msg, "-s", &sig],
+    );
+    flush();
+
+    // tpm2_create's default ECC key: sign and decrypt, unrestricted, scheme NULL (Part 2
+    // §12.2.3.6). tpm2_sign names ECDSA-SHA256 in TPM2_Sign's inScheme, which the TPM uses
+    // since the key's scheme is NULL (Part 3 §20.2.1).
+    let (dual_pub, dual_priv, dual) = (file("dual.pub"), file("dual.priv"), file("dual.ctx"));
+    let public = tpm.ok(
+        "tpm2_create",
+        &[
+            "-C", &primary, "-G", "ecc256", "-u", &dual_pub, "-r", &dual_priv,
+        ],
+    );
+    assert!(public.contains("decrypt|sign"), "{public}");
+    flush();
+    tpm.ok(
+        "tpm2_load",
+        &[
+            "-C", &primary, "-u", &dual_pub, "-r", &dual_priv, "-c", &dual,
+        ],
+    );
+    flush();
+    tpm.ok(
+        "tpm2_sign",
+        &["-c", &dual, "-g", "sha256", "-o", &sig, &msg],
+    );
+    flush();
+    tpm.ok(
+        "tpm2_verifysignature",
+        &["-c", &dual, "-g", "sha256", "-m", &msg, "-s", &sig],
     );
     flush();
 

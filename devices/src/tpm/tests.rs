@@ -768,15 +768,15 @@ fn get_capability_pcrs_algs_handles() {
     );
     assert_eq!(rc_of(&get_cap(&mut tpm, TPM_CAP_PCRS, 1, 1)), 0x2C4);
     // TPM_CAP_ALGS: the hashes (TPMA_ALGORITHM hash), AES (symmetric), ECDSA (asymmetric,
-    // signing), ECC (asymmetric, object), CFB (encrypting), KEYEDHASH (hash, object,
-    // signing, encrypting: 0x30C), in TPM_ALG_ID order.
+    // signing), ECC (asymmetric, object), CFB (symmetric, encrypting: 0x202), KEYEDHASH
+    // (hash, object, signing, encrypting: 0x30C), in TPM_ALG_ID order.
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0, 100);
     assert_eq!(
         &r[10..],
         &h("00 00 00 00 00 00 00 00 08 \
             00 04 00 00 00 04  00 06 00 00 00 02  00 08 00 00 03 0c \
             00 0b 00 00 00 04  00 0c 00 00 00 04 \
-            00 18 00 00 01 01  00 23 00 00 00 09  00 43 00 00 02 00")[..]
+            00 18 00 00 01 01  00 23 00 00 00 09  00 43 00 00 02 02")[..]
     );
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0x0005, 1);
     assert_eq!(
@@ -3985,6 +3985,136 @@ fn create_wraps_under_the_storage_seed_and_load_sign_verify() {
     // Two Creates of the same template give different keys.
     let (_, other) = create(&mut tpm, &parent, &signing_template());
     assert_ne!(unique(&other), unique(&public));
+}
+
+/// tpm2_create's default ECC template: fixedTPM, fixedParent, sensitiveDataOrigin,
+/// userWithAuth, sign, decrypt (0x00060072), restricted CLEAR, symmetric and scheme NULL
+/// (Part 2 §12.2.3.6: both sign and decrypt SET needs restricted CLEAR and scheme NULL).
+const SIGN_DECRYPT_ATTRS: u32 = 0x0006_0072;
+fn sign_decrypt_template() -> Vec<u8> {
+    ecc_template(
+        SIGN_DECRYPT_ATTRS,
+        &h("0010"),
+        &h("0010"),
+        TPM_ECC_NIST_P256,
+        &h("0010"),
+    )
+}
+
+#[test]
+fn sign_decrypt_key_is_created_loaded_and_read_back() {
+    let mut tpm = started();
+    let parent = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let (private, public) = create(&mut tpm, &parent, &sign_decrypt_template());
+    // outPublic keeps the template: attributes, symmetric NULL, scheme NULL, P-256, kdf NULL.
+    assert_eq!(&public[..8], &h("0023 000b 00060072")[..]);
+    assert_eq!(&public[8..18], &h("0000 0010 0010 0003 0010")[..]);
+    verifying_key(&public);
+    let r = run_ok(&mut tpm, &load_cmd(parent.handle, &private, &public));
+    let handle = u32_at(&r, 10);
+    let mut at = 18;
+    assert_eq!(take2b(&r, &mut at), &name_of(&public)[..]);
+    let r = run_ok(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, 0x173, &handle.to_be_bytes()),
+    );
+    let mut at = 10;
+    assert_eq!(take2b(&r, &mut at), &public[..]);
+    // It is no storage parent: Create under it is TPM_RC_TYPE + H1.
+    let c = create_cmd(handle, &signing_template());
+    assert_eq!(rc_of(&run(&mut tpm, &c)), rc::handle(rc::TYPE, 1));
+    // A primary of the same template too; context save and load keep it.
+    run_ok(&mut tpm, &flush_cmd(handle));
+    let primary = create_primary(&mut tpm, TPM_RH_OWNER, &sign_decrypt_template());
+    let context = context_save(&mut tpm, primary.handle);
+    run_ok(&mut tpm, &context_load_cmd(&context));
+    // Both SET with restricted: ATTRIBUTES; with a scheme: SCHEME; with AES: SYMMETRIC
+    // (all + P2).
+    let (null, p256) = (h("0010"), TPM_ECC_NIST_P256);
+    let cases: &[(Vec<u8>, u32)] = &[
+        (
+            ecc_template(SIGN_DECRYPT_ATTRS | 0x1_0000, &null, &null, p256, &null),
+            0x2C2,
+        ),
+        (
+            ecc_template(SIGN_DECRYPT_ATTRS, &null, &h("0018 000b"), p256, &null),
+            0x2D2,
+        ),
+        (
+            ecc_template(SIGN_DECRYPT_ATTRS, &h("0006 0080 0043"), &null, p256, &null),
+            0x2D6,
+        ),
+    ];
+    for (template, code) in cases {
+        let r = run(&mut tpm, &create_cmd(parent.handle, template));
+        assert_eq!(rc_of(&r), *code, "template {template:02x?}");
+    }
+    assert!(!tpm.failure);
+}
+
+#[test]
+fn sign_decrypt_key_signs_with_the_commands_scheme_only() {
+    let mut tpm = started();
+    let parent = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let (private, public) = create(&mut tpm, &parent, &sign_decrypt_template());
+    let handle = u32_at(
+        &run_ok(&mut tpm, &load_cmd(parent.handle, &private, &public)),
+        10,
+    );
+    let vk = verifying_key(&public);
+    let null = h(NULL_HASHCHECK);
+
+    // inScheme ECDSA-SHA256 (Part 3 §20.2.1: the key's scheme is NULL, so inScheme is used):
+    // verifies with p256 and with VerifySignature.
+    let digest = sha256(&[b"message"]);
+    let (sig, p256_sig) = signed(&run_ok(
+        &mut tpm,
+        &sign_cmd(handle, b"", &digest, SCHEME_ECDSA_SHA256, &null),
+    ));
+    vk.verify_prehash(&digest, &p256_sig).unwrap();
+    run_ok(&mut tpm, &verify_cmd(handle, &digest, &sig));
+    let mut tampered = sig.clone();
+    tampered[10] ^= 1;
+    assert_eq!(
+        rc_of(&run(&mut tpm, &verify_cmd(handle, &digest, &tampered))),
+        rc::parameter(rc::SIGNATURE, 2)
+    );
+
+    // ECDSA-SHA384: the signature names SHA-384 and verifies over the 48-octet digest.
+    let digest384 = Sha384::digest(b"message").to_vec();
+    let r = run_ok(
+        &mut tpm,
+        &sign_cmd(handle, b"", &digest384, "0018 000c", &null),
+    );
+    let sig384 = r[14..86].to_vec();
+    assert_eq!(&sig384[..6], &h("0018 000c 0020")[..]);
+    run_ok(&mut tpm, &verify_cmd(handle, &digest384, &sig384));
+    // ECDSA-SHA1 over a 20-octet digest likewise.
+    let digest1 = Sha1::digest(b"message").to_vec();
+    let r = run_ok(
+        &mut tpm,
+        &sign_cmd(handle, b"", &digest1, "0018 0004", &null),
+    );
+    let sig1 = r[14..86].to_vec();
+    assert_eq!(&sig1[..6], &h("0018 0004 0020")[..]);
+    run_ok(&mut tpm, &verify_cmd(handle, &digest1, &sig1));
+    // A digest not of the scheme's size: SIZE + P1.
+    let c = sign_cmd(handle, b"", &digest, "0018 000c", &null);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), rc::parameter(rc::SIZE, 1));
+
+    // inScheme NULL with the key's NULL scheme: TPM_RC_SCHEME + P2 (0x2D2), for Sign and
+    // for Quote.
+    let c = sign_cmd(handle, b"", &digest, SCHEME_NULL, &null);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), rc::parameter(rc::SCHEME, 2));
+    assert_eq!(rc::parameter(rc::SCHEME, 2), 0x2D2);
+    let q = h("0102");
+    let c = quote_cmd(handle, &q, SCHEME_NULL, SEL_0_1_16);
+    assert_eq!(rc_of(&run(&mut tpm, &c)), 0x2D2);
+    run_ok(
+        &mut tpm,
+        &quote_cmd(handle, &q, SCHEME_ECDSA_SHA256, SEL_0_1_16),
+    );
+    assert!(!tpm.failure);
 }
 
 #[test]

@@ -23,7 +23,9 @@ const MANUFACTURER: [u8; 4] = *b"PRPT";
 /// the reference implementation's table gives them for each.
 ///
 /// TPM_ALG_KEYEDHASH is hash, object, signing and encrypting, as the reference's
-/// AlgorithmCap.c lists it (sealed data objects are its only use here).
+/// AlgorithmCap.c lists it (sealed data objects are its only use here). TPM_ALG_CFB is
+/// symmetric and encrypting: Part 2 §6.3, Table 9 types it "S E" (a symmetric block
+/// cipher mode, an encryption mode).
 const ALGORITHMS: [(u16, u32); 8] = [
     (TPM_ALG_SHA1, TPMA_ALGORITHM_HASH),
     (TPM_ALG_AES, TPMA_ALGORITHM_SYMMETRIC),
@@ -44,7 +46,10 @@ const ALGORITHMS: [(u16, u32); 8] = [
         TPM_ALG_ECC,
         TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_OBJECT,
     ),
-    (TPM_ALG_CFB, TPMA_ALGORITHM_ENCRYPTING),
+    (
+        TPM_ALG_CFB,
+        TPMA_ALGORITHM_SYMMETRIC | TPMA_ALGORITHM_ENCRYPTING,
+    ),
 ];
 /// TPM_PT_VENDOR_STRING_1..4: "Parapet vTPM", NUL-padded.
 const VENDOR_STRING: [u8; 16] = *b"Parapet vTPM\0\0\0\0";

@@ -1,5 +1,5 @@
 //! TPM2_Sign (Part 3 §20.2), TPM2_VerifySignature (Part 3 §20.1) and TPM2_Quote (Part 3
-//! §18.4), with ECDSA over NIST P-256 and SHA-256, the only signing scheme here; checks and
+//! §18.4), with ECDSA over NIST P-256, the only signing scheme here; checks and
 //! their order from Part 4's `TPM2_Sign`, `TPM2_VerifySignature`, `TPM2_Quote`,
 //! `CryptSelectSignScheme`, `TicketComputeHashCheck`, `TicketComputeVerified`,
 //! `FillInAttestInfo` and `SignAttestInfo`. The keys are `tpm/object.rs`'s; k is drawn as
@@ -10,8 +10,11 @@
 //! keyName), SHA-256 being this TPM's context integrity hash (as for the creation ticket);
 //! a key of the null hierarchy gets the NULL ticket (TPM_RH_NULL, empty digest).
 //!
+//! A signing key's scheme is ECDSA-SHA256; a general-purpose (sign + decrypt) key's is NULL,
+//! and it signs with the command's inScheme: ECDSA with any implemented hash.
+//!
 //! Not implemented: TPM_RH_NULL as Quote's signHandle (an unsigned quote; TPM_RC_VALUE +
-//! TPM_RC_H + TPM_RC_1 as for any non-object handle), schemes other than ECDSA-SHA256
+//! TPM_RC_H + TPM_RC_1 as for any non-object handle), schemes other than ECDSA
 //! (TPM_RC_SCHEME).
 
 use super::super::auth::constant_time_eq;
@@ -72,21 +75,24 @@ fn key(tpm: &Tpm, call: &Call) -> Result<Object, Rc> {
     tpm.object(handle).cloned().ok_or(rc::handle(rc::HANDLE, 1))
 }
 
-/// Part 4 `IsSigningObject` then `CryptSelectSignScheme` for the one key scheme here
-/// (ECDSA-SHA256, never NULL in a signing key): a key that cannot sign is TPM_RC_KEY +
-/// handle 1; inScheme NULL selects the key's scheme, inScheme equal to it is kept, any other
-/// is TPM_RC_SCHEME + parameter `scheme_param`. Returns the scheme's hash.
+/// Part 4 `IsSigningObject` then `CryptSelectSignScheme` (Part 3 §20.2.1): a key that
+/// cannot sign is TPM_RC_KEY + handle 1. For a signing key (scheme ECDSA-SHA256) inScheme
+/// NULL selects the key's scheme, inScheme equal to it is kept, and any other is
+/// TPM_RC_SCHEME with parameter number `scheme_param`. A sign + decrypt key's scheme is
+/// NULL, so inScheme is used (`read_sig_scheme` admits only ECDSA); inScheme NULL too is
+/// TPM_RC_SCHEME with parameter number `scheme_param`. Returns the scheme's hash.
 fn select_scheme(
     object: &Object,
     scheme: Option<HashAlg>,
     scheme_param: u32,
 ) -> Result<HashAlg, Rc> {
-    if object.public.kind != KeyKind::Signing {
-        return Err(rc::handle(rc::KEY, 1));
-    }
-    match scheme {
-        None | Some(HashAlg::Sha256) => Ok(HashAlg::Sha256),
-        Some(_) => Err(rc::parameter(rc::SCHEME, scheme_param)),
+    let refused = rc::parameter(rc::SCHEME, scheme_param);
+    match (object.public.kind, scheme) {
+        (KeyKind::Signing, None | Some(HashAlg::Sha256)) => Ok(HashAlg::Sha256),
+        (KeyKind::Signing, Some(_)) => Err(refused),
+        (KeyKind::SignDecrypt, Some(alg)) => Ok(alg),
+        (KeyKind::SignDecrypt, None) => Err(refused),
+        (KeyKind::Storage | KeyKind::Sealed, _) => Err(rc::handle(rc::KEY, 1)),
     }
 }
 
@@ -101,11 +107,11 @@ fn sign_digest(tpm: &mut Tpm, object: &Object, digest: &[u8]) -> Result<EcdsaSig
     }
 }
 
-/// TPMT_SIGNATURE (Part 2 §11.3.4): TPM_ALG_ECDSA, TPM_ALG_SHA256, r and s as
+/// TPMT_SIGNATURE (Part 2 §11.3.4): TPM_ALG_ECDSA, the scheme's hash, r and s as
 /// TPM2B_ECC_PARAMETER of 32 octets each.
-fn write_signature(w: &mut Writer, (r, s): &EcdsaSignature) {
+fn write_signature(w: &mut Writer, alg: HashAlg, (r, s): &EcdsaSignature) {
     w.u16(TPM_ALG_ECDSA);
-    w.u16(TPM_ALG_SHA256);
+    w.u16(alg.alg_id());
     w.tpm2b(r);
     w.tpm2b(s);
 }
@@ -140,7 +146,7 @@ pub fn sign(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
         return Err(rc::parameter(rc::SIZE, 1));
     }
     let signature = sign_digest(tpm, &object, digest)?;
-    write_signature(&mut call.out, &signature);
+    write_signature(&mut call.out, alg, &signature);
     Ok(())
 }
 
@@ -250,6 +256,6 @@ pub fn quote(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let digest = alg.digest(&[&attest]);
     let signature = sign_digest(tpm, &object, digest.as_bytes())?;
     call.out.tpm2b(&attest);
-    write_signature(&mut call.out, &signature);
+    write_signature(&mut call.out, alg, &signature);
     Ok(())
 }
