@@ -5,10 +5,11 @@
 //!   `igvm_memory_map`), used by `image/` and `vmm-lite/` on the host and `boot/` in the
 //!   firmware;
 //! - with the guests Parapet hosts: the ACPI tables an x86 guest reads (`acpi_tables`), the
-//!   Linux x86 boot protocol (`linux_boot`), the arm64 Linux boot protocol and the device
-//!   tree an aarch64 guest reads (`arm64_boot`, written with `fdt_writer`), pure builders and
-//!   parsers that produce and check bytes, tested on the host, for the firmware to place in
-//!   guest RAM (and for host tools that boot the same guests);
+//!   Linux x86 boot protocol (`linux_boot`; `vmlinux` for an uncompressed kernel), the arm64
+//!   Linux boot protocol and the device tree an aarch64 guest reads (`arm64_boot`, written
+//!   with `fdt_writer`), pure builders and parsers that produce and check bytes, tested on the
+//!   host, for the firmware to place in guest RAM (and for host tools that boot the same
+//!   guests);
 //! - with the tools that hand Parapet a guest to boot: the guest bundle (`guest_bundle`), a
 //!   kernel, initrd and command line in the one blob a boot module or vmm-lite carries.
 #![no_std]
@@ -24,3 +25,4 @@ pub mod igvm_checksum;
 pub mod igvm_layout;
 pub mod igvm_memory_map;
 pub mod linux_boot;
+pub mod vmlinux;

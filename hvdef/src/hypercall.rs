@@ -21,6 +21,7 @@ pub mod code {
     pub const SET_VP_REGISTERS: u16 = 0x0051;
     pub const POST_MESSAGE: u16 = 0x005c;
     pub const SIGNAL_EVENT: u16 = 0x005d;
+    pub const ASSERT_VIRTUAL_INTERRUPT: u16 = 0x0094;
     pub const START_VIRTUAL_PROCESSOR: u16 = 0x0099;
 }
 
@@ -251,6 +252,97 @@ impl VpVtlInput {
         b[8..12].copy_from_slice(&self.vp_index.to_le_bytes());
         b[12] = self.target_vtl as u8;
         b[16..].copy_from_slice(&self.context.encode());
+        b
+    }
+}
+
+/// HV_INTERRUPT_TYPE on x64 (TLFS §"HV_INTERRUPT_TYPE"): how the target's local APIC
+/// takes the interrupt, the delivery modes of an APIC interrupt message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum InterruptType {
+    Fixed = 0,
+    LowestPriority = 1,
+    Nmi = 4,
+    Init = 5,
+    Sipi = 6,
+    ExtInt = 7,
+}
+
+impl InterruptType {
+    pub fn new(value: u32) -> Option<Self> {
+        Some(match value {
+            0 => Self::Fixed,
+            1 => Self::LowestPriority,
+            4 => Self::Nmi,
+            5 => Self::Init,
+            6 => Self::Sipi,
+            7 => Self::ExtInt,
+            _ => return None,
+        })
+    }
+}
+
+/// HvCallAssertVirtualInterrupt input (32 bytes; TLFS "HvCallAssertVirtualInterrupt"):
+/// PartitionId u64; InterruptControl u64 (31:0 HV_INTERRUPT_TYPE, 32 level-triggered, 33
+/// logical destination mode, the rest reserved); DestinationAddress u64 (an APIC ID, or a
+/// logical destination); RequestedVector u32; TargetVtl u8; 3 reserved bytes. A paravisor
+/// asserts the interrupts of the devices it emulates into VTL0 with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AssertVirtualInterrupt {
+    pub partition_id: u64,
+    pub interrupt_type: InterruptType,
+    pub level_triggered: bool,
+    pub logical_destination: bool,
+    pub destination: u64,
+    pub vector: u32,
+    pub target_vtl: Vtl,
+}
+
+impl AssertVirtualInterrupt {
+    pub const SIZE: usize = 32;
+    const LEVEL_TRIGGERED: u64 = 1 << 32;
+    const LOGICAL_DESTINATION: u64 = 1 << 33;
+    /// InterruptControl bits past those two are reserved.
+    const CONTROL_RESERVED: u64 = !0 << 34;
+
+    /// Reads the input; reserved bits and bytes must be zero and the type one of x64's.
+    pub fn parse(input: &[u8]) -> Result<Self, HvStatus> {
+        let bad = HvStatus::INVALID_PARAMETER;
+        let control = u64_at(input, 8).ok_or(bad)?;
+        let reserved = u32_at(input, 28).ok_or(bad)? >> 8;
+        if control & Self::CONTROL_RESERVED != 0 || reserved != 0 {
+            return Err(bad);
+        }
+        Ok(Self {
+            partition_id: u64_at(input, 0).ok_or(bad)?,
+            interrupt_type: InterruptType::new(control as u32).ok_or(bad)?,
+            level_triggered: control & Self::LEVEL_TRIGGERED != 0,
+            logical_destination: control & Self::LOGICAL_DESTINATION != 0,
+            destination: u64_at(input, 16).ok_or(bad)?,
+            vector: u32_at(input, 24).ok_or(bad)?,
+            target_vtl: Vtl::new(u8_at(input, 28).ok_or(bad)?).ok_or(bad)?,
+        })
+    }
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let control = self.interrupt_type as u64
+            | if self.level_triggered {
+                Self::LEVEL_TRIGGERED
+            } else {
+                0
+            }
+            | if self.logical_destination {
+                Self::LOGICAL_DESTINATION
+            } else {
+                0
+            };
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.partition_id.to_le_bytes());
+        b[8..16].copy_from_slice(&control.to_le_bytes());
+        b[16..24].copy_from_slice(&self.destination.to_le_bytes());
+        b[24..28].copy_from_slice(&self.vector.to_le_bytes());
+        b[28] = self.target_vtl as u8;
         b
     }
 }
@@ -514,5 +606,32 @@ mod tests {
             Some((0x0002_0010, 0x42))
         );
         assert_eq!(parse_set_register(&set[..20]), None);
+    }
+
+    #[test]
+    fn assert_virtual_interrupt_inputs_round_trip_and_reserved_bits_are_refused() {
+        let input = AssertVirtualInterrupt {
+            partition_id: PARTITION_SELF,
+            interrupt_type: InterruptType::Fixed,
+            level_triggered: true,
+            logical_destination: false,
+            destination: 1,
+            vector: 0x24,
+            target_vtl: Vtl::Vtl0,
+        };
+        let bytes = input.encode();
+        assert_eq!(bytes[8..16], (1u64 << 32).to_le_bytes());
+        assert_eq!(AssertVirtualInterrupt::parse(&bytes), Ok(input));
+        let refused = |at: usize, value: u8| {
+            let mut b = bytes;
+            b[at] = value;
+            AssertVirtualInterrupt::parse(&b)
+        };
+        let bad = Err(HvStatus::INVALID_PARAMETER);
+        assert_eq!(refused(8, 2), bad, "SMI is not a type a VTL may assert");
+        assert_eq!(refused(12, 0x04), bad, "reserved control bit 34");
+        assert_eq!(refused(29, 1), bad, "reserved byte");
+        assert_eq!(refused(28, 3), bad, "no VTL 3");
+        assert_eq!(AssertVirtualInterrupt::parse(&bytes[..31]), bad);
     }
 }

@@ -11,6 +11,7 @@ use hvdef::message::{
 };
 
 use crate::exit::{ExitSite, GuestExit, PortAccess, PortDirection, StringOp};
+use crate::x86_insn::CodeMode;
 
 /// RFLAGS.DF.
 const RFLAGS_DF: u64 = 1 << 10;
@@ -48,6 +49,20 @@ fn addressing(h: &InterceptHeader, segment: &hvdef::registers::SegmentRegister) 
     } else {
         (segment.base, 0xffff)
     }
+}
+
+/// The code an intercepted instruction runs in, from its message's header: the decoder's
+/// mode (CS.L under EFER.LMA, else CS.D/B) and CS's base (none in 64-bit mode), for fetching
+/// the instruction behind a memory access. `None` for a message with no intercept header.
+pub fn code(message: &HvMessage) -> Option<(CodeMode, u64)> {
+    let h = InterceptHeader::parse(message.payload())?;
+    Some(if long_mode(&h) {
+        (CodeMode::Bits64, 0)
+    } else if h.cs.attributes & SEGMENT_DB != 0 {
+        (CodeMode::Bits32, h.cs.base)
+    } else {
+        (CodeMode::Bits16, h.cs.base)
+    })
 }
 
 /// Linear addresses outside 64-bit mode wrap at 4 GiB.

@@ -158,6 +158,56 @@ pub fn number_after(console: &str, before: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// What is wrong with the ticks guest's report (its lines after `<prefix>| `), if anything:
+/// at least 5 timer interrupts through the xAPIC and 5 through the x2APIC, PIT channel 2's
+/// 0xffff counts taking about 54.9 million APIC timer ticks (up to `late` more: the guest
+/// reads the APIC timer around port round trips, which are slow where KVM emulates the
+/// guest), and at least 5 COM1 interrupts through the I/O APIC.
+pub fn ticks_problem(console: &str, prefix: &str, late: u64) -> Option<String> {
+    let start = format!("{prefix}| ticks: ");
+    let said = |parse: &dyn Fn(&str) -> Option<u64>| {
+        console
+            .lines()
+            .find_map(|l| parse(l.trim_end().strip_prefix(start.as_str())?))
+    };
+    let seen = console.lines().find_map(|l| {
+        let rest = l.trim_end().strip_prefix(start.as_str())?;
+        let (xapic, rest) = rest.split_once(" timer interrupts through the xAPIC, ")?;
+        let x2apic = rest.strip_suffix(" through the x2APIC")?;
+        Some((xapic.parse::<u32>().ok()?, x2apic.parse::<u32>().ok()?))
+    });
+    if !seen.is_some_and(|(xapic, x2apic)| xapic >= 5 && x2apic >= 5) {
+        return Some(format!(
+            "the guest counted {seen:?} timer interrupts (xAPIC, x2APIC), wanted 5 each"
+        ));
+    }
+    // PIT channel 2 and the APIC timer run on one clock: 0xffff + 1 PIT ticks at
+    // 1,193,182 Hz (54.925 ms) are 54.9 million ticks of a 1 GHz APIC timer (Parapet's and
+    // KVM's), give or take the exits the guest's polling takes.
+    let calibration = said(&|rest| {
+        rest.strip_prefix("PIT channel 2 counted 0xffff in ")?
+            .strip_suffix(" APIC timer ticks")?
+            .parse()
+            .ok()
+    });
+    if !calibration.is_some_and(|t| (52_000_000..=58_000_000 + late).contains(&t)) {
+        return Some(format!(
+            "PIT channel 2 took {calibration:?} APIC timer ticks, wanted about 54.9 million"
+        ));
+    }
+    let com1 = said(&|rest| {
+        rest.strip_suffix(" COM1 transmit interrupts through the I/O APIC")?
+            .parse()
+            .ok()
+    });
+    if com1.is_none_or(|n| n < 5) {
+        return Some(format!(
+            "the guest counted {com1:?} COM1 interrupts, wanted at least 5"
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,10 @@
 //! handed over as one guest bundle (the PVH module; the device tree's initrd). Its /init
 //! reports what Linux found (`parapet-init: ...` lines), reads a line typed on the console,
 //! and powers off (ACPI S5; PSCI SYSTEM_OFF).
+//!
+//! On x86_64 the same kernel boots twice: as Debian ships it (a bzImage, through its
+//! decompressor) and as the vmlinux inside it (entered at `startup_64`), the form the hv_vtl
+//! test gives a software KVM.
 
 use std::time::Duration;
 
@@ -23,12 +27,28 @@ const EXPECTED_ONLINE: &str = "0-1";
 const PROMPT: &str = "parapet-init: type a line";
 const TYPED: &str = "hello parapet";
 
+/// Which form of Debian's kernel a test boots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// As packaged: a bzImage, an arm64 Image.
+    Packaged,
+    /// The vmlinux inside the bzImage (x86_64).
+    Uncompressed,
+}
+
 /// Boots Debian's kernel under Parapet on `arch` and checks the console.
-fn boots_debian_linux_to_its_init(arch: Arch) -> Result<(), Failed> {
+fn boots_debian_linux_to_its_init(arch: Arch, form: Form) -> Result<(), Failed> {
     let error = |e: anyhow::Error| format!("{e:#}");
     let cmdline = format!("{} panic=-1", xtask::linux::default_cmdline(arch));
-    let (kernel, initramfs) = xtask::linux::debian_guest(arch).map_err(error)?;
-    let bundle = xtask::linux::bundle_path(&format!("test-linux-{arch}"));
+    let (packaged, initramfs) = xtask::linux::debian_guest(arch).map_err(error)?;
+    let (kernel, name) = match form {
+        Form::Packaged => (packaged, format!("test-linux-{arch}")),
+        Form::Uncompressed => (
+            xtask::kernels::vmlinux_of(&packaged).map_err(error)?,
+            format!("test-vmlinux-{arch}"),
+        ),
+    };
+    let bundle = xtask::linux::bundle_path(&name);
     xtask::linux::write_bundle(arch, &kernel, Some(&initramfs), &cmdline, &bundle)
         .map_err(error)?;
     let machine = Machine {
@@ -74,10 +94,13 @@ fn main() {
     let args = Arguments::from_args();
     let trials = vec![
         Trial::test("svm_boots_debian_linux_to_its_init", || {
-            boots_debian_linux_to_its_init(Arch::X86_64)
+            boots_debian_linux_to_its_init(Arch::X86_64, Form::Packaged)
+        }),
+        Trial::test("svm_boots_debian_vmlinux_to_its_init", || {
+            boots_debian_linux_to_its_init(Arch::X86_64, Form::Uncompressed)
         }),
         Trial::test("el2_boots_debian_linux_to_its_init", || {
-            boots_debian_linux_to_its_init(Arch::Aarch64)
+            boots_debian_linux_to_its_init(Arch::Aarch64, Form::Packaged)
         }),
     ];
     libtest_mimic::run(&args, trials).exit();

@@ -20,8 +20,8 @@ use std::sync::{Mutex, MutexGuard};
 use hvdef::cpuid::{self as leaf, privilege_eax, privilege_ebx};
 use hvdef::hypercall::map_flags;
 use hvdef::hypercall::{
-    self, code, Control, EnablePartitionVtl, InstallIntercept, ModifyVtlProtectionMask, VpVtlInput,
-    PARTITION_SELF,
+    self, code, AssertVirtualInterrupt, Control, EnablePartitionVtl, InstallIntercept,
+    ModifyVtlProtectionMask, VpVtlInput, PARTITION_SELF,
 };
 use hvdef::msr::{self, PageMsr, Sint};
 use hvdef::register_page;
@@ -587,6 +587,11 @@ impl HyperV {
                     .and_then(|input| VpVtlInput::parse(&input))
                     .and_then(|input| self.start_vp(caller.vtl, &input)),
             ),
+            code::ASSERT_VIRTUAL_INTERRUPT => status(
+                simple(AssertVirtualInterrupt::SIZE)
+                    .and_then(|input| AssertVirtualInterrupt::parse(&input))
+                    .and_then(|input| self.assert_virtual_interrupt(caller.vtl, &input)),
+            ),
             code::MODIFY_VTL_PROTECTION_MASK => {
                 match self.modify_protections(control, input_gpa, memory) {
                     Ok(reps) => hypercall::result(HvStatus::SUCCESS, reps),
@@ -595,6 +600,28 @@ impl HyperV {
             }
             _ => hypercall::result(HvStatus::INVALID_HYPERCALL_CODE, 0),
         }
+    }
+
+    /// HvCallAssertVirtualInterrupt: the paravisor raises an interrupt of a device it
+    /// emulates in VTL0 (the only lower VTL here); a VTL may not interrupt a higher one.
+    fn assert_virtual_interrupt(
+        &self,
+        caller: Vtl,
+        input: &AssertVirtualInterrupt,
+    ) -> Result<(), HvStatus> {
+        if input.partition_id != PARTITION_SELF {
+            return Err(HvStatus::INVALID_PARTITION_ID);
+        }
+        if caller != PARAVISOR_VTL {
+            return Err(HvStatus::ACCESS_DENIED);
+        }
+        if input.target_vtl != Vtl::Vtl0 {
+            return Err(HvStatus::INVALID_PARAMETER);
+        }
+        self.vtl0
+            .as_ref()
+            .ok_or(HvStatus::INVALID_VTL_STATE)?
+            .assert_interrupt(input)
     }
 
     /// HvCallStartVirtualProcessor: VTL0 on the target VP takes the given context.

@@ -32,6 +32,7 @@ pub mod vp;
 pub mod vp_registers;
 pub mod vsm;
 pub mod vtl0_intercept;
+pub mod vtl0_memory_intercept;
 pub mod vtl0_payload;
 pub mod vtl0_view;
 pub mod vtl_protections;

@@ -45,6 +45,7 @@ use crate::vcpu_state::{
 };
 use crate::vm::Outcome;
 use crate::vtl0_intercept;
+use crate::vtl0_memory_intercept::{self, MemoryExit};
 
 /// QEMU's `isa-debug-exit` port, which Parapet uses to report how a run ended:
 /// 0x10 success, 0x11 failure (see arch::x86_64::power).
@@ -499,12 +500,25 @@ impl<'a> Vp<'a> {
             /// A port access other than the hypercall sequences: an OUT's bytes, or none.
             Port(u16, Vec<u8>),
             Msr(u32, bool),
-            /// An access to `gpa` outside VTL0's view; true for a write.
-            Memory(u64, bool),
+            /// An access of `size` bytes to `gpa` outside VTL0's view, with a write's bytes.
+            Memory {
+                gpa: u64,
+                size: usize,
+                written: Option<Vec<u8>>,
+            },
             Unrecoverable(String),
             Kicked,
         }
         let result = vtl0.run();
+        if std::env::var_os("VMM_TRACE").is_some() {
+            eprintln!(
+                "TRACE vp{index} {:?}",
+                result
+                    .as_ref()
+                    .map(|e| format!("{e:?}"))
+                    .map(|s| s.chars().take(80).collect::<String>())
+            );
+        }
         // Only a vCPU that runs makes exits; one waiting to be started ends with EAGAIN or
         // EINTR. A running VP's VTL0 cannot be started again.
         if let (Ok(_), Some(host)) = (&result, hv.vtl0_host()) {
@@ -564,20 +578,32 @@ impl<'a> Vp<'a> {
                     Then::Nothing
                 } else {
                     data.fill(0xff);
-                    Then::Memory(gpa, false)
+                    Then::Memory {
+                        gpa,
+                        size: data.len(),
+                        written: None,
+                    }
                 }
             }
             Ok(VcpuExit::MmioWrite(gpa, data)) => {
                 if vtl0_may(hv, gpa, map_flags::WRITABLE) && memory.write(gpa, data).is_ok() {
                     Then::Nothing
                 } else {
-                    Then::Memory(gpa, true)
+                    Then::Memory {
+                        gpa,
+                        size: data.len(),
+                        written: Some(data.to_vec()),
+                    }
                 }
             }
             Ok(VcpuExit::Hlt) => {
                 std::thread::sleep(std::time::Duration::from_millis(1));
                 Then::Nothing
             }
+            // The split irqchip's EOI of a level-triggered vector: only vectors routed
+            // through KVM's I/O APIC routes exit so, and VTL0 has none (its I/O APIC is
+            // VTL2's). Nothing to do.
+            Ok(VcpuExit::IoapicEoi(_)) => Then::Nothing,
             Ok(VcpuExit::Shutdown) => Then::Unrecoverable("triple fault".into()),
             Ok(VcpuExit::InternalError) => return Ok(Step::KvmStopped(internal_error(vtl0))),
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
@@ -644,10 +670,22 @@ impl<'a> Vp<'a> {
                     &i.regs,
                 )?;
             }
-            Then::Memory(gpa, is_write) => {
+            Then::Memory { gpa, size, written } => {
                 let vtl0 = self.vtl0.as_mut().expect("VTL0 is running");
-                let ram = memory.size();
-                let i = vtl0_intercept::memory_notice(vtl0, index as u32, gpa, is_write, ram)?;
+                let exit = MemoryExit {
+                    gpa,
+                    size,
+                    written: written.as_deref(),
+                };
+                let may_read = |gpa| vtl0_may(hv, gpa, map_flags::READABLE);
+                let i = vtl0_memory_intercept::memory(
+                    vtl0,
+                    index as u32,
+                    &exit,
+                    memory,
+                    &may_read,
+                    memory.size(),
+                )?;
                 self.enter_vtl2(vp_assist::ENTRY_INTERCEPT, Some(i.message), &i.regs)?;
             }
             Then::Kicked => {

@@ -7,19 +7,16 @@
 //! - `in` and `ins`: at the instruction, with the data still to be supplied;
 //! - `out`: past the instruction, already done;
 //! - `outs`: one exit per element, RSI (and RCX under REP) already stepped for that element;
-//! - rdmsr/wrmsr: at the instruction.
-//!
+//! - rdmsr/wrmsr: at the instruction;
 //! - memory VTL0 does not map (the paravisor's region, or past RAM): a read at the
-//!   instruction, a write past it.
+//!   instruction, a write past it (`vtl0_memory_intercept`).
 //!
-//! For port and MSR accesses vmm-lite finds the instruction, lets KVM finish its half-done exit (for `ins` with the
+//! vmm-lite finds the instruction, lets KVM finish its half-done exit (for `ins` with the
 //! bytes the destination already holds, so nothing changes), and puts back the registers the
 //! instruction started from.
 
 use hvdef::intercept::AccessType;
-use hvdef::message::{
-    message_type, HvMessage, InterceptHeader, IoPortIntercept, MemoryIntercept, MsrIntercept,
-};
+use hvdef::message::{InterceptHeader, IoPortIntercept, MsrIntercept};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 
@@ -43,11 +40,11 @@ pub struct Intercepted<M> {
     pub regs: kvm_regs,
 }
 
-fn kvm_err(what: &str) -> impl Fn(kvm_ioctls::Error) -> String + '_ {
+pub(crate) fn kvm_err(what: &str) -> impl Fn(kvm_ioctls::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-fn header(
+pub(crate) fn header(
     vp: u32,
     sregs: &kvm_sregs,
     regs: &kvm_regs,
@@ -80,6 +77,9 @@ fn find_instruction(
     if !access.is_write {
         return here.map(|i| (i, regs.rip));
     }
+    // A plain OUT never exits at itself: an OUT at RIP is the next instruction (two OUTs back
+    // to back, `EE EE`), not the one KVM stopped after.
+    let here = here.filter(|i| i.is_string);
     let window = MAX_INSTRUCTION_LEN as u64;
     let mut behind = view.read(rip_linear.wrapping_sub(window), MAX_INSTRUCTION_LEN);
     if behind.len() < MAX_INSTRUCTION_LEN {
@@ -242,48 +242,6 @@ pub fn port_io(
     }))
 }
 
-/// VTL0 accessed `gpa`, which its view does not map. vmm-lite has no decoder for memory
-/// instructions, so it cannot stop VTL0 before one: it lets KVM finish the access as an
-/// empty bus would (the caller has made a read return all ones; a write is dropped) and
-/// reports it after the fact. The message says so with an instruction length of 0 and RIP
-/// past the access: a notice for VTL2, not an access to emulate (see hvdef::message).
-pub fn memory_notice(
-    vcpu: &mut VcpuFd,
-    vp: u32,
-    gpa: u64,
-    is_write: bool,
-    ram_size: u64,
-) -> Result<Intercepted<HvMessage>, String> {
-    complete_pending(vcpu).map_err(kvm_err("completing the exit"))?;
-    let regs = vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
-    let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-    let access = if is_write {
-        AccessType::Write
-    } else {
-        AccessType::Read
-    };
-    // Inside RAM, only a VTL protection hides it (the paravisor's region); past RAM there is
-    // nothing at all.
-    let kind = if gpa < ram_size {
-        message_type::GPA_INTERCEPT
-    } else {
-        message_type::UNMAPPED_GPA
-    };
-    let message = MemoryIntercept {
-        header: header(vp, &sregs, &regs, 0, access),
-        cache_type: 0,
-        instruction_byte_count: 0,
-        access_info: 0,
-        gva: 0,
-        gpa,
-        instruction_bytes: [0; 16],
-    };
-    Ok(Intercepted {
-        message: message.to_message(kind),
-        regs,
-    })
-}
-
 /// VTL0 stopped on rdmsr or wrmsr of `msr` (user-space MSR exit, the answer already set to
 /// "no error"); returns the message with VTL0 back at the instruction.
 pub fn msr(
@@ -422,5 +380,28 @@ mod tests {
         assert!(matches!(vcpu.run().unwrap(), VcpuExit::Hlt));
         let regs = vcpu.get_regs().unwrap();
         assert_eq!((regs.rax & 0xff, regs.rsi, regs.rdi), (7, 0x603, 0x703));
+    }
+
+    /// Two OUTs back to back (as a PIT's two count bytes go out): after the first, RIP is
+    /// at the second, which also fits the exit's data; each must still arrive on its own.
+    #[test]
+    fn back_to_back_outs_arrive_one_intercept_each() {
+        let memory = GuestMemory::new(1 << 20).unwrap();
+        let code: &[u8] = &[
+            0xba, 0x42, 0x00, // 1000: mov dx, 0x42
+            0xb0, 0xff, //       1003: mov al, 0xff
+            0xee, //             1005: out dx, al
+            0xee, //             1006: out dx, al
+            0xf4, //             1007: hlt
+        ];
+        memory.write(0x1000, code).unwrap();
+        let (_vm, mut vcpu) = real_mode_vcpu(&memory);
+        for rip in [0x1005, 0x1006] {
+            let (written, m) = next_intercept(&mut vcpu, &memory);
+            assert_eq!(written, [0xff]);
+            assert_eq!((m.header.rip, m.header.instruction_length), (rip, 1));
+            emulate(&vcpu, 1, |_| {});
+        }
+        assert!(matches!(vcpu.run().unwrap(), VcpuExit::Hlt));
     }
 }

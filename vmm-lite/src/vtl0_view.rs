@@ -8,10 +8,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use hvdef::hypercall::InitialVpContext;
+use hvdef::hypercall::{AssertVirtualInterrupt, InitialVpContext, InterruptType};
 use kvm_bindings::{
-    kvm_mp_state, kvm_userspace_memory_region, CpuId, KVM_MEM_READONLY, KVM_MP_STATE_RUNNABLE,
-    KVM_MP_STATE_UNINITIALIZED,
+    kvm_enable_cap, kvm_mp_state, kvm_msi, kvm_userspace_memory_region, CpuId,
+    KVM_CAP_SPLIT_IRQCHIP, KVM_MEM_READONLY, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
@@ -22,6 +22,20 @@ use crate::guest_memory::GuestMemory;
 use crate::vcpu_state::kvm_segment_of;
 use crate::vm::{cpuid_for, kvm, synthetic_msrs_exit_to_user_space, TSS_ADDRESS};
 use crate::vtl_protections::{Protections, SlotRun, PAGE};
+
+/// Interrupt routes KVM keeps for the split irqchip's user-space I/O APIC: its 24 pins (none
+/// are used; VTL2 sends MSIs).
+const SPLIT_IRQCHIP_ROUTES: u64 = 24;
+/// The MSI address window (Intel SDM Vol. 3A §11.11.1): 0xFEE in bits 31:20, the destination
+/// APIC ID in 19:12, destination mode (1 = logical) in bit 2.
+const MSI_ADDRESS_BASE: u32 = 0xfee0_0000;
+const MSI_DESTINATION_SHIFT: u32 = 12;
+const MSI_LOGICAL: u32 = 1 << 2;
+/// MSI data (§11.11.2): vector 7:0, delivery mode 10:8, level (1 = assert) 14, trigger
+/// mode (1 = level) 15.
+const MSI_DELIVERY_SHIFT: u32 = 8;
+const MSI_ASSERT: u32 = 1 << 14;
+const MSI_LEVEL_TRIGGERED: u32 = 1 << 15;
 
 pub struct Vtl0View {
     vm: VmFd,
@@ -38,6 +52,11 @@ impl Vtl0View {
     /// Creates the view of `memory` without `hidden`, with an in-kernel local APIC per VP
     /// and `cpuid` as every VP's CPUID table.
     ///
+    /// The interrupt controllers are split: KVM keeps the local APICs, and the I/O APIC and
+    /// PICs are not KVM's (`KVM_CAP_SPLIT_IRQCHIP`), so VTL0's accesses to them are exits
+    /// VTL2 sees, as a paravisor emulating VTL0's chipset needs. VTL2 delivers the
+    /// interrupts of its devices with HvCallAssertVirtualInterrupt ([`Vtl0Host::assert_interrupt`]).
+    ///
     /// The view's slots point into `memory`'s mapping, so `memory` must outlive the view.
     pub fn new(
         kvm_fd: &Kvm,
@@ -48,7 +67,15 @@ impl Vtl0View {
     ) -> Result<Self, VmmError> {
         let vm = kvm("KVM_CREATE_VM (VTL0)", kvm_fd.create_vm())?;
         kvm("KVM_SET_TSS_ADDR (VTL0)", vm.set_tss_address(TSS_ADDRESS))?;
-        kvm("KVM_CREATE_IRQCHIP (VTL0)", vm.create_irq_chip())?;
+        let split = kvm_enable_cap {
+            cap: KVM_CAP_SPLIT_IRQCHIP,
+            args: [SPLIT_IRQCHIP_ROUTES, 0, 0, 0],
+            ..Default::default()
+        };
+        kvm(
+            "KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) (VTL0)",
+            vm.enable_cap(&split),
+        )?;
         // VTL0's synthetic MSRs are vmm-lite's, or VTL2's when it intercepts MSRs.
         synthetic_msrs_exit_to_user_space(&vm)?;
         let mut view = Self {
@@ -290,6 +317,45 @@ impl Vtl0Host {
             self.mark_running(vp);
         }
         Some(vcpu)
+    }
+
+    /// HvCallAssertVirtualInterrupt into VTL0: the interrupt goes to the local APIC(s) it
+    /// names as the MSI that says the same. Destinations are 8-bit xAPIC ones here.
+    pub fn assert_interrupt(&self, input: &AssertVirtualInterrupt) -> Result<(), HvStatus> {
+        let bad = HvStatus::INVALID_PARAMETER;
+        let destination = u8::try_from(input.destination).map_err(|_| bad)?;
+        let vector = u8::try_from(input.vector).map_err(|_| bad)?;
+        // Vectors 0-15 are reserved for exceptions: a fixed interrupt there is an illegal
+        // vector (SDM §11.5.3), which a hypervisor refuses rather than delivers.
+        let vectored = matches!(
+            input.interrupt_type,
+            InterruptType::Fixed | InterruptType::LowestPriority
+        );
+        if vectored && vector < 16 {
+            return Err(bad);
+        }
+        let mut address = MSI_ADDRESS_BASE | u32::from(destination) << MSI_DESTINATION_SHIFT;
+        if input.logical_destination {
+            address |= MSI_LOGICAL;
+        }
+        let mut data =
+            u32::from(vector) | (input.interrupt_type as u32) << MSI_DELIVERY_SHIFT | MSI_ASSERT;
+        if input.level_triggered {
+            data |= MSI_LEVEL_TRIGGERED;
+        }
+        let msi = kvm_msi {
+            address_lo: address,
+            address_hi: 0,
+            data,
+            ..Default::default()
+        };
+        let view = lock(&self.view);
+        let view = view.as_ref().ok_or(HvStatus::INVALID_VTL_STATE)?;
+        // 0: no APIC took it (masked, or software-disabled), as on hardware; not an error.
+        view.vm.signal_msi(msi).map(|_| ()).map_err(|e| {
+            eprintln!("vmm-lite: AssertVirtualInterrupt: KVM_SIGNAL_MSI: {e}");
+            HvStatus::INVALID_PARAMETER
+        })
     }
 
     /// Whether VTL0 has been seen running on VP `vp`.

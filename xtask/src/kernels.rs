@@ -1,6 +1,7 @@
 //! Debian's stock kernels, the guests nobody here wrote: fetched from Debian's archive with
 //! apt (the package `linux-image-amd64` or `linux-image-arm64` depends on), cached under
-//! `target/kernels/<arch>/<package>/vmlinuz`, never committed.
+//! `target/kernels/<arch>/<package>/vmlinuz`, never committed; on x86_64 also the vmlinux
+//! inside the bzImage (`vmlinux_of`), for booting without the decompressor.
 //!
 //! arm64's package comes through a private apt state (its own lists and cache, architecture
 //! arm64), so the host's apt configuration is left as it was.
@@ -45,6 +46,66 @@ pub fn debian_kernel(arch: Arch) -> Result<PathBuf> {
         );
     }
     Ok(image)
+}
+
+/// The uncompressed kernel (an ELF `vmlinux`) inside the x86 bzImage at `bzimage`, unpacked
+/// once beside it as `vmlinux`. The bzImage's header says where its compressed payload is
+/// (`payload_offset`, `payload_length` at 0x248 and 0x24c, from the protected-mode kernel's
+/// start; Documentation/arch/x86/boot.rst); Debian compresses it with xz, followed by the
+/// 4-byte uncompressed size the kernel's build appends, which `xz --single-stream` ignores.
+pub fn vmlinux_of(bzimage: &Path) -> Result<PathBuf> {
+    let out = bzimage.with_file_name("vmlinux");
+    if out.is_file() && out.metadata()?.modified()? >= bzimage.metadata()?.modified()? {
+        return Ok(out);
+    }
+    let image = std::fs::read(bzimage)
+        .with_context(|| format!("reading the kernel {}", bzimage.display()))?;
+    let payload = bzimage_payload(&image)
+        .with_context(|| format!("{} has no usable payload", bzimage.display()))?;
+    if !payload.starts_with(b"\xfd7zXZ\0") {
+        bail!(
+            "{}'s payload is not xz-compressed (it starts {:02x?}); only xz is unpacked here",
+            bzimage.display(),
+            &payload[..payload.len().min(6)]
+        );
+    }
+    let compressed = out.with_file_name("vmlinux.xz");
+    std::fs::write(&compressed, payload)?;
+    let unpacked = Command::new("xz")
+        .args(["--decompress", "--stdout", "--single-stream"])
+        .arg(&compressed)
+        .output()
+        .context("running xz (Debian's xz-utils; `cargo xtask setup` installs it)")?;
+    std::fs::remove_file(&compressed).ok();
+    if !unpacked.status.success() || !unpacked.stdout.starts_with(b"\x7fELF") {
+        bail!(
+            "xz could not unpack {}'s payload into an ELF: {}",
+            bzimage.display(),
+            String::from_utf8_lossy(&unpacked.stderr).trim()
+        );
+    }
+    std::fs::write(&out, &unpacked.stdout)?;
+    Ok(out)
+}
+
+/// The compressed payload of a bzImage: `payload_length` bytes from `payload_offset` into its
+/// protected-mode kernel, which starts at `(setup_sects + 1) * 512` (0 sectors meaning 4).
+fn bzimage_payload(image: &[u8]) -> Result<&[u8]> {
+    let word = |at: usize| -> Result<usize> {
+        let bytes = image.get(at..at + 4).context("the header is cut short")?;
+        Ok(u32::from_le_bytes(bytes.try_into()?) as usize)
+    };
+    let setup_sects = match image.get(0x1f1).context("the header is cut short")? {
+        0 => 4,
+        &n => usize::from(n),
+    };
+    let start = (setup_sects + 1) * 512 + word(0x248)?;
+    let end = start
+        .checked_add(word(0x24c)?)
+        .context("payload length overflows")?;
+    image
+        .get(start..end)
+        .context("the payload runs past the file")
 }
 
 /// Whether `bytes` start like the kernel format the boot protocol takes: x86's bzImage

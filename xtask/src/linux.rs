@@ -38,16 +38,16 @@ pub fn bundle_path(name: &str) -> PathBuf {
 }
 
 /// The bytes of the kernel image at `path`, refused unless they start like `arch`'s boot
-/// format (a bzImage on x86_64, an arm64 Image).
+/// format (a bzImage or an uncompressed vmlinux on x86_64, an arm64 Image).
 pub fn read_kernel(arch: Arch, path: &Path) -> Result<Vec<u8>> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading the kernel {}", path.display()))?;
-    if !is_kernel_image(arch, &bytes) {
+    if !is_kernel_image(arch, &bytes) && !is_x86_vmlinux(arch, &bytes) {
         bail!(
             "{} is not an {arch} kernel image ({})",
             path.display(),
             match arch {
-                Arch::X86_64 => "a bzImage has \"HdrS\" at byte 0x202",
+                Arch::X86_64 => "a bzImage has \"HdrS\" at byte 0x202, a vmlinux is an x86-64 ELF",
                 Arch::Aarch64 => "an arm64 Image has \"ARM\\x64\" at byte 0x38; uncompress it",
             }
         );
@@ -72,6 +72,12 @@ pub fn write_bundle(
         .transpose()?;
     let bundle = abi::guest_bundle::build(&kernel, initrd.as_deref(), cmdline);
     write_whole(out, &bundle)
+}
+
+/// Whether `bytes` are an x86-64 ELF (e_machine 62 at byte 18), which Parapet boots as an
+/// uncompressed vmlinux.
+fn is_x86_vmlinux(arch: Arch, bytes: &[u8]) -> bool {
+    arch == Arch::X86_64 && bytes.starts_with(b"\x7fELF") && bytes.get(18..20) == Some(&[62, 0])
 }
 
 /// A RAM size in MiB from `512`, `512M`, `512MiB`, `1G` or `1GiB` (MiB without a unit).

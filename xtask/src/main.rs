@@ -86,7 +86,8 @@ enum Cmd {
         #[arg(value_parser = ["boot", "vtl", "hosted", "linux"])]
         name: String,
     },
-    /// Fetch Debian's stock kernels (cached under target/kernels/) and print where they are.
+    /// Fetch Debian's stock kernels (cached under target/kernels/), unpack the x86_64 one's
+    /// vmlinux beside it, and print where they are.
     Kernels,
     /// Build the initramfs for guests running Debian's stock kernel (its static busybox is
     /// fetched from Debian and cached under target/initramfs/<arch>/) and print its path.
@@ -203,6 +204,11 @@ fn real_main() -> Result<ExitCode> {
                 let image = xtask::kernels::debian_kernel(arch)?;
                 let size = std::fs::metadata(&image)?.len();
                 println!("{arch}: {} ({size} bytes)", image.display());
+                if arch == Arch::X86_64 {
+                    let vmlinux = xtask::kernels::vmlinux_of(&image)?;
+                    let size = std::fs::metadata(&vmlinux)?.len();
+                    println!("{arch}: {} ({size} bytes, uncompressed)", vmlinux.display());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -152,12 +152,17 @@ pub fn qemu() -> Result<()> {
     Ok(())
 }
 
-/// The Debian packages the vTPM test (qemu-tests/tests/tpm2_tools.rs) needs: tpm2-tools (the
-/// commands it runs, with their TCTIs for swtpm and the TPM simulator's protocol), swtpm (the
-/// reference TPM) and swtpm-tools (swtpm_setup, for provisioning swtpm by hand).
-const TPM_PACKAGES: [&str; 3] = ["tpm2-tools", "swtpm", "swtpm-tools"];
-/// A program from each of `TPM_PACKAGES`, there once the package is installed.
-const TPM_PROGRAMS: [&str; 3] = ["tpm2_startup", "swtpm", "swtpm_setup"];
+/// Debian packages the tests use, each with a program that is there once it is installed:
+/// - tpm2-tools (the vTPM test's commands, with their TCTIs for swtpm and the TPM simulator's
+///   protocol), swtpm (the reference TPM) and swtpm-tools (swtpm_setup, for provisioning
+///   swtpm by hand): qemu-tests/tests/tpm2_tools.rs;
+/// - xz-utils: unpacking the vmlinux inside Debian's bzImage (`kernels::vmlinux_of`).
+const TOOL_PACKAGES: [(&str, &str); 4] = [
+    ("tpm2_startup", "tpm2-tools"),
+    ("swtpm", "swtpm"),
+    ("swtpm_setup", "swtpm-tools"),
+    ("xz", "xz-utils"),
+];
 
 /// Whether `program` can be started (is on PATH). Only that: swtpm_setup 0.7.1 exits with 1
 /// after printing its `--version`.
@@ -170,21 +175,22 @@ fn on_path(program: &str) -> bool {
         .is_ok()
 }
 
-/// Installs tpm2-tools, swtpm and swtpm-tools from Debian when any of them is missing.
-pub fn tpm_tools() -> Result<()> {
-    if TPM_PROGRAMS.iter().all(|p| on_path(p)) {
+/// Installs the [`TOOL_PACKAGES`] from Debian when any of them is missing.
+pub fn tools() -> Result<()> {
+    if TOOL_PACKAGES.iter().all(|(program, _)| on_path(program)) {
         return Ok(());
     }
+    let packages: Vec<&str> = TOOL_PACKAGES.iter().map(|&(_, package)| package).collect();
     eprintln!(
         "xtask: installing {} from Debian packages",
-        TPM_PACKAGES.join(", ")
+        packages.join(", ")
     );
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(TPM_PACKAGES))?;
-    for (program, package) in TPM_PROGRAMS.iter().zip(TPM_PACKAGES) {
+        .args(&packages))?;
+    for (program, package) in TOOL_PACKAGES {
         if !on_path(program) {
             bail!("{program} is still missing after installing {package}");
         }
@@ -195,7 +201,7 @@ pub fn tpm_tools() -> Result<()> {
 pub fn all() -> Result<()> {
     rust()?;
     qemu()?;
-    tpm_tools()
+    tools()
 }
 
 /// What the Linux boot tests boot, fetched and built ahead of the tests (`cargo xtask setup`

@@ -1,8 +1,8 @@
 //! The devices Parapet emulates for its guest: COM1 (a 16550A, whose output reaches Parapet's
 //! console with a prefix naming the guest, `vtl0| ` or `guest| `), the power port, where
 //! the guest reports how it ended in the isa-debug-exit protocol (0x10 success), and the 8254
-//! PIT with port 0x61 (what OSes calibrate their clocks against), where the backend sends
-//! the guest every port (svm; under hv_vtl only COM1 and the power port are intercepted).
+//! PIT with port 0x61 (what OSes calibrate their clocks against). svm sends Parapet every
+//! port the guest touches; hv_vtl intercepts the ranges of [`GuestDevices::intercepted_ranges`].
 
 use devices::pit::Pit;
 use devices::uart16550::emulator::Uart16550Emulator;
@@ -25,6 +25,12 @@ pub const IOAPIC_ID: u8 = 15;
 pub const SLEEP_CONTROL_PORT: u16 = 0x600;
 pub const SLEEP_STATUS_PORT: u16 = 0x601;
 pub const RESET_PORT: u16 = 0x602;
+
+/// The 8254's counters and mode register, and port 0x61 (channel 2's gate and output), as
+/// `Pit::claims` takes them.
+const PIT_FIRST: u16 = 0x40;
+const PIT_LAST: u16 = 0x43;
+const PORT_61: u16 = 0x61;
 
 /// What the guest asked of the machine by a port write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,11 +55,13 @@ impl GuestDevices {
     }
 
     /// The ports the guest must not reach on the host: (first, last).
-    pub fn intercepted_ranges() -> [(u16, u16); 3] {
+    pub fn intercepted_ranges() -> [(u16, u16); 5] {
         [
             (COM1_BASE, COM1_LAST),
             (POWER_PORT, POWER_PORT),
             (SLEEP_CONTROL_PORT, RESET_PORT),
+            (PIT_FIRST, PIT_LAST),
+            (PORT_61, PORT_61),
         ]
     }
 

@@ -1,6 +1,7 @@
 //! Booting Linux as the guest, through the x86 64-bit boot protocol (`abi::linux_boot`): the
-//! kernel (a bzImage), its initrd and command line come as a guest bundle
-//! (`abi::guest_bundle`), or as a bare bzImage (no initrd, a console-only command line).
+//! kernel (a bzImage, or the uncompressed vmlinux inside one: `vmlinux`), its initrd and
+//! command line come as a guest bundle (`abi::guest_bundle`), or as a bare bzImage (no
+//! initrd, a console-only command line).
 //!
 //! Where things go, in guest RAM:
 //! - the boot page tables and GDT, as for every guest (`loader`), below 0x8000;
@@ -26,6 +27,7 @@ use abi::linux_boot::{
 };
 
 use super::devices;
+use super::vmlinux::{self, VmlinuxError};
 use crate::guest::bundle::{self, StagedError};
 use crate::guest::ram;
 
@@ -45,6 +47,7 @@ pub enum LinuxError {
     StagingOutsideRam,
     Bundle(BundleError),
     Image(ImageError),
+    Vmlinux(VmlinuxError),
     CommandLineTooLong(usize),
     /// No free RAM at or above the kernel's preferred address holds its `init_size`.
     NoRoomForKernel {
@@ -61,6 +64,7 @@ impl core::fmt::Display for LinuxError {
             Self::StagingOutsideRam => write!(f, "the staged kernel is not in the guest's RAM"),
             Self::Bundle(e) => write!(f, "guest bundle: {e}"),
             Self::Image(e) => write!(f, "the kernel is not a usable bzImage: {e:?}"),
+            Self::Vmlinux(e) => write!(f, "the kernel is not a usable vmlinux: {e}"),
             Self::CommandLineTooLong(n) => {
                 write!(
                     f,
@@ -112,22 +116,28 @@ pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
         ),
     };
 
-    // The kernel is read in place: parsed, then copied to where it runs.
-    let (header, kernel_address) = ram::inspect(kernel.0, kernel.1, |image| {
+    // The kernel is read in place: parsed, then copied to where it runs, clear of the bundle
+    // (its initrd stays there) and of the first megabyte (the boot structures).
+    let free = ram::without(&[staged_range, (0, 1 << 20)]);
+    let (header, kernel_address, entry, kind) = ram::inspect(kernel.0, kernel.1, |image| {
+        if vmlinux::is_vmlinux(image) {
+            let (header, address, entry) =
+                vmlinux::place(image, &free).map_err(LinuxError::Vmlinux)?;
+            return Ok((header, address, entry, "vmlinux"));
+        }
         let header = SetupHeader::parse(image).map_err(LinuxError::Image)?;
-        // Clear of the bundle (its initrd stays there) and of the first megabyte (the boot
-        // structures).
-        let free = ram::without(&[staged_range, (0, 1 << 20)]);
-        let kernel_address = header.place(&free).ok_or(LinuxError::NoRoomForKernel {
+        let no_room = LinuxError::NoRoomForKernel {
             footprint: header.footprint(),
-        })?;
+        };
+        let address = header.place(&free).ok_or(no_room)?;
         ram::load(
-            kernel_address,
+            address,
             Some(header.kernel(image)),
             header.kernel_size as u64,
         )
         .map_err(|_| LinuxError::StagingOutsideRam)?;
-        Ok((header, kernel_address))
+        let entry = header.entry_64(address).ok_or(no_room)?;
+        Ok((header, address, entry, "bzImage"))
     })
     .map_err(|_| LinuxError::StagingOutsideRam)??;
 
@@ -165,10 +175,9 @@ pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
     place(ZERO_PAGE, &zero_page)?;
 
     log::info!(
-        "linux: protocol {}.{:02}, kernel at {kernel_address:#x} ({} KiB, needs {} MiB), initrd {}, {cpus} CPUs, command line \"{}\"",
+        "linux: {kind}, protocol {}.{:02}, at {kernel_address:#x} (needs {} MiB), enters at {entry:#x}, initrd {}, {cpus} CPUs, command line \"{}\"",
         header.version >> 8,
         header.version & 0xff,
-        header.kernel_size / 1024,
         header.footprint() >> 20,
         match initrd {
             Some((at, len)) => alloc::format!("{len} bytes at {at:#x}"),
@@ -185,11 +194,6 @@ pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
             entry.kind
         );
     }
-    let entry = header
-        .entry_64(kernel_address)
-        .ok_or(LinuxError::NoRoomForKernel {
-            footprint: header.footprint(),
-        })?;
     Ok(Loaded {
         entry,
         zero_page: ZERO_PAGE,

@@ -9,6 +9,7 @@ pub mod linux;
 pub mod loader;
 pub mod paging;
 pub mod policy;
+pub mod vmlinux;
 
 use isolation::x86_insn::CodeMode;
 use paging::Paging;

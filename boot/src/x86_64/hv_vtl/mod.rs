@@ -4,8 +4,10 @@
 //! At start: load the guest, install intercepts for the devices Parapet emulates, enable VTL0
 //! for the partition and on every VP, and host it on every VP (each with its own VTL switch
 //! pages). Each VTL entry's intercept message is decoded into the platform-neutral
-//! `isolation::exit::GuestExit`, answered by the VTL0 devices, and VTL0 resumes.
+//! `isolation::exit::GuestExit`, answered by the VTL0 devices, and VTL0 resumes. The
+//! devices' interrupts reach VTL0 through the I/O APIC Parapet emulates (`interrupts`).
 
+mod interrupts;
 mod switch;
 mod vtl0_msrs;
 
@@ -17,6 +19,7 @@ use hvdef::status::HvStatus;
 use hvdef::vtl::Vtl;
 use isolation::exit::{ExitSite, GuestExit};
 use isolation::hv_message;
+use isolation::x86_insn::CodeMode;
 use kernel::executor::yield_now;
 use spin::Mutex;
 
@@ -67,6 +70,8 @@ const CONSOLE_PREFIX: &str = "vtl0";
 struct Vtl0Vp<'a> {
     switch: &'a VtlSwitch,
     gprs: &'a mut Gprs,
+    /// The code VTL0 runs, as the intercept message's header gives it.
+    code: Option<(CodeMode, u64)>,
 }
 
 impl GuestVp for Vtl0Vp<'_> {
@@ -106,6 +111,18 @@ impl GuestVp for Vtl0Vp<'_> {
         let values = hv::get_registers(InputVtl(Some(Vtl::Vtl0)), &names).ok()?;
         let value = |i: usize| le::u64_at(&values[i], 0);
         Some(Paging::new(value(0)?, value(1)?, value(2)?, value(3)?))
+    }
+
+    fn code(&mut self) -> Option<(CodeMode, u64)> {
+        self.code
+    }
+
+    fn mmio_read(&mut self, gpa: u64, size: u8) -> Option<u64> {
+        interrupts::mmio_read(gpa, size)
+    }
+
+    fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) -> bool {
+        interrupts::mmio_write(gpa, size, value)
     }
 
     fn read_msr(&mut self, msr: u32) -> Option<u64> {
@@ -174,8 +191,13 @@ async fn host_vp(cpu: usize, rsi: u64) {
     let mut last_yield = crate::cpus::ticks(cpu);
     loop {
         let round_trip_start = arch::x86_64::instructions::rdtsc();
-        // Typed input reaches COM1 (VTL0 polls it: no interrupt is wired here).
-        with_devices(|d| d.take_input());
+        // Typed input reaches COM1; its line, after that and after the last exit's port
+        // accesses, goes to VTL0's I/O APIC.
+        let com1_line = with_devices(|d| {
+            d.take_input();
+            d.com1_interrupt()
+        });
+        interrupts::set_com1_line(com1_line);
         let reason = switch.run_vtl0(&mut gprs);
         match reason {
             EntryReason::Intercept => intercepts += 1,
@@ -195,6 +217,7 @@ async fn host_vp(cpu: usize, rsi: u64) {
                         let mut vp = Vtl0Vp {
                             switch: &switch,
                             gprs: &mut gprs,
+                            code: hv_message::code(&message),
                         };
                         with_devices(|d| exits::handle(&mut vp, d, exit, &site))
                     }
@@ -217,6 +240,7 @@ async fn host_vp(cpu: usize, rsi: u64) {
                 let mut vp = Vtl0Vp {
                     switch: &switch,
                     gprs: &mut gprs,
+                    code: None,
                 };
                 with_devices(|d| exits::handle(&mut vp, d, GuestExit::Call, &ExitSite::default()))
             }
