@@ -6,11 +6,17 @@
 //!
 //! ```text
 //! base + 0     RSDP  (§5.2.5.3, revision 2: RsdtAddress 0, XsdtAddress set, both checksums)
-//!              XSDT  (§5.2.8): the FADT, then the MADT
+//!              XSDT  (§5.2.8): the FADT, then the MADT, then the TPM2 table if any
 //!              FADT  (§5.2.9, revision 6.5, 276 bytes): HW_REDUCED_ACPI, X_DSDT
 //!              MADT  (§5.2.12, revision 6): x2APIC per CPU, one I/O APIC, IRQ0 -> GSI 2
-//!              DSDT  (§5.2.11.1): a definition block with the serial ports and \_S5
+//!              TPM2  (TCG ACPI Specification 1.3 §8.3, revision 4, 76 bytes): only with a
+//!                    TPM ([`AcpiConfig::tpm`]): the CRB control area, start method 7
+//!              DSDT  (§5.2.11.1): a definition block with the serial ports, the TPM's
+//!                    `MSFT0101` device and \_S5
 //! ```
+//!
+//! Without a TPM the blob is exactly what it was before TPMs were described: no TPM2 table,
+//! no XSDT entry for it, no device in the DSDT.
 //!
 //! Each table starts 16-byte aligned: the RSDP must be (§5.2.5.1); §5.2 asks no alignment of
 //! the others (only the FACS's 64 bytes, and there is no FACS), so 16 for all is a choice that
@@ -78,6 +84,48 @@ const FADT_REVISION: u8 = 6;
 const FADT_MINOR_REVISION: u8 = 5;
 const MADT_REVISION: u8 = 6;
 const DSDT_REVISION: u8 = 2;
+
+/// The TPM2 table (TCG ACPI Specification, Family 1.2 and 2.0, Version 1.3, §8.3 "TPM2 ACPI
+/// Table"): the §5.2.6 header, then
+///
+/// ```text
+/// 36  Platform Class                      u16  0: client
+/// 38  Reserved                            u16  0
+/// 40  Address of CRB Control Area         u64  base + 0x40
+/// 48  Start Method                        u32  7: Command Response Buffer interface
+/// 52  Start Method Specific Parameters    12 bytes, 0 for start method 7
+/// 64  Log Area Minimum Length (LAML)      u32  0: no event log
+/// 68  Log Area Start Address (LASA)       u64  0
+/// 76  end
+/// ```
+///
+/// ACPICA's `struct acpi_table_tpm2` (packed) is the header through Start Method, 52 bytes;
+/// Linux's `struct acpi_tpm2_phy` is the 24 bytes after it. tpm_crb wants at least the 52
+/// bytes; the event-log reader (`tpm_read_log_acpi`) reads LAML and LASA only from a table of
+/// at least 76 bytes, and with either 0 looks for no log there.
+mod tpm2 {
+    pub const REVISION: u8 = 4;
+    /// Field offsets from the start of the table.
+    pub const PLATFORM_CLASS: usize = 36;
+    pub const CONTROL_AREA: usize = 40;
+    pub const START_METHOD: usize = 48;
+    /// The table's whole length, header included.
+    pub const LEN: usize = 76;
+    /// Platform Class 0: a client platform (1 is a server).
+    pub const CLIENT: u16 = 0;
+    /// Start Method 7: "Uses the Command Response Buffer Interface".
+    pub const START_METHOD_CRB: u32 = 7;
+    /// TPM_CRB_CTRL_REQ_0, the first register of locality 0's control area (TCG PC Client
+    /// Platform TPM Profile (PTP) Specification, CRB interface register layout): after the
+    /// 0x40 bytes of locality registers (TPM_LOC_STATE, TPM_LOC_CTRL, TPM_LOC_STS, reserved,
+    /// TPM_CRB_INTF_ID, TPM_CRB_CTRL_EXT). Linux's tpm_crb checks that the control area is
+    /// this far into the `_CRS` window (`sizeof(struct crb_regs_head)`), or it warns
+    /// "Bad ACPI memory layout".
+    pub const CONTROL_AREA_OFFSET: u64 = 0x40;
+    /// The control area ends where the data buffer starts (TPM_CRB_DATA_BUFFER_0 at 0x80):
+    /// the smallest window that holds the registers the TPM2 table points at.
+    pub const MIN_WINDOW: u32 = 0x80;
+}
 
 /// Header identification (§5.2.6): OEM ID (6), OEM table ID (8), OEM revision, creator ID (4),
 /// creator revision.
@@ -214,6 +262,19 @@ pub struct PowerPorts {
     pub reset: Option<u16>,
 }
 
+/// A TPM 2.0 with the Command Response Buffer interface (TCG PC Client Platform TPM Profile
+/// (PTP) Specification), described by a TPM2 table and a `MSFT0101` device in the DSDT, the
+/// two things Linux's tpm_crb driver binds to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpmCrb {
+    /// The CRB register window: locality 0's registers first (0xFED4_0000 on a PC). It goes
+    /// in a `Memory32Fixed` descriptor, so it and its end must be below 4 GiB.
+    pub base: u64,
+    /// The window's length: 0x5000 on a PC, 5 localities of 4 KiB. At least 0x80, the
+    /// locality registers and the control area.
+    pub size: u32,
+}
+
 /// What the guest's tables describe.
 #[derive(Clone, Copy, Debug)]
 pub struct AcpiConfig<'a> {
@@ -230,6 +291,8 @@ pub struct AcpiConfig<'a> {
     pub serial_ports: &'a [SerialPort],
     /// Sleep and reset registers; `None` gives the guest no ACPI way to power off or reset.
     pub power: Option<PowerPorts>,
+    /// A CRB TPM to describe (a TPM2 table and `\_SB.TPM0`); `None` describes no TPM.
+    pub tpm: Option<TpmCrb>,
 }
 
 /// The built tables: copy `bytes` to guest-physical `base` (the address given to [`build`]).
@@ -258,6 +321,9 @@ pub enum AcpiBuildError {
     DuplicateSerialPort(u16),
     /// Serial ports need their ISA IRQs on this I/O APIC, so its GSI base must be 0.
     SerialPortsNeedGsiBase0,
+    /// The TPM's register window does not fit a `Memory32Fixed` descriptor (its base or its
+    /// end above 4 GiB) or is too small to hold the control area (under 0x80 bytes).
+    BadTpmWindow(TpmCrb),
 }
 
 impl core::fmt::Display for AcpiBuildError {
@@ -279,6 +345,11 @@ impl core::fmt::Display for AcpiBuildError {
             Self::SerialPortsNeedGsiBase0 => {
                 write!(f, "serial ports need the I/O APIC to start at GSI 0")
             }
+            Self::BadTpmWindow(tpm) => write!(
+                f,
+                "TPM window {:#x}+{:#x}: needs 0x80 or more bytes below 4 GiB",
+                tpm.base, tpm.size
+            ),
         }
     }
 }
@@ -289,21 +360,22 @@ pub fn build(config: &AcpiConfig, base: u64) -> Result<AcpiTables, AcpiBuildErro
         return Err(AcpiBuildError::MisalignedBase(base));
     }
     let madt = sdt(b"APIC", MADT_REVISION, &madt_body(config)?)?;
+    let tpm2 = match config.tpm {
+        Some(tpm) => sdt(b"TPM2", tpm2::REVISION, &tpm2_body(tpm)?)?,
+        None => Vec::new(),
+    };
     let dsdt = sdt(b"DSDT", DSDT_REVISION, &dsdt_body(config)?)?;
 
-    // Layout: offsets from base, each table 16-byte aligned.
-    let xsdt_len = HEADER_LEN + 2 * 8;
+    // Layout: offsets from base, each table 16-byte aligned. Without a TPM the TPM2 table is
+    // empty and takes no room: the DSDT lands where it always did.
+    let entries = if tpm2.is_empty() { 2 } else { 3 };
+    let xsdt_len = HEADER_LEN + entries * 8;
     let xsdt_at = align(RSDP_LEN)?;
     let fadt_at = align(xsdt_at + xsdt_len)?;
     let madt_at = align(fadt_at + FADT_LEN)?;
-    let dsdt_at = align(
-        madt_at
-            .checked_add(madt.len())
-            .ok_or(AcpiBuildError::TooLarge)?,
-    )?;
-    let total = dsdt_at
-        .checked_add(dsdt.len())
-        .ok_or(AcpiBuildError::TooLarge)?;
+    let tpm2_at = align(end(madt_at, &madt)?)?;
+    let dsdt_at = align(end(tpm2_at, &tpm2)?)?;
+    let total = end(dsdt_at, &dsdt)?;
     let address = |offset: usize| -> Result<u64, AcpiBuildError> {
         base.checked_add(offset as u64)
             .ok_or(AcpiBuildError::TooLarge)
@@ -316,9 +388,12 @@ pub fn build(config: &AcpiConfig, base: u64) -> Result<AcpiTables, AcpiBuildErro
         FADT_REVISION,
         &fadt_body(config, address(dsdt_at)?),
     )?;
-    let mut xsdt_body = Vec::with_capacity(16);
+    let mut xsdt_body = Vec::with_capacity(entries * 8);
     xsdt_body.extend_from_slice(&address(fadt_at)?.to_le_bytes());
     xsdt_body.extend_from_slice(&address(madt_at)?.to_le_bytes());
+    if !tpm2.is_empty() {
+        xsdt_body.extend_from_slice(&address(tpm2_at)?.to_le_bytes());
+    }
     let xsdt = sdt(b"XSDT", XSDT_REVISION, &xsdt_body)?;
 
     let mut bytes = Vec::with_capacity(total);
@@ -327,6 +402,7 @@ pub fn build(config: &AcpiConfig, base: u64) -> Result<AcpiTables, AcpiBuildErro
         (xsdt_at, &xsdt),
         (fadt_at, &fadt),
         (madt_at, &madt),
+        (tpm2_at, &tpm2),
         (dsdt_at, &dsdt),
     ] {
         bytes.resize(at, 0);
@@ -336,6 +412,11 @@ pub fn build(config: &AcpiConfig, base: u64) -> Result<AcpiTables, AcpiBuildErro
         bytes,
         rsdp_address: base,
     })
+}
+
+/// Where a table placed at `at` ends.
+fn end(at: usize, table: &[u8]) -> Result<usize, AcpiBuildError> {
+    at.checked_add(table.len()).ok_or(AcpiBuildError::TooLarge)
 }
 
 fn align(offset: usize) -> Result<usize, AcpiBuildError> {
@@ -442,6 +523,34 @@ fn fadt_body(config: &AcpiConfig, dsdt: u64) -> Vec<u8> {
     f[HEADER_LEN..].to_vec()
 }
 
+/// The TPM's window as `Memory32Fixed` takes it (ACPI 6.5 §6.4.3.4: a 32-bit base and
+/// length), or [`AcpiBuildError::BadTpmWindow`] if it does not fit below 4 GiB or cannot hold
+/// the control area the TPM2 table points at.
+fn tpm_window(tpm: TpmCrb) -> Result<(u32, u32), AcpiBuildError> {
+    let bad = AcpiBuildError::BadTpmWindow(tpm);
+    let base = u32::try_from(tpm.base).map_err(|_| bad)?;
+    // The window may end at 4 GiB exactly, not past it.
+    if u64::from(base) + u64::from(tpm.size) > 1 << 32 || tpm.size < tpm2::MIN_WINDOW {
+        return Err(bad);
+    }
+    Ok((base, tpm.size))
+}
+
+/// The TPM2 table after its header (TCG ACPI Specification 1.3 §8.3; layout at [`tpm2`]).
+fn tpm2_body(tpm: TpmCrb) -> Result<Vec<u8>, AcpiBuildError> {
+    let (base, _) = tpm_window(tpm)?;
+    let control_area = u64::from(base) + tpm2::CONTROL_AREA_OFFSET;
+    let mut t = [0u8; tpm2::LEN];
+    let mut put = |at: usize, value: &[u8]| {
+        t[at..at + value.len()].copy_from_slice(value);
+    };
+    put(tpm2::PLATFORM_CLASS, &tpm2::CLIENT.to_le_bytes());
+    // Reserved (38), the start method parameters (52..64), LAML and LASA (64..76) stay 0.
+    put(tpm2::CONTROL_AREA, &control_area.to_le_bytes());
+    put(tpm2::START_METHOD, &tpm2::START_METHOD_CRB.to_le_bytes());
+    Ok(t[HEADER_LEN..].to_vec())
+}
+
 /// The MADT after its header (§5.2.12): local APIC address, flags, then one Processor Local
 /// x2APIC structure per CPU (§5.2.12.12), the I/O APIC (§5.2.12.3) and the ISA timer's
 /// Interrupt Source Override (§5.2.12.5).
@@ -490,8 +599,8 @@ fn madt_body(config: &AcpiConfig) -> Result<Vec<u8>, AcpiBuildError> {
     Ok(m)
 }
 
-/// The DSDT's AML (§20): one `Device (\_SB.COMn)` per serial port and, with power ports,
-/// `Name (\_S5, Package () { 5, 5 })`. With neither it is empty: a DSDT with a valid header
+/// The DSDT's AML (§20): one `Device (\_SB.COMn)` per serial port, `Device (\_SB.TPM0)` with
+/// a TPM and, with power ports, `Name (\_S5, Package () { 5, 5 })`. With neither it is empty: a DSDT with a valid header
 /// and no AML is still one ACPICA loads, and Linux needs a DSDT to load its namespace at all
 /// (`acpi_tb_load_namespace`: without one, "Unable to load the System Description Tables"
 /// and ACPI is turned off after boot).
@@ -520,6 +629,10 @@ fn dsdt_body(config: &AcpiConfig) -> Result<Vec<u8>, AcpiBuildError> {
             *port,
         ));
     }
+    if let Some(tpm) = config.tpm {
+        let (base, size) = tpm_window(tpm)?;
+        aml.extend_from_slice(&aml::tpm_device(base, size));
+    }
     if config.power.is_some() {
         aml.extend_from_slice(&aml::s5_package(S5_SLEEP_TYPE));
     }
@@ -534,7 +647,9 @@ mod aml {
 
     const NAME_OP: u8 = 0x08;
     const BYTE_PREFIX: u8 = 0x0a;
+    const WORD_PREFIX: u8 = 0x0b;
     const DWORD_PREFIX: u8 = 0x0c;
+    const STRING_PREFIX: u8 = 0x0d;
     const BUFFER_OP: u8 = 0x11;
     const PACKAGE_OP: u8 = 0x12;
     const EXT_OP_PREFIX: u8 = 0x5b;
@@ -556,6 +671,15 @@ mod aml {
     const END_TAG: u8 = (0x0f << 3) | 1;
     /// A UART's register block is 8 ports.
     const UART_PORTS: u8 = 8;
+    /// Large resource items (§6.4.3): tag byte = 0x80 | item name, then a 16-bit length.
+    /// 32-bit Fixed Memory Range Descriptor (§6.4.3.4): name 0x06, 9 bytes (information,
+    /// base, length); bit 0 of the information byte set for read/write.
+    const MEMORY32_FIXED: u8 = 0x80 | 0x06;
+    const MEMORY32_FIXED_LEN: u16 = 9;
+    const MEMORY_READ_WRITE: u8 = 1;
+    /// The hardware ID Linux's tpm_crb matches (`crb_device_ids`): a TPM 2.0 whose
+    /// interface the TPM2 table's start method names.
+    const TPM_HID: &[u8] = b"MSFT0101";
 
     /// PkgLength (§20.2.4) of a package whose contents after the PkgLength are `len` bytes:
     /// the encoded length counts the PkgLength bytes themselves. One byte up to 63 in all,
@@ -588,6 +712,83 @@ mod aml {
         out.extend_from_slice(&len);
         out.extend_from_slice(contents);
         out
+    }
+
+    /// A string constant (§20.2.3): StringPrefix, the ASCII characters, a NUL.
+    fn string(ascii: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ascii.len() + 2);
+        out.push(STRING_PREFIX);
+        out.extend_from_slice(ascii);
+        out.push(0);
+        out
+    }
+
+    /// `Name (name, value)` (§20.2.5.1, DefName) for a name segment of the current scope.
+    fn name(seg: &[u8; 4], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + value.len());
+        out.push(NAME_OP);
+        out.extend_from_slice(seg);
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// `ResourceTemplate () { descriptors }`: a Buffer (§20.2.5.4, DefBuffer) holding the
+    /// resource descriptors and the End Tag (§6.4.2.9), its size a BytePrefix (or, past 255
+    /// bytes, WordPrefix) constant.
+    pub fn resource_template(descriptors: &[u8]) -> Vec<u8> {
+        let mut resources = descriptors.to_vec();
+        resources.extend_from_slice(&[END_TAG, 0]);
+        let mut buffer = match u8::try_from(resources.len()) {
+            Ok(len) => [BYTE_PREFIX, len].to_vec(),
+            Err(_) => {
+                // Everything here is far below 64 KiB.
+                let len = u16::try_from(resources.len()).unwrap_or(u16::MAX);
+                let [lo, hi] = len.to_le_bytes();
+                [WORD_PREFIX, lo, hi].to_vec()
+            }
+        };
+        buffer.extend_from_slice(&resources);
+        with_pkg_length(&[BUFFER_OP], &buffer)
+    }
+
+    /// `Device (\_SB.name) { body }` (§20.2.5.2, DefDevice).
+    fn sb_device(name: [u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut contents = [ROOT_CHAR, DUAL_NAME_PREFIX, b'_', b'S', b'B', b'_'].to_vec();
+        contents.extend_from_slice(&name);
+        contents.extend_from_slice(body);
+        with_pkg_length(&[EXT_OP_PREFIX, DEVICE_OP], &contents)
+    }
+
+    /// `Memory32Fixed (ReadWrite, base, size)` (§6.4.3.4).
+    pub fn memory32_fixed(base: u32, size: u32) -> [u8; 12] {
+        let mut d = [0u8; 12];
+        d[0] = MEMORY32_FIXED;
+        d[1..3].copy_from_slice(&MEMORY32_FIXED_LEN.to_le_bytes());
+        d[3] = MEMORY_READ_WRITE;
+        d[4..8].copy_from_slice(&base.to_le_bytes());
+        d[8..12].copy_from_slice(&size.to_le_bytes());
+        d
+    }
+
+    /// ```text
+    /// Device (\_SB.TPM0) {
+    ///     Name (_HID, "MSFT0101")   // TPM 2.0; the TPM2 table gives the interface (CRB)
+    ///     Name (_CRS, ResourceTemplate () {
+    ///         Memory32Fixed (ReadWrite, base, size)
+    ///     })
+    /// }
+    /// ```
+    ///
+    /// No `_CID`: Linux matches `_HID` and `_CID` alike, and `_HID` already is the ID it
+    /// knows. No `_STA`: a device without one is present and enabled (§6.3.7). No `_UID`:
+    /// there is one TPM.
+    pub fn tpm_device(base: u32, size: u32) -> Vec<u8> {
+        let mut body = name(b"_HID", &string(TPM_HID));
+        body.extend_from_slice(&name(
+            b"_CRS",
+            &resource_template(&memory32_fixed(base, size)),
+        ));
+        sb_device(*b"TPM0", &body)
     }
 
     /// An integer constant (§20.2.3): ZeroOp, OneOp or BytePrefix.
@@ -628,7 +829,7 @@ mod aml {
     ///     })
     /// }
     /// ```
-    pub fn serial_device(name: [u8; 4], uid: u8, port: SerialPort) -> Vec<u8> {
+    pub fn serial_device(seg: [u8; 4], uid: u8, port: SerialPort) -> Vec<u8> {
         let [lo, hi] = port.io_base.to_le_bytes();
         let irq_mask = (1u16 << (port.irq & 0xf)).to_le_bytes();
         let resources = [
@@ -643,24 +844,13 @@ mod aml {
             IRQ_DESCRIPTOR,
             irq_mask[0],
             irq_mask[1],
-            END_TAG,
-            0,
         ];
-        let mut buffer = [BYTE_PREFIX, resources.len() as u8].to_vec();
-        buffer.extend_from_slice(&resources);
-
-        let mut body = Vec::new();
-        body.extend_from_slice(&[NAME_OP, b'_', b'H', b'I', b'D', DWORD_PREFIX]);
-        body.extend_from_slice(&eisa_id(b"PNP0501"));
-        body.extend_from_slice(&[NAME_OP, b'_', b'U', b'I', b'D']);
-        body.extend_from_slice(&byte_const(uid));
-        body.extend_from_slice(&[NAME_OP, b'_', b'C', b'R', b'S']);
-        body.extend_from_slice(&with_pkg_length(&[BUFFER_OP], &buffer));
-
-        let mut contents = [ROOT_CHAR, DUAL_NAME_PREFIX, b'_', b'S', b'B', b'_'].to_vec();
-        contents.extend_from_slice(&name);
-        contents.extend_from_slice(&body);
-        with_pkg_length(&[EXT_OP_PREFIX, DEVICE_OP], &contents)
+        let mut hid = [DWORD_PREFIX].to_vec();
+        hid.extend_from_slice(&eisa_id(b"PNP0501"));
+        let mut body = name(b"_HID", &hid);
+        body.extend_from_slice(&name(b"_UID", &byte_const(uid)));
+        body.extend_from_slice(&name(b"_CRS", &resource_template(&resources)));
+        sb_device(seg, &body)
     }
 
     /// `Name (\_S5, Package () { slp_typ, slp_typ })`: SLP_TYPa and SLP_TYPb for soft-off
@@ -720,6 +910,7 @@ mod tests {
             io_apic: IOAPIC,
             serial_ports: &[COM1],
             power: Some(POWER),
+            tpm: None,
         }
     }
 
@@ -751,9 +942,12 @@ mod tests {
         assert_eq!(u32_at(b, 16), Some(0), "no RSDT");
         assert_eq!(u32_at(b, 20), Some(36), "RSDP length");
         assert_eq!(sum(&b[..36]), 0, "extended checksum");
-        // XSDT (§5.2.8): FADT then MADT.
+        // XSDT (§5.2.8): FADT then MADT, then TPM2 with a TPM.
         let xsdt = table(b, base, u64_at(b, 24).unwrap(), b"XSDT");
-        assert_eq!(xsdt.len(), 36 + 16);
+        assert!(
+            xsdt.len() == 36 + 16 || xsdt.len() == 36 + 24,
+            "two or three entries"
+        );
         assert_eq!(xsdt[8], 1);
         let fadt = table(b, base, u64_at(xsdt, 36).unwrap(), b"FACP").to_vec();
         let madt = table(b, base, u64_at(xsdt, 44).unwrap(), b"APIC").to_vec();
@@ -779,6 +973,14 @@ mod tests {
         // The blob ends with the DSDT: nothing is left over or cut short.
         assert_eq!((x_dsdt - base) as usize + dsdt.len(), b.len());
         (fadt, madt, dsdt)
+    }
+
+    /// The TPM2 table, found through the XSDT's third entry (checked by [`table`]).
+    fn tpm2_table(tables: &AcpiTables, base: u64) -> Vec<u8> {
+        let b = &tables.bytes;
+        let xsdt = table(b, base, u64_at(b, 24).unwrap(), b"XSDT");
+        assert_eq!(xsdt.len(), 36 + 24, "FADT, MADT, TPM2");
+        table(b, base, u64_at(xsdt, 52).unwrap(), b"TPM2").to_vec()
     }
 
     /// MADT structures as (type, bytes), walked independently of Parapet's parser.
@@ -928,6 +1130,156 @@ mod tests {
         assert_eq!(&dsdt[36..], expected);
     }
 
+    /// A PC's TPM: CRB registers at 0xFED4_0000, five 4 KiB localities.
+    const PC_TPM: TpmCrb = TpmCrb {
+        base: 0xfed4_0000,
+        size: 0x5000,
+    };
+
+    /// The TPM2 table (TCG ACPI Specification 1.3 §8.3), field by field at the offsets of
+    /// the spec's table, which are those of ACPICA's packed `struct acpi_table_tpm2` (52
+    /// bytes) followed by Linux's `struct acpi_tpm2_phy` (24 bytes).
+    #[test]
+    fn with_a_tpm_the_xsdt_lists_a_tpm2_table_for_the_crb() {
+        let base = 0x9_a000;
+        let cfg = AcpiConfig {
+            tpm: Some(PC_TPM),
+            ..config(&[0, 1])
+        };
+        let tables = build(&cfg, base).unwrap();
+        check_blob(&tables, base);
+        let t = tpm2_table(&tables, base);
+        assert_eq!(t.len(), 76);
+        assert_eq!(u32_at(&t, 4), Some(76));
+        assert_eq!(t[8], 4, "revision 4");
+        assert_eq!(sum(&t), 0, "checksum");
+        assert_eq!(&t[10..16], b"PRPT  ", "OEM ID like the other tables");
+        assert_eq!(u16_at(&t, 36), Some(0), "platform class: client");
+        assert_eq!(u16_at(&t, 38), Some(0), "reserved");
+        assert_eq!(
+            u64_at(&t, 40),
+            Some(0xfed4_0040),
+            "CRB control area: TPM_CRB_CTRL_REQ_0"
+        );
+        assert_eq!(u32_at(&t, 48), Some(7), "start method: CRB");
+        assert_eq!(&t[52..64], &[0u8; 12], "start method parameters");
+        assert_eq!(u32_at(&t, 64), Some(0), "LAML: no log");
+        assert_eq!(u64_at(&t, 68), Some(0), "LASA: no log");
+        // Parapet's parser finds it too, and the CPUs as before.
+        let mem = Placed {
+            base,
+            bytes: tables.bytes.clone(),
+        };
+        let mut buf = vec![0u8; 4096];
+        let found = parser::find_table(&mem, base, b"TPM2", &mut buf)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, &t[..]);
+        assert_eq!(parser::processors(&mem, base).unwrap().apic_ids(), &[0, 1]);
+    }
+
+    /// `Device (\_SB.TPM0)` byte for byte, written out from the encodings of ACPI 6.5
+    /// §20.2 (DefDevice, DefName, String, DefBuffer) and §6.4.3.4 (Memory32Fixed).
+    #[test]
+    fn with_a_tpm_the_dsdt_has_an_msft0101_device_with_its_crb_window() {
+        let cfg = AcpiConfig {
+            serial_ports: &[],
+            power: None,
+            tpm: Some(PC_TPM),
+            ..config(&[0])
+        };
+        let tables = build(&cfg, 0x8000).unwrap();
+        let (_, _, dsdt) = check_blob(&tables, 0x8000);
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            0x5b, 0x82, 0x31, // Device, PkgLength 49: 48 bytes of contents
+            b'\\', 0x2e, b'_', b'S', b'B', b'_', b'T', b'P', b'M', b'0',
+            // Name (_HID, "MSFT0101"): StringPrefix, ASCII, NUL
+            0x08, b'_', b'H', b'I', b'D',
+            0x0d, b'M', b'S', b'F', b'T', b'0', b'1', b'0', b'1', 0x00,
+            // Name (_CRS, Buffer): PkgLength 17, BufferSize 14
+            0x08, b'_', b'C', b'R', b'S', 0x11, 0x11, 0x0a, 0x0e,
+            // Memory32Fixed: tag 0x86, length 9, read/write, base, length
+            0x86, 0x09, 0x00, 0x01,
+            0x00, 0x00, 0xd4, 0xfe,
+            0x00, 0x50, 0x00, 0x00,
+            0x79, 0x00, // end tag
+        ];
+        assert_eq!(&dsdt[36..], expected);
+        let t = tpm2_table(&tables, 0x8000);
+        assert_eq!(u64_at(&t, 40), Some(0xfed4_0040));
+    }
+
+    /// Between the serial ports and `\_S5`, the TPM device changes nothing else.
+    #[test]
+    fn the_tpm_device_sits_between_the_serial_ports_and_s5() {
+        let with = |tpm| {
+            let cfg = AcpiConfig {
+                tpm,
+                ..config(&[0])
+            };
+            check_blob(&build(&cfg, 0x8000).unwrap(), 0x8000).2
+        };
+        let (plain, tpm) = (with(None), with(Some(PC_TPM)));
+        let device = aml::tpm_device(0xfed4_0000, 0x5000);
+        assert_eq!(device.len(), 51);
+        // 36 header + 51 of COM1, then the TPM's 51, then the same \_S5.
+        assert_eq!(&tpm[36..87], &plain[36..87]);
+        assert_eq!(&tpm[87..138], &device[..]);
+        assert_eq!(&tpm[138..], &plain[87..]);
+    }
+
+    /// Without a TPM nothing of it appears: two XSDT entries, no TPM2 table, no device, and
+    /// the DSDT's AML exactly the COM1 and `\_S5` of [`the_dsdt_describes_com1_and_s5`].
+    #[test]
+    fn without_a_tpm_there_is_no_tpm2_table_and_no_device() {
+        let base = 0x9_a000;
+        let tables = build(&config(&[0, 1]), base).unwrap();
+        let (_, _, dsdt) = check_blob(&tables, base);
+        let b = &tables.bytes;
+        let xsdt = table(b, base, u64_at(b, 24).unwrap(), b"XSDT");
+        assert_eq!(xsdt.len(), 36 + 16);
+        assert!(!b.windows(4).any(|w| w == b"TPM2"));
+        assert!(!dsdt.windows(8).any(|w| w == b"MSFT0101"));
+        assert_eq!(dsdt.len(), 36 + 51 + 13);
+        let mem = Placed {
+            base,
+            bytes: tables.bytes.clone(),
+        };
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(parser::find_table(&mem, base, b"TPM2", &mut buf), Ok(None));
+    }
+
+    #[test]
+    fn tpm_windows_that_do_not_fit_memory32fixed_are_refused() {
+        let refused = |base, size| {
+            let tpm = TpmCrb { base, size };
+            let cfg = AcpiConfig {
+                tpm: Some(tpm),
+                ..config(&[0])
+            };
+            assert_eq!(
+                build(&cfg, 0),
+                Err(AcpiBuildError::BadTpmWindow(tpm)),
+                "{base:#x}+{size:#x}"
+            );
+        };
+        refused(0x1_0000_0000, 0x5000);
+        refused(u64::MAX, 0x5000);
+        refused(0xffff_f000, 0x5000);
+        refused(0xffff_ffff, u32::MAX);
+        refused(0xfed4_0000, 0);
+        refused(0xfed4_0000, 0x7f);
+        // Ending at 4 GiB exactly is fine, and so is the smallest window.
+        for (base, size) in [(0xffff_b000, 0x5000), (0xfed4_0000, 0x80), (0, u32::MAX)] {
+            let cfg = AcpiConfig {
+                tpm: Some(TpmCrb { base, size }),
+                ..config(&[0])
+            };
+            assert!(build(&cfg, 0).is_ok(), "{base:#x}+{size:#x}");
+        }
+    }
+
     #[test]
     fn more_serial_ports_get_their_own_devices() {
         let ports = [
@@ -969,6 +1321,18 @@ mod tests {
             Some(vec![0xcf, 0xff, 0xff, 0xff])
         );
         assert_eq!(aml::pkg_length((1 << 28) - 4), None);
+        // A resource template's buffer size: BytePrefix up to 255 bytes, then WordPrefix.
+        assert_eq!(
+            aml::resource_template(&[]),
+            [0x11, 0x05, 0x0a, 0x02, 0x79, 0x00]
+        );
+        let big = aml::resource_template(&[0; 298]);
+        assert_eq!(
+            &big[..6],
+            &[0x11, 0x41, 0x13, 0x0b, 0x2c, 0x01],
+            "300 = 0x12c"
+        );
+        assert_eq!(big.len(), 6 + 300);
     }
 
     #[test]
@@ -1048,6 +1412,7 @@ mod tests {
             serial_ports: &[],
             power: None,
             x2apic_ids: &[5],
+            tpm: None,
         };
         let tables = build(&cfg, 0).unwrap();
         let (_, madt, _) = check_blob(&tables, 0);

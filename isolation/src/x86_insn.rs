@@ -2,10 +2,11 @@
 //! so a backend whose platform only reports "this access faulted at this guest-physical
 //! address" (SVM's nested page faults) can complete it: how long it is, whether it reads or
 //! writes, how wide, and which register a read lands in (Intel SDM Vol. 2, ch. 2 for the
-//! encoding; the opcodes from the MOV, MOVZX and MOVSX pages).
+//! encoding; the opcodes from the MOV, MOVZX, MOVSX and MOVS pages).
 //!
-//! Only 32- and 64-bit addressing is decoded; 16-bit code, and anything else, is `None`: the
-//! caller then stops rather than guess.
+//! Only 32- and 64-bit code is decoded, and only 32- and 64-bit ModRM addressing (MOVS, which
+//! has no ModRM, also takes 0x67's 16-bit addressing in 32-bit code); 16-bit code, and
+//! anything else, is `None`: the caller then stops rather than guess.
 
 /// The code's default sizes: CS.L (64-bit) or CS.D (32-bit).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,6 +47,17 @@ pub enum Access {
     },
     /// A write of `size` bytes of `source`.
     Write { size: u8, source: Source },
+    /// MOVS (Intel SDM Vol. 2B "MOVS/MOVSB/MOVSW/MOVSD/MOVSQ"): `size`-byte elements from
+    /// DS:(R/E)SI to ES:(R/E)DI, both index registers stepping by `size` (down when
+    /// RFLAGS.DF is set); with `rep` (F3, or F2, which MOVS takes as REP: Vol. 2B "REP/REPE/
+    /// REPZ/REPNE/REPNZ") (R/E)CX elements, counting RCX down. `address_size` (2, 4 or 8
+    /// bytes) is the width of RSI, RDI and RCX as the instruction uses them. The source's
+    /// segment is DS or an ES/CS/SS/DS override (FS and GS overrides are not decoded).
+    Move {
+        size: u8,
+        rep: bool,
+        address_size: u8,
+    },
 }
 
 /// Where a write's value comes from.
@@ -73,19 +85,23 @@ pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
     let bytes = &bytes[..bytes.len().min(MAX_LENGTH)];
     let mut at = 0;
     let mut operand16 = false;
-    let mut address32 = mode == CodeMode::Bits32;
+    let mut address_override = false;
+    let mut rep = false;
+    let mut fs_or_gs = false;
     let mut rex = 0u8;
     loop {
         match *bytes.get(at)? {
             0x66 => operand16 = true,
             // In 64-bit code 0x67 selects 32-bit addressing; in 32-bit code it selects 16-bit
-            // addressing, whose ModRM forms this decoder does not take.
-            0x67 if mode == CodeMode::Bits64 => address32 = true,
-            0x67 => return None,
-            // LOCK on a MOV is #UD on hardware: not something to complete.
+            // addressing, whose ModRM forms this decoder does not take (MOVS only).
+            0x67 => address_override = true,
+            // LOCK on a MOV or MOVS is #UD on hardware: not something to complete.
             0xf0 => return None,
-            // Segment overrides, REP: no effect on length or direction here.
-            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0xf2 | 0xf3 => {}
+            // REP (and REPNE, which MOVS takes as REP); no effect on a MOV.
+            0xf2 | 0xf3 => rep = true,
+            0x64 | 0x65 => fs_or_gs = true,
+            // Other segment overrides: no effect on length or direction here.
+            0x26 | 0x2e | 0x36 | 0x3e => {}
             b @ 0x40..=0x4f if mode == CodeMode::Bits64 => {
                 rex = b;
                 at += 1;
@@ -100,6 +116,7 @@ pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
         at += 1;
         rex = 0;
     }
+    let address32 = mode == CodeMode::Bits32 || address_override;
     let wide = rex & 0x08 != 0;
     let full_size = if wide {
         8
@@ -118,6 +135,30 @@ pub fn decode(bytes: &[u8], mode: CodeMode) -> Option<MemoryInstruction> {
     };
     let opcode = *bytes.get(at)?;
     at += 1;
+    if matches!(opcode, 0xa4 | 0xa5) {
+        // MOVS has no operands beyond its opcode. An FS/GS override would add a segment base
+        // the caller does not know.
+        if fs_or_gs {
+            return None;
+        }
+        let address_size = match (mode, address_override) {
+            (CodeMode::Bits64, false) => 8,
+            (CodeMode::Bits64, true) | (_, false) => 4,
+            (_, true) => 2,
+        };
+        let size = if opcode == 0xa4 { 1 } else { full_size };
+        return Some(MemoryInstruction {
+            length: at as u8,
+            access: Access::Move {
+                size,
+                rep,
+                address_size,
+            },
+        });
+    }
+    if mode == CodeMode::Bits32 && address_override {
+        return None;
+    }
     let (access, immediate) = match opcode {
         0x88 => {
             let modrm = *bytes.get(at)?;
@@ -477,6 +518,72 @@ mod tests {
         );
         assert_eq!(length_with_prefixes(&[0x0f], 2, CodeMode::Bits64), None);
         assert_eq!(length_with_prefixes(&[0x66; 15], 2, CodeMode::Bits64), None);
+    }
+
+    #[test]
+    fn string_moves() {
+        let moves = |size, rep, address_size| Access::Move {
+            size,
+            rep,
+            address_size,
+        };
+        let d = |bytes: &[u8]| decode(bytes, CodeMode::Bits64);
+        let one = |bytes: &[u8], access| {
+            assert_eq!(
+                d(bytes),
+                Some(MemoryInstruction {
+                    length: bytes.len() as u8,
+                    access
+                }),
+                "{bytes:02x?}"
+            )
+        };
+        // movsb; movsd; movsw; movsq; rep movsd; rep movsq; rep movsb with 32-bit addressing.
+        one(&[0xa4], moves(1, false, 8));
+        one(&[0xa5], moves(4, false, 8));
+        one(&[0x66, 0xa5], moves(2, false, 8));
+        one(&[0x48, 0xa5], moves(8, false, 8));
+        one(&[0xf3, 0xa5], moves(4, true, 8));
+        one(&[0xf3, 0x48, 0xa5], moves(8, true, 8));
+        one(&[0x67, 0xf3, 0xa4], moves(1, true, 4));
+        // REPNE is REP for MOVS; REX.W outranks 0x66; ES/CS/SS/DS overrides (base 0 in
+        // 64-bit code) are taken.
+        one(&[0xf2, 0xa5], moves(4, true, 8));
+        one(&[0x66, 0x48, 0xa5], moves(8, false, 8));
+        one(&[0x3e, 0xa4], moves(1, false, 8));
+        one(&[0x26, 0xf3, 0xa5], moves(4, true, 8));
+        // In 32-bit code: 32-bit addressing, 0x67 makes it 16-bit; 0x48 is DEC EAX there.
+        assert_eq!(
+            decode(&[0xf3, 0xa5], CodeMode::Bits32).unwrap().access,
+            moves(4, true, 4)
+        );
+        assert_eq!(
+            decode(&[0x67, 0xa5], CodeMode::Bits32).unwrap().access,
+            moves(4, false, 2)
+        );
+        assert_eq!(decode(&[0x48, 0xa5], CodeMode::Bits32), None);
+        // Trailing bytes are the next instruction's.
+        assert_eq!(d(&[0xa4, 0x90, 0x90]).unwrap().length, 1);
+    }
+
+    #[test]
+    fn string_moves_it_refuses() {
+        let d = |bytes: &[u8]| decode(bytes, CodeMode::Bits64);
+        // FS/GS overrides (a base Parapet does not know), LOCK (#UD), truncation, 16-bit
+        // code, prefixes that fill the 15 bytes.
+        assert_eq!(d(&[0x64, 0xa4]), None);
+        assert_eq!(d(&[0x65, 0xf3, 0x48, 0xa5]), None);
+        assert_eq!(d(&[0xf0, 0xa5]), None);
+        assert_eq!(d(&[0xf3]), None);
+        assert_eq!(d(&[0xf3, 0x48]), None);
+        assert_eq!(decode(&[0xa4], CodeMode::Bits16), None);
+        let mut long = [0xf3; 16];
+        long[15] = 0xa5;
+        assert_eq!(d(&long), None);
+        // CMPS, STOS, LODS, SCAS are not moves between memory and a device.
+        for opcode in [0xa6, 0xa7, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf] {
+            assert_eq!(d(&[0xf3, opcode]), None);
+        }
     }
 
     #[test]

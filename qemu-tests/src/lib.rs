@@ -162,8 +162,11 @@ pub fn number_after(console: &str, before: &str) -> Option<u64> {
 /// at least 5 timer interrupts through the xAPIC and 5 through the x2APIC, PIT channel 2's
 /// 0xffff counts taking about 54.9 million APIC timer ticks (up to `late` more: the guest
 /// reads the APIC timer around port round trips, which are slow where KVM emulates the
-/// guest), and at least 5 COM1 interrupts through the I/O APIC.
-pub fn ticks_problem(console: &str, prefix: &str, late: u64) -> Option<String> {
+/// guest), and at least 5 COM1 interrupts through the I/O APIC. With `string_moves`, also its
+/// I/O APIC version read by `rep movsd` (Parapet's MOVS emulation), which must agree with the
+/// plain MOV's and be an I/O APIC's (0x11, the 82093AA; 0x20, ICH/PCH), and IOREGSEL read
+/// back by `movsb` as the 1 the guest selected.
+pub fn ticks_problem(console: &str, prefix: &str, late: u64, string_moves: bool) -> Option<String> {
     let start = format!("{prefix}| ticks: ");
     let said = |parse: &dyn Fn(&str) -> Option<u64>| {
         console
@@ -205,12 +208,61 @@ pub fn ticks_problem(console: &str, prefix: &str, late: u64) -> Option<String> {
             "the guest counted {com1:?} COM1 interrupts, wanted at least 5"
         ));
     }
+    if string_moves {
+        return version_by_movs_problem(console, &start);
+    }
+    None
+}
+
+/// What is wrong with the ticks guest's `I/O APIC version by movs ...` line, if anything.
+fn version_by_movs_problem(console: &str, start: &str) -> Option<String> {
+    let hex = |s: &str| u64::from_str_radix(s.strip_prefix("0x")?, 16).ok();
+    let read = console.lines().find_map(|l| {
+        let rest = l.trim_end().strip_prefix(start)?;
+        let rest = rest.strip_prefix("I/O APIC version by movs ")?;
+        let (movs, rest) = rest.split_once(", by mov ")?;
+        let (mov, movsb) = rest.split_once("; IOREGSEL by movsb ")?;
+        Some((hex(movs)?, hex(movsb)?, hex(mov)?))
+    });
+    let Some((movs, movsb, mov)) = read else {
+        return Some("the guest did not report its I/O APIC version read by movs".into());
+    };
+    if movs != mov || !matches!(mov & 0xff, 0x11 | 0x20) {
+        return Some(format!(
+            "the I/O APIC version read by rep movsd ({movs:#x}) should be the plain MOV's ({mov:#x}), version 0x11 or 0x20"
+        ));
+    }
+    if movsb != 1 {
+        return Some(format!(
+            "IOREGSEL read back by movsb as {movsb:#x}, wanted the 0x1 the guest selected"
+        ));
+    }
     None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_the_version_read_by_movs() {
+        let line = |movs, movsb, mov| {
+            format!(
+                "guest| ticks: I/O APIC version by movs {movs}, by mov {mov}; IOREGSEL by movsb {movsb}\n"
+            )
+        };
+        let start = "guest| ticks: ";
+        let good = line("0x170020", "0x1", "0x170020");
+        assert_eq!(version_by_movs_problem(&good, start), None);
+        for bad in [
+            line("0xffffffff", "0x1", "0x170020"),
+            line("0x170020", "0xff", "0x170020"),
+            line("0x170030", "0x1", "0x170030"),
+            String::new(),
+        ] {
+            assert!(version_by_movs_problem(&bad, start).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_the_banner_and_summary() {

@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use abi::arm64_boot::qemu_virt;
 use abi::igvm_layout::{PARAVISOR_BASE, PARAVISOR_SIZE};
+use sha2::{Digest, Sha256};
 use xtask::Arch;
 
 /// A memory-map range, both ends inclusive as Linux and Parapet print them, with its type as
@@ -153,6 +154,10 @@ pub struct InitReport {
     pub read: Option<Typed>,
     /// The `serial-irq` line's /proc/interrupts row, if any.
     pub serial_irq: Option<InterruptRow>,
+    /// The TPM's SHA-256 PCRs as /sys/class/tpm/tpm0/pcr-sha256 gave them: (index, hex).
+    pub tpm_pcrs: Vec<(u32, String)>,
+    /// `parapet-init: tpm none`: the guest found no TPM.
+    pub no_tpm: bool,
     /// `parapet-init: done`: everything above was printed.
     pub done: bool,
     /// Lines that say `parapet-init:` but could not be read.
@@ -269,6 +274,16 @@ pub fn init_report(console: &str) -> InitReport {
                 report.serial_irq = interrupt_row(rest);
                 report.serial_irq.is_some()
             }
+            "tpm-pcr-sha256" => {
+                let pcr = rest
+                    .split_once(' ')
+                    .and_then(|(n, value)| Some((n.parse().ok()?, value.trim().to_lowercase())));
+                pcr.map(|p| report.tpm_pcrs.push(p)).is_some()
+            }
+            "tpm" => {
+                report.no_tpm = rest == "none";
+                report.no_tpm
+            }
             // Printed for whoever reads the console; nothing here checks it.
             "meminfo" => true,
             _ => false,
@@ -287,6 +302,23 @@ pub const X86_PARAVISOR: Range<u64> = PARAVISOR_BASE..PARAVISOR_BASE + PARAVISOR
 /// What Parapet keeps for itself on aarch64 when it hosts a guest: the first 64 MiB of QEMU
 /// virt's RAM, where its image was loaded (`boot/src/aarch64/start.rs`, `OWN_REGION_SIZE`).
 pub const AARCH64_PARAVISOR: Range<u64> = qemu_virt::RAM_BASE..qemu_virt::RAM_BASE + (64 << 20);
+
+/// The SHA-256 PCRs Parapet's measurements of a Linux boot give (boot/src/guest/tpm.rs): PCR
+/// 8 extended once with the command line's bytes, PCR 9 with the kernel's, then the
+/// initrd's, each extend being `PCR = SHA-256(PCR || SHA-256(data))` from zeros (TPM 2.0
+/// Part 1 §17.6.6): [(8, hex), (9, hex)].
+pub fn expected_pcrs(kernel: &[u8], initrd: &[u8], command_line: &[u8]) -> Vec<(u32, String)> {
+    let extend = |pcr: [u8; 32], data: &[u8]| -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(pcr);
+        h.update(Sha256::digest(data));
+        h.finalize().into()
+    };
+    let hex = |d: [u8; 32]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let pcr8 = extend([0; 32], command_line);
+    let pcr9 = extend(extend([0; 32], kernel), initrd);
+    vec![(8, hex(pcr8)), (9, hex(pcr9))]
+}
 
 /// What the test asked of the boot.
 #[derive(Clone, Copy, Debug)]

@@ -19,7 +19,8 @@
 //!   commands the sequence uses, with their spec-defined attributes; the sha256 PCR bank);
 //! * PCR values: after Startup(CLEAR), after reset + extend of a known digest, after an event
 //!   of a known file (every bank both TPMs allocate; sha256 always);
-//! * digests the TPM computes from known input (`tpm2_hash`, the event digests, the policy
+//! * digests the TPM computes from known input (`tpm2_hash`, also of a file over 1024 octets,
+//!   which it hashes with a sequence; the event digests, the policy
 //!   digest of PolicyPCR over known PCRs, the PCR digest inside the quote);
 //! * public areas' template-derived fields (types, attributes, curves, schemes, policies), NV
 //!   public areas and names (the name of an NV index hashes only its public area), NV and
@@ -430,8 +431,26 @@ pub const EXTEND_DIGEST: &str = "000102030405060708090a0b0c0d0e0f101112131415161
 /// The data written to the NV index (exactly its 32 bytes).
 pub const NV_DATA: &[u8; 32] = b"Parapet vTPM NV index 0x1500016!";
 
+/// Octets of `long.bin`: over MAX_DIGEST_BUFFER (1024, the TPM2B_MAX_BUFFER bound), so
+/// `tpm2_hash` cannot send it in one TPM2_Hash and hashes it with a sequence instead
+/// (HashSequenceStart, SequenceUpdate per 1024-octet chunk, SequenceComplete; Part 3 §17).
+pub const LONG_INPUT_SIZE: usize = 3000;
+
+/// `long.bin`: octet i is (7 i + 3) mod 256, so it does not start with TPM_GENERATED_VALUE
+/// and the sequence's ticket is a real one.
+pub const LONG_INPUT: [u8; LONG_INPUT_SIZE] = {
+    let mut bytes = [0u8; LONG_INPUT_SIZE];
+    let mut i = 0;
+    while i < LONG_INPUT_SIZE {
+        bytes[i] = (i * 7 + 3) as u8;
+        i += 1;
+    }
+    bytes
+};
+
 /// The files the sequence reads, written into each side's scratch directory first.
 pub const INPUTS: &[(&str, &[u8])] = &[
+    ("long.bin", &LONG_INPUT),
     ("event.txt", b"Parapet: an event measured into PCR 16\n"),
     ("msg", b"a message for the TPM to sign\n"),
     ("tampered", b"a message for the TPM to sign!\n"),
@@ -468,7 +487,7 @@ pub const USED_ALGORITHMS: [&str; 6] = ["sha256", "ecc", "ecdsa", "aes", "cfb", 
 
 /// The commands the sequence sends. Each must be listed, with the handle counts Part 3 gives
 /// it (cHandles: handles in the command's handle area; rHandle: a handle in the response).
-pub const USED_COMMANDS: [&str; 28] = [
+pub const USED_COMMANDS: [&str; 31] = [
     "TPM2_CC_Startup",
     "TPM2_CC_GetCapability",
     "TPM2_CC_GetRandom",
@@ -477,6 +496,9 @@ pub const USED_COMMANDS: [&str; 28] = [
     "TPM2_CC_PCR_Extend",
     "TPM2_CC_PCR_Event",
     "TPM2_CC_Hash",
+    "TPM2_CC_HashSequenceStart",
+    "TPM2_CC_SequenceUpdate",
+    "TPM2_CC_SequenceComplete",
     "TPM2_CC_CreatePrimary",
     "TPM2_CC_Create",
     "TPM2_CC_Load",
@@ -543,6 +565,25 @@ pub fn sequence() -> Vec<Step> {
         Step::new("pcrread after event", "tpm2_pcrread", &[]).facts(pcr_values),
         Step::new("hash", "tpm2_hash", &["-g", "sha256", "--hex", "event.txt"])
             .facts(hex_stdout("sha256")),
+        // Over 1024 octets: a hash sequence (tpm2-tools' tpm2_hash switches to
+        // HashSequenceStart / SequenceUpdate / SequenceComplete above MAX_DIGEST_BUFFER). The
+        // digest and the ticket's tag and hierarchy are the same for any TPM; its HMAC is
+        // keyed with the TPM's own proof value, with a hash of the TPM's choosing.
+        Step::new(
+            "hash sequence",
+            "tpm2_hash",
+            &[
+                "-g",
+                "sha256",
+                "-C",
+                "o",
+                "--hex",
+                "-t",
+                "long.ticket",
+                "long.bin",
+            ],
+        )
+        .facts(sequence_digest),
         // An ECC P-256 storage primary in the owner hierarchy: its template (tpm2-tools'
         // default for -G ecc256) is the same on both sides, its key is not.
         Step::new(
@@ -1081,6 +1122,25 @@ fn event_digests(out: &StepOutput) -> Result<Vec<Fact>, String> {
     if !facts.iter().any(|f| f.key == "sha256 digest") {
         return Err("no sha256 digest in the output".into());
     }
+    Ok(facts)
+}
+
+/// `tpm2_hash` of `long.bin`: the digest on stdout, and from the ticket file (a marshalled
+/// TPMT_TK_HASHCHECK, Part 2 §10.7.6) the tag and the hierarchy, compared: a safe first
+/// block in the owner hierarchy gets a real ticket (not the NULL ticket, 8024 40000007).
+/// The HMAC's size is the TPM's choice of hash (swtpm: SHA-512), shown only.
+fn sequence_digest(out: &StepOutput) -> Result<Vec<Fact>, String> {
+    let mut facts = hex_stdout("sha256")(out)?;
+    let ticket = out.file("long.ticket")?;
+    let head = ticket
+        .get(..8)
+        .ok_or_else(|| format!("a ticket of {} octets", ticket.len()))?;
+    let hex: String = head.iter().map(|b| format!("{b:02x}")).collect();
+    facts.push(agree(
+        "ticket tag, hierarchy",
+        format!("{} {}", &hex[..4], &hex[4..12]),
+    ));
+    facts.push(info("ticket HMAC size", format!("0x{}", &hex[12..])));
     Ok(facts)
 }
 

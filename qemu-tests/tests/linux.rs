@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use qemu_tests::linux::{linux_boot_problems, Expected};
+use qemu_tests::linux::{expected_pcrs, init_report, linux_boot_problems, Expected};
 use xtask::build;
 use xtask::qemu::{Accel, Machine, Verdict, Watch};
 use xtask::{Arch, Flavor};
@@ -78,6 +78,17 @@ fn boots_debian_linux_to_its_init(arch: Arch, form: Form) -> Result<(), Failed> 
         typed: TYPED,
     };
     problems.extend(linux_boot_problems(arch, &run.console, &expected));
+    if arch == Arch::X86_64 {
+        // The guest's TPM holds what Parapet measured: the same files, hashed here.
+        let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| e.to_string());
+        let wanted = expected_pcrs(&read(&kernel)?, &read(&initramfs)?, cmdline.as_bytes());
+        let seen = init_report(&run.console).tpm_pcrs;
+        if seen != wanted {
+            problems.push(format!(
+                "the guest's TPM PCRs (SHA-256) are {seen:?}, Parapet's measurements of the boot give {wanted:?}"
+            ));
+        }
+    }
     if problems.is_empty() {
         return Ok(());
     }

@@ -219,7 +219,10 @@ fn ticks() -> Result<(), Failed> {
     } = run_guest(Guest::Ticks)?;
     // Each of the guest's port accesses is a round trip through VTL2, some 2.4 ms where KVM
     // emulates both VTLs (this project's machine): the PIT's end is seen up to a few late.
-    qemu_tests::ticks_problem(&console, "vtl0", LATE_APIC_TICKS)
+    // vmm-lite stops VTL0 only before MOV-family accesses, so the guest's string moves from
+    // the I/O APIC never reach Parapet: the host completes them as an empty bus (all ones),
+    // and their line is not checked here.
+    qemu_tests::ticks_problem(&console, "vtl0", LATE_APIC_TICKS, false)
         .map_or(Ok(()), |problem| check(false, &problem, &output))?;
     check(
         verdict == Verdict::Success,

@@ -30,6 +30,15 @@ const TEXT_SHA256: &str = "de81877ee00e34252d6d78206f899d4bc2a6f09a6a0793ff8aca2
 const TEXT_SHA384: &str = "4068a6f0aecd73ecdca9825424022c3c2135bb320a17e54c1b5e122d27f92886\
                            d0d4a5c75fcb27a2bb396db744ea39f7";
 
+/// TEXT 200 times (3200 octets, over MAX_DIGEST_BUFFER): `tpm2_hash` sends it through a hash
+/// sequence (TPM2_HashSequenceStart, TPM2_SequenceUpdate, TPM2_SequenceComplete). Its digests:
+/// Python's `hashlib.sha1(b"Parapet TPM 2.0\n" * 200).hexdigest()`, and sha256, sha384.
+const LONG_TEXT_REPEAT: usize = 200;
+const LONG_SHA1: &str = "6618d3946b8857245bc67d8418380ab1d65fd7ad";
+const LONG_SHA256: &str = "bdbeb7af9fefb0c1098d3528ff1dead4c55fafa4a42bcd4f4a6663a788f98acd";
+const LONG_SHA384: &str = "018e07a85da0a143cb802577d15e2f9ce8bfe8d0ee6f5236\
+                           2e172ba72b7ea528adad0c75a5b23b1645e9c618e439c684";
+
 /// PCR 16 after `tpm2_pcrevent 16` of TEXT on a reset PCR: SHA-256(32 zero octets ||
 /// TEXT_SHA256), Python's `hashlib.sha256(bytes(32) + bytes.fromhex(TEXT_SHA256))`.
 const PCR16_EVENT: &str = "0xD3DBD6614CF15689BB265911B8D19153072D8BCC9E7B3B7CD5E8BCCAB662539C";
@@ -182,6 +191,18 @@ fn tpm2_tools_hash_and_read_nv_public_areas() {
     // In the null hierarchy too (a NULL ticket).
     let digest = tpm.ok("tpm2_hash", &["-g", "sha256", "-C", "n", "--hex", path]);
     assert_eq!(digest.trim(), TEXT_SHA256);
+    // Over 1024 octets: a hash sequence, in each bank's algorithm, in the owner and the null
+    // hierarchy.
+    std::fs::write(&file, TEXT.repeat(LONG_TEXT_REPEAT)).expect("temporary file");
+    for (alg, hierarchy, expected) in [
+        ("sha1", "o", LONG_SHA1),
+        ("sha256", "o", LONG_SHA256),
+        ("sha256", "n", LONG_SHA256),
+        ("sha384", "e", LONG_SHA384),
+    ] {
+        let digest = tpm.ok("tpm2_hash", &["-g", alg, "-C", hierarchy, "--hex", path]);
+        assert_eq!(digest.trim(), expected, "{alg} -C {hierarchy}");
+    }
     // SHA-512 is not implemented: TPM_RC_HASH + parameter 2.
     let refused = tpm.run("tpm2_hash", &["-g", "sha512", "--hex", path]);
     std::fs::remove_file(&file).ok();

@@ -61,6 +61,15 @@ const INIT: &str = concat!(
     "if read -t 60 line; then echo \"parapet-init: read [$line]\"; else echo \"parapet-init: read nothing\"; fi\n",
     // The UART's interrupt line and its count: the console works by interrupts, not polling.
     "echo \"parapet-init: serial-irq $(grep -E 'ttyS0|ttyAMA0|uart-pl011' /proc/interrupts)\"\n",
+    // The TPM the platform gave, and the PCRs it measured the boot into (8: the command
+    // line, 9: kernel and initrd), SHA-256 bank.
+    "if [ -d /sys/class/tpm/tpm0 ]; then\n",
+    "  for n in 8 9; do\n",
+    "    echo \"parapet-init: tpm-pcr-sha256 $n $(cat /sys/class/tpm/tpm0/pcr-sha256/$n)\"\n",
+    "  done\n",
+    "else\n",
+    "  echo \"parapet-init: tpm none\"\n",
+    "fi\n",
     // Everything above was printed.
     "echo \"parapet-init: done\"\n",
     // init must never exit (the kernel panics when it does); -f powers off at once through
@@ -526,6 +535,8 @@ mod tests {
             "parapet-init: read [$line]",
             "parapet-init: read nothing",
             "parapet-init: serial-irq ",
+            "parapet-init: tpm-pcr-sha256 ",
+            "parapet-init: tpm none",
             "parapet-init: done",
         ] {
             assert!(INIT.contains(word), "{word}");

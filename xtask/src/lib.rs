@@ -8,6 +8,7 @@ pub mod linux;
 pub mod qemu;
 pub mod report;
 pub mod setup;
+pub mod tpm_bench;
 pub mod vmm;
 
 use std::path::PathBuf;

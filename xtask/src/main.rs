@@ -81,9 +81,11 @@ enum Cmd {
     /// `vtl` (round trips: vmm-lite direct, the VTL switch floor, through Parapet), or
     /// `hosted` (the svm and el2 backends under QEMU TCG: exit round trip, time to the
     /// guest's first line), or `linux` (Debian's kernel to its /init under Parapet's svm and
-    /// el2 backends against QEMU TCG booting it directly, on each architecture).
+    /// el2 backends against QEMU TCG booting it directly, on each architecture), or `tpm`
+    /// (TPM2_PCR_Extend and ECDSA P-256 TPM2_Sign per second: Parapet's TPM in vmm-lite
+    /// tpm-server against swtpm, the same command octets to both; needs swtpm).
     Bench {
-        #[arg(value_parser = ["boot", "vtl", "hosted", "linux"])]
+        #[arg(value_parser = ["boot", "vtl", "hosted", "linux", "tpm"])]
         name: String,
     },
     /// Fetch Debian's stock kernels (cached under target/kernels/), unpack the x86_64 one's
@@ -188,6 +190,11 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::Run { accel } => demo(accel),
         Cmd::Test => test(),
+        Cmd::Bench { name } if name == "tpm" => {
+            // Host processes only: no firmware, kernels or QEMU to set up.
+            xtask::tpm_bench::tpm()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Bench { name } => {
             setup::all()?;
             match name.as_str() {

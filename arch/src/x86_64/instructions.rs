@@ -193,3 +193,33 @@ pub unsafe fn read_gs_u64(offset: usize) -> u64 {
     };
     value
 }
+
+/// 64 bits from the CPU's conditioned entropy source (RDSEED, Intel SDM Vol. 2B), or from its
+/// DRBG (RDRAND) where RDSEED is missing; `None` when the CPU has neither (CPUID.07H:EBX[18],
+/// CPUID.01H:ECX[30]) or keeps failing (both may fail transiently: the SDM's advice is to
+/// retry, a bounded number of times).
+pub fn hardware_random() -> Option<u64> {
+    const RETRIES: usize = 100;
+    let has_rdseed = cpuid(7, 0).1 & (1 << 18) != 0;
+    let has_rdrand = cpuid(1, 0).2 & (1 << 30) != 0;
+    for _ in 0..RETRIES {
+        let (value, ok): (u64, u8);
+        if has_rdseed {
+            // SAFETY: RDSEED exists (CPUID above); it writes only its operand and CF.
+            unsafe {
+                asm!("rdseed {}", "setc {}", out(reg) value, out(reg_byte) ok, options(nomem, nostack))
+            };
+        } else if has_rdrand {
+            // SAFETY: RDRAND exists (CPUID above); it writes only its operand and CF.
+            unsafe {
+                asm!("rdrand {}", "setc {}", out(reg) value, out(reg_byte) ok, options(nomem, nostack))
+            };
+        } else {
+            return None;
+        }
+        if ok != 0 {
+            return Some(value);
+        }
+    }
+    None
+}

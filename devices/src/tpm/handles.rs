@@ -74,6 +74,11 @@ pub enum HandleKind {
     /// TPM_RC_REFERENCE_H0, Part 4 `EntityGetLoadStatus`) or a persistent object (one not
     /// there: TPM_RC_HANDLE, Part 4 `NvLoadObject`); anything else TPM_RC_VALUE.
     Object,
+    /// TPMI_DH_OBJECT (Part 2 §9.3) naming a sequence object (SequenceUpdate,
+    /// SequenceComplete, EventSequenceComplete): checked as [`HandleKind::Object`] but any
+    /// loaded transient object passes; the command answers TPM_RC_MODE when it is not a
+    /// sequence of the right kind (Part 4 `TPM2_SequenceUpdate`).
+    Sequence,
     /// TPMI_DH_CONTEXT (Part 2 §9.10): ContextSave's saveHandle, an HMAC or policy session
     /// or a transient object; one not loaded is TPM_RC_REFERENCE_H0 (Part 4
     /// `EntityGetLoadStatus`; no transient object is ever loaded yet).
@@ -156,12 +161,19 @@ impl HandleKind {
                 TPM_HT_PERSISTENT => Err(rc::HANDLE),
                 _ => Err(rc::VALUE),
             },
+            HandleKind::Sequence => match handle_type(handle) {
+                TPM_HT_TRANSIENT if tpm.objects.is_loaded(handle) => Ok(()),
+                TPM_HT_TRANSIENT => Err(rc::REFERENCE_H0),
+                TPM_HT_PERSISTENT if tpm.persistent.contains_key(&handle) => Ok(()),
+                TPM_HT_PERSISTENT => Err(rc::HANDLE),
+                _ => Err(rc::VALUE),
+            },
             HandleKind::Context => {
                 let session = (HMAC_SESSION_FIRST..=HMAC_SESSION_LAST).contains(&handle)
                     || (POLICY_SESSION_FIRST..=POLICY_SESSION_LAST).contains(&handle);
                 if !session && handle_type(handle) != TPM_HT_TRANSIENT {
                     Err(rc::VALUE)
-                } else if tpm.sessions.get(handle).is_some() || tpm.objects.get(handle).is_some() {
+                } else if tpm.sessions.get(handle).is_some() || tpm.objects.is_loaded(handle) {
                     Ok(())
                 } else {
                     Err(rc::REFERENCE_H0)
@@ -234,6 +246,11 @@ pub fn entity_auth(tpm: &Tpm, cc: u32, handle: u32) -> EntityAuth<'_> {
             return EntityAuth::Unavailable;
         }
         return EntityAuth::Value(&object.auth, attributes & TPMA_OBJECT_NO_DA != 0);
+    }
+    if let Some(sequence) = tpm.objects.sequence(handle) {
+        // A sequence object: its auth from TPM2_HashSequenceStart, DA-exempt (Part 4
+        // `AllocateSequenceSlot` sets noDA).
+        return EntityAuth::Value(&sequence.auth, true);
     }
     EntityAuth::None
 }

@@ -130,6 +130,76 @@ impl HashAlg {
     }
 }
 
+/// A hash computation in progress (the state of a hash or event sequence object, Part 3
+/// §17): data is fed in pieces and the digest taken at the end.
+#[derive(Clone)]
+pub enum Hasher {
+    Sha1(Sha1),
+    Sha256(Sha256),
+    Sha384(Sha384),
+}
+
+impl Hasher {
+    pub fn new(alg: HashAlg) -> Self {
+        use sha2::Digest as _;
+        match alg {
+            HashAlg::Sha1 => Self::Sha1(Sha1::new()),
+            HashAlg::Sha256 => Self::Sha256(Sha256::new()),
+            HashAlg::Sha384 => Self::Sha384(Sha384::new()),
+        }
+    }
+
+    pub fn alg(&self) -> HashAlg {
+        match self {
+            Self::Sha1(_) => HashAlg::Sha1,
+            Self::Sha256(_) => HashAlg::Sha256,
+            Self::Sha384(_) => HashAlg::Sha384,
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            Self::Sha1(h) => h.update(data),
+            Self::Sha256(h) => h.update(data),
+            Self::Sha384(h) => h.update(data),
+        }
+    }
+
+    /// The digest of everything fed so far.
+    pub fn finish(self) -> Digest {
+        use sha2::Digest as _;
+        let alg = self.alg();
+        let mut out = Digest {
+            bytes: [0; MAX_DIGEST_SIZE],
+            alg,
+        };
+        let size = alg.digest_size();
+        match self {
+            Self::Sha1(h) => out.bytes[..size].copy_from_slice(&h.finalize()),
+            Self::Sha256(h) => out.bytes[..size].copy_from_slice(&h.finalize()),
+            Self::Sha384(h) => out.bytes[..size].copy_from_slice(&h.finalize()),
+        }
+        out
+    }
+}
+
+impl core::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Hasher({:?})", self.alg())
+    }
+}
+
+/// Two computations are taken as equal when they have the same algorithm and would give the
+/// same digest now (the hash crates do not compare their states; `Tpm` derives `PartialEq`).
+impl PartialEq for Hasher {
+    fn eq(&self, other: &Self) -> bool {
+        self.alg() == other.alg() && self.clone().finish() == other.clone().finish()
+    }
+}
+
+impl Eq for Hasher {}
+
 /// A digest of one of the implemented algorithms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Digest {
@@ -140,6 +210,10 @@ pub struct Digest {
 impl Digest {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.alg.digest_size()]
+    }
+
+    pub fn alg(&self) -> HashAlg {
+        self.alg
     }
 }
 

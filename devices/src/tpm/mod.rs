@@ -13,9 +13,11 @@
 //!
 //! The command table is `commands/mod.rs`. Implemented: Startup, Shutdown, SelfTest,
 //! IncrementalSelfTest, GetTestResult, GetRandom, StirRandom, GetCapability, PCR_Read,
-//! PCR_Extend, PCR_Event, PCR_Reset, Hash, NV_DefineSpace, NV_UndefineSpace, NV_ReadPublic,
+//! PCR_Extend, PCR_Event, PCR_Reset, Hash, HashSequenceStart, SequenceUpdate,
+//! SequenceComplete and EventSequenceComplete (hash and event sequences,
+//! `commands/sequence.rs`), NV_DefineSpace, NV_UndefineSpace, NV_ReadPublic,
 //! NV_Write, NV_Read, StartAuthSession, ContextSave and ContextLoad (sessions), FlushContext
-//! (sessions and objects), PolicyPCR, PolicyGetDigest, CreatePrimary (ECC P-256,
+//! (sessions, objects and sequences), PolicyPCR, PolicyGetDigest, CreatePrimary (ECC P-256,
 //! `object.rs`), Create and Load (ECC P-256 keys and sealed data objects under a storage
 //! key, protected as Part 1 §23 says: `object::wrap`), Unseal, ReadPublic, Sign,
 //! VerifySignature and Quote (ECDSA P-256 / SHA-256, `commands/signing.rs`), EvictControl
@@ -72,10 +74,12 @@
 mod auth;
 mod commands;
 pub mod constants;
+pub mod crb;
 mod drbg;
 mod handles;
 mod hash;
 mod marshal;
+mod measure;
 mod nv;
 mod object;
 mod pcr;

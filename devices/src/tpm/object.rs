@@ -24,6 +24,7 @@
 //! seed always gives the same key. Not bit-identical with the reference implementation,
 //! which runs an AES-256 CTR_DRBG seeded from that KDFa output.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use p256::ecdsa::signature::hazmat::{PrehashVerifier, RandomizedPrehashSigner};
@@ -38,7 +39,7 @@ use cfb_mode::{Decryptor, Encryptor};
 use super::auth::constant_time_eq;
 use super::constants::*;
 use super::drbg::HmacDrbg;
-use super::hash::{HashAlg, MAX_DIGEST_SIZE};
+use super::hash::{HashAlg, Hasher, MAX_DIGEST_SIZE};
 use super::marshal::{Reader, Writer};
 use super::rc::{self, Rc};
 use super::session::kdfa;
@@ -691,10 +692,70 @@ impl Object {
     }
 }
 
-/// The transient object slots.
+/// A hash or event sequence object (Part 3 §17.3, TPM2_HashSequenceStart): a transient
+/// object with an authValue and no public area, in the NULL hierarchy and DA-exempt (Part 4
+/// `AllocateSequenceSlot`). Its Name is its handle (no public area to hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// authValue, without trailing zeros (Part 1 §19.6.4.3).
+    pub auth: Vec<u8>,
+    pub kind: SequenceKind,
+    /// Whether the first block of data came (Part 4 `firstBlock`), and whether it left the
+    /// sequence safe for a ticket: at least 4 octets, not starting with TPM_GENERATED_VALUE
+    /// (Part 4 `TicketIsSafe`, `ticketSafe`).
+    pub first_block: bool,
+    pub ticket_safe: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SequenceKind {
+    /// A hash sequence of one algorithm.
+    Hash(Hasher),
+    /// An event sequence (hashAlg TPM_ALG_NULL): one computation per PCR bank, in
+    /// [`HashAlg::ALL`] order.
+    Event(Vec<Hasher>),
+}
+
+impl Sequence {
+    pub fn new(alg: Option<HashAlg>, auth: &[u8]) -> Self {
+        let end = auth.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+        let kind = match alg {
+            Some(alg) => SequenceKind::Hash(Hasher::new(alg)),
+            None => SequenceKind::Event(HashAlg::ALL.into_iter().map(Hasher::new).collect()),
+        };
+        Self {
+            auth: auth.get(..end).unwrap_or_default().to_vec(),
+            kind,
+            first_block: false,
+            ticket_safe: false,
+        }
+    }
+
+    /// Adds `data` to every computation; the first block decides ticket safety.
+    pub fn update(&mut self, data: &[u8]) {
+        if !self.first_block {
+            self.first_block = true;
+            self.ticket_safe =
+                data.len() >= 4 && data.get(..4) != Some(&TPM_GENERATED_VALUE.to_be_bytes()[..]);
+        }
+        match &mut self.kind {
+            SequenceKind::Hash(h) => h.update(data),
+            SequenceKind::Event(hs) => hs.iter_mut().for_each(|h| h.update(data)),
+        }
+    }
+}
+
+/// What a transient slot holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Loaded {
+    Object(Object),
+    Sequence(Box<Sequence>),
+}
+
+/// The transient object slots, shared by objects and sequence objects.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Objects {
-    slots: [Option<Object>; MAX_LOADED_OBJECTS],
+    slots: [Option<Loaded>; MAX_LOADED_OBJECTS],
 }
 
 impl Objects {
@@ -703,26 +764,63 @@ impl Objects {
         (slot < MAX_LOADED_OBJECTS).then_some(slot)
     }
 
-    pub fn get(&self, handle: u32) -> Option<&Object> {
+    fn loaded(&self, handle: u32) -> Option<&Loaded> {
         self.slots.get(Self::slot(handle)?)?.as_ref()
     }
 
-    /// Loads `object` in the first free slot: its handle, or TPM_RC_OBJECT_MEMORY.
-    pub fn insert(&mut self, object: Object) -> Result<u32, Rc> {
+    /// The object (not sequence) loaded at `handle`.
+    pub fn get(&self, handle: u32) -> Option<&Object> {
+        match self.loaded(handle)? {
+            Loaded::Object(object) => Some(object),
+            Loaded::Sequence(_) => None,
+        }
+    }
+
+    /// The sequence object loaded at `handle`.
+    pub fn sequence(&self, handle: u32) -> Option<&Sequence> {
+        match self.loaded(handle)? {
+            Loaded::Sequence(sequence) => Some(sequence),
+            Loaded::Object(_) => None,
+        }
+    }
+
+    pub fn sequence_mut(&mut self, handle: u32) -> Option<&mut Sequence> {
+        match self.slots.get_mut(Self::slot(handle)?)?.as_mut()? {
+            Loaded::Sequence(sequence) => Some(sequence),
+            Loaded::Object(_) => None,
+        }
+    }
+
+    /// Whether anything, object or sequence, is loaded at `handle`.
+    pub fn is_loaded(&self, handle: u32) -> bool {
+        self.loaded(handle).is_some()
+    }
+
+    fn insert_loaded(&mut self, loaded: Loaded) -> Result<u32, Rc> {
         let slot = self
             .slots
             .iter()
             .position(Option::is_none)
             .ok_or(rc::OBJECT_MEMORY)?;
-        self.slots[slot] = Some(object);
+        self.slots[slot] = Some(loaded);
         Ok(TRANSIENT_FIRST + slot as u32)
+    }
+
+    /// Loads `object` in the first free slot: its handle, or TPM_RC_OBJECT_MEMORY.
+    pub fn insert(&mut self, object: Object) -> Result<u32, Rc> {
+        self.insert_loaded(Loaded::Object(object))
+    }
+
+    /// Loads a sequence object in the first free slot: its handle, or TPM_RC_OBJECT_MEMORY.
+    pub fn insert_sequence(&mut self, sequence: Sequence) -> Result<u32, Rc> {
+        self.insert_loaded(Loaded::Sequence(Box::new(sequence)))
     }
 
     pub fn has_room(&self) -> bool {
         self.slots.iter().any(Option::is_none)
     }
 
-    /// Flushes the object `handle`; whether there was one.
+    /// Flushes the object or sequence `handle`; whether there was one.
     pub fn remove(&mut self, handle: u32) -> bool {
         match Self::slot(handle).and_then(|s| self.slots.get_mut(s)) {
             Some(slot) => slot.take().is_some(),
@@ -750,7 +848,7 @@ impl Objects {
     /// Flushes every object of `hierarchy` (TPM2_Clear; Part 4 `ObjectFlushHierarchy`).
     pub fn flush_hierarchy(&mut self, hierarchy: u32) {
         for slot in &mut self.slots {
-            if slot.as_ref().is_some_and(|o| o.hierarchy == hierarchy) {
+            if matches!(slot, Some(Loaded::Object(o)) if o.hierarchy == hierarchy) {
                 *slot = None;
             }
         }

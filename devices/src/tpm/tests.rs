@@ -708,7 +708,7 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(37));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(41));
     assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
     assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
@@ -873,6 +873,10 @@ fn corpus() -> Vec<Vec<u8>> {
         cmd(TPM_ST_NO_SESSIONS, FLUSH_CONTEXT, &h("02 00 00 00")),
         policy_pcr_cmd(0x0300_0000, &[2; 32], &h(SEL_0_16)),
         cmd(TPM_ST_NO_SESSIONS, POLICY_GET_DIGEST, &h("03 00 00 00")),
+        seq_start_cmd(b"pw", TPM_ALG_SHA256),
+        seq_update_cmd(0x8000_0000, b"pw", b"abcd"),
+        seq_complete_cmd(0x8000_0000, b"pw", b"efgh", TPM_RH_OWNER),
+        event_complete_cmd(16, 0x8000_0000, b"pw", b"ijkl"),
     ]
 }
 
@@ -921,6 +925,8 @@ fn lying_sizes_are_command_size_errors() {
             tpm = started_with_nv();
             // The policy commands' session, 0x03000000.
             start(&mut tpm, TPM_RH_NULL, 1);
+            // The sequence commands' sequence, 0x80000000.
+            seq_start(&mut tpm, b"pw", TPM_ALG_SHA256);
         }
         assert_eq!(rc_of(&run(&mut tpm, &c)), rc::SIZE, "{c:02x?}");
     }
@@ -4953,4 +4959,330 @@ fn test_parms_accepts_what_is_implemented() {
     // Octets after the parameters: TPM_RC_SIZE.
     let r = run(&mut tpm, &test_parms_cmd("0008 0010 00"));
     assert_eq!(rc_of(&r), rc::SIZE);
+}
+
+// ---------------------------------------------------------------------------------------
+// Hash and event sequences (Part 3 §17).
+
+fn tpm2b(data: &[u8]) -> Vec<u8> {
+    let mut v = (data.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(data);
+    v
+}
+
+fn seq_start_cmd(auth: &[u8], alg: u16) -> Vec<u8> {
+    let mut body = tpm2b(auth);
+    body.extend_from_slice(&alg.to_be_bytes());
+    cmd(TPM_ST_NO_SESSIONS, TPM_CC_HASH_SEQUENCE_START, &body)
+}
+
+fn seq_start(tpm: &mut Tpm, auth: &[u8], alg: u16) -> u32 {
+    let r = run_ok(tpm, &seq_start_cmd(auth, alg));
+    assert_eq!(r.len(), 14);
+    u32_at(&r, 10)
+}
+
+fn seq_update_cmd(handle: u32, password: &[u8], data: &[u8]) -> Vec<u8> {
+    with_pw(
+        TPM_CC_SEQUENCE_UPDATE,
+        &handle.to_be_bytes(),
+        password,
+        &tpm2b(data),
+    )
+}
+
+fn seq_complete_cmd(handle: u32, password: &[u8], data: &[u8], hierarchy: u32) -> Vec<u8> {
+    let mut params = tpm2b(data);
+    params.extend_from_slice(&hierarchy.to_be_bytes());
+    with_pw(
+        TPM_CC_SEQUENCE_COMPLETE,
+        &handle.to_be_bytes(),
+        password,
+        &params,
+    )
+}
+
+/// EventSequenceComplete with two password sessions: empty for the PCR, `password` for
+/// the sequence.
+fn event_complete_cmd(pcr: u32, handle: u32, password: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut body = two(pcr, handle);
+    let mut area = Vec::new();
+    for pw in [&b""[..], password] {
+        area.extend_from_slice(&TPM_RS_PW.to_be_bytes());
+        area.extend_from_slice(&[0, 0, 1]);
+        area.extend_from_slice(&tpm2b(pw));
+    }
+    body.extend_from_slice(&(area.len() as u32).to_be_bytes());
+    body.extend(area);
+    body.extend_from_slice(&tpm2b(data));
+    cmd(TPM_ST_SESSIONS, TPM_CC_EVENT_SEQUENCE_COMPLETE, &body)
+}
+
+/// The response parameters of a command with sessions (password sessions answer 5 octets
+/// each).
+fn session_params(r: &[u8]) -> &[u8] {
+    let size = u32_at(r, 10) as usize;
+    &r[14..14 + size]
+}
+
+#[test]
+fn hash_sequence_of_3000_octets_matches_sha256_with_a_ticket() {
+    let mut tpm = started();
+    let message: Vec<u8> = (0..3000u32).map(|i| (i * 7 + 3) as u8).collect();
+    let handle = seq_start(&mut tpm, b"pw", TPM_ALG_SHA256);
+    assert_eq!(handle, 0x8000_0000, "the first object slot");
+    for chunk in message.chunks(1000) {
+        run_ok(&mut tpm, &seq_update_cmd(handle, b"pw", chunk));
+    }
+    let r = run_ok(
+        &mut tpm,
+        &seq_complete_cmd(handle, b"pw", b"", TPM_RH_OWNER),
+    );
+    let p = session_params(&r);
+    let digest = Sha256::digest(&message);
+    assert_eq!(&p[..2], &[0, 32]);
+    assert_eq!(&p[2..34], &digest[..]);
+    // The ticket: HMAC-SHA256(ownerProof, TPM_ST_HASHCHECK || digest), as TPM2_Hash's.
+    let proof = hmac256(&tpm.sps, &[b"Parapet hierarchy proof"]);
+    let ticket = hmac256(&proof, &[&h("80 24"), &digest]);
+    let mut expected = h("80 24 40 00 00 01 00 20");
+    expected.extend_from_slice(&ticket);
+    assert_eq!(&p[34..], &expected[..]);
+    // TPM2_Hash of a short message gives the same digest and ticket as a sequence of it.
+    let handle = seq_start(&mut tpm, b"", TPM_ALG_SHA256);
+    run_ok(&mut tpm, &seq_update_cmd(handle, b"", b"ab"));
+    run_ok(&mut tpm, &seq_update_cmd(handle, b"", b"cdef"));
+    let r = run_ok(&mut tpm, &seq_complete_cmd(handle, b"", b"g", TPM_RH_NULL));
+    let hashed = run_ok(&mut tpm, &hash_cmd(b"abcdefg", TPM_ALG_SHA256, TPM_RH_NULL));
+    assert_eq!(session_params(&r), &hashed[10..]);
+    // SequenceComplete flushed the object.
+    assert_eq!(
+        rc_of(&flush(&mut tpm, handle)),
+        rc::parameter(rc::HANDLE, 1)
+    );
+    assert_eq!(
+        rc_of(&run(&mut tpm, &seq_update_cmd(handle, b"", b"x"))),
+        rc::REFERENCE_H0
+    );
+    // SHA-1 and SHA-384 sequences, with all the data in SequenceComplete.
+    for (alg, want) in [
+        (TPM_ALG_SHA1, Sha1::digest(&message[..1024]).to_vec()),
+        (TPM_ALG_SHA384, Sha384::digest(&message[..1024]).to_vec()),
+    ] {
+        let handle = seq_start(&mut tpm, b"", alg);
+        let r = run_ok(
+            &mut tpm,
+            &seq_complete_cmd(handle, b"", &message[..1024], TPM_RH_ENDORSEMENT),
+        );
+        let p = session_params(&r);
+        assert_eq!(&p[2..2 + want.len()], &want[..]);
+        assert_eq!(u32_at(p, 4 + want.len()), TPM_RH_ENDORSEMENT);
+    }
+}
+
+#[test]
+fn sequence_tickets_follow_the_first_block() {
+    let mut tpm = started();
+    let null_ticket = h("80 24 40 00 00 07 00 00");
+    // First block starting with TPM_GENERATED_VALUE, or shorter than 4 octets: NULL ticket
+    // (Part 4 TicketIsSafe), whatever follows.
+    for first in [&h("ff 54 43 47 01 02")[..], b"abc", b""] {
+        let handle = seq_start(&mut tpm, b"", TPM_ALG_SHA256);
+        run_ok(&mut tpm, &seq_update_cmd(handle, b"", first));
+        let r = run_ok(
+            &mut tpm,
+            &seq_complete_cmd(handle, b"", b"more data", TPM_RH_OWNER),
+        );
+        assert_eq!(&session_params(&r)[34..], &null_ticket[..], "{first:02x?}");
+    }
+    // No update: the complete's buffer is the first block.
+    let handle = seq_start(&mut tpm, b"", TPM_ALG_SHA256);
+    let r = run_ok(
+        &mut tpm,
+        &seq_complete_cmd(handle, b"", &h("ff 54 43 47"), TPM_RH_OWNER),
+    );
+    assert_eq!(&session_params(&r)[34..], &null_ticket[..]);
+    let handle = seq_start(&mut tpm, b"", TPM_ALG_SHA256);
+    let r = run_ok(
+        &mut tpm,
+        &seq_complete_cmd(handle, b"", b"abcd", TPM_RH_OWNER),
+    );
+    assert_eq!(u32_at(session_params(&r), 36), TPM_RH_OWNER);
+}
+
+#[test]
+fn event_sequence_extends_every_bank() {
+    let mut tpm = started();
+    let data: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
+    let handle = seq_start(&mut tpm, b"ev", TPM_ALG_NULL);
+    for chunk in data[..2000].chunks(1000) {
+        run_ok(&mut tpm, &seq_update_cmd(handle, b"ev", chunk));
+    }
+    let before: Vec<Vec<u8>> = [TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384]
+        .iter()
+        .map(|&alg| pcr_read(&mut tpm, alg, 16))
+        .collect();
+    let r = run_ok(
+        &mut tpm,
+        &event_complete_cmd(16, handle, b"ev", &data[2000..]),
+    );
+    let p = session_params(&r);
+    let digests = [
+        Sha1::digest(&data).to_vec(),
+        Sha256::digest(&data).to_vec(),
+        Sha384::digest(&data).to_vec(),
+    ];
+    let mut expected = h("00 00 00 03");
+    for (alg, d) in [TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384]
+        .iter()
+        .zip(&digests)
+    {
+        expected.extend_from_slice(&alg.to_be_bytes());
+        expected.extend_from_slice(d);
+    }
+    assert_eq!(p, &expected[..]);
+    // PCR[16] in each bank is H(old || digest).
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA1, 16),
+        Sha1::digest([&before[0][..], &digests[0]].concat()).to_vec()
+    );
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA256, 16),
+        sha256(&[&before[1], &digests[1]])
+    );
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA384, 16),
+        Sha384::digest([&before[2][..], &digests[2]].concat()).to_vec()
+    );
+    // Flushed.
+    assert_eq!(
+        rc_of(&flush(&mut tpm, handle)),
+        rc::parameter(rc::HANDLE, 1)
+    );
+    // TPM_RH_NULL: the digests, no extend.
+    let handle = seq_start(&mut tpm, b"", TPM_ALG_NULL);
+    let counter = update_counter(&mut tpm);
+    let r = run_ok(
+        &mut tpm,
+        &event_complete_cmd(TPM_RH_NULL, handle, b"", b"abc"),
+    );
+    assert_eq!(&session_params(&r)[28..60], &h(SHA256_ABC)[..]);
+    assert_eq!(update_counter(&mut tpm), counter);
+    // A locality that may not extend the PCR (PCR 17: localities 2-4 only; PC Client).
+    let handle = seq_start(&mut tpm, b"", TPM_ALG_NULL);
+    let r = tpm.execute(0, &event_complete_cmd(17, handle, b"", b"abc"));
+    assert_eq!(rc_of(&r), rc::LOCALITY);
+    assert_eq!(
+        rc_of(&flush(&mut tpm, handle)),
+        0,
+        "still loaded after an error"
+    );
+}
+
+#[test]
+fn sequence_errors() {
+    let mut tpm = started();
+    // hashAlg: unimplemented is TPM_RC_HASH + P2; auth over 48 octets TPM_RC_SIZE + P1.
+    for alg in [0x000D, 0x0012, 0x0001] {
+        let r = run(&mut tpm, &seq_start_cmd(b"", alg));
+        assert_eq!(rc_of(&r), rc::parameter(rc::HASH, 2), "{alg:#x}");
+    }
+    let r = run(&mut tpm, &seq_start_cmd(&[1; 49], TPM_ALG_SHA256));
+    assert_eq!(rc_of(&r), rc::parameter(rc::SIZE, 1));
+    // Wrong auth: TPM_RC_BAD_AUTH + S1 (sequences are DA-exempt); trailing zeros of the
+    // password do not matter; no session at all is TPM_RC_AUTH_MISSING.
+    let hash = seq_start(&mut tpm, b"pw", TPM_ALG_SHA256);
+    let r = run(&mut tpm, &seq_update_cmd(hash, b"bad", b"abcd"));
+    assert_eq!(rc_of(&r), rc::session(rc::BAD_AUTH, 1));
+    run_ok(&mut tpm, &seq_update_cmd(hash, b"pw\0\0", b"abcd"));
+    let mut body = hash.to_be_bytes().to_vec();
+    body.extend_from_slice(&tpm2b(b"abcd"));
+    let r = run(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, TPM_CC_SEQUENCE_UPDATE, &body),
+    );
+    assert_eq!(rc_of(&r), rc::AUTH_MISSING);
+    // Over MAX_DIGEST_BUFFER: TPM_RC_SIZE + P1, in an update and in a complete.
+    let r = run(&mut tpm, &seq_update_cmd(hash, b"pw", &[0; 1025]));
+    assert_eq!(rc_of(&r), rc::parameter(rc::SIZE, 1));
+    let r = run(
+        &mut tpm,
+        &seq_complete_cmd(hash, b"pw", &[0; 1025], TPM_RH_NULL),
+    );
+    assert_eq!(rc_of(&r), rc::parameter(rc::SIZE, 1));
+    // A bad hierarchy: TPM_RC_VALUE + P2.
+    let r = run(
+        &mut tpm,
+        &seq_complete_cmd(hash, b"pw", b"", TPM_RH_LOCKOUT),
+    );
+    assert_eq!(rc_of(&r), rc::parameter(rc::VALUE, 2));
+    // The wrong kind of sequence: TPM_RC_MODE on the sequence handle.
+    let event = seq_start(&mut tpm, b"", TPM_ALG_NULL);
+    let r = run(&mut tpm, &seq_complete_cmd(event, b"", b"", TPM_RH_NULL));
+    assert_eq!(rc_of(&r), rc::handle(rc::MODE, 1));
+    let r = run(&mut tpm, &event_complete_cmd(16, hash, b"pw", b""));
+    assert_eq!(rc_of(&r), rc::handle(rc::MODE, 2));
+    // Three slots: a third sequence fills them, a fourth is TPM_RC_OBJECT_MEMORY.
+    let third = seq_start(&mut tpm, b"", TPM_ALG_SHA1);
+    let r = run(&mut tpm, &seq_start_cmd(b"", TPM_ALG_SHA1));
+    assert_eq!(rc_of(&r), rc::OBJECT_MEMORY);
+    let r = get_cap(&mut tpm, TPM_CAP_HANDLES, TRANSIENT_FIRST, 8);
+    assert_eq!(
+        u32_at(&r, 15),
+        3,
+        "sequences are listed as transient handles"
+    );
+    // FlushContext frees a slot; the flushed handle is gone.
+    assert_eq!(rc_of(&flush(&mut tpm, third)), 0);
+    let r = run(&mut tpm, &seq_update_cmd(third, b"", b"x"));
+    assert_eq!(rc_of(&r), rc::REFERENCE_H0);
+    assert_eq!(seq_start(&mut tpm, b"", TPM_ALG_SHA384), third);
+    // Handles that are not transient objects: TPM_RC_VALUE + H1.
+    let r = run(&mut tpm, &seq_update_cmd(TPM_RH_OWNER, b"", b"x"));
+    assert_eq!(rc_of(&r), rc::handle(rc::VALUE, 1));
+    // ContextSave of a sequence is not implemented: TPM_RC_TYPE + H1.
+    let r = run(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, TPM_CC_CONTEXT_SAVE, &hash.to_be_bytes()),
+    );
+    assert_eq!(rc_of(&r), rc::handle(rc::TYPE, 1));
+}
+
+#[test]
+fn sequences_take_hmac_sessions() {
+    let mut tpm = started();
+    let handle = seq_start(&mut tpm, b"secret", TPM_ALG_SHA256);
+    let mut c = start(&mut tpm, TPM_RH_NULL, 0);
+    // The Name of a sequence object is its handle.
+    let names = [handle.to_be_bytes().to_vec()];
+    let params = tpm2b(b"hello");
+    let command = with_session(
+        &c,
+        TPM_CC_SEQUENCE_UPDATE,
+        &[handle],
+        &names,
+        b"secret",
+        1,
+        &params,
+    );
+    let r = run(&mut tpm, &command);
+    check_session_response(&mut c, TPM_CC_SEQUENCE_UPDATE, b"secret", 1, &r);
+    let command = with_session(
+        &c,
+        TPM_CC_SEQUENCE_UPDATE,
+        &[handle],
+        &names,
+        b"wrong",
+        1,
+        &params,
+    );
+    assert_eq!(
+        rc_of(&run(&mut tpm, &command)),
+        rc::session(rc::BAD_AUTH, 1)
+    );
+    let r = run_ok(
+        &mut tpm,
+        &seq_complete_cmd(handle, b"secret", b"", TPM_RH_NULL),
+    );
+    assert_eq!(&session_params(&r)[2..34], &Sha256::digest(b"hello")[..]);
 }

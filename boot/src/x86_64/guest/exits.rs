@@ -6,6 +6,7 @@ use isolation::exit::{merge_in, ExitSite, GuestExit, PortAccess, PortDirection, 
 use isolation::x86_insn::{self, Access, Destination, Extension, Source};
 
 use super::devices::{GuestDevices, PortEffect, COM1_BASE, COM1_LAST};
+use super::string_move;
 use super::GuestVp;
 use crate::guest::log_budget::LogBudget;
 
@@ -85,22 +86,36 @@ pub fn handle(
                     site.rip
                 ));
                 Verdict::Resume
-            } else if let Some(answered) = complete_access(vp, gpa, site) {
-                if !answered {
-                    MEMORY_LOGS.take().then(|| log::warn!(
-                        "{backend}: {guest} {what} {gpa:#x}, which it may not access, at RIP {:#x}; completed as an empty bus",
-                        site.rip
-                    ));
-                }
-                Verdict::Resume
             } else {
-                // An instruction the decoder does not know: stopping is safer than guessing.
-                log::error!(
-                    "{backend}: {guest} {what} {gpa:#x} at RIP {:#x} needs emulation of an instruction Parapet does not decode ({}); stopping",
-                    site.rip,
-                    InstructionBytes::fetch(vp, site)
-                );
-                Verdict::PowerOff { success: false }
+                match complete_access(vp, gpa, site) {
+                    Ok(answered) => {
+                        if !answered {
+                            MEMORY_LOGS.take().then(|| log::warn!(
+                                "{backend}: {guest} {what} {gpa:#x}, which it may not access, at RIP {:#x}; completed as an empty bus",
+                                site.rip
+                            ));
+                        }
+                        Verdict::Resume
+                    }
+                    Err(Incomplete::Undecoded) => {
+                        // An instruction the decoder does not know: stopping is safer than
+                        // guessing.
+                        log::error!(
+                            "{backend}: {guest} {what} {gpa:#x} at RIP {:#x} needs emulation of an instruction Parapet does not decode ({}); stopping",
+                            site.rip,
+                            InstructionBytes::fetch(vp, site)
+                        );
+                        Verdict::PowerOff { success: false }
+                    }
+                    Err(Incomplete::Refused(why)) => {
+                        log::error!(
+                            "{backend}: {guest} {what} {gpa:#x} at RIP {:#x} is a string move that {why} ({}); stopping",
+                            site.rip,
+                            InstructionBytes::fetch(vp, site)
+                        );
+                        Verdict::PowerOff { success: false }
+                    }
+                }
             }
         }
         GuestExit::Cpuid {
@@ -152,24 +167,24 @@ pub fn handle(
 
 /// Completes the memory access at `site` to `gpa`, outside the guest's RAM: a device the
 /// backend emulates there answers it (`GuestVp::mmio_read`/`mmio_write`); with none, it goes
-/// as on a bus with nothing on it: a read returns all ones, a write goes nowhere. `Some(true)`
-/// if a device answered, `Some(false)` for the empty bus, `None` if the instruction cannot be
-/// fetched or decoded.
-fn complete_access(vp: &mut impl GuestVp, gpa: u64, site: &ExitSite) -> Option<bool> {
-    let (mode, cs_base) = vp.code()?;
-    let paging = vp.paging()?;
+/// as on a bus with nothing on it: a read returns all ones, a write goes nowhere. `Ok(true)`
+/// if a device answered, `Ok(false)` for the empty bus. MOVS goes to
+/// [`string_move::complete`].
+fn complete_access(vp: &mut impl GuestVp, gpa: u64, site: &ExitSite) -> Result<bool, Incomplete> {
+    let (mode, cs_base) = vp.code().ok_or(Incomplete::Undecoded)?;
+    let paging = vp.paging().ok_or(Incomplete::Undecoded)?;
     // Fetch what can be fetched of the longest instruction: the bytes may end at a page the
     // guest does not map.
     let (bytes, fetched) = paging.fetch(cs_base.wrapping_add(site.rip), site.user_mode);
-    let instruction = x86_insn::decode(&bytes[..fetched], mode)?;
+    let instruction = x86_insn::decode(&bytes[..fetched], mode).ok_or(Incomplete::Undecoded)?;
     let ones = |bytes: u8| u64::MAX >> (64 - 8 * u32::from(bytes));
     let mut answered = false;
     match instruction.access {
         Access::Write { size, source } => {
             let value = match source {
                 Source::Immediate(value) => value,
-                Source::Register(Destination::Register(n)) => vp.register(n)?,
-                Source::Register(Destination::HighByte(n)) => vp.register(n)? >> 8,
+                Source::Register(Destination::Register(n)) => register(vp, n)?,
+                Source::Register(Destination::HighByte(n)) => register(vp, n)? >> 8,
             } & ones(size);
             answered = vp.mmio_write(gpa, size, value);
         }
@@ -200,7 +215,7 @@ fn complete_access(vp: &mut impl GuestVp, gpa: u64, site: &ExitSite) -> Option<b
                     ((((raw << (64 - bits)) as i64) >> (64 - bits)) as u64) & ones(width)
                 }
             };
-            let old = vp.register(number)?;
+            let old = register(vp, number)?;
             let new = match width {
                 // A 32-bit result clears the upper half (Intel SDM Vol. 1 §3.4.1.1).
                 4 | 8 => value,
@@ -208,9 +223,26 @@ fn complete_access(vp: &mut impl GuestVp, gpa: u64, site: &ExitSite) -> Option<b
             };
             vp.set_register(number, new);
         }
+        Access::Move { .. } => {
+            return string_move::complete(vp, &paging, mode, gpa, site, instruction)
+                .map_err(Incomplete::Refused);
+        }
     }
     step_over(vp, site, instruction.length);
-    Some(answered)
+    Ok(answered)
+}
+
+/// General-purpose register `number`; one the backend does not hold counts as undecoded.
+fn register(vp: &mut impl GuestVp, number: u8) -> Result<u64, Incomplete> {
+    vp.register(number).ok_or(Incomplete::Undecoded)
+}
+
+/// Why an access to a device was not completed (the guest then stops).
+enum Incomplete {
+    /// The instruction could not be fetched or decoded.
+    Undecoded,
+    /// A string move that was decoded but not carried out, and why.
+    Refused(&'static str),
 }
 
 fn port(

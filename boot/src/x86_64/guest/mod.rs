@@ -9,6 +9,7 @@ pub mod linux;
 pub mod loader;
 pub mod paging;
 pub mod policy;
+mod string_move;
 pub mod vmlinux;
 
 use isolation::x86_insn::CodeMode;

@@ -1,5 +1,5 @@
-//! Guest-linear addresses through the guest's own x86 page tables, for the string port I/O
-//! and instruction fetches Parapet does for it; every table and byte is read from guest RAM
+//! Guest-linear addresses through the guest's own x86 page tables, for the string port I/O,
+//! string moves and instruction fetches Parapet does for it; every table and byte is read from guest RAM
 //! through `guest::ram`'s checks.
 
 use crate::guest::ram::{read, write, Fault};

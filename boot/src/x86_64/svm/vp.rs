@@ -423,6 +423,9 @@ impl GuestVp for SvmVp {
     }
 
     fn mmio_read(&mut self, gpa: u64, size: u8) -> Option<u64> {
+        if let Some(value) = crate::guest::tpm::mmio_read(gpa, size) {
+            return Some(value);
+        }
         if let Some(offset) = gpa
             .checked_sub(ioapic::DEFAULT_BASE)
             .filter(|&o| o < ioapic::WINDOW_SIZE)
@@ -438,6 +441,9 @@ impl GuestVp for SvmVp {
     }
 
     fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) -> bool {
+        if crate::guest::tpm::mmio_write(gpa, size, value) {
+            return true;
+        }
         if let Some(offset) = gpa
             .checked_sub(ioapic::DEFAULT_BASE)
             .filter(|&o| o < ioapic::WINDOW_SIZE)

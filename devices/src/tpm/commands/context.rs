@@ -122,6 +122,11 @@ fn integrity(
 pub fn context_save(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     call.end()?;
     let loaded = call.handles.first().copied().unwrap_or(0);
+    if tpm.objects.sequence(loaded).is_some() {
+        // Saving a sequence object is not implemented (a deviation: Part 3 §28.2 has no
+        // code for it; TPM_RC_TYPE + H1 says this kind of object cannot be saved).
+        return Err(rc::handle(rc::TYPE, 1));
+    }
     let object = tpm.objects.get(loaded).cloned();
     let (handle, hierarchy) = match &object {
         Some(object) => (SAVED_OBJECT, object.hierarchy),

@@ -61,12 +61,29 @@ pub fn hash(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     call.end()?;
     let digest = alg.digest(&[data]);
     call.out.tpm2b(digest.as_bytes());
-    call.out.u16(TPM_ST_HASHCHECK);
     let generated = data.len() >= 4 && data[..4] == TPM_GENERATED_VALUE.to_be_bytes();
+    write_hashcheck(tpm, call, hierarchy, &digest, !generated);
+    Ok(())
+}
+
+/// A TPMT_TK_HASHCHECK for `digest` (Part 2 §10.7.6): HMAC_hashAlg(proof, TPM_ST_HASHCHECK
+/// || digest) under `hierarchy` when the data was `safe` (see TPM2_Hash and
+/// TPM2_SequenceComplete), else the NULL ticket (tag TPM_ST_HASHCHECK, hierarchy
+/// TPM_RH_NULL, empty digest; Part 2 §10.7.1), as also for the TPM_RH_NULL hierarchy.
+pub(super) fn write_hashcheck(
+    tpm: &Tpm,
+    call: &mut Call,
+    hierarchy: u32,
+    digest: &Digest,
+    safe: bool,
+) {
+    call.out.u16(TPM_ST_HASHCHECK);
     match tpm.proof(hierarchy) {
-        Some(proof) if !generated => {
+        Some(proof) if safe => {
             let tag = TPM_ST_HASHCHECK.to_be_bytes();
-            let hmac = alg.hmac(proof.as_bytes(), &[&tag, digest.as_bytes()]);
+            let hmac = digest
+                .alg()
+                .hmac(proof.as_bytes(), &[&tag, digest.as_bytes()]);
             call.out.u32(hierarchy);
             call.out.tpm2b(hmac.as_bytes());
         }
@@ -75,5 +92,4 @@ pub fn hash(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
             call.out.tpm2b(&[]);
         }
     }
-    Ok(())
 }

@@ -14,6 +14,7 @@ mod nv;
 mod object;
 mod pcr;
 mod random;
+mod sequence;
 mod session;
 mod signing;
 mod startup;
@@ -75,16 +76,19 @@ pub struct CommandDef {
     pub nv: bool,
     /// TPMA_CC.rHandle: the response has a handle (set in [`Call::out_handle`]).
     pub r_handle: bool,
+    /// TPMA_CC.flushed: a successful command flushes its (sequence) object.
+    pub flushed: bool,
     pub run: Run,
 }
 
 impl CommandDef {
     /// The command's TPMA_CC (Part 2 §8.9, Table 41): commandIndex (15:0), nv (22),
-    /// cHandles (27:25), rHandle (28). extensive, flushed and V are clear for every command
-    /// here.
+    /// flushed (24), cHandles (27:25), rHandle (28). extensive and V are clear for every
+    /// command here.
     pub fn attributes(&self) -> u32 {
         (self.cc & 0xFFFF)
             | (u32::from(self.nv) << 22)
+            | (u32::from(self.flushed) << 24)
             | ((self.handles.len() as u32) << 25)
             | (u32::from(self.r_handle) << 28)
     }
@@ -104,6 +108,9 @@ const OBJECT: &[HandleKind] = &[HandleKind::Object];
 const PROVISION_OBJECT: &[HandleKind] = &[HandleKind::Provision, HandleKind::Object];
 const HIERARCHY_AUTH: &[HandleKind] = &[HandleKind::HierarchyAuth];
 const CLEAR: &[HandleKind] = &[HandleKind::Clear];
+const SEQUENCE: &[HandleKind] = &[HandleKind::Sequence];
+const PCR_AND_SEQUENCE: &[HandleKind] =
+    &[HandleKind::Pcr { allow_null: true }, HandleKind::Sequence];
 
 const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
     CommandDef {
@@ -113,6 +120,7 @@ const fn def(cc: u32, nv: bool, run: Run) -> CommandDef {
         sessions_allowed: true,
         nv,
         r_handle: false,
+        flushed: false,
         run,
     }
 }
@@ -125,6 +133,7 @@ const fn authorized(cc: u32, handles: &'static [HandleKind], run: Run) -> Comman
         sessions_allowed: true,
         nv: true,
         r_handle: false,
+        flushed: false,
         run,
     }
 }
@@ -157,6 +166,15 @@ pub const COMMANDS: &[CommandDef] = &[
     authorized(TPM_CC_NV_WRITE, NV_AUTH_NV, nv::nv_write),
     authorized(TPM_CC_PCR_EVENT, PCR_OR_NULL, pcr::pcr_event),
     authorized(TPM_CC_PCR_RESET, PCR, pcr::pcr_reset),
+    CommandDef {
+        nv: false,
+        flushed: true,
+        ..authorized(
+            TPM_CC_SEQUENCE_COMPLETE,
+            SEQUENCE,
+            sequence::sequence_complete,
+        )
+    },
     def(
         TPM_CC_INCREMENTAL_SELF_TEST,
         true,
@@ -185,6 +203,10 @@ pub const COMMANDS: &[CommandDef] = &[
     CommandDef {
         nv: false,
         ..authorized(TPM_CC_QUOTE, OBJECT, signing::quote)
+    },
+    CommandDef {
+        nv: false,
+        ..authorized(TPM_CC_SEQUENCE_UPDATE, SEQUENCE, sequence::sequence_update)
     },
     CommandDef {
         nv: false,
@@ -237,6 +259,23 @@ pub const COMMANDS: &[CommandDef] = &[
         ..def(TPM_CC_POLICY_PCR, false, session::policy_pcr)
     },
     authorized(TPM_CC_PCR_EXTEND, PCR_OR_NULL, pcr::pcr_extend),
+    CommandDef {
+        auth_handles: 2,
+        flushed: true,
+        ..authorized(
+            TPM_CC_EVENT_SEQUENCE_COMPLETE,
+            PCR_AND_SEQUENCE,
+            sequence::event_sequence_complete,
+        )
+    },
+    CommandDef {
+        r_handle: true,
+        ..def(
+            TPM_CC_HASH_SEQUENCE_START,
+            false,
+            sequence::hash_sequence_start,
+        )
+    },
     CommandDef {
         handles: POLICY_SESSION,
         ..def(TPM_CC_POLICY_GET_DIGEST, false, session::policy_get_digest)
@@ -326,6 +365,25 @@ mod tests {
             0x0240_0129
         );
         assert_eq!(lookup(TPM_CC_TEST_PARMS).unwrap().attributes(), 0x0000_018A);
+        // HashSequenceStart: a response handle; SequenceUpdate: one handle;
+        // SequenceComplete: flushed, one handle; EventSequenceComplete: nv, flushed, two
+        // handles (Part 4 s_ccAttr).
+        assert_eq!(
+            lookup(TPM_CC_HASH_SEQUENCE_START).unwrap().attributes(),
+            0x1000_0186
+        );
+        assert_eq!(
+            lookup(TPM_CC_SEQUENCE_UPDATE).unwrap().attributes(),
+            0x0200_015C
+        );
+        assert_eq!(
+            lookup(TPM_CC_SEQUENCE_COMPLETE).unwrap().attributes(),
+            0x0300_013E
+        );
+        assert_eq!(
+            lookup(TPM_CC_EVENT_SEQUENCE_COMPLETE).unwrap().attributes(),
+            0x0540_0185
+        );
         // ContextLoad: a response handle; ContextSave: one handle (Part 4 s_ccAttr).
         assert_eq!(
             lookup(TPM_CC_CONTEXT_LOAD).unwrap().attributes(),

@@ -13,7 +13,7 @@ use super::Call;
 
 impl Tpm {
     /// A change to a state-saved PCR after Shutdown(STATE) voids what it saved.
-    fn pcr_changing(&mut self, pcr: usize) {
+    pub(super) fn pcr_changing(&mut self, pcr: usize) {
         if pcr::state_saved(pcr) {
             self.orderly = Orderly::None;
         }
@@ -51,7 +51,7 @@ fn read_digest_values<'a>(r: &mut Reader<'a>) -> Result<Vec<(HashAlg, &'a [u8])>
 
 /// The PCR a PCR_Extend/PCR_Event handle names, or `None` for TPM_RH_NULL; TPM_RC_LOCALITY
 /// when the command's locality may not extend it.
-fn extend_target(call: &Call) -> Result<Option<usize>, Rc> {
+pub(super) fn extend_target(call: &Call) -> Result<Option<usize>, Rc> {
     let handle = call.handles.first().copied().unwrap_or(TPM_RH_NULL);
     if handle == TPM_RH_NULL {
         return Ok(None);

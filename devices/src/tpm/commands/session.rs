@@ -119,7 +119,7 @@ pub fn start_auth_session(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
 }
 
 /// FlushContext: flushHandle (TPMI_DH_CONTEXT, a parameter): an HMAC or policy session, or a
-/// transient object (none exist). A saved session is flushed too (its context no longer
+/// transient object (a key, sealed data or a hash/event sequence). A saved session is flushed too (its context no longer
 /// loads). Neither loaded nor saved: TPM_RC_HANDLE; another type: TPM_RC_VALUE.
 pub fn flush_context(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let handle = call.param(1, |r| {

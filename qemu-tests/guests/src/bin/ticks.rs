@@ -3,8 +3,10 @@
 //! MMIO page at 0xFEE00000), then switched to x2APIC through IA32_APIC_BASE (registers as
 //! MSRs). Each time: the APIC software-enabled through the spurious-vector register, the LVT
 //! timer periodic at vector 0x20, an IDT whose handler counts and writes EOI the mode's way,
-//! halting until five more have arrived. A guest-visible #GP or a lost interrupt ends it
-//! badly (a triple fault, or a hang the test's timeout catches).
+//! halting until five more have arrived. Then the I/O APIC: its version register read by a
+//! plain MOV and by string moves (`rep movsd`, `movsb`, as Linux's `memcpy_fromio` copies),
+//! and COM1's interrupts through it. A guest-visible #GP or a lost interrupt ends it badly (a
+//! triple fault, or a hang the test's timeout catches).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -84,6 +86,8 @@ mod x86 {
     const IOAPIC: u64 = 0xfec0_0000;
     const IOREGSEL: u64 = 0x00;
     const IOWIN: u64 = 0x10;
+    /// The version register's index (82093AA §3.2.2).
+    const IOAPIC_VERSION: u32 = 0x01;
     const REDIRECTION_4_LOW: u32 = 0x10 + 2 * 4;
     const REDIRECTION_4_HIGH: u32 = REDIRECTION_4_LOW + 1;
 
@@ -272,6 +276,10 @@ mod x86 {
                 ((IOAPIC + IOWIN) as *mut u32).write_volatile(value);
             }
         };
+        let (by_mov, by_movs, by_movsb) = ioapic_version();
+        println!(
+            "ticks: I/O APIC version by movs {by_movs:#x}, by mov {by_mov:#x}; IOREGSEL by movsb {by_movsb:#x}"
+        );
         ioapic(REDIRECTION_4_HIGH, 0);
         ioapic(REDIRECTION_4_LOW, u32::from(COM1_VECTOR));
         // SAFETY: COM1, the paravisor's emulated UART.
@@ -297,6 +305,37 @@ mod x86 {
             TICKS_COM1.load(Ordering::Relaxed)
         );
         exit(EXIT_SUCCESS)
+    }
+
+    /// The I/O APIC's version register read through IOWIN by a plain MOV and by `rep movsd`
+    /// with RCX = 1 into RAM (Intel SDM Vol. 2B MOVS), and IOREGSEL (which takes byte
+    /// accesses; IOWIN takes only dwords, 82093AA §3.1) read back by `movsb` into RAM.
+    fn ioapic_version() -> (u32, u32, u8) {
+        let select = (IOAPIC + IOREGSEL) as *mut u32;
+        let window = (IOAPIC + IOWIN) as *const u32;
+        let (mut by_movs, mut by_movsb) = (0u32, 0u8);
+        // SAFETY: the I/O APIC's registers, which the paravisor emulates (identity-mapped);
+        // each string move copies one element from it into the local it is given. DF is
+        // clear on entry to `asm!` (Rust's inline assembly rules) and the moves leave it so.
+        let by_mov = unsafe {
+            select.write_volatile(IOAPIC_VERSION);
+            let by_mov = window.read_volatile();
+            asm!(
+                "rep movsd",
+                inout("rcx") 1u64 => _,
+                inout("rsi") window => _,
+                inout("rdi") &raw mut by_movs => _,
+                options(nostack, preserves_flags)
+            );
+            asm!(
+                "movsb",
+                inout("rsi") select => _,
+                inout("rdi") &raw mut by_movsb => _,
+                options(nostack, preserves_flags)
+            );
+            by_mov
+        };
+        (by_mov, by_movs, by_movsb)
     }
 
     /// Halts until `count` timer interrupts have arrived in all.
