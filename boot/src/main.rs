@@ -117,6 +117,10 @@ mod shared {
         }
         #[cfg(all(target_arch = "x86_64", not(feature = "selftest")))]
         if let Some((address, size)) = crate::guest::payload(boot.cmdline) {
+            // The guest's TPM comes first: the loader measures into it and describes it.
+            if kernel::cmdline::option(boot.cmdline, "parapet.tpm") != Some("off") {
+                crate::guest::tpm::create();
+            }
             match boot.platform {
                 isolation::PlatformKind::HvVtl => {
                     bsp.spawn(crate::machine::hv_vtl::host(address, size, online));

@@ -9,7 +9,8 @@
 //! NUL. Every bank (SHA-1, SHA-256, SHA-384) gets that bank's digest.
 //!
 //! The TPM is new at every boot (seeds from the CPU's entropy source): nothing is persisted
-//! yet.
+//! yet. `parapet.tpm=off` on Parapet's command line gives the guest none (and measures
+//! nothing: hashing a kernel three times is minutes where KVM emulates every instruction).
 
 use devices::tpm::crb::{self, Crb};
 use devices::tpm::Tpm;
@@ -19,7 +20,17 @@ use spin::Mutex;
 pub const PCR_COMMAND_LINE: u32 = 8;
 pub const PCR_FILES: u32 = 9;
 
-static TPM: Mutex<Option<Crb>> = Mutex::new(None);
+/// The TPM is made on first use (a measurement, or the guest's first access): making and
+/// starting one runs its self-tests, which are seconds where every instruction is emulated,
+/// and a guest that never touches it should not wait for them.
+enum State {
+    None,
+    /// Offered to the guest, with the entropy for its seeds.
+    Offered([u8; 32]),
+    Running(Crb),
+}
+
+static TPM: Mutex<State> = Mutex::new(State::None);
 
 /// 32 bytes of entropy from the CPU, for the TPM's seeds; `None` where it has no source.
 fn entropy() -> Option<[u8; 32]> {
@@ -35,20 +46,13 @@ fn entropy() -> Option<[u8; 32]> {
     None
 }
 
-/// Makes the guest's TPM and starts it (TPM2_Startup(CLEAR)); false, with a log line, where
-/// there is no entropy to seed it.
+/// Gives the guest a TPM; false, with a log line, where there is no entropy to seed it.
 pub fn create() -> bool {
     let Some(entropy) = entropy() else {
         log::warn!("tpm: no entropy source (RDSEED/RDRAND): the guest gets no TPM");
         return false;
     };
-    let mut tpm = Tpm::new(entropy);
-    let rc = tpm.startup_clear();
-    if rc != 0 {
-        log::error!("tpm: TPM2_Startup failed with {rc:#x}: the guest gets no TPM");
-        return false;
-    }
-    *TPM.lock() = Some(Crb::new(tpm));
+    *TPM.lock() = State::Offered(entropy);
     log::info!(
         "tpm: TPM 2.0 at {:#x} (CRB), banks SHA-1, SHA-256, SHA-384",
         crb::BASE
@@ -58,20 +62,35 @@ pub fn create() -> bool {
 
 /// Whether the guest has a TPM.
 pub fn present() -> bool {
-    TPM.lock().is_some()
+    !matches!(*TPM.lock(), State::None)
+}
+
+/// The running TPM, made and started (TPM2_Startup(CLEAR), as platform firmware sends it)
+/// on first use.
+fn running(state: &mut State) -> Option<&mut Crb> {
+    if let State::Offered(entropy) = *state {
+        let mut tpm = Tpm::new(entropy);
+        let rc = tpm.startup_clear();
+        if rc != 0 {
+            // Startup runs in failure mode too; the guest learns it from the TPM itself.
+            log::error!("tpm: TPM2_Startup failed with {rc:#x}");
+        }
+        *state = State::Running(Crb::new(tpm));
+    }
+    match state {
+        State::Running(crb) => Some(crb),
+        _ => None,
+    }
 }
 
 /// Extends `pcr` with `data` in every bank; `what` names it in the log.
 pub fn measure(pcr: u32, what: &str, data: &[u8]) {
-    let mut tpm = TPM.lock();
-    let Some(crb) = tpm.as_mut() else {
+    let mut state = TPM.lock();
+    let Some(crb) = running(&mut state) else {
         return;
     };
     match crb.tpm_mut().measure(pcr, data) {
-        0 => log::info!(
-            "tpm: measured the {what} ({} bytes) into PCR {pcr}",
-            data.len()
-        ),
+        0 => log::info!("tpm: measured the {what} ({} bytes) into PCR {pcr}", data.len()),
         rc => log::error!("tpm: measuring the {what} into PCR {pcr} failed with {rc:#x}"),
     }
 }
@@ -85,7 +104,7 @@ fn window_offset(gpa: u64) -> Option<u64> {
 /// A guest read at `gpa`, if it is the TPM's.
 pub fn mmio_read(gpa: u64, size: u8) -> Option<u64> {
     let offset = window_offset(gpa)?;
-    TPM.lock().as_ref().map(|crb| crb.read(offset, size))
+    running(&mut TPM.lock()).map(|crb| crb.read(offset, size))
 }
 
 /// A guest write at `gpa`; false if it is not the TPM's.
@@ -93,7 +112,7 @@ pub fn mmio_write(gpa: u64, size: u8, value: u64) -> bool {
     let Some(offset) = window_offset(gpa) else {
         return false;
     };
-    match TPM.lock().as_mut() {
+    match running(&mut TPM.lock()) {
         Some(crb) => {
             crb.write(offset, size, value);
             true

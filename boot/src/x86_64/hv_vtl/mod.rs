@@ -118,11 +118,11 @@ impl GuestVp for Vtl0Vp<'_> {
     }
 
     fn mmio_read(&mut self, gpa: u64, size: u8) -> Option<u64> {
-        interrupts::mmio_read(gpa, size)
+        crate::guest::tpm::mmio_read(gpa, size).or_else(|| interrupts::mmio_read(gpa, size))
     }
 
     fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) -> bool {
-        interrupts::mmio_write(gpa, size, value)
+        crate::guest::tpm::mmio_write(gpa, size, value) || interrupts::mmio_write(gpa, size, value)
     }
 
     fn read_msr(&mut self, msr: u32) -> Option<u64> {

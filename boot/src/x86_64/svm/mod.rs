@@ -81,8 +81,6 @@ pub async fn host(address: u64, size: u64, vps: usize) {
         log::error!("svm: guest not started: {e}");
         kernel::platform::exit(arch::ExitStatus::Failure);
     };
-    // The guest's TPM comes first: the loader measures into it and describes it.
-    crate::guest::tpm::create();
     let (start, tables) = match prepare(address, size, vps) {
         Ok(prepared) => prepared,
         Err(e) => fail(e),
