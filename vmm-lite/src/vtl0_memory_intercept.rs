@@ -11,8 +11,12 @@
 //! - a write stops past the instruction, the data in the exit (KVM's write went nowhere):
 //!   the instruction is the one ending at RIP that writes that many bytes of that value. Of
 //!   the readings that fit, the shortest wins; all of them store the same bytes.
+//! - a string move (MOVS, Linux's `memcpy_fromio`/`memcpy_toio`) from the device stops at
+//!   the instruction before its first element, like a read. One to the device stops after an
+//!   element, its RSI, RDI and RCX stepped for it: at the instruction while a REP goes on,
+//!   past it after the last element. The element is stepped back, so VTL2 moves it again.
 //!
-//! Where no instruction fits (a string instruction, an encoding the decoder does not know,
+//! Where no instruction fits (another string instruction, an encoding the decoder does not know,
 //! bytes VTL0 may not read) the access stays as KVM finished it, as an empty bus, and the
 //! message is a notice of it after the fact: instruction length and byte count 0, RIP past
 //! the access (`MemoryIntercept::is_completed_notice`).
@@ -25,7 +29,7 @@ use kvm_ioctls::VcpuFd;
 
 use crate::guest_memory::GuestMemory;
 use crate::port_io_decode::{CpuMode, MAX_INSTRUCTION_LEN};
-use crate::vcpu_state::{complete_pending, cpu_mode, LinearMemory};
+use crate::vcpu_state::{complete_pending, cpu_mode, data_segment_base, LinearMemory};
 use crate::vtl0_intercept::{header, kvm_err, Intercepted};
 
 /// What KVM reported: the address, the access size, and a write's bytes.
@@ -35,11 +39,51 @@ pub struct MemoryExit<'a> {
     pub written: Option<&'a [u8]>,
 }
 
-/// The instruction behind a memory exit: where it starts, its length, its bytes.
+/// The instruction behind a memory exit: where it starts, its length, its bytes, and for a
+/// string move to the device the element KVM already moved.
 struct Found {
     start: u64,
     length: u8,
     bytes: Vec<u8>,
+    moved: Option<Element>,
+}
+
+/// One element of a string move: `size` bytes, index registers `address_size` bytes wide.
+#[derive(Clone, Copy)]
+struct Element {
+    size: u8,
+    address_size: u8,
+    rep: bool,
+}
+
+/// RFLAGS.DF: string instructions step downwards.
+const RFLAGS_DF: u64 = 1 << 10;
+
+impl Element {
+    /// Steps RSI and RDI back over the element (and RCX up, under REP), within the address
+    /// size: the registers as they were before KVM moved it.
+    fn undo(self, regs: &mut kvm_regs) {
+        let mask = match self.address_size {
+            2 => 0xffff,
+            4 => 0xffff_ffff,
+            _ => u64::MAX,
+        };
+        let size = u64::from(self.size);
+        let down = regs.rflags & RFLAGS_DF != 0;
+        let back = |r: u64| {
+            let stepped = if down {
+                r.wrapping_add(size)
+            } else {
+                r.wrapping_sub(size)
+            };
+            (r & !mask) | (stepped & mask)
+        };
+        regs.rsi = back(regs.rsi);
+        regs.rdi = back(regs.rdi);
+        if self.rep {
+            regs.rcx = (regs.rcx & !mask) | (regs.rcx.wrapping_add(1) & mask);
+        }
+    }
 }
 
 /// VTL0 stopped on `exit`; `may_read` says which guest-physical pages VTL0 may read (nothing
@@ -63,7 +107,11 @@ pub fn memory(
     };
     let (found, mut regs) = match exit.written {
         None => (read_at(&view, &sregs, &at_exit, exit.size), at_exit),
-        Some(data) => (write_ending_at(&view, &sregs, &finished, data), finished),
+        Some(data) => (
+            move_at(&view, &sregs, &finished, data)
+                .or_else(|| write_ending_at(&view, &sregs, &finished, data)),
+            finished,
+        ),
     };
     let access = if exit.written.is_some() {
         AccessType::Write
@@ -80,6 +128,9 @@ pub fn memory(
     let (length, bytes) = match &found {
         Some(f) => {
             regs.rip = f.start;
+            if let Some(element) = f.moved {
+                element.undo(&mut regs);
+            }
             (f.length, f.bytes.as_slice())
         }
         // The notice: what KVM finished stands.
@@ -124,14 +175,63 @@ fn read_at(
     let mode = code_mode(sregs)?;
     let ahead = view.read(sregs.cs.base.wrapping_add(regs.rip), MAX_INSTRUCTION_LEN);
     let insn = x86_insn::decode(&ahead, mode)?;
-    let Access::Read { size: read, .. } = insn.access else {
-        return None;
+    let read = match insn.access {
+        Access::Read { size, .. } | Access::Move { size, .. } => size,
+        Access::Write { .. } => return None,
     };
     (usize::from(read) == size).then(|| Found {
         start: regs.rip,
         length: insn.length,
         bytes: ahead[..usize::from(insn.length)].to_vec(),
+        moved: None,
     })
+}
+
+/// A REP string move at RIP, still going, whose last element was `data`: RSI, stepped back
+/// over one element, must point at those bytes.
+fn move_at(
+    view: &LinearMemory<'_>,
+    sregs: &kvm_sregs,
+    regs: &kvm_regs,
+    data: &[u8],
+) -> Option<Found> {
+    let mode = code_mode(sregs)?;
+    let ahead = view.read(sregs.cs.base.wrapping_add(regs.rip), MAX_INSTRUCTION_LEN);
+    let insn = x86_insn::decode(&ahead, mode)?;
+    let Access::Move {
+        size,
+        rep: true,
+        address_size,
+    } = insn.access
+    else {
+        return None;
+    };
+    let element = Element {
+        size,
+        address_size,
+        rep: true,
+    };
+    let found = Found {
+        start: regs.rip,
+        length: insn.length,
+        bytes: ahead[..usize::from(insn.length)].to_vec(),
+        moved: Some(element),
+    };
+    source_was(view, sregs, regs, element, data).then_some(found)
+}
+
+/// Whether the element just moved came from the bytes `data` (DS:RSI before KVM stepped it).
+fn source_was(
+    view: &LinearMemory<'_>,
+    sregs: &kvm_sregs,
+    regs: &kvm_regs,
+    element: Element,
+    data: &[u8],
+) -> bool {
+    let mut before = *regs;
+    element.undo(&mut before);
+    let source = data_segment_base(sregs, &sregs.ds).wrapping_add(before.rsi);
+    usize::from(element.size) == data.len() && view.read(source, data.len()) == data
 }
 
 /// The write of `data` ending at RIP.
@@ -153,16 +253,32 @@ fn write_ending_at(
     (1..=behind.len()).find_map(|length| {
         let bytes = &behind[behind.len() - length..];
         let insn = x86_insn::decode(bytes, mode)?;
-        let Access::Write { size, source } = insn.access else {
-            return None;
+        let moved = match insn.access {
+            Access::Write { size, source } => {
+                let fits = usize::from(size) == data.len()
+                    && stored(source, regs).to_le_bytes().get(..data.len()) == Some(data);
+                fits.then_some(None)?
+            }
+            // The last (or only) element of a string move.
+            Access::Move {
+                size,
+                rep,
+                address_size,
+            } => {
+                let element = Element {
+                    size,
+                    address_size,
+                    rep,
+                };
+                source_was(view, sregs, regs, element, data).then_some(Some(element))?
+            }
+            Access::Read { .. } => return None,
         };
-        let fits = usize::from(insn.length) == length
-            && usize::from(size) == data.len()
-            && stored(source, regs).to_le_bytes().get(..data.len()) == Some(data);
-        fits.then(|| Found {
+        (usize::from(insn.length) == length).then(|| Found {
             start: regs.rip.wrapping_sub(length as u64),
             length: insn.length,
             bytes: bytes.to_vec(),
+            moved,
         })
     })
 }
@@ -280,5 +396,56 @@ mod tests {
         emulate(&vcpu, 3, |r| r.rdx = 7);
         assert!(matches!(vcpu.run().unwrap(), VcpuExit::Hlt));
         assert_eq!(vcpu.get_regs().unwrap().rdx, 7);
+    }
+
+    /// `rep movsd` from the device (memcpy_fromio) and to it (memcpy_toio): each arrives
+    /// once, before the instruction, with RSI, RDI and RCX as the instruction found them.
+    #[test]
+    fn string_moves_arrive_before_their_instruction() {
+        let memory = GuestMemory::new(1 << 20).unwrap();
+        let code: &[u8] = &[
+            0xbe, 0x10, 0x00, 0xc0, 0xfe, // 1000: mov esi, 0xfec00010
+            0xbf, 0x00, 0x20, 0x00, 0x00, // 1005: mov edi, 0x2000
+            0xb9, 0x02, 0x00, 0x00, 0x00, // 100a: mov ecx, 2
+            0xf3, 0xa5, //                   100f: rep movsd
+            0xbe, 0x00, 0x30, 0x00, 0x00, // 1011: mov esi, 0x3000
+            0xbf, 0x20, 0x00, 0xc0, 0xfe, // 1016: mov edi, 0xfec00020
+            0xb9, 0x02, 0x00, 0x00, 0x00, // 101b: mov ecx, 2
+            0xf3, 0xa5, //                   1020: rep movsd
+            0xf4, //                         1022: hlt
+        ];
+        memory.write(0x1000, code).unwrap();
+        memory.write(0x3000, &[1, 0, 0, 0, 2, 0, 0, 0]).unwrap();
+        let (_vm, mut vcpu) = real_mode_vcpu(&memory);
+        protected_mode(&vcpu);
+
+        let (_, m, regs) = next(&mut vcpu, &memory);
+        assert_eq!(
+            (m.gpa, m.header.access_type),
+            (0xfec0_0010, AccessType::Read)
+        );
+        assert_eq!((m.header.rip, m.header.instruction_length), (0x100f, 2));
+        assert_eq!((regs.rsi, regs.rdi, regs.rcx), (0xfec0_0010, 0x2000, 2));
+        vcpu.set_regs(&regs).unwrap();
+        memory.write(0x2000, &[7; 8]).unwrap();
+        emulate(&vcpu, 2, |r| {
+            (r.rsi, r.rdi, r.rcx) = (0xfec0_0018, 0x2008, 0)
+        });
+
+        let (written, m, regs) = next(&mut vcpu, &memory);
+        assert_eq!(
+            (written.as_slice(), m.gpa),
+            (&[1, 0, 0, 0][..], 0xfec0_0020)
+        );
+        assert_eq!((m.header.rip, m.header.instruction_length), (0x1020, 2));
+        assert_eq!((regs.rsi, regs.rdi, regs.rcx), (0x3000, 0xfec0_0020, 2));
+        vcpu.set_regs(&regs).unwrap();
+        emulate(&vcpu, 2, |r| {
+            (r.rsi, r.rdi, r.rcx) = (0x3008, 0xfec0_0028, 0)
+        });
+        assert!(matches!(vcpu.run().unwrap(), VcpuExit::Hlt));
+        let mut copied = [0u8; 8];
+        memory.read(0x2000, &mut copied).unwrap();
+        assert_eq!(copied, [7; 8], "VTL2's copy stands, not KVM's");
     }
 }

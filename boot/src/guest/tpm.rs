@@ -90,7 +90,10 @@ pub fn measure(pcr: u32, what: &str, data: &[u8]) {
         return;
     };
     match crb.tpm_mut().measure(pcr, data) {
-        0 => log::info!("tpm: measured the {what} ({} bytes) into PCR {pcr}", data.len()),
+        0 => log::info!(
+            "tpm: measured the {what} ({} bytes) into PCR {pcr}",
+            data.len()
+        ),
         rc => log::error!("tpm: measuring the {what} into PCR {pcr} failed with {rc:#x}"),
     }
 }
