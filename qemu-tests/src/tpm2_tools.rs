@@ -1,8 +1,8 @@
 //! Debian's tpm2-tools against two TPMs, compared (issue 7, point 4).
 //!
 //! `sequence` is a fixed list of real tpm2-tools invocations (startup, getcap, getrandom, PCR
-//! read/reset/extend/event, hash, primary and child keys, sign and verify, quote and
-//! checkquote, NV define/write/read, a PCR policy sealing a secret, evictcontrol,
+//! read/reset/extend/event, hash, primary and child keys (ECC P-256 and RSA-2048), sign and
+//! verify (ECDSA, RSASSA, RSAPSS), quote and checkquote, TestParms, NV define/write/read, a PCR policy sealing a secret, evictcontrol,
 //! flushcontext). `run_sequence` runs it against one TPM, reached through a `Tcti`, in a
 //! scratch directory of its own, keeping each step's stdout, stderr and exit status, and reads
 //! from each step the facts that any correct TPM must report identically: `compare` then puts
@@ -480,14 +480,25 @@ pub const SPEC_FIXED_PROPERTIES: [&str; 4] = [
     "TPM2_PT_PCR_SELECT_MIN",
 ];
 
-/// The algorithms the sequence uses (ECC P-256 keys with ECDSA, AES-128-CFB parents,
-/// keyed-hash sealed objects, sha256 everywhere). Their TPMA_ALGORITHM bits are fixed per
-/// algorithm (Part 2's algorithm-ID table, the reference code's AlgorithmCap.c).
-pub const USED_ALGORITHMS: [&str; 6] = ["sha256", "ecc", "ecdsa", "aes", "cfb", "keyedhash"];
+/// The algorithms the sequence uses (ECC P-256 keys with ECDSA, RSA-2048 keys with RSASSA
+/// and RSAPSS, AES-128-CFB parents, keyed-hash sealed objects, sha256 everywhere). Their
+/// TPMA_ALGORITHM bits are fixed per algorithm (Part 2's algorithm-ID table, the reference
+/// code's AlgorithmCap.c).
+pub const USED_ALGORITHMS: [&str; 9] = [
+    "sha256",
+    "ecc",
+    "ecdsa",
+    "rsa",
+    "rsassa",
+    "rsapss",
+    "aes",
+    "cfb",
+    "keyedhash",
+];
 
 /// The commands the sequence sends. Each must be listed, with the handle counts Part 3 gives
 /// it (cHandles: handles in the command's handle area; rHandle: a handle in the response).
-pub const USED_COMMANDS: [&str; 31] = [
+pub const USED_COMMANDS: [&str; 32] = [
     "TPM2_CC_Startup",
     "TPM2_CC_GetCapability",
     "TPM2_CC_GetRandom",
@@ -518,6 +529,7 @@ pub const USED_COMMANDS: [&str; 31] = [
     "TPM2_CC_EvictControl",
     "TPM2_CC_ContextSave",
     "TPM2_CC_ContextLoad",
+    "TPM2_CC_TestParms",
     "TPM2_CC_FlushContext",
 ];
 
@@ -714,6 +726,163 @@ pub fn sequence() -> Vec<Step> {
         )
         .files_only()
         .facts(attestation),
+        // RSA-2048. TestParms: 2048 bits is implemented by both. (No other size is: swtpm
+        // has 1024 and 3072, Parapet only 2048, and tpm2_testparms cannot ask for 4096.)
+        Step::new("testparms rsa2048", "tpm2_testparms", &["rsa2048"]),
+        // tpm2_createprimary -G rsa's template: an RSA-2048 restricted decryption key with
+        // AES-128-CFB, scheme NULL (its modulus differs; its template fields do not).
+        Step::new(
+            "createprimary rsa",
+            "tpm2_createprimary",
+            &[
+                "-C",
+                "o",
+                "-g",
+                "sha256",
+                "-G",
+                "rsa",
+                "-c",
+                "rsa-primary.ctx",
+            ],
+        )
+        .facts(public_area),
+        flush_transient("createprimary rsa"),
+        // tpm2_create -G rsa2048's default: unrestricted sign + decrypt, scheme NULL.
+        Step::new(
+            "create rsa",
+            "tpm2_create",
+            &[
+                "-C",
+                "rsa-primary.ctx",
+                "-G",
+                "rsa2048",
+                "-u",
+                "rsa-key.pub",
+                "-r",
+                "rsa-key.priv",
+            ],
+        )
+        .facts(public_area),
+        flush_transient("create rsa"),
+        Step::new(
+            "load rsa",
+            "tpm2_load",
+            &[
+                "-C",
+                "rsa-primary.ctx",
+                "-u",
+                "rsa-key.pub",
+                "-r",
+                "rsa-key.priv",
+                "-c",
+                "rsa-key.ctx",
+            ],
+        ),
+        flush_transient("load rsa"),
+        Step::new(
+            "readpublic rsa",
+            "tpm2_readpublic",
+            &["-c", "rsa-key.ctx", "-f", "pem", "-o", "rsa-key.pem"],
+        )
+        .facts(public_area),
+        flush_transient("readpublic rsa"),
+    ];
+    // Each RSA signature scheme: Sign, VerifySignature of the message and of a tampered one.
+    for scheme in ["rsassa", "rsapss"] {
+        let sig = format!("{scheme}.sig");
+        steps.extend([
+            Step::new(
+                &format!("sign {scheme}"),
+                "tpm2_sign",
+                &[
+                    "-c",
+                    "rsa-key.ctx",
+                    "-g",
+                    "sha256",
+                    "-s",
+                    scheme,
+                    "-o",
+                    sig.as_str(),
+                    "msg",
+                ],
+            ),
+            flush_transient(&format!("sign {scheme}")),
+            Step::new(
+                &format!("verifysignature {scheme}"),
+                "tpm2_verifysignature",
+                &[
+                    "-c",
+                    "rsa-key.ctx",
+                    "-g",
+                    "sha256",
+                    "-m",
+                    "msg",
+                    "-s",
+                    sig.as_str(),
+                ],
+            ),
+            flush_transient(&format!("verifysignature {scheme}")),
+            Step::new(
+                &format!("verifysignature {scheme} of a tampered message"),
+                "tpm2_verifysignature",
+                &[
+                    "-c",
+                    "rsa-key.ctx",
+                    "-g",
+                    "sha256",
+                    "-m",
+                    "tampered",
+                    "-s",
+                    sig.as_str(),
+                ],
+            )
+            .fails_with(RC_SIGNATURE_PARAMETER_2),
+            flush_transient(&format!("verifysignature {scheme} of a tampered message")),
+        ]);
+    }
+    steps.extend([
+        Step::new(
+            "quote rsa",
+            "tpm2_quote",
+            &[
+                "-c",
+                "rsa-key.ctx",
+                "-l",
+                "sha256:0,1,16",
+                "-q",
+                NONCE,
+                "-m",
+                "rsa-quote.msg",
+                "-s",
+                "rsa-quote.sig",
+                "-o",
+                "rsa-quote.pcrs",
+                "-g",
+                "sha256",
+            ],
+        )
+        .facts(quote_output),
+        flush_transient("quote rsa"),
+        Step::new(
+            "checkquote rsa",
+            "tpm2_checkquote",
+            &[
+                "-u",
+                "rsa-key.pem",
+                "-m",
+                "rsa-quote.msg",
+                "-s",
+                "rsa-quote.sig",
+                "-f",
+                "rsa-quote.pcrs",
+                "-g",
+                "sha256",
+                "-q",
+                NONCE,
+            ],
+        )
+        .files_only()
+        .facts(quote_output),
         Step::new(
             "nvdefine",
             "tpm2_nvdefine",
@@ -869,7 +1038,7 @@ pub fn sequence() -> Vec<Step> {
         )
         .facts(handle_listed(nv_index)),
         flush_transient("the sequence"),
-    ];
+    ]);
     for (label, capability) in [
         ("getcap handles-transient at the end", "handles-transient"),
         (

@@ -781,9 +781,16 @@ fn tpm2_tools_changeauth_clear_and_testparms() {
     tpm.ok("tpm2_changeauth", &["-c", "l", "lockpw"]);
     let clear_without = tpm.run("tpm2_clear", &[]);
     tpm.ok("tpm2_clear", &["-c", "l", "lockpw"]);
-    // TPM2_TestParms: ECC P-256 with ECDSA is supported, RSA (TPM_RC_TYPE + P + 1) not.
+    // TPM2_TestParms: ECC P-256 with ECDSA and RSA-2048 are supported. tpm2_testparms
+    // refuses by itself what the TPM's algorithm list lacks, so RSA-1024 (TPMS_RSA_PARMS
+    // with keyBits 0x0400: TPMI_RSA_KEY_BITS' TPM_RC_VALUE + P + 1) and SYMCIPHER
+    // (TPM_RC_TYPE + P + 1) go through tpm2_send.
     let ecc = tpm.run("tpm2_testparms", &["ecc256:ecdsa"]);
-    let rsa = tpm.run("tpm2_testparms", &["rsa2048"]);
+    let rsa = tpm.run("tpm2_testparms", &["rsa2048:rsassa"]);
+    let rsa1024 = tpm.send(&unhex(
+        "8001 00000016 0000018a 0001 0010 0010 0400 00000000",
+    ));
+    let symcipher = tpm.send(&unhex("8001 00000012 0000018a 0025 0006 0080 0043"));
     std::fs::remove_dir_all(&dir).ok();
 
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
@@ -808,6 +815,126 @@ fn tpm2_tools_changeauth_clear_and_testparms() {
         stderr(&clear_without)
     );
     assert!(ecc.status.success(), "{}", stderr(&ecc));
-    assert!(!rsa.status.success());
-    assert!(stderr(&rsa).contains("0x000001ca"), "{}", stderr(&rsa));
+    assert!(rsa.status.success(), "{}", stderr(&rsa));
+    assert_eq!(rsa1024, unhex("8001 0000000a 000001c4"));
+    assert_eq!(symcipher, unhex("8001 0000000a 000001ca"));
+}
+
+#[test]
+fn tpm2_tools_rsa_primary_child_sign_verify_and_quote() {
+    let tpm = Server::start();
+    let dir = std::env::temp_dir().join(format!("parapet-tpm2-rsa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = |name: &str| dir.join(name).to_str().expect("UTF-8 path").to_owned();
+    let (primary, again, msg, tampered) = (
+        file("primary.ctx"),
+        file("again.ctx"),
+        file("msg"),
+        file("tampered"),
+    );
+    std::fs::write(&msg, b"signed by an RSA key\n").expect("message");
+    std::fs::write(&tampered, b"signed by an RSA key!\n").expect("message");
+    tpm.ok("tpm2_startup", &["-c"]);
+    let flush = || tpm.ok("tpm2_flushcontext", &["-t"]);
+    // tpm2_createprimary -G rsa: the RSA-2048 storage primary, twice: the same key (derived
+    // from the owner seed and the template).
+    let first = tpm.ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "rsa", "-c", &primary],
+    );
+    flush();
+    let second = tpm.ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "rsa", "-c", &again],
+    );
+    flush();
+    let field = |out: &str, key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(key))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert!(field(&first, "rsa: ").len() > 500, "{first}");
+    assert_eq!(field(&first, "rsa: "), field(&second, "rsa: "));
+    assert_eq!(field(&first, "bits: "), "bits: 2048");
+
+    // tpm2_create -G rsa2048: sign + decrypt, scheme NULL; each signature names its scheme.
+    let (key_pub, key_priv, key) = (file("key.pub"), file("key.priv"), file("key.ctx"));
+    tpm.ok(
+        "tpm2_create",
+        &[
+            "-C", &primary, "-G", "rsa2048", "-u", &key_pub, "-r", &key_priv,
+        ],
+    );
+    flush();
+    tpm.ok(
+        "tpm2_load",
+        &["-C", &primary, "-u", &key_pub, "-r", &key_priv, "-c", &key],
+    );
+    flush();
+    let mut refused = Vec::new();
+    for scheme in ["rsassa", "rsapss"] {
+        let sig = file(&format!("{scheme}.sig"));
+        tpm.ok(
+            "tpm2_sign",
+            &["-c", &key, "-g", "sha256", "-s", scheme, "-o", &sig, &msg],
+        );
+        flush();
+        tpm.ok(
+            "tpm2_verifysignature",
+            &["-c", &key, "-g", "sha256", "-m", &msg, "-s", &sig],
+        );
+        flush();
+        refused.push(tpm.run(
+            "tpm2_verifysignature",
+            &["-c", &key, "-g", "sha256", "-m", &tampered, "-s", &sig],
+        ));
+        flush();
+    }
+    // A quote signed with it, checked in software (OpenSSL) against its PEM.
+    let (pem, quote, quote_sig, pcrs) = (
+        file("key.pem"),
+        file("quote.msg"),
+        file("quote.sig"),
+        file("quote.pcrs"),
+    );
+    tpm.ok("tpm2_readpublic", &["-c", &key, "-f", "pem", "-o", &pem]);
+    flush();
+    tpm.ok(
+        "tpm2_quote",
+        &[
+            "-c",
+            &key,
+            "-l",
+            "sha256:0,16",
+            "-q",
+            "abcd",
+            "-m",
+            &quote,
+            "-s",
+            &quote_sig,
+            "-o",
+            &pcrs,
+            "-g",
+            "sha256",
+        ],
+    );
+    flush();
+    let checked = Command::new("tpm2_checkquote")
+        .args([
+            "-u", &pem, "-m", &quote, "-s", &quote_sig, "-f", &pcrs, "-g", "sha256", "-q", "abcd",
+        ])
+        .output()
+        .expect("tpm2_checkquote runs");
+    std::fs::remove_dir_all(&dir).ok();
+    for r in refused {
+        assert!(!r.status.success());
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(stderr.contains("0x000002db"), "{stderr}");
+    }
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }

@@ -100,6 +100,14 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Fuzz the TPM with cargo-fuzz (fuzz/): its command parser (`tpm_command`) and its CRB
+    /// registers (`tpm_crb`), each for `--seconds`, on stable Rust without a sanitizer.
+    /// Installs cargo-fuzz and a C++ compiler when missing; fails on a crash, whose input is
+    /// left in fuzz/artifacts/<target>/.
+    Fuzz {
+        #[arg(long, default_value_t = 30)]
+        seconds: u32,
+    },
     /// Run clippy with the workspace lints (every unsafe block documented) on host crates and
     /// on the firmware for both architectures.
     Lint,
@@ -230,6 +238,14 @@ fn real_main() -> Result<ExitCode> {
         } else {
             ExitCode::FAILURE
         }),
+        Cmd::Fuzz { seconds } => {
+            let outcomes = xtask::fuzz::run_all(seconds)?;
+            Ok(if outcomes.iter().all(|o| o.passed) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Cmd::Report => {
             setup::all()?;
             xtask::report::run()?;
@@ -238,6 +254,7 @@ fn real_main() -> Result<ExitCode> {
         Cmd::Setup => {
             setup::all()?;
             setup::linux_guests()?;
+            setup::cargo_fuzz()?;
             println!("xtask: set-up complete");
             Ok(ExitCode::SUCCESS)
         }
@@ -386,8 +403,12 @@ fn lint() -> Result<bool> {
     Ok(clean)
 }
 
-/// Every tier: lints, host unit tests, then the QEMU boots (in qemu-tests). Ends with one
-/// summary line, in which a lint failure counts as a failed test.
+/// How long `cargo xtask test` fuzzes each target.
+const TEST_FUZZ_SECONDS: u32 = 20;
+
+/// Every tier: lints, host unit tests, then the QEMU boots (in qemu-tests), then the fuzz
+/// targets for [`TEST_FUZZ_SECONDS`] each. Ends with one summary line, in which a lint
+/// failure counts as a failed test and each fuzz target as a test of its own.
 fn test() -> Result<ExitCode> {
     setup::all()?;
     setup::linux_guests()?;
@@ -430,8 +451,28 @@ fn test() -> Result<ExitCode> {
     } else {
         failed += 1;
     }
+    let fuzz_clean = match xtask::fuzz::run_all(TEST_FUZZ_SECONDS) {
+        Ok(outcomes) => {
+            for outcome in &outcomes {
+                println!(
+                    "fuzz {} ... {}",
+                    outcome.target,
+                    if outcome.passed { "ok" } else { "FAILED" }
+                );
+            }
+            let clean = outcomes.iter().filter(|o| o.passed).count() as u64;
+            passed += clean;
+            failed += outcomes.len() as u64 - clean;
+            clean == outcomes.len() as u64
+        }
+        Err(e) => {
+            eprintln!("xtask: the fuzz tier could not run: {e:#}");
+            failed += xtask::fuzz::TARGETS.len() as u64;
+            false
+        }
+    };
     println!("{passed} passed, {failed} failed, {ignored} skipped");
-    Ok(if status.success() && lint_clean {
+    Ok(if status.success() && lint_clean && fuzz_clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -1,6 +1,6 @@
 //! Idempotent set-up of a fresh Debian machine: Rust targets and components, QEMU, the TPM
-//! tools the vTPM test compares TPMs with, and the Debian kernels and busybox builds the Linux
-//! boot tests run, for both architectures.
+//! tools the vTPM test compares TPMs with, cargo-fuzz and a C++ compiler for the fuzz tier, and
+//! the Debian kernels and busybox builds the Linux boot tests run, for both architectures.
 
 use std::process::{Command, Stdio};
 
@@ -156,12 +156,14 @@ pub fn qemu() -> Result<()> {
 /// - tpm2-tools (the vTPM test's commands, with their TCTIs for swtpm and the TPM simulator's
 ///   protocol), swtpm (the reference TPM) and swtpm-tools (swtpm_setup, for provisioning
 ///   swtpm by hand): qemu-tests/tests/tpm2_tools.rs;
-/// - xz-utils: unpacking the vmlinux inside Debian's bzImage (`kernels::vmlinux_of`).
-const TOOL_PACKAGES: [(&str, &str); 4] = [
+/// - xz-utils: unpacking the vmlinux inside Debian's bzImage (`kernels::vmlinux_of`);
+/// - build-essential: the C++ compiler libFuzzer is built with (`cargo xtask fuzz`).
+const TOOL_PACKAGES: [(&str, &str); 5] = [
     ("tpm2_startup", "tpm2-tools"),
     ("swtpm", "swtpm"),
     ("swtpm_setup", "swtpm-tools"),
     ("xz", "xz-utils"),
+    ("c++", "build-essential"),
 ];
 
 /// Whether `program` can be started (is on PATH). Only that: swtpm_setup 0.7.1 exits with 1
@@ -196,6 +198,21 @@ pub fn tools() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Installs cargo-fuzz (`cargo xtask fuzz`) unless `cargo fuzz` already runs.
+pub fn cargo_fuzz() -> Result<()> {
+    let present = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz");
+    run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
 }
 
 pub fn all() -> Result<()> {

@@ -12,6 +12,8 @@
 //! yet. `parapet.tpm=off` on Parapet's command line gives the guest none (and measures
 //! nothing: hashing a kernel three times is minutes where KVM emulates every instruction).
 
+use alloc::boxed::Box;
+
 use devices::tpm::crb::{self, Crb};
 use devices::tpm::Tpm;
 use spin::Mutex;
@@ -27,7 +29,7 @@ enum State {
     None,
     /// Offered to the guest, with the entropy for its seeds.
     Offered([u8; 32]),
-    Running(Crb),
+    Running(Box<Crb>),
 }
 
 static TPM: Mutex<State> = Mutex::new(State::None);
@@ -75,7 +77,7 @@ fn running(state: &mut State) -> Option<&mut Crb> {
             // Startup runs in failure mode too; the guest learns it from the TPM itself.
             log::error!("tpm: TPM2_Startup failed with {rc:#x}");
         }
-        *state = State::Running(Crb::new(tpm));
+        *state = State::Running(Box::new(Crb::new(tpm)));
     }
     match state {
         State::Running(crb) => Some(crb),

@@ -71,6 +71,7 @@ pub const TPM_CC_TEST_PARMS: u32 = 0x0000_018A;
 // ---------------------------------------------------------------------------------------
 // TPM_ALG_ID (TCG Algorithm Registry, Table 3; Part 2 §6.3).
 
+pub const TPM_ALG_RSA: u16 = 0x0001;
 pub const TPM_ALG_SHA1: u16 = 0x0004;
 pub const TPM_ALG_SHA256: u16 = 0x000B;
 pub const TPM_ALG_SHA384: u16 = 0x000C;
@@ -81,6 +82,10 @@ pub const TPM_ALG_ECC: u16 = 0x0023;
 pub const TPM_ALG_KEYEDHASH: u16 = 0x0008;
 pub const TPM_ALG_HMAC: u16 = 0x0005;
 pub const TPM_ALG_XOR: u16 = 0x000A;
+pub const TPM_ALG_RSASSA: u16 = 0x0014;
+pub const TPM_ALG_RSAES: u16 = 0x0015;
+pub const TPM_ALG_RSAPSS: u16 = 0x0016;
+pub const TPM_ALG_OAEP: u16 = 0x0017;
 pub const TPM_ALG_ECDSA: u16 = 0x0018;
 pub const TPM_ALG_ECDH: u16 = 0x0019;
 pub const TPM_ALG_ECDAA: u16 = 0x001A;
@@ -91,6 +96,15 @@ pub const TPM_ALG_MGF1: u16 = 0x0007;
 pub const TPM_ALG_KDF1_SP800_56A: u16 = 0x0020;
 pub const TPM_ALG_KDF2: u16 = 0x0021;
 pub const TPM_ALG_KDF1_SP800_108: u16 = 0x0022;
+
+/// The one RSA key size implemented (TPMI_RSA_KEY_BITS, Part 2 §11.2.4.6: 1024, 3072 and
+/// 4096 are refused with that type's TPM_RC_VALUE).
+pub const RSA_KEY_BITS: u16 = 2048;
+/// MAX_RSA_KEY_BYTES (Part 2 §11.2.4.5 TPM2B_PUBLIC_KEY_RSA, §11.2.4.7
+/// TPM2B_PRIVATE_KEY_RSA holds half of it: one prime).
+pub const MAX_RSA_KEY_BYTES: usize = 256;
+/// The public exponent TPMS_RSA_PARMS.exponent = 0 stands for (Part 2 §12.2.3.5: 2^16 + 1).
+pub const RSA_DEFAULT_EXPONENT: u32 = 65537;
 
 /// TPM_ECC_NIST_P256 (Part 2 §6.4, TPM_ECC_CURVE).
 pub const TPM_ECC_NIST_P256: u16 = 0x0003;

@@ -17,10 +17,11 @@
 //! SequenceComplete and EventSequenceComplete (hash and event sequences,
 //! `commands/sequence.rs`), NV_DefineSpace, NV_UndefineSpace, NV_ReadPublic,
 //! NV_Write, NV_Read, StartAuthSession, ContextSave and ContextLoad (sessions), FlushContext
-//! (sessions, objects and sequences), PolicyPCR, PolicyGetDigest, CreatePrimary (ECC P-256,
-//! `object.rs`), Create and Load (ECC P-256 keys and sealed data objects under a storage
-//! key, protected as Part 1 §23 says: `object::wrap`), Unseal, ReadPublic, Sign,
-//! VerifySignature and Quote (ECDSA P-256 / SHA-256, `commands/signing.rs`), EvictControl
+//! (sessions, objects and sequences), PolicyPCR, PolicyGetDigest, CreatePrimary (ECC P-256
+//! and RSA-2048, `object.rs`, `rsa_keys.rs`), Create and Load (ECC P-256 and RSA-2048 keys
+//! and sealed data objects under a storage key, protected as Part 1 §23 says:
+//! `object::wrap`), Unseal, ReadPublic, Sign, VerifySignature and Quote (ECDSA P-256,
+//! RSASSA-PKCS1-v1_5 and RSASSA-PSS, `commands/signing.rs`), EvictControl
 //! (persistent objects, kept in the state and usable wherever a loaded object is),
 //! HierarchyChangeAuth, Clear and ClearControl (`commands/hierarchy.rs`), TestParms.
 //! Any other command code is TPM_RC_COMMAND_CODE.
@@ -84,6 +85,7 @@ mod nv;
 mod object;
 mod pcr;
 pub mod rc;
+mod rsa_keys;
 mod session;
 mod state;
 

@@ -1,13 +1,16 @@
-//! Transient objects (Part 1 §27, §28; Part 2 §12.2): ECC NIST P-256 keys made by
-//! TPM2_CreatePrimary or TPM2_Create, sealed data objects made by TPM2_Create, their
+//! Transient objects (Part 1 §27, §28; Part 2 §12.2): ECC NIST P-256 and RSA-2048 keys made
+//! by TPM2_CreatePrimary or TPM2_Create, sealed data objects made by TPM2_Create, their
 //! TPMT_PUBLIC template rules, Names, the protection of a child's sensitive area under its
 //! storage parent (Part 1 §23: [`wrap`], [`unwrap`]), and the slots they are loaded in
 //! (handles TRANSIENT_FIRST + slot, TPM_RC_OBJECT_MEMORY when every slot is full).
 //!
 //! Supported templates (everything else is refused with the code Part 4 would give, or the
-//! code of the first unsupported choice): type TPM_ALG_ECC, curve TPM_ECC_NIST_P256, kdf
-//! TPM_ALG_NULL, and either
-//! - a signing key: sign SET, decrypt CLEAR, scheme ECDSA with SHA-256, symmetric NULL;
+//! code of the first unsupported choice): type TPM_ALG_ECC with curve TPM_ECC_NIST_P256 and
+//! kdf TPM_ALG_NULL, or type TPM_ALG_RSA with keyBits 2048 and exponent 0 or 65537
+//! (`rsa_keys.rs`), and either
+//! - a signing key: sign SET, decrypt CLEAR, symmetric NULL, scheme ECDSA with SHA-256 for
+//!   ECC; for RSA RSASSA or RSAPSS with any implemented hash, or NULL if unrestricted (Part
+//!   2 §12.2.3.6: a restricted signing key names its scheme);
 //! - a storage key: restricted and decrypt SET, sign CLEAR, scheme NULL, symmetric AES-128
 //!   CFB (Part 1 §27.2.3, what `tpm2_createprimary` makes by default); or
 //! - a general-purpose key: sign and decrypt SET, restricted CLEAR, scheme NULL, symmetric
@@ -22,7 +25,9 @@
 //! sensitive.data || counter, 256) for counter 1, 2, … until one is a valid private key
 //! (0 < d < n, FIPS 186-4 B.4.2 "testing candidates"). The same template under the same
 //! seed always gives the same key. Not bit-identical with the reference implementation,
-//! which runs an AES-256 CTR_DRBG seeded from that KDFa output.
+//! which runs an AES-256 CTR_DRBG seeded from that KDFa output. RSA primaries: see
+//! [`derive_primary`]. An RSA key's sensitive area holds its prime p (TPM2B_PRIVATE_KEY_RSA,
+//! Part 2 §11.2.4.7), q and the private exponent are computed again when it is used.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -42,6 +47,7 @@ use super::drbg::HmacDrbg;
 use super::hash::{HashAlg, Hasher, MAX_DIGEST_SIZE};
 use super::marshal::{Reader, Writer};
 use super::rc::{self, Rc};
+use super::rsa_keys;
 use super::session::kdfa;
 
 /// Octets of a P-256 coordinate or private key (MAX_ECC_KEY_BYTES here).
@@ -53,6 +59,9 @@ pub const MAX_SEALED_DATA: usize = 128;
 
 /// Label of primary key derivation (Part 4 PRIMARY_OBJECT_CREATION, with its NUL).
 const PRIMARY_OBJECT_CREATION: &[u8] = b"Primary Object Creation\0";
+
+/// The personalization string of the DRBG an RSA primary's primes are drawn from (ours).
+const RSA_PRIMES: &[u8] = b"RSA primes";
 
 /// The kinds of key a template may ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,19 +78,95 @@ pub enum KeyKind {
     Sealed,
 }
 
-/// A validated TPMT_PUBLIC of an ECC P-256 key or a sealed data object. `x`, `y` are an ECC
-/// key's unique field; a sealed object's unique (TPM2B_DIGEST) is `x`, `y` is empty.
+/// A signature scheme and its hash (TPMT_SIG_SCHEME, Part 2 §11.2.1.5, minus NULL): the
+/// ones implemented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigScheme {
+    /// ECDSA over P-256 (FIPS 186-5 §6.4).
+    Ecdsa(HashAlg),
+    /// RSASSA-PKCS1-v1_5 (RFC 8017 §8.2; Part 1 Annex B.7).
+    RsaSsa(HashAlg),
+    /// RSASSA-PSS (RFC 8017 §8.1; Part 1 Annex B.7), salt as long as the digest
+    /// (`rsa_keys::sign`).
+    RsaPss(HashAlg),
+}
+
+impl SigScheme {
+    pub fn alg_id(self) -> u16 {
+        match self {
+            SigScheme::Ecdsa(_) => TPM_ALG_ECDSA,
+            SigScheme::RsaSsa(_) => TPM_ALG_RSASSA,
+            SigScheme::RsaPss(_) => TPM_ALG_RSAPSS,
+        }
+    }
+
+    pub fn hash(self) -> HashAlg {
+        match self {
+            SigScheme::Ecdsa(h) | SigScheme::RsaSsa(h) | SigScheme::RsaPss(h) => h,
+        }
+    }
+
+    pub fn is_rsa(self) -> bool {
+        !matches!(self, SigScheme::Ecdsa(_))
+    }
+
+    /// A scheme ID this TPM signs with, and the hash that follows it (TPMI_ALG_HASH:
+    /// TPM_RC_HASH, NULL included); `None` for another ID (the caller chooses the code).
+    fn read_after_id(id: u16, r: &mut Reader) -> Result<Option<Self>, Rc> {
+        let make = match id {
+            TPM_ALG_ECDSA => SigScheme::Ecdsa,
+            TPM_ALG_RSASSA => SigScheme::RsaSsa,
+            TPM_ALG_RSAPSS => SigScheme::RsaPss,
+            _ => return Ok(None),
+        };
+        Ok(Some(make(HashAlg::from_alg_id(r.u16()?).ok_or(rc::HASH)?)))
+    }
+
+    /// TPMT_SIG_SCHEME+ (Part 2 §11.2.1.5): TPM_ALG_NULL (`None`), or ECDSA, RSASSA or RSAPSS
+    /// with its hash (TPM_RC_HASH). Any other scheme is not implemented: TPM_RC_SCHEME.
+    pub fn read(r: &mut Reader) -> Result<Option<Self>, Rc> {
+        match r.u16()? {
+            TPM_ALG_NULL => Ok(None),
+            id => Ok(Some(Self::read_after_id(id, r)?.ok_or(rc::SCHEME)?)),
+        }
+    }
+
+    /// The scheme (TPMT_*_SCHEME: ID and hash, or TPM_ALG_NULL alone).
+    pub fn write(scheme: Option<Self>, w: &mut Writer) {
+        match scheme {
+            Some(s) => {
+                w.u16(s.alg_id());
+                w.u16(s.hash().alg_id());
+            }
+            None => w.u16(TPM_ALG_NULL),
+        }
+    }
+}
+
+/// A validated TPMT_PUBLIC of an ECC P-256 key, an RSA-2048 key or a sealed data object.
+/// `x`, `y` are an ECC key's unique field; an RSA key's modulus (TPM2B_PUBLIC_KEY_RSA) is
+/// `x`, as a sealed object's unique (TPM2B_DIGEST) is, and `y` is then empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Public {
     pub name_alg: HashAlg,
     pub attributes: u32,
     pub auth_policy: Vec<u8>,
     pub kind: KeyKind,
+    /// The key's scheme (TPMS_ECC_PARMS / TPMS_RSA_PARMS .scheme); `None` for TPM_ALG_NULL.
+    pub scheme: Option<SigScheme>,
+    /// An RSA key's TPMS_RSA_PARMS.exponent as the template gave it (0 or 65537); `None`
+    /// for an ECC key or a sealed object.
+    pub rsa_exponent: Option<u32>,
     pub x: Vec<u8>,
     pub y: Vec<u8>,
 }
 
 impl Public {
+    /// Whether it is an RSA key (type TPM_ALG_RSA).
+    pub fn is_rsa(&self) -> bool {
+        self.rsa_exponent.is_some()
+    }
+
     /// The marshalled TPMT_PUBLIC (Part 2 §12.2.4).
     pub fn write(&self, w: &mut Writer) {
         if self.kind == KeyKind::Sealed {
@@ -93,27 +178,28 @@ impl Public {
             w.tpm2b(&self.x);
             return;
         }
-        w.u16(TPM_ALG_ECC);
+        w.u16(if self.is_rsa() {
+            TPM_ALG_RSA
+        } else {
+            TPM_ALG_ECC
+        });
         w.u16(self.name_alg.alg_id());
         w.u32(self.attributes);
         w.tpm2b(&self.auth_policy);
-        match self.kind {
-            KeyKind::Signing => {
-                w.u16(TPM_ALG_NULL);
-                w.u16(TPM_ALG_ECDSA);
-                w.u16(TPM_ALG_SHA256);
-            }
-            KeyKind::Storage => {
-                w.u16(TPM_ALG_AES);
-                w.u16(128);
-                w.u16(TPM_ALG_CFB);
-                w.u16(TPM_ALG_NULL);
-            }
-            KeyKind::SignDecrypt => {
-                w.u16(TPM_ALG_NULL);
-                w.u16(TPM_ALG_NULL);
-            }
-            KeyKind::Sealed => {}
+        if self.kind == KeyKind::Storage {
+            w.u16(TPM_ALG_AES);
+            w.u16(128);
+            w.u16(TPM_ALG_CFB);
+        } else {
+            w.u16(TPM_ALG_NULL);
+        }
+        SigScheme::write(self.scheme, w);
+        if let Some(exponent) = self.rsa_exponent {
+            // TPMS_RSA_PARMS (Part 2 §12.2.3.5): keyBits, exponent; unique TPM2B_PUBLIC_KEY_RSA.
+            w.u16(RSA_KEY_BITS);
+            w.u32(exponent);
+            w.tpm2b(&self.x);
+            return;
         }
         w.u16(TPM_ECC_NIST_P256);
         w.u16(TPM_ALG_NULL);
@@ -164,15 +250,42 @@ pub fn read_symmetric(r: &mut Reader) -> Result<bool, Rc> {
 
 /// TPMT_ECC_SCHEME+ (Part 2 §11.2.5.6): NULL, or an ECC scheme with its hash
 /// (TPMI_ALG_HASH: TPM_RC_HASH). Only ECDSA with SHA-256 is implemented: another scheme
-/// ID, or ECDSA with another hash, is TPM_RC_SCHEME. Returns whether it is ECDSA-SHA256.
-pub fn read_scheme(r: &mut Reader) -> Result<bool, Rc> {
+/// ID, or ECDSA with another hash, is TPM_RC_SCHEME.
+pub fn read_scheme(r: &mut Reader) -> Result<Option<SigScheme>, Rc> {
     match r.u16()? {
-        TPM_ALG_NULL => Ok(false),
+        TPM_ALG_NULL => Ok(None),
         TPM_ALG_ECDSA => match HashAlg::from_alg_id(r.u16()?).ok_or(rc::HASH)? {
-            HashAlg::Sha256 => Ok(true),
+            HashAlg::Sha256 => Ok(Some(SigScheme::Ecdsa(HashAlg::Sha256))),
             _ => Err(rc::SCHEME),
         },
         _ => Err(rc::SCHEME),
+    }
+}
+
+/// TPMT_RSA_SCHEME+ (Part 2 §11.2.4.2): NULL, or RSASSA / RSAPSS with its hash
+/// (TPMI_ALG_HASH: TPM_RC_HASH). The decryption schemes RSAES and OAEP are not implemented
+/// (TPM_RC_SCHEME); any other ID is not a TPMI_ALG_RSA_SCHEME (TPM_RC_VALUE, Part 2
+/// §11.2.4.1).
+pub fn read_rsa_scheme(r: &mut Reader) -> Result<Option<SigScheme>, Rc> {
+    match r.u16()? {
+        TPM_ALG_NULL => Ok(None),
+        TPM_ALG_RSAES | TPM_ALG_OAEP => Err(rc::SCHEME),
+        id @ (TPM_ALG_RSASSA | TPM_ALG_RSAPSS) => SigScheme::read_after_id(id, r),
+        _ => Err(rc::VALUE),
+    }
+}
+
+/// The rest of TPMS_RSA_PARMS after its scheme (Part 2 §12.2.3.5): keyBits
+/// (TPMI_RSA_KEY_BITS: 2048 is the one implemented, any other TPM_RC_VALUE, Part 2
+/// §11.2.4.6) and exponent (0, meaning 2^16 + 1, or 65537 itself; other exponents are not
+/// implemented: TPM_RC_RANGE, as Part 3 §12.1 answers an unsupported exponent).
+pub fn read_rsa_key_parms(r: &mut Reader) -> Result<u32, Rc> {
+    if r.u16()? != RSA_KEY_BITS {
+        return Err(rc::VALUE);
+    }
+    match r.u32()? {
+        e @ (0 | RSA_DEFAULT_EXPONENT) => Ok(e),
+        _ => Err(rc::RANGE),
     }
 }
 
@@ -180,18 +293,21 @@ pub fn read_scheme(r: &mut Reader) -> Result<bool, Rc> {
 /// unnumbered (the caller numbers them with the parameter). Checks, in Part 4's order
 /// (unmarshal, then `PublicAttributesValidation`, `CreateChecks`, `SchemeChecks`):
 ///
-/// - type TPM_ALG_ECC (other types are not implemented: TPM_RC_TYPE); nameAlg an
-///   implemented hash (TPM_RC_HASH, NULL included); reserved TPMA_OBJECT bits
-///   (TPM_RC_RESERVED_BITS); curve P-256 (TPM_RC_CURVE); kdf NULL (TPM_RC_KDF); unique
-///   coordinates ≤ 32 octets (TPM_RC_SIZE);
+/// - type TPM_ALG_ECC or TPM_ALG_RSA (other types are not implemented: TPM_RC_TYPE);
+///   nameAlg an implemented hash (TPM_RC_HASH, NULL included); reserved TPMA_OBJECT bits
+///   (TPM_RC_RESERVED_BITS); for ECC curve P-256 (TPM_RC_CURVE), kdf NULL (TPM_RC_KDF),
+///   unique coordinates ≤ 32 octets (TPM_RC_SIZE); for RSA the scheme
+///   ([`read_rsa_scheme`]), keyBits and exponent ([`read_rsa_key_parms`]: TPM_RC_VALUE,
+///   TPM_RC_RANGE), unique ≤ MAX_RSA_KEY_BYTES (TPM_RC_SIZE);
 /// - authPolicy empty or of nameAlg's digest size (TPM_RC_SIZE);
 /// - TPM_RC_ATTRIBUTES: x509sign; fixedTPM ≠ fixedParent (a primary's parent is a
 ///   hierarchy, which is fixedTPM); encryptedDuplication with fixedTPM or fixedParent;
-///   sensitiveDataOrigin CLEAR (an ECC key is always generated by the TPM); neither sign
+///   sensitiveDataOrigin CLEAR (a key is always generated by the TPM); neither sign
 ///   nor decrypt, or both with restricted (Part 2 §12.2.3.6); decrypt alone without
 ///   restricted (unrestricted decryption-only keys are not implemented);
 /// - a storage key needs AES-128-CFB (TPM_RC_SYMMETRIC) and scheme NULL (TPM_RC_SCHEME);
-///   a signing key symmetric NULL (TPM_RC_SYMMETRIC) and ECDSA-SHA256 (TPM_RC_SCHEME);
+///   a signing key symmetric NULL (TPM_RC_SYMMETRIC) and ECDSA-SHA256 if ECC, a scheme if
+///   RSA and restricted (TPM_RC_SCHEME);
 ///   a sign + decrypt key symmetric NULL (TPM_RC_SYMMETRIC: it is no storage key) and
 ///   scheme NULL (TPM_RC_SCHEME, Part 2 §12.2.3.6).
 ///
@@ -201,14 +317,12 @@ pub fn read_scheme(r: &mut Reader) -> Result<bool, Rc> {
 /// sensitiveDataOrigin, sign, decrypt and restricted must all be CLEAR (TPM_RC_ATTRIBUTES:
 /// the data comes from the caller, and keyed-hash keys are not implemented).
 pub fn read_template(r: &mut Reader) -> Result<Public, Rc> {
-    let sealed = match r.u16()? {
+    let rsa = match r.u16()? {
         TPM_ALG_ECC => false,
-        TPM_ALG_KEYEDHASH => true,
+        TPM_ALG_RSA => true,
+        TPM_ALG_KEYEDHASH => return read_sealed_template(r),
         _ => return Err(rc::TYPE),
     };
-    if sealed {
-        return read_sealed_template(r);
-    }
     let name_alg = HashAlg::from_alg_id(r.u16()?).ok_or(rc::HASH)?;
     let attributes = r.u32()?;
     if attributes & TPMA_OBJECT_RESERVED != 0 {
@@ -216,16 +330,25 @@ pub fn read_template(r: &mut Reader) -> Result<Public, Rc> {
     }
     let auth_policy = r.tpm2b(super::hash::MAX_DIGEST_SIZE)?.to_vec();
     let aes = read_symmetric(r)?;
-    let ecdsa = read_scheme(r)?;
-    if r.u16()? != TPM_ECC_NIST_P256 {
-        return Err(rc::CURVE);
+    let (scheme, rsa_exponent, x, y);
+    if rsa {
+        scheme = read_rsa_scheme(r)?;
+        rsa_exponent = Some(read_rsa_key_parms(r)?);
+        x = r.tpm2b(MAX_RSA_KEY_BYTES)?.to_vec();
+        y = Vec::new();
+    } else {
+        scheme = read_scheme(r)?;
+        rsa_exponent = None;
+        if r.u16()? != TPM_ECC_NIST_P256 {
+            return Err(rc::CURVE);
+        }
+        match r.u16()? {
+            TPM_ALG_NULL => {}
+            _ => return Err(rc::KDF),
+        }
+        x = r.tpm2b(ECC_KEY_BYTES)?.to_vec();
+        y = r.tpm2b(ECC_KEY_BYTES)?.to_vec();
     }
-    match r.u16()? {
-        TPM_ALG_NULL => {}
-        _ => return Err(rc::KDF),
-    }
-    let x = r.tpm2b(ECC_KEY_BYTES)?.to_vec();
-    let y = r.tpm2b(ECC_KEY_BYTES)?.to_vec();
 
     check_auth_policy(name_alg, &auth_policy)?;
     let has = |bit| attributes & bit != 0;
@@ -245,10 +368,15 @@ pub fn read_template(r: &mut Reader) -> Result<Public, Rc> {
     };
     match kind {
         KeyKind::Storage if !aes => return Err(rc::SYMMETRIC),
-        KeyKind::Storage if ecdsa => return Err(rc::SCHEME),
+        KeyKind::Storage if scheme.is_some() => return Err(rc::SCHEME),
         KeyKind::Signing | KeyKind::SignDecrypt if aes => return Err(rc::SYMMETRIC),
-        KeyKind::Signing if !ecdsa => return Err(rc::SCHEME),
-        KeyKind::SignDecrypt if ecdsa => return Err(rc::SCHEME),
+        // An ECC signing key is ECDSA-SHA256; an RSA one names its scheme when it is
+        // restricted (Part 2 §12.2.3.6: a restricted signing key's scheme may not be NULL)
+        // and may leave it NULL otherwise (each use names one).
+        KeyKind::Signing if scheme.is_none() && (!rsa || restricted) => {
+            return Err(rc::SCHEME);
+        }
+        KeyKind::SignDecrypt if scheme.is_some() => return Err(rc::SCHEME),
         _ => {}
     }
     Ok(Public {
@@ -256,6 +384,8 @@ pub fn read_template(r: &mut Reader) -> Result<Public, Rc> {
         attributes,
         auth_policy,
         kind,
+        scheme,
+        rsa_exponent,
         x,
         y,
     })
@@ -314,6 +444,8 @@ fn read_sealed_template(r: &mut Reader) -> Result<Public, Rc> {
         attributes,
         auth_policy,
         kind: KeyKind::Sealed,
+        scheme: None,
+        rsa_exponent: None,
         x: unique,
         y: Vec::new(),
     })
@@ -333,11 +465,19 @@ pub fn sealed_unique(name_alg: HashAlg, seed_value: &[u8], data: &[u8]) -> Vec<u
 /// no private key candidate uses, so the same template under the same seed always gives
 /// the same storage parent, children included. `None` only if 255 candidates in a row were
 /// out of range (probability about 2^-8160).
+///
+/// An RSA key's primes come from an HMAC_DRBG (SP 800-90A; Part 1 §26.3 lets the primary
+/// seed and the template seed a DRBG the key is generated from) instantiated with 384 bits
+/// (entropy and nonce at a 256-bit strength) of KDFa(SHA-256, primary seed,
+/// "Primary Object Creation", Name(template), sensitive.data || 0x00000001) and the
+/// personalization "RSA primes", then `rsa_keys::generate`: the same template under the
+/// same seed always gives the same modulus; another seed (TPM2_Clear) another. Not
+/// bit-identical with the reference implementation's derivation.
 pub fn derive_primary(
     seed: &[u8],
     template: &mut Public,
     data: &[u8],
-) -> Option<([u8; 32], Vec<u8>)> {
+) -> Option<(Vec<u8>, Vec<u8>)> {
     let name = template.name();
     let seed_value = match template.kind {
         KeyKind::Storage => {
@@ -355,6 +495,23 @@ pub fn derive_primary(
         }
         KeyKind::Signing | KeyKind::SignDecrypt | KeyKind::Sealed => Vec::new(),
     };
+    if let Some(exponent) = template.rsa_exponent {
+        let mut context = data.to_vec();
+        context.extend_from_slice(&1u32.to_be_bytes());
+        let entropy = kdfa(
+            HashAlg::Sha256,
+            seed,
+            PRIMARY_OBJECT_CREATION,
+            &name,
+            &context,
+            384,
+        );
+        let mut drbg = HmacDrbg::new(&entropy, &[], RSA_PRIMES);
+        let (n, p) = rsa_keys::generate(&mut drbg, exponent)?;
+        template.x = n;
+        template.y = Vec::new();
+        return Some((p, seed_value));
+    }
     for counter in 1u32..256 {
         let mut context = data.to_vec();
         context.extend_from_slice(&counter.to_be_bytes());
@@ -371,9 +528,7 @@ pub fn derive_primary(
             let affine = point.as_affine();
             template.x = affine.x().to_vec();
             template.y = affine.y().to_vec();
-            let mut d = [0u8; 32];
-            d.copy_from_slice(&secret.to_bytes());
-            return Some((d, seed_value));
+            return Some((secret.to_bytes().to_vec(), seed_value));
         }
     }
     None
@@ -382,8 +537,9 @@ pub fn derive_primary(
 /// Generates an ordinary (non-primary) key for `template` with the DRBG (TPM2_Create; Part
 /// 1 §27.3: FIPS 186-5 A.4.2, candidates until 0 < d < n) and fills in its unique field;
 /// the private key and, for a storage key, a random seedValue of nameAlg's digest size.
-/// `None` only if 255 candidates in a row were out of range.
-pub fn generate_key(template: &mut Public, drbg: &mut HmacDrbg) -> Option<([u8; 32], Vec<u8>)> {
+/// `None` only if 255 candidates in a row were out of range. An RSA key is
+/// `rsa_keys::generate`'s from the DRBG; its private part is the prime p.
+pub fn generate_key(template: &mut Public, drbg: &mut HmacDrbg) -> Option<(Vec<u8>, Vec<u8>)> {
     let seed_value = match template.kind {
         KeyKind::Storage => {
             let mut v = alloc::vec![0u8; template.name_alg.digest_size()];
@@ -392,6 +548,12 @@ pub fn generate_key(template: &mut Public, drbg: &mut HmacDrbg) -> Option<([u8; 
         }
         KeyKind::Signing | KeyKind::SignDecrypt | KeyKind::Sealed => Vec::new(),
     };
+    if let Some(exponent) = template.rsa_exponent {
+        let (n, p) = rsa_keys::generate(drbg, exponent)?;
+        template.x = n;
+        template.y = Vec::new();
+        return Some((p, seed_value));
+    }
     for _ in 0..255 {
         let mut candidate = [0u8; 32];
         drbg.generate(&mut candidate, &[]);
@@ -400,7 +562,7 @@ pub fn generate_key(template: &mut Public, drbg: &mut HmacDrbg) -> Option<([u8; 
             let affine = point.as_affine();
             template.x = affine.x().to_vec();
             template.y = affine.y().to_vec();
-            return Some((candidate, seed_value));
+            return Some((candidate.to_vec(), seed_value));
         }
     }
     None
@@ -486,15 +648,23 @@ pub fn unwrap(parent: &Object, name: &[u8], private: &[u8]) -> Result<Vec<u8>, R
 /// A TPMT_SENSITIVE's (authValue, seedValue, d or data).
 pub type Sensitive = (Vec<u8>, Vec<u8>, Vec<u8>);
 
-/// TPMT_SENSITIVE (Part 2 §12.3.2.4): sensitiveType (TPM_ALG_ECC, or TPM_ALG_KEYEDHASH for
-/// a sealed object), authValue, seedValue, sensitive (TPM2B_ECC_PARAMETER d, or
-/// TPM2B_SENSITIVE_DATA).
-pub fn sensitive_bytes(kind: KeyKind, auth: &[u8], seed_value: &[u8], private: &[u8]) -> Vec<u8> {
+/// The sensitiveType of a TPMT_SENSITIVE for `public` (its TPMT_PUBLIC's type).
+fn sensitive_type(public: &Public) -> u16 {
+    if public.kind == KeyKind::Sealed {
+        TPM_ALG_KEYEDHASH
+    } else if public.is_rsa() {
+        TPM_ALG_RSA
+    } else {
+        TPM_ALG_ECC
+    }
+}
+
+/// TPMT_SENSITIVE (Part 2 §12.3.2.4): sensitiveType (TPM_ALG_ECC, TPM_ALG_RSA, or
+/// TPM_ALG_KEYEDHASH for a sealed object), authValue, seedValue, sensitive
+/// (TPM2B_ECC_PARAMETER d, TPM2B_PRIVATE_KEY_RSA p, or TPM2B_SENSITIVE_DATA).
+pub fn sensitive_bytes(public: &Public, auth: &[u8], seed_value: &[u8], private: &[u8]) -> Vec<u8> {
     let mut w = Writer::new();
-    w.u16(match kind {
-        KeyKind::Sealed => TPM_ALG_KEYEDHASH,
-        _ => TPM_ALG_ECC,
-    });
+    w.u16(sensitive_type(public));
     w.tpm2b(auth);
     w.tpm2b(seed_value);
     w.tpm2b(private);
@@ -510,12 +680,7 @@ pub fn read_sensitive(bytes: &[u8], public: &Public) -> Result<Sensitive, Rc> {
     let bad = |_| rc::BINDING;
     let mut r = Reader::new(bytes);
     let sealed = public.kind == KeyKind::Sealed;
-    let expected_type = if sealed {
-        TPM_ALG_KEYEDHASH
-    } else {
-        TPM_ALG_ECC
-    };
-    if r.u16().map_err(bad)? != expected_type {
+    if r.u16().map_err(bad)? != sensitive_type(public) {
         return Err(rc::BINDING);
     }
     let auth = r.tpm2b(MAX_DIGEST_SIZE).map_err(bad)?.to_vec();
@@ -533,6 +698,11 @@ pub fn read_sensitive(bytes: &[u8], public: &Public) -> Result<Sensitive, Rc> {
         if sealed_unique(public.name_alg, &seed_value, d) != public.x {
             return Err(rc::BINDING);
         }
+        return Ok((auth, seed_value, d.to_vec()));
+    }
+    if let Some(exponent) = public.rsa_exponent {
+        // p must divide the modulus and make a valid key with it (`rsa_keys::private_key`).
+        rsa_keys::private_key(&public.x, d, exponent).ok_or(rc::BINDING)?;
         return Ok((auth, seed_value, d.to_vec()));
     }
     if d.len() > ECC_KEY_BYTES {
@@ -579,6 +749,23 @@ impl TryCryptoRng for DrbgRng<'_> {}
 /// An ECDSA signature's (r, s), each 32 octets big-endian.
 pub type EcdsaSignature = ([u8; ECC_KEY_BYTES], [u8; ECC_KEY_BYTES]);
 
+/// A signature made by [`Object::sign`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignatureValue {
+    Ecdsa(EcdsaSignature),
+    /// RSASSA or RSAPSS: the signature, as long as the modulus (256 octets).
+    Rsa(Vec<u8>),
+}
+
+/// A TPMT_SIGNATURE's signature (TPMU_SIGNATURE) as VerifySignature reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureRef<'a> {
+    /// signatureR, signatureS (each at most 32 octets).
+    Ecdsa(&'a [u8], &'a [u8]),
+    /// TPM2B_PUBLIC_KEY_RSA sig (at most 256 octets).
+    Rsa(&'a [u8]),
+}
+
 /// A loaded transient object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -620,7 +807,27 @@ impl Object {
     /// §3.6, "hedged" signatures; `ecdsa`'s `sign_prehash_with_rng`): k is never the same
     /// for two signatures of the same digest, and stays safe if the DRBG were predictable.
     /// `None` only if the stored private key or the digest were refused (internal error).
-    pub fn sign(&self, digest: &[u8], drbg: &mut HmacDrbg) -> Option<EcdsaSignature> {
+    ///
+    /// An RSA key signs with `scheme` (RSASSA or RSAPSS, `rsa_keys::sign`), blinded with
+    /// the DRBG.
+    pub fn sign(
+        &self,
+        scheme: SigScheme,
+        digest: &[u8],
+        drbg: &mut HmacDrbg,
+    ) -> Option<SignatureValue> {
+        if let Some(exponent) = self.public.rsa_exponent {
+            let key = rsa_keys::private_key(&self.public.x, &self.private, exponent)?;
+            return rsa_keys::sign(&key, scheme, digest, &mut DrbgRng(drbg))
+                .map(SignatureValue::Rsa);
+        }
+        if scheme.is_rsa() {
+            return None;
+        }
+        self.sign_ecdsa(digest, drbg).map(SignatureValue::Ecdsa)
+    }
+
+    fn sign_ecdsa(&self, digest: &[u8], drbg: &mut HmacDrbg) -> Option<EcdsaSignature> {
         let key = SigningKey::from_slice(&self.private).ok()?;
         let signature: Signature = key.sign_prehash_with_rng(&mut DrbgRng(drbg), digest).ok()?;
         let (r, s) = signature.split_bytes();
@@ -630,9 +837,24 @@ impl Object {
         Some((rr, ss))
     }
 
+    /// Whether `signature` is a valid `scheme` signature of `digest` under the public key:
+    /// a scheme of the other key type is invalid; RSA by `rsa_keys::verify`.
+    pub fn verify(&self, scheme: SigScheme, digest: &[u8], signature: SignatureRef) -> bool {
+        match (self.public.rsa_exponent, signature) {
+            (Some(exponent), SignatureRef::Rsa(sig)) if scheme.is_rsa() => {
+                rsa_keys::public_key(&self.public.x, exponent)
+                    .is_some_and(|key| rsa_keys::verify(&key, scheme, digest, sig))
+            }
+            (None, SignatureRef::Ecdsa(r, s)) if !scheme.is_rsa() => {
+                self.verify_ecdsa(digest, r, s)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether (r, s) (each at most 32 octets, big-endian) is a valid ECDSA signature of
     /// `digest` under the public key (FIPS 186-5 §6.4.2; r, s in [1, n-1], else invalid).
-    pub fn verify(&self, digest: &[u8], r: &[u8], s: &[u8]) -> bool {
+    fn verify_ecdsa(&self, digest: &[u8], r: &[u8], s: &[u8]) -> bool {
         let pad = |v: &[u8]| {
             let mut out = [0u8; ECC_KEY_BYTES];
             let start = ECC_KEY_BYTES.saturating_sub(v.len());

@@ -767,15 +767,18 @@ fn get_capability_pcrs_algs_handles() {
         &h("01 00 00 00 05 00 00 00 00")[..]
     );
     assert_eq!(rc_of(&get_cap(&mut tpm, TPM_CAP_PCRS, 1, 1)), 0x2C4);
-    // TPM_CAP_ALGS: the hashes (TPMA_ALGORITHM hash), AES (symmetric), ECDSA (asymmetric,
-    // signing), ECC (asymmetric, object), CFB (symmetric, encrypting: 0x202), KEYEDHASH
-    // (hash, object, signing, encrypting: 0x30C), in TPM_ALG_ID order.
+    // TPM_CAP_ALGS: the hashes (TPMA_ALGORITHM hash), AES (symmetric), RSASSA, RSAPSS and
+    // ECDSA (asymmetric, signing), RSA and ECC (asymmetric, object), CFB (symmetric,
+    // encrypting: 0x202), KEYEDHASH (hash, object, signing, encrypting: 0x30C), in
+    // TPM_ALG_ID order.
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0, 100);
     assert_eq!(
         &r[10..],
-        &h("00 00 00 00 00 00 00 00 08 \
+        &h("00 00 00 00 00 00 00 00 0b \
+            00 01 00 00 00 09 \
             00 04 00 00 00 04  00 06 00 00 00 02  00 08 00 00 03 0c \
             00 0b 00 00 00 04  00 0c 00 00 00 04 \
+            00 14 00 00 01 01  00 16 00 00 01 01 \
             00 18 00 00 01 01  00 23 00 00 00 09  00 43 00 00 02 02")[..]
     );
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0x0005, 1);
@@ -3156,11 +3159,14 @@ fn create_primary_template_errors_have_their_codes() {
         let r = run(&mut tpm, &create_primary_cmd(TPM_RH_OWNER, template));
         assert_eq!(rc_of(&r), *code, "template {template:02x?}");
     }
-    // Type RSA: TPM_RC_TYPE; nameAlg NULL: TPM_RC_HASH; authPolicy of 5 octets: SIZE.
-    let mut rsa = storage_template();
-    rsa[1] = 0x01;
+    // Type SYMCIPHER: TPM_RC_TYPE; nameAlg NULL: TPM_RC_HASH; authPolicy of 5 octets: SIZE.
+    let mut symcipher = storage_template();
+    symcipher[1] = 0x25;
     assert_eq!(
-        rc_of(&run(&mut tpm, &create_primary_cmd(TPM_RH_OWNER, &rsa))),
+        rc_of(&run(
+            &mut tpm,
+            &create_primary_cmd(TPM_RH_OWNER, &symcipher)
+        )),
         0x2CA
     );
     let mut null_alg = storage_template();
@@ -4930,28 +4936,38 @@ fn test_parms_cmd(parms: &str) -> Vec<u8> {
 fn test_parms_accepts_what_is_implemented() {
     let mut tpm = started();
     for ok in [
-        "0023 0010 0018 000b 0003 0010",      // ECC P-256, ECDSA-SHA256
-        "0023 0010 0010 0003 0010",           // ECC P-256, scheme NULL
-        "0023 0006 0080 0043 0010 0003 0010", // storage: AES-128-CFB
-        "0008 0010",                          // keyedhash, scheme NULL
+        "0023 0010 0018 000b 0003 0010",          // ECC P-256, ECDSA-SHA256
+        "0023 0010 0010 0003 0010",               // ECC P-256, scheme NULL
+        "0023 0006 0080 0043 0010 0003 0010",     // storage: AES-128-CFB
+        "0008 0010",                              // keyedhash, scheme NULL
+        "0001 0010 0010 0800 00000000",           // RSA-2048, scheme NULL, exponent 0
+        "0001 0010 0014 000b 0800 00010001",      // RSASSA-SHA256, exponent 65537
+        "0001 0010 0016 0004 0800 00000000",      // RSAPSS-SHA1
+        "0001 0006 0080 0043 0010 0800 00000000", // RSA storage: AES-128-CFB
     ] {
         assert_eq!(run(&mut tpm, &test_parms_cmd(ok)), h(SUCCESS), "{ok}");
     }
     // Errors are parameter 1's: TPM_RC_P + TPM_RC_1 = 0x140.
     for (parms, rc) in [
-        ("0001 0010 0010 0800 00000000", 0x1CA),  // RSA: TPM_RC_TYPE
-        ("0025 0010", 0x1CA),                     // SYMCIPHER: TPM_RC_TYPE
+        ("0001 0010 0010 0400 00000000", 0x1C4), // RSA-1024: TPM_RC_VALUE
+        ("0001 0010 0010 0c00 00000000", 0x1C4), // RSA-3072: TPM_RC_VALUE
+        ("0001 0010 0010 1000 00000000", 0x1C4), // RSA-4096: TPM_RC_VALUE
+        ("0001 0010 0010 0800 00000003", 0x1CD), // exponent 3: TPM_RC_RANGE
+        ("0001 0010 0015 0800 00000000", 0x1D2), // RSAES: TPM_RC_SCHEME
+        ("0001 0010 0018 000b 0800 00000000", 0x1C4), // ECDSA on RSA: TPM_RC_VALUE
+        ("0001 0010 0014 0099 0800 00000000", 0x1C3), // unknown hash: TPM_RC_HASH
+        ("0025 0010", 0x1CA),                    // SYMCIPHER: TPM_RC_TYPE
         ("0023 0010 0018 000b 0004 0010", 0x1E6), // P-384: TPM_RC_CURVE
         ("0023 0010 0018 000c 0003 0010", 0x1D2), // ECDSA-SHA384: TPM_RC_SCHEME
         ("0023 0010 0018 0099 0003 0010", 0x1C3), // unknown hash: TPM_RC_HASH
         ("0023 0010 001a 000b 0003 0010", 0x1D2), // ECDAA: TPM_RC_SCHEME
         ("0023 0006 0100 0043 0010 0003 0010", 0x1C4), // AES-256: TPM_RC_VALUE
         ("0023 0006 0080 0040 0010 0003 0010", 0x1C9), // AES-128-CTR: TPM_RC_MODE
-        ("0023 0025 0010 0003 0010", 0x1D6),      // TPM_RC_SYMMETRIC
+        ("0023 0025 0010 0003 0010", 0x1D6),     // TPM_RC_SYMMETRIC
         ("0023 0010 0010 0003 0022 000b", 0x1CC), // a KDF: TPM_RC_KDF
-        ("0008 0005 000b", 0x1D2),                // keyedhash HMAC: TPM_RC_SCHEME
-        ("0008 0099", 0x1C4),                     // TPM_RC_VALUE
-        ("0023 0010 0018 000b 0003", 0x1DA),      // truncated: TPM_RC_INSUFFICIENT
+        ("0008 0005 000b", 0x1D2),               // keyedhash HMAC: TPM_RC_SCHEME
+        ("0008 0099", 0x1C4),                    // TPM_RC_VALUE
+        ("0023 0010 0018 000b 0003", 0x1DA),     // truncated: TPM_RC_INSUFFICIENT
         ("", 0x1DA),
     ] {
         assert_eq!(rc_of(&run(&mut tpm, &test_parms_cmd(parms))), rc, "{parms}");
@@ -5285,4 +5301,417 @@ fn sequences_take_hmac_sessions() {
         &seq_complete_cmd(handle, b"secret", b"", TPM_RH_NULL),
     );
     assert_eq!(&session_params(&r)[2..34], &Sha256::digest(b"hello")[..]);
+}
+
+// --- RSA-2048 keys (Part 1 §11.4.2, Annex B; Part 2 §12.2.3.5). ---
+//
+// Each RSA key generation searches for two 1024-bit primes: about a second in a debug
+// build (crypto-bigint unoptimized), a few tens of milliseconds in release. The tests below
+// generate as few keys as they can; `cargo test --release` runs them fast.
+
+/// An RSA template (TPMT_PUBLIC) with nameAlg SHA-256, empty authPolicy and `unique`.
+fn rsa_template(attributes: u32, sym: &str, scheme: &str, bits: u16, exponent: u32) -> Vec<u8> {
+    rsa_template_unique(attributes, sym, scheme, bits, exponent, &[])
+}
+
+fn rsa_template_unique(
+    attributes: u32,
+    sym: &str,
+    scheme: &str,
+    bits: u16,
+    exponent: u32,
+    unique: &[u8],
+) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&TPM_ALG_RSA.to_be_bytes());
+    t.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes());
+    t.extend_from_slice(&attributes.to_be_bytes());
+    t.extend_from_slice(&[0, 0]); // authPolicy
+    t.extend(h(sym));
+    t.extend(h(scheme));
+    t.extend_from_slice(&bits.to_be_bytes());
+    t.extend_from_slice(&exponent.to_be_bytes());
+    t.extend_from_slice(&(unique.len() as u16).to_be_bytes());
+    t.extend_from_slice(unique);
+    t
+}
+
+/// `tpm2_createprimary -G rsa`'s template: restricted decrypt, AES-128-CFB, scheme NULL.
+fn rsa_storage_template() -> Vec<u8> {
+    rsa_template(STORAGE_ATTRS, "0006 0080 0043", "0010", 2048, 0)
+}
+
+/// An unrestricted RSA signing key with `scheme`.
+fn rsa_signing_template(scheme: &str) -> Vec<u8> {
+    rsa_template(SIGNING_ATTRS, "0010", scheme, 2048, 0)
+}
+
+/// The modulus of an RSA outPublic (its last field, TPM2B_PUBLIC_KEY_RSA of 256 octets).
+fn rsa_modulus(public: &[u8]) -> Vec<u8> {
+    let at = public.len() - 258;
+    assert_eq!(&public[at..at + 2], &[1, 0]);
+    public[at + 2..].to_vec()
+}
+
+fn rsa_public_key(public: &[u8]) -> rsa::PublicKey {
+    let n = rsa::BoxedUint::from_be_slice(&rsa_modulus(public), 2048).unwrap();
+    rsa::PublicKey::new(n, rsa::BoxedUint::from(65537u64)).unwrap()
+}
+
+/// Reads a Sign response's TPMT_SIGNATURE: (sigAlg, hash, sig).
+fn rsa_signature(r: &[u8]) -> (u16, u16, Vec<u8>) {
+    let mut at = 14;
+    let alg = u16::from_be_bytes([r[at], r[at + 1]]);
+    let hash = u16::from_be_bytes([r[at + 2], r[at + 3]]);
+    at += 4;
+    let sig = take2b(r, &mut at).to_vec();
+    (alg, hash, sig)
+}
+
+#[test]
+fn rsa_primary_is_derived_from_the_seed_and_template() {
+    let mut tpm = started();
+    let a = create_primary(&mut tpm, TPM_RH_OWNER, &rsa_storage_template());
+    let n = rsa_modulus(&a.public);
+    assert!(n[0] & 0x80 != 0, "a 2048-bit modulus");
+    // The public area: type RSA, SHA-256, the attributes, AES-128-CFB, NULL, 2048, 0.
+    assert_eq!(
+        &a.public[..a.public.len() - 258],
+        &h("0001 000b 00030072 0000 0006 0080 0043 0010 0800 00000000")[..]
+    );
+    run_ok(&mut tpm, &flush_cmd(a.handle));
+    // The same template under the same seed: the same key.
+    let b = create_primary(&mut tpm, TPM_RH_OWNER, &rsa_storage_template());
+    assert_eq!(b.public, a.public);
+    run_ok(&mut tpm, &flush_cmd(b.handle));
+    // Another unique (a different Name): another key.
+    let other = rsa_template_unique(STORAGE_ATTRS, "0006 0080 0043", "0010", 2048, 0, b"abcd");
+    let c = create_primary(&mut tpm, TPM_RH_OWNER, &other);
+    assert_ne!(rsa_modulus(&c.public), n);
+    run_ok(&mut tpm, &flush_cmd(c.handle));
+    // TPM2_Clear: a new owner seed, another key.
+    run_ok(&mut tpm, &clear_cmd(TPM_RH_LOCKOUT, b""));
+    let d = create_primary(&mut tpm, TPM_RH_OWNER, &rsa_storage_template());
+    assert_ne!(rsa_modulus(&d.public), n);
+    assert!(!tpm.failure);
+}
+
+#[test]
+fn rsa_template_errors_have_their_codes() {
+    let mut tpm = started();
+    let storage_sym = "0006 0080 0043";
+    // Parameter 2 (inPublic): TPM_RC_P + TPM_RC_2 = 0x240.
+    let cases: &[(Vec<u8>, u32)] = &[
+        (
+            rsa_template(STORAGE_ATTRS, storage_sym, "0010", 1024, 0),
+            0x2C4,
+        ), // keyBits: VALUE
+        (
+            rsa_template(STORAGE_ATTRS, storage_sym, "0010", 3072, 0),
+            0x2C4,
+        ),
+        (
+            rsa_template(STORAGE_ATTRS, storage_sym, "0010", 4096, 0),
+            0x2C4,
+        ),
+        (
+            rsa_template(STORAGE_ATTRS, storage_sym, "0010", 2047, 0),
+            0x2C4,
+        ),
+        (
+            rsa_template(STORAGE_ATTRS, storage_sym, "0010", 2048, 3),
+            0x2CD,
+        ), // RANGE
+        (
+            rsa_template(STORAGE_ATTRS, storage_sym, "0010", 2048, 65536),
+            0x2CD,
+        ),
+        // A storage key with a signing scheme, a decryption scheme: TPM_RC_SCHEME.
+        (
+            rsa_template(STORAGE_ATTRS, storage_sym, "0014 000b", 2048, 0),
+            0x2D2,
+        ),
+        (
+            rsa_template(STORAGE_ATTRS, storage_sym, "0015", 2048, 0),
+            0x2D2,
+        ),
+        // Not an RSA scheme ID (ECDSA): TPMI_ALG_RSA_SCHEME's TPM_RC_VALUE.
+        (
+            rsa_template(SIGNING_ATTRS, "0010", "0018 000b", 2048, 0),
+            0x2C4,
+        ),
+        // RSASSA with an unknown hash: TPM_RC_HASH.
+        (
+            rsa_template(SIGNING_ATTRS, "0010", "0014 0099", 2048, 0),
+            0x2C3,
+        ),
+        // A restricted signing key needs a scheme: TPM_RC_SCHEME.
+        (
+            rsa_template(RESTRICTED_SIGNING_ATTRS, "0010", "0010", 2048, 0),
+            0x2D2,
+        ),
+        // A signing key with AES: TPM_RC_SYMMETRIC; a storage key without: same.
+        (
+            rsa_template(SIGNING_ATTRS, storage_sym, "0014 000b", 2048, 0),
+            0x2D6,
+        ),
+        (rsa_template(STORAGE_ATTRS, "0010", "0010", 2048, 0), 0x2D6),
+        // sign + decrypt with a scheme: TPM_RC_SCHEME.
+        (
+            rsa_template(SIGN_DECRYPT_ATTRS, "0010", "0016 000b", 2048, 0),
+            0x2D2,
+        ),
+        // unique longer than MAX_RSA_KEY_BYTES: TPM_RC_SIZE.
+        (
+            rsa_template_unique(STORAGE_ATTRS, storage_sym, "0010", 2048, 0, &[1; 257]),
+            0x2D5,
+        ),
+    ];
+    for (template, code) in cases {
+        let r = run(&mut tpm, &create_primary_cmd(TPM_RH_OWNER, template));
+        assert_eq!(rc_of(&r), *code, "template {template:02x?}");
+    }
+    // Truncated after keyBits: TPM_RC_INSUFFICIENT (0x09A + P + 2).
+    let mut short = rsa_signing_template("0010");
+    short.truncate(short.len() - 6);
+    assert_eq!(
+        rc_of(&run(&mut tpm, &create_primary_cmd(TPM_RH_OWNER, &short))),
+        0x2DA
+    );
+    assert!(!tpm.failure);
+    assert_eq!(tpm.objects.len(), 0);
+}
+
+#[test]
+fn rsa_signatures_verify_independently_and_in_the_tpm() {
+    use rsa::traits::SignatureScheme;
+    let mut tpm = started();
+    // An unrestricted signing key with scheme NULL: each Sign names its scheme.
+    let key = create_primary(&mut tpm, TPM_RH_OWNER, &rsa_signing_template("0010"));
+    let public = rsa_public_key(&key.public);
+    let message = b"RSA signatures";
+    for (scheme, hash) in [
+        (TPM_ALG_RSASSA, TPM_ALG_SHA256),
+        (TPM_ALG_RSASSA, TPM_ALG_SHA1),
+        (TPM_ALG_RSASSA, TPM_ALG_SHA384),
+        (TPM_ALG_RSAPSS, TPM_ALG_SHA256),
+        (TPM_ALG_RSAPSS, TPM_ALG_SHA384),
+    ] {
+        let digest = match hash {
+            TPM_ALG_SHA1 => Sha1::digest(message).to_vec(),
+            TPM_ALG_SHA256 => Sha256::digest(message).to_vec(),
+            _ => Sha384::digest(message).to_vec(),
+        };
+        let scheme_hex = alloc::format!("{scheme:04x} {hash:04x}");
+        let r = run_ok(
+            &mut tpm,
+            &sign_cmd(key.handle, b"", &digest, &scheme_hex, &h(NULL_HASHCHECK)),
+        );
+        let (alg, sig_hash, sig) = rsa_signature(&r);
+        assert_eq!((alg, sig_hash, sig.len()), (scheme, hash, 256));
+        // Checked with the rsa crate, independently of the TPM's verification.
+        let ok = match (scheme, hash) {
+            (TPM_ALG_RSASSA, TPM_ALG_SHA1) => {
+                rsa::Pkcs1v15Sign::new::<Sha1>().verify(&public, &digest, &sig)
+            }
+            (TPM_ALG_RSASSA, TPM_ALG_SHA256) => {
+                rsa::Pkcs1v15Sign::new::<Sha256>().verify(&public, &digest, &sig)
+            }
+            (TPM_ALG_RSASSA, _) => {
+                rsa::Pkcs1v15Sign::new::<Sha384>().verify(&public, &digest, &sig)
+            }
+            // The salt is as long as the digest.
+            (_, TPM_ALG_SHA256) => rsa::pss::Pss::<Sha256>::new().verify(&public, &digest, &sig),
+            _ => rsa::pss::Pss::<Sha384>::new().verify(&public, &digest, &sig),
+        };
+        assert!(ok.is_ok(), "{scheme_hex}");
+        // VerifySignature: TPMT_SIGNATURE as Sign returned it (sigAlg, hash, TPM2B).
+        let signature = &r[14..14 + 6 + 256];
+        let v = run_ok(&mut tpm, &verify_cmd(key.handle, &digest, signature));
+        assert_eq!(&v[10..16], &h("8022 40000001")[..]);
+        let mut bad = signature.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(
+            rc_of(&run(&mut tpm, &verify_cmd(key.handle, &digest, &bad))),
+            0x2DB,
+            "{scheme_hex}: TPM_RC_SIGNATURE + P + 2"
+        );
+        // Verified under the other scheme: invalid.
+        let mut other = signature.to_vec();
+        other[1] = if scheme == TPM_ALG_RSASSA { 0x16 } else { 0x14 };
+        assert_eq!(
+            rc_of(&run(&mut tpm, &verify_cmd(key.handle, &digest, &other))),
+            0x2DB
+        );
+    }
+    // ECDSA with an RSA key (Sign and VerifySignature), NULL with a NULL-scheme key:
+    // TPM_RC_SCHEME + P + 2.
+    let digest = Sha256::digest(message).to_vec();
+    for scheme in [SCHEME_ECDSA_SHA256, SCHEME_NULL] {
+        let r = run(
+            &mut tpm,
+            &sign_cmd(key.handle, b"", &digest, scheme, &h(NULL_HASHCHECK)),
+        );
+        assert_eq!(rc_of(&r), 0x2D2, "{scheme}");
+    }
+    let ecdsa_sig = h("0018 000b 0001 01 0001 01");
+    assert_eq!(
+        rc_of(&run(&mut tpm, &verify_cmd(key.handle, &digest, &ecdsa_sig))),
+        0x2D2
+    );
+    // An RSA signature longer than MAX_RSA_KEY_BYTES: TPM_RC_SIZE + P + 2.
+    let mut long = h("0014 000b 0101");
+    long.extend_from_slice(&[0; 257]);
+    assert_eq!(
+        rc_of(&run(&mut tpm, &verify_cmd(key.handle, &digest, &long))),
+        0x2D5
+    );
+    // A wrong digest size: TPM_RC_SIZE + P + 1.
+    let r = run(
+        &mut tpm,
+        &sign_cmd(
+            key.handle,
+            b"",
+            &digest[..20],
+            "0014 000b",
+            &h(NULL_HASHCHECK),
+        ),
+    );
+    assert_eq!(rc_of(&r), 0x1D5);
+    assert!(!tpm.failure);
+}
+
+#[test]
+fn rsa_keys_are_created_and_loaded_under_rsa_and_ecc_parents_and_quote() {
+    use rsa::traits::SignatureScheme;
+    let mut tpm = started();
+    let rsa_parent = create_primary(&mut tpm, TPM_RH_OWNER, &rsa_storage_template());
+    // An RSASSA-SHA256 signing key under the RSA parent.
+    let (private, public) = create(&mut tpm, &rsa_parent, &rsa_signing_template("0014 000b"));
+    assert_eq!(
+        &public[..public.len() - 258],
+        &h("0001 000b 00040072 0000 0010 0014 000b 0800 00000000")[..]
+    );
+    let r = run_ok(&mut tpm, &load_cmd(rsa_parent.handle, &private, &public));
+    let handle = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    // ReadPublic gives the same public area.
+    let rp = run_ok(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, 0x173, &handle.to_be_bytes()),
+    );
+    let mut at = 10;
+    assert_eq!(take2b(&rp, &mut at), &public[..]);
+    // A quote signed with it (the key's scheme: inScheme NULL).
+    let r = run_ok(
+        &mut tpm,
+        &quote_cmd(handle, b"nonce", SCHEME_NULL, SEL_0_1_16),
+    );
+    let mut at = 14;
+    let attest = take2b(&r, &mut at).to_vec();
+    assert_eq!(&r[at..at + 4], &h("0014 000b")[..]);
+    at += 4;
+    let sig = take2b(&r, &mut at).to_vec();
+    let digest = Sha256::digest(&attest).to_vec();
+    assert!(rsa::Pkcs1v15Sign::new::<Sha256>()
+        .verify(&rsa_public_key(&public), &digest, &sig)
+        .is_ok());
+    // RSAPSS is not this key's scheme: TPM_RC_SCHEME + P + 2.
+    let r = run(&mut tpm, &quote_cmd(handle, b"", "0016 000b", SEL_0_1_16));
+    assert_eq!(rc_of(&r), 0x2D2);
+    // The private part is bound to the public: another modulus is TPM_RC_BINDING + P + 1,
+    // a flipped private octet TPM_RC_INTEGRITY + P + 1.
+    run_ok(&mut tpm, &flush_cmd(handle));
+    let mut other = public.clone();
+    let last = other.len() - 1;
+    other[last] ^= 2;
+    // Another Name: the integrity check (keyed with it) fails first.
+    assert_eq!(
+        rc_of(&run(
+            &mut tpm,
+            &load_cmd(rsa_parent.handle, &private, &other)
+        )),
+        0x1DF
+    );
+    let mut bad = private.clone();
+    bad[40] ^= 1;
+    assert_eq!(
+        rc_of(&run(&mut tpm, &load_cmd(rsa_parent.handle, &bad, &public))),
+        0x1DF
+    );
+    run_ok(&mut tpm, &flush_cmd(rsa_parent.handle));
+
+    // An RSA key with scheme NULL under an ECC parent, signing with RSAPSS.
+    let ecc_parent = create_primary(&mut tpm, TPM_RH_OWNER, &storage_template());
+    let (private, public) = create(&mut tpm, &ecc_parent, &rsa_signing_template("0010"));
+    let r = run_ok(&mut tpm, &load_cmd(ecc_parent.handle, &private, &public));
+    let handle = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    let digest = Sha256::digest(b"pss").to_vec();
+    let r = run_ok(
+        &mut tpm,
+        &sign_cmd(handle, b"", &digest, "0016 000b", &h(NULL_HASHCHECK)),
+    );
+    let (alg, _, sig) = rsa_signature(&r);
+    assert_eq!(alg, TPM_ALG_RSAPSS);
+    assert!(rsa::pss::Pss::<Sha256>::new()
+        .verify(&rsa_public_key(&public), &digest, &sig)
+        .is_ok());
+    // An RSA storage key under the ECC parent is a parent too: an ECC child under it.
+    run_ok(&mut tpm, &flush_cmd(handle));
+    let (private, public) = create(&mut tpm, &ecc_parent, &rsa_storage_template());
+    let r = run_ok(&mut tpm, &load_cmd(ecc_parent.handle, &private, &public));
+    let handle = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    let name = [&h("000b")[..], &Sha256::digest(&public)[..]].concat();
+    let child_parent = Primary {
+        handle,
+        public,
+        name,
+    };
+    let (private, public) = create(&mut tpm, &child_parent, &signing_template());
+    run_ok(&mut tpm, &flush_cmd(ecc_parent.handle));
+    run_ok(&mut tpm, &load_cmd(child_parent.handle, &private, &public));
+    assert!(!tpm.failure);
+}
+
+#[test]
+fn rsa_objects_survive_context_save_and_load() {
+    let mut tpm = started();
+    let key = create_primary(&mut tpm, TPM_RH_OWNER, &rsa_signing_template("0016 000b"));
+    let saved = run_ok(
+        &mut tpm,
+        &cmd(TPM_ST_NO_SESSIONS, 0x162, &key.handle.to_be_bytes()),
+    );
+    run_ok(&mut tpm, &flush_cmd(key.handle));
+    let r = run_ok(&mut tpm, &cmd(TPM_ST_NO_SESSIONS, 0x161, &saved[10..]));
+    let handle = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    let digest = Sha256::digest(b"context").to_vec();
+    let r = run_ok(
+        &mut tpm,
+        &sign_cmd(handle, b"", &digest, SCHEME_NULL, &h(NULL_HASHCHECK)),
+    );
+    let signature = &r[14..14 + 6 + 256];
+    run_ok(&mut tpm, &verify_cmd(handle, &digest, signature));
+}
+
+#[test]
+fn rsa_persistent_primary_survives_the_state_blob_and_parents_a_child() {
+    let mut tpm = started();
+    let srk = create_primary(&mut tpm, TPM_RH_OWNER, &rsa_storage_template());
+    let persistent = 0x8100_0001u32;
+    run_ok(&mut tpm, &evict_cmd(TPM_RH_OWNER, srk.handle, persistent));
+    let (private, public) = create(&mut tpm, &srk, &rsa_signing_template("0014 000b"));
+    // The state, serialized and read back: the persistent RSA key is whole.
+    let mut restored = Tpm::from_bytes(&tpm.to_bytes()).unwrap();
+    assert_eq!(restored.to_bytes(), tpm.to_bytes());
+    let r = run_ok(&mut restored, &load_cmd(persistent, &private, &public));
+    let handle = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    let digest = Sha256::digest(b"after a restore").to_vec();
+    let r = run_ok(
+        &mut restored,
+        &sign_cmd(handle, b"", &digest, SCHEME_NULL, &h(NULL_HASHCHECK)),
+    );
+    run_ok(
+        &mut restored,
+        &verify_cmd(handle, &digest, &r[14..14 + 6 + 256]),
+    );
 }

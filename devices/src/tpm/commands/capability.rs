@@ -25,8 +25,13 @@ const MANUFACTURER: [u8; 4] = *b"PRPT";
 /// TPM_ALG_KEYEDHASH is hash, object, signing and encrypting, as the reference's
 /// AlgorithmCap.c lists it (sealed data objects are its only use here). TPM_ALG_CFB is
 /// symmetric and encrypting: Part 2 §6.3, Table 9 types it "S E" (a symmetric block
-/// cipher mode, an encryption mode).
-const ALGORITHMS: [(u16, u32); 8] = [
+/// cipher mode, an encryption mode). TPM_ALG_RSA is asymmetric and object ("A O"),
+/// TPM_ALG_RSASSA and TPM_ALG_RSAPSS asymmetric and signing ("A X"), as Table 9 types them.
+const ALGORITHMS: [(u16, u32); 11] = [
+    (
+        TPM_ALG_RSA,
+        TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_OBJECT,
+    ),
     (TPM_ALG_SHA1, TPMA_ALGORITHM_HASH),
     (TPM_ALG_AES, TPMA_ALGORITHM_SYMMETRIC),
     (
@@ -38,6 +43,14 @@ const ALGORITHMS: [(u16, u32); 8] = [
     ),
     (TPM_ALG_SHA256, TPMA_ALGORITHM_HASH),
     (TPM_ALG_SHA384, TPMA_ALGORITHM_HASH),
+    (
+        TPM_ALG_RSASSA,
+        TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_SIGNING,
+    ),
+    (
+        TPM_ALG_RSAPSS,
+        TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_SIGNING,
+    ),
     (
         TPM_ALG_ECDSA,
         TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_SIGNING,
@@ -252,7 +265,7 @@ pub fn get_capability(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
             // Part 4 TPMCapGetProperties: from property (at least PT_FIXED) to the end of its
             // group; the variable group is the last.
             let start = property.max(PT_FIXED);
-            let end = (start / PT_GROUP + 1) * PT_GROUP;
+            let end = (start / PT_GROUP + 1).saturating_mul(PT_GROUP);
             let props = (start..end.min(PT_VAR + PT_GROUP))
                 .filter_map(|pt| tpm.property(pt).map(|v| (pt, v)));
             list(

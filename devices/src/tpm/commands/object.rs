@@ -122,7 +122,7 @@ fn creation_data(
 /// creationHash, creationTicket, name.
 ///
 /// After the template checks (parameter 2): inSensitive.userAuth longer than nameAlg's
-/// digest, or any inSensitive.data (an ECC key's private part is always generated), is
+/// digest, or any inSensitive.data (a key's private part is always generated), is
 /// TPM_RC_SIZE + parameter 1; no free slot TPM_RC_OBJECT_MEMORY.
 ///
 /// creationData (TPMS_CREATION_DATA, Part 2 §15.1): pcrSelect = creationPCR, pcrDigest =
@@ -215,7 +215,7 @@ fn check_child_attributes(parent: &Object, child: &super::super::object::Public)
 /// inPublic, outsideInfo, creationPCR → outPrivate, outPublic, creationData, creationHash,
 /// creationTicket (Part 3 §12.1).
 ///
-/// The template rules are CreatePrimary's (ECC P-256 signing or storage keys), plus
+/// The template rules are CreatePrimary's (ECC P-256 or RSA-2048 keys, sealed objects), plus
 /// [`check_child_attributes`] (parameter 2); the parent must be a storage key (TPM_RC_TYPE +
 /// handle 1); inSensitive as for CreatePrimary (TPM_RC_SIZE + parameter 1). The key is drawn
 /// from the DRBG (`object::generate_key`), and outPrivate is its TPMT_SENSITIVE wrapped
@@ -258,7 +258,7 @@ pub fn create(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
         &parent,
         &name,
         &sensitive_bytes(
-            object.public.kind,
+            &object.public,
             &object.auth,
             &object.seed_value,
             &object.private,

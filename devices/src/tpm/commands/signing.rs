@@ -1,6 +1,6 @@
 //! TPM2_Sign (Part 3 §20.2), TPM2_VerifySignature (Part 3 §20.1) and TPM2_Quote (Part 3
-//! §18.4), with ECDSA over NIST P-256, the only signing scheme here; checks and
-//! their order from Part 4's `TPM2_Sign`, `TPM2_VerifySignature`, `TPM2_Quote`,
+//! §18.4), with ECDSA over NIST P-256 and RSASSA-PKCS1-v1_5 / RSASSA-PSS with RSA-2048
+//! (`tpm/rsa_keys.rs`); checks and their order from Part 4's `TPM2_Sign`, `TPM2_VerifySignature`, `TPM2_Quote`,
 //! `CryptSelectSignScheme`, `TicketComputeHashCheck`, `TicketComputeVerified`,
 //! `FillInAttestInfo` and `SignAttestInfo`. The keys are `tpm/object.rs`'s; k is drawn as
 //! `Object::sign` says (RFC 6979 hedged with DRBG output).
@@ -10,18 +10,22 @@
 //! keyName), SHA-256 being this TPM's context integrity hash (as for the creation ticket);
 //! a key of the null hierarchy gets the NULL ticket (TPM_RH_NULL, empty digest).
 //!
-//! A signing key's scheme is ECDSA-SHA256; a general-purpose (sign + decrypt) key's is NULL,
-//! and it signs with the command's inScheme: ECDSA with any implemented hash.
+//! An ECC signing key's scheme is ECDSA-SHA256; an RSA signing key's is RSASSA or RSAPSS
+//! with its hash, or NULL when unrestricted; a general-purpose (sign + decrypt) key's is
+//! NULL. A key whose scheme is NULL signs with the command's inScheme: one of its type's
+//! (ECDSA for ECC, RSASSA or RSAPSS for RSA) with any implemented hash.
 //!
 //! Not implemented: TPM_RH_NULL as Quote's signHandle (an unsigned quote; TPM_RC_VALUE +
-//! TPM_RC_H + TPM_RC_1 as for any non-object handle), schemes other than ECDSA
-//! (TPM_RC_SCHEME).
+//! TPM_RC_H + TPM_RC_1 as for any non-object handle), schemes other than ECDSA, RSASSA and
+//! RSAPSS (TPM_RC_SCHEME).
 
 use super::super::auth::constant_time_eq;
 use super::super::constants::*;
 use super::super::hash::{HashAlg, MAX_DIGEST_SIZE};
 use super::super::marshal::{Reader, Writer};
-use super::super::object::{EcdsaSignature, KeyKind, Object, ECC_KEY_BYTES};
+use super::super::object::{
+    KeyKind, Object, SigScheme, SignatureRef, SignatureValue, ECC_KEY_BYTES,
+};
 use super::super::pcr::{read_selection_list, write_selection_list};
 use super::super::rc::{self, Rc};
 use super::super::session::kdfa;
@@ -36,14 +40,9 @@ const MAX_DATA: usize = 2 + MAX_DIGEST_SIZE;
 /// The label of the clock obfuscation KDF (Part 4 OBFUSCATE_STRING).
 const OBFUSCATE: &[u8] = b"OBFUSCATE";
 
-/// TPMT_SIG_SCHEME+ (Part 2 §11.2.1.5): TPM_ALG_NULL (`None`), or ECDSA with its hash
-/// (TPMI_ALG_HASH: TPM_RC_HASH). Any other scheme is not implemented: TPM_RC_SCHEME.
-fn read_sig_scheme(r: &mut Reader) -> Result<Option<HashAlg>, Rc> {
-    match r.u16()? {
-        TPM_ALG_NULL => Ok(None),
-        TPM_ALG_ECDSA => Ok(Some(HashAlg::from_alg_id(r.u16()?).ok_or(rc::HASH)?)),
-        _ => Err(rc::SCHEME),
-    }
+/// TPMT_SIG_SCHEME+ (Part 2 §11.2.1.5): `SigScheme::read`.
+fn read_sig_scheme(r: &mut Reader) -> Result<Option<SigScheme>, Rc> {
+    SigScheme::read(r)
 }
 
 /// TPMT_TK_HASHCHECK (Part 2 §10.7.6): tag TPM_ST_HASHCHECK (else TPM_RC_TAG), hierarchy
@@ -56,17 +55,21 @@ fn read_hashcheck<'a>(r: &mut Reader<'a>) -> Result<(u32, &'a [u8]), Rc> {
     Ok((hierarchy, r.tpm2b(MAX_DIGEST_SIZE)?))
 }
 
-/// TPMT_SIGNATURE (Part 2 §11.3.4) as VerifySignature takes it: sigAlg ECDSA (TPM_ALG_NULL
-/// and every other scheme: TPM_RC_SCHEME), hash (TPMI_ALG_HASH: TPM_RC_HASH), signatureR
-/// and signatureS (TPM2B_ECC_PARAMETER, at most 32 octets: TPM_RC_SIZE).
-fn read_signature<'a>(r: &mut Reader<'a>) -> Result<(&'a [u8], &'a [u8]), Rc> {
-    if r.u16()? != TPM_ALG_ECDSA {
-        return Err(rc::SCHEME);
-    }
-    HashAlg::from_alg_id(r.u16()?).ok_or(rc::HASH)?;
-    let sig_r = r.tpm2b(ECC_KEY_BYTES)?;
-    let sig_s = r.tpm2b(ECC_KEY_BYTES)?;
-    Ok((sig_r, sig_s))
+/// TPMT_SIGNATURE (Part 2 §11.3.4) as VerifySignature takes it: sigAlg ECDSA, RSASSA or
+/// RSAPSS (TPM_ALG_NULL and every other scheme: TPM_RC_SCHEME), hash (TPMI_ALG_HASH:
+/// TPM_RC_HASH), then for ECDSA signatureR and signatureS (TPM2B_ECC_PARAMETER, at most 32
+/// octets: TPM_RC_SIZE), for RSA sig (TPM2B_PUBLIC_KEY_RSA, at most MAX_RSA_KEY_BYTES:
+/// TPM_RC_SIZE).
+fn read_signature<'a>(r: &mut Reader<'a>) -> Result<(SigScheme, SignatureRef<'a>), Rc> {
+    let scheme = SigScheme::read(r)?.ok_or(rc::SCHEME)?;
+    let signature = if scheme.is_rsa() {
+        SignatureRef::Rsa(r.tpm2b(MAX_RSA_KEY_BYTES)?)
+    } else {
+        let sig_r = r.tpm2b(ECC_KEY_BYTES)?;
+        let sig_s = r.tpm2b(ECC_KEY_BYTES)?;
+        SignatureRef::Ecdsa(sig_r, sig_s)
+    };
+    Ok((scheme, signature))
 }
 
 /// The loaded object behind the command's first handle (the handle area checked it).
@@ -76,29 +79,40 @@ fn key(tpm: &Tpm, call: &Call) -> Result<Object, Rc> {
 }
 
 /// Part 4 `IsSigningObject` then `CryptSelectSignScheme` (Part 3 §20.2.1): a key that
-/// cannot sign is TPM_RC_KEY + handle 1. For a signing key (scheme ECDSA-SHA256) inScheme
-/// NULL selects the key's scheme, inScheme equal to it is kept, and any other is
-/// TPM_RC_SCHEME with parameter number `scheme_param`. A sign + decrypt key's scheme is
-/// NULL, so inScheme is used (`read_sig_scheme` admits only ECDSA); inScheme NULL too is
-/// TPM_RC_SCHEME with parameter number `scheme_param`. Returns the scheme's hash.
+/// cannot sign is TPM_RC_KEY + handle 1. inScheme of the other key type (ECDSA for an RSA
+/// key, RSASSA or RSAPSS for an ECC key) is TPM_RC_SCHEME with parameter number
+/// `scheme_param`. When the key has a scheme (an ECC signing key's ECDSA-SHA256, an RSA
+/// signing key's RSASSA or RSAPSS), inScheme NULL selects it, inScheme equal to it is kept,
+/// and any other is TPM_RC_SCHEME. When its scheme is NULL (a sign + decrypt key, an
+/// unrestricted RSA signing key), inScheme is used; inScheme NULL too is TPM_RC_SCHEME.
 fn select_scheme(
     object: &Object,
-    scheme: Option<HashAlg>,
+    scheme: Option<SigScheme>,
     scheme_param: u32,
-) -> Result<HashAlg, Rc> {
+) -> Result<SigScheme, Rc> {
     let refused = rc::parameter(rc::SCHEME, scheme_param);
-    match (object.public.kind, scheme) {
-        (KeyKind::Signing, None | Some(HashAlg::Sha256)) => Ok(HashAlg::Sha256),
-        (KeyKind::Signing, Some(_)) => Err(refused),
-        (KeyKind::SignDecrypt, Some(alg)) => Ok(alg),
-        (KeyKind::SignDecrypt, None) => Err(refused),
-        (KeyKind::Storage | KeyKind::Sealed, _) => Err(rc::handle(rc::KEY, 1)),
+    if matches!(object.public.kind, KeyKind::Storage | KeyKind::Sealed) {
+        return Err(rc::handle(rc::KEY, 1));
+    }
+    if scheme.is_some_and(|s| s.is_rsa() != object.public.is_rsa()) {
+        return Err(refused);
+    }
+    match (object.public.scheme, scheme) {
+        (Some(key), None) => Ok(key),
+        (Some(key), Some(given)) if key == given => Ok(key),
+        (None, Some(given)) => Ok(given),
+        _ => Err(refused),
     }
 }
 
 /// Signs `digest`, or puts the TPM in failure mode (the key and digest were checked).
-fn sign_digest(tpm: &mut Tpm, object: &Object, digest: &[u8]) -> Result<EcdsaSignature, Rc> {
-    match object.sign(digest, &mut tpm.drbg) {
+fn sign_digest(
+    tpm: &mut Tpm,
+    object: &Object,
+    scheme: SigScheme,
+    digest: &[u8],
+) -> Result<SignatureValue, Rc> {
+    match object.sign(scheme, digest, &mut tpm.drbg) {
         Some(signature) => Ok(signature),
         None => {
             tpm.failure = true;
@@ -107,13 +121,19 @@ fn sign_digest(tpm: &mut Tpm, object: &Object, digest: &[u8]) -> Result<EcdsaSig
     }
 }
 
-/// TPMT_SIGNATURE (Part 2 §11.3.4): TPM_ALG_ECDSA, the scheme's hash, r and s as
-/// TPM2B_ECC_PARAMETER of 32 octets each.
-fn write_signature(w: &mut Writer, alg: HashAlg, (r, s): &EcdsaSignature) {
-    w.u16(TPM_ALG_ECDSA);
-    w.u16(alg.alg_id());
-    w.tpm2b(r);
-    w.tpm2b(s);
+/// TPMT_SIGNATURE (Part 2 §11.3.4): sigAlg, the scheme's hash, then for ECDSA r and s as
+/// TPM2B_ECC_PARAMETER of 32 octets each, for RSASSA and RSAPSS sig as
+/// TPM2B_PUBLIC_KEY_RSA (as long as the modulus).
+fn write_signature(w: &mut Writer, scheme: SigScheme, signature: &SignatureValue) {
+    w.u16(scheme.alg_id());
+    w.u16(scheme.hash().alg_id());
+    match signature {
+        SignatureValue::Ecdsa((r, s)) => {
+            w.tpm2b(r);
+            w.tpm2b(s);
+        }
+        SignatureValue::Rsa(sig) => w.tpm2b(sig),
+    }
 }
 
 /// Sign: keyHandle (TPMI_DH_OBJECT, USER auth); digest (TPM2B_DIGEST), inScheme
@@ -132,7 +152,8 @@ pub fn sign(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let (ticket_hierarchy, ticket) = call.param(3, read_hashcheck)?;
     call.end()?;
     let object = key(tpm, call)?;
-    let alg = select_scheme(&object, scheme, 2)?;
+    let scheme = select_scheme(&object, scheme, 2)?;
+    let alg = scheme.hash();
     if !ticket.is_empty() || object.public.attributes & TPMA_OBJECT_RESTRICTED != 0 {
         let good = tpm.proof(ticket_hierarchy).is_some_and(|proof| {
             let expected = alg.hmac(proof.as_bytes(), &[&TPM_ST_HASHCHECK.to_be_bytes(), digest]);
@@ -145,24 +166,29 @@ pub fn sign(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     if digest.len() != alg.digest_size() {
         return Err(rc::parameter(rc::SIZE, 1));
     }
-    let signature = sign_digest(tpm, &object, digest)?;
-    write_signature(&mut call.out, alg, &signature);
+    let signature = sign_digest(tpm, &object, scheme, digest)?;
+    write_signature(&mut call.out, scheme, &signature);
     Ok(())
 }
 
 /// VerifySignature: keyHandle (TPMI_DH_OBJECT, no auth); digest (TPM2B_DIGEST), signature
 /// (TPMT_SIGNATURE) → validation (TPMT_TK_VERIFIED). A key without TPMA_OBJECT_sign is
-/// TPM_RC_ATTRIBUTES + handle 1; a signature that does not verify (including r or s out of
-/// [1, n-1]) TPM_RC_SIGNATURE + parameter 2.
+/// TPM_RC_ATTRIBUTES + handle 1; a signature of the other key type's scheme is
+/// TPM_RC_SCHEME + parameter 2; a signature that does not verify (including ECDSA r or s
+/// out of [1, n-1], or an RSA signature not of the modulus' size) TPM_RC_SIGNATURE +
+/// parameter 2.
 pub fn verify_signature(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let digest = call.param(1, |r| r.tpm2b(MAX_DIGEST_SIZE))?;
-    let (sig_r, sig_s) = call.param(2, read_signature)?;
+    let (scheme, signature) = call.param(2, read_signature)?;
     call.end()?;
     let object = key(tpm, call)?;
     if object.public.attributes & TPMA_OBJECT_SIGN == 0 {
         return Err(rc::handle(rc::ATTRIBUTES, 1));
     }
-    if !object.verify(digest, sig_r, sig_s) {
+    if scheme.is_rsa() != object.public.is_rsa() {
+        return Err(rc::parameter(rc::SCHEME, 2));
+    }
+    if !object.verify(scheme, digest, signature) {
         return Err(rc::parameter(rc::SIGNATURE, 2));
     }
     call.out.u16(TPM_ST_VERIFIED);
@@ -209,7 +235,8 @@ pub fn quote(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let selection = call.param(3, read_selection_list)?;
     call.end()?;
     let object = key(tpm, call)?;
-    let alg = select_scheme(&object, scheme, 2)?;
+    let scheme = select_scheme(&object, scheme, 2)?;
+    let alg = scheme.hash();
     let pcr_digest = super::session::pcr_digest(tpm, alg, &selection);
     let signer = object.qualified_name();
 
@@ -254,8 +281,8 @@ pub fn quote(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let attest = attest.into_vec();
 
     let digest = alg.digest(&[&attest]);
-    let signature = sign_digest(tpm, &object, digest.as_bytes())?;
+    let signature = sign_digest(tpm, &object, scheme, digest.as_bytes())?;
     call.out.tpm2b(&attest);
-    write_signature(&mut call.out, alg, &signature);
+    write_signature(&mut call.out, scheme, &signature);
     Ok(())
 }

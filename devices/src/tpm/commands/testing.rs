@@ -11,11 +11,15 @@
 use alloc::vec::Vec;
 
 use super::super::constants::{MAX_ALG_LIST_SIZE, NO, YES};
-use super::super::constants::{TPM_ALG_ECC, TPM_ALG_KEYEDHASH, TPM_ALG_NULL, TPM_ECC_NIST_P256};
+use super::super::constants::{
+    TPM_ALG_ECC, TPM_ALG_KEYEDHASH, TPM_ALG_NULL, TPM_ALG_RSA, TPM_ECC_NIST_P256,
+};
 use super::super::drbg::HmacDrbg;
 use super::super::hash::HashAlg;
 use super::super::marshal::Reader;
-use super::super::object::{read_keyedhash_scheme, read_scheme, read_symmetric};
+use super::super::object::{
+    read_keyedhash_scheme, read_rsa_key_parms, read_rsa_scheme, read_scheme, read_symmetric,
+};
 use super::super::rc::{self, Rc};
 use super::super::Tpm;
 use super::Call;
@@ -114,12 +118,16 @@ pub fn get_test_result(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
 
 /// TPMT_PUBLIC_PARMS (Part 2 §12.2.3.8) with what this TPM implements:
 ///
-/// - type (TPMI_ALG_PUBLIC): TPM_ALG_ECC or TPM_ALG_KEYEDHASH; RSA, SYMCIPHER and anything
-///   else TPM_RC_TYPE;
+/// - type (TPMI_ALG_PUBLIC): TPM_ALG_ECC, TPM_ALG_RSA or TPM_ALG_KEYEDHASH; SYMCIPHER and
+///   anything else TPM_RC_TYPE;
 /// - TPMS_ECC_PARMS: symmetric TPMT_SYM_DEF_OBJECT+ (NULL or AES-128-CFB: another
 ///   algorithm TPM_RC_SYMMETRIC, key size TPM_RC_VALUE, mode TPM_RC_MODE), scheme
 ///   TPMT_ECC_SCHEME+ (NULL or ECDSA-SHA256: TPM_RC_HASH for an unknown hash, TPM_RC_SCHEME
 ///   otherwise), curveID P-256 (TPM_RC_CURVE), kdf NULL (TPM_RC_KDF);
+/// - TPMS_RSA_PARMS (Part 2 §12.2.3.5): symmetric as for ECC, scheme TPMT_RSA_SCHEME+ (NULL,
+///   RSASSA or RSAPSS with an implemented hash; RSAES and OAEP TPM_RC_SCHEME, another ID
+///   TPM_RC_VALUE), keyBits 2048 (1024, 3072, 4096 and anything else TPM_RC_VALUE, the
+///   TPMI_RSA_KEY_BITS code), exponent 0 or 65537 (else TPM_RC_RANGE);
 /// - TPMS_KEYEDHASH_PARMS: scheme NULL (HMAC, XOR TPM_RC_SCHEME; else TPM_RC_VALUE).
 fn read_public_parms(r: &mut Reader) -> Result<(), Rc> {
     match r.u16()? {
@@ -132,6 +140,12 @@ fn read_public_parms(r: &mut Reader) -> Result<(), Rc> {
             if r.u16()? != TPM_ALG_NULL {
                 return Err(rc::KDF);
             }
+            Ok(())
+        }
+        TPM_ALG_RSA => {
+            read_symmetric(r)?;
+            read_rsa_scheme(r)?;
+            read_rsa_key_parms(r)?;
             Ok(())
         }
         TPM_ALG_KEYEDHASH => read_keyedhash_scheme(r),
