@@ -216,23 +216,11 @@ pub fn swtpm(name: &str, state_dir: &Path) -> Result<TpmUnderTest, String> {
     }
     fs::create_dir_all(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
     let server = |port: u16| {
-        let mut command = Command::new("swtpm");
-        command
-            .args(["socket", "--tpm2"])
-            .args([
-                "--server",
-                &format!("type=tcp,bindaddr=127.0.0.1,port={port}"),
-            ])
-            .args([
-                "--ctrl",
-                &format!("type=tcp,bindaddr=127.0.0.1,port={}", port + 1),
-            ])
-            .args(["--flags", "not-need-init"])
-            .args(["--tpmstate", &format!("dir={}", state_dir.display())])
-            .args([
-                "--log",
-                &format!("file={},level=1", state_dir.join("swtpm.log").display()),
-            ]);
+        let mut command = xtask::tpm_bench::swtpm_socket(port, state_dir);
+        command.args([
+            "--log",
+            &format!("file={},level=1", state_dir.join("swtpm.log").display()),
+        ]);
         command
     };
     spawn_on_free_ports(name, server, |port| Tcti::Swtpm { port })

@@ -23,7 +23,7 @@
 
 use hvdef::intercept::AccessType;
 use hvdef::message::{message_type, HvMessage, MemoryIntercept};
-use isolation::x86_insn::{self, Access, CodeMode, Destination, Source};
+use isolation::x86_insn::{self, Access, CodeMode, Destination, MemoryInstruction, Source};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 
@@ -165,6 +165,19 @@ fn code_mode(sregs: &kvm_sregs) -> Option<CodeMode> {
     }
 }
 
+/// The memory instruction at RIP and its bytes.
+fn decode_at(
+    view: &LinearMemory<'_>,
+    sregs: &kvm_sregs,
+    regs: &kvm_regs,
+) -> Option<(MemoryInstruction, Vec<u8>)> {
+    let mode = code_mode(sregs)?;
+    let mut ahead = view.read(sregs.cs.base.wrapping_add(regs.rip), MAX_INSTRUCTION_LEN);
+    let insn = x86_insn::decode(&ahead, mode)?;
+    ahead.truncate(usize::from(insn.length));
+    Some((insn, ahead))
+}
+
 /// The read of `size` bytes at RIP.
 fn read_at(
     view: &LinearMemory<'_>,
@@ -172,17 +185,15 @@ fn read_at(
     regs: &kvm_regs,
     size: usize,
 ) -> Option<Found> {
-    let mode = code_mode(sregs)?;
-    let ahead = view.read(sregs.cs.base.wrapping_add(regs.rip), MAX_INSTRUCTION_LEN);
-    let insn = x86_insn::decode(&ahead, mode)?;
+    let (insn, bytes) = decode_at(view, sregs, regs)?;
     let read = match insn.access {
         Access::Read { size, .. } | Access::Move { size, .. } => size,
         Access::Write { .. } => return None,
     };
-    (usize::from(read) == size).then(|| Found {
+    (usize::from(read) == size).then_some(Found {
         start: regs.rip,
         length: insn.length,
-        bytes: ahead[..usize::from(insn.length)].to_vec(),
+        bytes,
         moved: None,
     })
 }
@@ -195,9 +206,7 @@ fn move_at(
     regs: &kvm_regs,
     data: &[u8],
 ) -> Option<Found> {
-    let mode = code_mode(sregs)?;
-    let ahead = view.read(sregs.cs.base.wrapping_add(regs.rip), MAX_INSTRUCTION_LEN);
-    let insn = x86_insn::decode(&ahead, mode)?;
+    let (insn, bytes) = decode_at(view, sregs, regs)?;
     let Access::Move {
         size,
         rep: true,
@@ -214,7 +223,7 @@ fn move_at(
     let found = Found {
         start: regs.rip,
         length: insn.length,
-        bytes: ahead[..usize::from(insn.length)].to_vec(),
+        bytes,
         moved: Some(element),
     };
     source_was(view, sregs, regs, element, data).then_some(found)

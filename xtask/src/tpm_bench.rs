@@ -292,13 +292,12 @@ fn ours(vmm_lite: &Path) -> Result<Tpm> {
     })
 }
 
-/// swtpm as a TPM 2.0 with a fresh state directory, waiting for TPM2_Startup.
-fn swtpm() -> Result<Tpm> {
-    let port = free_port_pair()?;
-    let state = std::env::temp_dir().join(format!("parapet-bench-tpm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state)?;
-    let mut child = Command::new("swtpm")
+/// Debian's swtpm as a TPM 2.0 on 127.0.0.1: raw TPM commands on `port`, its control channel
+/// on `port + 1`, its state in `state_dir`, waiting for TPM2_Startup (no power-on signal
+/// needed first). The benchmark and the tpm2-tools comparison start it alike.
+pub fn swtpm_socket(port: u16, state_dir: &Path) -> Command {
+    let mut command = Command::new("swtpm");
+    command
         .args(["socket", "--tpm2"])
         .args([
             "--server",
@@ -309,7 +308,17 @@ fn swtpm() -> Result<Tpm> {
             &format!("type=tcp,bindaddr=127.0.0.1,port={}", port + 1),
         ])
         .args(["--flags", "not-need-init"])
-        .args(["--tpmstate", &format!("dir={}", state.display())])
+        .args(["--tpmstate", &format!("dir={}", state_dir.display())]);
+    command
+}
+
+/// swtpm as a TPM 2.0 with a fresh state directory, waiting for TPM2_Startup.
+fn swtpm() -> Result<Tpm> {
+    let port = free_port_pair()?;
+    let state = std::env::temp_dir().join(format!("parapet-bench-tpm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state)?;
+    let mut child = swtpm_socket(port, &state)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
