@@ -344,11 +344,12 @@ pub const MAX_SESSION_NUM: usize = 3;
 /// active (loaded + saved) sessions.
 pub const MAX_LOADED_SESSIONS: usize = 3;
 /// The buffer of TPM2B_CONTEXT_DATA (Part 2 §14.5, MAX_CONTEXT_SIZE): a session context
-/// blob here is under 250 octets.
+/// blob here is under 250 octets, an event sequence's (three hash states) under 500.
 pub const MAX_CONTEXT_SIZE: usize = 1024;
 /// TPMI_DH_SAVED's transient-object values (Part 2 §15.3): an ordinary object, a sequence
 /// object, and an object with TPMA_OBJECT_stClear.
 pub const SAVED_OBJECT: u32 = 0x8000_0000;
+pub const SAVED_SEQUENCE: u32 = 0x8000_0001;
 pub const SAVED_STCLEAR: u32 = 0x8000_0002;
 /// The smallest nonceCaller StartAuthSession accepts (Part 3 §11.1: 16 octets).
 pub const MIN_NONCE_SIZE: usize = 16;

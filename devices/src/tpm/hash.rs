@@ -1,8 +1,11 @@
 //! The hash algorithms this TPM implements (SHA-1, SHA-256, SHA-384: one PCR bank each) on
 //! RustCrypto's `sha1` and `sha2`, and their known-answer self-tests.
 
+use alloc::vec::Vec;
+
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
+use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Sha256, Sha384};
 
 use super::constants::{TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384};
@@ -182,6 +185,42 @@ impl Hasher {
         }
         out
     }
+
+    /// The running state, as the hash crate serializes it (chaining value, length, and the
+    /// buffered partial block), for a saved sequence context (`commands/context.rs`).
+    pub fn export(&self) -> Vec<u8> {
+        match self {
+            Self::Sha1(h) => h.serialize().to_vec(),
+            Self::Sha256(h) => h.serialize().to_vec(),
+            Self::Sha384(h) => h.serialize().to_vec(),
+        }
+    }
+
+    /// The computation of `alg` whose state [`Hasher::export`] gave; `None` if `state` has
+    /// the wrong length or does not decode (the crates check the buffered block's length),
+    /// or counts 2^48 blocks or more: more than any sequence can take, and enough for the
+    /// crates' bit length (8 × block size × count) to overflow when finishing.
+    pub fn import(alg: HashAlg, state: &[u8]) -> Option<Self> {
+        fn run<H: SerializableState>(state: &[u8]) -> Option<H> {
+            H::deserialize(&SerializedState::<H>::try_from(state).ok()?).ok()
+        }
+        // The crates' layout: the chaining value, then the block count, little-endian, 8
+        // octets (16 for SHA-384); then the buffered block.
+        let (at, width) = match alg {
+            HashAlg::Sha1 => (20, 8),
+            HashAlg::Sha256 => (32, 8),
+            HashAlg::Sha384 => (64, 16),
+        };
+        let count = state.get(at..at + width)?;
+        if count.get(6..)?.iter().any(|&b| b != 0) {
+            return None;
+        }
+        Some(match alg {
+            HashAlg::Sha1 => Self::Sha1(run(state)?),
+            HashAlg::Sha256 => Self::Sha256(run(state)?),
+            HashAlg::Sha384 => Self::Sha384(run(state)?),
+        })
+    }
 }
 
 impl core::fmt::Debug for Hasher {
@@ -241,5 +280,37 @@ mod tests {
             None,
             "SHA-512 is not implemented"
         );
+    }
+
+    #[test]
+    fn hasher_state_round_trips_and_refuses_garbage() {
+        for alg in HashAlg::ALL {
+            let mut h = Hasher::new(alg);
+            h.update(&[0x61; 200]);
+            let state = h.export();
+            // The block count where `import` checks it: 200 octets are 3 blocks of SHA-1
+            // and SHA-256 (64 octets), 1 of SHA-384 (128).
+            let (at, blocks) = [(20, 3), (32, 3), (64, 1)][alg.index()];
+            assert_eq!(state[at..at + 8], u64::to_le_bytes(blocks), "{alg:?}");
+            let mut back = Hasher::import(alg, &state).expect("round trip");
+            back.update(b"tail");
+            h.update(b"tail");
+            assert_eq!(back.finish(), h.finish(), "{alg:?}");
+            // Wrong lengths, another algorithm: refused.
+            assert!(Hasher::import(alg, &state[1..]).is_none());
+            assert!(Hasher::import(alg, &[state.as_slice(), &[0]].concat()).is_none());
+            assert!(Hasher::import(alg, &[]).is_none());
+            for other in HashAlg::ALL.into_iter().filter(|&o| o != alg) {
+                assert!(Hasher::import(other, &state).is_none());
+            }
+            // Any octet set to 0xff: a hasher or None, never a panic.
+            for at in 0..state.len() {
+                let mut s = state.clone();
+                s[at] = 0xff;
+                if let Some(h) = Hasher::import(alg, &s) {
+                    let _ = h.finish();
+                }
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@
 //! PCR_Extend, PCR_Event, PCR_Reset, Hash, HashSequenceStart, SequenceUpdate,
 //! SequenceComplete and EventSequenceComplete (hash and event sequences,
 //! `commands/sequence.rs`), NV_DefineSpace, NV_UndefineSpace, NV_ReadPublic,
-//! NV_Write, NV_Read, StartAuthSession, ContextSave and ContextLoad (sessions), FlushContext
+//! NV_Write, NV_Read, StartAuthSession, ContextSave and ContextLoad (sessions, objects and sequences), FlushContext
 //! (sessions, objects and sequences), PolicyPCR, PolicyGetDigest, CreatePrimary (ECC P-256
 //! and RSA-2048, `object.rs`, `rsa_keys.rs`), Create and Load (ECC P-256 and RSA-2048 keys
 //! and sealed data objects under a storage key, protected as Part 1 §23 says:
@@ -32,8 +32,8 @@
 //! unsalted, bound or unbound, with SHA-1, SHA-256 or SHA-384 (`session.rs`). Not yet:
 //! salted sessions (no objects), parameter encryption (a session may be started with
 //! AES-128-CFB, but decrypt/encrypt on a command is refused), audit, policy commands other
-//! than PolicyPCR and PolicyGetDigest. ContextSave/ContextLoad save and load sessions
-//! (`commands/context.rs`: integrity HMAC and AES-128-CFB with keys from KDFa, Part 1 §30).
+//! than PolicyPCR and PolicyGetDigest. ContextSave/ContextLoad save and load sessions,
+//! transient objects and hash and event sequences (`commands/context.rs`: integrity HMAC and AES-128-CFB with keys from KDFa, Part 1 §30).
 //!
 //! # Processing order (Part 3 §5; Part 4 `ExecuteCommand`)
 //!

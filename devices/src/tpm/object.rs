@@ -967,6 +967,70 @@ impl Sequence {
     }
 }
 
+/// The largest serialized hash state (SHA-384's: 64-octet chaining value, 16-octet block
+/// count, 128-octet block buffer and its position, 209 octets in sha2 0.11), with room.
+const MAX_HASH_STATE: usize = 256;
+
+impl Sequence {
+    /// The sequence inside a context blob (our format, as the reference's HASH_OBJECT is
+    /// its own): hashAlg (TPM_ALG_NULL for an event sequence), authValue as TPM2B,
+    /// firstBlock and ticketSafe (one octet each), then each computation's state as TPM2B
+    /// (one, or one per PCR bank in [`HashAlg::ALL`] order).
+    pub fn write(&self, w: &mut Writer) {
+        let hashers: &[Hasher] = match &self.kind {
+            SequenceKind::Hash(h) => {
+                w.u16(h.alg().alg_id());
+                core::slice::from_ref(h)
+            }
+            SequenceKind::Event(hs) => {
+                w.u16(TPM_ALG_NULL);
+                hs
+            }
+        };
+        w.tpm2b(&self.auth);
+        w.u8(u8::from(self.first_block));
+        w.u8(u8::from(self.ticket_safe));
+        for h in hashers {
+            w.tpm2b(&h.export());
+        }
+    }
+
+    /// Reads what [`Sequence::write`] wrote; `None` if it does not decode exactly.
+    pub fn read(mut r: Reader) -> Option<Self> {
+        let alg = match r.u16().ok()? {
+            TPM_ALG_NULL => None,
+            id => Some(HashAlg::from_alg_id(id)?),
+        };
+        let auth = r.tpm2b(MAX_DIGEST_SIZE).ok()?.to_vec();
+        let flag = |b: u8| match b {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        };
+        let first_block = flag(r.u8().ok()?)?;
+        let ticket_safe = flag(r.u8().ok()?)?;
+        let mut state = |alg| Hasher::import(alg, r.tpm2b(MAX_HASH_STATE).ok()?);
+        let kind = match alg {
+            Some(alg) => SequenceKind::Hash(state(alg)?),
+            None => SequenceKind::Event(
+                HashAlg::ALL
+                    .into_iter()
+                    .map(&mut state)
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+        };
+        if !r.is_empty() {
+            return None;
+        }
+        Some(Self {
+            auth,
+            kind,
+            first_block,
+            ticket_safe,
+        })
+    }
+}
+
 /// What a transient slot holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Loaded {

@@ -5256,12 +5256,180 @@ fn sequence_errors() {
     // Handles that are not transient objects: TPM_RC_VALUE + H1.
     let r = run(&mut tpm, &seq_update_cmd(TPM_RH_OWNER, b"", b"x"));
     assert_eq!(rc_of(&r), rc::handle(rc::VALUE, 1));
-    // ContextSave of a sequence is not implemented: TPM_RC_TYPE + H1.
-    let r = run(
+    // ContextSave of a sequence: savedHandle 0x80000001 (Part 2 §14.6).
+    let r = run_ok(
         &mut tpm,
         &cmd(TPM_ST_NO_SESSIONS, TPM_CC_CONTEXT_SAVE, &hash.to_be_bytes()),
     );
-    assert_eq!(rc_of(&r), rc::handle(rc::TYPE, 1));
+    assert_eq!(u32_at(&r, 18), 0x8000_0001);
+}
+
+/// ContextSave, FlushContext and ContextLoad of a sequence: its new handle.
+fn seq_save_flush_load(tpm: &mut Tpm, handle: u32) -> u32 {
+    let context = context_save(tpm, handle);
+    assert_eq!(
+        u32_at(&context, 8),
+        0x8000_0001,
+        "savedHandle of a sequence"
+    );
+    assert_eq!(u32_at(&context, 12), TPM_RH_NULL);
+    assert_eq!(rc_of(&flush(tpm, handle)), 0);
+    let r = run_ok(tpm, &context_load_cmd(&context));
+    u32_at(&r, 10)
+}
+
+#[test]
+fn hash_sequence_survives_context_save_and_load() {
+    let mut tpm = started();
+    let message: Vec<u8> = (0..3000u32).map(|i| (i * 13 + 5) as u8).collect();
+    let handle = seq_start(&mut tpm, b"pw", TPM_ALG_SHA256);
+    run_ok(&mut tpm, &seq_update_cmd(handle, b"pw", &message[..1000]));
+    run_ok(
+        &mut tpm,
+        &seq_update_cmd(handle, b"pw", &message[1000..1500]),
+    );
+    // The plaintext: hashAlg, authValue, firstBlock, ticketSafe, one state.
+    let context = context_save(&mut tpm, handle);
+    let sequence = u64::from_be_bytes(context[..8].try_into().unwrap());
+    let plain = open_context(&tpm, &context, sequence, 0x8000_0001);
+    assert_eq!(&plain[..8], &h("00 0b 00 02 70 77 01 01"));
+    let handle = seq_save_flush_load(&mut tpm, handle);
+    // The auth survived: a wrong password is refused, the right one works.
+    let r = run(&mut tpm, &seq_update_cmd(handle, b"bad", b"x"));
+    assert_eq!(rc_of(&r), rc::session(rc::BAD_AUTH, 1));
+    run_ok(
+        &mut tpm,
+        &seq_update_cmd(handle, b"pw", &message[1500..2500]),
+    );
+    let handle = seq_save_flush_load(&mut tpm, handle);
+    let r = run_ok(
+        &mut tpm,
+        &seq_complete_cmd(handle, b"pw", &message[2500..], TPM_RH_OWNER),
+    );
+    let p = session_params(&r);
+    assert_eq!(&p[2..34], &Sha256::digest(&message)[..]);
+    // The ticket is still made (ticketSafe survived).
+    assert_eq!(u32_at(p, 36), TPM_RH_OWNER);
+    // The same context loads again (a saved object's context is not used up), and twice
+    // into two slots.
+    let a = run_ok(&mut tpm, &context_load_cmd(&context));
+    let b = run_ok(&mut tpm, &context_load_cmd(&context));
+    assert_ne!(u32_at(&a, 10), u32_at(&b, 10));
+    assert!(!tpm.failure);
+}
+
+#[test]
+fn event_sequence_survives_context_save_and_load() {
+    let mut tpm = started();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 253) as u8).collect();
+    let handle = seq_start(&mut tpm, b"ev", TPM_ALG_NULL);
+    run_ok(&mut tpm, &seq_update_cmd(handle, b"ev", &data[..1000]));
+    run_ok(&mut tpm, &seq_update_cmd(handle, b"ev", &data[1000..1500]));
+    let handle = seq_save_flush_load(&mut tpm, handle);
+    let r = run(&mut tpm, &seq_update_cmd(handle, b"", b"x"));
+    assert_eq!(rc_of(&r), rc::session(rc::BAD_AUTH, 1));
+    run_ok(&mut tpm, &seq_update_cmd(handle, b"ev", &data[1500..2500]));
+    let before: Vec<Vec<u8>> = [TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384]
+        .iter()
+        .map(|&alg| pcr_read(&mut tpm, alg, 16))
+        .collect();
+    let r = run_ok(
+        &mut tpm,
+        &event_complete_cmd(16, handle, b"ev", &data[2500..]),
+    );
+    let digests = [
+        Sha1::digest(&data).to_vec(),
+        Sha256::digest(&data).to_vec(),
+        Sha384::digest(&data).to_vec(),
+    ];
+    let mut expected = h("00 00 00 03");
+    for (alg, d) in [TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384]
+        .iter()
+        .zip(&digests)
+    {
+        expected.extend_from_slice(&alg.to_be_bytes());
+        expected.extend_from_slice(d);
+    }
+    assert_eq!(session_params(&r), &expected[..]);
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA1, 16),
+        Sha1::digest([&before[0][..], &digests[0]].concat()).to_vec()
+    );
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA256, 16),
+        sha256(&[&before[1], &digests[1]])
+    );
+    assert_eq!(
+        pcr_read(&mut tpm, TPM_ALG_SHA384, 16),
+        Sha384::digest([&before[2][..], &digests[2]].concat()).to_vec()
+    );
+}
+
+#[test]
+fn sequence_state_decoding_refuses_garbage() {
+    use super::marshal::{Reader, Writer};
+    use super::object::Sequence;
+    for alg in [Some(super::hash::HashAlg::Sha256), None] {
+        let mut seq = Sequence::new(alg, b"pw");
+        seq.update(&[1; 77]);
+        let mut w = Writer::new();
+        seq.write(&mut w);
+        let bytes = w.into_vec();
+        assert_eq!(Sequence::read(Reader::new(&bytes)), Some(seq.clone()));
+        // Every truncation, a trailing octet, every octet flipped: None or a sequence,
+        // never a panic; a flag octet other than 0 or 1 is refused.
+        for n in 0..bytes.len() {
+            assert_eq!(Sequence::read(Reader::new(&bytes[..n])), None, "{n}");
+        }
+        assert_eq!(
+            Sequence::read(Reader::new(&[&bytes[..], &[0]].concat())),
+            None
+        );
+        for at in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[at] ^= 0xff;
+            let _ = Sequence::read(Reader::new(&b)).map(|s| s.kind);
+        }
+        let mut b = bytes.clone();
+        b[6] = 2;
+        assert_eq!(Sequence::read(Reader::new(&b)), None, "firstBlock 2");
+    }
+}
+
+#[test]
+fn sequence_contexts_are_tamper_evident() {
+    let mut tpm = started();
+    for alg in [TPM_ALG_SHA1, TPM_ALG_SHA384, TPM_ALG_NULL] {
+        let handle = seq_start(&mut tpm, b"pw", alg);
+        run_ok(&mut tpm, &seq_update_cmd(handle, b"pw", &[7; 100]));
+        let context = context_save(&mut tpm, handle);
+        assert_eq!(rc_of(&flush(&mut tpm, handle)), 0);
+        // Every octet of the ciphertext and integrity changed: TPM_RC_INTEGRITY + P1.
+        for at in 20..context.len() {
+            let mut c = context.clone();
+            c[at] ^= 0x5a;
+            let r = run(&mut tpm, &context_load_cmd(&c));
+            assert_eq!(rc_of(&r), rc::parameter(rc::INTEGRITY, 1), "{alg:#x} {at}");
+        }
+        // Another transient savedHandle: a different key and HMAC, integrity fails.
+        for saved in [0x8000_0000u32, 0x8000_0002] {
+            let mut c = context.clone();
+            c[8..12].copy_from_slice(&saved.to_be_bytes());
+            let r = run(&mut tpm, &context_load_cmd(&c));
+            assert_eq!(rc_of(&r), rc::parameter(rc::INTEGRITY, 1));
+        }
+        // Every truncation: a size or integrity error, never a panic.
+        for n in 0..context.len() - 18 {
+            let mut c = context[..16].to_vec();
+            c.extend_from_slice(&(n as u16).to_be_bytes());
+            c.extend_from_slice(&context[18..18 + n]);
+            assert_ne!(rc_of(&run(&mut tpm, &context_load_cmd(&c))), 0);
+        }
+        assert!(!tpm.failure);
+        // The original still loads and completes.
+        let r = run_ok(&mut tpm, &context_load_cmd(&context));
+        assert_eq!(rc_of(&flush(&mut tpm, u32_at(&r, 10))), 0);
+    }
 }
 
 #[test]

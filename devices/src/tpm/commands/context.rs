@@ -33,6 +33,14 @@
 //! a new slot and handle, TPM_RC_OBJECT_MEMORY when there is none); a TPM_RH_NULL object's
 //! context stops loading at the next TPM Reset (the null seed, hence its proof, changes).
 //!
+//! Hash and event sequence objects (Part 1 §30: transient objects too) save the same way
+//! with savedHandle SAVED_SEQUENCE (0x80000001, Part 2 §14.6) and hierarchy TPM_RH_NULL
+//! (Part 4 `AllocateSequenceSlot`); the encrypted part holds `Sequence::write`'s format:
+//! hashAlg, authValue, the first-block flags and each bank's running hash state as the
+//! hash crates serialize it (`Hasher::export`; one state, or three for an event sequence).
+//! ContextLoad decodes it only after the integrity check, and `Sequence::read` still checks
+//! every length, flag and state.
+//!
 //! ContextLoad errors, all numbered with parameter 1 (`context`): a savedHandle that is not
 //! TPMI_DH_SAVED, a hierarchy not TPMI_RH_HIERARCHY+: TPM_RC_VALUE; a contextBlob over
 //! MAX_CONTEXT_SIZE, an integrity not 32 octets, fewer than 8 octets after it: TPM_RC_SIZE;
@@ -40,8 +48,8 @@
 //! Reset): TPM_RC_INTEGRITY; a context whose session is not saved under that sequence (a
 //! replay of a blob already loaded, a flushed session): TPM_RC_HANDLE, as Part 4's
 //! `SequenceNumberForSavedContextIsValid`. The integrity check protects what follows: a
-//! fingerprint or session that does not decode after it is an internal fault (failure mode,
-//! as Part 4's FAIL).
+//! fingerprint, session, object or sequence that does not decode after it is an internal
+//! fault (failure mode, as Part 4's FAIL).
 
 use aes::Aes128;
 use cfb_mode::cipher::KeyIvInit;
@@ -49,12 +57,12 @@ use cfb_mode::{Decryptor, Encryptor};
 
 use super::super::constants::{
     HMAC_SESSION_FIRST, HMAC_SESSION_LAST, MAX_CONTEXT_SIZE, POLICY_SESSION_FIRST,
-    POLICY_SESSION_LAST, SAVED_OBJECT, SAVED_STCLEAR, TPM_RH_ENDORSEMENT, TPM_RH_NULL,
-    TPM_RH_OWNER, TPM_RH_PLATFORM,
+    POLICY_SESSION_LAST, SAVED_OBJECT, SAVED_SEQUENCE, SAVED_STCLEAR, TPM_RH_ENDORSEMENT,
+    TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM,
 };
 use super::super::hash::{Digest, HashAlg};
 use super::super::marshal::{Reader, Writer};
-use super::super::object::Object;
+use super::super::object::{Object, Sequence};
 use super::super::rc::{self, Rc};
 use super::super::session::{kdfa, read_session, write_session};
 use super::super::Tpm;
@@ -116,21 +124,29 @@ fn integrity(
     )
 }
 
-/// ContextSave: saveHandle (TPMI_DH_CONTEXT, a loaded session or object) → context
-/// (TPMS_CONTEXT). A session leaves the loaded set and its slot becomes saved under the new
-/// sequence; an object stays loaded.
+/// What ContextSave saves.
+enum Saved {
+    Object(Object),
+    Sequence(Sequence),
+    Session,
+}
+
+/// ContextSave: saveHandle (TPMI_DH_CONTEXT, a loaded session, object or sequence) →
+/// context (TPMS_CONTEXT). A session leaves the loaded set and its slot becomes saved under
+/// the new sequence; an object or sequence stays loaded.
 pub fn context_save(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     call.end()?;
     let loaded = call.handles.first().copied().unwrap_or(0);
-    if tpm.objects.sequence(loaded).is_some() {
-        // Saving a sequence object is not implemented (a deviation: Part 3 §28.2 has no
-        // code for it; TPM_RC_TYPE + H1 says this kind of object cannot be saved).
-        return Err(rc::handle(rc::TYPE, 1));
-    }
-    let object = tpm.objects.get(loaded).cloned();
-    let (handle, hierarchy) = match &object {
-        Some(object) => (SAVED_OBJECT, object.hierarchy),
-        None => (loaded, TPM_RH_NULL),
+    let saved = match (tpm.objects.get(loaded), tpm.objects.sequence(loaded)) {
+        (Some(object), _) => Saved::Object(object.clone()),
+        (_, Some(sequence)) => Saved::Sequence(sequence.clone()),
+        _ => Saved::Session,
+    };
+    let (handle, hierarchy) = match &saved {
+        Saved::Object(object) => (SAVED_OBJECT, object.hierarchy),
+        // A sequence object is in the NULL hierarchy (Part 4 `AllocateSequenceSlot`).
+        Saved::Sequence(_) => (SAVED_SEQUENCE, TPM_RH_NULL),
+        Saved::Session => (loaded, TPM_RH_NULL),
     };
     let Some(proof) = tpm.context_proof(hierarchy) else {
         tpm.failure = true;
@@ -139,17 +155,23 @@ pub fn context_save(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let drbg = &mut tpm.drbg;
     let epoch = tpm.sessions.epoch(|e| drbg.generate(e, &[]));
     let mut plain = Writer::new();
-    let sequence = match &object {
-        Some(object) => {
+    let sequence = match &saved {
+        Saved::Session => {
+            let (sequence, session) = tpm.sessions.save(loaded).ok_or(rc::REFERENCE_H0)?;
+            plain.u64(sequence);
+            write_session(&mut plain, &session);
+            sequence
+        }
+        Saved::Object(object) => {
             let sequence = tpm.sessions.next_sequence().ok_or(rc::REFERENCE_H0)?;
             plain.u64(sequence);
             object.write(&mut plain);
             sequence
         }
-        None => {
-            let (sequence, session) = tpm.sessions.save(loaded).ok_or(rc::REFERENCE_H0)?;
+        Saved::Sequence(seq) => {
+            let sequence = tpm.sessions.next_sequence().ok_or(rc::REFERENCE_H0)?;
             plain.u64(sequence);
-            write_session(&mut plain, &session);
+            seq.write(&mut plain);
             sequence
         }
     };
@@ -202,6 +224,12 @@ fn read_context<'a>(r: &mut Reader<'a>) -> Result<Context<'a>, Rc> {
     })
 }
 
+/// What a transient-object context holds.
+enum Loaded {
+    Object(Object),
+    Sequence(Sequence),
+}
+
 /// ContextLoad: context (TPMS_CONTEXT) → loadedHandle (response handle, the savedHandle).
 pub fn context_load(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let context = call.param(1, read_context)?;
@@ -237,17 +265,28 @@ pub fn context_load(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
     let (key, iv) = protection_key(proof.as_bytes(), sequence, handle);
     Decryptor::<Aes128>::new(&key.into(), &iv.into()).decrypt(&mut plain);
     if is_object {
-        let object = match plain.split_at_checked(FINGERPRINT_SIZE) {
-            Some((fingerprint, rest)) if fingerprint == sequence.to_be_bytes() => {
-                Object::read(Reader::new(rest)).filter(|o| o.hierarchy == context.hierarchy)
-            }
+        let rest = match plain.split_at_checked(FINGERPRINT_SIZE) {
+            Some((fingerprint, rest)) if fingerprint == sequence.to_be_bytes() => Some(rest),
             _ => None,
         };
-        let Some(object) = object else {
-            tpm.failure = true;
-            return Err(rc::FAILURE);
-        };
-        call.out_handle = Some(tpm.objects.insert(object)?);
+        let loaded = rest.and_then(|rest| {
+            if handle == SAVED_SEQUENCE {
+                let sequence = Sequence::read(Reader::new(rest))?;
+                (context.hierarchy == TPM_RH_NULL).then_some(Loaded::Sequence(sequence))
+            } else {
+                Object::read(Reader::new(rest))
+                    .filter(|o| o.hierarchy == context.hierarchy)
+                    .map(Loaded::Object)
+            }
+        });
+        call.out_handle = Some(match loaded {
+            Some(Loaded::Object(object)) => tpm.objects.insert(object)?,
+            Some(Loaded::Sequence(sequence)) => tpm.objects.insert_sequence(sequence)?,
+            None => {
+                tpm.failure = true;
+                return Err(rc::FAILURE);
+            }
+        });
         return Ok(());
     }
     let session = match plain.split_at_checked(FINGERPRINT_SIZE) {

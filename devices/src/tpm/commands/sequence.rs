@@ -8,8 +8,9 @@
 //! MAX_DIGEST_BUFFER octets. A successful SequenceComplete or EventSequenceComplete flushes
 //! it (TPMA_CC.flushed). HMAC sequences (TPM2_HMAC_Start) are not implemented.
 //!
-//! ContextSave refuses a sequence object (`commands/context.rs`): its saved form is not
-//! implemented.
+//! ContextSave saves a sequence object with its running hash state and ContextLoad restores
+//! it (`commands/context.rs`; savedHandle 0x80000001), as Linux's resource manager does
+//! around every command.
 
 use super::super::constants::{MAX_DIGEST_BUFFER, TPM_ALG_NULL};
 use super::super::hash::{HashAlg, MAX_DIGEST_SIZE};
