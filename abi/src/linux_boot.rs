@@ -85,6 +85,10 @@ pub mod header {
     pub const XLOADFLAGS: usize = 0x236;
     /// `cmdline_size`, 4 bytes (2.06+): the longest command line, without its NUL.
     pub const CMDLINE_SIZE: usize = 0x238;
+    /// `payload_offset` and `payload_length`, 4 bytes each (2.08+), read: the compressed
+    /// kernel inside the protected-mode kernel, from its start.
+    pub const PAYLOAD_OFFSET: usize = 0x248;
+    pub const PAYLOAD_LENGTH: usize = 0x24c;
     /// `setup_data`, 8 bytes (2.09+), write (special): a linked list the loader owns.
     pub const SETUP_DATA: usize = 0x250;
     /// `pref_address`, 8 bytes (2.10+).

@@ -57,6 +57,16 @@ pub fn cpu_mode(sregs: &kvm_sregs) -> CpuMode {
 
 /// The base a data segment adds to an address: none in 64-bit mode (Intel SDM Vol. 1
 /// §3.4.2.1; FS and GS excepted, which string I/O does not use without an override).
+/// The general-purpose registers in their instruction-encoding order (RAX, RCX, RDX, RBX,
+/// RSP, RBP, RSI, RDI, R8-R15): what a register number in an instruction, or the register
+/// page's array, indexes.
+pub fn general_registers(r: &kvm_regs) -> [u64; 16] {
+    [
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15,
+    ]
+}
+
 pub fn data_segment_base(sregs: &kvm_sregs, segment: &kvm_segment) -> u64 {
     if cpu_mode(sregs) == CpuMode::Long64 {
         0

@@ -440,10 +440,7 @@ impl<'a> Vp<'a> {
         }
         if pages.vtl0_registers.enabled() {
             let r = vtl0_regs;
-            let general = [
-                r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11,
-                r.r12, r.r13, r.r14, r.r15,
-            ];
+            let general = crate::vcpu_state::general_registers(r);
             let page = register_page::encode(&general, r.rip, r.rflags);
             let _ = self.memory.write(pages.vtl0_registers.gpa(), &page);
         }

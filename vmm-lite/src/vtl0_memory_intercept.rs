@@ -29,7 +29,9 @@ use kvm_ioctls::VcpuFd;
 
 use crate::guest_memory::GuestMemory;
 use crate::port_io_decode::{CpuMode, MAX_INSTRUCTION_LEN};
-use crate::vcpu_state::{complete_pending, cpu_mode, data_segment_base, LinearMemory};
+use crate::vcpu_state::{
+    complete_pending, cpu_mode, data_segment_base, general_registers, LinearMemory,
+};
 use crate::vtl0_intercept::{header, kvm_err, Intercepted};
 
 /// What KVM reported: the address, the access size, and a write's bytes.
@@ -295,13 +297,10 @@ fn write_ending_at(
 /// The value a write from `source` stores, before truncation to its size.
 fn stored(source: Source, regs: &kvm_regs) -> u64 {
     let gpr = |n: u8| {
-        [
-            regs.rax, regs.rcx, regs.rdx, regs.rbx, regs.rsp, regs.rbp, regs.rsi, regs.rdi,
-            regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
-        ]
-        .get(usize::from(n))
-        .copied()
-        .unwrap_or(0)
+        general_registers(regs)
+            .get(usize::from(n))
+            .copied()
+            .unwrap_or(0)
     };
     match source {
         Source::Immediate(value) => value,

@@ -89,21 +89,20 @@ pub fn vmlinux_of(bzimage: &Path) -> Result<PathBuf> {
 }
 
 /// The compressed payload of a bzImage: `payload_length` bytes from `payload_offset` into its
-/// protected-mode kernel, which starts at `(setup_sects + 1) * 512` (0 sectors meaning 4).
+/// protected-mode kernel (the header as `abi::linux_boot` reads it).
 fn bzimage_payload(image: &[u8]) -> Result<&[u8]> {
+    use abi::linux_boot::{header, SetupHeader};
+    let setup = SetupHeader::parse(image).map_err(|e| anyhow::anyhow!("{e}"))?;
     let word = |at: usize| -> Result<usize> {
         let bytes = image.get(at..at + 4).context("the header is cut short")?;
         Ok(u32::from_le_bytes(bytes.try_into()?) as usize)
     };
-    let setup_sects = match image.get(0x1f1).context("the header is cut short")? {
-        0 => 4,
-        &n => usize::from(n),
-    };
-    let start = (setup_sects + 1) * 512 + word(0x248)?;
+    let start = word(header::PAYLOAD_OFFSET)?;
     let end = start
-        .checked_add(word(0x24c)?)
+        .checked_add(word(header::PAYLOAD_LENGTH)?)
         .context("payload length overflows")?;
-    image
+    setup
+        .kernel(image)
         .get(start..end)
         .context("the payload runs past the file")
 }

@@ -235,11 +235,10 @@ fn measure(kernel: (u64, u64), initrd: Option<(u64, u64)>, command_line: &[u8]) 
     if !tpm::present() {
         return;
     }
-    let mut files = [("kernel", Some(kernel)), ("initrd", initrd)];
-    for (what, part) in &mut files {
+    for (what, part) in [("kernel", Some(kernel)), ("initrd", initrd)] {
         if let Some((address, len)) = part {
             // Guest RAM the bundle staged, the guest not running yet (`ram::inspect`).
-            let _ = ram::inspect(*address, *len, |bytes| {
+            let _ = ram::inspect(address, len, |bytes| {
                 tpm::measure(tpm::PCR_FILES, what, bytes)
             });
         }
