@@ -300,7 +300,7 @@ fn vmm_lite_vbs_selftest() -> Result<(), Failed> {
     vmm.platform = "vbs";
     let run = vmm.run_timed(None, TIMEOUT).map_err(|e| format!("{e:#}"))?;
     check(
-        run.output.contains("GetVpRegisters says VP index 0"),
+        run.console.contains("GetVpRegisters says VP index 0"),
         "the boot-time hypercall did not answer",
         &run.output,
     )?;
@@ -333,7 +333,7 @@ fn vmm_lite_selftest() -> Result<(), Failed> {
     let run = vmm_lite(Flavor::SelfTest, CPUS, None)?
         .run_timed(None, TIMEOUT)
         .map_err(|e| format!("{e:#}"))?;
-    check_selftest_run(Arch::X86_64, run.verdict, &run.output)
+    check_selftest_run(Arch::X86_64, run.verdict, &run.console)
 }
 
 /// The command line reaches the firmware through the IGVM parameter area, and a firmware
@@ -348,7 +348,7 @@ fn vmm_lite_reports_firmware_failure() -> Result<(), Failed> {
         &run.output,
     )?;
     check(
-        run.output
+        run.console
             .contains("PANIC on cpu0 at boot/src/selftest/mod.rs:"),
         "panic location not printed",
         &run.output,

@@ -190,7 +190,7 @@ fn bad_payload(arch: Arch) -> Result<(), Failed> {
         backend(arch)
     );
     check(
-        run.verdict == Verdict::Failure && run.output.contains(&reason),
+        run.verdict == Verdict::Failure && run.console.contains(&reason),
         &format!(
             "verdict {:?}: a bad payload must stop Parapet with failure and say why",
             run.verdict

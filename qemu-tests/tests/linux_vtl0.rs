@@ -102,7 +102,7 @@ fn plan() -> Result<Plan, String> {
         Verdict::Abnormal(code) => code,
         _ => None,
     };
-    if let Some(report) = kvm_cannot_run_report(status, &run.output) {
+    if let Some(report) = kvm_cannot_run_report(status, &run.errors) {
         let kernel_lines: Vec<&str> = run
             .console
             .lines()
@@ -123,6 +123,7 @@ fn failed_run(why: String) -> Run {
         verdict: Verdict::Abnormal(None),
         output: why.clone(),
         console: why,
+        errors: String::new(),
         ready_after: None,
         guest_output_after: None,
         watched_after: None,

@@ -56,10 +56,12 @@ fn run_payload(payload: PathBuf, platform: &'static str) -> Result<Ran, Failed> 
 fn bad_payloads() -> Result<(), Failed> {
     let not_elf = std::env::temp_dir().join(format!("parapet-not-elf-{}", std::process::id()));
     std::fs::write(&not_elf, b"MZ this is not an ELF file").map_err(|e| e.to_string())?;
+    // Parapet's line is on standard output and vmm-lite's on standard error; the two pipes
+    // are read side by side, so only each on its own keeps its lines whole.
     let Ran {
         verdict,
+        console,
         all: output,
-        ..
     } = run_payload(not_elf.clone(), "vbs")?;
     let Ran {
         verdict: native_verdict,
@@ -69,7 +71,7 @@ fn bad_payloads() -> Result<(), Failed> {
     std::fs::remove_file(&not_elf).ok();
     check(
         verdict == Verdict::Failure
-            && output.contains("hv_vtl: VTL0 not started: loading the VTL0 guest: the payload is not a usable ELF: not an ELF file"),
+            && console.contains("hv_vtl: VTL0 not started: loading the VTL0 guest: the payload is not a usable ELF: not an ELF file"),
         &format!("verdict {verdict:?}: a bad payload must stop Parapet with failure and say why"),
         &output,
     )?;

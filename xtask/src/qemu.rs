@@ -45,6 +45,8 @@ pub struct Run {
     pub output: String,
     /// Standard output alone: the console, with its lines whole.
     pub console: String,
+    /// Standard error alone: the VMM's own messages, with their lines whole.
+    pub errors: String,
     /// Time from starting QEMU to the `parapet: ready` line, if it came.
     pub ready_after: Option<Duration>,
     /// Time from starting QEMU to the guest's first console line (`vtl0| ` or `guest| `).
@@ -243,11 +245,13 @@ pub fn run_command_watching(
     std::thread::spawn(move || pump(&mut stdout, true, out_tx));
     std::thread::spawn(move || pump(&mut stderr, false, tx));
     let mut stdin = child.stdin.take();
-    let (mut output, mut console) = (Vec::new(), Vec::new());
-    let take =
+    let (mut output, mut console, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut take =
         |output: &mut Vec<u8>, console: &mut Vec<u8>, (is_stdout, chunk): (bool, Vec<u8>)| {
             if is_stdout {
                 console.extend_from_slice(&chunk);
+            } else {
+                errors.extend_from_slice(&chunk);
             }
             output.extend_from_slice(&chunk);
         };
@@ -317,6 +321,7 @@ pub fn run_command_watching(
         verdict,
         output: text(&output),
         console: text(&console),
+        errors: text(&errors),
         ready_after,
         guest_output_after,
         watched_after,
