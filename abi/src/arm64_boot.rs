@@ -392,6 +392,10 @@ pub mod qemu_virt {
     pub const UART_BASE: u64 = 0x0900_0000;
     pub const UART_SIZE: u64 = 0x1000;
     pub const UART_SPI: u32 = 1;
+    /// The PL061 GPIO controller, 4 KiB, on SPI 7 (INTID 39).
+    pub const GPIO_BASE: u64 = 0x0903_0000;
+    pub const GPIO_SIZE: u64 = 0x1000;
+    pub const GPIO_SPI: u32 = 7;
 }
 
 /// A GICv3 distributor's register frame is 64 KiB (GICv3/v4 architecture specification,
@@ -406,6 +410,15 @@ pub const GICR_STRIDE: u64 = 0x2_0000;
 /// (§2.3.3 of the Devicetree Specification); QEMU numbers from 0x8000.
 pub const GIC_PHANDLE: u32 = 1;
 pub const CLOCK_PHANDLE: u32 = 2;
+pub const GPIO_PHANDLE: u32 = 3;
+
+/// A GPIO specifier's flags cell (`include/dt-bindings/gpio/gpio.h`).
+pub const GPIO_ACTIVE_HIGH: u32 = 0;
+pub const GPIO_ACTIVE_LOW: u32 = 1;
+
+/// The SPI clock the TPM node states (`spi-max-frequency`): a bit-banged bus is slower
+/// than any TPM, so the value only has to be one a TPM takes.
+pub const TPM_SPI_HZ: u32 = 1_000_000;
 
 /// The PL011's clock as QEMU's `virt` describes it: a fixed 24 MHz `apb-pclk`.
 pub const UART_CLOCK_HZ: u32 = 24_000_000;
@@ -468,6 +481,21 @@ pub struct Pl011 {
     pub spi: u32,
 }
 
+/// A TPM on an SPI bus bit-banged through a PL061's pins (`gpio/pl061-gpio.yaml`,
+/// `spi/spi-gpio.yaml`, `tpm/tcg,tpm_tis-spi.yaml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpioSpiTpm {
+    /// The PL061's registers and its interrupt as an SPI number (INTID - 32).
+    pub gpio_base: u64,
+    pub gpio_size: u64,
+    pub gpio_spi: u32,
+    /// The PL061's pins for the clock, MOSI, MISO and chip select (active low).
+    pub clock_pin: u32,
+    pub mosi_pin: u32,
+    pub miso_pin: u32,
+    pub chip_select_pin: u32,
+}
+
 /// What the guest's device tree describes. Ranges are (start, end), end exclusive.
 #[derive(Clone, Copy, Debug)]
 pub struct GuestTree<'a> {
@@ -490,6 +518,8 @@ pub struct GuestTree<'a> {
     pub kaslr_seed: Option<u64>,
     /// `/chosen/rng-seed`: bytes the kernel credits as early entropy, then wipes.
     pub rng_seed: Option<&'a [u8]>,
+    /// The guest's TPM, if it has one.
+    pub tpm: Option<GpioSpiTpm>,
 }
 
 /// Why a guest tree cannot be built.
@@ -521,6 +551,9 @@ pub enum TreeError {
     BadGic,
     /// A UART with a zero size or running past the address space.
     BadUart,
+    /// A GPIO controller with a zero size or running past the address space, or a pin
+    /// number above 7.
+    BadGpio,
     /// An SPI number above [`gic_irq::MAX_SPI`].
     BadSpi(u32),
     /// A device's registers (`.0`: "GIC distributor", ...) overlap RAM.
@@ -544,6 +577,10 @@ impl core::fmt::Display for TreeError {
             Self::InitrdOutsideRam => write!(f, "the initrd is not inside one RAM range"),
             Self::BadGic => write!(f, "the GIC's frames are empty, misaligned or overflow"),
             Self::BadUart => write!(f, "the UART's registers are empty or overflow"),
+            Self::BadGpio => write!(
+                f,
+                "the GPIO's registers are empty or overflow, or a pin is above 7"
+            ),
             Self::BadSpi(n) => write!(f, "SPI {n} is above 987"),
             Self::MmioInRam(what) => write!(f, "the {what} registers overlap RAM"),
             Self::TooLarge(n) => write!(f, "the device tree is {n} bytes, more than 2 MiB"),
@@ -591,10 +628,16 @@ fn region(base: u64, size: u64) -> Option<(u64, u64)> {
 /// - `/pl011@<base>`: `compatible = "arm,pl011", "arm,primecell"`, `reg`,
 ///   `interrupts = <SPI n LEVEL_HIGH>`, `clock-names = "uartclk", "apb_pclk"`,
 ///   `clocks` = the 24 MHz clock twice.
+/// - With a TPM: `/pl061@<base>` as QEMU writes its GPIO (`compatible = "arm,pl061",
+///   "arm,primecell"`, `reg`, `interrupts`, `gpio-controller`, `#gpio-cells = <2>`, the
+///   24 MHz clock as `apb_pclk`, `phandle`), and `/spi`, an `spi-gpio` bus on its pins
+///   (`sck-`, `mosi-`, `miso-gpios`, `cs-gpios` active low, `num-chipselects = <1>`) with
+///   `tpm@0`: `compatible = "tcg,tpm_tis-spi"`, `reg = <0>`, `spi-max-frequency`. QEMU's
+///   `virt` has no such bus; its PL061 is at the same place.
 ///
 /// Left out of QEMU's tree on purpose: the PMU (Parapet does not virtualise it), the
-/// `virtio_mmio`, PCIe, flash, fw-cfg, PL031, PL061 and gpio-keys devices, the ITS, `cpu-map`,
-/// and the root's `dma-coherent` (no device here does DMA).
+/// `virtio_mmio`, PCIe, flash, fw-cfg, PL031 and gpio-keys devices (and the PL061 without a
+/// TPM), the ITS, `cpu-map`, and the root's `dma-coherent` (no device here does DMA).
 pub fn build_device_tree(tree: &GuestTree) -> Result<Vec<u8>, TreeError> {
     // RAM: non-empty, non-overlapping.
     if tree.ram.is_empty() {
@@ -666,11 +709,28 @@ pub fn build_device_tree(tree: &GuestTree) -> Result<Vec<u8>, TreeError> {
     if uart.spi > gic_irq::MAX_SPI {
         return Err(TreeError::BadSpi(uart.spi));
     }
-    for (what, r) in [
+    let mut mmio = alloc::vec![
         ("GIC distributor", gicd),
         ("GIC redistributor", gicr),
         ("UART", uart_regs),
-    ] {
+    ];
+    if let Some(tpm) = tree.tpm {
+        let gpio = region(tpm.gpio_base, tpm.gpio_size).ok_or(TreeError::BadGpio)?;
+        let pins = [
+            tpm.clock_pin,
+            tpm.mosi_pin,
+            tpm.miso_pin,
+            tpm.chip_select_pin,
+        ];
+        if pins.iter().any(|&p| p > 7) {
+            return Err(TreeError::BadGpio);
+        }
+        if tpm.gpio_spi > gic_irq::MAX_SPI {
+            return Err(TreeError::BadSpi(tpm.gpio_spi));
+        }
+        mmio.push(("GPIO", gpio));
+    }
+    for (what, r) in mmio {
         if ram.iter().any(|&m| overlaps(m, r)) {
             return Err(TreeError::MmioInRam(what));
         }
@@ -782,12 +842,56 @@ pub fn build_device_tree(tree: &GuestTree) -> Result<Vec<u8>, TreeError> {
     w.property_cells("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE]);
     w.end_node();
 
+    if let Some(tpm) = tree.tpm {
+        write_gpio_spi_tpm(&mut w, &tpm);
+    }
+
     w.end_node();
     let blob = w.finish().map_err(TreeError::Fdt)?;
     if blob.len() > MAX_DTB_SIZE {
         return Err(TreeError::TooLarge(blob.len()));
     }
     Ok(blob)
+}
+
+/// The PL061 as QEMU's `virt` describes its own (no `interrupt-controller`: nothing here
+/// takes interrupts from its pins), and the bus on its pins: an `spi-gpio`
+/// node whose `cs-gpios` is active low (as every SPI chip select without `spi-cs-high`),
+/// with the TPM as its device 0.
+fn write_gpio_spi_tpm(w: &mut FdtWriter, tpm: &GpioSpiTpm) {
+    w.begin_node(&format!("pl061@{:x}", tpm.gpio_base));
+    w.property_strings("compatible", &["arm,pl061", "arm,primecell"]);
+    w.property_u64s("reg", &[tpm.gpio_base, tpm.gpio_size]);
+    w.property_cells(
+        "interrupts",
+        &[gic_irq::SPI, tpm.gpio_spi, gic_irq::LEVEL_HIGH],
+    );
+    w.property_empty("gpio-controller");
+    w.property_u32("#gpio-cells", 2);
+    w.property_string("clock-names", "apb_pclk");
+    w.property_u32("clocks", CLOCK_PHANDLE);
+    w.property_u32("phandle", GPIO_PHANDLE);
+    w.end_node();
+
+    w.begin_node("spi");
+    w.property_string("compatible", "spi-gpio");
+    w.property_u32("#address-cells", 1);
+    w.property_u32("#size-cells", 0);
+    for (name, pin, flags) in [
+        ("sck-gpios", tpm.clock_pin, GPIO_ACTIVE_HIGH),
+        ("mosi-gpios", tpm.mosi_pin, GPIO_ACTIVE_HIGH),
+        ("miso-gpios", tpm.miso_pin, GPIO_ACTIVE_HIGH),
+        ("cs-gpios", tpm.chip_select_pin, GPIO_ACTIVE_LOW),
+    ] {
+        w.property_cells(name, &[GPIO_PHANDLE, pin, flags]);
+    }
+    w.property_u32("num-chipselects", 1);
+    w.begin_node("tpm@0");
+    w.property_string("compatible", "tcg,tpm_tis-spi");
+    w.property_u32("reg", 0);
+    w.property_u32("spi-max-frequency", TPM_SPI_HZ);
+    w.end_node();
+    w.end_node();
 }
 
 /// The `stdout-path` [`build_device_tree`] writes for a PL011 at `base`.
@@ -1068,6 +1172,15 @@ mod tests {
             initrd: Some(INITRD),
             kaslr_seed: Some(0x0123_4567_89ab_cdef),
             rng_seed: Some(&RNG),
+            tpm: Some(GpioSpiTpm {
+                gpio_base: qemu_virt::GPIO_BASE,
+                gpio_size: qemu_virt::GPIO_SIZE,
+                gpio_spi: qemu_virt::GPIO_SPI,
+                clock_pin: 0,
+                mosi_pin: 1,
+                miso_pin: 2,
+                chip_select_pin: 3,
+            }),
         }
     }
 
@@ -1164,6 +1277,34 @@ mod tests {
 		interrupts = <0x00 0x01 0x04>;
 		clock-names = "uartclk\0apb_pclk";
 		clocks = <0x02 0x02>;
+	};
+
+	pl061@9030000 {
+		compatible = "arm,pl061\0arm,primecell";
+		reg = <0x00 0x9030000 0x00 0x1000>;
+		interrupts = <0x00 0x07 0x04>;
+		gpio-controller;
+		#gpio-cells = <0x02>;
+		clock-names = "apb_pclk";
+		clocks = <0x02>;
+		phandle = <0x03>;
+	};
+
+	spi {
+		compatible = "spi-gpio";
+		#address-cells = <0x01>;
+		#size-cells = <0x00>;
+		sck-gpios = <0x03 0x00 0x00>;
+		mosi-gpios = <0x03 0x01 0x00>;
+		miso-gpios = <0x03 0x02 0x00>;
+		cs-gpios = <0x03 0x03 0x01>;
+		num-chipselects = <0x01>;
+
+		tpm@0 {
+			compatible = "tcg,tpm_tis-spi";
+			reg = <0x00>;
+			spi-max-frequency = <0xf4240>;
+		};
 	};
 };
 "#;
@@ -1390,6 +1531,38 @@ mod tests {
             ..g
         })
         .is_ok());
+        let tpm = g.tpm.unwrap();
+        let with_tpm = |tpm: GpioSpiTpm| {
+            build(GuestTree {
+                tpm: Some(tpm),
+                ..g
+            })
+        };
+        assert_eq!(
+            with_tpm(GpioSpiTpm {
+                gpio_size: 0,
+                ..tpm
+            }),
+            TreeError::BadGpio
+        );
+        assert_eq!(
+            with_tpm(GpioSpiTpm { miso_pin: 8, ..tpm }),
+            TreeError::BadGpio
+        );
+        assert_eq!(
+            with_tpm(GpioSpiTpm {
+                gpio_spi: 988,
+                ..tpm
+            }),
+            TreeError::BadSpi(988)
+        );
+        assert_eq!(
+            with_tpm(GpioSpiTpm {
+                gpio_base: RAM[0].0,
+                ..tpm
+            }),
+            TreeError::MmioInRam("GPIO")
+        );
         assert_eq!(
             build(GuestTree {
                 uart: Pl011 {

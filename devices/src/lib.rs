@@ -6,11 +6,14 @@
 
 extern crate alloc;
 
+pub mod gpio_spi;
 pub mod ioapic;
 pub mod pit;
 pub mod pl011;
+pub mod pl061;
 pub mod psci;
 pub mod pvclock;
+pub mod spi_wires;
 pub mod text_output;
 #[cfg(feature = "tpm")]
 pub mod tpm;

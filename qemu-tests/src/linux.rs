@@ -154,6 +154,10 @@ pub struct InitReport {
     pub read: Option<Typed>,
     /// The `serial-irq` line's /proc/interrupts row, if any.
     pub serial_irq: Option<InterruptRow>,
+    /// The modules /init loaded (`insmod NAME ok`) and failed to (`insmod NAME failed`), in
+    /// the order printed: the TPM's driver and the bus it sits on (arm64; none on x86).
+    pub modules_loaded: Vec<String>,
+    pub modules_failed: Vec<String>,
     /// The TPM's SHA-256 PCRs as /sys/class/tpm/tpm0/pcr-sha256 gave them: (index, hex).
     pub tpm_pcrs: Vec<(u32, String)>,
     /// `parapet-init: tpm none`: the guest found no TPM.
@@ -274,6 +278,17 @@ pub fn init_report(console: &str) -> InitReport {
                 report.serial_irq = interrupt_row(rest);
                 report.serial_irq.is_some()
             }
+            "insmod" => match rest.split_once(' ') {
+                Some((name, "ok")) => {
+                    report.modules_loaded.push(name.to_string());
+                    true
+                }
+                Some((name, "failed")) => {
+                    report.modules_failed.push(name.to_string());
+                    true
+                }
+                _ => false,
+            },
             "tpm-pcr-sha256" => {
                 let pcr = rest
                     .split_once(' ')
@@ -344,10 +359,11 @@ impl Problems {
 /// Everything wrong with a Linux guest's boot under Parapet on `arch`, as read from `console`
 /// (empty when all is well).
 ///
-/// On both architectures: /init ran and finished, every line of it readable; `sleep 1`
-/// returned after at least a second of the guest's uptime (its timer interrupts arrive); the
-/// line typed at its prompt was read back whole (console input reaches the guest's UART);
-/// `expected.online` CPUs came up.
+/// On both architectures: /init ran and finished, every line of it readable, no `insmod` of
+/// it failed (arm64 loads its TPM's drivers; x86 loads none); `sleep 1` returned after at
+/// least a second of the guest's uptime (its timer interrupts arrive); the line typed at its
+/// prompt was read back whole (console input reaches the guest's UART); `expected.online` CPUs
+/// came up.
 ///
 /// x86_64 (svm): the UART's interrupt came through the I/O APIC to ttyS0; the guest saw
 /// exactly the e820 map Parapet logged, with no RAM in Parapet's region, and every range of
@@ -379,6 +395,12 @@ fn common_problems(problems: &mut Problems, init: &InitReport, expected: &Expect
     });
     problems.require(init.unreadable.is_empty(), || {
         format!("unreadable /init lines: {:?}", init.unreadable)
+    });
+    problems.require(init.modules_failed.is_empty(), || {
+        format!(
+            "/init could not load the modules {:?} (the guest's console says why)",
+            init.modules_failed
+        )
     });
     // /proc/uptime has two decimals: compare whole hundredths.
     let hundredths = |s: f64| (s * 100.0).round() as i64;
@@ -724,6 +746,45 @@ guest| parapet-init: done
             assert_eq!(init.unreadable.len(), 1, "{bad:?} was read: {init:?}");
             assert!(init.read.is_none() && init.iomem.is_empty() && !init.prompted);
         }
+    }
+
+    #[test]
+    fn insmod_lines_are_read_and_a_failed_load_is_a_problem() {
+        let read = |line: &str| init_report(&format!("guest| parapet-init: {line}\n"));
+        let loaded = read("insmod spi-gpio ok");
+        assert_eq!(loaded.modules_loaded, ["spi-gpio"]);
+        assert!(loaded.modules_failed.is_empty() && loaded.unreadable.is_empty());
+        let failed = read("insmod tpm_tis_spi failed");
+        assert_eq!(failed.modules_failed, ["tpm_tis_spi"]);
+        assert!(failed.modules_loaded.is_empty() && failed.unreadable.is_empty());
+        for bad in [
+            "insmod",
+            "insmod spi-gpio",
+            "insmod spi-gpio maybe",
+            "insmod spi-gpio ok now",
+        ] {
+            let init = read(bad);
+            assert_eq!(init.unreadable.len(), 1, "{bad:?} was read: {init:?}");
+            assert!(init.modules_loaded.is_empty() && init.modules_failed.is_empty());
+        }
+        // In a boot, where /init prints them: between the serial line and the TPM's.
+        let at = "guest| parapet-init: done";
+        let loads = |second: &str| {
+            format!("guest| parapet-init: insmod spi-bitbang ok\nguest| parapet-init: insmod spi-gpio {second}\n{at}")
+        };
+        let problems = |second: &str| {
+            let changes = [(at, loads(second))];
+            let changes: Vec<(&str, &str)> =
+                changes.iter().map(|(a, b)| (*a, b.as_str())).collect();
+            changed(Arch::Aarch64, ARM64_CONSOLE, &changes)
+        };
+        assert_eq!(problems("ok"), Vec::<String>::new());
+        assert_eq!(
+            problems("failed"),
+            ["/init could not load the modules [\"spi-gpio\"] (the guest's console says why)"]
+        );
+        let init = init_report(&ARM64_CONSOLE.replacen(at, &loads("failed"), 1));
+        assert_eq!(init.modules_loaded, ["spi-bitbang"]);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! svm backend on x86_64 and the el2 backend on aarch64 boot it with the busybox initramfs
 //! (`cargo xtask kernels`, `cargo xtask initramfs`; both fetched from Debian once and cached),
 //! handed over as one guest bundle (the PVH module; the device tree's initrd). Its /init
-//! reports what Linux found (`parapet-init: ...` lines), reads a line typed on the console,
-//! and powers off (ACPI S5; PSCI SYSTEM_OFF).
+//! reports what Linux found (`parapet-init: ...` lines; on arm64 first loading the modules of
+//! the TPM's driver), reads a line typed on the console, and powers off (ACPI S5; PSCI
+//! SYSTEM_OFF). On both, the guest's TPM PCRs must be what Parapet measured of the boot.
 //!
 //! On x86_64 the same kernel boots twice: as Debian ships it (a bzImage, through its
 //! decompressor) and as the vmlinux inside it (entered at `startup_64`), the form the hv_vtl
@@ -78,16 +79,15 @@ fn boots_debian_linux_to_its_init(arch: Arch, form: Form) -> Result<(), Failed> 
         typed: TYPED,
     };
     problems.extend(linux_boot_problems(arch, &run.console, &expected));
-    if arch == Arch::X86_64 {
-        // The guest's TPM holds what Parapet measured: the same files, hashed here.
-        let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| e.to_string());
-        let wanted = expected_pcrs(&read(&kernel)?, &read(&initramfs)?, cmdline.as_bytes());
-        let seen = init_report(&run.console).tpm_pcrs;
-        if seen != wanted {
-            problems.push(format!(
-                "the guest's TPM PCRs (SHA-256) are {seen:?}, Parapet's measurements of the boot give {wanted:?}"
-            ));
-        }
+    // The guest's TPM holds what Parapet measured: the same files, hashed here. x86's kernel
+    // has the TPM's driver built in; arm64's has it once /init has loaded its modules.
+    let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| e.to_string());
+    let wanted = expected_pcrs(&read(&kernel)?, &read(&initramfs)?, cmdline.as_bytes());
+    let seen = init_report(&run.console).tpm_pcrs;
+    if seen != wanted {
+        problems.push(format!(
+            "the guest's TPM PCRs (SHA-256) are {seen:?}, Parapet's measurements of the boot give {wanted:?}"
+        ));
     }
     if problems.is_empty() {
         return Ok(());

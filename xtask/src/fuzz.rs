@@ -1,5 +1,5 @@
-//! `cargo xtask fuzz`: the cargo-fuzz targets in fuzz/ (the TPM's command parser and its CRB
-//! registers), each for a bounded time. `cargo xtask test` runs them briefly as a tier.
+//! `cargo xtask fuzz`: the cargo-fuzz targets in fuzz/ (the TPM's command parser, its CRB
+//! registers, its FIFO interface on SPI), each for a bounded time. `cargo xtask test` runs them briefly as a tier.
 //!
 //! They run on the pinned stable toolchain with `--sanitizer none`: AddressSanitizer needs
 //! nightly's `-Zsanitizer`, and the code under test has no `unsafe` for it to watch; the
@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use crate::setup;
 
 /// The targets, as fuzz/Cargo.toml names them.
-pub const TARGETS: [&str; 2] = ["tpm_command", "tpm_crb"];
+pub const TARGETS: [&str; 3] = ["tpm_command", "tpm_crb", "tpm_tis_spi"];
 
 /// One target's run.
 #[derive(Debug)]

@@ -1,11 +1,13 @@
 //! The initramfs for tests that boot Debian's stock Linux kernel as a guest under Parapet:
-//! Debian's static busybox, links to the applets the script runs, and an `/init` script whose
-//! output lines the tests parse. Busybox comes from Debian's archive through the same apt as
-//! the kernels (see `kernels`) and is cached as `target/initramfs/<arch>/busybox`, beside the
-//! default archive `initramfs.cpio`; neither is committed.
+//! Debian's static busybox, links to the applets the script runs, the kernel modules the
+//! guest's TPM needs (arm64 only, from the kernel's own package: `kernels::debian_tpm_modules`)
+//! and an `/init` script whose output lines the tests parse. Busybox comes from Debian's
+//! archive through the same apt as the kernels (see `kernels`) and is cached as
+//! `target/initramfs/<arch>/busybox`, beside the default archive `initramfs.cpio`; neither is
+//! committed.
 //!
 //! The archive is uncompressed "newc" cpio, written here: no cpio tool or crate needed, and
-//! the bytes depend on busybox and this file alone.
+//! the bytes depend on busybox, the modules and this file alone.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,6 +63,14 @@ const INIT: &str = concat!(
     "if read -t 60 line; then echo \"parapet-init: read [$line]\"; else echo \"parapet-init: read nothing\"; fi\n",
     // The UART's interrupt line and its count: the console works by interrupts, not polling.
     "echo \"parapet-init: serial-irq $(grep -E 'ttyS0|ttyAMA0|uart-pl011' /proc/interrupts)\"\n",
+    // The modules the TPM's driver needs (arm64: the SPI bus over GPIO and the TPM on it), in
+    // the order /lib/modules/load-order lists them, each after the ones it depends on. An
+    // archive without modules (x86) has no such file and loads none.
+    "if [ -f /lib/modules/load-order ]; then\n",
+    "  while read m; do\n",
+    "    if insmod /lib/modules/$m.ko; then echo \"parapet-init: insmod $m ok\"; else echo \"parapet-init: insmod $m failed\"; fi\n",
+    "  done < /lib/modules/load-order\n",
+    "fi\n",
     // The TPM the platform gave, and the PCRs it measured the boot into (8: the command
     // line, 9: kernel and initrd), SHA-256 bank.
     "if [ -d /sys/class/tpm/tpm0 ]; then\n",
@@ -80,10 +90,14 @@ const INIT: &str = concat!(
 /// The archive's directories, before anything inside them.
 const DIRS: [&str; 5] = ["/bin", "/dev", "/proc", "/sys", "/sbin"];
 
+/// Where the modules go, made only when there are any, and the file naming them in load order.
+const MODULE_DIRS: [&str; 2] = ["/lib", "/lib/modules"];
+const LOAD_ORDER: &str = "/lib/modules/load-order";
+
 /// Links to busybox, which picks the applet by the name it was run as: every command `INIT`
 /// runs, plus `ls` and `head` for whoever debugs a boot. Absolute targets, so `/sbin`'s link
 /// works too.
-const APPLETS: [&str; 10] = [
+const APPLETS: [&str; 11] = [
     "/bin/sh",
     "/bin/mount",
     "/bin/cat",
@@ -92,6 +106,7 @@ const APPLETS: [&str; 10] = [
     "/bin/grep",
     "/bin/ls",
     "/bin/head",
+    "/bin/insmod",
     "/bin/poweroff",
     "/sbin/poweroff",
 ];
@@ -106,18 +121,39 @@ pub fn default_out(arch: Arch) -> PathBuf {
     cache_dir(arch).join("initramfs.cpio")
 }
 
-/// Writes the initramfs for `arch` to `out` (uncompressed newc cpio), fetching busybox first
-/// if it is not cached. The file appears whole or not at all, so parallel tests may share it.
+/// Writes the initramfs for `arch` to `out` (uncompressed newc cpio), fetching busybox and
+/// the kernel package's TPM modules first if they are not cached. The file appears whole or
+/// not at all, so parallel tests may share it.
 pub fn build(arch: Arch, out: &Path) -> Result<()> {
     let busybox = debian_busybox(arch)?;
     let binary =
         std::fs::read(&busybox).with_context(|| format!("reading {}", busybox.display()))?;
-    write_whole(out, &archive(&binary)?)
+    let modules = crate::kernels::debian_tpm_modules(arch)?
+        .iter()
+        .map(|path| read_module(path))
+        .collect::<Result<Vec<_>>>()?;
+    let modules: Vec<(&str, &[u8])> = modules
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+        .collect();
+    write_whole(out, &archive(&binary, &modules)?)
 }
 
-/// The archive's bytes around `busybox`, apart from where it came from so tests can check the
-/// layout without the network.
-fn archive(busybox: &[u8]) -> Result<Vec<u8>> {
+/// A module's name (its file name without `.ko`) and bytes.
+fn read_module(path: &Path) -> Result<(String, Vec<u8>)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str()?.strip_suffix(".ko"))
+        .with_context(|| format!("{} is not named <module>.ko", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((name.to_string(), bytes))
+}
+
+/// The archive's bytes around `busybox` and `modules` (name, bytes; in load order), apart from
+/// where they came from so tests can check the layout without the network. Each module is
+/// `/lib/modules/<name>.ko`, and `LOAD_ORDER` names them a line each for `INIT`; with no
+/// modules there is neither.
+fn archive(busybox: &[u8], modules: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     let mut cpio = Cpio::new();
     for dir in DIRS {
         cpio.dir(dir, 0o755)?;
@@ -125,6 +161,22 @@ fn archive(busybox: &[u8]) -> Result<Vec<u8>> {
     cpio.file("/bin/busybox", 0o755, busybox)?;
     for link in APPLETS {
         cpio.symlink(link, "/bin/busybox")?;
+    }
+    if !modules.is_empty() {
+        for dir in MODULE_DIRS {
+            cpio.dir(dir, 0o755)?;
+        }
+        let mut order = String::new();
+        for (name, bytes) in modules {
+            // The name is a word of the shell's `read` and part of a path.
+            ensure!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/'),
+                "bad module name {name:?}"
+            );
+            cpio.file(&format!("/lib/modules/{name}.ko"), 0o644, bytes)?;
+            order.push_str(&format!("{name}\n"));
+        }
+        cpio.file(LOAD_ORDER, 0o644, order.as_bytes())?;
     }
     cpio.file("/init", 0o755, INIT.as_bytes())?;
     cpio.finish()
@@ -256,7 +308,7 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// A name beside `path` that no other process or thread uses: `<name>.<pid>.<n>.tmp`.
-fn temp_beside(path: &Path) -> PathBuf {
+pub(crate) fn temp_beside(path: &Path) -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_owned();
@@ -460,18 +512,25 @@ mod tests {
     #[test]
     fn the_archive_is_byte_identical_across_runs() {
         let busybox = b"\x7fELF not really busybox";
-        assert_eq!(archive(busybox).unwrap(), archive(busybox).unwrap());
+        let modules: &[(&str, &[u8])] = &[("a", b"module a")];
+        assert_eq!(
+            archive(busybox, modules).unwrap(),
+            archive(busybox, modules).unwrap()
+        );
+    }
+
+    /// The archive's entry named `name`.
+    fn find<'a>(entries: &'a [Entry], name: &str) -> &'a Entry {
+        entries
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
     }
 
     #[test]
     fn the_archive_holds_dirs_busybox_its_links_and_init() {
-        let entries = parse(&archive(b"busybox bytes").unwrap());
-        let find = |name: &str| {
-            entries
-                .iter()
-                .find(|e| e.name == name)
-                .unwrap_or_else(|| panic!("no {name}"))
-        };
+        let entries = parse(&archive(b"busybox bytes", &[]).unwrap());
+        let find = |name: &str| find(&entries, name);
         for dir in DIRS {
             assert_eq!(find(&dir[1..]).mode(), 0o040_755);
         }
@@ -496,6 +555,46 @@ mod tests {
         inos.sort_unstable();
         inos.dedup();
         assert_eq!(inos.len(), entries.len(), "inode numbers repeat");
+        // No modules: no /lib at all, so /init loads none.
+        assert!(!entries.iter().any(|e| e.name.starts_with("lib")));
+    }
+
+    #[test]
+    fn the_modules_go_under_lib_modules_with_their_load_order() {
+        let modules: &[(&str, &[u8])] = &[
+            ("spi-bitbang", b"first"),
+            ("spi-gpio", b"second"),
+            ("tpm_tis_core", b"third"),
+            ("tpm_tis_spi", b"fourth"),
+        ];
+        let entries = parse(&archive(b"busybox bytes", modules).unwrap());
+        let position = |name: &str| entries.iter().position(|e| e.name == name).unwrap();
+        for dir in MODULE_DIRS {
+            assert_eq!(find(&entries, &dir[1..]).mode(), 0o040_755);
+        }
+        // Each directory comes before what is in it.
+        assert!(position("lib") < position("lib/modules"));
+        for (name, bytes) in modules {
+            let path = format!("lib/modules/{name}.ko");
+            let module = find(&entries, &path);
+            assert_eq!((module.mode(), module.data.as_slice()), (0o100_644, *bytes));
+            assert!(position("lib/modules") < position(&path));
+        }
+        let order = find(&entries, &LOAD_ORDER[1..]);
+        assert_eq!(
+            order.data,
+            b"spi-bitbang\nspi-gpio\ntpm_tis_core\ntpm_tis_spi\n"
+        );
+        assert!(INIT.contains(LOAD_ORDER) && INIT.contains("insmod /lib/modules/$m.ko"));
+        // /init loads the modules before it looks for the TPM.
+        assert!(INIT.find("insmod").unwrap() < INIT.find("/sys/class/tpm").unwrap());
+    }
+
+    #[test]
+    fn module_names_that_break_the_load_order_are_refused() {
+        for bad in ["", "a b", "a/b", "a\nb"] {
+            assert!(archive(b"busybox", &[(bad, b"x")]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -535,6 +634,8 @@ mod tests {
             "parapet-init: read [$line]",
             "parapet-init: read nothing",
             "parapet-init: serial-irq ",
+            "parapet-init: insmod $m ok",
+            "parapet-init: insmod $m failed",
             "parapet-init: tpm-pcr-sha256 ",
             "parapet-init: tpm none",
             "parapet-init: done",

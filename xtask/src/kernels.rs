@@ -1,17 +1,47 @@
 //! Debian's stock kernels, the guests nobody here wrote: fetched from Debian's archive with
 //! apt (the package `linux-image-amd64` or `linux-image-arm64` depends on), cached under
 //! `target/kernels/<arch>/<package>/vmlinuz`, never committed; on x86_64 also the vmlinux
-//! inside the bzImage (`vmlinux_of`), for booting without the decompressor.
+//! inside the bzImage (`vmlinux_of`), for booting without the decompressor; on arm64 also the
+//! few modules its TPM needs, from the same package (`debian_tpm_modules`), in `modules/`
+//! beside the image.
 //!
 //! arm64's package comes through a private apt state (its own lists and cache, architecture
 //! arm64), so the host's apt configuration is left as it was.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::initramfs::temp_beside;
 use crate::{workspace_root, Arch};
+
+/// The modules arm64's TPM needs, in the order they load (each after the one it depends on),
+/// as paths under the package's `./lib/modules/<version>/kernel/`. Parapet gives the arm64
+/// guest a TPM on an SPI bus bit-banged through the PL061 GPIO controller, and Debian's arm64
+/// config builds in the controller (CONFIG_GPIO_PL061=y) but that bus and the TPM's driver
+/// only as modules: CONFIG_SPI_GPIO=m (which needs spi-bitbang) and CONFIG_TCG_TIS_SPI=m
+/// (which needs tpm_tis_core). The TPMs it builds in do not fit: CONFIG_TCG_CRB=y is found
+/// through ACPI alone, and CONFIG_TCG_TIS (memory-mapped TIS) is not set. x86 needs none.
+const ARM64_TPM_MODULES: [&str; 4] = [
+    "drivers/spi/spi-bitbang.ko",
+    "drivers/spi/spi-gpio.ko",
+    "drivers/char/tpm/tpm_tis_core.ko",
+    "drivers/char/tpm/tpm_tis_spi.ko",
+];
+
+/// The modules `arch`'s guest needs for its TPM, as in `ARM64_TPM_MODULES`.
+fn tpm_modules(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => &[],
+        Arch::Aarch64 => &ARM64_TPM_MODULES,
+    }
+}
+
+/// A module's file name (`spi-gpio.ko`) from its path in `ARM64_TPM_MODULES`.
+fn file_name(module: &str) -> &str {
+    module.rsplit_once('/').map_or(module, |(_, name)| name)
+}
 
 /// Debian's name for `arch`.
 fn debian_arch(arch: Arch) -> &'static str {
@@ -23,21 +53,9 @@ fn debian_arch(arch: Arch) -> &'static str {
 
 /// The kernel image of Debian's current stock kernel for `arch`, fetched once.
 pub fn debian_kernel(arch: Arch) -> Result<PathBuf> {
-    let apt = Apt::new(arch)?;
-    let package = apt.kernel_package()?;
-    let cache = workspace_root()
-        .join("target/kernels")
-        .join(arch.name())
-        .join(&package);
-    let image = cache.join("vmlinuz");
-    if !image.is_file() {
-        std::fs::create_dir_all(&cache)?;
-        eprintln!("xtask: fetching {package} from Debian");
-        let deb = apt.download(&package, &cache)?;
-        extract_vmlinuz(&deb, &image)?;
-        std::fs::remove_file(&deb).ok();
-    }
-    let bytes = std::fs::read(&image)?;
+    let image = cached_package(arch)?.image;
+    let bytes =
+        std::fs::read(&image).with_context(|| format!("reading the kernel {}", image.display()))?;
     if !is_kernel_image(arch, &bytes) {
         bail!(
             "{} is not a {} kernel image (remove it to fetch it again)",
@@ -46,6 +64,135 @@ pub fn debian_kernel(arch: Arch) -> Result<PathBuf> {
         );
     }
     Ok(image)
+}
+
+/// The modules `arch`'s guest loads for its TPM, from the same package as `debian_kernel`'s
+/// image, in the order they load; none on x86_64. A cache from before the modules were kept
+/// has the image alone: the package is fetched again then.
+pub fn debian_tpm_modules(arch: Arch) -> Result<Vec<PathBuf>> {
+    if tpm_modules(arch).is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(cached_package(arch)?.modules)
+}
+
+/// What is kept of a kernel package: `target/kernels/<arch>/<package>/vmlinuz` and
+/// `.../modules/<name>.ko`.
+struct Cached {
+    image: PathBuf,
+    modules: Vec<PathBuf>,
+}
+
+/// The cached files of `arch`'s current kernel package, which is fetched when any is missing.
+fn cached_package(arch: Arch) -> Result<Cached> {
+    let apt = Apt::new(arch)?;
+    let package = apt.kernel_package()?;
+    let dir = workspace_root()
+        .join("target/kernels")
+        .join(arch.name())
+        .join(&package);
+    let cached = Cached {
+        image: dir.join("vmlinuz"),
+        modules: tpm_modules(arch)
+            .iter()
+            .map(|m| dir.join("modules").join(file_name(m)))
+            .collect(),
+    };
+    if !cached.image.is_file() || !cached.modules.iter().all(|m| m.is_file()) {
+        eprintln!("xtask: fetching {package} from Debian");
+        fetch_package(&apt, arch, &package, &dir)?;
+    }
+    Ok(cached)
+}
+
+/// Downloads `package` and unpacks its image and `arch`'s modules into `dir`, through a
+/// staging directory of this call's own so parallel callers never mix their .debs; each file
+/// is renamed into place whole.
+fn fetch_package(apt: &Apt, arch: Arch, package: &str, dir: &Path) -> Result<()> {
+    let staging = temp_beside(&dir.join("fetch"));
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    let fetched = apt
+        .download(package, &staging)
+        .and_then(|deb| unpack(&deb, package, tpm_modules(arch), &staging, dir));
+    std::fs::remove_dir_all(&staging).ok();
+    fetched
+}
+
+/// Takes `./boot/vmlinuz-*` and `modules` out of `deb` in one pass, into `staging`, then moves
+/// them to `dir` as `vmlinuz` and `modules/<name>.ko`. Debian keeps a package's modules under
+/// `./lib/modules/<version>/`, its version being its name without `linux-image-`; tar fails
+/// on any member that is not there.
+fn unpack(deb: &Path, package: &str, modules: &[&str], staging: &Path, dir: &Path) -> Result<()> {
+    let version = package
+        .strip_prefix("linux-image-")
+        .with_context(|| format!("{package} is not named linux-image-<version>"))?;
+    let module_member = |m: &str| format!("./lib/modules/{version}/kernel/{m}");
+    let mut members = vec!["./boot/vmlinuz-*".to_string()];
+    members.extend(modules.iter().map(|m| module_member(m)));
+    let root = staging.join("root");
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    extract(deb, &members, &root)?;
+
+    let kept = dir.join("modules");
+    if !modules.is_empty() {
+        std::fs::create_dir_all(&kept).with_context(|| format!("creating {}", kept.display()))?;
+    }
+    for module in modules {
+        let from = root.join(module_member(module));
+        let to = kept.join(file_name(module));
+        std::fs::rename(&from, &to)
+            .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+    }
+    let image = find_vmlinuz(&root.join("boot"))
+        .with_context(|| format!("{} holds no vmlinuz", deb.display()))?;
+    let to = dir.join("vmlinuz");
+    std::fs::rename(&image, &to)
+        .with_context(|| format!("moving {} to {}", image.display(), to.display()))
+}
+
+/// Extracts `members` (tar wildcards) of `deb`'s file system into `root`: dpkg-deb's tar
+/// stream piped into tar, with no shell between them.
+fn extract(deb: &Path, members: &[String], root: &Path) -> Result<()> {
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running dpkg-deb")?;
+    let stream = dpkg.stdout.take().context("dpkg-deb's output")?;
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(root)
+        .arg("--wildcards")
+        .args(members)
+        .stdin(stream)
+        .output()
+        .context("running tar");
+    let dpkg = dpkg.wait().context("waiting for dpkg-deb")?;
+    let tar = tar?;
+    if !dpkg.success() || !tar.status.success() {
+        bail!(
+            "extracting {} from {} failed: {}",
+            members.join(" "),
+            deb.display(),
+            String::from_utf8_lossy(&tar.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The `vmlinuz-*` file in `boot`.
+fn find_vmlinuz(boot: &Path) -> Result<PathBuf> {
+    std::fs::read_dir(boot)
+        .with_context(|| format!("reading {}", boot.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("no vmlinuz-*")
 }
 
 /// The uncompressed kernel (an ELF `vmlinux`) inside the x86 bzImage at `bzimage`, unpacked
@@ -221,36 +368,6 @@ fn kernel_dependency(depends: &str, arch: &str) -> Option<String> {
     })
 }
 
-/// Takes `./boot/vmlinuz-*` out of `deb` into `image`.
-fn extract_vmlinuz(deb: &Path, image: &Path) -> Result<()> {
-    let dir = image.parent().context("the image has no directory")?;
-    let staging = dir.join("extract");
-    std::fs::create_dir_all(&staging)?;
-    let script = format!(
-        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards './boot/vmlinuz-*'",
-        deb.display(),
-        staging.display()
-    );
-    let status = Command::new("sh")
-        .args(["-c", &script])
-        .status()
-        .context("running dpkg-deb and tar")?;
-    if !status.success() {
-        bail!("extracting the kernel from {} failed", deb.display());
-    }
-    let found = std::fs::read_dir(staging.join("boot"))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .with_context(|| format!("{} holds no vmlinuz", deb.display()))?;
-    std::fs::rename(&found, image)?;
-    std::fs::remove_dir_all(&staging).ok();
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,5 +393,77 @@ mod tests {
         );
         assert_eq!(kernel_dependency("linux-image-amd64\n", "amd64"), None);
         assert_eq!(kernel_dependency(out, "arm64"), None);
+    }
+
+    /// A .deb laid out like Debian's kernel package (`dpkg-deb --build`), unpacked as a fetched
+    /// one is: the image and the modules come out under their cache names.
+    #[test]
+    fn the_image_and_modules_come_out_of_the_package() -> Result<()> {
+        let work = temp_beside(&std::env::temp_dir().join("parapet-kernel-deb"));
+        let tree = work.join("tree");
+        let version = "6.1.0-99-arm64";
+        let mut files = vec![
+            (
+                "DEBIAN/control".to_string(),
+                "Package: t\nVersion: 1\nArchitecture: all\nMaintainer: t\nDescription: t\n"
+                    .to_string(),
+            ),
+            (format!("boot/vmlinuz-{version}"), "image".to_string()),
+            (
+                format!("lib/modules/{version}/kernel/drivers/net/other.ko"),
+                "other".to_string(),
+            ),
+        ];
+        for module in ARM64_TPM_MODULES {
+            let member = format!("lib/modules/{version}/kernel/{module}");
+            files.push((member, module.to_string()));
+        }
+        for (path, text) in &files {
+            let path = tree.join(path);
+            std::fs::create_dir_all(path.parent().context("no parent")?)?;
+            std::fs::write(&path, text)?;
+        }
+        let deb = work.join("k.deb");
+        let built = Command::new("dpkg-deb")
+            .args(["--build", "--root-owner-group"])
+            .arg(&tree)
+            .arg(&deb)
+            .output()?;
+        assert!(built.status.success(), "{built:?}");
+
+        let (staging, dir) = (work.join("staging"), work.join("cache"));
+        let package = format!("linux-image-{version}");
+        unpack(&deb, &package, &ARM64_TPM_MODULES, &staging, &dir)?;
+        assert_eq!(std::fs::read_to_string(dir.join("vmlinuz"))?, "image");
+        for module in ARM64_TPM_MODULES {
+            let kept = dir.join("modules").join(file_name(module));
+            assert_eq!(std::fs::read_to_string(kept)?, module);
+        }
+        assert!(!dir.join("modules/other.ko").exists());
+        // A module the package lacks, or a package named otherwise, is an error.
+        let missing = ["drivers/spi/absent.ko"];
+        assert!(unpack(&deb, &package, &missing, &work.join("s2"), &dir).is_err());
+        assert!(unpack(&deb, "linux-6.1", &[], &work.join("s3"), &dir).is_err());
+        std::fs::remove_dir_all(&work).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn only_arm64_loads_modules_and_they_are_kept_by_file_name() {
+        assert!(tpm_modules(Arch::X86_64).is_empty());
+        let names: Vec<&str> = tpm_modules(Arch::Aarch64)
+            .iter()
+            .map(|m| file_name(m))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "spi-bitbang.ko",
+                "spi-gpio.ko",
+                "tpm_tis_core.ko",
+                "tpm_tis_spi.ko"
+            ]
+        );
+        assert_eq!(file_name("plain.ko"), "plain.ko");
     }
 }

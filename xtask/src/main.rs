@@ -88,8 +88,8 @@ enum Cmd {
         #[arg(value_parser = ["boot", "vtl", "hosted", "linux", "tpm"])]
         name: String,
     },
-    /// Fetch Debian's stock kernels (cached under target/kernels/), unpack the x86_64 one's
-    /// vmlinux beside it, and print where they are.
+    /// Fetch Debian's stock kernels (cached under target/kernels/, arm64's with the modules
+    /// its TPM needs), unpack the x86_64 one's vmlinux beside it, and print where they are.
     Kernels,
     /// Build the initramfs for guests running Debian's stock kernel (its static busybox is
     /// fetched from Debian and cached under target/initramfs/<arch>/) and print its path.
@@ -100,8 +100,8 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Fuzz the TPM with cargo-fuzz (fuzz/): its command parser (`tpm_command`) and its CRB
-    /// registers (`tpm_crb`), each for `--seconds`, on stable Rust without a sanitizer.
+    /// Fuzz the TPM with cargo-fuzz (fuzz/): its command parser (`tpm_command`), its CRB
+    /// registers (`tpm_crb`) and its FIFO interface on SPI (`tpm_tis_spi`), each for `--seconds`, on stable Rust without a sanitizer.
     /// Installs cargo-fuzz and a C++ compiler when missing; fails on a crash, whose input is
     /// left in fuzz/artifacts/<target>/.
     Fuzz {

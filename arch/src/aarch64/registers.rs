@@ -50,6 +50,8 @@ read_only!(/// FAR_EL2: faulting virtual address.
     far_el2, "far_el2");
 read_only!(/// ID_AA64MMFR0_EL1: memory model features (PARange in bits 3:0).
     id_aa64mmfr0, "id_aa64mmfr0_el1");
+read_only!(/// ID_AA64ISAR0_EL1: instruction-set features (RNDR in bits 63:60).
+    id_aa64isar0, "id_aa64isar0_el1");
 
 read_only!(/// HPFAR_EL2: the faulting IPA of a stage-2 abort (bits 43:4 hold IPA bits 51:12).
     hpfar_el2, "hpfar_el2");
@@ -286,4 +288,27 @@ pub unsafe fn switch_tables(root: u64) {
             options(nostack, preserves_flags)
         );
     }
+}
+
+/// 64 bits from the CPU's random number generator (FEAT_RNG: RNDRRS, "reseeded random
+/// number", Arm ARM C5.2.16), or `None` when the CPU has none (ID_AA64ISAR0_EL1.RNDR, bits
+/// 63:60, is 0) or keeps failing. A failed read sets PSTATE.Z and returns 0; the Arm ARM
+/// calls a failure "rare" and transient, so a bounded number of retries is enough.
+pub fn hardware_random() -> Option<u64> {
+    const RETRIES: usize = 100;
+    if id_aa64isar0() >> 60 == 0 {
+        return None;
+    }
+    for _ in 0..RETRIES {
+        let (value, failed): (u64, u64);
+        // SAFETY: FEAT_RNG is present (checked above); RNDRRS writes only its register and
+        // the condition flags, which `cset` reads before anything else can change them.
+        unsafe {
+            asm!("mrs {v}, s3_3_c2_c4_1", "cset {f}, eq", v = out(reg) value, f = out(reg) failed, options(nomem, nostack))
+        };
+        if failed == 0 {
+            return Some(value);
+        }
+    }
+    None
 }

@@ -8,8 +8,6 @@ pub mod doorbell;
 pub mod elf_load;
 pub mod log_budget;
 pub mod ram;
-/// x86 only for now: the el2 backend gives its guest no TPM yet.
-#[cfg(target_arch = "x86_64")]
 pub mod tpm;
 
 use spin::Once;

@@ -1,7 +1,14 @@
-//! The guest's TPM: Parapet's TPM 2.0 (`devices::tpm`, pure Rust) behind the CRB interface at
-//! the PC's address (`devices::tpm::crb`), which the backend routes the guest's MMIO to, and
-//! which Parapet starts and measures the guest's boot into before the guest runs, as platform
-//! firmware does.
+//! The guest's TPM: Parapet's TPM 2.0 (`devices::tpm`, pure Rust), which Parapet starts and
+//! measures the guest's boot into before the guest runs, as platform firmware does, behind
+//! the interface the architecture's guests find a TPM by:
+//!
+//! - x86_64: the CRB interface at the PC's address (`devices::tpm::crb`), described by the
+//!   ACPI TPM2 table; the backend routes the guest's MMIO there.
+//! - aarch64: the FIFO interface on an SPI bus (`devices::tpm::tis_spi`), described by the
+//!   device tree (`tcg,tpm_tis-spi` under `spi-gpio`); the el2 backend's PL061 carries the
+//!   bus (`devices::gpio_spi`). A device tree has no binding for a CRB TPM, and Debian's
+//!   arm64 kernel has no driver for a memory-mapped FIFO one (CONFIG_TCG_TIS is off), but
+//!   has tpm_tis_spi, spi-gpio and gpio-pl061, as other distributions' kernels do.
 //!
 //! What is measured, and where (GRUB's convention for a Linux boot, so the usual PCR policies
 //! apply): PCR 9 is extended with the kernel image, then the initrd, each as the exact bytes
@@ -14,9 +21,14 @@
 
 use alloc::boxed::Box;
 
+#[cfg(target_arch = "aarch64")]
+use devices::spi_wires::SpiTarget;
 use devices::tpm::crb::{self, Crb};
+use devices::tpm::tis_spi::TisSpi;
 use devices::tpm::Tpm;
 use spin::Mutex;
+
+use crate::guest::ram;
 
 /// PCRs for a Linux boot's measurements (GRUB's: commands and command lines in 8, files in 9).
 pub const PCR_COMMAND_LINE: u32 = 8;
@@ -28,8 +40,31 @@ pub const PCR_FILES: u32 = 9;
 enum State {
     None,
     /// Offered to the guest, with the entropy for its seeds.
-    Offered([u8; 32]),
-    Running(Box<Crb>),
+    Offered([u8; 32], Transport),
+    Running(Box<Interface>),
+}
+
+/// How the guest reaches the TPM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// The CRB interface at [`crb::BASE`].
+    Crb,
+    /// The FIFO interface on an SPI bus.
+    Spi,
+}
+
+enum Interface {
+    Crb(Crb),
+    Spi(TisSpi),
+}
+
+impl Interface {
+    fn tpm_mut(&mut self) -> &mut Tpm {
+        match self {
+            Self::Crb(crb) => crb.tpm_mut(),
+            Self::Spi(spi) => spi.tpm_mut(),
+        }
+    }
 }
 
 static TPM: Mutex<State> = Mutex::new(State::None);
@@ -44,22 +79,42 @@ fn entropy() -> Option<[u8; 32]> {
         }
         Some(out)
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    None
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mut out = [0u8; 32];
+        for chunk in out.chunks_mut(8) {
+            chunk.copy_from_slice(&arch::aarch64::registers::hardware_random()?.to_le_bytes());
+        }
+        Some(out)
+    }
 }
 
-/// Gives the guest a TPM; false, with a log line, where there is no entropy to seed it.
-pub fn create() -> bool {
+/// Gives the guest a TPM reached through `transport`; false, with a log line, where there is
+/// no entropy to seed it.
+pub fn create(transport: Transport) -> bool {
     let Some(entropy) = entropy() else {
-        log::warn!("tpm: no entropy source (RDSEED/RDRAND): the guest gets no TPM");
+        log::warn!("tpm: no entropy source (RDSEED/RDRAND, RNDRRS): the guest gets no TPM");
         return false;
     };
-    *TPM.lock() = State::Offered(entropy);
-    log::info!(
-        "tpm: TPM 2.0 at {:#x} (CRB), banks SHA-1, SHA-256, SHA-384",
-        crb::BASE
-    );
+    *TPM.lock() = State::Offered(entropy, transport);
+    let place = match transport {
+        Transport::Crb => alloc::format!("at {:#x} (CRB)", crb::BASE),
+        Transport::Spi => alloc::string::String::from("on SPI (FIFO interface)"),
+    };
+    log::info!("tpm: TPM 2.0 {place}, banks SHA-1, SHA-256, SHA-384");
     true
+}
+
+/// The transport the guest's TPM uses, if it has one.
+pub fn transport() -> Option<Transport> {
+    match &*TPM.lock() {
+        State::None => None,
+        State::Offered(_, transport) => Some(*transport),
+        State::Running(interface) => Some(match **interface {
+            Interface::Crb(_) => Transport::Crb,
+            Interface::Spi(_) => Transport::Spi,
+        }),
+    }
 }
 
 /// Whether the guest has a TPM.
@@ -69,18 +124,21 @@ pub fn present() -> bool {
 
 /// The running TPM, made and started (TPM2_Startup(CLEAR), as platform firmware sends it)
 /// on first use.
-fn running(state: &mut State) -> Option<&mut Crb> {
-    if let State::Offered(entropy) = *state {
+fn running(state: &mut State) -> Option<&mut Interface> {
+    if let State::Offered(entropy, transport) = *state {
         let mut tpm = Tpm::new(entropy);
         let rc = tpm.startup_clear();
         if rc != 0 {
             // Startup runs in failure mode too; the guest learns it from the TPM itself.
             log::error!("tpm: TPM2_Startup failed with {rc:#x}");
         }
-        *state = State::Running(Box::new(Crb::new(tpm)));
+        *state = State::Running(Box::new(match transport {
+            Transport::Crb => Interface::Crb(Crb::new(tpm)),
+            Transport::Spi => Interface::Spi(TisSpi::new(tpm)),
+        }));
     }
     match state {
-        State::Running(crb) => Some(crb),
+        State::Running(interface) => Some(interface),
         _ => None,
     }
 }
@@ -88,10 +146,10 @@ fn running(state: &mut State) -> Option<&mut Crb> {
 /// Extends `pcr` with `data` in every bank; `what` names it in the log.
 pub fn measure(pcr: u32, what: &str, data: &[u8]) {
     let mut state = TPM.lock();
-    let Some(crb) = running(&mut state) else {
+    let Some(interface) = running(&mut state) else {
         return;
     };
-    match crb.tpm_mut().measure(pcr, data) {
+    match interface.tpm_mut().measure(pcr, data) {
         0 => log::info!(
             "tpm: measured the {what} ({} bytes) into PCR {pcr}",
             data.len()
@@ -100,28 +158,74 @@ pub fn measure(pcr: u32, what: &str, data: &[u8]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 /// The offset of `gpa` in the CRB window, if it is there and the guest has a TPM.
 fn window_offset(gpa: u64) -> Option<u64> {
     gpa.checked_sub(crb::BASE)
         .filter(|&offset| offset < crb::WINDOW)
 }
 
-/// A guest read at `gpa`, if it is the TPM's.
+#[cfg(target_arch = "x86_64")]
+/// A guest read at `gpa`, if it is the TPM's (a CRB TPM's window).
 pub fn mmio_read(gpa: u64, size: u8) -> Option<u64> {
     let offset = window_offset(gpa)?;
-    running(&mut TPM.lock()).map(|crb| crb.read(offset, size))
+    match running(&mut TPM.lock())? {
+        Interface::Crb(crb) => Some(crb.read(offset, size)),
+        Interface::Spi(_) => None,
+    }
 }
 
+#[cfg(target_arch = "x86_64")]
 /// A guest write at `gpa`; false if it is not the TPM's.
 pub fn mmio_write(gpa: u64, size: u8, value: u64) -> bool {
     let Some(offset) = window_offset(gpa) else {
         return false;
     };
     match running(&mut TPM.lock()) {
-        Some(crb) => {
+        Some(Interface::Crb(crb)) => {
             crb.write(offset, size, value);
             true
         }
-        None => false,
+        _ => false,
     }
+}
+
+#[cfg(target_arch = "aarch64")]
+/// Runs `f` on the TPM's end of its SPI bus, or on an empty bus where the guest has no SPI
+/// TPM (nothing answers there: MISO stays high).
+pub fn with_spi<R>(f: impl FnOnce(&mut dyn SpiTarget) -> R) -> R {
+    let mut state = TPM.lock();
+    match running(&mut state) {
+        Some(Interface::Spi(spi)) => f(spi),
+        _ => f(&mut EmptyBus),
+    }
+}
+
+/// An SPI bus with no device on it.
+#[cfg(target_arch = "aarch64")]
+struct EmptyBus;
+
+#[cfg(target_arch = "aarch64")]
+impl SpiTarget for EmptyBus {
+    fn select(&mut self) {}
+    fn deselect(&mut self) {}
+    fn next_out(&self) -> u8 {
+        0xff
+    }
+    fn receive(&mut self, _: u8) {}
+}
+
+/// Measures a Linux boot into the guest's TPM, if it has one: the kernel and the initrd as
+/// the bundle carries them (`(address, length)` in guest RAM the bundle staged, the guest
+/// not running yet), then the command line.
+pub fn measure_linux_boot(kernel: (u64, u64), initrd: Option<(u64, u64)>, command_line: &[u8]) {
+    if !present() {
+        return;
+    }
+    for (what, part) in [("kernel", Some(kernel)), ("initrd", initrd)] {
+        if let Some((address, len)) = part {
+            let _ = ram::inspect(address, len, |bytes| measure(PCR_FILES, what, bytes));
+        }
+    }
+    measure(PCR_COMMAND_LINE, "command line", command_line);
 }

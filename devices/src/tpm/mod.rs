@@ -88,6 +88,8 @@ pub mod rc;
 mod rsa_keys;
 mod session;
 mod state;
+pub mod tis;
+pub mod tis_spi;
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,12 @@
 //! The devices Parapet emulates for its aarch64 guest, where QEMU's virt board has its own so
 //! guests find them where they expect (`abi::arm64_boot::qemu_virt`): a PL011 at 0x0900_0000,
 //! whose output reaches Parapet's console prefixed `guest| ` and whose interrupt is SPI 1,
-//! and a GICv3 distributor and redistributors (`devices::vgic`). Everything else the guest
-//! touches outside its RAM has nothing behind it.
+//! a GICv3 distributor and redistributors (`devices::vgic`), and, when the guest has a TPM,
+//! a PL061 at 0x0903_0000 (SPI 7) whose pins carry the TPM's SPI bus (`devices::gpio_spi`,
+//! the TPM itself in `guest::tpm`). Everything else the guest touches outside its RAM has
+//! nothing behind it.
 
+use devices::gpio_spi::{self, GpioSpi};
 use devices::pl011::{self, emulator::Pl011Emulator};
 use devices::vgic::{CpuSet, VGic};
 use isolation::exit::MmioAccess;
@@ -18,11 +21,31 @@ const UART_INTID: u32 = 32 + UART_SPI;
 /// The guest's GICv3 distributor and first redistributor.
 pub const GICD_BASE: u64 = abi::arm64_boot::qemu_virt::GICD_BASE;
 pub const GICR_BASE: u64 = abi::arm64_boot::qemu_virt::GICR_BASE;
-/// SPIs the guest's distributor implements: one block of 32 holds the UART's.
+/// The guest's PL061, which carries the TPM's SPI bus.
+pub const GPIO_BASE: u64 = abi::arm64_boot::qemu_virt::GPIO_BASE;
+pub const GPIO_SIZE: u64 = abi::arm64_boot::qemu_virt::GPIO_SIZE;
+pub const GPIO_SPI: u32 = abi::arm64_boot::qemu_virt::GPIO_SPI;
+const GPIO_INTID: u32 = 32 + GPIO_SPI;
+/// SPIs the guest's distributor implements: one block of 32 holds the UART's and the GPIO's.
 const SPI_COUNT: u32 = 32;
+
+/// The TPM's place in the guest's device tree.
+pub fn tpm_description() -> abi::arm64_boot::GpioSpiTpm {
+    abi::arm64_boot::GpioSpiTpm {
+        gpio_base: GPIO_BASE,
+        gpio_size: GPIO_SIZE,
+        gpio_spi: GPIO_SPI,
+        clock_pin: u32::from(gpio_spi::pins::CLOCK),
+        mosi_pin: u32::from(gpio_spi::pins::MOSI),
+        miso_pin: u32::from(gpio_spi::pins::MISO),
+        chip_select_pin: u32::from(gpio_spi::pins::CHIP_SELECT),
+    }
+}
 
 pub struct GuestDevices {
     uart: Pl011Emulator,
+    /// Present when the guest has a TPM.
+    tpm_bus: Option<GpioSpi>,
     console: GuestConsole,
     vgic: VGic,
     /// CPUs an access made something deliverable for, to be kicked once the lock is gone.
@@ -44,8 +67,10 @@ impl GuestDevices {
             pl011::registers::CR_UARTEN | pl011::registers::CR_TXE | pl011::registers::CR_RXE;
         uart.write(u64::from(pl011::registers::CR), 4, enable);
         let affinities: alloc::vec::Vec<u32> = (0..cpus as u32).collect();
+        let has_spi_tpm = crate::guest::tpm::transport() == Some(crate::guest::tpm::Transport::Spi);
         Self {
             uart,
+            tpm_bus: has_spi_tpm.then(GpioSpi::new),
             console: GuestConsole::new("guest"),
             vgic: VGic::new(&affinities, SPI_COUNT),
             kicks: CpuSet::default(),
@@ -81,6 +106,9 @@ impl GuestDevices {
                 }
             });
         }
+        if let Some(offset) = gpa.checked_sub(GPIO_BASE).filter(|&o| o < GPIO_SIZE) {
+            return self.gpio_access(offset, access);
+        }
         let offset = gpa.checked_sub(UART_BASE).filter(|&o| o < UART_SIZE)?;
         let value = match access {
             MmioAccess::Read { .. } => u64::from(self.uart.read(offset, size)),
@@ -96,6 +124,23 @@ impl GuestDevices {
         let kicks = self
             .vgic
             .set_spi_level(UART_INTID, self.uart.interrupt_asserted());
+        self.kicks = self.kicks.union(kicks);
+        Some(value)
+    }
+
+    /// An access to the PL061, when the guest has one: a write may clock the TPM's bus.
+    fn gpio_access(&mut self, offset: u64, access: MmioAccess) -> Option<u64> {
+        let bus = self.tpm_bus.as_mut()?;
+        let value = match access {
+            MmioAccess::Read { .. } => u64::from(bus.read(offset)),
+            MmioAccess::Write(value) => {
+                crate::guest::tpm::with_spi(|tpm| bus.write(offset, value as u32, tpm));
+                0
+            }
+        };
+        let kicks = self
+            .vgic
+            .set_spi_level(GPIO_INTID, bus.interrupt_asserted());
         self.kicks = self.kicks.union(kicks);
         Some(value)
     }

@@ -21,7 +21,7 @@ use arch::aarch64::registers;
 
 use super::devices;
 use crate::guest::bundle::{self, StagedError};
-use crate::guest::ram;
+use crate::guest::{ram, tpm};
 
 /// The device tree's block at the start of guest RAM (booting.rst: the tree must not share a
 /// 2 MiB block with memory needing other attributes; a block of its own keeps that simple).
@@ -123,6 +123,12 @@ pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> 
         }
     }
 
+    tpm::measure_linux_boot(
+        (kernel_at, kernel_len),
+        initrd.map(|(start, end)| (start, end - start)),
+        command_line.as_bytes(),
+    );
+
     let cpu_ids: Vec<u64> = (0..cpus.max(1) as u64).collect();
     let tree = arm64_boot::build_device_tree(&GuestTree {
         model: "Parapet guest",
@@ -145,6 +151,7 @@ pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> 
         // needs from a seed to move the kernel at all.
         kaslr_seed: Some(registers::counter().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15),
         rng_seed: None,
+        tpm: (tpm::transport() == Some(tpm::Transport::Spi)).then(devices::tpm_description),
     })
     .map_err(LinuxError::Tree)?;
     ram::load(device_tree, Some(&tree), tree.len() as u64)

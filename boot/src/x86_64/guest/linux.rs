@@ -142,7 +142,7 @@ pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
     })
     .map_err(|_| LinuxError::StagingOutsideRam)??;
 
-    measure(kernel, initrd, &command_line);
+    tpm::measure_linux_boot(kernel, initrd, &command_line);
 
     let ids: Vec<u32> = (0..cpus.max(1)).collect();
     let tables = acpi_tables::build(&acpi_config(&ids), ACPI_TABLES).map_err(LinuxError::Acpi)?;
@@ -222,26 +222,9 @@ fn acpi_config(ids: &[u32]) -> AcpiConfig<'_> {
             sleep_status: devices::SLEEP_STATUS_PORT,
             reset: Some(devices::RESET_PORT),
         }),
-        tpm: tpm::present().then_some(acpi_tables::TpmCrb {
+        tpm: (tpm::transport() == Some(tpm::Transport::Crb)).then_some(acpi_tables::TpmCrb {
             base: crb::BASE,
             size: crb::WINDOW as u32,
         }),
     }
-}
-
-/// Measures the boot into the guest's TPM, if it has one (`guest::tpm` says where): the
-/// kernel and the initrd as the bundle carries them, then the command line.
-fn measure(kernel: (u64, u64), initrd: Option<(u64, u64)>, command_line: &[u8]) {
-    if !tpm::present() {
-        return;
-    }
-    for (what, part) in [("kernel", Some(kernel)), ("initrd", initrd)] {
-        if let Some((address, len)) = part {
-            // Guest RAM the bundle staged, the guest not running yet (`ram::inspect`).
-            let _ = ram::inspect(address, len, |bytes| {
-                tpm::measure(tpm::PCR_FILES, what, bytes)
-            });
-        }
-    }
-    tpm::measure(tpm::PCR_COMMAND_LINE, "command line", command_line);
 }
