@@ -119,7 +119,7 @@ mod shared {
         if let Some((address, size)) = crate::guest::payload(boot.cmdline) {
             // The guest's TPM comes first: the loader measures into it and describes it.
             if kernel::cmdline::option(boot.cmdline, "parapet.tpm") != Some("off") {
-                crate::guest::tpm::create(crate::guest::tpm::Transport::Crb);
+                crate::guest::tpm::create();
             }
             match boot.platform {
                 isolation::PlatformKind::HvVtl => {
@@ -136,7 +136,7 @@ mod shared {
         #[cfg(all(target_arch = "aarch64", not(feature = "selftest")))]
         if let Some((address, size)) = crate::guest::payload(boot.cmdline) {
             if kernel::cmdline::option(boot.cmdline, "parapet.tpm") != Some("off") {
-                crate::guest::tpm::create(crate::guest::tpm::Transport::Spi);
+                crate::guest::tpm::create();
             }
             bsp.spawn(crate::machine::el2::host(address, size, online));
         }

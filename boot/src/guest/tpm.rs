@@ -23,7 +23,9 @@ use alloc::boxed::Box;
 
 #[cfg(target_arch = "aarch64")]
 use devices::spi_wires::SpiTarget;
+#[cfg(target_arch = "x86_64")]
 use devices::tpm::crb::{self, Crb};
+#[cfg(target_arch = "aarch64")]
 use devices::tpm::tis_spi::TisSpi;
 use devices::tpm::Tpm;
 use spin::Mutex;
@@ -40,81 +42,45 @@ pub const PCR_FILES: u32 = 9;
 enum State {
     None,
     /// Offered to the guest, with the entropy for its seeds.
-    Offered([u8; 32], Transport),
+    Offered([u8; 32]),
     Running(Box<Interface>),
 }
 
-/// How the guest reaches the TPM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// The CRB interface at [`crb::BASE`].
-    Crb,
-    /// The FIFO interface on an SPI bus.
-    Spi,
-}
-
-enum Interface {
-    Crb(Crb),
-    Spi(TisSpi),
-}
-
-impl Interface {
-    fn tpm_mut(&mut self) -> &mut Tpm {
-        match self {
-            Self::Crb(crb) => crb.tpm_mut(),
-            Self::Spi(spi) => spi.tpm_mut(),
-        }
-    }
-}
+/// The interface the architecture's guests reach the TPM through (see the module's
+/// documentation); each has the same `new(Tpm)` and `tpm_mut()`.
+#[cfg(target_arch = "x86_64")]
+type Interface = Crb;
+#[cfg(target_arch = "aarch64")]
+type Interface = TisSpi;
 
 static TPM: Mutex<State> = Mutex::new(State::None);
 
 /// 32 bytes of entropy from the CPU, for the TPM's seeds; `None` where it has no source.
 fn entropy() -> Option<[u8; 32]> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let mut out = [0u8; 32];
-        for chunk in out.chunks_mut(8) {
-            chunk.copy_from_slice(&arch::x86_64::instructions::hardware_random()?.to_le_bytes());
-        }
-        Some(out)
-    }
     #[cfg(target_arch = "aarch64")]
-    {
-        let mut out = [0u8; 32];
-        for chunk in out.chunks_mut(8) {
-            chunk.copy_from_slice(&arch::aarch64::registers::hardware_random()?.to_le_bytes());
-        }
-        Some(out)
+    use arch::aarch64::registers::hardware_random;
+    #[cfg(target_arch = "x86_64")]
+    use arch::x86_64::instructions::hardware_random;
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_mut(8) {
+        chunk.copy_from_slice(&hardware_random()?.to_le_bytes());
     }
+    Some(out)
 }
 
-/// Gives the guest a TPM reached through `transport`; false, with a log line, where there is
-/// no entropy to seed it.
-pub fn create(transport: Transport) -> bool {
+/// Gives the guest a TPM; false, with a log line, where there is no entropy to seed it.
+pub fn create() -> bool {
     let Some(entropy) = entropy() else {
         log::warn!("tpm: no entropy source (RDSEED/RDRAND, RNDRRS): the guest gets no TPM");
         return false;
     };
-    *TPM.lock() = State::Offered(entropy, transport);
-    let place = match transport {
-        Transport::Crb => alloc::format!("at {:#x} (CRB)", crb::BASE),
-        Transport::Spi => alloc::string::String::from("on SPI (FIFO interface)"),
-    };
+    *TPM.lock() = State::Offered(entropy);
+    #[cfg(target_arch = "x86_64")]
+    let place = alloc::format!("at {:#x} (CRB)", crb::BASE);
+    #[cfg(target_arch = "aarch64")]
+    let place = "on SPI (FIFO interface)";
     log::info!("tpm: TPM 2.0 {place}, banks SHA-1, SHA-256, SHA-384");
     true
-}
-
-/// The transport the guest's TPM uses, if it has one.
-pub fn transport() -> Option<Transport> {
-    match &*TPM.lock() {
-        State::None => None,
-        State::Offered(_, transport) => Some(*transport),
-        State::Running(interface) => Some(match **interface {
-            Interface::Crb(_) => Transport::Crb,
-            Interface::Spi(_) => Transport::Spi,
-        }),
-    }
 }
 
 /// Whether the guest has a TPM.
@@ -125,17 +91,14 @@ pub fn present() -> bool {
 /// The running TPM, made and started (TPM2_Startup(CLEAR), as platform firmware sends it)
 /// on first use.
 fn running(state: &mut State) -> Option<&mut Interface> {
-    if let State::Offered(entropy, transport) = *state {
+    if let State::Offered(entropy) = *state {
         let mut tpm = Tpm::new(entropy);
         let rc = tpm.startup_clear();
         if rc != 0 {
             // Startup runs in failure mode too; the guest learns it from the TPM itself.
             log::error!("tpm: TPM2_Startup failed with {rc:#x}");
         }
-        *state = State::Running(Box::new(match transport {
-            Transport::Crb => Interface::Crb(Crb::new(tpm)),
-            Transport::Spi => Interface::Spi(TisSpi::new(tpm)),
-        }));
+        *state = State::Running(Box::new(Interface::new(tpm)));
     }
     match state {
         State::Running(interface) => Some(interface),
@@ -169,10 +132,7 @@ fn window_offset(gpa: u64) -> Option<u64> {
 /// A guest read at `gpa`, if it is the TPM's (a CRB TPM's window).
 pub fn mmio_read(gpa: u64, size: u8) -> Option<u64> {
     let offset = window_offset(gpa)?;
-    match running(&mut TPM.lock())? {
-        Interface::Crb(crb) => Some(crb.read(offset, size)),
-        Interface::Spi(_) => None,
-    }
+    running(&mut TPM.lock()).map(|crb| crb.read(offset, size))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -182,11 +142,11 @@ pub fn mmio_write(gpa: u64, size: u8, value: u64) -> bool {
         return false;
     };
     match running(&mut TPM.lock()) {
-        Some(Interface::Crb(crb)) => {
+        Some(crb) => {
             crb.write(offset, size, value);
             true
         }
-        _ => false,
+        None => false,
     }
 }
 
@@ -196,8 +156,8 @@ pub fn mmio_write(gpa: u64, size: u8, value: u64) -> bool {
 pub fn with_spi<R>(f: impl FnOnce(&mut dyn SpiTarget) -> R) -> R {
     let mut state = TPM.lock();
     match running(&mut state) {
-        Some(Interface::Spi(spi)) => f(spi),
-        _ => f(&mut EmptyBus),
+        Some(spi) => f(spi),
+        None => f(&mut EmptyBus),
     }
 }
 

@@ -67,10 +67,10 @@ impl GuestDevices {
             pl011::registers::CR_UARTEN | pl011::registers::CR_TXE | pl011::registers::CR_RXE;
         uart.write(u64::from(pl011::registers::CR), 4, enable);
         let affinities: alloc::vec::Vec<u32> = (0..cpus as u32).collect();
-        let has_spi_tpm = crate::guest::tpm::transport() == Some(crate::guest::tpm::Transport::Spi);
+        let has_tpm = crate::guest::tpm::present();
         Self {
             uart,
-            tpm_bus: has_spi_tpm.then(GpioSpi::new),
+            tpm_bus: has_tpm.then(GpioSpi::new),
             console: GuestConsole::new("guest"),
             vgic: VGic::new(&affinities, SPI_COUNT),
             kicks: CpuSet::default(),

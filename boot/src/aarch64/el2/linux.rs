@@ -151,7 +151,7 @@ pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> 
         // needs from a seed to move the kernel at all.
         kaslr_seed: Some(registers::counter().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15),
         rng_seed: None,
-        tpm: (tpm::transport() == Some(tpm::Transport::Spi)).then(devices::tpm_description),
+        tpm: tpm::present().then(devices::tpm_description),
     })
     .map_err(LinuxError::Tree)?;
     ram::load(device_tree, Some(&tree), tree.len() as u64)

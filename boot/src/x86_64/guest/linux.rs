@@ -222,7 +222,7 @@ fn acpi_config(ids: &[u32]) -> AcpiConfig<'_> {
             sleep_status: devices::SLEEP_STATUS_PORT,
             reset: Some(devices::RESET_PORT),
         }),
-        tpm: (tpm::transport() == Some(tpm::Transport::Crb)).then_some(acpi_tables::TpmCrb {
+        tpm: tpm::present().then_some(acpi_tables::TpmCrb {
             base: crb::BASE,
             size: crb::WINDOW as u32,
         }),
