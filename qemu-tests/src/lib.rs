@@ -158,6 +158,27 @@ pub fn number_after(console: &str, before: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// What is wrong with the tpm guest's run (`guests/src/bin/tpm.rs`), lines prefixed
+/// `prefix| `, if anything: it must have read a CRB interface id, got 16 random bytes, and
+/// read SHA-256 PCR 16 as the extend it made gives it on any TPM, then said all was right.
+pub fn tpm_guest_problem(console: &str, prefix: &str) -> Option<String> {
+    const PCR16: &str = "8878b15a7d6a3a4f464e8f9f42591dbc0cf4bedea0ec309003d2b2ee53655ef8";
+    let said = |line: &str| guest_said(console, prefix, line);
+    let lines = [
+        "tpm: PCR_Extend rc 0x0".to_string(),
+        format!("tpm: PCR_Read rc 0x0, sha256 PCR 16 = {PCR16}"),
+        "tpm: all answers as expected".to_string(),
+    ];
+    if let Some(missing) = lines.iter().find(|l| !said(l)) {
+        return Some(format!("the tpm guest did not say {missing:?}"));
+    }
+    let random = format!("{prefix}| tpm: GetRandom rc 0x0, 16 bytes: ");
+    if !console.lines().any(|l| l.trim_end().starts_with(&random)) {
+        return Some("the tpm guest got no 16 random bytes".into());
+    }
+    None
+}
+
 /// What is wrong with the ticks guest's report (its lines after `<prefix>| `), if anything:
 /// at least 5 timer interrupts through the xAPIC and 5 through the x2APIC, PIT channel 2's
 /// 0xffff counts taking about 54.9 million APIC timer ticks (give or take `late`: the

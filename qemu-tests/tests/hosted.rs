@@ -174,6 +174,19 @@ fn ticks() -> Result<(), Failed> {
     )
 }
 
+/// The guest's TPM answers through the CRB registers under svm: the tpm guest's GetRandom,
+/// PCR_Extend and PCR_Read, as Linux's tpm_crb driver sends them.
+fn tpm() -> Result<(), Failed> {
+    let run = run_guest(Arch::X86_64, Guest::Tpm)?;
+    qemu_tests::tpm_guest_problem(&run.console, "guest")
+        .map_or(Ok(()), |problem| check(false, &problem, &run.output))?;
+    check(
+        run.verdict == Verdict::Success,
+        &format!("verdict {:?}, wanted Success", run.verdict),
+        &run.output,
+    )
+}
+
 /// A payload that is no ELF stops Parapet with failure and a reason.
 fn bad_payload(arch: Arch) -> Result<(), Failed> {
     let not_elf = std::env::temp_dir().join(format!(
@@ -221,5 +234,6 @@ fn main() {
         "svm_apic_timer_interrupts_reach_the_guest",
         ticks,
     ));
+    trials.push(Trial::test("svm_tpm_answers_through_crb", tpm));
     libtest_mimic::run(&args, trials).exit();
 }

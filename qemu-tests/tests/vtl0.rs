@@ -232,6 +232,24 @@ fn ticks() -> Result<(), Failed> {
     )
 }
 
+/// VTL0's TPM answers through the CRB registers: every access a VTL0 MMIO intercept that
+/// Parapet serves in VTL2. The TPM is made and self-tested at the guest's first access,
+/// tens of seconds where KVM emulates VTL2's every instruction.
+fn tpm() -> Result<(), Failed> {
+    let Ran {
+        verdict,
+        console,
+        all: output,
+    } = run_guest(Guest::Tpm)?;
+    qemu_tests::tpm_guest_problem(&console, "vtl0")
+        .map_or(Ok(()), |problem| check(false, &problem, &output))?;
+    check(
+        verdict == Verdict::Success,
+        &format!("verdict {verdict:?}, wanted Success"),
+        &output,
+    )
+}
+
 fn main() {
     let args = Arguments::from_args();
     let kvm = kvm_usable();
@@ -247,6 +265,7 @@ fn main() {
             .with_ignored_flag(kvm.is_err()),
         Trial::test("vtl0_bad_payloads_are_refused_with_a_reason", bad_payloads)
             .with_ignored_flag(kvm.is_err()),
+        Trial::test("vtl0_tpm_answers_through_crb", tpm).with_ignored_flag(kvm.is_err()),
     ];
     libtest_mimic::run(&args, trials).exit();
 }

@@ -209,10 +209,18 @@ pub enum Guest {
     Bench,
     /// x86_64 only: timer interrupts through the emulated x2APIC.
     Ticks,
+    /// x86_64 only: the TPM through its CRB registers.
+    Tpm,
 }
 
 impl Guest {
-    pub const ALL: [Guest; 4] = [Guest::Hello, Guest::Escape, Guest::Bench, Guest::Ticks];
+    pub const ALL: [Guest; 5] = [
+        Guest::Hello,
+        Guest::Escape,
+        Guest::Bench,
+        Guest::Ticks,
+        Guest::Tpm,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -220,12 +228,14 @@ impl Guest {
             Guest::Escape => "escape",
             Guest::Bench => "bench",
             Guest::Ticks => "ticks",
+            Guest::Tpm => "tpm",
         }
     }
 
-    /// Whether the guest is built for `arch` (ticks needs an x86 local APIC).
+    /// Whether the guest is built for `arch` (ticks needs an x86 local APIC, tpm the CRB
+    /// TPM of x86 guests).
     pub fn exists_for(self, arch: Arch) -> bool {
-        self != Guest::Ticks || arch == Arch::X86_64
+        !matches!(self, Guest::Ticks | Guest::Tpm) || arch == Arch::X86_64
     }
 }
 
