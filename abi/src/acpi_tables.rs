@@ -94,8 +94,8 @@ const DSDT_REVISION: u8 = 2;
 /// 40  Address of CRB Control Area         u64  base + 0x40
 /// 48  Start Method                        u32  7: Command Response Buffer interface
 /// 52  Start Method Specific Parameters    12 bytes, 0 for start method 7
-/// 64  Log Area Minimum Length (LAML)      u32  0: no event log
-/// 68  Log Area Start Address (LASA)       u64  0
+/// 64  Log Area Minimum Length (LAML)      u32  the event log's area, or 0: none
+/// 68  Log Area Start Address (LASA)       u64  its address, or 0
 /// 76  end
 /// ```
 ///
@@ -109,6 +109,8 @@ mod tpm2 {
     pub const PLATFORM_CLASS: usize = 36;
     pub const CONTROL_AREA: usize = 40;
     pub const START_METHOD: usize = 48;
+    pub const LAML: usize = 64;
+    pub const LASA: usize = 68;
     /// The table's whole length, header included.
     pub const LEN: usize = 76;
     /// Platform Class 0: a client platform (1 is a server).
@@ -273,6 +275,10 @@ pub struct TpmCrb {
     /// The window's length: 0x5000 on a PC, 5 localities of 4 KiB. At least 0x80, the
     /// locality registers and the control area.
     pub size: u32,
+    /// The boot's event log (TCG PC Client PFP's crypto-agile format), as (address, area
+    /// length): the TPM2 table's LASA and LAML. The area must be memory the OS keeps (an
+    /// e820 reserved range); the log in it ends with zeros.
+    pub event_log: Option<(u64, u32)>,
 }
 
 /// What the guest's tables describe.
@@ -545,9 +551,14 @@ fn tpm2_body(tpm: TpmCrb) -> Result<Vec<u8>, AcpiBuildError> {
         t[at..at + value.len()].copy_from_slice(value);
     };
     put(tpm2::PLATFORM_CLASS, &tpm2::CLIENT.to_le_bytes());
-    // Reserved (38), the start method parameters (52..64), LAML and LASA (64..76) stay 0.
+    // Reserved (38) and the start method parameters (52..64) stay 0, and so do LAML and
+    // LASA without a log.
     put(tpm2::CONTROL_AREA, &control_area.to_le_bytes());
     put(tpm2::START_METHOD, &tpm2::START_METHOD_CRB.to_le_bytes());
+    if let Some((address, length)) = tpm.event_log {
+        put(tpm2::LAML, &length.to_le_bytes());
+        put(tpm2::LASA, &address.to_le_bytes());
+    }
     Ok(t[HEADER_LEN..].to_vec())
 }
 
@@ -1134,6 +1145,7 @@ mod tests {
     const PC_TPM: TpmCrb = TpmCrb {
         base: 0xfed4_0000,
         size: 0x5000,
+        event_log: None,
     };
 
     /// The TPM2 table (TCG ACPI Specification 1.3 §8.3), field by field at the offsets of
@@ -1165,6 +1177,17 @@ mod tests {
         assert_eq!(&t[52..64], &[0u8; 12], "start method parameters");
         assert_eq!(u32_at(&t, 64), Some(0), "LAML: no log");
         assert_eq!(u64_at(&t, 68), Some(0), "LASA: no log");
+        let with_log = AcpiConfig {
+            tpm: Some(TpmCrb {
+                event_log: Some((0x1_0000, 0x1_0000)),
+                ..PC_TPM
+            }),
+            ..config(&[0, 1])
+        };
+        let logged = tpm2_table(&build(&with_log, base).unwrap(), base);
+        assert_eq!(u32_at(&logged, 64), Some(0x1_0000), "LAML");
+        assert_eq!(u64_at(&logged, 68), Some(0x1_0000), "LASA");
+        assert_eq!(sum(&logged), 0, "checksum");
         // Parapet's parser finds it too, and the CPUs as before.
         let mem = Placed {
             base,
@@ -1253,7 +1276,11 @@ mod tests {
     #[test]
     fn tpm_windows_that_do_not_fit_memory32fixed_are_refused() {
         let refused = |base, size| {
-            let tpm = TpmCrb { base, size };
+            let tpm = TpmCrb {
+                base,
+                size,
+                event_log: None,
+            };
             let cfg = AcpiConfig {
                 tpm: Some(tpm),
                 ..config(&[0])
@@ -1273,7 +1300,11 @@ mod tests {
         // Ending at 4 GiB exactly is fine, and so is the smallest window.
         for (base, size) in [(0xffff_b000, 0x5000), (0xfed4_0000, 0x80), (0, u32::MAX)] {
             let cfg = AcpiConfig {
-                tpm: Some(TpmCrb { base, size }),
+                tpm: Some(TpmCrb {
+                    base,
+                    size,
+                    event_log: None,
+                }),
                 ..config(&[0])
             };
             assert!(build(&cfg, 0).is_ok(), "{base:#x}+{size:#x}");

@@ -494,6 +494,11 @@ pub struct GpioSpiTpm {
     pub mosi_pin: u32,
     pub miso_pin: u32,
     pub chip_select_pin: u32,
+    /// The boot's event log (TCG PC Client PFP's crypto-agile format) as (address, area
+    /// length), in RAM: the TPM node's `linux,sml-base` and `linux,sml-size`, the area kept
+    /// from the kernel's allocator by a `/reserved-memory` node (mapped: Linux reads it
+    /// through its linear map).
+    pub event_log: Option<(u64, u32)>,
 }
 
 /// What the guest's device tree describes. Ranges are (start, end), end exclusive.
@@ -554,6 +559,8 @@ pub enum TreeError {
     /// A GPIO controller with a zero size or running past the address space, or a pin
     /// number above 7.
     BadGpio,
+    /// A TPM event log area empty or not wholly inside one RAM range.
+    EventLogOutsideRam,
     /// An SPI number above [`gic_irq::MAX_SPI`].
     BadSpi(u32),
     /// A device's registers (`.0`: "GIC distributor", ...) overlap RAM.
@@ -582,6 +589,7 @@ impl core::fmt::Display for TreeError {
                 "the GPIO's registers are empty or overflow, or a pin is above 7"
             ),
             Self::BadSpi(n) => write!(f, "SPI {n} is above 987"),
+            Self::EventLogOutsideRam => write!(f, "the TPM event log is not inside one RAM range"),
             Self::MmioInRam(what) => write!(f, "the {what} registers overlap RAM"),
             Self::TooLarge(n) => write!(f, "the device tree is {n} bytes, more than 2 MiB"),
             Self::Fdt(e) => write!(f, "{e}"),
@@ -632,8 +640,9 @@ fn region(base: u64, size: u64) -> Option<(u64, u64)> {
 ///   "arm,primecell"`, `reg`, `interrupts`, `gpio-controller`, `#gpio-cells = <2>`, the
 ///   24 MHz clock as `apb_pclk`, `phandle`), and `/spi`, an `spi-gpio` bus on its pins
 ///   (`sck-`, `mosi-`, `miso-gpios`, `cs-gpios` active low, `num-chipselects = <1>`) with
-///   `tpm@0`: `compatible = "tcg,tpm_tis-spi"`, `reg = <0>`, `spi-max-frequency`. QEMU's
-///   `virt` has no such bus; its PL061 is at the same place.
+///   `tpm@0`: `compatible = "tcg,tpm_tis-spi"`, `reg = <0>`, `spi-max-frequency`, and with
+///   an event log `linux,sml-base` and `linux,sml-size`, its area in `/reserved-memory`.
+///   QEMU's `virt` has no such bus; its PL061 is at the same place.
 ///
 /// Left out of QEMU's tree on purpose: the PMU (Parapet does not virtualise it), the
 /// `virtio_mmio`, PCIe, flash, fw-cfg, PL031 and gpio-keys devices (and the PL061 without a
@@ -727,6 +736,12 @@ pub fn build_device_tree(tree: &GuestTree) -> Result<Vec<u8>, TreeError> {
         }
         if tpm.gpio_spi > gic_irq::MAX_SPI {
             return Err(TreeError::BadSpi(tpm.gpio_spi));
+        }
+        if let Some((start, len)) = tpm.event_log {
+            let log = region(start, u64::from(len)).ok_or(TreeError::EventLogOutsideRam)?;
+            if !ram.iter().any(|&(s, e)| s <= log.0 && log.1 <= e) {
+                return Err(TreeError::EventLogOutsideRam);
+            }
         }
         mmio.push(("GPIO", gpio));
     }
@@ -890,8 +905,24 @@ fn write_gpio_spi_tpm(w: &mut FdtWriter, tpm: &GpioSpiTpm) {
     w.property_string("compatible", "tcg,tpm_tis-spi");
     w.property_u32("reg", 0);
     w.property_u32("spi-max-frequency", TPM_SPI_HZ);
+    // Linux's tpm_read_log_of reads these as big-endian u64 and u32.
+    if let Some((start, len)) = tpm.event_log {
+        w.property_u64("linux,sml-base", start);
+        w.property_u32("linux,sml-size", len);
+    }
     w.end_node();
     w.end_node();
+
+    if let Some((start, len)) = tpm.event_log {
+        w.begin_node("reserved-memory");
+        w.property_u32("#address-cells", 2);
+        w.property_u32("#size-cells", 2);
+        w.property_empty("ranges");
+        w.begin_node(&format!("tpm-event-log@{start:x}"));
+        w.property_u64s("reg", &[start, u64::from(len)]);
+        w.end_node();
+        w.end_node();
+    }
 }
 
 /// The `stdout-path` [`build_device_tree`] writes for a PL011 at `base`.
@@ -1180,6 +1211,7 @@ mod tests {
                 mosi_pin: 1,
                 miso_pin: 2,
                 chip_select_pin: 3,
+                event_log: Some((0x4410_0000, 0x1_0000)),
             }),
         }
     }
@@ -1304,6 +1336,18 @@ mod tests {
 			compatible = "tcg,tpm_tis-spi";
 			reg = <0x00>;
 			spi-max-frequency = <0xf4240>;
+			linux,sml-base = <0x00 0x44100000>;
+			linux,sml-size = <0x10000>;
+		};
+	};
+
+	reserved-memory {
+		#address-cells = <0x02>;
+		#size-cells = <0x02>;
+		ranges;
+
+		tpm-event-log@44100000 {
+			reg = <0x00 0x44100000 0x00 0x10000>;
 		};
 	};
 };
@@ -1348,7 +1392,11 @@ mod tests {
             Some((INITRD.0, INITRD.1)),
             "(start, end) as /chosen has them"
         );
-        assert!(p.reserved().is_empty());
+        assert_eq!(
+            p.reserved(),
+            &[(0x4410_0000, 0x1_0000)],
+            "the TPM's event log"
+        );
         assert_eq!(p.total_size, blob.len());
         assert!(dtb_placement_ok(0x4800_0000, blob.len()));
     }
@@ -1562,6 +1610,13 @@ mod tests {
                 ..tpm
             }),
             TreeError::MmioInRam("GPIO")
+        );
+        assert_eq!(
+            with_tpm(GpioSpiTpm {
+                event_log: Some((0x1000, 0x1000)),
+                ..tpm
+            }),
+            TreeError::EventLogOutsideRam
         );
         assert_eq!(
             build(GuestTree {

@@ -162,6 +162,10 @@ pub struct InitReport {
     pub tpm_pcrs: Vec<(u32, String)>,
     /// `parapet-init: tpm none`: the guest found no TPM.
     pub no_tpm: bool,
+    /// The TPM event log as /sys/kernel/security/tpm0/binary_bios_measurements gave it
+    /// (`tpm-eventlog-part BASE64` lines, then `tpm-eventlog-end`), or `Some(None)` for
+    /// `tpm-eventlog none`: Linux found none.
+    pub tpm_event_log: Option<Option<Vec<u8>>>,
     /// `parapet-init: done`: everything above was printed.
     pub done: bool,
     /// Lines that say `parapet-init:` but could not be read.
@@ -222,6 +226,8 @@ fn typed(rest: &str) -> Option<Typed> {
 /// them) or the guest's UART was the console itself (QEMU booting the kernel directly).
 pub fn init_report(console: &str) -> InitReport {
     let mut report = InitReport::default();
+    // The event log's base64 lines so far, until its end line decodes them.
+    let mut event_log_parts = String::new();
     for line in console.lines() {
         let line = line.trim_end();
         let Some(said) = line
@@ -299,6 +305,21 @@ pub fn init_report(console: &str) -> InitReport {
                 report.no_tpm = rest == "none";
                 report.no_tpm
             }
+            "tpm-eventlog" if rest == "none" => {
+                report.tpm_event_log = Some(None);
+                true
+            }
+            "tpm-eventlog-part" => {
+                event_log_parts.push_str(rest.trim());
+                true
+            }
+            "tpm-eventlog-end" => {
+                use base64::Engine as _;
+                let parts = std::mem::take(&mut event_log_parts);
+                let log = base64::engine::general_purpose::STANDARD.decode(parts);
+                log.map(|log| report.tpm_event_log = Some(Some(log)))
+                    .is_ok()
+            }
             // Printed for whoever reads the console; nothing here checks it.
             "meminfo" => true,
             _ => false,
@@ -333,6 +354,40 @@ pub fn expected_pcrs(kernel: &[u8], initrd: &[u8], command_line: &[u8]) -> Vec<(
     let pcr8 = extend([0; 32], command_line);
     let pcr9 = extend(extend([0; 32], kernel), initrd);
     vec![(8, hex(pcr8)), (9, hex(pcr9))]
+}
+
+/// The SHA-256 PCRs Debian's `tpm2_eventlog` (tpm2-tools) computes by replaying `log`, a
+/// TCG event log: (index, lowercase hex), as [`expected_pcrs`] gives them.
+pub fn eventlog_pcrs(log: &[u8]) -> Result<Vec<(u32, String)>, String> {
+    let file = std::env::temp_dir().join(format!("parapet-eventlog-{}", std::process::id()));
+    std::fs::write(&file, log).map_err(|e| format!("writing {}: {e}", file.display()))?;
+    let out = std::process::Command::new("tpm2_eventlog")
+        .arg(&file)
+        .output();
+    std::fs::remove_file(&file).ok();
+    let out = out.map_err(|e| format!("running tpm2_eventlog (tpm2-tools): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "tpm2_eventlog refused the log: {}{text}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(sha256_pcrs_of_eventlog_output(&text))
+}
+
+/// The `pcrs:` section's `sha256:` bank of tpm2_eventlog's output: lines `    8  : 0xHEX`.
+fn sha256_pcrs_of_eventlog_output(text: &str) -> Vec<(u32, String)> {
+    text.lines()
+        .skip_while(|l| *l != "pcrs:")
+        .skip_while(|l| l.trim() != "sha256:")
+        .skip(1)
+        .map_while(|l| {
+            let (index, value) = l.trim().split_once(':')?;
+            let value = value.trim().strip_prefix("0x")?;
+            Some((index.trim().parse().ok()?, value.to_lowercase()))
+        })
+        .collect()
 }
 
 /// What the test asked of the boot.
@@ -571,6 +626,16 @@ pub fn kvm_cannot_run_report(status: Option<i32>, output: &str) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tpm2_eventlogs_pcr_section_is_read_bank_by_bank() {
+        let text = "---\nevents:\n- EventNum: 0\npcrs:\n  sha1:\n    8  : 0x3C73\n  sha256:\n    8  : 0xBBE2\n    9  : 0x799e\n  sha384:\n    8  : 0x9e3b\n";
+        assert_eq!(
+            sha256_pcrs_of_eventlog_output(text),
+            [(8, "bbe2".to_string()), (9, "799e".to_string())]
+        );
+        assert!(sha256_pcrs_of_eventlog_output("pcrs:\n  sha1:\n    8  : 0x1\n").is_empty());
+    }
 
     #[test]
     fn only_a_single_kvm_report_with_status_3_excuses_a_run() {

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use qemu_tests::linux::{expected_pcrs, init_report, linux_boot_problems, Expected};
+use qemu_tests::linux::{eventlog_pcrs, expected_pcrs, init_report, linux_boot_problems, Expected};
 use xtask::build;
 use xtask::qemu::{Accel, Machine, Verdict, Watch};
 use xtask::{Arch, Flavor};
@@ -83,11 +83,25 @@ fn boots_debian_linux_to_its_init(arch: Arch, form: Form) -> Result<(), Failed> 
     // has the TPM's driver built in; arm64's has it once /init has loaded its modules.
     let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| e.to_string());
     let wanted = expected_pcrs(&read(&kernel)?, &read(&initramfs)?, cmdline.as_bytes());
-    let seen = init_report(&run.console).tpm_pcrs;
+    let init = init_report(&run.console);
+    let seen = init.tpm_pcrs;
     if seen != wanted {
         problems.push(format!(
             "the guest's TPM PCRs (SHA-256) are {seen:?}, Parapet's measurements of the boot give {wanted:?}"
         ));
+    }
+    // The event log Linux took from the platform replays, in tpm2-tools' hands, to the PCRs
+    // the TPM holds: what a remote verifier checks a quote against.
+    match init.tpm_event_log {
+        Some(Some(log)) => match eventlog_pcrs(&log) {
+            Ok(replayed) if replayed == seen => {}
+            Ok(replayed) => problems.push(format!(
+                "tpm2_eventlog replays the guest's event log to SHA-256 PCRs {replayed:?}, the TPM holds {seen:?}"
+            )),
+            Err(e) => problems.push(e),
+        },
+        Some(None) => problems.push("Linux found no TPM event log (tpm-eventlog none)".into()),
+        None => problems.push("/init printed no tpm-eventlog line".into()),
     }
     if problems.is_empty() {
         return Ok(());

@@ -77,6 +77,18 @@ const INIT: &str = concat!(
     "  for n in 8 9; do\n",
     "    echo \"parapet-init: tpm-pcr-sha256 $n $(cat /sys/class/tpm/tpm0/pcr-sha256/$n)\"\n",
     "  done\n",
+    // The event log the platform handed over with the TPM, as Linux took it (it shows the
+    // log only once it has checked its first event), in base64 lines of 76 characters
+    // (console lines are cut at 256), then a line that ends it, for the test to replay.
+    "  mount -t securityfs securityfs /sys/kernel/security\n",
+    "  if [ -f /sys/kernel/security/tpm0/binary_bios_measurements ]; then\n",
+    "    base64 /sys/kernel/security/tpm0/binary_bios_measurements | while read part; do\n",
+    "      echo \"parapet-init: tpm-eventlog-part $part\"\n",
+    "    done\n",
+    "    echo \"parapet-init: tpm-eventlog-end\"\n",
+    "  else\n",
+    "    echo \"parapet-init: tpm-eventlog none\"\n",
+    "  fi\n",
     "else\n",
     "  echo \"parapet-init: tpm none\"\n",
     "fi\n",
@@ -97,8 +109,9 @@ const LOAD_ORDER: &str = "/lib/modules/load-order";
 /// Links to busybox, which picks the applet by the name it was run as: every command `INIT`
 /// runs, plus `ls` and `head` for whoever debugs a boot. Absolute targets, so `/sbin`'s link
 /// works too.
-const APPLETS: [&str; 11] = [
+const APPLETS: [&str; 12] = [
     "/bin/sh",
+    "/bin/base64",
     "/bin/mount",
     "/bin/cat",
     "/bin/echo",
@@ -638,6 +651,9 @@ mod tests {
             "parapet-init: insmod $m failed",
             "parapet-init: tpm-pcr-sha256 ",
             "parapet-init: tpm none",
+            "parapet-init: tpm-eventlog-part $part",
+            "parapet-init: tpm-eventlog-end",
+            "parapet-init: tpm-eventlog none",
             "parapet-init: done",
         ] {
             assert!(INIT.contains(word), "{word}");

@@ -20,11 +20,13 @@
 //! nothing: hashing a kernel three times is minutes where KVM emulates every instruction).
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 
 #[cfg(target_arch = "aarch64")]
 use devices::spi_wires::SpiTarget;
 #[cfg(target_arch = "x86_64")]
 use devices::tpm::crb::{self, Crb};
+use devices::tpm::event_log::{EventLog, EV_IPL};
 #[cfg(target_arch = "aarch64")]
 use devices::tpm::tis_spi::TisSpi;
 use devices::tpm::Tpm;
@@ -35,6 +37,13 @@ use crate::guest::ram;
 /// PCRs for a Linux boot's measurements (GRUB's: commands and command lines in 8, files in 9).
 pub const PCR_COMMAND_LINE: u32 = 8;
 pub const PCR_FILES: u32 = 9;
+
+/// The event log's area in guest memory: the PC Client PFP's minimum Log Area Minimum Length
+/// for a client platform (64 KiB), which Parapet's few events use a little of.
+pub const EVENT_LOG_AREA: u32 = 64 * 1024;
+
+/// What was measured, in the order it was, from the TPM's creation on.
+static EVENT_LOG: Mutex<Option<EventLog>> = Mutex::new(None);
 
 /// The TPM is made on first use (a measurement, or the guest's first access): making and
 /// starting one runs its self-tests, which are seconds where every instruction is emulated,
@@ -75,6 +84,7 @@ pub fn create() -> bool {
         return false;
     };
     *TPM.lock() = State::Offered(entropy);
+    *EVENT_LOG.lock() = Some(EventLog::new());
     #[cfg(target_arch = "x86_64")]
     let place = alloc::format!("at {:#x} (CRB)", crb::BASE);
     #[cfg(target_arch = "aarch64")]
@@ -106,19 +116,47 @@ fn running(state: &mut State) -> Option<&mut Interface> {
     }
 }
 
-/// Extends `pcr` with `data` in every bank; `what` names it in the log.
-pub fn measure(pcr: u32, what: &str, data: &[u8]) {
+/// Extends `pcr` with `data` in every bank and records it in the event log as an EV_IPL
+/// event with `event` as its data; `what` names it in Parapet's log.
+pub fn measure(pcr: u32, what: &str, data: &[u8], event: &[u8]) {
     let mut state = TPM.lock();
     let Some(interface) = running(&mut state) else {
         return;
     };
     match interface.tpm_mut().measure(pcr, data) {
-        0 => log::info!(
-            "tpm: measured the {what} ({} bytes) into PCR {pcr}",
-            data.len()
-        ),
-        rc => log::error!("tpm: measuring the {what} into PCR {pcr} failed with {rc:#x}"),
+        Ok(digests) => {
+            let digests: Vec<(u16, &[u8])> = digests.iter().map(|(a, d)| (*a, &d[..])).collect();
+            if let Some(log) = EVENT_LOG.lock().as_mut() {
+                log.record(pcr, EV_IPL, &digests, event);
+            }
+            log::info!(
+                "tpm: measured the {what} ({} bytes) into PCR {pcr}",
+                data.len()
+            );
+        }
+        Err(rc) => log::error!("tpm: measuring the {what} into PCR {pcr} failed with {rc:#x}"),
     }
+}
+
+/// Writes the event log of what was measured (TCG PC Client PFP's format,
+/// `devices::tpm::event_log`) at `address` in guest RAM, its [`EVENT_LOG_AREA`] bytes
+/// zeroed past it (a reader stops at the first all-zero event), under `ram::load`'s
+/// contract; true if the guest has a TPM and so a log.
+pub fn load_event_log(address: u64) -> Result<bool, ram::Fault> {
+    let Some(log) = EVENT_LOG.lock().as_ref().map(|log| log.bytes().to_vec()) else {
+        return Ok(false);
+    };
+    let area = u64::from(EVENT_LOG_AREA);
+    if log.len() as u64 > area {
+        log::error!(
+            "tpm: the event log's {} bytes do not fit its area",
+            log.len()
+        );
+        return Err(ram::Fault { address });
+    }
+    ram::load(address, None, area)?;
+    ram::load(address, Some(&log), log.len() as u64)?;
+    Ok(true)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -182,10 +220,16 @@ pub fn measure_linux_boot(kernel: (u64, u64), initrd: Option<(u64, u64)>, comman
     if !present() {
         return;
     }
-    for (what, part) in [("kernel", Some(kernel)), ("initrd", initrd)] {
+    let parts = [
+        ("kernel", Some(kernel), &b"Linux kernel image"[..]),
+        ("initrd", initrd, b"Linux initrd"),
+    ];
+    for (what, part, event) in parts {
         if let Some((address, len)) = part {
-            let _ = ram::inspect(address, len, |bytes| measure(PCR_FILES, what, bytes));
+            let _ = ram::inspect(address, len, |bytes| measure(PCR_FILES, what, bytes, event));
         }
     }
-    measure(PCR_COMMAND_LINE, "command line", command_line);
+    // The command line is its own event's data: a verifier reads it there and checks it
+    // against the digest.
+    measure(PCR_COMMAND_LINE, "command line", command_line, command_line);
 }

@@ -46,8 +46,9 @@ impl Tpm {
 
     /// Extends PCR `pcr` in every bank with that bank's digest of `data` (TPM2_PCR_Extend
     /// with a TPML_DIGEST_VALUES of all banks, authorized by the PCR's empty password).
-    /// Returns the response code.
-    pub fn measure(&mut self, pcr: u32, data: &[u8]) -> u32 {
+    /// Returns the digests extended, as (algorithm ID, digest), for the event log; or the
+    /// response code of a refusal.
+    pub fn measure(&mut self, pcr: u32, data: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, u32> {
         let mut body = Vec::new();
         body.extend_from_slice(&pcr.to_be_bytes());
         // TPMS_AUTH_COMMAND for TPM_RS_PW: handle, empty nonce, no attributes, empty hmac.
@@ -58,13 +59,20 @@ impl Tpm {
         };
         body.extend_from_slice(&(auth.len() as u32).to_be_bytes());
         body.extend_from_slice(&auth);
-        body.extend_from_slice(&(HashAlg::ALL.len() as u32).to_be_bytes());
-        for alg in HashAlg::ALL {
-            body.extend_from_slice(&alg.alg_id().to_be_bytes());
-            body.extend_from_slice(alg.digest(&[data]).as_bytes());
+        let digests: Vec<(u16, Vec<u8>)> = HashAlg::ALL
+            .iter()
+            .map(|alg| (alg.alg_id(), alg.digest(&[data]).as_bytes().to_vec()))
+            .collect();
+        body.extend_from_slice(&(digests.len() as u32).to_be_bytes());
+        for (alg, digest) in &digests {
+            body.extend_from_slice(&alg.to_be_bytes());
+            body.extend_from_slice(digest);
         }
         let c = command(TPM_ST_SESSIONS, TPM_CC_PCR_EXTEND, &body);
-        response_code(&self.execute(LOCALITY, &c))
+        match response_code(&self.execute(LOCALITY, &c)) {
+            0 => Ok(digests),
+            rc => Err(rc),
+        }
     }
 }
 
@@ -76,10 +84,20 @@ mod tests {
     #[test]
     fn measurements_extend_every_bank_with_the_data_digest() {
         let mut tpm = Tpm::new([3; 32]);
-        assert_ne!(tpm.measure(9, b"kernel"), 0, "no Startup yet: refused");
+        assert!(
+            tpm.measure(9, b"kernel").is_err(),
+            "no Startup yet: refused"
+        );
         assert_eq!(tpm.startup_clear(), 0);
-        assert_eq!(tpm.measure(9, b"kernel"), 0);
-        assert_eq!(tpm.measure(9, b"initrd"), 0);
+        let digests = tpm.measure(9, b"kernel").unwrap();
+        assert_eq!(
+            digests[1],
+            (
+                0x0b,
+                HashAlg::Sha256.digest(&[b"kernel"]).as_bytes().to_vec()
+            )
+        );
+        assert!(tpm.measure(9, b"initrd").is_ok());
         for alg in HashAlg::ALL {
             let zero = alloc::vec![0u8; alg.digest_size()];
             let once = alg.digest(&[&zero, alg.digest(&[b"kernel"]).as_bytes()]);

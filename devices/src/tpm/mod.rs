@@ -77,6 +77,7 @@ mod commands;
 pub mod constants;
 pub mod crb;
 mod drbg;
+pub mod event_log;
 mod handles;
 mod hash;
 mod marshal;

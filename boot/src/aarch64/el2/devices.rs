@@ -29,8 +29,8 @@ const GPIO_INTID: u32 = 32 + GPIO_SPI;
 /// SPIs the guest's distributor implements: one block of 32 holds the UART's and the GPIO's.
 const SPI_COUNT: u32 = 32;
 
-/// The TPM's place in the guest's device tree.
-pub fn tpm_description() -> abi::arm64_boot::GpioSpiTpm {
+/// The TPM's place in the guest's device tree, with its event log's area if it has one.
+pub fn tpm_description(event_log: Option<(u64, u32)>) -> abi::arm64_boot::GpioSpiTpm {
     abi::arm64_boot::GpioSpiTpm {
         gpio_base: GPIO_BASE,
         gpio_size: GPIO_SIZE,
@@ -39,6 +39,7 @@ pub fn tpm_description() -> abi::arm64_boot::GpioSpiTpm {
         mosi_pin: u32::from(gpio_spi::pins::MOSI),
         miso_pin: u32::from(gpio_spi::pins::MISO),
         chip_select_pin: u32::from(gpio_spi::pins::CHIP_SELECT),
+        event_log,
     }
 }
 

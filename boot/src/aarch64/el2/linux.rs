@@ -26,6 +26,9 @@ use crate::guest::{ram, tpm};
 /// The device tree's block at the start of guest RAM (booting.rst: the tree must not share a
 /// 2 MiB block with memory needing other attributes; a block of its own keeps that simple).
 const DTB_BLOCK: u64 = 2 << 20;
+/// Where the TPM's event log goes in that block: past any device tree Parapet writes (a few
+/// KiB), its 64 KiB area within the block.
+const EVENT_LOG_OFFSET: u64 = 1 << 20;
 /// The longest command line taken (Linux arm64's COMMAND_LINE_SIZE).
 const MAX_COMMAND_LINE: usize = 2048;
 
@@ -129,6 +132,10 @@ pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> 
         command_line.as_bytes(),
     );
 
+    // The event log goes in the device tree's block, 1 MiB in, clear of the tree.
+    let event_log = device_tree + EVENT_LOG_OFFSET;
+    let has_log = tpm::load_event_log(event_log).map_err(|_| LinuxError::StagingOutsideRam)?;
+
     let cpu_ids: Vec<u64> = (0..cpus.max(1) as u64).collect();
     let tree = arm64_boot::build_device_tree(&GuestTree {
         model: "Parapet guest",
@@ -151,15 +158,22 @@ pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> 
         // needs from a seed to move the kernel at all.
         kaslr_seed: Some(registers::counter().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15),
         rng_seed: None,
-        tpm: tpm::present().then(devices::tpm_description),
+        tpm: tpm::present()
+            .then(|| devices::tpm_description(has_log.then_some((event_log, tpm::EVENT_LOG_AREA)))),
     })
     .map_err(LinuxError::Tree)?;
+    if has_log && tree.len() as u64 > EVENT_LOG_OFFSET {
+        return Err(LinuxError::Tree(TreeError::TooLarge(tree.len())));
+    }
     ram::load(device_tree, Some(&tree), tree.len() as u64)
         .map_err(|_| LinuxError::StagingOutsideRam)?;
 
     // The guest's first instructions run with caches off: all it reads must be in memory.
     registers::clean_dcache_range(load_address, header.image_size);
     registers::clean_dcache_range(device_tree, tree.len() as u64);
+    if has_log {
+        registers::clean_dcache_range(event_log, u64::from(tpm::EVENT_LOG_AREA));
+    }
     if let Some((start, end)) = initrd {
         registers::clean_dcache_range(start, end - start);
     }

@@ -6,7 +6,8 @@
 //! Where things go, in guest RAM:
 //! - the boot page tables and GDT, as for every guest (`loader`), below 0x8000;
 //! - the zero page at [`ZERO_PAGE`], the command line at [`COMMAND_LINE`], the ACPI tables at
-//!   [`ACPI_TABLES`] (the only range the e820 map marks as not RAM);
+//!   [`ACPI_TABLES`] and, with a TPM, its event log at [`EVENT_LOG`] (the only ranges the
+//!   e820 map marks as not RAM);
 //! - the kernel at the lowest address its header allows above the bundle-free RAM
 //!   (`SetupHeader::place`); Parapet's own region lies below 65 MiB, which is why a
 //!   relocatable kernel is needed: its preferred 16 MiB is Parapet's;
@@ -40,6 +41,10 @@ const COMMAND_LINE_ROOM: usize = 4096;
 /// The ACPI tables: RSDP first (16-byte aligned), up to the end of this window.
 const ACPI_TABLES: u64 = 0xa000;
 const ACPI_TABLES_END: u64 = 0x1_0000;
+/// The TPM's event log, when the guest has a TPM: its area right after the tables, which
+/// the e820 map marks reserved (the kernel copies the log out through the TPM2 table's LASA
+/// and LAML, and must not have used the memory before).
+const EVENT_LOG: u64 = ACPI_TABLES_END;
 /// A bare bzImage's command line: its console on COM1.
 const DEFAULT_COMMAND_LINE: &str = "console=ttyS0";
 
@@ -143,18 +148,27 @@ pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
     .map_err(|_| LinuxError::StagingOutsideRam)??;
 
     tpm::measure_linux_boot(kernel, initrd, &command_line);
+    let event_log = tpm::load_event_log(EVENT_LOG).map_err(|_| LinuxError::StagingOutsideRam)?;
 
     let ids: Vec<u32> = (0..cpus.max(1)).collect();
-    let tables = acpi_tables::build(&acpi_config(&ids), ACPI_TABLES).map_err(LinuxError::Acpi)?;
+    let tables =
+        acpi_tables::build(&acpi_config(&ids, event_log), ACPI_TABLES).map_err(LinuxError::Acpi)?;
     if ACPI_TABLES + tables.bytes.len() as u64 > ACPI_TABLES_END {
         return Err(LinuxError::Acpi(acpi_tables::AcpiBuildError::TooLarge));
     }
-    let acpi = E820Entry {
+    let mut firmware = alloc::vec![E820Entry {
         start: ACPI_TABLES,
         size: ACPI_TABLES_END - ACPI_TABLES,
         kind: e820::ACPI,
-    };
-    let map = linux_boot::guest_e820(ram::ranges(), &[], &[acpi]).map_err(LinuxError::E820)?;
+    }];
+    if event_log {
+        firmware.push(E820Entry {
+            start: EVENT_LOG,
+            size: u64::from(tpm::EVENT_LOG_AREA),
+            kind: e820::RESERVED,
+        });
+    }
+    let map = linux_boot::guest_e820(ram::ranges(), &[], &firmware).map_err(LinuxError::E820)?;
     let zero_page = linux_boot::build_zero_page(
         &header,
         &BootParams {
@@ -204,8 +218,9 @@ pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
 }
 
 /// What the guest's ACPI tables describe: its CPUs (`ids`: APIC ID = index), the I/O APIC,
-/// COM1, and the power ports of `devices`.
-fn acpi_config(ids: &[u32]) -> AcpiConfig<'_> {
+/// COM1, the power ports of `devices`, and the TPM, with its event log at [`EVENT_LOG`] if
+/// `event_log`.
+fn acpi_config(ids: &[u32], event_log: bool) -> AcpiConfig<'_> {
     AcpiConfig {
         x2apic_ids: ids,
         io_apic: acpi_tables::IoApic {
@@ -225,6 +240,7 @@ fn acpi_config(ids: &[u32]) -> AcpiConfig<'_> {
         tpm: tpm::present().then_some(acpi_tables::TpmCrb {
             base: crb::BASE,
             size: crb::WINDOW as u32,
+            event_log: event_log.then_some((EVENT_LOG, tpm::EVENT_LOG_AREA)),
         }),
     }
 }
