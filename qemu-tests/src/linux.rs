@@ -359,7 +359,10 @@ pub fn expected_pcrs(kernel: &[u8], initrd: &[u8], command_line: &[u8]) -> Vec<(
 /// The SHA-256 PCRs Debian's `tpm2_eventlog` (tpm2-tools) computes by replaying `log`, a
 /// TCG event log: (index, lowercase hex), as [`expected_pcrs`] gives them.
 pub fn eventlog_pcrs(log: &[u8]) -> Result<Vec<(u32, String)>, String> {
-    let file = std::env::temp_dir().join(format!("parapet-eventlog-{}", std::process::id()));
+    // Tests run side by side in one process: a name of its own for each call.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = std::env::temp_dir().join(format!("parapet-eventlog-{}-{call}", std::process::id()));
     std::fs::write(&file, log).map_err(|e| format!("writing {}: {e}", file.display()))?;
     let out = std::process::Command::new("tpm2_eventlog")
         .arg(&file)

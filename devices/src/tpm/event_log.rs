@@ -106,14 +106,15 @@ pub enum LogError {
     /// The first event is not a Spec ID event.
     NoSpecId,
     /// An event at this offset has a digest of an algorithm the Spec ID event does not list,
-    /// or more digests than it lists.
+    /// or not one digest for each algorithm it lists.
     UnknownAlgorithm(usize),
 }
 
 /// The PCR values `log` gives, replayed from all-zero PCRs: for every (PCR, algorithm ID)
 /// extended, the value. Banks this TPM has no hash for are skipped. Events of type
-/// EV_NO_ACTION extend nothing (PFP §10.4.1). A run of zero bytes after the last event (an
-/// unused log area) ends the log.
+/// EV_NO_ACTION extend nothing (PFP §10.4.1). Zero bytes after the last event (an unused log
+/// area) end the log. As strict as Linux's reader: every event carries a digest for every
+/// algorithm the Spec ID event lists, whose sizes are those algorithms' own.
 pub fn replay(log: &[u8]) -> Result<BTreeMap<(u32, u16), Vec<u8>>, LogError> {
     let mut reader = Reader { log, at: 0 };
     reader.u32()?;
@@ -128,14 +129,14 @@ pub fn replay(log: &[u8]) -> Result<BTreeMap<(u32, u16), Vec<u8>>, LogError> {
 
     let mut pcrs = BTreeMap::new();
     while reader.at < log.len() {
+        if log[reader.at..].iter().all(|&b| b == 0) {
+            break;
+        }
         let start = reader.at;
         let pcr = reader.u32()?;
         let event_type = reader.u32()?;
         let count = reader.u32()? as usize;
-        if pcr == 0 && event_type == 0 && count == 0 {
-            break;
-        }
-        if count > sizes.len() {
+        if count != sizes.len() {
             return Err(LogError::UnknownAlgorithm(start));
         }
         let mut digests = Vec::with_capacity(count);
@@ -172,7 +173,12 @@ fn spec_id_sizes(spec: &[u8]) -> Option<Vec<(u16, usize)>> {
     let mut reader = Reader { log: spec, at: 24 };
     let count = reader.u32().ok()?;
     (0..count)
-        .map(|_| Some((reader.u16().ok()?, usize::from(reader.u16().ok()?))))
+        .map(|_| {
+            let (alg, size) = (reader.u16().ok()?, usize::from(reader.u16().ok()?));
+            // A size that is not the algorithm's own would misplace every later field.
+            let known = HashAlg::from_alg_id(alg).map(HashAlg::digest_size);
+            known.is_none_or(|own| own == size).then_some((alg, size))
+        })
         .collect::<Option<Vec<_>>>()
         .filter(|sizes| !sizes.is_empty())
 }
@@ -256,7 +262,8 @@ mod tests {
     #[test]
     fn broken_logs_are_refused_without_panicking() {
         let mut log = EventLog::new();
-        log.record(8, EV_IPL, &[(0x0b, &[7; 32])], b"x");
+        let all_banks: [(u16, &[u8]); 3] = [(0x04, &[7; 20]), (0x0b, &[7; 32]), (0x0c, &[7; 48])];
+        log.record(8, EV_IPL, &all_banks, b"x");
         let bytes = log.bytes();
         for cut in 0..bytes.len() {
             let _ = replay(&bytes[..cut]);
@@ -266,9 +273,17 @@ mod tests {
             Err(LogError::Truncated(bytes.len() - 1))
         );
         let mut unknown = EventLog::new();
-        unknown.record(8, EV_IPL, &[(0x12, &[7; 32])], b"x");
+        let mut banks = all_banks;
+        banks[0] = (0x12, &[7; 32]);
+        unknown.record(8, EV_IPL, &banks, b"x");
         assert!(matches!(
             replay(unknown.bytes()),
+            Err(LogError::UnknownAlgorithm(_))
+        ));
+        let mut one_bank = EventLog::new();
+        one_bank.record(8, EV_IPL, &all_banks[1..], b"x");
+        assert!(matches!(
+            replay(one_bank.bytes()),
             Err(LogError::UnknownAlgorithm(_))
         ));
         let mut not_spec = bytes.to_vec();

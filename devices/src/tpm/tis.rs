@@ -248,12 +248,17 @@ impl Tis {
     /// the TPM mid-command loses the command.
     fn access_write(&mut self, locality: u8, byte: u8) {
         let index = usize::from(locality);
+        // beenSeized: write 1 to clear.
+        if byte & access::BEEN_SEIZED != 0 {
+            self.seized[index] = false;
+        }
         if byte & access::ACTIVE_LOCALITY != 0 {
             if self.active == Some(locality) {
                 self.release();
                 self.active = self.highest_waiting();
                 if let Some(next) = self.active {
                     self.requested[usize::from(next)] = false;
+                    self.seized[usize::from(next)] = false;
                 }
             } else {
                 // Writing it from a waiting locality withdraws the request.
@@ -574,10 +579,12 @@ mod tests {
         tis.write(0x0000, &[access::ACTIVE_LOCALITY]);
         assert_ne!(read8(&mut tis, 0x2000) & access::ACTIVE_LOCALITY, 0);
         assert_eq!(read8(&mut tis, 0x2018) & sts::EXPECT as u8, 0);
-        // Locality 4 seizes it from 2, which is told.
+        // Locality 4 seizes it from 2, which is told until it clears the flag.
         tis.write(0x4000, &[access::SEIZE]);
         assert_ne!(read8(&mut tis, 0x4000) & access::ACTIVE_LOCALITY, 0);
         assert_ne!(read8(&mut tis, 0x2000) & access::BEEN_SEIZED, 0);
+        tis.write(0x2000, &[access::BEEN_SEIZED]);
+        assert_eq!(read8(&mut tis, 0x2000) & access::BEEN_SEIZED, 0);
         // A lower locality cannot seize.
         tis.write(0x1000, &[access::SEIZE]);
         assert_ne!(read8(&mut tis, 0x4000) & access::ACTIVE_LOCALITY, 0);

@@ -1,12 +1,12 @@
 //! The devices Parapet emulates for its aarch64 guest, where QEMU's virt board has its own so
 //! guests find them where they expect (`abi::arm64_boot::qemu_virt`): a PL011 at 0x0900_0000,
 //! whose output reaches Parapet's console prefixed `guest| ` and whose interrupt is SPI 1,
-//! a GICv3 distributor and redistributors (`devices::vgic`), and, when the guest has a TPM,
-//! a PL061 at 0x0903_0000 (SPI 7) whose pins carry the TPM's SPI bus (`devices::gpio_spi`,
-//! the TPM itself in `guest::tpm`). Everything else the guest touches outside its RAM has
-//! nothing behind it.
+//! and a GICv3 distributor and redistributors (`devices::vgic`). When the guest has a TPM,
+//! a PL061 at 0x0903_0000 (SPI 7) carries its SPI bus; the PL061 lives with the TPM
+//! (`guest::tpm`), outside this lock, and only its interrupt line comes here. Everything
+//! else the guest touches outside its RAM has nothing behind it.
 
-use devices::gpio_spi::{self, GpioSpi};
+use devices::gpio_spi;
 use devices::pl011::{self, emulator::Pl011Emulator};
 use devices::vgic::{CpuSet, VGic};
 use isolation::exit::MmioAccess;
@@ -43,10 +43,13 @@ pub fn tpm_description(event_log: Option<(u64, u32)>) -> abi::arm64_boot::GpioSp
     }
 }
 
+/// The offset of `gpa` in the PL061's frame, if it is there.
+pub fn gpio_offset(gpa: u64) -> Option<u64> {
+    gpa.checked_sub(GPIO_BASE).filter(|&o| o < GPIO_SIZE)
+}
+
 pub struct GuestDevices {
     uart: Pl011Emulator,
-    /// Present when the guest has a TPM.
-    tpm_bus: Option<GpioSpi>,
     console: GuestConsole,
     vgic: VGic,
     /// CPUs an access made something deliverable for, to be kicked once the lock is gone.
@@ -68,10 +71,8 @@ impl GuestDevices {
             pl011::registers::CR_UARTEN | pl011::registers::CR_TXE | pl011::registers::CR_RXE;
         uart.write(u64::from(pl011::registers::CR), 4, enable);
         let affinities: alloc::vec::Vec<u32> = (0..cpus as u32).collect();
-        let has_tpm = crate::guest::tpm::present();
         Self {
             uart,
-            tpm_bus: has_tpm.then(GpioSpi::new),
             console: GuestConsole::new("guest"),
             vgic: VGic::new(&affinities, SPI_COUNT),
             kicks: CpuSet::default(),
@@ -107,9 +108,6 @@ impl GuestDevices {
                 }
             });
         }
-        if let Some(offset) = gpa.checked_sub(GPIO_BASE).filter(|&o| o < GPIO_SIZE) {
-            return self.gpio_access(offset, access);
-        }
         let offset = gpa.checked_sub(UART_BASE).filter(|&o| o < UART_SIZE)?;
         let value = match access {
             MmioAccess::Read { .. } => u64::from(self.uart.read(offset, size)),
@@ -129,21 +127,10 @@ impl GuestDevices {
         Some(value)
     }
 
-    /// An access to the PL061, when the guest has one: a write may clock the TPM's bus.
-    fn gpio_access(&mut self, offset: u64, access: MmioAccess) -> Option<u64> {
-        let bus = self.tpm_bus.as_mut()?;
-        let value = match access {
-            MmioAccess::Read { .. } => u64::from(bus.read(offset)),
-            MmioAccess::Write(value) => {
-                crate::guest::tpm::with_spi(|tpm| bus.write(offset, value as u32, tpm));
-                0
-            }
-        };
-        let kicks = self
-            .vgic
-            .set_spi_level(GPIO_INTID, bus.interrupt_asserted());
+    /// The PL061's interrupt line is at `asserted` (after an access to it).
+    pub fn set_gpio_interrupt(&mut self, asserted: bool) {
+        let kicks = self.vgic.set_spi_level(GPIO_INTID, asserted);
         self.kicks = self.kicks.union(kicks);
-        Some(value)
     }
 
     /// Moves what was typed on Parapet's console into the UART's receive FIFO, as far as it

@@ -117,6 +117,8 @@ pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> 
                 )
             })
             .map_err(|_| LinuxError::StagingOutsideRam)?;
+        // Measured as copied, in this one look at the staged bytes.
+        tpm::measure_kernel(image);
         Ok((header, load_address))
     })
     .map_err(|_| LinuxError::StagingOutsideRam)??;
@@ -126,8 +128,7 @@ pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> 
         }
     }
 
-    tpm::measure_linux_boot(
-        (kernel_at, kernel_len),
+    tpm::measure_initrd_and_command_line(
         initrd.map(|(start, end)| (start, end - start)),
         command_line.as_bytes(),
     );

@@ -372,9 +372,24 @@ fn synchronous(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
     let step = u64::from(site.instruction_length);
     match exit {
         GuestExit::Mmio { gpa, size, access } => {
-            let (answered, kicks) = {
-                let mut devices = guest.devices.lock();
-                (devices.access(gpa, size, access), devices.take_kicks())
+            let (answered, kicks) = match devices::gpio_offset(gpa) {
+                // The TPM's bus, outside the devices' lock: a write may run a TPM command.
+                Some(offset) => {
+                    let write = match access {
+                        MmioAccess::Write(value) => Some(value),
+                        MmioAccess::Read { .. } => None,
+                    };
+                    let answer = crate::guest::tpm::gpio_access(offset, write);
+                    let mut devices = guest.devices.lock();
+                    if let Some((_, line)) = answer {
+                        devices.set_gpio_interrupt(line);
+                    }
+                    (answer.map(|(value, _)| value), devices.take_kicks())
+                }
+                None => {
+                    let mut devices = guest.devices.lock();
+                    (devices.access(gpa, size, access), devices.take_kicks())
+                }
             };
             interrupts::kick(kicks);
             if let MmioAccess::Read {

@@ -126,6 +126,8 @@ pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
     // (its initrd stays there) and of the first megabyte (the boot structures).
     let free = ram::without(&[staged_range, (0, 1 << 20)]);
     let (header, kernel_address, entry, kind) = ram::inspect(kernel.0, kernel.1, |image| {
+        // Measured in this one look at the staged bytes, the ones copied to run.
+        tpm::measure_kernel(image);
         if vmlinux::is_vmlinux(image) {
             let (header, address, entry) =
                 vmlinux::place(image, &free).map_err(LinuxError::Vmlinux)?;
@@ -147,7 +149,7 @@ pub fn load(address: u64, size: u64, cpus: u32) -> Result<Loaded, LinuxError> {
     })
     .map_err(|_| LinuxError::StagingOutsideRam)??;
 
-    tpm::measure_linux_boot(kernel, initrd, &command_line);
+    tpm::measure_initrd_and_command_line(initrd, &command_line);
     let event_log = tpm::load_event_log(EVENT_LOG).map_err(|_| LinuxError::StagingOutsideRam)?;
 
     let ids: Vec<u32> = (0..cpus.max(1)).collect();

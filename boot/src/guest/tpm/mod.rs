@@ -2,11 +2,11 @@
 //! measures the guest's boot into before the guest runs, as platform firmware does, behind
 //! the interface the architecture's guests find a TPM by:
 //!
-//! - x86_64: the CRB interface at the PC's address (`devices::tpm::crb`), described by the
-//!   ACPI TPM2 table; the backend routes the guest's MMIO there.
-//! - aarch64: the FIFO interface on an SPI bus (`devices::tpm::tis_spi`), described by the
-//!   device tree (`tcg,tpm_tis-spi` under `spi-gpio`); the el2 backend's PL061 carries the
-//!   bus (`devices::gpio_spi`). A device tree has no binding for a CRB TPM, and Debian's
+//! - x86_64 (`crb_mmio`): the CRB interface at the PC's address (`devices::tpm::crb`),
+//!   described by the ACPI TPM2 table; the backend routes the guest's MMIO there.
+//! - aarch64 (`gpio_spi`): the FIFO interface on an SPI bus (`devices::tpm::tis_spi`),
+//!   described by the device tree (`tcg,tpm_tis-spi` under `spi-gpio`), the bus on a PL061's
+//!   pins (`devices::gpio_spi`). A device tree has no binding for a CRB TPM, and Debian's
 //!   arm64 kernel has no driver for a memory-mapped FIFO one (CONFIG_TCG_TIS is off), but
 //!   has tpm_tis_spi, spi-gpio and gpio-pl061, as other distributions' kernels do.
 //!
@@ -22,17 +22,25 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-#[cfg(target_arch = "aarch64")]
-use devices::spi_wires::SpiTarget;
-#[cfg(target_arch = "x86_64")]
-use devices::tpm::crb::{self, Crb};
 use devices::tpm::event_log::{EventLog, EV_IPL};
-#[cfg(target_arch = "aarch64")]
-use devices::tpm::tis_spi::TisSpi;
 use devices::tpm::Tpm;
 use spin::Mutex;
 
 use crate::guest::ram;
+
+#[cfg(target_arch = "x86_64")]
+mod crb_mmio;
+#[cfg(target_arch = "aarch64")]
+mod gpio_spi;
+
+#[cfg(target_arch = "x86_64")]
+pub use crb_mmio::{mmio_read, mmio_write};
+#[cfg(target_arch = "x86_64")]
+use crb_mmio::{Interface, PLACE};
+#[cfg(target_arch = "aarch64")]
+pub use gpio_spi::gpio_access;
+#[cfg(target_arch = "aarch64")]
+use gpio_spi::{Interface, PLACE};
 
 /// PCRs for a Linux boot's measurements (GRUB's: commands and command lines in 8, files in 9).
 pub const PCR_COMMAND_LINE: u32 = 8;
@@ -54,13 +62,6 @@ enum State {
     Offered([u8; 32]),
     Running(Box<Interface>),
 }
-
-/// The interface the architecture's guests reach the TPM through (see the module's
-/// documentation); each has the same `new(Tpm)` and `tpm_mut()`.
-#[cfg(target_arch = "x86_64")]
-type Interface = Crb;
-#[cfg(target_arch = "aarch64")]
-type Interface = TisSpi;
 
 static TPM: Mutex<State> = Mutex::new(State::None);
 
@@ -85,17 +86,18 @@ pub fn create() -> bool {
     };
     *TPM.lock() = State::Offered(entropy);
     *EVENT_LOG.lock() = Some(EventLog::new());
-    #[cfg(target_arch = "x86_64")]
-    let place = alloc::format!("at {:#x} (CRB)", crb::BASE);
-    #[cfg(target_arch = "aarch64")]
-    let place = "on SPI (FIFO interface)";
-    log::info!("tpm: TPM 2.0 {place}, banks SHA-1, SHA-256, SHA-384");
+    log::info!("tpm: TPM 2.0 {PLACE}, banks SHA-1, SHA-256, SHA-384");
     true
 }
 
 /// Whether the guest has a TPM.
 pub fn present() -> bool {
     !matches!(*TPM.lock(), State::None)
+}
+
+/// Runs `f` on the running TPM's interface, if the guest has a TPM.
+fn with_running<R>(f: impl FnOnce(&mut Interface) -> R) -> Option<R> {
+    running(&mut TPM.lock()).map(f)
 }
 
 /// The running TPM, made and started (TPM2_Startup(CLEAR), as platform firmware sends it)
@@ -159,75 +161,26 @@ pub fn load_event_log(address: u64) -> Result<bool, ram::Fault> {
     Ok(true)
 }
 
-#[cfg(target_arch = "x86_64")]
-/// The offset of `gpa` in the CRB window, if it is there and the guest has a TPM.
-fn window_offset(gpa: u64) -> Option<u64> {
-    gpa.checked_sub(crb::BASE)
-        .filter(|&offset| offset < crb::WINDOW)
-}
-
-#[cfg(target_arch = "x86_64")]
-/// A guest read at `gpa`, if it is the TPM's (a CRB TPM's window).
-pub fn mmio_read(gpa: u64, size: u8) -> Option<u64> {
-    let offset = window_offset(gpa)?;
-    running(&mut TPM.lock()).map(|crb| crb.read(offset, size))
-}
-
-#[cfg(target_arch = "x86_64")]
-/// A guest write at `gpa`; false if it is not the TPM's.
-pub fn mmio_write(gpa: u64, size: u8, value: u64) -> bool {
-    let Some(offset) = window_offset(gpa) else {
-        return false;
-    };
-    match running(&mut TPM.lock()) {
-        Some(crb) => {
-            crb.write(offset, size, value);
-            true
-        }
-        None => false,
+/// Measures a Linux kernel into the guest's TPM, if it has one: `image` as the bundle
+/// carries it. The loader calls it on the same bytes it copies to where the kernel runs, so
+/// what is measured is what runs.
+pub fn measure_kernel(image: &[u8]) {
+    if present() {
+        measure(PCR_FILES, "kernel", image, b"Linux kernel image");
     }
 }
 
-#[cfg(target_arch = "aarch64")]
-/// Runs `f` on the TPM's end of its SPI bus, or on an empty bus where the guest has no SPI
-/// TPM (nothing answers there: MISO stays high).
-pub fn with_spi<R>(f: impl FnOnce(&mut dyn SpiTarget) -> R) -> R {
-    let mut state = TPM.lock();
-    match running(&mut state) {
-        Some(spi) => f(spi),
-        None => f(&mut EmptyBus),
-    }
-}
-
-/// An SPI bus with no device on it.
-#[cfg(target_arch = "aarch64")]
-struct EmptyBus;
-
-#[cfg(target_arch = "aarch64")]
-impl SpiTarget for EmptyBus {
-    fn select(&mut self) {}
-    fn deselect(&mut self) {}
-    fn next_out(&self) -> u8 {
-        0xff
-    }
-    fn receive(&mut self, _: u8) {}
-}
-
-/// Measures a Linux boot into the guest's TPM, if it has one: the kernel and the initrd as
-/// the bundle carries them (`(address, length)` in guest RAM the bundle staged, the guest
-/// not running yet), then the command line.
-pub fn measure_linux_boot(kernel: (u64, u64), initrd: Option<(u64, u64)>, command_line: &[u8]) {
+/// Measures the rest of a Linux boot, after [`measure_kernel`]: the initrd where the bundle
+/// brought it (`(address, length)` in guest RAM; it stays there, the guest not running yet),
+/// then the command line.
+pub fn measure_initrd_and_command_line(initrd: Option<(u64, u64)>, command_line: &[u8]) {
     if !present() {
         return;
     }
-    let parts = [
-        ("kernel", Some(kernel), &b"Linux kernel image"[..]),
-        ("initrd", initrd, b"Linux initrd"),
-    ];
-    for (what, part, event) in parts {
-        if let Some((address, len)) = part {
-            let _ = ram::inspect(address, len, |bytes| measure(PCR_FILES, what, bytes, event));
-        }
+    if let Some((address, len)) = initrd {
+        let _ = ram::inspect(address, len, |bytes| {
+            measure(PCR_FILES, "initrd", bytes, b"Linux initrd")
+        });
     }
     // The command line is its own event's data: a verifier reads it there and checks it
     // against the digest.
