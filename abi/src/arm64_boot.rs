@@ -481,6 +481,28 @@ pub struct Pl011 {
     pub spi: u32,
 }
 
+/// The guest's TPM: how it is reached, and the boot's event log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestTpm {
+    pub interface: TpmInterface,
+    /// The boot's event log (TCG PC Client PFP's crypto-agile format) as (address, area
+    /// length), in RAM: the TPM node's `linux,sml-base` and `linux,sml-size`, the area kept
+    /// from the kernel's allocator by a `/reserved-memory` node (mapped: Linux reads it
+    /// through its linear map).
+    pub event_log: Option<(u64, u32)>,
+}
+
+/// The two ways a device tree describes a TPM that Linux's stock drivers take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TpmInterface {
+    /// On an SPI bus on a PL061's pins: for kernels with `tpm_tis_spi` and `spi-gpio`
+    /// (Debian's arm64 kernel, as modules).
+    GpioSpi(GpioSpiTpm),
+    /// The FIFO interface's registers in memory (`tpm/tcg,tpm-tis-mmio.yaml`): for kernels
+    /// with `tpm_tis` (CONFIG_TCG_TIS), at `(base, size)`.
+    TisMmio { base: u64, size: u64 },
+}
+
 /// A TPM on an SPI bus bit-banged through a PL061's pins (`gpio/pl061-gpio.yaml`,
 /// `spi/spi-gpio.yaml`, `tpm/tcg,tpm_tis-spi.yaml`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -494,11 +516,6 @@ pub struct GpioSpiTpm {
     pub mosi_pin: u32,
     pub miso_pin: u32,
     pub chip_select_pin: u32,
-    /// The boot's event log (TCG PC Client PFP's crypto-agile format) as (address, area
-    /// length), in RAM: the TPM node's `linux,sml-base` and `linux,sml-size`, the area kept
-    /// from the kernel's allocator by a `/reserved-memory` node (mapped: Linux reads it
-    /// through its linear map).
-    pub event_log: Option<(u64, u32)>,
 }
 
 /// What the guest's device tree describes. Ranges are (start, end), end exclusive.
@@ -524,7 +541,7 @@ pub struct GuestTree<'a> {
     /// `/chosen/rng-seed`: bytes the kernel credits as early entropy, then wipes.
     pub rng_seed: Option<&'a [u8]>,
     /// The guest's TPM, if it has one.
-    pub tpm: Option<GpioSpiTpm>,
+    pub tpm: Option<GuestTpm>,
 }
 
 /// Why a guest tree cannot be built.
@@ -559,6 +576,8 @@ pub enum TreeError {
     /// A GPIO controller with a zero size or running past the address space, or a pin
     /// number above 7.
     BadGpio,
+    /// A memory-mapped TPM with a zero size or running past the address space.
+    BadTpm,
     /// A TPM event log area empty or not wholly inside one RAM range.
     EventLogOutsideRam,
     /// An SPI number above [`gic_irq::MAX_SPI`].
@@ -588,6 +607,7 @@ impl core::fmt::Display for TreeError {
                 f,
                 "the GPIO's registers are empty or overflow, or a pin is above 7"
             ),
+            Self::BadTpm => write!(f, "the TPM's registers are empty or overflow"),
             Self::BadSpi(n) => write!(f, "SPI {n} is above 987"),
             Self::EventLogOutsideRam => write!(f, "the TPM event log is not inside one RAM range"),
             Self::MmioInRam(what) => write!(f, "the {what} registers overlap RAM"),
@@ -724,18 +744,26 @@ pub fn build_device_tree(tree: &GuestTree) -> Result<Vec<u8>, TreeError> {
         ("UART", uart_regs),
     ];
     if let Some(tpm) = tree.tpm {
-        let gpio = region(tpm.gpio_base, tpm.gpio_size).ok_or(TreeError::BadGpio)?;
-        let pins = [
-            tpm.clock_pin,
-            tpm.mosi_pin,
-            tpm.miso_pin,
-            tpm.chip_select_pin,
-        ];
-        if pins.iter().any(|&p| p > 7) {
-            return Err(TreeError::BadGpio);
-        }
-        if tpm.gpio_spi > gic_irq::MAX_SPI {
-            return Err(TreeError::BadSpi(tpm.gpio_spi));
+        match tpm.interface {
+            TpmInterface::GpioSpi(bus) => {
+                let gpio = region(bus.gpio_base, bus.gpio_size).ok_or(TreeError::BadGpio)?;
+                let pins = [
+                    bus.clock_pin,
+                    bus.mosi_pin,
+                    bus.miso_pin,
+                    bus.chip_select_pin,
+                ];
+                if pins.iter().any(|&p| p > 7) {
+                    return Err(TreeError::BadGpio);
+                }
+                if bus.gpio_spi > gic_irq::MAX_SPI {
+                    return Err(TreeError::BadSpi(bus.gpio_spi));
+                }
+                mmio.push(("GPIO", gpio));
+            }
+            TpmInterface::TisMmio { base, size } => {
+                mmio.push(("TPM", region(base, size).ok_or(TreeError::BadTpm)?));
+            }
         }
         if let Some((start, len)) = tpm.event_log {
             let log = region(start, u64::from(len)).ok_or(TreeError::EventLogOutsideRam)?;
@@ -743,7 +771,6 @@ pub fn build_device_tree(tree: &GuestTree) -> Result<Vec<u8>, TreeError> {
                 return Err(TreeError::EventLogOutsideRam);
             }
         }
-        mmio.push(("GPIO", gpio));
     }
     for (what, r) in mmio {
         if ram.iter().any(|&m| overlaps(m, r)) {
@@ -858,7 +885,19 @@ pub fn build_device_tree(tree: &GuestTree) -> Result<Vec<u8>, TreeError> {
     w.end_node();
 
     if let Some(tpm) = tree.tpm {
-        write_gpio_spi_tpm(&mut w, &tpm);
+        match tpm.interface {
+            TpmInterface::GpioSpi(bus) => write_gpio_spi_tpm(&mut w, &bus, tpm.event_log),
+            TpmInterface::TisMmio { base, size } => {
+                w.begin_node(&format!("tpm@{base:x}"));
+                w.property_string("compatible", "tcg,tpm-tis-mmio");
+                w.property_u64s("reg", &[base, size]);
+                write_event_log_properties(&mut w, tpm.event_log);
+                w.end_node();
+            }
+        }
+        if let Some(log) = tpm.event_log {
+            write_event_log_reservation(&mut w, log);
+        }
     }
 
     w.end_node();
@@ -873,7 +912,7 @@ pub fn build_device_tree(tree: &GuestTree) -> Result<Vec<u8>, TreeError> {
 /// takes interrupts from its pins), and the bus on its pins: an `spi-gpio`
 /// node whose `cs-gpios` is active low (as every SPI chip select without `spi-cs-high`),
 /// with the TPM as its device 0.
-fn write_gpio_spi_tpm(w: &mut FdtWriter, tpm: &GpioSpiTpm) {
+fn write_gpio_spi_tpm(w: &mut FdtWriter, tpm: &GpioSpiTpm, event_log: Option<(u64, u32)>) {
     w.begin_node(&format!("pl061@{:x}", tpm.gpio_base));
     w.property_strings("compatible", &["arm,pl061", "arm,primecell"]);
     w.property_u64s("reg", &[tpm.gpio_base, tpm.gpio_size]);
@@ -905,24 +944,30 @@ fn write_gpio_spi_tpm(w: &mut FdtWriter, tpm: &GpioSpiTpm) {
     w.property_string("compatible", "tcg,tpm_tis-spi");
     w.property_u32("reg", 0);
     w.property_u32("spi-max-frequency", TPM_SPI_HZ);
-    // Linux's tpm_read_log_of reads these as big-endian u64 and u32.
-    if let Some((start, len)) = tpm.event_log {
+    write_event_log_properties(w, event_log);
+    w.end_node();
+    w.end_node();
+}
+
+/// The TPM node's pointer to the event log; Linux's tpm_read_log_of reads these as
+/// big-endian u64 and u32.
+fn write_event_log_properties(w: &mut FdtWriter, event_log: Option<(u64, u32)>) {
+    if let Some((start, len)) = event_log {
         w.property_u64("linux,sml-base", start);
         w.property_u32("linux,sml-size", len);
     }
-    w.end_node();
-    w.end_node();
+}
 
-    if let Some((start, len)) = tpm.event_log {
-        w.begin_node("reserved-memory");
-        w.property_u32("#address-cells", 2);
-        w.property_u32("#size-cells", 2);
-        w.property_empty("ranges");
-        w.begin_node(&format!("tpm-event-log@{start:x}"));
-        w.property_u64s("reg", &[start, u64::from(len)]);
-        w.end_node();
-        w.end_node();
-    }
+/// `/reserved-memory` with the event log's area, mapped (no `no-map`).
+fn write_event_log_reservation(w: &mut FdtWriter, (start, len): (u64, u32)) {
+    w.begin_node("reserved-memory");
+    w.property_u32("#address-cells", 2);
+    w.property_u32("#size-cells", 2);
+    w.property_empty("ranges");
+    w.begin_node(&format!("tpm-event-log@{start:x}"));
+    w.property_u64s("reg", &[start, u64::from(len)]);
+    w.end_node();
+    w.end_node();
 }
 
 /// The `stdout-path` [`build_device_tree`] writes for a PL011 at `base`.
@@ -1203,14 +1248,16 @@ mod tests {
             initrd: Some(INITRD),
             kaslr_seed: Some(0x0123_4567_89ab_cdef),
             rng_seed: Some(&RNG),
-            tpm: Some(GpioSpiTpm {
-                gpio_base: qemu_virt::GPIO_BASE,
-                gpio_size: qemu_virt::GPIO_SIZE,
-                gpio_spi: qemu_virt::GPIO_SPI,
-                clock_pin: 0,
-                mosi_pin: 1,
-                miso_pin: 2,
-                chip_select_pin: 3,
+            tpm: Some(GuestTpm {
+                interface: TpmInterface::GpioSpi(GpioSpiTpm {
+                    gpio_base: qemu_virt::GPIO_BASE,
+                    gpio_size: qemu_virt::GPIO_SIZE,
+                    gpio_spi: qemu_virt::GPIO_SPI,
+                    clock_pin: 0,
+                    mosi_pin: 1,
+                    miso_pin: 2,
+                    chip_select_pin: 3,
+                }),
                 event_log: Some((0x4410_0000, 0x1_0000)),
             }),
         }
@@ -1360,6 +1407,32 @@ mod tests {
             return;
         };
         assert_eq!(dts, GUEST_DTS);
+    }
+
+    /// A memory-mapped FIFO TPM is one node, `tcg,tpm-tis-mmio`, pointing at the event log.
+    #[test]
+    fn a_memory_mapped_tpm_is_a_tis_mmio_node() {
+        let tpm = GuestTpm {
+            interface: TpmInterface::TisMmio {
+                base: 0x0c00_0000,
+                size: 0x5000,
+            },
+            event_log: Some((0x4410_0000, 0x1_0000)),
+        };
+        let blob = build_device_tree(&GuestTree {
+            tpm: Some(tpm),
+            ..guest()
+        })
+        .unwrap();
+        let Some(dts) = dtc_decompile(&blob, "tis-mmio-tree") else {
+            return;
+        };
+        let node = "\ttpm@c000000 {\n\t\tcompatible = \"tcg,tpm-tis-mmio\";\n\t\treg = <0x00 0xc000000 0x00 0x5000>;\n\t\tlinux,sml-base = <0x00 0x44100000>;\n\t\tlinux,sml-size = <0x10000>;\n\t};";
+        assert!(dts.contains(node), "{dts}");
+        assert!(
+            dts.contains("tpm-event-log@44100000") && !dts.contains("pl061"),
+            "{dts}"
+        );
     }
 
     /// Parapet's own reader, the one its aarch64 boot uses on the tree QEMU hands it, finds
@@ -1580,43 +1653,64 @@ mod tests {
         })
         .is_ok());
         let tpm = g.tpm.unwrap();
-        let with_tpm = |tpm: GpioSpiTpm| {
+        let TpmInterface::GpioSpi(bus) = tpm.interface else {
+            panic!("the sample tree's TPM is on SPI");
+        };
+        let with_bus = |bus: GpioSpiTpm| {
+            build(GuestTree {
+                tpm: Some(GuestTpm {
+                    interface: TpmInterface::GpioSpi(bus),
+                    ..tpm
+                }),
+                ..g
+            })
+        };
+        assert_eq!(
+            with_bus(GpioSpiTpm {
+                gpio_size: 0,
+                ..bus
+            }),
+            TreeError::BadGpio
+        );
+        assert_eq!(
+            with_bus(GpioSpiTpm { miso_pin: 8, ..bus }),
+            TreeError::BadGpio
+        );
+        assert_eq!(
+            with_bus(GpioSpiTpm {
+                gpio_spi: 988,
+                ..bus
+            }),
+            TreeError::BadSpi(988)
+        );
+        assert_eq!(
+            with_bus(GpioSpiTpm {
+                gpio_base: RAM[0].0,
+                ..bus
+            }),
+            TreeError::MmioInRam("GPIO")
+        );
+        let with_tpm = |tpm: GuestTpm| {
             build(GuestTree {
                 tpm: Some(tpm),
                 ..g
             })
         };
         assert_eq!(
-            with_tpm(GpioSpiTpm {
-                gpio_size: 0,
-                ..tpm
-            }),
-            TreeError::BadGpio
-        );
-        assert_eq!(
-            with_tpm(GpioSpiTpm { miso_pin: 8, ..tpm }),
-            TreeError::BadGpio
-        );
-        assert_eq!(
-            with_tpm(GpioSpiTpm {
-                gpio_spi: 988,
-                ..tpm
-            }),
-            TreeError::BadSpi(988)
-        );
-        assert_eq!(
-            with_tpm(GpioSpiTpm {
-                gpio_base: RAM[0].0,
-                ..tpm
-            }),
-            TreeError::MmioInRam("GPIO")
-        );
-        assert_eq!(
-            with_tpm(GpioSpiTpm {
+            with_tpm(GuestTpm {
                 event_log: Some((0x1000, 0x1000)),
                 ..tpm
             }),
             TreeError::EventLogOutsideRam
+        );
+        let mmio = |base, size| GuestTpm {
+            interface: TpmInterface::TisMmio { base, size },
+            ..tpm
+        };
+        assert_eq!(with_tpm(mmio(0x0c00_0000, 0)), TreeError::BadTpm);
+        assert_eq!(
+            with_tpm(mmio(RAM[0].0, 0x5000)),
+            TreeError::MmioInRam("TPM")
         );
         assert_eq!(
             build(GuestTree {

@@ -118,9 +118,7 @@ mod shared {
         #[cfg(all(target_arch = "x86_64", not(feature = "selftest")))]
         if let Some((address, size)) = crate::guest::payload(boot.cmdline) {
             // The guest's TPM comes first: the loader measures into it and describes it.
-            if kernel::cmdline::option(boot.cmdline, "parapet.tpm") != Some("off") {
-                crate::guest::tpm::create();
-            }
+            crate::guest::tpm::create(kernel::cmdline::option(boot.cmdline, "parapet.tpm"));
             match boot.platform {
                 isolation::PlatformKind::HvVtl => {
                     bsp.spawn(crate::machine::hv_vtl::host(address, size, online));
@@ -135,9 +133,7 @@ mod shared {
         }
         #[cfg(all(target_arch = "aarch64", not(feature = "selftest")))]
         if let Some((address, size)) = crate::guest::payload(boot.cmdline) {
-            if kernel::cmdline::option(boot.cmdline, "parapet.tpm") != Some("off") {
-                crate::guest::tpm::create();
-            }
+            crate::guest::tpm::create(kernel::cmdline::option(boot.cmdline, "parapet.tpm"));
             bsp.spawn(crate::machine::el2::host(address, size, online));
         }
         bsp.run()

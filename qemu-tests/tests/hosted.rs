@@ -24,6 +24,11 @@ fn backend(arch: Arch) -> &'static str {
 
 /// Parapet under QEMU TCG on `arch`, 2 CPUs, hosting `payload`.
 fn run_payload(arch: Arch, payload: PathBuf) -> Result<Run, Failed> {
+    run_payload_with(arch, payload, None)
+}
+
+/// As [`run_payload`], with `cmdline` as Parapet's command line.
+fn run_payload_with(arch: Arch, payload: PathBuf, cmdline: Option<&str>) -> Result<Run, Failed> {
     let error = |e: anyhow::Error| format!("{e:#}");
     let machine = Machine {
         arch,
@@ -31,7 +36,7 @@ fn run_payload(arch: Arch, payload: PathBuf) -> Result<Run, Failed> {
         image: build::firmware(arch, Flavor::Normal).map_err(error)?,
         cpus: 2,
         memory_mib: 256,
-        cmdline: None,
+        cmdline: cmdline.map(String::from),
         gdb: false,
         gic_version: 3,
         guest: Some(payload),
@@ -174,10 +179,14 @@ fn ticks() -> Result<(), Failed> {
     )
 }
 
-/// The guest's TPM answers through the CRB registers under svm: the tpm guest's GetRandom,
-/// PCR_Extend and PCR_Read, as Linux's tpm_crb driver sends them.
-fn tpm() -> Result<(), Failed> {
-    let run = run_guest(Arch::X86_64, Guest::Tpm)?;
+/// The guest's TPM answers through its registers: the tpm guest's GetRandom, PCR_Extend and
+/// PCR_Read, as Linux's drivers send them, through the CRB under svm and the memory-mapped
+/// FIFO interface under el2 (`parapet.tpm=tis-mmio`; el2's default, the TPM on SPI, is
+/// what the Linux test's kernel uses).
+fn tpm(arch: Arch) -> Result<(), Failed> {
+    build::guests_for(arch).map_err(|e| format!("{e:#}"))?;
+    let cmdline = (arch == Arch::Aarch64).then_some("parapet.tpm=tis-mmio");
+    let run = run_payload_with(arch, build::guest_path(arch, Guest::Tpm), cmdline)?;
     qemu_tests::tpm_guest_problem(&run.console, "guest")
         .map_or(Ok(()), |problem| check(false, &problem, &run.output))?;
     check(
@@ -234,6 +243,11 @@ fn main() {
         "svm_apic_timer_interrupts_reach_the_guest",
         ticks,
     ));
-    trials.push(Trial::test("svm_tpm_answers_through_crb", tpm));
+    trials.push(Trial::test("svm_tpm_answers_through_crb", || {
+        tpm(Arch::X86_64)
+    }));
+    trials.push(Trial::test("el2_tpm_answers_through_tis_mmio", || {
+        tpm(Arch::Aarch64)
+    }));
     libtest_mimic::run(&args, trials).exit();
 }

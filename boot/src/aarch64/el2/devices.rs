@@ -2,8 +2,9 @@
 //! guests find them where they expect (`abi::arm64_boot::qemu_virt`): a PL011 at 0x0900_0000,
 //! whose output reaches Parapet's console prefixed `guest| ` and whose interrupt is SPI 1,
 //! and a GICv3 distributor and redistributors (`devices::vgic`). When the guest has a TPM,
-//! a PL061 at 0x0903_0000 (SPI 7) carries its SPI bus; the PL061 lives with the TPM
-//! (`guest::tpm`), outside this lock, and only its interrupt line comes here. Everything
+//! a PL061 at 0x0903_0000 (SPI 7) carries its SPI bus, or (`parapet.tpm=tis-mmio`) its
+//! registers are at 0x0c00_0000; either lives with the TPM (`guest::tpm`), outside this
+//! lock, and only the PL061's interrupt line comes here. Everything
 //! else the guest touches outside its RAM has nothing behind it.
 
 use devices::gpio_spi;
@@ -29,18 +30,41 @@ const GPIO_INTID: u32 = 32 + GPIO_SPI;
 /// SPIs the guest's distributor implements: one block of 32 holds the UART's and the GPIO's.
 const SPI_COUNT: u32 = 32;
 
-/// The TPM's place in the guest's device tree, with its event log's area if it has one.
-pub fn tpm_description(event_log: Option<(u64, u32)>) -> abi::arm64_boot::GpioSpiTpm {
-    abi::arm64_boot::GpioSpiTpm {
-        gpio_base: GPIO_BASE,
-        gpio_size: GPIO_SIZE,
-        gpio_spi: GPIO_SPI,
-        clock_pin: u32::from(gpio_spi::pins::CLOCK),
-        mosi_pin: u32::from(gpio_spi::pins::MOSI),
-        miso_pin: u32::from(gpio_spi::pins::MISO),
-        chip_select_pin: u32::from(gpio_spi::pins::CHIP_SELECT),
+/// The memory-mapped TPM's window (`parapet.tpm=tis-mmio`): where QEMU's `virt` puts its
+/// own `tpm-tis-device` (the platform bus at 0x0c00_0000), five 4 KiB localities.
+pub const TIS_BASE: u64 = 0x0c00_0000;
+pub const TIS_SIZE: u64 = 0x5000;
+
+/// The guest's TPM as its device tree describes it, with its event log's area if it has one.
+pub fn tpm_description(
+    kind: crate::guest::tpm::Kind,
+    event_log: Option<(u64, u32)>,
+) -> abi::arm64_boot::GuestTpm {
+    use abi::arm64_boot::{GpioSpiTpm, GuestTpm, TpmInterface};
+    let interface = match kind {
+        crate::guest::tpm::Kind::GpioSpi => TpmInterface::GpioSpi(GpioSpiTpm {
+            gpio_base: GPIO_BASE,
+            gpio_size: GPIO_SIZE,
+            gpio_spi: GPIO_SPI,
+            clock_pin: u32::from(gpio_spi::pins::CLOCK),
+            mosi_pin: u32::from(gpio_spi::pins::MOSI),
+            miso_pin: u32::from(gpio_spi::pins::MISO),
+            chip_select_pin: u32::from(gpio_spi::pins::CHIP_SELECT),
+        }),
+        crate::guest::tpm::Kind::TisMmio => TpmInterface::TisMmio {
+            base: TIS_BASE,
+            size: TIS_SIZE,
+        },
+    };
+    GuestTpm {
+        interface,
         event_log,
     }
+}
+
+/// The offset of `gpa` in the memory-mapped TPM's window, if it is there.
+pub fn tis_offset(gpa: u64) -> Option<u64> {
+    gpa.checked_sub(TIS_BASE).filter(|&o| o < TIS_SIZE)
 }
 
 /// The offset of `gpa` in the PL061's frame, if it is there.

@@ -159,8 +159,9 @@ pub fn load(address: u64, size: u64, cpus: usize) -> Result<Loaded, LinuxError> 
         // needs from a seed to move the kernel at all.
         kaslr_seed: Some(registers::counter().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15),
         rng_seed: None,
-        tpm: tpm::present()
-            .then(|| devices::tpm_description(has_log.then_some((event_log, tpm::EVENT_LOG_AREA)))),
+        tpm: tpm::kind().map(|kind| {
+            devices::tpm_description(kind, has_log.then_some((event_log, tpm::EVENT_LOG_AREA)))
+        }),
     })
     .map_err(LinuxError::Tree)?;
     if has_log && tree.len() as u64 > EVENT_LOG_OFFSET {

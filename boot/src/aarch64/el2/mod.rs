@@ -372,13 +372,17 @@ fn synchronous(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
     let step = u64::from(site.instruction_length);
     match exit {
         GuestExit::Mmio { gpa, size, access } => {
-            let (answered, kicks) = match devices::gpio_offset(gpa) {
-                // The TPM's bus, outside the devices' lock: a write may run a TPM command.
-                Some(offset) => {
-                    let write = match access {
-                        MmioAccess::Write(value) => Some(value),
-                        MmioAccess::Read { .. } => None,
-                    };
+            let write = match access {
+                MmioAccess::Write(value) => Some(value),
+                MmioAccess::Read { .. } => None,
+            };
+            // The TPM and its bus, outside the devices' lock: a write may run a TPM command.
+            let (answered, kicks) = match (devices::gpio_offset(gpa), devices::tis_offset(gpa)) {
+                (_, Some(offset)) => (
+                    crate::guest::tpm::tis_mmio_access(offset, size, write),
+                    Default::default(),
+                ),
+                (Some(offset), _) => {
                     let answer = crate::guest::tpm::gpio_access(offset, write);
                     let mut devices = guest.devices.lock();
                     if let Some((_, line)) = answer {
@@ -386,7 +390,7 @@ fn synchronous(guest: &Guest, cpu: usize, vcpu: &mut GuestContext) -> Verdict {
                     }
                     (answer.map(|(value, _)| value), devices.take_kicks())
                 }
-                None => {
+                (None, None) => {
                     let mut devices = guest.devices.lock();
                     (devices.access(gpa, size, access), devices.take_kicks())
                 }

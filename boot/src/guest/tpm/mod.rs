@@ -4,11 +4,11 @@
 //!
 //! - x86_64 (`crb_mmio`): the CRB interface at the PC's address (`devices::tpm::crb`),
 //!   described by the ACPI TPM2 table; the backend routes the guest's MMIO there.
-//! - aarch64 (`gpio_spi`): the FIFO interface on an SPI bus (`devices::tpm::tis_spi`),
-//!   described by the device tree (`tcg,tpm_tis-spi` under `spi-gpio`), the bus on a PL061's
-//!   pins (`devices::gpio_spi`). A device tree has no binding for a CRB TPM, and Debian's
-//!   arm64 kernel has no driver for a memory-mapped FIFO one (CONFIG_TCG_TIS is off), but
-//!   has tpm_tis_spi, spi-gpio and gpio-pl061, as other distributions' kernels do.
+//! - aarch64 (`aarch64`): the FIFO interface, on an SPI bus through a PL061 by default or
+//!   memory-mapped with `parapet.tpm=tis-mmio`, described by the device tree. A device tree
+//!   has no binding for a CRB TPM, and Debian's arm64 kernel has no driver for a
+//!   memory-mapped FIFO one (CONFIG_TCG_TIS is off), but has tpm_tis_spi, spi-gpio and
+//!   gpio-pl061, as other distributions' kernels do.
 //!
 //! What is measured, and where (GRUB's convention for a Linux boot, so the usual PCR policies
 //! apply): PCR 9 is extended with the kernel image, then the initrd, each as the exact bytes
@@ -28,19 +28,19 @@ use spin::Mutex;
 
 use crate::guest::ram;
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod crb_mmio;
-#[cfg(target_arch = "aarch64")]
-mod gpio_spi;
 
-#[cfg(target_arch = "x86_64")]
-pub use crb_mmio::{mmio_read, mmio_write};
-#[cfg(target_arch = "x86_64")]
-use crb_mmio::{Interface, PLACE};
 #[cfg(target_arch = "aarch64")]
-pub use gpio_spi::gpio_access;
+use aarch64::Interface;
 #[cfg(target_arch = "aarch64")]
-use gpio_spi::{Interface, PLACE};
+pub use aarch64::{gpio_access, tis_mmio_access, Kind};
+#[cfg(target_arch = "x86_64")]
+use crb_mmio::Interface;
+#[cfg(target_arch = "x86_64")]
+pub use crb_mmio::{mmio_read, mmio_write, Kind};
 
 /// PCRs for a Linux boot's measurements (GRUB's: commands and command lines in 8, files in 9).
 pub const PCR_COMMAND_LINE: u32 = 8;
@@ -59,7 +59,7 @@ static EVENT_LOG: Mutex<Option<EventLog>> = Mutex::new(None);
 enum State {
     None,
     /// Offered to the guest, with the entropy for its seeds.
-    Offered([u8; 32]),
+    Offered([u8; 32], Kind),
     Running(Box<Interface>),
 }
 
@@ -78,16 +78,33 @@ fn entropy() -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Gives the guest a TPM; false, with a log line, where there is no entropy to seed it.
-pub fn create() -> bool {
+/// Gives the guest a TPM of the kind `option` (`parapet.tpm=` on Parapet's command line)
+/// asks for; false for `off`, or, with a log line, where there is no entropy to seed it.
+pub fn create(option: Option<&str>) -> bool {
+    let Some(kind) = Kind::from_option(option) else {
+        return false;
+    };
     let Some(entropy) = entropy() else {
         log::warn!("tpm: no entropy source (RDSEED/RDRAND, RNDRRS): the guest gets no TPM");
         return false;
     };
-    *TPM.lock() = State::Offered(entropy);
+    *TPM.lock() = State::Offered(entropy, kind);
     *EVENT_LOG.lock() = Some(EventLog::new());
-    log::info!("tpm: TPM 2.0 {PLACE}, banks SHA-1, SHA-256, SHA-384");
+    log::info!(
+        "tpm: TPM 2.0 {}, banks SHA-1, SHA-256, SHA-384",
+        kind.place()
+    );
     true
+}
+
+/// The kind of TPM the guest has, if it has one (aarch64, where there are two).
+#[cfg(target_arch = "aarch64")]
+pub fn kind() -> Option<Kind> {
+    match &*TPM.lock() {
+        State::None => None,
+        State::Offered(_, kind) => Some(*kind),
+        State::Running(interface) => Some(interface.kind()),
+    }
 }
 
 /// Whether the guest has a TPM.
@@ -103,14 +120,14 @@ fn with_running<R>(f: impl FnOnce(&mut Interface) -> R) -> Option<R> {
 /// The running TPM, made and started (TPM2_Startup(CLEAR), as platform firmware sends it)
 /// on first use.
 fn running(state: &mut State) -> Option<&mut Interface> {
-    if let State::Offered(entropy) = *state {
+    if let State::Offered(entropy, kind) = *state {
         let mut tpm = Tpm::new(entropy);
         let rc = tpm.startup_clear();
         if rc != 0 {
             // Startup runs in failure mode too; the guest learns it from the TPM itself.
             log::error!("tpm: TPM2_Startup failed with {rc:#x}");
         }
-        *state = State::Running(Box::new(Interface::new(tpm)));
+        *state = State::Running(Box::new(Interface::new(tpm, kind)));
     }
     match state {
         State::Running(interface) => Some(interface),
