@@ -2,7 +2,7 @@
 //!
 //! `sequence` is a fixed list of real tpm2-tools invocations (startup, getcap, getrandom, PCR
 //! read/reset/extend/event, hash, primary and child keys (ECC P-256 and RSA-2048), sign and
-//! verify (ECDSA, RSASSA, RSAPSS), quote and checkquote, TestParms, NV define/write/read, a PCR policy sealing a secret, evictcontrol,
+//! verify (ECDSA, RSASSA, RSAPSS), RSA encrypt and decrypt (OAEP, the default scheme), quote and checkquote, TestParms, NV define/write/read, a PCR policy sealing a secret, evictcontrol,
 //! flushcontext). `run_sequence` runs it against one TPM, reached through a `Tcti`, in a
 //! scratch directory of its own, keeping each step's stdout, stderr and exit status, and reads
 //! from each step the facts that any correct TPM must report identically: `compare` then puts
@@ -24,7 +24,7 @@
 //!   digest of PolicyPCR over known PCRs, the PCR digest inside the quote);
 //! * public areas' template-derived fields (types, attributes, curves, schemes, policies), NV
 //!   public areas and names (the name of an NV index hashes only its public area), NV and
-//!   unsealed data, handles created and removed;
+//!   unsealed data, RSA-decrypted data (equal to the plaintext), handles created and removed;
 //! * signature and quote verification succeeding (`tpm2_verifysignature` in the TPM,
 //!   `tpm2_checkquote` in software against the key's PEM).
 //!
@@ -444,7 +444,12 @@ pub const INPUTS: &[(&str, &[u8])] = &[
     ("tampered", b"a message for the TPM to sign!\n"),
     ("nv.dat", NV_DATA),
     ("secret.txt", b"sealed to PCRs 0 and 16"),
+    (RSA_PLAINTEXT_FILE, RSA_PLAINTEXT),
 ];
+
+/// The short message `tpm2_rsaencrypt` encrypts and `tpm2_rsadecrypt` must give back.
+pub const RSA_PLAINTEXT_FILE: &str = "plain.txt";
+pub const RSA_PLAINTEXT: &[u8] = b"Parapet RSA_Encrypt / RSA_Decrypt\n";
 
 /// TPM_RC_INITIALIZE: a command before TPM2_Startup.
 pub const RC_INITIALIZE: u32 = 0x100;
@@ -468,17 +473,19 @@ pub const SPEC_FIXED_PROPERTIES: [&str; 4] = [
     "TPM2_PT_PCR_SELECT_MIN",
 ];
 
-/// The algorithms the sequence uses (ECC P-256 keys with ECDSA, RSA-2048 keys with RSASSA
-/// and RSAPSS, AES-128-CFB parents, keyed-hash sealed objects, sha256 everywhere). Their
+/// The algorithms the sequence uses (ECC P-256 keys with ECDSA, RSA-2048 keys with RSASSA,
+/// RSAPSS, RSAES and OAEP, AES-128-CFB parents, keyed-hash sealed objects, sha256 everywhere). Their
 /// TPMA_ALGORITHM bits are fixed per algorithm (Part 2's algorithm-ID table, the reference
 /// code's AlgorithmCap.c).
-pub const USED_ALGORITHMS: [&str; 9] = [
+pub const USED_ALGORITHMS: [&str; 11] = [
     "sha256",
     "ecc",
     "ecdsa",
     "rsa",
     "rsassa",
     "rsapss",
+    "rsaes",
+    "oaep",
     "aes",
     "cfb",
     "keyedhash",
@@ -486,7 +493,7 @@ pub const USED_ALGORITHMS: [&str; 9] = [
 
 /// The commands the sequence sends. Each must be listed, with the handle counts Part 3 gives
 /// it (cHandles: handles in the command's handle area; rHandle: a handle in the response).
-pub const USED_COMMANDS: [&str; 32] = [
+pub const USED_COMMANDS: [&str; 34] = [
     "TPM2_CC_Startup",
     "TPM2_CC_GetCapability",
     "TPM2_CC_GetRandom",
@@ -505,6 +512,8 @@ pub const USED_COMMANDS: [&str; 32] = [
     "TPM2_CC_Sign",
     "TPM2_CC_VerifySignature",
     "TPM2_CC_Quote",
+    "TPM2_CC_RSA_Encrypt",
+    "TPM2_CC_RSA_Decrypt",
     "TPM2_CC_NV_DefineSpace",
     "TPM2_CC_NV_ReadPublic",
     "TPM2_CC_NV_Write",
@@ -826,6 +835,42 @@ pub fn sequence() -> Vec<Step> {
             )
             .fails_with(RC_SIGNATURE_PARAMETER_2),
             flush_transient(&format!("verifysignature {scheme} of a tampered message")),
+        ]);
+    }
+    // RSA encryption with the sign + decrypt key: RSA_Encrypt then RSA_Decrypt of a short
+    // message, with OAEP and with the tool's default scheme. Ciphertexts are randomized,
+    // so only "the decrypted text is the original" is compared.
+    for (name, scheme) in [("oaep", Some("oaep")), ("default", None)] {
+        let cipher = format!("rsa-{name}.enc");
+        let plain = format!("rsa-{name}.dec");
+        let with_scheme = |mut args: Vec<String>| {
+            if let Some(scheme) = scheme {
+                args.splice(2..2, ["-s".to_string(), scheme.to_string()]);
+            }
+            args
+        };
+        let encrypt = with_scheme(vec![
+            "-c".into(),
+            "rsa-key.ctx".into(),
+            "-o".into(),
+            cipher.clone(),
+            RSA_PLAINTEXT_FILE.into(),
+        ]);
+        let decrypt = with_scheme(vec![
+            "-c".into(),
+            "rsa-key.ctx".into(),
+            "-o".into(),
+            plain.clone(),
+            cipher.clone(),
+        ]);
+        let encrypt: Vec<&str> = encrypt.iter().map(String::as_str).collect();
+        let decrypt: Vec<&str> = decrypt.iter().map(String::as_str).collect();
+        steps.extend([
+            Step::new(&format!("rsaencrypt {name}"), "tpm2_rsaencrypt", &encrypt),
+            flush_transient(&format!("rsaencrypt {name}")),
+            Step::new(&format!("rsadecrypt {name}"), "tpm2_rsadecrypt", &decrypt)
+                .facts(decrypts_to_plaintext(plain)),
+            flush_transient(&format!("rsadecrypt {name}")),
         ]);
     }
     steps.extend([
@@ -1345,6 +1390,20 @@ fn yaml_fields(out: &StepOutput) -> Result<Vec<Fact>, String> {
 }
 
 /// An output file's bytes, in hex.
+/// Whether `tpm2_rsadecrypt`'s output file `name` holds exactly `RSA_PLAINTEXT`: the one
+/// deterministic outcome of a randomized encryption followed by its decryption.
+fn decrypts_to_plaintext(name: String) -> impl Fn(&StepOutput) -> Result<Vec<Fact>, String> {
+    move |out| {
+        let data = out.file(&name)?;
+        let value = if data == RSA_PLAINTEXT {
+            "the plaintext".to_string()
+        } else {
+            format!("other data: {}", hex(&data))
+        };
+        Ok(vec![agree(format!("{name} holds"), value)])
+    }
+}
+
 fn file_bytes(name: &'static str) -> impl Fn(&StepOutput) -> Result<Vec<Fact>, String> {
     move |out| Ok(vec![agree(format!("{name} bytes"), hex(&out.file(name)?))])
 }

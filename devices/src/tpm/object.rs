@@ -16,7 +16,8 @@
 //! - a general-purpose key: sign and decrypt SET, restricted CLEAR, scheme NULL, symmetric
 //!   NULL (Part 2 §12.2.3.6: "When both sign and decrypt are SET, restricted shall be CLEAR
 //!   and scheme shall be TPM_ALG_NULL"; what `tpm2_create` makes by default). Each use
-//!   names its scheme: TPM2_Sign and TPM2_Quote take their inScheme. Its decrypt use
+//!   names its scheme: TPM2_Sign and TPM2_Quote take their inScheme, an RSA key's
+//!   TPM2_RSA_Encrypt and TPM2_RSA_Decrypt theirs (`commands/rsa.rs`). The ECC decrypt use
 //!   (TPM2_ECDH_ZGen) is not implemented.
 //!
 //! Primary keys are derived (Part 1 §26.3; Part 4 `TPM2_CreatePrimary`,
@@ -825,6 +826,41 @@ impl Object {
             return None;
         }
         self.sign_ecdsa(digest, drbg).map(SignatureValue::Ecdsa)
+    }
+
+    /// RSA encryption of `message` under an RSA key's public key with `scheme`
+    /// (`rsa_keys::encrypt`), randomized with the DRBG. `None` for an ECC key, a message
+    /// the padding cannot hold, or (raw RSA) a value not below the modulus.
+    pub fn rsa_encrypt(
+        &self,
+        scheme: rsa_keys::DecryptScheme,
+        label: &[u8],
+        message: &[u8],
+        drbg: &mut HmacDrbg,
+    ) -> Option<Vec<u8>> {
+        let exponent = self.public.rsa_exponent?;
+        let key = rsa_keys::public_key(&self.public.x, exponent)?;
+        rsa_keys::encrypt(&key, scheme, label, message, &mut DrbgRng(drbg))
+    }
+
+    /// The RSA private key, rebuilt from the modulus and the prime p the sensitive area
+    /// keeps; `None` for an ECC key or (internal error) parts that do not make a key.
+    pub fn rsa_private_key(&self) -> Option<rsa::PrivateKey> {
+        let exponent = self.public.rsa_exponent?;
+        rsa_keys::private_key(&self.public.x, &self.private, exponent)
+    }
+
+    /// RSA decryption of `ciphertext` with `key` (this object's [`Object::rsa_private_key`])
+    /// and `scheme` (`rsa_keys::decrypt`), blinded with the DRBG; `None` when the padding
+    /// does not decode.
+    pub fn rsa_decrypt(
+        key: &rsa::PrivateKey,
+        scheme: rsa_keys::DecryptScheme,
+        label: &[u8],
+        ciphertext: &[u8],
+        drbg: &mut HmacDrbg,
+    ) -> Option<Vec<u8>> {
+        rsa_keys::decrypt(key, scheme, label, ciphertext, &mut DrbgRng(drbg))
     }
 
     fn sign_ecdsa(&self, digest: &[u8], drbg: &mut HmacDrbg) -> Option<EcdsaSignature> {

@@ -2,7 +2,8 @@
 //! `rsa` crate: key generation from a DRBG, the private key rebuilt from the one prime the
 //! sensitive area keeps (TPM2B_PRIVATE_KEY_RSA, Part 2 §11.2.4.7: half of
 //! MAX_RSA_KEY_BYTES), RSASSA-PKCS1-v1_5 and RSASSA-PSS signatures (Part 1 Annex B.7;
-//! RFC 8017 §8.1, §8.2).
+//! RFC 8017 §8.1, §8.2), and encryption with RSAES-OAEP, RSAES-PKCS1-v1_5 or raw RSA
+//! (RFC 8017 §7.1, §7.2, §5.1; TPM2_RSA_Encrypt / TPM2_RSA_Decrypt).
 //!
 //! Prime generation (FIPS 186-5 A.1.3, "Generation of Random Primes that are Probably
 //! Prime", which Part 1 Annex B.8 follows): 1024 bits of DRBG output with the two top bits
@@ -15,7 +16,11 @@
 //! Then |p − q| > 2^(1024 − 100) (A.1.3 step 5.4), else both are drawn again.
 //!
 //! Timing: RUSTSEC-2023-0071 (Marvin) is recorded against every `rsa` release. Private-key
-//! operations here are blinded (`sign_with_rng` with the DRBG); see `README.md`.
+//! operations here are blinded (`sign_with_rng`, `decrypt_blinded`, `rsa_decrypt_and_check`
+//! with the DRBG); see `README.md`. Decryption reports padding failures (TPM_RC_VALUE), as
+//! the specification requires: a guest can use RSA_Decrypt as a padding oracle
+//! (Bleichenbacher for RSAES, Manger for OAEP) as with any TPM 2.0; only the key's
+//! authorization bounds it.
 
 use alloc::vec::Vec;
 use core::num::NonZeroU32;
@@ -25,7 +30,7 @@ use crypto_primes::hazmat::SmallFactorsSieve;
 use crypto_primes::{is_prime, Flavor};
 use rsa::rand_core::TryCryptoRng;
 use rsa::traits::PublicKeyParts;
-use rsa::{Pkcs1v15Sign, PrivateKey, Pss, PublicKey};
+use rsa::{Oaep, Pkcs1v15Encrypt, Pkcs1v15Sign, PrivateKey, Pss, PublicKey};
 use sha2::Digest;
 
 use super::constants::{MAX_RSA_KEY_BYTES, RSA_DEFAULT_EXPONENT, RSA_KEY_BITS};
@@ -211,4 +216,133 @@ pub fn verify(key: &PublicKey, scheme: SigScheme, digest: &[u8], signature: &[u8
         SigScheme::Ecdsa(_) => return false,
     };
     result.is_ok()
+}
+
+/// An RSA decryption scheme (TPMI_ALG_RSA_DECRYPT, Part 2 §11.2.4.4, with its
+/// TPMU_ASYM_SCHEME details): TPM_ALG_NULL (raw RSAEP / RSADP, RFC 8017 §5.1),
+/// RSAES-PKCS1-v1_5 (RFC 8017 §7.2) or RSAES-OAEP with MGF1, both over the scheme's hash
+/// (RFC 8017 §7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecryptScheme {
+    Null,
+    RsaEs,
+    Oaep(HashAlg),
+}
+
+/// An OAEP padding over `D` with `label` (an empty label is L = "", RFC 8017 §7.1.1).
+fn oaep<D: Digest + sha2::digest::FixedOutputReset>(label: &[u8]) -> Oaep<D> {
+    if label.is_empty() {
+        Oaep::new()
+    } else {
+        Oaep::new_with_label(label.to_vec())
+    }
+}
+
+/// RSAEP of `message` without padding (Part 4 `CryptRsaEncrypt`, TPM_ALG_NULL): leading
+/// zero octets are dropped, the rest left-padded to the modulus' length; a value that
+/// does not fit or is not below the modulus is refused (`None`).
+fn encrypt_raw(key: &PublicKey, message: &[u8]) -> Option<Vec<u8>> {
+    let start = message
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(message.len());
+    let digits = message.get(start..)?;
+    if digits.len() > MAX_RSA_KEY_BYTES {
+        return None;
+    }
+    let n: &BoxedUint = key.n();
+    let m = BoxedUint::from_be_slice(digits, n.bits_precision()).ok()?;
+    if m >= *n {
+        return None;
+    }
+    let c = rsa::hazmat::rsa_encrypt(key, &m).ok()?;
+    to_fixed(&c, MAX_RSA_KEY_BYTES)
+}
+
+/// Encrypts `message` under `key` with `scheme` (`label` is OAEP's label; RSAES and raw
+/// RSA ignore it), randomized with `rng`. `None` when the message does not fit the
+/// padding (longer than k − 11 octets for RSAES, k − 2·hLen − 2 for OAEP, RFC 8017
+/// §7.1.1, §7.2.1) or, raw, is not below the modulus. The result has the modulus' length.
+pub fn encrypt<R: TryCryptoRng + ?Sized>(
+    key: &PublicKey,
+    scheme: DecryptScheme,
+    label: &[u8],
+    message: &[u8],
+    rng: &mut R,
+) -> Option<Vec<u8>> {
+    let result = match scheme {
+        DecryptScheme::Null => return encrypt_raw(key, message),
+        DecryptScheme::RsaEs => key.encrypt(rng, Pkcs1v15Encrypt, message),
+        DecryptScheme::Oaep(HashAlg::Sha1) => key.encrypt(rng, oaep::<sha1::Sha1>(label), message),
+        DecryptScheme::Oaep(HashAlg::Sha256) => {
+            key.encrypt(rng, oaep::<sha2::Sha256>(label), message)
+        }
+        DecryptScheme::Oaep(HashAlg::Sha384) => {
+            key.encrypt(rng, oaep::<sha2::Sha384>(label), message)
+        }
+    };
+    result.ok()
+}
+
+/// RSADP of `ciphertext` (exactly the modulus' length, below the modulus: the caller
+/// checked), blinded with `rng` and checked by re-encryption: the encoded message, as long
+/// as the modulus.
+fn decrypt_raw<R: TryCryptoRng + ?Sized>(
+    key: &PrivateKey,
+    ciphertext: &[u8],
+    rng: &mut R,
+) -> Option<Vec<u8>> {
+    let n: &BoxedUint = key.n();
+    let c = BoxedUint::from_be_slice(ciphertext, n.bits_precision()).ok()?;
+    let m = rsa::hazmat::rsa_decrypt_and_check(key, Some(rng), &c).ok()?;
+    to_fixed(&m, MAX_RSA_KEY_BYTES)
+}
+
+/// EME-PKCS1-v1_5 decoding as Part 4 `RSAES_Decode` does it: EM = 0x00 || 0x02 || PS ||
+/// 0x00 || M with PS at least 8 non-zero octets (RFC 8017 §7.2.2 step 3); `None` otherwise.
+/// The checks are folded into one flag before the single branch (as the reference does),
+/// though the position of the separator still shapes the work.
+fn rsaes_decode(em: &[u8]) -> Option<Vec<u8>> {
+    let mut fail = em.len() < 11;
+    fail |= em.first() != Some(&0);
+    fail |= em.get(1) != Some(&2);
+    let separator = em
+        .iter()
+        .skip(2)
+        .position(|&b| b == 0)
+        .map_or(em.len(), |i| i + 2);
+    fail |= separator >= em.len();
+    fail |= separator < 10;
+    if fail {
+        return None;
+    }
+    em.get(separator + 1..).map(<[u8]>::to_vec)
+}
+
+/// Decrypts `ciphertext` (exactly the modulus' length and below it: the caller checked)
+/// with `key` and `scheme`, the private operation blinded with `rng`. `None` when the
+/// padding does not decode (including a wrong OAEP label). RSAES padding failures are
+/// reported (Part 4 `RSAES_Decode`: TPM_RC_VALUE), not implicitly rejected as `rsa`'s
+/// `Pkcs1v15Encrypt` would: the decoding here is Part 4's.
+pub fn decrypt<R: TryCryptoRng + ?Sized>(
+    key: &PrivateKey,
+    scheme: DecryptScheme,
+    label: &[u8],
+    ciphertext: &[u8],
+    rng: &mut R,
+) -> Option<Vec<u8>> {
+    let result = match scheme {
+        DecryptScheme::Null => return decrypt_raw(key, ciphertext, rng),
+        DecryptScheme::RsaEs => return rsaes_decode(&decrypt_raw(key, ciphertext, rng)?),
+        DecryptScheme::Oaep(HashAlg::Sha1) => {
+            key.decrypt_blinded(rng, oaep::<sha1::Sha1>(label), ciphertext)
+        }
+        DecryptScheme::Oaep(HashAlg::Sha256) => {
+            key.decrypt_blinded(rng, oaep::<sha2::Sha256>(label), ciphertext)
+        }
+        DecryptScheme::Oaep(HashAlg::Sha384) => {
+            key.decrypt_blinded(rng, oaep::<sha2::Sha384>(label), ciphertext)
+        }
+    };
+    result.ok()
 }

@@ -708,7 +708,7 @@ fn get_capability_properties_golden_vector() {
     assert_eq!(get(TPM_PT_MAX_COMMAND_SIZE), Some(4096));
     assert_eq!(get(TPM_PT_MAX_DIGEST), Some(48));
     assert_eq!(get(TPM_PT_INPUT_BUFFER), Some(1024));
-    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(41));
+    assert_eq!(get(TPM_PT_TOTAL_COMMANDS), Some(43));
     assert_eq!(get(TPM_PT_NV_INDEX_MAX), Some(2048));
     assert_eq!(get(TPM_PT_NV_BUFFER_MAX), Some(1024));
     assert!(props.windows(2).all(|w| w[0].0 < w[1].0));
@@ -768,17 +768,18 @@ fn get_capability_pcrs_algs_handles() {
     );
     assert_eq!(rc_of(&get_cap(&mut tpm, TPM_CAP_PCRS, 1, 1)), 0x2C4);
     // TPM_CAP_ALGS: the hashes (TPMA_ALGORITHM hash), AES (symmetric), RSASSA, RSAPSS and
-    // ECDSA (asymmetric, signing), RSA and ECC (asymmetric, object), CFB (symmetric,
+    // ECDSA (asymmetric, signing), RSAES and OAEP (asymmetric, encrypting: 0x201), RSA and
+    // ECC (asymmetric, object), CFB (symmetric,
     // encrypting: 0x202), KEYEDHASH (hash, object, signing, encrypting: 0x30C), in
     // TPM_ALG_ID order.
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0, 100);
     assert_eq!(
         &r[10..],
-        &h("00 00 00 00 00 00 00 00 0b \
+        &h("00 00 00 00 00 00 00 00 0d \
             00 01 00 00 00 09 \
             00 04 00 00 00 04  00 06 00 00 00 02  00 08 00 00 03 0c \
             00 0b 00 00 00 04  00 0c 00 00 00 04 \
-            00 14 00 00 01 01  00 16 00 00 01 01 \
+            00 14 00 00 01 01  00 15 00 00 02 01  00 16 00 00 01 01  00 17 00 00 02 01 \
             00 18 00 00 01 01  00 23 00 00 00 09  00 43 00 00 02 02")[..]
     );
     let r = get_cap(&mut tpm, TPM_CAP_ALGS, 0x0005, 1);
@@ -5883,3 +5884,5 @@ fn rsa_persistent_primary_survives_the_state_blob_and_parents_a_child() {
         &verify_cmd(handle, &digest, &r[14..14 + 6 + 256]),
     );
 }
+
+mod rsa_crypt;

@@ -26,8 +26,9 @@ const MANUFACTURER: [u8; 4] = *b"PRPT";
 /// AlgorithmCap.c lists it (sealed data objects are its only use here). TPM_ALG_CFB is
 /// symmetric and encrypting: Part 2 §6.3, Table 9 types it "S E" (a symmetric block
 /// cipher mode, an encryption mode). TPM_ALG_RSA is asymmetric and object ("A O"),
-/// TPM_ALG_RSASSA and TPM_ALG_RSAPSS asymmetric and signing ("A X"), as Table 9 types them.
-const ALGORITHMS: [(u16, u32); 11] = [
+/// TPM_ALG_RSASSA and TPM_ALG_RSAPSS asymmetric and signing ("A X"), TPM_ALG_RSAES and
+/// TPM_ALG_OAEP asymmetric and encrypting ("A E"), as Table 9 types them.
+const ALGORITHMS: [(u16, u32); 13] = [
     (
         TPM_ALG_RSA,
         TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_OBJECT,
@@ -48,8 +49,16 @@ const ALGORITHMS: [(u16, u32); 11] = [
         TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_SIGNING,
     ),
     (
+        TPM_ALG_RSAES,
+        TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_ENCRYPTING,
+    ),
+    (
         TPM_ALG_RSAPSS,
         TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_SIGNING,
+    ),
+    (
+        TPM_ALG_OAEP,
+        TPMA_ALGORITHM_ASYMMETRIC | TPMA_ALGORITHM_ENCRYPTING,
     ),
     (
         TPM_ALG_ECDSA,

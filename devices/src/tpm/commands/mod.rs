@@ -14,6 +14,7 @@ mod nv;
 mod object;
 mod pcr;
 mod random;
+mod rsa;
 mod sequence;
 mod session;
 mod signing;
@@ -206,6 +207,10 @@ pub const COMMANDS: &[CommandDef] = &[
     },
     CommandDef {
         nv: false,
+        ..authorized(TPM_CC_RSA_DECRYPT, OBJECT, rsa::rsa_decrypt)
+    },
+    CommandDef {
+        nv: false,
         ..authorized(TPM_CC_SEQUENCE_UPDATE, SEQUENCE, sequence::sequence_update)
     },
     CommandDef {
@@ -235,6 +240,10 @@ pub const COMMANDS: &[CommandDef] = &[
     CommandDef {
         handles: OBJECT,
         ..def(TPM_CC_READ_PUBLIC, false, object::read_public)
+    },
+    CommandDef {
+        handles: OBJECT,
+        ..def(TPM_CC_RSA_ENCRYPT, false, rsa::rsa_encrypt)
     },
     CommandDef {
         handles: KEY_AND_BIND,
@@ -348,6 +357,15 @@ mod tests {
         assert_eq!(lookup(TPM_CC_CREATE).unwrap().attributes(), 0x0200_0153);
         assert_eq!(lookup(TPM_CC_LOAD).unwrap().attributes(), 0x1200_0157);
         assert_eq!(lookup(TPM_CC_UNSEAL).unwrap().attributes(), 0x0200_015E);
+        // RSA_Decrypt, RSA_Encrypt: one handle each (Part 4 s_ccAttr).
+        assert_eq!(
+            lookup(TPM_CC_RSA_DECRYPT).unwrap().attributes(),
+            0x0200_0159
+        );
+        assert_eq!(
+            lookup(TPM_CC_RSA_ENCRYPT).unwrap().attributes(),
+            0x0200_0174
+        );
         // EvictControl: nv, two handles (Part 4 s_ccAttr).
         assert_eq!(
             lookup(TPM_CC_EVICT_CONTROL).unwrap().attributes(),

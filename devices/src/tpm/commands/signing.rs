@@ -35,7 +35,7 @@ use super::hash::read_hierarchy;
 use super::Call;
 
 /// sizeof(TPMT_HA): the bound of TPM2B_DATA (qualifyingData).
-const MAX_DATA: usize = 2 + MAX_DIGEST_SIZE;
+pub(super) const MAX_DATA: usize = 2 + MAX_DIGEST_SIZE;
 
 /// The label of the clock obfuscation KDF (Part 4 OBFUSCATE_STRING).
 const OBFUSCATE: &[u8] = b"OBFUSCATE";
