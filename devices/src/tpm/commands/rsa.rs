@@ -71,6 +71,32 @@ fn checked_scheme(label: &[u8], given: DecryptScheme) -> Result<DecryptScheme, R
     select_scheme(DecryptScheme::Null, given).ok_or(rc::parameter(rc::SCHEME, 2))
 }
 
+/// What both commands take: the key (RSA, else TPM_RC_KEY + handle 1), the message or
+/// cipherText, inScheme and label, read in that order with their parameter numbers.
+struct Parameters<'a> {
+    object: Object,
+    data: &'a [u8],
+    scheme: DecryptScheme,
+    label: &'a [u8],
+}
+
+fn parameters<'a>(tpm: &Tpm, call: &mut Call<'a, '_>) -> Result<Parameters<'a>, Rc> {
+    let data = call.param(1, |r| r.tpm2b(MAX_RSA_KEY_BYTES))?;
+    let scheme = call.param(2, read_decrypt_scheme)?;
+    let label = call.param(3, |r| r.tpm2b(MAX_DATA))?;
+    call.end()?;
+    let object = key(tpm, call)?;
+    if !object.public.is_rsa() {
+        return Err(rc::handle(rc::KEY, 1));
+    }
+    Ok(Parameters {
+        object,
+        data,
+        scheme,
+        label,
+    })
+}
+
 /// RSA_Encrypt: keyHandle (TPMI_DH_OBJECT, no authorization: only the public part is
 /// used); message (TPM2B_PUBLIC_KEY_RSA), inScheme (TPMT_RSA_DECRYPT+), label
 /// (TPM2B_DATA) → outData (TPM2B_PUBLIC_KEY_RSA, as long as the modulus).
@@ -80,14 +106,12 @@ fn checked_scheme(label: &[u8], given: DecryptScheme) -> Result<DecryptScheme, R
 /// Then [`checked_scheme`]. A message the padding cannot hold (or, raw, not below the
 /// modulus) is TPM_RC_VALUE (unnumbered, as `CryptRsaEncrypt` returns it).
 pub fn rsa_encrypt(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
-    let message = call.param(1, |r| r.tpm2b(MAX_RSA_KEY_BYTES))?;
-    let scheme = call.param(2, read_decrypt_scheme)?;
-    let label = call.param(3, |r| r.tpm2b(MAX_DATA))?;
-    call.end()?;
-    let object = key(tpm, call)?;
-    if !object.public.is_rsa() {
-        return Err(rc::handle(rc::KEY, 1));
-    }
+    let Parameters {
+        object,
+        data: message,
+        scheme,
+        label,
+    } = parameters(tpm, call)?;
     if object.public.attributes & TPMA_OBJECT_DECRYPT == 0 {
         return Err(rc::handle(rc::ATTRIBUTES, 1));
     }
@@ -110,14 +134,12 @@ pub fn rsa_encrypt(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
 /// (`RSADP`), is TPM_RC_SIZE; padding that does not decode (a wrong OAEP label included)
 /// TPM_RC_VALUE. Raw RSA gives the whole decrypted value, as long as the modulus.
 pub fn rsa_decrypt(tpm: &mut Tpm, call: &mut Call) -> Result<(), Rc> {
-    let ciphertext = call.param(1, |r| r.tpm2b(MAX_RSA_KEY_BYTES))?;
-    let scheme = call.param(2, read_decrypt_scheme)?;
-    let label = call.param(3, |r| r.tpm2b(MAX_DATA))?;
-    call.end()?;
-    let object = key(tpm, call)?;
-    if !object.public.is_rsa() {
-        return Err(rc::handle(rc::KEY, 1));
-    }
+    let Parameters {
+        object,
+        data: ciphertext,
+        scheme,
+        label,
+    } = parameters(tpm, call)?;
     let attributes = object.public.attributes;
     if attributes & TPMA_OBJECT_RESTRICTED != 0 || attributes & TPMA_OBJECT_DECRYPT == 0 {
         return Err(rc::handle(rc::ATTRIBUTES, 1));
