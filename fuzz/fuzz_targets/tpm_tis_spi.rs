@@ -15,6 +15,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use parapet_devices::gpio_spi::GpioSpi;
+use parapet_devices::spi_wires::SpiTarget;
 use parapet_devices::tpm::tis_spi::TisSpi;
 use parapet_devices::tpm::Tpm;
 

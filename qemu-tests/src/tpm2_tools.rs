@@ -672,50 +672,11 @@ pub fn sequence() -> Vec<Step> {
         )
         .fails_with(RC_SIGNATURE_PARAMETER_2),
         flush_transient("verifysignature of a tampered message"),
-        Step::new(
-            "quote",
-            "tpm2_quote",
-            &[
-                "-c",
-                "key.ctx",
-                "-l",
-                "sha256:0,1,16",
-                "-q",
-                NONCE,
-                "-m",
-                "quote.msg",
-                "-s",
-                "quote.sig",
-                "-o",
-                "quote.pcrs",
-                "-g",
-                "sha256",
-            ],
-        )
-        .facts(quote_output),
+        quote_step("quote", ""),
         flush_transient("quote"),
         // In software (OpenSSL), against the PEM tpm2_readpublic wrote: the signature over
         // the attestation, the nonce in it, and the PCR digest against quote.pcrs.
-        Step::new(
-            "checkquote",
-            "tpm2_checkquote",
-            &[
-                "-u",
-                "key.pem",
-                "-m",
-                "quote.msg",
-                "-s",
-                "quote.sig",
-                "-f",
-                "quote.pcrs",
-                "-g",
-                "sha256",
-                "-q",
-                NONCE,
-            ],
-        )
-        .files_only()
-        .facts(quote_output),
+        checkquote_step("checkquote", ""),
         Step::new(
             "print quote",
             "tpm2_print",
@@ -874,48 +835,9 @@ pub fn sequence() -> Vec<Step> {
         ]);
     }
     steps.extend([
-        Step::new(
-            "quote rsa",
-            "tpm2_quote",
-            &[
-                "-c",
-                "rsa-key.ctx",
-                "-l",
-                "sha256:0,1,16",
-                "-q",
-                NONCE,
-                "-m",
-                "rsa-quote.msg",
-                "-s",
-                "rsa-quote.sig",
-                "-o",
-                "rsa-quote.pcrs",
-                "-g",
-                "sha256",
-            ],
-        )
-        .facts(quote_output),
+        quote_step("quote rsa", "rsa-"),
         flush_transient("quote rsa"),
-        Step::new(
-            "checkquote rsa",
-            "tpm2_checkquote",
-            &[
-                "-u",
-                "rsa-key.pem",
-                "-m",
-                "rsa-quote.msg",
-                "-s",
-                "rsa-quote.sig",
-                "-f",
-                "rsa-quote.pcrs",
-                "-g",
-                "sha256",
-                "-q",
-                NONCE,
-            ],
-        )
-        .files_only()
-        .facts(quote_output),
+        checkquote_step("checkquote rsa", "rsa-"),
         Step::new(
             "nvdefine",
             "tpm2_nvdefine",
@@ -1089,6 +1011,60 @@ pub fn sequence() -> Vec<Step> {
 }
 
 /// `tpm2_flushcontext -t`: flushes the transient objects the previous tool left loaded.
+/// tpm2_quote of SHA-256 PCRs 0, 1 and 16 with the key `{prefix}key.ctx` and the test's
+/// nonce, into `{prefix}quote.msg`, `.sig` and `.pcrs`.
+fn quote_step(label: &str, prefix: &str) -> Step {
+    let (key, msg, sig, pcrs) = quote_files(prefix);
+    Step::new(
+        label,
+        "tpm2_quote",
+        &[
+            "-c",
+            &key,
+            "-l",
+            "sha256:0,1,16",
+            "-q",
+            NONCE,
+            "-m",
+            &msg,
+            "-s",
+            &sig,
+            "-o",
+            &pcrs,
+            "-g",
+            "sha256",
+        ],
+    )
+    .facts(quote_output)
+}
+
+/// tpm2_checkquote, in software (OpenSSL), of what [`quote_step`] wrote for `prefix`, against
+/// the PEM `{prefix}key.pem`: the signature over the attestation, the nonce in it, and the
+/// PCR digest against the `.pcrs` file.
+fn checkquote_step(label: &str, prefix: &str) -> Step {
+    let (_, msg, sig, pcrs) = quote_files(prefix);
+    let pem = format!("{prefix}key.pem");
+    Step::new(
+        label,
+        "tpm2_checkquote",
+        &[
+            "-u", &pem, "-m", &msg, "-s", &sig, "-f", &pcrs, "-g", "sha256", "-q", NONCE,
+        ],
+    )
+    .files_only()
+    .facts(quote_output)
+}
+
+/// The key context and the quote's message, signature and PCR files for `prefix`.
+fn quote_files(prefix: &str) -> (String, String, String, String) {
+    (
+        format!("{prefix}key.ctx"),
+        format!("{prefix}quote.msg"),
+        format!("{prefix}quote.sig"),
+        format!("{prefix}quote.pcrs"),
+    )
+}
+
 fn flush_transient(after: &str) -> Step {
     Step::new(
         &format!("flushcontext -t after {after}"),

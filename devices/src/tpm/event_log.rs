@@ -80,14 +80,20 @@ impl EventLog {
 
     /// Records that `pcr` was extended with `digests` (one per bank, as `(algorithm ID,
     /// digest)`) for an event of `event_type` described by `data`.
-    pub fn record(&mut self, pcr: u32, event_type: u32, digests: &[(u16, &[u8])], data: &[u8]) {
+    pub fn record<D: AsRef<[u8]>>(
+        &mut self,
+        pcr: u32,
+        event_type: u32,
+        digests: &[(u16, D)],
+        data: &[u8],
+    ) {
         let b = &mut self.bytes;
         b.extend_from_slice(&pcr.to_le_bytes());
         b.extend_from_slice(&event_type.to_le_bytes());
         b.extend_from_slice(&(digests.len() as u32).to_le_bytes());
         for (alg, digest) in digests {
             b.extend_from_slice(&alg.to_le_bytes());
-            b.extend_from_slice(digest);
+            b.extend_from_slice(digest.as_ref());
         }
         b.extend_from_slice(&(data.len() as u32).to_le_bytes());
         b.extend_from_slice(data);
@@ -241,8 +247,7 @@ mod tests {
         let mut log = EventLog::new();
         for (pcr, data) in [(9, &b"kernel"[..]), (9, b"initrd"), (8, b"console=ttyS0")] {
             let digests = tpm.measure(pcr, data).unwrap();
-            let refs: Vec<(u16, &[u8])> = digests.iter().map(|(a, d)| (*a, &d[..])).collect();
-            log.record(pcr, EV_IPL, &refs, data);
+            log.record(pcr, EV_IPL, &digests, data);
         }
         // An unused log area after it.
         let mut area = log.bytes().to_vec();

@@ -5135,42 +5135,7 @@ fn event_sequence_extends_every_bank() {
     for chunk in data[..2000].chunks(1000) {
         run_ok(&mut tpm, &seq_update_cmd(handle, b"ev", chunk));
     }
-    let before: Vec<Vec<u8>> = [TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384]
-        .iter()
-        .map(|&alg| pcr_read(&mut tpm, alg, 16))
-        .collect();
-    let r = run_ok(
-        &mut tpm,
-        &event_complete_cmd(16, handle, b"ev", &data[2000..]),
-    );
-    let p = session_params(&r);
-    let digests = [
-        Sha1::digest(&data).to_vec(),
-        Sha256::digest(&data).to_vec(),
-        Sha384::digest(&data).to_vec(),
-    ];
-    let mut expected = h("00 00 00 03");
-    for (alg, d) in [TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384]
-        .iter()
-        .zip(&digests)
-    {
-        expected.extend_from_slice(&alg.to_be_bytes());
-        expected.extend_from_slice(d);
-    }
-    assert_eq!(p, &expected[..]);
-    // PCR[16] in each bank is H(old || digest).
-    assert_eq!(
-        pcr_read(&mut tpm, TPM_ALG_SHA1, 16),
-        Sha1::digest([&before[0][..], &digests[0]].concat()).to_vec()
-    );
-    assert_eq!(
-        pcr_read(&mut tpm, TPM_ALG_SHA256, 16),
-        sha256(&[&before[1], &digests[1]])
-    );
-    assert_eq!(
-        pcr_read(&mut tpm, TPM_ALG_SHA384, 16),
-        Sha384::digest([&before[2][..], &digests[2]].concat()).to_vec()
-    );
+    complete_event_sequence_into_pcr16(&mut tpm, handle, &data, 2000);
     // Flushed.
     assert_eq!(
         rc_of(&flush(&mut tpm, handle)),
@@ -5330,38 +5295,37 @@ fn event_sequence_survives_context_save_and_load() {
     let r = run(&mut tpm, &seq_update_cmd(handle, b"", b"x"));
     assert_eq!(rc_of(&r), rc::session(rc::BAD_AUTH, 1));
     run_ok(&mut tpm, &seq_update_cmd(handle, b"ev", &data[1500..2500]));
-    let before: Vec<Vec<u8>> = [TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384]
-        .iter()
-        .map(|&alg| pcr_read(&mut tpm, alg, 16))
-        .collect();
-    let r = run_ok(
-        &mut tpm,
-        &event_complete_cmd(16, handle, b"ev", &data[2500..]),
-    );
+    complete_event_sequence_into_pcr16(&mut tpm, handle, &data, 2500);
+}
+
+/// EventSequenceComplete on PCR 16 with `data[from..]` as the last part of an event
+/// sequence (auth "ev") that has taken the rest of `data`: the response lists every bank's
+/// digest of the whole `data`, and PCR[16] in each bank is H(old || digest).
+fn complete_event_sequence_into_pcr16(tpm: &mut Tpm, handle: u32, data: &[u8], from: usize) {
+    let banks = [TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384];
+    let before: Vec<Vec<u8>> = banks.iter().map(|&alg| pcr_read(tpm, alg, 16)).collect();
+    let r = run_ok(tpm, &event_complete_cmd(16, handle, b"ev", &data[from..]));
     let digests = [
-        Sha1::digest(&data).to_vec(),
-        Sha256::digest(&data).to_vec(),
-        Sha384::digest(&data).to_vec(),
+        Sha1::digest(data).to_vec(),
+        Sha256::digest(data).to_vec(),
+        Sha384::digest(data).to_vec(),
     ];
     let mut expected = h("00 00 00 03");
-    for (alg, d) in [TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384]
-        .iter()
-        .zip(&digests)
-    {
+    for (alg, d) in banks.iter().zip(&digests) {
         expected.extend_from_slice(&alg.to_be_bytes());
         expected.extend_from_slice(d);
     }
     assert_eq!(session_params(&r), &expected[..]);
     assert_eq!(
-        pcr_read(&mut tpm, TPM_ALG_SHA1, 16),
+        pcr_read(tpm, TPM_ALG_SHA1, 16),
         Sha1::digest([&before[0][..], &digests[0]].concat()).to_vec()
     );
     assert_eq!(
-        pcr_read(&mut tpm, TPM_ALG_SHA256, 16),
+        pcr_read(tpm, TPM_ALG_SHA256, 16),
         sha256(&[&before[1], &digests[1]])
     );
     assert_eq!(
-        pcr_read(&mut tpm, TPM_ALG_SHA384, 16),
+        pcr_read(tpm, TPM_ALG_SHA384, 16),
         Sha384::digest([&before[2][..], &digests[2]].concat()).to_vec()
     );
 }

@@ -9,8 +9,8 @@
 //! `size` data bytes follow: the register's bytes from the TPM for a read, to it for a write.
 //!
 //! Since the TPM must put each byte on MISO before the controller clocks it, the interface
-//! is a pair: [`TisSpi::next_out`] gives the byte to shift out next, [`TisSpi::receive`]
-//! takes the byte that came in meanwhile.
+//! is `SpiTarget`'s pair: `next_out` gives the byte to shift out next, `receive` takes the
+//! byte that came in meanwhile.
 
 use alloc::vec::Vec;
 
@@ -49,7 +49,7 @@ pub struct TisSpi {
     tis: Tis,
     /// The transaction under way, while chip select is asserted.
     transfer: Option<Transfer>,
-    /// Writes cut short by chip select, which the TPM drops (logged by the platform).
+    /// Writes cut short by chip select, which the TPM drops whole: counted.
     dropped_writes: u64,
 }
 
@@ -66,22 +66,42 @@ impl TisSpi {
         self.tis.tpm_mut()
     }
 
-    pub fn commands_run(&self) -> u64 {
-        self.tis.commands_run()
-    }
-
     pub fn dropped_writes(&self) -> u64 {
         self.dropped_writes
     }
 
+    /// A whole header: a read is done now, its bytes shifted out next; a write waits for
+    /// its bytes.
+    fn start(&mut self, header: &[u8]) -> Transfer {
+        let size = usize::from(header[0] & 0x3f) + 1;
+        if header[1] != ADDRESS_PREFIX {
+            // Not the TPM's address range: nothing drives MISO, and writes go nowhere.
+            return Transfer::Done;
+        }
+        let address = u32::from_be_bytes([0, header[1], header[2], header[3]]);
+        if header[0] & READ != 0 {
+            let mut data = alloc::vec![0; size];
+            self.tis.read(address, &mut data);
+            Transfer::Reading { data, next: 0 }
+        } else {
+            Transfer::Writing {
+                address,
+                size,
+                data: Vec::with_capacity(size),
+            }
+        }
+    }
+}
+
+impl SpiTarget for TisSpi {
     /// Chip select asserted: a transaction begins.
-    pub fn select(&mut self) {
+    fn select(&mut self) {
         self.transfer = Some(Transfer::Header(Vec::with_capacity(HEADER)));
     }
 
     /// Chip select released: the transaction ends. A write that did not get all its bytes
     /// is dropped whole, so no register sees half a write.
-    pub fn deselect(&mut self) {
+    fn deselect(&mut self) {
         if let Some(Transfer::Writing { .. }) = self.transfer {
             self.dropped_writes += 1;
         }
@@ -89,7 +109,7 @@ impl TisSpi {
     }
 
     /// The byte the TPM puts on MISO for the controller's next byte.
-    pub fn next_out(&self) -> u8 {
+    fn next_out(&self) -> u8 {
         match &self.transfer {
             Some(Transfer::Header(bytes)) if bytes.len() == HEADER - 1 => NO_WAIT,
             Some(Transfer::Header(_)) => 0,
@@ -98,9 +118,9 @@ impl TisSpi {
         }
     }
 
-    /// The byte the controller sent on MOSI while [`next_out`](Self::next_out)'s went out.
+    /// The byte the controller sent on MOSI while [`next_out`](SpiTarget::next_out)'s went out.
     /// Bytes without a transaction (chip select not asserted) are not the TPM's.
-    pub fn receive(&mut self, byte: u8) {
+    fn receive(&mut self, byte: u8) {
         let Some(transfer) = self.transfer.take() else {
             return;
         };
@@ -143,43 +163,6 @@ impl TisSpi {
             }
             Transfer::Done => Transfer::Done,
         });
-    }
-
-    /// A whole header: a read is done now, its bytes shifted out next; a write waits for
-    /// its bytes.
-    fn start(&mut self, header: &[u8]) -> Transfer {
-        let size = usize::from(header[0] & 0x3f) + 1;
-        if header[1] != ADDRESS_PREFIX {
-            // Not the TPM's address range: nothing drives MISO, and writes go nowhere.
-            return Transfer::Done;
-        }
-        let address = u32::from_be_bytes([0, header[1], header[2], header[3]]);
-        if header[0] & READ != 0 {
-            let mut data = alloc::vec![0; size];
-            self.tis.read(address, &mut data);
-            Transfer::Reading { data, next: 0 }
-        } else {
-            Transfer::Writing {
-                address,
-                size,
-                data: Vec::with_capacity(size),
-            }
-        }
-    }
-}
-
-impl SpiTarget for TisSpi {
-    fn select(&mut self) {
-        TisSpi::select(self);
-    }
-    fn deselect(&mut self) {
-        TisSpi::deselect(self);
-    }
-    fn next_out(&self) -> u8 {
-        TisSpi::next_out(self)
-    }
-    fn receive(&mut self, byte: u8) {
-        TisSpi::receive(self, byte);
     }
 }
 

@@ -20,7 +20,6 @@
 //! nothing: hashing a kernel three times is minutes where KVM emulates every instruction).
 
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 
 use devices::tpm::event_log::{EventLog, EV_IPL};
 use devices::tpm::Tpm;
@@ -144,7 +143,6 @@ pub fn measure(pcr: u32, what: &str, data: &[u8], event: &[u8]) {
     };
     match interface.tpm_mut().measure(pcr, data) {
         Ok(digests) => {
-            let digests: Vec<(u16, &[u8])> = digests.iter().map(|(a, d)| (*a, &d[..])).collect();
             if let Some(log) = EVENT_LOG.lock().as_mut() {
                 log.record(pcr, EV_IPL, &digests, event);
             }
@@ -162,7 +160,8 @@ pub fn measure(pcr: u32, what: &str, data: &[u8], event: &[u8]) {
 /// zeroed past it (a reader stops at the first all-zero event), under `ram::load`'s
 /// contract; true if the guest has a TPM and so a log.
 pub fn load_event_log(address: u64) -> Result<bool, ram::Fault> {
-    let Some(log) = EVENT_LOG.lock().as_ref().map(|log| log.bytes().to_vec()) else {
+    let event_log = EVENT_LOG.lock();
+    let Some(log) = event_log.as_ref().map(EventLog::bytes) else {
         return Ok(false);
     };
     let area = u64::from(EVENT_LOG_AREA);
@@ -174,7 +173,7 @@ pub fn load_event_log(address: u64) -> Result<bool, ram::Fault> {
         return Err(ram::Fault { address });
     }
     ram::load(address, None, area)?;
-    ram::load(address, Some(&log), log.len() as u64)?;
+    ram::load(address, Some(log), log.len() as u64)?;
     Ok(true)
 }
 
